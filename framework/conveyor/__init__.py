@@ -1,0 +1,50 @@
+"""Conveyor: config-driven machine-learning pipelines with pluggy plugins.
+
+The public API for plugin authors is exactly what `__all__` lists, plus the documented modules
+`conveyor.hookspecs` (the hook reference), `conveyor.errors`, `conveyor.gate`,
+`conveyor.store` and `conveyor.testing`. Everything else is private and may change.
+"""
+
+from conveyor.contributions import (
+    CheckContext,
+    CliCommand,
+    Codec,
+    ConfigSchema,
+    ProjectTemplate,
+    StageType,
+)
+from conveyor.errors import (
+    ConfigError,
+    ConveyorError,
+    GateRejected,
+    PluginError,
+    StageFailed,
+    StoreError,
+    UsageError,
+)
+from conveyor.markers import hookimpl, hookspec
+from conveyor.stage_context import Inputs, RunInfo, StageContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckContext",
+    "CliCommand",
+    "Codec",
+    "ConfigError",
+    "ConfigSchema",
+    "ConveyorError",
+    "GateRejected",
+    "Inputs",
+    "PluginError",
+    "ProjectTemplate",
+    "RunInfo",
+    "StageContext",
+    "StageFailed",
+    "StageType",
+    "StoreError",
+    "UsageError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,146 @@
+"""The `conveyor` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from conveyor.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConveyorError, UsageError
+
+DESCRIPTION = """\
+Conveyor runs a whole machine-learning system described in layered YAML: data, training,
+tuning, evaluation, tracking, a model registry, serving and monitoring.
+
+A project is a folder with a conveyor.yaml. Start one, run it, look at what it recorded:
+
+  conveyor init churn --template classification
+  cd churn
+  conveyor run                                        # the train pipeline, end to end
+  conveyor run model=random_forest model.params.n_estimators=300
+  conveyor run --multirun model.params.max_depth=3,6,9
+  conveyor plan model.params.max_depth=8              # what would run, and why
+  conveyor runs list
+"""
+
+EPILOG = """\
+exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or plugin · 130 interrupted
+more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
+
+PASSTHROUGH = {"run", "plan"}
+
+
+def build_parser(host) -> argparse.ArgumentParser:
+    from conveyor.cli import init_cmd, models_cmd, plugins_cmd, runs_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="conveyor", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-C", "--project", metavar="DIR", type=Path,
+                        help="run as if started in DIR (default: the current folder)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands.add_parser("run", help="run the project's pipeline (Hydra overrides welcome)",
+                        add_help=False)
+    commands.add_parser("plan", help="show the stage graph and what would run, and why",
+                        add_help=False)
+    init_cmd.configure(commands, host)
+    runs_cmd.configure(commands)
+    models_cmd.configure(commands)
+    plugins_cmd.configure(commands)
+    for command in host.contributions.cli_commands.values():
+        sub = commands.add_parser(command.name, help=command.help,
+                                  description=command.description or command.help)
+        command.configure(sub)
+        sub.set_defaults(handler=lambda args, app, c=command: c.run(args, app))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_cli(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run_cli(argv: list[str]) -> int:
+    debug = "--debug" in argv[: _command_index(argv)]
+    try:
+        return _dispatch(argv)
+    except ConveyorError as exc:
+        from conveyor.cli.app import print_error
+
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _command_index(argv: list[str]) -> int:
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):
+        index += 2 if argv[index] in ("-C", "--project") else 1
+    return index
+
+
+def _dispatch(argv: list[str]) -> int:
+    from conveyor.cli.app import App, load_host
+
+    split = _command_index(argv)
+    global_args, rest = argv[:split], argv[split:]
+    directory: Path | None = None
+    if "-C" in global_args or "--project" in global_args:
+        flag = "-C" if "-C" in global_args else "--project"
+        position = global_args.index(flag)
+        if position + 1 >= len(global_args):
+            raise UsageError(f"{flag} needs a folder")
+        directory = Path(global_args[position + 1])
+        if not directory.is_dir():
+            raise UsageError(f"{flag} {directory}: no such folder")
+    if "--version" in global_args:
+        from importlib import metadata
+
+        print(f"conveyor {metadata.version('conveyor')}")
+        return 0
+    unknown = [a for a in global_args if a not in ("-C", "--project", "--debug", "-h", "--help")
+               and a != str(directory)]
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]}", hint="see `conveyor --help`")
+
+    command = rest[0] if rest else None
+    project_dir = _maybe_project(directory)
+    overrides = [a for a in rest[1:] if "=" in a and not a.startswith("-")]
+    host = load_host(project_dir, overrides)
+    app = App(directory=directory, debug="--debug" in global_args, host=host)
+
+    if command in PASSTHROUGH:
+        from conveyor.cli import run_cmd
+
+        handler = run_cmd.run if command == "run" else run_cmd.plan
+        return handler(rest[1:], app)
+    parser = build_parser(host)
+    if command is None:
+        parser.print_help()
+        return 0 if ("-h" in global_args or "--help" in global_args) else EXIT_USAGE
+    args = parser.parse_args(rest)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.parse_args([*rest, "--help"])
+        return EXIT_USAGE
+    return handler(args, app) or 0
+
+
+def _maybe_project(directory: Path | None) -> Path | None:
+    from conveyor.config import find_project
+
+    try:
+        return find_project(directory or Path.cwd())
+    except UsageError:
+        return None

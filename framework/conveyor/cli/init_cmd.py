@@ -1,0 +1,57 @@
+"""`conveyor init NAME --template T`: a new project from a template a plugin ships."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from conveyor.cli.app import App
+from conveyor.errors import UsageError
+
+
+def configure(commands: Any, host: Any) -> None:
+    templates = host.contributions.templates
+    listing = ", ".join(f"{n} ({t.description})" for n, t in sorted(templates.items()))
+    init = commands.add_parser(
+        "init", help="create a project folder from a template",
+        description="Create a project: conveyor.yaml, data to start from, a README.\n"
+                    f"templates: {listing or 'none installed (pip install conveyor-sklearn)'}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    init.add_argument("name", help="the project's name and folder")
+    init.add_argument("--template", "-t", default="classification",
+                      help="which template (default: classification)")
+    init.set_defaults(handler=init_project)
+
+
+def init_project(args: argparse.Namespace, app: App) -> int:
+    templates = app.host.contributions.templates
+    if args.template not in templates:
+        available = ", ".join(sorted(templates)) or "none"
+        raise UsageError(f"unknown template '{args.template}'; available: {available}",
+                         hint=None if templates else "templates come with plugins: "
+                                                     "pip install conveyor-sklearn")
+    name = Path(args.name).name
+    if not name.replace("-", "_").replace(".", "_").isidentifier():
+        raise UsageError(f"'{args.name}' is not a usable project name: use letters, digits, - or _")
+    destination = app.directory / args.name
+    if destination.exists() and any(destination.iterdir()):
+        raise UsageError(f"{destination} already exists and is not empty")
+    # Build in a temporary sibling and rename, so a failure leaves no half-made project.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=destination.parent))
+    try:
+        templates[args.template].create(staging, name)
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+        if destination.exists():
+            destination.rmdir()
+        os.replace(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"created {destination} from the '{args.template}' template\n"
+          f"next:\n  cd {args.name}\n  conveyor run\n  conveyor runs list")
+    return 0

@@ -1,0 +1,113 @@
+"""`conveyor models list | promote | rollback | history`: the model registry."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from conveyor.cli.app import App, console, print_json
+from conveyor.errors import GateRejected
+from conveyor.store import Registry
+from conveyor.store.registry import CHAMPION
+
+
+def configure(commands: Any) -> None:
+    models = commands.add_parser("models", help="registered model versions and their aliases",
+                                 description="The model registry of the project.")
+    sub = models.add_subparsers(dest="models_command", metavar="ACTION")
+    listing = sub.add_parser("list", help="every version with metrics, gate decision, aliases")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=list_models)
+    promote = sub.add_parser("promote", help="make a version the champion (the gate must pass)")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--force", action="store_true",
+                         help="promote even though the gate rejected it (recorded as forced)")
+    promote.add_argument("--reason", default="", help="why, for the history")
+    promote.add_argument("--json", action="store_true")
+    promote.set_defaults(handler=promote_model)
+    rollback = sub.add_parser("rollback", help="restore the previous champion")
+    rollback.add_argument("name")
+    rollback.add_argument("--reason", default="")
+    rollback.add_argument("--json", action="store_true")
+    rollback.set_defaults(handler=rollback_model)
+    history = sub.add_parser("history", help="every alias change: who, when, why")
+    history.add_argument("name")
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(handler=model_history)
+
+
+def list_models(args: argparse.Namespace, app: App) -> int:
+    registry = Registry(app.store())
+    versions = registry.versions()
+    names = sorted({v.name for v in versions})
+    aliases = {name: registry.aliases(name) for name in names}
+    rows = [{"name": v.name, "version": v.version, "run_id": v.run_id, "metrics": v.metrics,
+             "decision": v.decision, "reasons": v.gate.get("reasons", []),
+             "aliases": sorted(a for a, n in aliases[v.name].items() if n == v.version),
+             "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at))}
+            for v in versions]
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no model versions yet: a completed `conveyor run` registers one")
+        return 0
+    from rich.table import Table
+
+    table = Table(title="models", title_justify="left")
+    for column in ("model", "version", "aliases", "gate", "metrics", "run", "created"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        gate = row["decision"] + ("" if row["decision"] == "passed"
+                                  else ": " + "; ".join(row["reasons"]))
+        table.add_row(row["name"], str(row["version"]), ", ".join(row["aliases"]), gate,
+                      "  ".join(f"{k}={v:.4g}" for k, v in sorted(row["metrics"].items())),
+                      row["run_id"], row["created_at"])
+    console().print(table)
+    return 0
+
+
+def promote_model(args: argparse.Namespace, app: App) -> int:
+    registry = Registry(app.store())
+    version = registry.get(args.name, args.version)
+    if version.decision != "passed" and not args.force:
+        raise GateRejected(
+            f"{args.name} version {args.version} did not pass the evaluation gate: "
+            + "; ".join(version.gate.get("reasons", [])),
+            hint="use --force to promote it anyway (recorded as forced)")
+    previous = registry.set_alias(args.name, CHAMPION, args.version, action="promote",
+                                  reason=args.reason or "promoted from the command line",
+                                  forced=args.force and version.decision != "passed")
+    result = {"name": args.name, "champion": args.version, "previous": previous}
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{args.name}: champion is now version {args.version}"
+              + (f" (was {previous})" if previous else ""))
+    return 0
+
+
+def rollback_model(args: argparse.Namespace, app: App) -> int:
+    registry = Registry(app.store())
+    current, target = registry.rollback(args.name, reason=args.reason)
+    if args.json:
+        print_json({"name": args.name, "champion": target, "previous": current})
+    else:
+        print(f"{args.name}: champion rolled back from version {current} to {target}")
+    return 0
+
+
+def model_history(args: argparse.Namespace, app: App) -> int:
+    rows = Registry(app.store()).history(args.name)
+    for row in rows:
+        row["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        forced = " (forced)" if row["forced"] else ""
+        print(f"{row['at']}  {row['alias']} -> v{row['version']} (was v{row['previous']})  "
+              f"{row['action']}{forced} by {row['actor']}: {row['reason']}")
+    return 0

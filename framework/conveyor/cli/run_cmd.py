@@ -1,0 +1,188 @@
+"""`conveyor run` and `conveyor plan`: Hydra's command-line grammar, unchanged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conveyor.cli.app import App, print_json
+from conveyor.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+
+RUN_HELP = """\
+usage: conveyor run [--force] [--quiet] [OVERRIDE ...] [HYDRA FLAGS]
+
+Run the project's pipeline. Stages whose fingerprint (stage type and version, settings, inputs,
+data files) matches a completed earlier result are taken from the cache; the others run, each
+with the reason printed. Every run is recorded in .conveyor/store.db.
+
+overrides (Hydra's grammar):
+  key=value                 set a value              model.params.max_depth=6
+  +key=value / ~key         add / delete a key       +model.params.l2_regularization=0.1
+  group=option              choose a config          model=random_forest
+
+hydra flags:
+  -m, --multirun            sweep: model.params.max_depth=3,6,9 (each job its own run)
+      hydra/launcher=joblib run sweep jobs in parallel (hydra-joblib-launcher)
+      hydra/sweeper=optuna  hyperparameter search (hydra-optuna-sweeper)
+  --cfg job|hydra|all       print the resolved config and run nothing
+  --info, -sc install=bash  Hydra's info, shell completion
+
+options:
+  --force                   run every stage even when cached
+  --quiet                   no per-stage progress
+"""
+
+PLAN_HELP = """\
+usage: conveyor plan [--json] [OVERRIDE ...]
+
+Show the stage graph of the resolved config and, for every stage, whether `conveyor run` with
+the same overrides would run it or take it from the cache, and why (which setting, data file,
+input or code changed since the cached result). Runs nothing.
+"""
+
+
+def _own_flags(args: list[str], allowed: set[str]) -> tuple[set[str], list[str]]:
+    own, rest = set(), []
+    for arg in args:
+        if arg in allowed:
+            own.add(arg)
+        else:
+            rest.append(arg)
+    return own, rest
+
+
+def run(args: list[str], app: App) -> int:
+    own, rest = _own_flags(args, {"--force", "--quiet", "-h", "--help"})
+    if own & {"-h", "--help"}:
+        print(RUN_HELP)
+        return EXIT_OK
+    from conveyor.config.hydra_app import needs_hydra_runtime
+
+    if needs_hydra_runtime(rest):
+        return _run_hydra(rest, app, force="--force" in own)
+    from conveyor.config import load_config
+    from conveyor.progress import StageDisplay
+    from conveyor.runner import Runner
+
+    _reject_flags(rest)
+    config = load_config(app.project_dir, rest, app.host)
+    result = Runner(app.host, config, display=StageDisplay(quiet="--quiet" in own),
+                    force="--force" in own).run()
+    return report(result)
+
+
+def report(result: Any) -> int:
+    """Print a run's outcome; exit 1 when a gate or policy said no."""
+    shown = "  ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
+    print(f"run {result.run_id} completed" + (f" · {shown}" if shown else ""))
+    for verdict in result.verdicts:
+        print(("✓ " if verdict["ok"] else "✗ ") + str(verdict.get("message", "")))
+    return EXIT_OK if all(v["ok"] for v in result.verdicts) else EXIT_FAILED
+
+
+def _reject_flags(args: list[str]) -> None:
+    for arg in args:
+        if arg.startswith("-"):
+            raise UsageError(f"unknown option {arg} for `conveyor run`",
+                             hint="see `conveyor run --help`; overrides look like key=value")
+
+
+def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
+    from conveyor.config import load_config
+    from conveyor.config.hydra_app import run_with_hydra
+
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    if multirun:
+        # Compose the first job up front, so bad config stops the sweep with exit 2.
+        load_config(app.project_dir, _first_job(args), app.host)
+    invocation = run_with_hydra(app.project_dir, args, app.host, force=force)
+    if not multirun:
+        return EXIT_OK
+    return _summarise_sweep(app, invocation)
+
+
+def _first_job(args: list[str]) -> list[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in args if not a.startswith("-") and "=" in a
+                 and not a.lstrip("+~").startswith("hydra")]
+    first = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override():
+            if override.is_discrete_sweep():
+                value = next(iter(override.sweep_string_iterator()))
+                first.append(f"{override.get_key_element()}={value}")
+            continue
+        first.append(override.input_line)
+    return first
+
+
+def _summarise_sweep(app: App, invocation: str) -> int:
+    from conveyor.metrics import greater_is_better
+
+    store = app.store()
+    runs = store.query("SELECT id, status, overrides FROM runs WHERE invocation=? "
+                       "ORDER BY created_at", (invocation,))
+    if not runs:
+        print("the sweep recorded no runs")
+        return EXIT_FAILED
+    config = json.loads(store.query("SELECT config FROM runs WHERE id=?",
+                                    (runs[0]["id"],))[0]["config"])
+    evaluate = config.get("evaluate") or {}
+    primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
+    best = None
+    print(f"\nsweep: {len(runs)} runs")
+    for row in runs:
+        values = {r["key"]: r["value"] for r in store.query(
+            "SELECT key, value FROM metrics WHERE run_id=?", (row["id"],))}
+        value = values.get(primary) if primary else None
+        overrides = " ".join(json.loads(row["overrides"] or "[]"))
+        shown = f"{primary}={value:.4g}" if value is not None else ""
+        print(f"  {row['id']}  {row['status']:<10} {shown:<18} {overrides}")
+        if value is not None and row["status"] == "completed":
+            better = best is None or (value > best[1] if greater_is_better(primary)
+                                      else value < best[1])
+            if better:
+                best = (row["id"], value, overrides)
+    if best:
+        print(f"best run: {best[0]} with {primary}={best[1]:.4g} ({best[2]})")
+    failed = [r for r in runs if r["status"] != "completed"]
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def plan(args: list[str], app: App) -> int:
+    own, rest = _own_flags(args, {"--json", "--force", "-h", "--help"})
+    if own & {"-h", "--help"}:
+        print(PLAN_HELP)
+        return EXIT_OK
+    _reject_flags(rest)
+    from conveyor.config import load_config
+    from conveyor.progress import StageDisplay
+    from conveyor.runner import Runner
+
+    config = load_config(app.project_dir, rest, app.host)
+    runner = Runner(app.host, config, display=StageDisplay(quiet=True), force="--force" in own)
+    _, decisions, _ = runner.plan()
+    rows: list[dict[str, Any]] = [
+        {"stage": d.stage.name, "uses": d.stage.uses, "needs": list(d.stage.needs),
+         "action": "run" if d.runs else "skip", "reason": d.reason,
+         "fingerprint": d.fingerprint[:12]} for d in decisions]
+    if "--json" in own:
+        print_json(rows)
+        return EXIT_OK
+    from rich.table import Table
+
+    from conveyor.cli.app import console
+
+    table = Table(title=f"plan · {config.get('project')}", title_justify="left")
+    for column in ("stage", "uses", "needs", "action", "why"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        colour = "yellow" if row["action"] == "run" else "cyan"
+        table.add_row(row["stage"], row["uses"], ", ".join(row["needs"]),
+                      f"[{colour}]{row['action']}[/]", row["reason"])
+    console().print(table)
+    return EXIT_OK
+
+
+__all__ = ["EXIT_USAGE", "plan", "run"]

@@ -1,0 +1,219 @@
+"""`conveyor runs list | show | compare`: what the store recorded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from conveyor.cli.app import App, console, print_json
+from conveyor.errors import UsageError
+from conveyor.store.artifacts import ArtifactRef
+
+
+def configure(commands: Any) -> None:
+    runs = commands.add_parser("runs", help="list, show and compare recorded runs",
+                               description="Inspect the runs recorded in .conveyor/store.db.")
+    sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    listing = sub.add_parser("list", help="the most recent runs, newest first")
+    listing.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    listing.add_argument("--status", help="only runs with this status (completed, failed, ...)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=list_runs)
+    show = sub.add_parser("show", help="one run: config, lineage, stages, metrics, artifacts")
+    show.add_argument("run", help="run id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(handler=show_run)
+    compare = sub.add_parser("compare", help="runs side by side: params that differ, metrics")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids")
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.set_defaults(handler=compare_runs)
+
+
+def _resolve(store: Any, prefix: str) -> str:
+    rows = store.query("SELECT id FROM runs WHERE id LIKE ? ORDER BY created_at DESC",
+                       (prefix.replace("%", "") + "%",))
+    if not rows:
+        raise UsageError(f"no run with id '{prefix}' in this project",
+                         hint="see `conveyor runs list`")
+    if len(rows) > 1 and rows[0]["id"] != prefix:
+        raise UsageError(f"run id '{prefix}' is ambiguous: "
+                         + ", ".join(r["id"] for r in rows[:5]))
+    return rows[0]["id"]
+
+
+def summary(store: Any, row: Any) -> dict[str, Any]:
+    """One run as a dict; problems with the row or its artifacts are flagged, never raised."""
+    problems: list[str] = []
+    data: dict[str, Any] = {"id": row["id"], "status": row["status"], "project": row["project"]}
+    try:
+        data["created_at"] = _when(row["created_at"])
+        data["duration"] = round(row["duration"], 3) if row["duration"] is not None else None
+        config = json.loads(row["config"]) if row["config"] else {}
+        data["model"] = (config.get("model") or {}).get("_target_", "").rsplit(".", 1)[-1]
+    except (TypeError, ValueError) as exc:
+        problems.append(f"unreadable row: {exc}")
+    try:
+        data["metrics"] = {f"{r['key']}": r["value"] for r in store.query(
+            "SELECT key, value FROM metrics WHERE run_id=?", (row["id"],))}
+        data["data"] = {r["path"]: r["sha256"][:12] for r in store.query(
+            "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (row["id"],))}
+        stages = store.query("SELECT name, status, cached, outputs FROM stages WHERE run_id=?",
+                             (row["id"],))
+        data["stages"] = len(stages)
+        data["cached"] = sum(1 for s in stages if s["cached"])
+        for stage in stages:
+            for name, ref in (json.loads(stage["outputs"] or "{}")).items():
+                if "sha256" in ref and not store.artifacts.exists(ArtifactRef.from_dict(ref)):
+                    problems.append(f"artifact {stage['name']}.{name} missing or truncated")
+    except Exception as exc:
+        problems.append(f"unreadable records: {type(exc).__name__}: {exc}")
+    if problems:
+        data["problems"] = problems
+    return data
+
+
+def _when(timestamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else None
+
+
+def list_runs(args: argparse.Namespace, app: App) -> int:
+    store = app.store()
+    store.mark_interrupted()
+    sql, params = "SELECT * FROM runs", []
+    if args.status:
+        sql, params = sql + " WHERE status=?", [args.status]
+    rows = store.query(sql + " ORDER BY created_at DESC LIMIT ?", (*params, args.limit))
+    runs = [summary(store, row) for row in rows]
+    if args.json:
+        print_json(runs)
+        return 0
+    if not runs:
+        print("no runs yet: start one with `conveyor run`")
+        return 0
+    from rich.table import Table
+
+    metric_names = sorted({k for r in runs for k in r.get("metrics", {})})[:6]
+    table = Table(title=f"runs · {runs[0]['project']}", title_justify="left")
+    for column in ("run", "created", "status", "duration", "model", "cached", *metric_names,
+                   "data"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        status = run["status"]
+        colour = {"completed": "green", "failed": "red", "running": "yellow"}.get(status, "magenta")
+        if run.get("problems"):
+            status, colour = f"{status} ⚠ {'; '.join(run['problems'])}", "red"
+        table.add_row(
+            run["id"], run.get("created_at") or "?", f"[{colour}]{status}[/]",
+            f"{run['duration']:.2f}s" if run.get("duration") is not None else "",
+            run.get("model", ""), f"{run.get('cached', 0)}/{run.get('stages', 0)}",
+            *[f"{run.get('metrics', {}).get(m):.4g}" if m in run.get("metrics", {}) else ""
+              for m in metric_names],
+            ", ".join(v for v in run.get("data", {}).values()))
+    console().print(table)
+    return 0
+
+
+def _detail(store: Any, run_id: str) -> dict[str, Any]:
+    row = store.query("SELECT * FROM runs WHERE id=?", (run_id,))[0]
+    data = summary(store, row)
+    for key in ("git_commit", "git_dirty", "config_hash", "error", "command"):
+        data[key] = row[key]
+    for key in ("config", "overrides", "packages"):
+        try:
+            data[key] = json.loads(row[key]) if row[key] else None
+        except ValueError:
+            data.setdefault("problems", []).append(f"{key} is unreadable")
+    data["stages"] = [
+        {"name": s["name"], "type": s["type"], "status": s["status"], "cached": bool(s["cached"]),
+         "duration": s["duration"], "reason": s["reason"], "error": s["error"],
+         "fingerprint": s["fingerprint"], "outputs": json.loads(s["outputs"] or "{}")}
+        for s in store.query("SELECT * FROM stages WHERE run_id=? ORDER BY position", (run_id,))]
+    data["data"] = {r["path"]: r["sha256"] for r in store.query(
+        "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (run_id,))}
+    return data
+
+
+def show_run(args: argparse.Namespace, app: App) -> int:
+    store = app.store()
+    run = _detail(store, _resolve(store, args.run))
+    if args.json:
+        print_json(run)
+        return 0
+    out = console()
+    out.print(f"[bold]run {run['id']}[/] · {run['project']} · {run['status']}"
+              f" · {run.get('created_at')} · {run.get('duration') or 0:.2f}s")
+    if run.get("error"):
+        out.print(f"[red]error:[/] {run['error']}")
+    for problem in run.get("problems", []):
+        out.print(f"[red]⚠ {problem}[/]")
+    dirty = " (uncommitted changes)" if run.get("git_dirty") else ""
+    out.print(f"code: {run.get('git_commit') or 'not in git'}{dirty}")
+    out.print(f"config hash: {run.get('config_hash')}  overrides: "
+              f"{' '.join(run.get('overrides') or []) or 'none'}")
+    for path, digest in run["data"].items():
+        out.print(f"data: {path} sha256:{digest[:16]}")
+    from rich.table import Table
+
+    table = Table(title="stages", title_justify="left")
+    for column in ("stage", "type", "status", "duration", "why / outputs"):
+        table.add_column(column, overflow="fold")
+    for stage in run["stages"]:
+        status = "cached" if stage["cached"] else stage["status"]
+        outputs = ", ".join(f"{n}:{v['sha256'][:8]}" for n, v in stage["outputs"].items()
+                            if "sha256" in v)
+        why = stage["error"] or stage["reason"] or ""
+        table.add_row(stage["name"], stage["type"], status, f"{stage['duration'] or 0:.2f}s",
+                      f"{why}\n[dim]{outputs}[/]" if outputs else why)
+    out.print(table)
+    if run.get("metrics"):
+        out.print("metrics: " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(run["metrics"].items())))
+    return 0
+
+
+def compare_runs(args: argparse.Namespace, app: App) -> int:
+    if len(args.runs) < 2:
+        raise UsageError("compare needs at least two runs")
+    store = app.store()
+    ids = [_resolve(store, r) for r in args.runs]
+    params = {i: {r["key"]: r["value"] for r in store.query(
+        "SELECT key, value FROM params WHERE run_id=?", (i,))} for i in ids}
+    metrics = {i: {r["key"]: r["value"] for r in store.query(
+        "SELECT key, value FROM metrics WHERE run_id=?", (i,))} for i in ids}
+    data = {i: {r["path"]: r["sha256"] for r in store.query(
+        "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (i,))} for i in ids}
+    keys = sorted(set().union(*params.values()))
+    differing = {k: {i: _value(params[i].get(k)) for i in ids} for k in keys
+                 if len({params[i].get(k) for i in ids}) > 1}
+    metric_keys = sorted(set().union(*metrics.values()))
+    result = {"runs": ids, "params": differing,
+              "metrics": {k: {i: metrics[i].get(k) for i in ids} for k in metric_keys},
+              "same_data": len({json.dumps(data[i], sort_keys=True) for i in ids}) == 1,
+              "data": data}
+    if args.json:
+        print_json(result)
+        return 0
+    from rich.table import Table
+
+    table = Table(title="compare", title_justify="left")
+    table.add_column("")
+    for i in ids:
+        table.add_column(i)
+    for key, values in differing.items():
+        table.add_row(f"[yellow]{key}[/]", *[str(values[i]) for i in ids])
+    for key, values in result["metrics"].items():
+        table.add_row(f"[bold]{key}[/]", *[f"{values[i]:.4g}" if values[i] is not None else "—"
+                                           for i in ids])
+    console().print(table)
+    if not differing:
+        print("params: identical")
+    print("data: same version" if result["same_data"] else "data: DIFFERENT data versions")
+    return 0
+
+
+def _value(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return text

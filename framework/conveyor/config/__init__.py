@@ -1,0 +1,248 @@
+"""Composing a project's config with Hydra, then checking it against the typed sections.
+
+A project is a folder with `conveyor.yaml`. Hydra composes it with the config library shipped in
+the core (`conveyor.configs`), the folders plugins contribute, and the command-line overrides,
+using Hydra's own grammar. The result is checked against the framework's and plugins' schemas
+before anything runs; every error names the key, where it came from and what would be valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConfigError, UsageError
+
+CONFIG_NAME = "conveyor"
+CONFIG_FILE = "conveyor.yaml"
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """A composed, resolved and checked project config."""
+
+    project_dir: Path
+    data: dict[str, Any]  # resolved, plain containers, typed sections applied
+    overrides: tuple[str, ...]
+    choices: dict[str, str]
+    hash: str
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def library_dir() -> Path:
+    import conveyor.configs
+
+    return Path(conveyor.configs.__file__).parent
+
+
+def find_project(start: Path) -> Path:
+    """The nearest folder at or above `start` holding a conveyor.yaml."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise UsageError(
+        f"no {CONFIG_FILE} in {start} or any folder above it: this is not a Conveyor project",
+        hint="cd into a project, pass -C PROJECT_DIR, or create one with `conveyor init NAME`",
+    )
+
+
+def search_path_override(config_dirs: Sequence[Path]) -> str:
+    dirs = [library_dir(), *config_dirs]
+    quoted = ",".join("'file://" + str(d).replace("\\", "\\\\").replace("'", "\\'") + "'"
+                      for d in dirs)
+    return f"hydra.searchpath=[{quoted}]"
+
+
+def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path]) -> Any:
+    """Hydra's composition of the project config (a DictConfig including the `hydra` node)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+
+    from conveyor.plugins import provider_hint
+
+    try:
+        with initialize_config_dir(config_dir=str(project_dir), version_base="1.3",
+                                   job_name="conveyor"):
+            return compose(config_name=CONFIG_NAME,
+                           overrides=[*overrides, search_path_override(config_dirs)],
+                           return_hydra_config=True)
+    except OverrideParseException as exc:
+        raise UsageError(f"cannot parse the command-line override: {exc}",
+                         hint="overrides use Hydra's grammar: key=value, +key=value, ~key, "
+                              "group=option") from exc
+    except MissingConfigException as exc:
+        message = str(exc).split("\nConfig search path:")[0].strip()
+        hint = None
+        missing = getattr(exc, "missing_cfg_file", "") or ""
+        provider = provider_hint(missing)
+        if provider:
+            hint = f"the '{missing.split('/')[0]}' config group comes with {provider}: " \
+                   f"pip install {provider}"
+        raise ConfigError(f"unknown config choice: {message}", hint=hint) from exc
+    except ConfigCompositionException as exc:
+        raise ConfigError(_composition_message(exc)) from exc
+    except Exception as exc:
+        from omegaconf.errors import OmegaConfBaseException
+
+        if isinstance(exc, OmegaConfBaseException | ValueError):
+            raise ConfigError(f"{project_dir / CONFIG_FILE} cannot be composed: {exc}") from exc
+        raise
+
+
+def _composition_message(exc: Exception) -> str:
+    text = str(exc)
+    cause = exc.__cause__
+    if "Could not override" in text or "Could not append" in text:
+        first = text.splitlines()[0]
+        detail = str(cause).splitlines()[0] if cause else ""
+        return f"{first} {detail}".strip()
+    return text
+
+
+def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> ProjectConfig:
+    raw = compose_raw(project_dir, overrides, host.contributions.config_dirs)
+    return check_config(raw, project_dir, tuple(overrides), host)
+
+
+def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: Any,
+                 choices: dict[str, str] | None = None) -> ProjectConfig:
+    """Resolve interpolations and check every section against its schema."""
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import (
+        ConfigKeyError,
+        InterpolationResolutionError,
+        MissingMandatoryValue,
+        OmegaConfBaseException,
+        ValidationError,
+    )
+
+    from conveyor.config.schema import root_schema
+
+    choices = dict(choices or {})
+    if "hydra" in raw:
+        choices = {k: str(v) for k, v in raw.hydra.runtime.choices.items()
+                   if not k.startswith("hydra/") and v is not None}
+        with open_dict(raw):
+            del raw["hydra"]
+    sources = _source_files(project_dir, host.contributions.config_dirs, choices)
+
+    def where(key: str) -> str:
+        from conveyor.config.locate import key_origin
+
+        origin = key_origin(key, overrides=overrides, files=sources)
+        return f" (set in {origin})" if origin else ""
+
+    schemas = {name: s.schema for name, s in host.contributions.config_schemas.items()}
+    schema = root_schema(schemas)
+    try:
+        # Merge before resolving: the schemas' defaults are what interpolations may point at.
+        merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
+        data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except ConfigKeyError as exc:
+        key = str(exc.full_key or exc.key)
+        raise ConfigError(f"unknown config key '{key}'{where(key)}"
+                          + _nearest(key, schema),
+                          hint=_section_hint(key, host)) from exc
+    except InterpolationResolutionError as exc:
+        key = str(getattr(exc, "full_key", "?"))
+        raise ConfigError(f"config key '{key}'{where(key)} cannot be resolved: "
+                          f"{_first_line(exc)}") from exc
+    except MissingMandatoryValue as exc:
+        key = str(exc.full_key)
+        raise ConfigError(f"config key '{key}' needs a value, and none was given",
+                          hint=f"set it in {CONFIG_FILE} or on the command line: {key}=...") from exc
+    except ValidationError as exc:
+        key = str(exc.full_key)
+        raise ConfigError(f"invalid value for config key '{key}'{where(key)}: "
+                          f"{_first_line(exc)}") from exc
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid config: {_first_line(exc)}") from exc
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return ProjectConfig(project_dir, data, overrides, choices, digest)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _nearest(key: str, schema: type) -> str:
+    parts = key.split(".")
+    node: Any = schema
+    for part in parts[:-1]:
+        match = {f.name: f.type for f in fields(node)} if is_dataclass(node) else None
+        if not match or part not in match:
+            return ""
+        node = _field_type(node, part)
+    if not is_dataclass(node):
+        return ""
+    valid = [f.name for f in fields(node)]
+    close = difflib.get_close_matches(parts[-1], valid, n=1, cutoff=0.6)
+    prefix = ".".join(parts[:-1])
+    if close:
+        return f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?"
+    return f"; valid keys here: {', '.join(valid)}"
+
+
+def _field_type(node: type, name: str) -> Any:
+    import typing
+
+    hints = typing.get_type_hints(node)
+    return hints.get(name)
+
+
+def _section_hint(key: str, host: Any) -> str | None:
+    from conveyor.plugins import provider_hint
+
+    if "." not in key:
+        provider = provider_hint(key)
+        if provider and provider not in {i.distribution for i in host.info.values()}:
+            return f"the '{key}' section belongs to {provider}, which is not installed"
+    return None
+
+
+def _source_files(project_dir: Path, config_dirs: Sequence[Path],
+                  choices: dict[str, str]) -> list[tuple[Path, str]]:
+    """The YAML files the composition read, with the package their keys land in."""
+    from conveyor.config.locate import package_of
+
+    dirs = [project_dir, library_dir(), *config_dirs]
+    files: list[tuple[Path, str]] = [(project_dir / CONFIG_FILE, "")]
+    for group, option in choices.items():
+        for folder in dirs:
+            candidate = folder / group / f"{option}.yaml"
+            if candidate.is_file():
+                files.append((candidate, package_of(candidate, group)))
+                break
+    for candidate in sorted((library_dir() / "conveyor").glob("*.yaml")):
+        files.append((candidate, package_of(candidate, "conveyor")))
+    return files
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists are kept whole."""
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        if not data and prefix:
+            out[prefix] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    else:
+        out[prefix] = data
+    return out

@@ -1,0 +1,80 @@
+"""`conveyor run` through Hydra's own application runtime, for what only Hydra does:
+--multirun with any sweeper or launcher (joblib, optuna, Ray, Slurm), --cfg, --info and shell
+completion. Every job is an ordinary Conveyor run recorded in the store."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from conveyor.config import CONFIG_NAME, search_path_override
+
+HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
+               "--hydra-help", "--resolve", "-p", "--package", "--experimental-rerun"}
+
+
+def needs_hydra_runtime(args: list[str]) -> bool:
+    return any(a.split("=", 1)[0] in HYDRA_FLAGS for a in args)
+
+
+def run_with_hydra(project_dir: Path, args: list[str], host: Any, *, force: bool) -> str:
+    """Run Hydra's app with the project as primary config; returns this invocation's id."""
+    import hydra
+
+    invocation = uuid.uuid4().hex
+    os.environ["CONVEYOR_INVOCATION"] = invocation
+    os.environ["CONVEYOR_PROJECT_DIR"] = str(project_dir)
+    os.environ["CONVEYOR_FORCE"] = "1" if force else ""
+    extra = [
+        search_path_override(host.contributions.config_dirs),
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+        "hydra.output_subdir=null",
+        f"hydra.run.dir={project_dir}/.conveyor/hydra/run",
+        f"hydra.sweep.dir={project_dir}/.conveyor/hydra/multirun/{invocation}",
+    ]
+    argv = sys.argv
+    sys.argv = ["conveyor run", *args, *extra]
+    try:
+        hydra.main(config_path=str(project_dir), config_name=CONFIG_NAME,
+                   version_base="1.3")(hydra_job)()
+    finally:
+        sys.argv = argv
+    return invocation
+
+
+def hydra_job(cfg: Any) -> float | None:
+    """One Hydra job: check the config and run it. Returns the primary metric for sweepers."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from conveyor.cli.app import load_host, print_error
+    from conveyor.config import check_config
+    from conveyor.errors import ConveyorError
+    from conveyor.progress import StageDisplay
+    from conveyor.runner import Runner
+
+    project_dir = Path(os.environ["CONVEYOR_PROJECT_DIR"])
+    hydra_cfg = HydraConfig.get()
+    overrides = tuple(hydra_cfg.overrides.task)
+    job = hydra_cfg.job.get("num", None)
+    choices = {k: str(v) for k, v in hydra_cfg.runtime.choices.items()
+               if not k.startswith("hydra/") and v is not None}
+    try:
+        host = load_host(project_dir, list(overrides))
+        config = check_config(cfg, project_dir, overrides, host, choices=choices)
+        print(f"[job {job}] {' '.join(overrides)}", flush=True)
+        result = Runner(host, config, display=StageDisplay(),
+                        force=bool(os.environ.get("CONVEYOR_FORCE"))).run()
+    except ConveyorError as exc:
+        print_error(exc, prefix=f"[job {job}] ")
+        return math.nan
+    primary = config.get("evaluate.primary") or next(iter(config.get("evaluate.metrics") or []),
+                                                     None)
+    if primary is None:
+        return None
+    value = result.metrics.get(primary)
+    return float(value) if value is not None else math.nan

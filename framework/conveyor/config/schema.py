@@ -1,0 +1,73 @@
+"""The framework's own config sections, typed. Plugins add theirs via `conveyor_config_schemas`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class DataConfig:
+    source: str | None = None  # csv / parquet path, or sklearn:load_<name>
+    target: str | None = None
+    schema: str | None = None  # a validation schema, read by the validation plugin
+    id_column: str | None = None
+    test_size: float = 0.2
+    stratify: bool = True
+
+
+@dataclass
+class SliceGateConfig:
+    column: str | None = None
+    gate: dict[str, str] = field(default_factory=dict)
+    min_rows: int = 30
+
+
+@dataclass
+class EvaluateConfig:
+    metrics: list[str] = field(default_factory=list)
+    primary: str | None = None  # the metric sweeps optimise; defaults to metrics[0]
+    gate: dict[str, str] = field(default_factory=dict)
+    slices: SliceGateConfig = field(default_factory=SliceGateConfig)
+
+
+@dataclass
+class PluginsConfig:
+    disable: list[str] = field(default_factory=list)
+    local: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SecurityConfig:
+    allowed_targets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RegistryConfig:
+    model_name: str | None = None  # defaults to the project name
+    promote_on_gate: bool = True
+
+
+CORE_SECTIONS: dict[str, tuple[Any, Any]] = {
+    "project": (str, MISSING),
+    "seed": (int, 0),
+    "data": (DataConfig, field(default_factory=DataConfig)),
+    "evaluate": (EvaluateConfig, field(default_factory=EvaluateConfig)),
+    "pipeline": (dict[str, Any], field(default_factory=dict)),
+    "plugins": (PluginsConfig, field(default_factory=PluginsConfig)),
+    "security": (SecurityConfig, field(default_factory=SecurityConfig)),
+    "registry": (RegistryConfig, field(default_factory=RegistryConfig)),
+    "env": (dict[str, Any], field(default_factory=dict)),
+}
+
+
+def root_schema(plugin_sections: dict[str, type]) -> type:
+    """The dataclass of a whole project config: core sections plus each plugin's."""
+    fields = []
+    for name, (kind, default) in CORE_SECTIONS.items():
+        fields.append((name, kind, default))
+    for name, kind in plugin_sections.items():
+        fields.append((name, kind, field(default_factory=kind)))
+    return make_dataclass("ProjectConfig", fields)

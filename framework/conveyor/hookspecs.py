@@ -1,0 +1,132 @@
+"""The hook contract between Conveyor and its plugins: this module is the plugin author's manual.
+
+Conventions (as in pluggy and pytest):
+
+* Hooks are called with keyword arguments only. An implementation may accept any subset of a
+  spec's arguments, so a spec can gain arguments without breaking existing plugins.
+* Extension hooks hand the plugin a ``register`` callback instead of collecting return values:
+  the core validates and de-duplicates what is registered and names the plugin on conflict.
+* Lifecycle hooks are called for every registered plugin unless the docstring says
+  "first result": then calling stops at the first implementation returning something other
+  than None.
+* An exception raised inside a hook fails the run and names the plugin; cleanup hooks
+  (``conveyor_on_stage_error``, ``conveyor_after_run``) still run for the other plugins.
+
+Implement hooks with ``@conveyor.hookimpl`` in a module or class registered through the
+``conveyor`` entry-point group (or listed in ``plugins.local`` of a project).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from conveyor.markers import hookspec
+
+# --- Extension points: what a plugin adds -------------------------------------------------------
+
+
+@hookspec
+def conveyor_stage_types(register: Callable[..., None]) -> None:
+    """Contribute stage types that pipelines can `uses:`.
+
+    Call ``register(StageType(...))`` once per stage type. Names are dotted and start with the
+    plugin's own prefix (``sklearn.train``). Called once per plugin manager.
+    """
+
+
+@hookspec
+def conveyor_config_dirs(register: Callable[..., None]) -> None:
+    """Contribute folders to Hydra's config search path, for config groups the plugin ships.
+
+    Call ``register(path)`` with an absolute path (e.g. ``Path(__file__).parent / "conf"``).
+    A folder ``conf/model/random_forest.yaml`` makes ``model=random_forest`` a valid choice.
+    """
+
+
+@hookspec
+def conveyor_config_schemas(register: Callable[..., None]) -> None:
+    """Type a top-level config section the plugin owns.
+
+    Call ``register(ConfigSchema(section="model", schema=ModelConfig))`` with a dataclass.
+    Unknown keys and wrong types in that section then stop a run before anything executes.
+    """
+
+
+@hookspec
+def conveyor_cli_commands(register: Callable[..., None]) -> None:
+    """Add ``conveyor`` subcommands: call ``register(CliCommand(...))``."""
+
+
+@hookspec
+def conveyor_codecs(register: Callable[..., None]) -> None:
+    """Add artifact serialisers: call ``register(Codec(...))``.
+
+    The runner stores each stage output with the highest-priority codec whose ``handles(obj)``
+    is true. Codecs must not execute code found in the file when loading (no pickle).
+    """
+
+
+@hookspec
+def conveyor_project_templates(register: Callable[..., None]) -> None:
+    """Add ``conveyor init --template`` choices: call ``register(ProjectTemplate(...))``."""
+
+
+@hookspec
+def conveyor_target_prefixes(register: Callable[..., None]) -> None:
+    """Allow ``_target_`` import paths under a module prefix: call ``register("xgboost")``.
+
+    Only targets under an allowed prefix are ever imported (see ``security.allowed_targets``).
+    """
+
+
+# --- Lifecycle: around a run and each stage ---------------------------------------------------
+
+
+@hookspec
+def conveyor_before_run(run: Any, config: Mapping[str, Any]) -> None:
+    """Called once the plan is made, before the first stage. ``run`` is the RunInfo."""
+
+
+@hookspec
+def conveyor_before_stage(run: Any, stage: Any) -> None:
+    """Called before a stage executes (not for stages skipped from the cache)."""
+
+
+@hookspec(firstresult=True)
+def conveyor_run_stage(run: Any, stage: Any, context: Any) -> Mapping[str, Any] | None:
+    """Execute one stage and return its outputs. First result.
+
+    The core's own implementation calls the stage type's ``run(context)``. Implement it as a
+    wrapper (``@hookimpl(wrapper=True)``) to add timing, tracing or remote execution around it:
+    ``outputs = yield`` gives the result, ``return outputs`` passes it on.
+    """
+
+
+@hookspec
+def conveyor_after_stage(run: Any, stage: Any, outputs: Mapping[str, Any], cached: bool) -> None:
+    """Called after a stage completed or was taken from the cache."""
+
+
+@hookspec
+def conveyor_on_stage_error(run: Any, stage: Any, error: BaseException) -> None:
+    """Called when a stage raised; every plugin's implementation runs even if one raises."""
+
+
+@hookspec
+def conveyor_after_run(run: Any, status: str) -> None:
+    """Called once at the end of every run, ``status`` being "completed" or "failed".
+
+    Every plugin's implementation runs even if one raises: put cleanup here.
+    """
+
+
+# --- Tracking -----------------------------------------------------------------------------------
+
+
+@hookspec
+def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float]) -> None:
+    """Called whenever a stage logs metrics (already recorded in the project store).
+
+    Implement it to mirror metrics to an external tracker (MLflow, W&B, ...).
+    """

@@ -1,0 +1,279 @@
+"""The plugin host: one pluggy manager per CLI invocation, built the same way for every plugin.
+
+Built-in plugins are ordinary distributions with a `conveyor` entry point, so they load through
+exactly the path a third party's does. A project may add modules of its own (`plugins.local`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from conveyor import hookspecs
+from conveyor.contributions import CliCommand as CliCommandType
+from conveyor.contributions import (
+    Codec,
+    ConfigSchema,
+    Contributions,
+    ProjectTemplate,
+    StageType,
+)
+from conveyor.errors import PluginError
+from conveyor.markers import PROJECT_NAME
+
+ENTRY_POINT_GROUP = "conveyor"
+CORE_PLUGIN = "conveyor.core"
+
+# Which distribution provides the built-in stage-type prefixes and config groups, so that a
+# project used with only the core installed is told what to install. Names only: never imported.
+KNOWN_PROVIDERS = {
+    "sklearn": "conveyor-sklearn",
+    "model": "conveyor-sklearn",
+    "pandera": "conveyor-pandera",
+    "dvc": "conveyor-dvc",
+    "bentoml": "conveyor-bentoml",
+    "monitor": "conveyor-monitor",
+    "retrain": "conveyor-retrain",
+    "ui": "conveyor-ui",
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    origin: str  # "entry point", "local module" or "core"
+
+
+class PluginHost:
+    """A typed wrapper around a pluggy manager: loading, contributions and guarded hook calls."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self._contributions: Contributions | None = None
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def load(
+        self,
+        *,
+        disable: Iterable[str] = (),
+        local_modules: Iterable[str] = (),
+        project_dir: Path | None = None,
+    ) -> PluginHost:
+        from conveyor import core_plugin
+
+        disabled = set(disable)
+        self._register(core_plugin, PluginInfo(CORE_PLUGIN, "conveyor", _version("conveyor"), "core"))
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else "?"
+            info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", "entry point")
+            if ep.name in disabled or dist in disabled:
+                self.pm.set_blocked(ep.name)
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin '{ep.name}' ({info.distribution} {info.version}) failed to import: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint=f"reinstall or uninstall {info.distribution}, or switch it off with "
+                    f"plugins.disable=[{ep.name}]",
+                ) from exc
+            self._register(plugin, info)
+        for module_name in local_modules:
+            self._register_local(module_name, project_dir)
+        self._check_pending()
+        return self
+
+    def _register_local(self, module_name: str, project_dir: Path | None) -> None:
+        if project_dir is not None and str(project_dir) not in sys.path:
+            sys.path.insert(0, str(project_dir))
+        info = PluginInfo(module_name, "(project)", "local", "local module")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"local plugin module '{module_name}' (plugins.local) failed to import: "
+                f"{type(exc).__name__}: {exc}",
+                hint=f"is {module_name}.py in the project folder?",
+            ) from exc
+        self._register(module, info)
+
+    def _register(self, plugin: Any, info: PluginInfo) -> None:
+        try:
+            self.pm.register(plugin, name=info.name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"plugin '{info.name}' ({info.distribution} {info.version}) breaks the hook "
+                f"contract: {exc}",
+                hint="compare its hook signatures with `conveyor.hookspecs`",
+            ) from exc
+        self.info[info.name] = info
+
+    def _check_pending(self) -> None:
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or "?"
+            info = self.info.get(name)
+            who = f"'{name}' ({info.distribution} {info.version})" if info else f"'{name}'"
+            raise PluginError(
+                f"plugin {who} implements a hook Conveyor does not define: {exc}",
+                hint="check the hook name's spelling against `conveyor.hookspecs`",
+            ) from exc
+
+    def describe(self, plugin_name: str) -> str:
+        info = self.info.get(plugin_name)
+        return f"'{plugin_name}' ({info.distribution} {info.version})" if info else f"'{plugin_name}'"
+
+    # --- contributions ---------------------------------------------------------------------
+
+    @property
+    def contributions(self) -> Contributions:
+        if self._contributions is None:
+            self._contributions = self._collect()
+        return self._contributions
+
+    def _collect(self) -> Contributions:
+        found = Contributions()
+
+        def add_stage_type(plugin: str, stage_type: StageType) -> None:
+            _expect(plugin, stage_type, StageType, "conveyor_stage_types", self)
+            _no_duplicate(found.stage_types, stage_type.name, "stage type", plugin, found, self)
+            version = stage_type.version or self.info[plugin].version
+            found.stage_types[stage_type.name] = replace(stage_type, version=version)
+            found.provider[f"stage:{stage_type.name}"] = plugin
+
+        def add_codec(plugin: str, codec: Codec) -> None:
+            _expect(plugin, codec, Codec, "conveyor_codecs", self)
+            found.codecs.append(codec)
+
+        def add_command(plugin: str, command: CliCommandType) -> None:
+            _expect(plugin, command, CliCommandType, "conveyor_cli_commands", self)
+            _no_duplicate(found.cli_commands, command.name, "command", plugin, found, self)
+            found.cli_commands[command.name] = command
+            found.provider[f"command:{command.name}"] = plugin
+
+        def add_template(plugin: str, template: ProjectTemplate) -> None:
+            _expect(plugin, template, ProjectTemplate, "conveyor_project_templates", self)
+            _no_duplicate(found.templates, template.name, "template", plugin, found, self)
+            found.templates[template.name] = template
+            found.provider[f"template:{template.name}"] = plugin
+
+        def add_schema(plugin: str, schema: ConfigSchema) -> None:
+            _expect(plugin, schema, ConfigSchema, "conveyor_config_schemas", self)
+            _no_duplicate(found.config_schemas, schema.section, "config section", plugin, found, self)
+            found.config_schemas[schema.section] = schema
+            found.provider[f"section:{schema.section}"] = plugin
+
+        def add_dir(plugin: str, path: str | Path) -> None:
+            path = Path(path)
+            if not path.is_dir():
+                raise PluginError(f"plugin {self.describe(plugin)} registered config folder "
+                                  f"{path}, which does not exist")
+            found.config_dirs.append(path.resolve())
+
+        def add_prefix(plugin: str, prefix: str) -> None:
+            found.target_prefixes.append(str(prefix))
+
+        for hook, adder in [
+            ("conveyor_stage_types", add_stage_type),
+            ("conveyor_codecs", add_codec),
+            ("conveyor_cli_commands", add_command),
+            ("conveyor_project_templates", add_template),
+            ("conveyor_config_schemas", add_schema),
+            ("conveyor_config_dirs", add_dir),
+            ("conveyor_target_prefixes", add_prefix),
+        ]:
+            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+                register = _bind(adder, impl.plugin_name)
+                self._call_impl(hook, impl, {"register": register})
+        found.codecs.sort(key=lambda c: -c.priority)
+        return found
+
+    # --- guarded calls ---------------------------------------------------------------------
+
+    def _call_impl(self, hook: str, impl: Any, kwargs: dict[str, Any]) -> Any:
+        try:
+            return impl.function(**{name: kwargs[name] for name in impl.argnames})
+        except (PluginError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {self.describe(impl.plugin_name)} raised in {hook}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def call_each(self, hook: str, *, keep_going: bool = False, **kwargs: Any) -> list[PluginError]:
+        """Call every implementation of a broadcast hook, naming the plugin of any that raises.
+
+        With keep_going (cleanup hooks) every implementation runs and the errors are returned;
+        otherwise the first error is raised.
+        """
+        errors: list[PluginError] = []
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            try:
+                self._call_impl(hook, impl, kwargs)
+            except PluginError as exc:
+                if not keep_going:
+                    raise
+                errors.append(exc)
+        return errors
+
+    def hooks_of(self, plugin_name: str) -> list[str]:
+        plugin = self.pm.get_plugin(plugin_name)
+        if plugin is None:
+            return []
+        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+
+
+def _bind(adder: Callable[[str, Any], None], plugin: str) -> Callable[[Any], None]:
+    def register(item: Any) -> None:
+        adder(plugin, item)
+
+    return register
+
+
+def _expect(plugin: str, item: Any, kind: type, hook: str, host: PluginHost) -> None:
+    if not isinstance(item, kind):
+        raise PluginError(
+            f"plugin {host.describe(plugin)} registered {item!r} in {hook}; "
+            f"expected a conveyor.{kind.__name__}"
+        )
+
+
+def _no_duplicate(
+    existing: dict, name: str, what: str, plugin: str, found: Contributions, host: PluginHost
+) -> None:
+    if name in existing:
+        key = {"stage type": "stage", "config section": "section"}.get(what, what)
+        first = found.provider.get(f"{key}:{name}", "?")
+        raise PluginError(
+            f"{what} '{name}' is registered twice: by {host.describe(first)} and by "
+            f"{host.describe(plugin)}",
+            hint=f"disable one of them with plugins.disable=[{plugin}]",
+        )
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def provider_hint(name: str) -> str | None:
+    """The distribution that provides a stage type or config group named like `name`, if known."""
+    head = name.split(".", 1)[0].split("/", 1)[0]
+    return KNOWN_PROVIDERS.get(head)

@@ -1,0 +1,61 @@
+"""Stage-by-stage progress: a live rich display on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+class StageDisplay:
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.tty = sys.stdout.isatty()
+        self._status: Any = None
+        self._console: Any = None
+        if self.tty and not quiet:
+            from rich.console import Console
+
+            self._console = Console(highlight=False)
+
+    def header(self, text: str) -> None:
+        self._print(text)
+
+    def start(self, name: str, reason: str) -> None:
+        self._started = time.perf_counter()
+        if self._console is not None:
+            self._status = self._console.status(f"[bold]{name}[/] running: {reason}")
+            self._status.start()
+        elif not self.quiet:
+            print(f"  {name}: running ({reason})", flush=True)
+
+    def log(self, name: str, message: str) -> None:
+        if self._console is not None:
+            self._console.print(f"    [dim]{name}: {message}[/]")
+        elif not self.quiet:
+            print(f"    {name}: {message}", flush=True)
+
+    def finish(self, name: str, status: str, duration: float, reason: str = "") -> None:
+        self._stop()
+        mark = {"completed": "✓", "cached": "↺", "failed": "✗"}.get(status, "·")
+        detail = f"cached, {reason}" if status == "cached" else f"{duration:.2f}s"
+        if self._console is not None:
+            colour = {"completed": "green", "cached": "cyan", "failed": "red"}.get(status, "white")
+            self._console.print(f"  [{colour}]{mark}[/] {name:<16} [{colour}]{status:<9}[/] "
+                                f"[dim]{detail}[/]")
+        elif not self.quiet:
+            print(f"  {mark} {name:<16} {status:<9} {detail}", flush=True)
+
+    def _stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _print(self, text: str) -> None:
+        if self._console is not None:
+            self._console.print(text)
+        elif not self.quiet:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        self._stop()

@@ -1,0 +1,311 @@
+"""Executing a plan: cache decisions, stage hooks, artifacts and the run record."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.cache import Decision, decide
+from conveyor.config import ProjectConfig, flatten
+from conveyor.errors import ConveyorError, PluginError, StageFailed, StoreError
+from conveyor.lineage import git_state, package_versions
+from conveyor.planner import PlannedStage, make_plan
+from conveyor.plugins import PluginHost
+from conveyor.progress import StageDisplay
+from conveyor.stage_context import Inputs, RunInfo, StageContext
+from conveyor.store import ArtifactRef, Registry, Store, open_store
+from conveyor.store.db import dumps
+from conveyor.targets import TargetImporter
+
+INVOCATION_ENV = "CONVEYOR_INVOCATION"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def importer_for(config: ProjectConfig, host: PluginHost) -> TargetImporter:
+    project_modules = [p.stem for p in config.project_dir.glob("*.py")]
+    project_modules += [p.name for p in config.project_dir.iterdir()
+                        if (p / "__init__.py").is_file()]
+    prefixes = [*host.contributions.target_prefixes, *project_modules,
+                *config.get("security.allowed_targets", [])]
+    return TargetImporter(prefixes)
+
+
+class Runner:
+    def __init__(self, host: PluginHost, config: ProjectConfig, *, display: StageDisplay,
+                 force: bool = False, command: str = "run") -> None:
+        self.host = host
+        self.config = config
+        self.display = display
+        self.force = force
+        self.command = command
+        self.found = host.contributions
+        self.codecs = {c.name: c for c in self.found.codecs}
+
+    def plan(self) -> tuple[list[PlannedStage], list[Decision], Store]:
+        plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
+        store = open_store(self.config.project_dir)
+        return plan, decide(plan, store, self.config.project_dir, force=self.force), store
+
+    def run(self) -> RunResult:
+        plan, decisions, store = self.plan()
+        importer = importer_for(self.config, self.host)
+        self._check(decisions, importer)
+        store.mark_interrupted()
+        store.artifacts.sweep_tmp()
+        data_versions = {name: digest for d in decisions for name, digest in d.files.items()}
+        run = RunInfo(new_run_id(), str(self.config.data.get("project")), self.config.project_dir,
+                      self.config.data, self.config.hash, data_versions)
+        self._open_run(store, run)
+        self.display.header(f"run {run.id} · {run.project} · {len(plan)} stages")
+        outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]] = {}
+        metrics: dict[str, float] = {}
+        verdicts: list[dict[str, Any]] = []
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt) \
+            if _main_thread() else None
+        status, error = "completed", None
+        try:
+            self.host.call_each("conveyor_before_run", run=run, config=self.config.data)
+            for decision in decisions:
+                metrics.update(self._stage(store, run, decision, outputs, importer))
+                verdict = self._verdict(store, outputs[decision.stage.name])
+                if verdict is not None:
+                    verdicts.append(verdict)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConveyorError) \
+                else exc.message
+            raise
+        finally:
+            cleanup_errors = self.host.call_each("conveyor_after_run", keep_going=True, run=run,
+                                                 status=status)
+            if cleanup_errors and status == "completed":
+                status, error = "failed", cleanup_errors[0].message
+            self._close_run(store, run, status, error)
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
+            self.display.close()
+        if cleanup_errors:
+            raise cleanup_errors[0]
+        return RunResult(run.id, status, metrics, verdicts)
+
+    def _verdict(self, store: Store, produced: dict[str, tuple[Any, ArtifactRef | None]]
+                 ) -> dict[str, Any] | None:
+        """A stage's `verdict` output ({"ok": bool, "message": str}): a gate or policy saying
+        yes or no, reported by the CLI (and replayed when the stage is cached)."""
+        if "verdict" not in produced:
+            return None
+        value, ref = produced["verdict"]
+        if value is None and ref is not None:
+            value = self._load(store, ref)
+        return value if isinstance(value, dict) and "ok" in value else None
+
+    # --- one stage ---------------------------------------------------------------------------
+
+    def _stage(self, store: Store, run: RunInfo, decision: Decision,
+               outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]],
+               importer: TargetImporter) -> dict[str, float]:
+        stage = decision.stage
+        if not decision.runs:
+            return self._reuse(store, run, decision, outputs)
+        self.display.start(stage.name, decision.reason)
+        started = time.time()
+        clock = time.perf_counter()
+        stage_metrics: dict[str, float] = {}
+
+        def log_metrics(values: Mapping[str, float]) -> None:
+            clean = {str(k): float(v) for k, v in values.items()}
+            stage_metrics.update(clean)
+            self.host.call_each("conveyor_log_metrics", run=run, stage=stage.name, metrics=clean)
+
+        context = StageContext(
+            name=stage.name, settings=stage.settings, run=run,
+            inputs=self._inputs(store, stage, outputs), registry=Registry(store),
+            load_artifact=lambda ref: self._load(store, ref), import_target=importer,
+            log_metrics=log_metrics, log=lambda message: self.display.log(stage.name, message))
+        try:
+            self.host.call_each("conveyor_before_stage", run=run, stage=stage)
+            produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage, context=context)
+            if not isinstance(produced, Mapping):
+                raise StageFailed(f"stage '{stage.name}' ({stage.uses}) returned "
+                                  f"{type(produced).__name__}, not a mapping of outputs")
+            stored = self._persist(store, stage, produced)
+        except BaseException as exc:
+            duration = time.perf_counter() - clock
+            self.display.finish(stage.name, "failed", duration)
+            message = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+            self._record_stage(store, run, decision, "failed", started, duration, {}, message)
+            if not isinstance(exc, KeyboardInterrupt):
+                for problem in self.host.call_each("conveyor_on_stage_error", keep_going=True,
+                                                   run=run, stage=stage, error=exc):
+                    print(f"warning: {problem}", file=sys.stderr)
+            if isinstance(exc, ConveyorError | KeyboardInterrupt):
+                raise
+            raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed: {message}") from exc
+        duration = time.perf_counter() - clock
+        outputs[stage.name] = {name: (produced[name], stored.get(name)) for name in produced}
+        refs = {name: (ref.as_dict() if ref else {"ephemeral": True})
+                for name, (_, ref) in outputs[stage.name].items()}
+        self._record_stage(store, run, decision, "completed", started, duration, refs, None,
+                           stage_metrics)
+        self.host.call_each("conveyor_after_stage", run=run, stage=stage,
+                            outputs=produced, cached=False)
+        self.display.finish(stage.name, "completed", duration)
+        return stage_metrics
+
+    def _reuse(self, store: Store, run: RunInfo, decision: Decision,
+               outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]]) -> dict[str, float]:
+        row = decision.cached_from
+        refs = decision.outputs
+        outputs[decision.stage.name] = {
+            name: (None, None if value.get("ephemeral") else ArtifactRef.from_dict(value))
+            for name, value in refs.items()}
+        cached_metrics = {r["key"]: r["value"] for r in store.query(
+            "SELECT key, value FROM metrics WHERE run_id=? AND stage=?",
+            (row["run_id"], decision.stage.name))}
+        self._record_stage(store, run, decision, "completed", time.time(), 0.0, refs, None,
+                           cached_metrics, cached=True)
+        self.host.call_each("conveyor_after_stage", run=run, stage=decision.stage,
+                            outputs={}, cached=True)
+        self.display.finish(decision.stage.name, "cached", 0.0, decision.reason)
+        return cached_metrics
+
+    def _inputs(self, store: Store, stage: PlannedStage,
+                outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]]) -> Inputs:
+        entries: dict[str, tuple[str, Any]] = {}
+        refs: dict[str, ArtifactRef] = {}
+        for need in stage.needs:
+            for name, (value, ref) in outputs.get(need, {}).items():
+                if name in entries:
+                    raise StageFailed(
+                        f"stage '{stage.name}' needs both '{entries[name][0]}' and '{need}', and "
+                        f"both produce an output named '{name}'")
+                if value is not None or ref is None:
+                    entries[name] = (need, lambda v=value: v)
+                else:
+                    entries[name] = (need, lambda r=ref: self._load(store, r))
+                if ref is not None:
+                    refs[name] = ref
+                    entries[f"{need}.{name}"] = entries[name]
+        return Inputs(stage.name, entries, refs)
+
+    def _persist(self, store: Store, stage: PlannedStage,
+                 produced: Mapping[str, Any]) -> dict[str, ArtifactRef]:
+        stored = {}
+        for name, value in produced.items():
+            if name in stage.type.ephemeral_outputs:
+                continue
+            codec = next((c for c in self.found.codecs if c.handles(value)), None)
+            if codec is None:
+                raise StageFailed(
+                    f"stage '{stage.name}' returned output '{name}' of type "
+                    f"{type(value).__module__}.{type(value).__name__}, which no installed codec "
+                    f"can store", hint="return JSON-like values, or install a plugin with a codec")
+            stored[name] = store.artifacts.put(value, codec)
+        return stored
+
+    def _load(self, store: Store, ref: Any) -> Any:
+        if isinstance(ref, dict):
+            ref = ArtifactRef.from_dict(ref)
+        codec = self.codecs.get(ref.codec)
+        if codec is None:
+            raise StoreError(f"artifact {ref.sha256[:12]} was written by codec '{ref.codec}', "
+                             f"which no installed plugin provides")
+        return store.artifacts.load(ref, codec)
+
+    def _check(self, decisions: list[Decision], importer: TargetImporter) -> None:
+        from conveyor.contributions import CheckContext
+
+        for decision in decisions:
+            stage = decision.stage
+            if decision.runs and stage.type.check is not None:
+                try:
+                    stage.type.check(stage.settings,
+                                     CheckContext(stage.name, self.config.project_dir, importer))
+                except ConveyorError:
+                    raise
+                except Exception as exc:
+                    provider = self.found.provider.get(f"stage:{stage.uses}", "?")
+                    raise PluginError(f"checking stage '{stage.name}' crashed in plugin "
+                                      f"{self.host.describe(provider)}: {type(exc).__name__}: {exc}"
+                                      ) from exc
+
+    # --- records -----------------------------------------------------------------------------
+
+    def _open_run(self, store: Store, run: RunInfo) -> None:
+        commit, dirty = git_state(self.config.project_dir)
+        dists = sorted({i.distribution for i in self.host.info.values()} - {"conveyor", "(project)"})
+        params = flatten({k: v for k, v in self.config.data.items() if k != "pipeline"})
+        with store.write() as conn:
+            conn.execute(
+                "INSERT INTO runs (id, project, status, created_at, pid, host, invocation, command,"
+                " overrides, config, config_hash, git_commit, git_dirty, packages) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run.id, run.project, "running", time.time(), os.getpid(), socket.gethostname(),
+                 os.environ.get(INVOCATION_ENV), self.command, dumps(list(self.config.overrides)),
+                 dumps(self.config.data), self.config.hash, commit,
+                 None if dirty is None else int(dirty), dumps(package_versions(dists))))
+            conn.executemany("INSERT INTO params VALUES (?,?,?)",
+                             [(run.id, k, dumps(v)) for k, v in params.items()])
+            conn.executemany("INSERT INTO data_inputs VALUES (?,?,?,?)",
+                             [(run.id, name, digest, _size(self.config.project_dir / name))
+                              for name, digest in run.data_versions.items()])
+
+    def _record_stage(self, store: Store, run: RunInfo, decision: Decision, status: str,
+                      started: float, duration: float, refs: dict[str, Any], error: str | None,
+                      metrics: dict[str, float] | None = None, cached: bool = False) -> None:
+        stage = decision.stage
+        with store.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run.id, stage.name, stage.position, stage.uses, stage.type.version, status,
+                 decision.fingerprint, int(cached), decision.reason, started, duration,
+                 dumps(stage.settings), dumps(decision.upstream), dumps(decision.files),
+                 dumps(refs), error))
+            conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
+                             [(run.id, stage.name, k, v) for k, v in (metrics or {}).items()])
+            conn.executemany(
+                "INSERT OR REPLACE INTO run_artifacts VALUES (?,?,?,?)",
+                [(run.id, stage.name, n, r["sha256"]) for n, r in refs.items() if "sha256" in r])
+
+    def _close_run(self, store: Store, run: RunInfo, status: str, error: str | None) -> None:
+        with store.write() as conn:
+            row = conn.execute("SELECT created_at FROM runs WHERE id=?", (run.id,)).fetchone()
+            now = time.time()
+            conn.execute("UPDATE runs SET status=?, finished_at=?, duration=?, error=? WHERE id=?",
+                         (status, now, now - row["created_at"], error, run.id))
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

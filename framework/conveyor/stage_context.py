@@ -1,0 +1,101 @@
+"""What a running stage sees: its settings, its inputs, the project, and the run's store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor.errors import StageFailed
+
+if TYPE_CHECKING:
+    from conveyor.store import ArtifactRef, Registry
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run, as hooks see it."""
+
+    id: str
+    project: str
+    project_dir: Path
+    config: Mapping[str, Any]
+    config_hash: str
+    data_versions: Mapping[str, str]
+
+
+class Inputs(Mapping[str, Any]):
+    """The outputs of the stages this one `needs`, by output name, loaded on first access."""
+
+    def __init__(self, stage: str, entries: dict[str, tuple[str, Callable[[], Any]]],
+                 refs: dict[str, Any]) -> None:
+        self._stage = stage
+        self._entries = entries
+        self._refs = refs
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            if name not in self._entries:
+                raise StageFailed(
+                    f"stage '{self._stage}' asked for input '{name}', which none of the stages it "
+                    f"needs produced; available: {', '.join(self._entries) or 'none'}",
+                    hint=f"add the stage producing '{name}' to pipeline.{self._stage}.needs")
+            self._values[name] = self._entries[name][1]()
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def producer(self, name: str) -> str:
+        return self._entries[name][0]
+
+    def ref(self, name: str) -> ArtifactRef | None:
+        """The stored artifact behind an input, if it is stored (None for in-memory ones)."""
+        return self._refs.get(name)
+
+
+class StageContext:
+    """Handed to `StageType.run`. Attributes are read-only by convention."""
+
+    def __init__(self, *, name: str, settings: Mapping[str, Any], run: RunInfo, inputs: Inputs,
+                 registry: Registry, load_artifact: Callable[[Any], Any],
+                 import_target: Callable[[str], Any], log_metrics: Callable[[Mapping], None],
+                 log: Callable[[str], None]) -> None:
+        self.name = name
+        self.settings = settings
+        self.run = run
+        self.inputs = inputs
+        self.registry = registry
+        self.import_target = import_target
+        self._load_artifact = load_artifact
+        self._log_metrics = log_metrics
+        self._log = log
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.run.config
+
+    @property
+    def project_dir(self) -> Path:
+        return self.run.project_dir
+
+    @property
+    def seed(self) -> int:
+        return int(self.run.config.get("seed", 0))
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Record metrics of this stage in the store (and pass them to tracker plugins)."""
+        self._log_metrics(metrics)
+
+    def log(self, message: str) -> None:
+        """A progress message shown under the stage's line."""
+        self._log(message)
+
+    def load_artifact(self, ref: Any) -> Any:
+        """Load a stored artifact (an ArtifactRef or its dict form), checking its sha256."""
+        return self._load_artifact(ref)

@@ -1,0 +1,7 @@
+"""The project store: `.conveyor/store.db` (SQLite, WAL) and `.conveyor/artifacts/`."""
+
+from conveyor.store.artifacts import ArtifactRef, ArtifactStore
+from conveyor.store.db import Store, open_store
+from conveyor.store.registry import Registry
+
+__all__ = ["ArtifactRef", "ArtifactStore", "Registry", "Store", "open_store"]

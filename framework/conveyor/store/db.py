@@ -1,0 +1,172 @@
+"""SQLite access for the store: one connection per process, WAL, retried write transactions.
+
+Writes happen in short `BEGIN IMMEDIATE` transactions, so two runs on one project interleave
+instead of failing, and a process killed mid-write leaves the database at its last commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import StoreError
+
+SCHEMA_VERSION = 1
+STORE_DIR = ".conveyor"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, project TEXT, status TEXT NOT NULL, created_at REAL NOT NULL,
+    finished_at REAL, duration REAL, pid INTEGER, host TEXT, invocation TEXT, command TEXT,
+    overrides TEXT, config TEXT, config_hash TEXT, git_commit TEXT, git_dirty INTEGER,
+    packages TEXT, error TEXT, exit_code INTEGER);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
+CREATE INDEX IF NOT EXISTS runs_invocation ON runs(invocation);
+CREATE TABLE IF NOT EXISTS stages (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, position INTEGER, type TEXT, type_version TEXT,
+    status TEXT NOT NULL, fingerprint TEXT, cached INTEGER DEFAULT 0, reason TEXT,
+    started_at REAL, duration REAL, settings TEXT, upstream TEXT, files TEXT, outputs TEXT,
+    error TEXT, PRIMARY KEY (run_id, name));
+CREATE INDEX IF NOT EXISTS stages_fingerprint ON stages(fingerprint, status);
+CREATE INDEX IF NOT EXISTS stages_name ON stages(name, status, started_at);
+CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT, stage TEXT, key TEXT, value REAL, PRIMARY KEY (run_id, stage, key));
+CREATE TABLE IF NOT EXISTS artifacts (
+    sha256 TEXT PRIMARY KEY, size INTEGER, codec TEXT, suffix TEXT, created_at REAL);
+CREATE TABLE IF NOT EXISTS run_artifacts (
+    run_id TEXT, stage TEXT, name TEXT, sha256 TEXT, PRIMARY KEY (run_id, stage, name));
+CREATE TABLE IF NOT EXISTS data_inputs (
+    run_id TEXT, path TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (run_id, path));
+CREATE TABLE IF NOT EXISTS file_hashes (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 TEXT);
+CREATE TABLE IF NOT EXISTS model_versions (
+    name TEXT, version INTEGER, run_id TEXT, stage TEXT, artifact TEXT, metrics TEXT,
+    gate TEXT, decision TEXT, config_hash TEXT, data TEXT, created_at REAL,
+    PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT, alias TEXT, version INTEGER, updated_at REAL, PRIMARY KEY (name, alias));
+CREATE TABLE IF NOT EXISTS alias_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, alias TEXT, version INTEGER,
+    previous INTEGER, action TEXT, actor TEXT, reason TEXT, forced INTEGER, at REAL);
+"""
+
+WRITE_RETRIES = 50
+
+
+class Store:
+    """The project's database plus its artifact folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / "store.db"
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout = 60000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the project store {self.path} cannot be opened: {exc}",
+                             hint="move the damaged .conveyor/store.db aside to start afresh") from exc
+        from conveyor.store.artifacts import ArtifactStore
+
+        self.artifacts = ArtifactStore(root, self)
+
+    def _migrate(self) -> None:
+        for attempt in range(WRITE_RETRIES):
+            try:
+                # WAL lets readers (runs list, the UI) work while a run writes.
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError:
+                time.sleep(0.05 * (attempt + 1))
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        if self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone():
+            return
+        with self.write() as conn:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, retried while another process holds the lock."""
+        for attempt in range(WRITE_RETRIES):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(min(0.05 * (attempt + 1), 1.0))
+        else:
+            raise StoreError(f"the project store {self.path} stayed locked by another process")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def mark_interrupted(self) -> None:
+        """Runs of this host whose process is gone were killed: say so instead of 'running'."""
+        host = socket.gethostname()
+        rows = self.query("SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,))
+        dead = [row["id"] for row in rows if not _alive(row["pid"])]
+        if dead:
+            with self.write() as conn:
+                conn.executemany(
+                    "UPDATE runs SET status='interrupted', error='the process was killed' "
+                    "WHERE id=? AND status='running'", [(run_id,) for run_id in dead])
+                conn.executemany(
+                    "UPDATE stages SET status='interrupted' WHERE run_id=? AND status='running'",
+                    [(run_id,) for run_id in dead])
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_store(project_dir: Path) -> Store:
+    return Store(project_dir / STORE_DIR)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    if text is None:
+        return default
+    return json.loads(text)

@@ -1,0 +1,130 @@
+"""The model registry: numbered versions per model name, aliases, and the history of every move.
+
+Promotion happens only through the evaluation gate (a stage) or an explicit command; each alias
+change is one transaction that also appends to `alias_history`, so `rollback` can always find
+the previous champion and nothing is ever half-promoted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import UsageError
+from conveyor.store.db import Store, dumps, loads
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    run_id: str
+    stage: str
+    artifact: dict[str, Any]
+    metrics: dict[str, float]
+    gate: dict[str, Any]
+    decision: str
+    config_hash: str
+    data: dict[str, Any]
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> ModelVersion:
+        return cls(row["name"], row["version"], row["run_id"], row["stage"],
+                   loads(row["artifact"], {}), loads(row["metrics"], {}), loads(row["gate"], {}),
+                   row["decision"], row["config_hash"], loads(row["data"], {}), row["created_at"])
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def register(self, *, name: str, run_id: str, stage: str, artifact: dict[str, Any],
+                 metrics: dict[str, float], gate: dict[str, Any], decision: str,
+                 config_hash: str, data: dict[str, Any]) -> int:
+        with self.store.write() as conn:
+            row = conn.execute("SELECT MAX(version) FROM model_versions WHERE name=?",
+                               (name,)).fetchone()
+            version = (row[0] or 0) + 1
+            conn.execute(
+                "INSERT INTO model_versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (name, version, run_id, stage, dumps(artifact), dumps(metrics), dumps(gate),
+                 decision, config_hash, dumps(data), time.time()))
+        return version
+
+    def get(self, name: str, version: int) -> ModelVersion:
+        rows = self.store.query("SELECT * FROM model_versions WHERE name=? AND version=?",
+                                (name, int(version)))
+        if not rows:
+            known = self.versions(name)
+            hint = (f"versions of '{name}': " + ", ".join(str(v.version) for v in known)
+                    if known else f"no model named '{name}'; see `conveyor models list`")
+            raise UsageError(f"model '{name}' has no version {version}", hint=hint)
+        return ModelVersion.from_row(rows[0])
+
+    def versions(self, name: str | None = None) -> list[ModelVersion]:
+        sql, params = "SELECT * FROM model_versions", ()
+        if name is not None:
+            sql, params = sql + " WHERE name=?", (name,)
+        return [ModelVersion.from_row(r) for r in self.store.query(sql + " ORDER BY name, version",
+                                                                    params)]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        rows = self.store.query("SELECT alias, version FROM aliases WHERE name=?", (name,))
+        return {row["alias"]: row["version"] for row in rows}
+
+    def alias(self, name: str, alias: str = CHAMPION) -> ModelVersion | None:
+        version = self.aliases(name).get(alias)
+        return self.get(name, version) if version is not None else None
+
+    def set_alias(self, name: str, alias: str, version: int, *, action: str, reason: str,
+                  forced: bool = False, actor: str | None = None) -> int | None:
+        """Point `alias` at `version`, recording who/why; returns the version it pointed at."""
+        actor = actor or _user()
+        with self.store.write() as conn:
+            row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?",
+                               (name, alias)).fetchone()
+            previous = row["version"] if row else None
+            conn.execute("INSERT OR REPLACE INTO aliases VALUES (?,?,?,?)",
+                         (name, alias, version, time.time()))
+            conn.execute(
+                "INSERT INTO alias_history (name, alias, version, previous, action, actor, reason,"
+                " forced, at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (name, alias, version, previous, action, actor, reason, int(forced), time.time()))
+        return previous
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        rows = self.store.query("SELECT * FROM alias_history WHERE name=? ORDER BY id", (name,))
+        return [dict(row) for row in rows]
+
+    def rollback(self, name: str, alias: str = CHAMPION, *, reason: str = "") -> tuple[int, int]:
+        """Point the alias back at the version it had before its last change."""
+        moves = [h for h in self.history(name) if h["alias"] == alias]
+        if not moves:
+            raise UsageError(f"model '{name}' has never had a {alias}; nothing to roll back")
+        # Promotions push, rollbacks pop: repeated rollbacks keep walking back in time.
+        stack: list[int] = []
+        for move in moves:
+            if move["action"] == "rollback" and stack:
+                stack.pop()
+            else:
+                stack.append(move["version"])
+        current = moves[-1]["version"]
+        if len(stack) < 2:
+            raise UsageError(f"model '{name}' has no earlier {alias} than version {current}")
+        target = stack[-2]
+        self.set_alias(name, alias, target, action="rollback",
+                       reason=reason or f"rollback from version {current}")
+        return current, target
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"

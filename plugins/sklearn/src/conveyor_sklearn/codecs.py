@@ -1,0 +1,55 @@
+"""Artifact codecs: DataFrames as Parquet, estimators with skops (no pickle, trusted types only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+# Types a stored model may contain without the user vouching for them: scikit-learn's own,
+# numpy's and scipy's, and plain Python containers.
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "conveyor_sklearn.")
+
+
+def _is_frame(obj: Any) -> bool:
+    kind = type(obj)
+    return kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas")
+
+
+def _dump_frame(frame: Any, path: Path) -> None:
+    frame.to_parquet(path, index=False)
+
+
+def _load_frame(path: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def _is_estimator(obj: Any) -> bool:
+    return hasattr(obj, "fit") and hasattr(obj, "get_params")
+
+
+def _dump_estimator(model: Any, path: Path) -> None:
+    import skops.io
+
+    skops.io.dump(model, path)
+
+
+def _load_estimator(path: Path) -> Any:
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=path)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULES)]
+    if refused:
+        raise conveyor.StoreError(
+            f"the model {path.name} contains types that are not trusted: {', '.join(refused)}",
+            hint="only scikit-learn, numpy and scipy types load without review")
+    return skops.io.load(path, trusted=untrusted)
+
+
+PARQUET = conveyor.Codec(name="parquet", suffix=".parquet", handles=_is_frame, dump=_dump_frame,
+                         load=_load_frame, priority=10)
+SKOPS = conveyor.Codec(name="skops", suffix=".skops", handles=_is_estimator,
+                       dump=_dump_estimator, load=_load_estimator, priority=10)

@@ -1,0 +1,46 @@
+"""Typed settings of the plugin's config section and stage types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = MISSING  # import path of a scikit-learn compatible estimator
+    params: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None  # classification | regression; inferred from the estimator
+
+
+@dataclass
+class LoadSettings:
+    source: str | None = None  # path to .csv / .parquet, or sklearn:load_<dataset>
+
+
+@dataclass
+class SplitSettings:
+    target: str | None = None
+    test_size: float = 0.2
+    stratify: bool = True
+    seed: int = 0
+
+
+@dataclass
+class TrainSettings:
+    target: str | None = None
+    id_column: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+@dataclass
+class EvaluateSettings:
+    target: str | None = None
+    id_column: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    slice_column: str | None = None
+    slice_min_rows: int = 30
+    model_name: str = "model"
