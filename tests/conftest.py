@@ -1,0 +1,59 @@
+"""Shared fixtures: real projects in temporary folders, run through the real console script."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conveyor.testing import Project, conveyor_executable
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Run `conveyor ARGS` in a folder and return the completed process."""
+
+    def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([conveyor_executable(), *args], cwd=cwd, text=True,
+                              capture_output=True, timeout=timeout, env=_env())
+
+    return run
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "COLUMNS": "200", "CONVEYOR_TEST": "1"}
+
+
+@pytest.fixture(scope="session")
+def template_cache(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Projects made once per session with `conveyor init`, copied per test (init costs ~1 s)."""
+    made: dict[str, Path] = {}
+
+    def get(template: str) -> Path:
+        if template not in made:
+            root = tmp_path_factory.mktemp(f"template-{template}")
+            subprocess.run([conveyor_executable(), "init", "proj", "--template", template],
+                           cwd=root, check=True, capture_output=True, env=_env())
+            made[template] = root / "proj"
+        return made[template]
+
+    return get
+
+
+@pytest.fixture
+def new_project(tmp_path: Path, template_cache: Callable[[str], Path]) -> Callable[..., Project]:
+    """A fresh copy of a template project: new_project("classification")."""
+
+    def make(template: str = "classification") -> Project:
+        destination = tmp_path / template
+        shutil.copytree(template_cache(template), destination)
+        return Project(destination)
+
+    return make
