@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conveyor.testing import Project, conveyor_executable
 
 REPO = Path(__file__).resolve().parents[1]

@@ -59,6 +59,7 @@ class Runner:
         self.command = command
         self.found = host.contributions
         self.codecs = {c.name: c for c in self.found.codecs}
+        self.run_id: str | None = None  # set once the run is recorded, also when it then fails
 
     def plan(self) -> tuple[list[PlannedStage], list[Decision], Store]:
         plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
@@ -75,6 +76,7 @@ class Runner:
         run = RunInfo(new_run_id(), str(self.config.data.get("project")), self.config.project_dir,
                       self.config.data, self.config.hash, data_versions)
         self._open_run(store, run)
+        self.run_id = run.id
         self.display.header(f"run {run.id} · {run.project} · {len(plan)} stages")
         outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]] = {}
         metrics: dict[str, float] = {}

@@ -83,4 +83,5 @@ def print_json(data: Any) -> None:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output (files, CI logs, tests) gets wide lines rather than tables folded to 80.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)

@@ -102,52 +102,65 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
 
 
 def _first_job(args: list[str]) -> list[str]:
+    """The overrides of one representative job: the first value of each choice sweep and the
+    lower bound of each interval, so every key and group choice is checked before the sweep."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
 
     overrides = [a for a in args if not a.startswith("-") and "=" in a
                  and not a.lstrip("+~").startswith("hydra")]
     first = []
     for override in OverridesParser.create().parse_overrides(overrides):
-        if override.is_sweep_override():
-            if override.is_discrete_sweep():
-                value = next(iter(override.sweep_string_iterator()))
-                first.append(f"{override.get_key_element()}={value}")
-            continue
-        first.append(override.input_line)
+        key = override.get_key_element()
+        if override.is_discrete_sweep():
+            first.append(f"{key}={next(iter(override.sweep_string_iterator()))}")
+        elif override.is_sweep_override():
+            sweep = override.value()
+            if isinstance(sweep, IntervalSweep):
+                low = sweep.start
+                is_int = "int" in (sweep.tags or set()) or override.input_line.find("int(") >= 0
+                first.append(f"{key}={int(low) if is_int else low}")
+        else:
+            first.append(override.input_line)
     return first
 
 
 def _summarise_sweep(app: App, invocation: str) -> int:
     from conveyor.metrics import greater_is_better
 
-    store = app.store()
-    runs = store.query("SELECT id, status, overrides FROM runs WHERE invocation=? "
-                       "ORDER BY created_at", (invocation,))
-    if not runs:
-        print("the sweep recorded no runs")
+    jobs_dir = app.project_dir / ".conveyor" / "hydra" / "multirun" / invocation / "jobs"
+    jobs = sorted((json.loads(p.read_text()) for p in jobs_dir.glob("*.json")),
+                  key=lambda j: j["job"]) if jobs_dir.is_dir() else []
+    if not jobs:
+        print("the sweep ran no job")
         return EXIT_FAILED
-    config = json.loads(store.query("SELECT config FROM runs WHERE id=?",
-                                    (runs[0]["id"],))[0]["config"])
-    evaluate = config.get("evaluate") or {}
-    primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
-    best = None
-    print(f"\nsweep: {len(runs)} runs")
-    for row in runs:
+    store = app.store()
+    primary, best = None, None
+    print(f"\nsweep: {len(jobs)} jobs")
+    for job in jobs:
+        overrides = " ".join(job["overrides"])
+        if job.get("error"):
+            where = f"run {job['run_id']}" if job["run_id"] else "before running"
+            print(f"  job {job['job']:<3} failed ({where}): {job['error']}  {overrides}")
+            continue
+        if primary is None:
+            config = json.loads(store.query("SELECT config FROM runs WHERE id=?",
+                                            (job["run_id"],))[0]["config"])
+            evaluate = config.get("evaluate") or {}
+            primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
         values = {r["key"]: r["value"] for r in store.query(
-            "SELECT key, value FROM metrics WHERE run_id=?", (row["id"],))}
+            "SELECT key, value FROM metrics WHERE run_id=?", (job["run_id"],))}
         value = values.get(primary) if primary else None
-        overrides = " ".join(json.loads(row["overrides"] or "[]"))
         shown = f"{primary}={value:.4g}" if value is not None else ""
-        print(f"  {row['id']}  {row['status']:<10} {shown:<18} {overrides}")
-        if value is not None and row["status"] == "completed":
+        print(f"  job {job['job']:<3} {job['run_id']}  {shown:<18} {overrides}")
+        if value is not None:
             better = best is None or (value > best[1] if greater_is_better(primary)
                                       else value < best[1])
             if better:
-                best = (row["id"], value, overrides)
+                best = (job["run_id"], value, overrides)
     if best:
         print(f"best run: {best[0]} with {primary}={best[1]:.4g} ({best[2]})")
-    failed = [r for r in runs if r["status"] != "completed"]
-    return EXIT_FAILED if failed else EXIT_OK
+    return max(job["exit_code"] for job in jobs)
 
 
 def plan(args: list[str], app: App) -> int:

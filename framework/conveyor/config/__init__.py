@@ -66,7 +66,8 @@ def search_path_override(config_dirs: Sequence[Path]) -> str:
     return f"hydra.searchpath=[{quoted}]"
 
 
-def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path]) -> Any:
+def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path],
+                installed: frozenset[str] = frozenset()) -> Any:
     """Hydra's composition of the project config (a DictConfig including the `hydra` node)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import (
@@ -92,12 +93,14 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
         hint = None
         missing = getattr(exc, "missing_cfg_file", "") or ""
         provider = provider_hint(missing)
-        if provider:
+        if provider and provider not in installed:
             hint = f"the '{missing.split('/')[0]}' config group comes with {provider}: " \
                    f"pip install {provider}"
         raise ConfigError(f"unknown config choice: {message}", hint=hint) from exc
     except ConfigCompositionException as exc:
-        raise ConfigError(_composition_message(exc)) from exc
+        error = ConfigError(_composition_message(exc))
+        error.unknown_key = _unknown_override(exc)
+        raise error from exc
     except Exception as exc:
         from omegaconf.errors import OmegaConfBaseException
 
@@ -107,17 +110,43 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
 
 
 def _composition_message(exc: Exception) -> str:
-    text = str(exc)
+    import re
+
+    text = str(exc) + "\n" + str(exc.__cause__ or "")
+    match = re.search(r"Could not override '([^']+)'", text)
+    if match and "not in struct" in text:
+        key = match.group(1)
+        return (f"unknown config key '{key}' (set on the command line): it is not in the "
+                f"composed config; to add a new key write +{key}=VALUE, to set an existing "
+                f"one check its spelling with `conveyor run --cfg job`")
+    first = text.splitlines()[0] if text else type(exc).__name__
     cause = exc.__cause__
-    if "Could not override" in text or "Could not append" in text:
-        first = text.splitlines()[0]
-        detail = str(cause).splitlines()[0] if cause else ""
-        return f"{first} {detail}".strip()
-    return text
+    detail = str(cause).splitlines()[0] if cause else ""
+    return f"{first} {detail}".strip() if detail and detail not in first else first
+
+
+def _unknown_override(exc: Exception) -> str | None:
+    import re
+
+    text = str(exc) + "\n" + str(exc.__cause__ or "")
+    match = re.search(r"Could not override '([^']+)'", text)
+    return match.group(1) if match and "not in struct" in text else None
 
 
 def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> ProjectConfig:
-    raw = compose_raw(project_dir, overrides, host.contributions.config_dirs)
+    from conveyor.config.schema import root_schema
+
+    installed = frozenset(info.distribution for info in host.info.values())
+    try:
+        raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, installed)
+    except ConfigError as exc:
+        key = getattr(exc, "unknown_key", None)
+        if key:
+            schemas = {n: s.schema for n, s in host.contributions.config_schemas.items()}
+            suggestion = _nearest(key, root_schema(schemas))
+            if suggestion.startswith("; did you mean"):
+                exc.message = f"unknown config key '{key}' (set on the command line)" + suggestion
+        raise
     return check_config(raw, project_dir, tuple(overrides), host)
 
 

@@ -63,18 +63,39 @@ def hydra_job(cfg: Any) -> float | None:
     job = hydra_cfg.job.get("num", None)
     choices = {k: str(v) for k, v in hydra_cfg.runtime.choices.items()
                if not k.startswith("hydra/") and v is not None}
+    outcome: dict[str, Any] = {"job": job, "overrides": list(overrides), "run_id": None}
     try:
         host = load_host(project_dir, list(overrides))
         config = check_config(cfg, project_dir, overrides, host, choices=choices)
         print(f"[job {job}] {' '.join(overrides)}", flush=True)
-        result = Runner(host, config, display=StageDisplay(),
-                        force=bool(os.environ.get("CONVEYOR_FORCE"))).run()
+        runner = Runner(host, config, display=StageDisplay(),
+                        force=bool(os.environ.get("CONVEYOR_FORCE")))
+        result = runner.run()
     except ConveyorError as exc:
         print_error(exc, prefix=f"[job {job}] ")
+        run_id = locals().get("runner") and locals()["runner"].run_id
+        _record_job(hydra_cfg, {**outcome, "run_id": run_id, "exit_code": exc.exit_code,
+                                "error": exc.message})
         return math.nan
+    exit_code = 0 if all(v["ok"] for v in result.verdicts) else 1
+    _record_job(hydra_cfg, {**outcome, "run_id": result.run_id, "exit_code": exit_code})
     primary = config.get("evaluate.primary") or next(iter(config.get("evaluate.metrics") or []),
                                                      None)
     if primary is None:
         return None
     value = result.metrics.get(primary)
     return float(value) if value is not None else math.nan
+
+
+def _record_job(hydra_cfg: Any, outcome: dict[str, Any]) -> None:
+    """Each job's outcome as a file in the sweep folder: the launcher may run jobs in other
+    processes (joblib) or on other machines (Ray, Slurm), so the parent reads these back."""
+    import json
+
+    if hydra_cfg.mode is None or str(hydra_cfg.mode) != "RunMode.MULTIRUN":
+        return
+    folder = Path(hydra_cfg.sweep.dir) / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{outcome['job']}.json.tmp"
+    tmp.write_text(json.dumps(outcome))
+    tmp.replace(folder / f"{outcome['job']}.json")

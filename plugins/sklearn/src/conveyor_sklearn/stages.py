@@ -145,6 +145,24 @@ def _check_train(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> Non
         raise conveyor.ConfigError(
             f"model.params.{unknown[0]} is not a parameter of {target}"
             + (f"; did you mean '{close[0]}'?" if close else ""))
+    _validate_params(estimator, params, target)
+
+
+def _validate_params(estimator_class: Any, params: Mapping[str, Any], target: str) -> None:
+    """scikit-learn checks parameter types only inside fit(); ask it up front instead, so a bad
+    value stops the run before anything executes."""
+    try:
+        estimator = estimator_class(**params)
+    except Exception as exc:
+        raise conveyor.ConfigError(f"model.params do not fit {target}: {exc}") from exc
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is None:
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:
+        message = str(exc).replace("The '", "model.params.", 1).replace("' parameter", "", 1)
+        raise conveyor.ConfigError(f"invalid {message}") from exc
 
 
 def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
@@ -157,7 +175,7 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     features = feature_columns(train, target=target, id_column=ctx.settings.get("id_column"))
     estimator_class = ctx.import_target(model["_target_"])
     params = dict(model.get("params") or {})
-    if "random_state" in estimator_class().get_params() and "random_state" not in params:
+    if _accepts(estimator_class, "random_state") and "random_state" not in params:
         params["random_state"] = ctx.settings["seed"]
     estimator = estimator_class(**params)
     pipeline = build_pipeline(train[features], estimator)
@@ -165,6 +183,15 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
             f"{len(features)} features")
     pipeline.fit(train[features], train[target])
     return {"model": pipeline}
+
+
+def _accepts(estimator_class: Any, name: str) -> bool:
+    from inspect import signature
+
+    try:
+        return name in signature(estimator_class).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 # --- evaluate ---------------------------------------------------------------------------------
