@@ -32,7 +32,7 @@ PASSTHROUGH = {"run", "plan"}
 
 
 def build_parser(host) -> argparse.ArgumentParser:
-    from conveyor.cli import init_cmd, models_cmd, plugins_cmd, runs_cmd
+    from conveyor.cli import completion_cmd, init_cmd, models_cmd, plugins_cmd, runs_cmd
 
     parser = argparse.ArgumentParser(
         prog="conveyor", description=DESCRIPTION, epilog=EPILOG,
@@ -50,6 +50,7 @@ def build_parser(host) -> argparse.ArgumentParser:
     runs_cmd.configure(commands)
     models_cmd.configure(commands)
     plugins_cmd.configure(commands)
+    completion_cmd.configure(commands)
     for command in host.contributions.cli_commands.values():
         sub = commands.add_parser(command.name, help=command.help,
                                   description=command.description or command.help)

@@ -58,6 +58,15 @@ def run(args: list[str], app: App) -> int:
         return EXIT_OK
     from conveyor.config.hydra_app import needs_hydra_runtime
 
+    if any(a.startswith(("install=", "uninstall=")) for a in rest) and \
+            any(a in ("-sc", "--shell-completion") for a in rest):
+        raise UsageError("use `eval \"$(conveyor completion bash)\"` to install completion",
+                         hint="Hydra's own installer expects a one-word program name")
+    if any(a.startswith("query=") for a in rest):
+        from conveyor.cli.completion_cmd import rewrite_query_line
+        from conveyor.config import search_path_override
+
+        rewrite_query_line(search_path_override(app.host.contributions.config_dirs))
     if needs_hydra_runtime(rest):
         return _run_hydra(rest, app, force="--force" in own)
     from conveyor.config import load_config

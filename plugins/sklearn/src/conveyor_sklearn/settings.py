@@ -32,7 +32,7 @@ class SplitSettings:
 class TrainSettings:
     target: str | None = None
     id_column: str | None = None
-    model: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
     seed: int = 0
 
 
