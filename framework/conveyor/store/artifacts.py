@@ -68,9 +68,11 @@ class ArtifactStore:
             tmp.unlink(missing_ok=True)
 
     def adopt(self, tmp: Path, codec: str, suffix: str) -> ArtifactRef:
-        """Move a finished temporary file into the store under its content hash."""
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        """Move a finished temporary file into the store under its content hash.
+
+        The rename makes it visible whole or not at all, which is what a killed process needs.
+        There is no fsync: after a power loss a file could be short, and the hash check on every
+        load then refuses it, so the stage is recomputed rather than trusted."""
         ref = ArtifactRef(sha256_file(tmp), codec, suffix, tmp.stat().st_size)
         final = self.path(ref)
         if not final.exists():
