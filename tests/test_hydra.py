@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -36,6 +37,13 @@ def test_multirun_with_the_joblib_launcher_records_each_job_and_reports_the_best
     assert "best run:" in result.stdout
     depths = sorted(project.show(r["id"])["config"]["model"]["params"]["max_depth"] for r in runs)
     assert depths == [2, 3, 4]
+    # Jobs register without promoting; the best run's version is promoted once, afterwards.
+    best_id = next(line.split()[2] for line in result.stdout.splitlines()
+                   if line.startswith("best run:"))
+    history = json.loads(project.cli("models", "history", "proj", "--json", check=True).stdout)
+    assert [h["action"] for h in history] == ["sweep"]
+    models = json.loads(project.cli("models", "list", "--json", check=True).stdout)
+    assert [m["run_id"] for m in models if "champion" in m["aliases"]] == [best_id]
 
 
 @pytest.mark.slow

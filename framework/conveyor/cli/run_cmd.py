@@ -169,7 +169,24 @@ def _summarise_sweep(app: App, invocation: str) -> int:
                 best = (job["run_id"], value, overrides)
     if best:
         print(f"best run: {best[0]} with {primary}={best[1]:.4g} ({best[2]})")
-    return max(job["exit_code"] for job in jobs)
+        _promote_best(store, best[0], f"best of sweep by {primary}={best[1]:.4g} ({best[2]})")
+    # A gate saying no to some trials is what a search is for; only failures count here.
+    return max((job["exit_code"] for job in jobs if job.get("error")), default=EXIT_OK)
+
+
+def _promote_best(store: Any, run_id: str, reason: str) -> None:
+    from conveyor.store import Registry
+    from conveyor.store.registry import CHAMPION
+
+    registry = Registry(store)
+    for version in (v for v in registry.versions() if v.run_id == run_id):
+        if version.decision != "passed":
+            print(f"✗ {version.name} v{version.version} (best run) did not pass the gate: "
+                  + "; ".join(r for r in version.gate.get("reasons", []) if "misses" in r))
+        elif registry.aliases(version.name).get(CHAMPION) != version.version:
+            registry.set_alias(version.name, CHAMPION, version.version, action="sweep",
+                               actor="conveyor", reason=reason)
+            print(f"✓ {version.name} v{version.version} promoted to champion ({reason})")
 
 
 def plan(args: list[str], app: App) -> int:

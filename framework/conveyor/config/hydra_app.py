@@ -13,6 +13,7 @@ from typing import Any
 
 from conveyor.config import CONFIG_NAME, search_path_override
 
+SWEEP_NO_PROMOTE = "registry.promote_on_gate"
 HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
                "--hydra-help", "--resolve", "-p", "--package", "--experimental-rerun"}
 
@@ -37,6 +38,9 @@ def run_with_hydra(project_dir: Path, args: list[str], host: Any, *, force: bool
         f"hydra.run.dir={project_dir}/.conveyor/hydra/run",
         f"hydra.sweep.dir={project_dir}/.conveyor/hydra/multirun/{invocation}",
     ]
+    if any(a in ("-m", "--multirun") for a in args):
+        # Jobs register their models but do not promote; the best one is promoted afterwards.
+        extra.append(f"{SWEEP_NO_PROMOTE}=false")
     argv = sys.argv
     sys.argv = ["conveyor run", *args, *extra]
     try:
@@ -63,11 +67,12 @@ def hydra_job(cfg: Any) -> float | None:
     job = hydra_cfg.job.get("num", None)
     choices = {k: str(v) for k, v in hydra_cfg.runtime.choices.items()
                if not k.startswith("hydra/") and v is not None}
-    outcome: dict[str, Any] = {"job": job, "overrides": list(overrides), "run_id": None}
+    shown = [o for o in overrides if not o.startswith(SWEEP_NO_PROMOTE + "=")]
+    outcome: dict[str, Any] = {"job": job, "overrides": shown, "run_id": None}
     try:
         host = load_host(project_dir, list(overrides))
         config = check_config(cfg, project_dir, overrides, host, choices=choices)
-        print(f"[job {job}] {' '.join(overrides)}", flush=True)
+        print(f"[job {job}] {' '.join(shown)}", flush=True)
         runner = Runner(host, config, display=StageDisplay(),
                         force=bool(os.environ.get("CONVEYOR_FORCE")))
         result = runner.run()
