@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
-
 
 @dataclass
 class ModelConfig:
-    _target_: str = MISSING  # import path of a scikit-learn compatible estimator
+    # Import path of a scikit-learn compatible estimator. Optional here, so projects whose
+    # pipeline trains nothing with this plugin need no model; sklearn.train checks it is set.
+    _target_: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     task: str | None = None  # classification | regression; inferred from the estimator
 
