@@ -51,8 +51,9 @@ def summary(store: Any, row: Any) -> dict[str, Any]:
         data["created_at"] = _when(row["created_at"])
         data["duration"] = round(row["duration"], 3) if row["duration"] is not None else None
         config = json.loads(row["config"]) if row["config"] else {}
-        data["model"] = (config.get("model") or {}).get("_target_", "").rsplit(".", 1)[-1]
-    except (TypeError, ValueError) as exc:
+        target = (config.get("model") or {}).get("_target_") or ""
+        data["model"] = str(target).rsplit(".", 1)[-1]
+    except (TypeError, ValueError, AttributeError) as exc:
         problems.append(f"unreadable row: {exc}")
     try:
         data["metrics"] = {f"{r['key']}": r["value"] for r in store.query(
