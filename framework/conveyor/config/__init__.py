@@ -66,8 +66,11 @@ def search_path_override(config_dirs: Sequence[Path]) -> str:
     return f"hydra.searchpath=[{quoted}]"
 
 
-def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path]) -> Any:
-    """Hydra's composition of the project config (a DictConfig including the `hydra` node)."""
+def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path],
+                schema: type | None = None) -> Any:
+    """Hydra's composition of the project config (a DictConfig including the `hydra` node).
+
+    `schema` (the root dataclass) lets an unknown key in an override suggest the nearest key."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import (
         ConfigCompositionException,
@@ -92,11 +95,14 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
         hint = None
         missing = getattr(exc, "missing_cfg_file", "") or ""
         provider = provider_hint(missing)
-        if provider:
+        if provider and not _installed(provider):
             hint = f"the '{missing.split('/')[0]}' config group comes with {provider}: " \
                    f"pip install {provider}"
         raise ConfigError(f"unknown config choice: {message}", hint=hint) from exc
     except ConfigCompositionException as exc:
+        unknown = _unknown_override_key(exc, overrides, schema)
+        if unknown is not None:
+            raise unknown from exc
         raise ConfigError(_composition_message(exc)) from exc
     except Exception as exc:
         from omegaconf.errors import OmegaConfBaseException
@@ -116,8 +122,47 @@ def _composition_message(exc: Exception) -> str:
     return text
 
 
+def _unknown_override_key(exc: Exception, overrides: Sequence[str],
+                          schema: type | None) -> ConfigError | None:
+    """Hydra's "Could not override 'a.b'" for a key the config does not have, said plainly:
+    which key, which override, the nearest valid key, and how to add a key on purpose."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = exc.__cause__
+    if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or "not in struct" not in str(cause):
+        return None
+    key = str(getattr(cause, "full_key", None) or getattr(cause, "key", None) or "")
+    if not key:
+        return None
+    from conveyor.config.locate import key_origin
+
+    origin = key_origin(key, overrides=overrides, files=())
+    override = next((o for o in overrides
+                     if o.split("=", 1)[0].lstrip("+~") == key
+                     or o.split("=", 1)[0].lstrip("+~").startswith(key + ".")), None)
+    nearest = _nearest(key, schema) if schema is not None else ""
+    hint = None
+    if override and "did you mean" not in nearest:
+        hint = f"to add a key the config does not have yet, write +{override.lstrip('+~')}"
+    return ConfigError(f"unknown config key '{key}'" + (f" (set in {origin})" if origin else "")
+                       + nearest, hint=hint)
+
+
+def _installed(distribution: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> ProjectConfig:
-    raw = compose_raw(project_dir, overrides, host.contributions.config_dirs)
+    from conveyor.config.schema import root_schema
+
+    schema = root_schema({name: s.schema for name, s in host.contributions.config_schemas.items()})
+    raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, schema)
     return check_config(raw, project_dir, tuple(overrides), host)
 
 
