@@ -71,6 +71,7 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
     """Hydra's composition of the project config (a DictConfig including the `hydra` node).
 
     `schema` (the root dataclass) lets an unknown key in an override suggest the nearest key."""
+    import yaml
     from hydra import compose, initialize_config_dir
     from hydra.errors import (
         ConfigCompositionException,
@@ -99,6 +100,13 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
             hint = f"the '{missing.split('/')[0]}' config group comes with {provider}: " \
                    f"pip install {provider}"
         raise ConfigError(f"unknown config choice: {message}", hint=hint) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{mark.name}:{mark.line + 1}" if mark else str(project_dir / CONFIG_FILE)
+        problem = " ".join(filter(None, [getattr(exc, "context", None),
+                                         getattr(exc, "problem", None)])) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}",
+                          hint="check the indentation, quotes and brackets there") from exc
     except ConfigCompositionException as exc:
         unknown = _unknown_override_key(exc, overrides, schema)
         if unknown is not None:
