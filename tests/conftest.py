@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -11,6 +12,11 @@ import pytest
 from conveyor.testing import Project, conveyor_executable
 
 REPO = Path(__file__).resolve().parents[1]
+
+# pytest-xdist already runs one worker per core: model fits in the subprocesses each spinning up
+# an OpenMP pool per core oversubscribe the machine and run several times slower. One thread
+# per subprocess, unless the caller chose otherwise (subprocesses inherit os.environ).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -25,8 +31,6 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {**os.environ, "COLUMNS": "200", "CONVEYOR_TEST": "1"}
 
 

@@ -6,6 +6,7 @@ exactly the path a third party's does. A project may add modules of its own (`pl
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from collections.abc import Callable, Iterable
@@ -51,6 +52,12 @@ class PluginInfo:
     distribution: str
     version: str
     origin: str  # "entry point", "local module" or "core"
+
+    def label(self) -> str:
+        """How messages name the plugin: with its distribution and version, or as local."""
+        if self.origin == "local module":
+            return f"'{self.name}' (local module of the project, plugins.local)"
+        return f"'{self.name}' ({self.distribution} {self.version})"
 
 
 class PluginHost:
@@ -115,8 +122,7 @@ class PluginHost:
             self.pm.register(plugin, name=info.name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(
-                f"plugin '{info.name}' ({info.distribution} {info.version}) breaks the hook "
-                f"contract: {exc}",
+                f"plugin {info.label()} breaks the hook contract: {exc}",
                 hint="compare its hook signatures with `conveyor.hookspecs`",
             ) from exc
         self.info[info.name] = info
@@ -127,15 +133,20 @@ class PluginHost:
         except pluggy.PluginValidationError as exc:
             name = self.pm.get_name(exc.plugin) or "?"
             info = self.info.get(name)
-            who = f"'{name}' ({info.distribution} {info.version})" if info else f"'{name}'"
+            who = info.label() if info else f"'{name}'"
+            hint = "check the hook name's spelling against `conveyor.hookspecs`"
+            unknown = str(exc).split("'")[1] if str(exc).count("'") >= 2 else ""
+            close = difflib.get_close_matches(
+                unknown, [n for n in dir(hookspecs) if n.startswith("conveyor_")], n=1)
+            if close:
+                hint = f"did you mean '{close[0]}'? (the hooks are listed in `conveyor.hookspecs`)"
             raise PluginError(
-                f"plugin {who} implements a hook Conveyor does not define: {exc}",
-                hint="check the hook name's spelling against `conveyor.hookspecs`",
+                f"plugin {who} implements a hook Conveyor does not define: {exc}", hint=hint,
             ) from exc
 
     def describe(self, plugin_name: str) -> str:
         info = self.info.get(plugin_name)
-        return f"'{plugin_name}' ({info.distribution} {info.version})" if info else f"'{plugin_name}'"
+        return info.label() if info else f"'{plugin_name}'"
 
     # --- contributions ---------------------------------------------------------------------
 

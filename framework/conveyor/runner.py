@@ -15,7 +15,7 @@ from typing import Any
 
 from conveyor.cache import Decision, decide
 from conveyor.config import ProjectConfig, flatten
-from conveyor.errors import ConveyorError, PluginError, StageFailed, StoreError
+from conveyor.errors import EXIT_FAILED, ConveyorError, PluginError, StageFailed, StoreError
 from conveyor.lineage import git_state, package_versions
 from conveyor.planner import PlannedStage, make_plan
 from conveyor.plugins import PluginHost
@@ -95,10 +95,17 @@ class Runner:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConveyorError) \
                 else exc.message
+            if isinstance(exc, PluginError):
+                # A hook broke a run that had started: the run failed (1), not the set-up (2).
+                exc.exit_code = EXIT_FAILED
             raise
         finally:
             cleanup_errors = self.host.call_each("conveyor_after_run", keep_going=True, run=run,
                                                  status=status)
+            for problem in cleanup_errors:
+                problem.exit_code = EXIT_FAILED
+                if status != "completed":
+                    print(f"warning: {problem}", file=sys.stderr)
             if cleanup_errors and status == "completed":
                 status, error = "failed", cleanup_errors[0].message
             self._close_run(store, run, status, error)

@@ -67,8 +67,11 @@ def search_path_override(config_dirs: Sequence[Path]) -> str:
 
 
 def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path],
-                installed: frozenset[str] = frozenset()) -> Any:
-    """Hydra's composition of the project config (a DictConfig including the `hydra` node)."""
+                schema: type | None = None) -> Any:
+    """Hydra's composition of the project config (a DictConfig including the `hydra` node).
+
+    `schema` (the root dataclass) lets an unknown key in an override suggest the nearest key."""
+    import yaml
     from hydra import compose, initialize_config_dir
     from hydra.errors import (
         ConfigCompositionException,
@@ -93,14 +96,22 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
         hint = None
         missing = getattr(exc, "missing_cfg_file", "") or ""
         provider = provider_hint(missing)
-        if provider and provider not in installed:
+        if provider and not _installed(provider):
             hint = f"the '{missing.split('/')[0]}' config group comes with {provider}: " \
                    f"pip install {provider}"
         raise ConfigError(f"unknown config choice: {message}", hint=hint) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{mark.name}:{mark.line + 1}" if mark else str(project_dir / CONFIG_FILE)
+        problem = " ".join(filter(None, [getattr(exc, "context", None),
+                                         getattr(exc, "problem", None)])) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}",
+                          hint="check the indentation, quotes and brackets there") from exc
     except ConfigCompositionException as exc:
-        error = ConfigError(_composition_message(exc))
-        error.unknown_key = _unknown_override(exc)
-        raise error from exc
+        unknown = _unknown_override_key(exc, overrides, schema)
+        if unknown is not None:
+            raise unknown from exc
+        raise ConfigError(_composition_message(exc)) from exc
     except Exception as exc:
         from omegaconf.errors import OmegaConfBaseException
 
@@ -110,43 +121,56 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
 
 
 def _composition_message(exc: Exception) -> str:
-    import re
-
-    text = str(exc) + "\n" + str(exc.__cause__ or "")
-    match = re.search(r"Could not override '([^']+)'", text)
-    if match and "not in struct" in text:
-        key = match.group(1)
-        return (f"unknown config key '{key}' (set on the command line): it is not in the "
-                f"composed config; to add a new key write +{key}=VALUE, to set an existing "
-                f"one check its spelling with `conveyor run --cfg job`")
-    first = text.splitlines()[0] if text else type(exc).__name__
+    text = str(exc)
     cause = exc.__cause__
-    detail = str(cause).splitlines()[0] if cause else ""
-    return f"{first} {detail}".strip() if detail and detail not in first else first
+    if "Could not override" in text or "Could not append" in text:
+        first = text.splitlines()[0]
+        detail = str(cause).splitlines()[0] if cause else ""
+        return f"{first} {detail}".strip()
+    return text
 
 
-def _unknown_override(exc: Exception) -> str | None:
-    import re
+def _unknown_override_key(exc: Exception, overrides: Sequence[str],
+                          schema: type | None) -> ConfigError | None:
+    """Hydra's "Could not override 'a.b'" for a key the config does not have, said plainly:
+    which key, which override, the nearest valid key, and how to add a key on purpose."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-    text = str(exc) + "\n" + str(exc.__cause__ or "")
-    match = re.search(r"Could not override '([^']+)'", text)
-    return match.group(1) if match and "not in struct" in text else None
+    cause = exc.__cause__
+    if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or "not in struct" not in str(cause):
+        return None
+    key = str(getattr(cause, "full_key", None) or getattr(cause, "key", None) or "")
+    if not key:
+        return None
+    from conveyor.config.locate import key_origin
+
+    origin = key_origin(key, overrides=overrides, files=())
+    override = next((o for o in overrides
+                     if o.split("=", 1)[0].lstrip("+~") == key
+                     or o.split("=", 1)[0].lstrip("+~").startswith(key + ".")), None)
+    nearest = _nearest(key, schema) if schema is not None else ""
+    hint = None
+    if override and "did you mean" not in nearest:
+        hint = f"to add a key the config does not have yet, write +{override.lstrip('+~')}"
+    return ConfigError(f"unknown config key '{key}'" + (f" (set in {origin})" if origin else "")
+                       + nearest, hint=hint)
+
+
+def _installed(distribution: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> ProjectConfig:
     from conveyor.config.schema import root_schema
 
-    installed = frozenset(info.distribution for info in host.info.values())
-    try:
-        raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, installed)
-    except ConfigError as exc:
-        key = getattr(exc, "unknown_key", None)
-        if key:
-            schemas = {n: s.schema for n, s in host.contributions.config_schemas.items()}
-            suggestion = _nearest(key, root_schema(schemas))
-            if suggestion.startswith("; did you mean"):
-                exc.message = f"unknown config key '{key}' (set on the command line)" + suggestion
-        raise
+    schema = root_schema({name: s.schema for name, s in host.contributions.config_schemas.items()})
+    raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, schema)
     return check_config(raw, project_dir, tuple(overrides), host)
 
 

@@ -75,7 +75,9 @@ class ArtifactStore:
         load then refuses it, so the stage is recomputed rather than trusted."""
         ref = ArtifactRef(sha256_file(tmp), codec, suffix, tmp.stat().st_size)
         final = self.path(ref)
-        if not final.exists():
+        # A file already under this name is reused only if it is whole: a truncated or damaged
+        # one (the reason the stage re-ran) is replaced, or the store would never heal.
+        if not (self.exists(ref) and sha256_file(final) == ref.sha256):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         with self.store.write() as conn:

@@ -83,6 +83,14 @@ def _check_target(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> No
                                    "predict?", hint="set data.target=COLUMN")
 
 
+def _check_split(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    _check_target(settings, ctx)
+    size = settings.get("test_size")
+    if not 0 < size < 1:
+        raise conveyor.ConfigError(f"data.test_size={size}: the share of rows held out for "
+                                   "testing must be between 0 and 1", hint="e.g. data.test_size=0.2")
+
+
 def _require_column(frame: Any, column: str, what: str) -> None:
     if column not in frame.columns:
         import difflib
@@ -282,7 +290,7 @@ STAGE_TYPES = [
                        settings_schema=s.LoadSettings, input_files=_source_files,
                        ephemeral_outputs=frozenset({"data"}), check=_check_load),
     conveyor.StageType("sklearn.split", _split, "split into train and test sets",
-                       settings_schema=s.SplitSettings, check=_check_target),
+                       settings_schema=s.SplitSettings, check=_check_split),
     conveyor.StageType("sklearn.train", _train,
                        "fit preprocessing + estimator as one scikit-learn Pipeline",
                        settings_schema=s.TrainSettings, check=_check_train),

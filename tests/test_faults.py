@@ -1,0 +1,254 @@
+"""Faults at run time: a stage or a hook raising, kill -9 mid-stage, two runs at once, a damaged
+store. The run record must tell the truth, the store must stay usable, the next run must work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from _support import (
+    artifact_files,
+    assert_artifacts_whole,
+    assert_run_failed,
+    local_project,
+    recorded_runs,
+)
+from conveyor.testing import Project, conveyor_executable
+
+
+def stage_rows(project: Project, run_id: str) -> dict[str, dict]:
+    return {s["name"]: s for s in project.show(run_id)["stages"]}
+
+
+def test_failing_stage_is_recorded_and_the_fixed_run_resumes_from_the_cache(tmp_path):
+    project = local_project(tmp_path / "p")
+    (project.path / "BREAK").touch()
+    failed = project.run()
+    assert_run_failed(failed, "stage 'second'", "faults.flaky",
+                      "ValueError: flaky stage broke on purpose")
+
+    [run] = project.runs()
+    assert run["status"] == "failed"
+    shown = project.show(run["id"])
+    assert "flaky stage broke on purpose" in shown["error"]
+    stages = {s["name"]: s for s in shown["stages"]}
+    assert stages["first"]["status"] == "completed"
+    assert stages["second"]["status"] == "failed"
+    assert "flaky stage broke on purpose" in stages["second"]["error"]
+    assert stages["second"]["outputs"] == {}
+    # Only the completed stage's output was stored.
+    stored = [p.name for p in artifact_files(project)]
+    assert stored == [f"{stages['first']['outputs']['value']['sha256']}.json"]
+    assert "flaky stage broke on purpose" in project.cli("runs", "show", run["id"]).stdout
+
+    (project.path / "BREAK").unlink()
+    fixed = project.run()
+    assert fixed.returncode == 0, fixed.stderr
+    latest = project.runs()[0]
+    assert latest["status"] == "completed"
+    stages = stage_rows(project, latest["id"])
+    assert stages["first"]["cached"] and stages["first"]["reason"] == f"unchanged since run {run['id']}"
+    assert not stages["second"]["cached"]
+    assert len(artifact_files(project)) == 2
+    assert_artifacts_whole(project)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"conveyor exited {process.returncode} early\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path.name} never appeared")
+        time.sleep(0.05)
+
+
+def test_kill_9_during_a_stage_leaves_a_usable_store_and_no_completed_run(tmp_path):
+    project = local_project(tmp_path / "p", pipeline={
+        "first": {"uses": "faults.produce"},
+        "second": {"uses": "faults.flaky", "needs": ["first"]},
+        "slow": {"uses": "faults.slow", "needs": ["second"]}})
+    (project.path / "SLOW").touch()
+    started = project.path / "slow-stage-started"
+    process = subprocess.Popen([conveyor_executable(), "run"], cwd=project.path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(started, process)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    killed_id = started.read_text()
+
+    runs = project.runs()  # also notices the killed process is gone
+    assert [(r["id"], r["status"]) for r in runs] == [(killed_id, "interrupted")]
+    assert "killed" in project.show(killed_id)["error"]
+    assert_artifacts_whole(project)
+    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM stages WHERE run_id=? AND name='slow' "
+                            "AND status='completed'", (killed_id,)).fetchone()[0] == 0
+
+    (project.path / "SLOW").unlink()
+    again = project.run()
+    assert again.returncode == 0, again.stderr
+    runs = project.runs()
+    assert [r["status"] for r in runs] == ["completed", "interrupted"]
+    stages = stage_rows(project, runs[0]["id"])
+    assert stages["first"]["cached"] and stages["second"]["cached"]  # done before the kill
+    assert not stages["slow"]["cached"]
+    assert_artifacts_whole(project)
+
+
+def test_sigterm_during_a_stage_records_the_run_as_interrupted_and_runs_cleanup(tmp_path):
+    project = local_project(tmp_path / "p", pipeline={
+        "first": {"uses": "faults.produce"},
+        "slow": {"uses": "faults.slow", "needs": ["first"]}})
+    (project.path / "SLOW").touch()
+    started = project.path / "slow-stage-started"
+    process = subprocess.Popen([conveyor_executable(), "run"], cwd=project.path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(started, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert [r["status"] for r in project.runs()] == ["interrupted"]
+    assert (project.path / "after-run.marker").read_text() == "interrupted"
+    assert_artifacts_whole(project)
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_on_one_project(new_project):
+    project = new_project()
+    processes = [subprocess.Popen([conveyor_executable(), "run", f"model.params.max_depth={d}"],
+                                  cwd=project.path, text=True, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
+                 for d in (3, 4)]
+    outputs = [(p, *p.communicate(timeout=300)) for p in processes]
+    for process, out, err in outputs:
+        assert process.returncode == 0, f"{out}\n{err}"
+        assert "locked" not in (out + err).lower(), f"{out}\n{err}"
+        assert "Traceback" not in err
+    runs = project.runs()
+    assert len(runs) == 2
+    assert {r["status"] for r in runs} == {"completed"}
+    for run in runs:
+        assert run["stages"] == 5 and "problems" not in run
+        assert {s["status"] for s in project.show(run["id"])["stages"]} == {"completed"}
+    versions = project.cli("models", "list", "--json", check=True).stdout
+    assert versions.count('"version"') == 2
+    assert_artifacts_whole(project)
+
+
+def test_many_concurrent_runs_share_one_store_without_locking_errors(tmp_path):
+    project = local_project(tmp_path / "p")
+    processes = [subprocess.Popen([conveyor_executable(), "run", f"+pipeline.first.n={n}"],
+                                  cwd=project.path, text=True, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for n in range(4)]
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, f"{out}\n{err}"
+        assert "locked" not in (out + err).lower()
+    runs = recorded_runs(project)
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"completed"}
+
+
+def corrupt_config(project: Project, run_id: str) -> None:
+    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
+        conn.execute("UPDATE runs SET config='{not json' WHERE id=?", (run_id,))
+
+
+def test_corrupt_run_row_is_flagged_by_runs_list(tmp_path):
+    project = local_project(tmp_path / "p")
+    project.run(check=True)
+    project.run("--force", check=True)
+    damaged, intact = [r["id"] for r in project.runs()]
+    corrupt_config(project, damaged)
+
+    listing = project.cli("runs", "list", "--json")
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
+    runs = {r["id"]: r for r in project.runs()}
+    assert any("unreadable" in p for p in runs[damaged]["problems"])
+    assert "problems" not in runs[intact]
+    table = project.cli("runs", "list")
+    assert table.returncode == 0 and "Traceback" not in table.stderr, table.stderr
+    assert "⚠" in table.stdout and "unreadable" in table.stdout
+    shown = project.cli("runs", "show", damaged)
+    assert shown.returncode == 0 and "config is unreadable" in shown.stdout, shown.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_damaged_artifact_is_flagged_and_the_next_run_repairs_it(tmp_path, damage):
+    project = local_project(tmp_path / "p")
+    project.run(check=True)
+    [run] = project.runs()
+    ref = stage_rows(project, run["id"])["first"]["outputs"]["value"]
+    path = project.path / ".conveyor" / "artifacts" / ref["sha256"][:2] / f"{ref['sha256']}.json"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:3])
+    else:
+        path.unlink()
+
+    for args in (["runs", "list"], ["runs", "list", "--json"]):
+        listing = project.cli(*args)
+        assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
+        assert "artifact first.value missing or truncated" in listing.stdout
+
+    rerun = project.run()
+    assert rerun.returncode == 0, rerun.stderr
+    assert "its cached outputs are missing" in rerun.stdout
+    assert_artifacts_whole(project)
+    latest, first = project.runs()
+    assert "problems" not in latest and "problems" not in first  # the same content, whole again
+
+
+def test_hook_raising_fails_the_run_naming_the_plugin_and_cleanup_still_runs(tmp_path):
+    project = local_project(tmp_path / "p", local=["faultstages", "badhook", "cleanup"], modules={
+        "badhook": """
+            import conveyor
+
+
+            @conveyor.hookimpl
+            def conveyor_before_stage(run, stage):
+                raise RuntimeError("tracker is down")
+        """})
+    result = project.run()
+    assert_run_failed(result, "'badhook'", "conveyor_before_stage", "tracker is down")
+    assert (project.path / "after-run.marker").read_text() == "failed"
+    [run] = project.runs()
+    assert run["status"] == "failed"
+    assert "'badhook'" in project.show(run["id"])["error"]
+
+
+def test_cleanup_hook_raising_does_not_stop_the_other_cleanup_hooks(tmp_path):
+    project = local_project(tmp_path / "p", local=["faultstages", "cleanup", "badcleanup"],
+                            modules={"badcleanup": """
+        import conveyor
+
+
+        @conveyor.hookimpl
+        def conveyor_after_run(run, status):
+            raise OSError("cannot upload the run")
+    """})
+    result = project.run()
+    assert_run_failed(result, "'badcleanup'", "conveyor_after_run", "cannot upload the run")
+    assert (project.path / "after-run.marker").read_text() == "completed"
+    [run] = project.runs()
+    assert run["status"] == "failed"
+
+
+def test_project_without_a_model_section_runs(tmp_path):
+    # Regression: the sklearn plugin's schema made model._target_ mandatory for every project.
+    project = local_project(tmp_path / "p", local=["faultstages"])
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    assert project.runs()[0]["model"] == ""
+    assert not (project.path / "after-run.marker").exists()  # cleanup.py is not listed
