@@ -3,6 +3,8 @@ its distribution and version); `plugins.disable` switches an installed plugin of
 
 from __future__ import annotations
 
+import json
+
 import yaml
 from _support import assert_usage_error, fake_distribution, local_project, recorded_runs
 
@@ -47,7 +49,7 @@ def test_disabling_the_broken_entry_point_plugin_lets_the_run_work(tmp_path):
     assert in_the_file.returncode == 0, in_the_file.stderr
     listing = project.cli("runs", "list", "--json", env=env)
     assert listing.returncode == 0, listing.stderr
-    assert [r["status"] for r in yaml.safe_load(listing.stdout)] == ["completed", "completed"]
+    assert [r["status"] for r in json.loads(listing.stdout)] == ["completed", "completed"]
 
 
 def test_entry_point_plugin_with_a_misspelled_hook(tmp_path):
