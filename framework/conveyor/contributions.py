@@ -52,7 +52,13 @@ class CheckContext:
 
 @dataclass(frozen=True)
 class Codec:
-    """Serialises one kind of artifact to a file and back, without running arbitrary code."""
+    """Serialises one kind of artifact to a file and back, without running arbitrary code.
+
+    `dump` runs on a background thread, so the next stage starts at once, unless the codec is
+    `inline` (small values such as JSON: written at once, so the stage is recorded at once).
+    `prepare()`, if given, imports what `dump` needs; the runner calls it early on a background
+    thread so the import overlaps with the stages' work.
+    """
 
     name: str
     suffix: str
@@ -60,6 +66,8 @@ class Codec:
     dump: Callable[[Any, Path], None]
     load: Callable[[Path], Any]
     priority: int = 0
+    prepare: Callable[[], None] | None = None
+    inline: bool = False
 
 
 @dataclass(frozen=True)

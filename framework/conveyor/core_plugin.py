@@ -34,7 +34,7 @@ def _load_json(path: Path) -> Any:
 @hookimpl
 def conveyor_codecs(register: Callable[[Codec], None]) -> None:
     register(Codec(name="json", suffix=".json", handles=_is_json, dump=_dump_json, load=_load_json,
-                   priority=-10))
+                   priority=-10, inline=True))
 
 
 @hookimpl

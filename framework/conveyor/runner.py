@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -9,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from conveyor.stage_context import Inputs, RunInfo, StageContext
 from conveyor.store import ArtifactRef, Registry, Store, open_store
 from conveyor.store.db import dumps
 from conveyor.targets import TargetImporter
+from conveyor.writer import OutputWriter
 
 INVOCATION_ENV = "CONVEYOR_INVOCATION"
 
@@ -60,6 +63,7 @@ class Runner:
         self.found = host.contributions
         self.codecs = {c.name: c for c in self.found.codecs}
         self.run_id: str | None = None  # set once the run is recorded, also when it then fails
+        self.writer = OutputWriter()
 
     def plan(self) -> tuple[list[PlannedStage], list[Decision], Store]:
         plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
@@ -87,10 +91,12 @@ class Runner:
         try:
             self.host.call_each("conveyor_before_run", run=run, config=self.config.data)
             for decision in decisions:
+                self.writer.raise_failures()
                 metrics.update(self._stage(store, run, decision, outputs, importer))
                 verdict = self._verdict(store, outputs[decision.stage.name])
                 if verdict is not None:
                     verdicts.append(verdict)
+            self.writer.drain()
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConveyorError) \
@@ -100,6 +106,10 @@ class Runner:
                 exc.exit_code = EXIT_FAILED
             raise
         finally:
+            if status != "completed":
+                # Record what did complete, so the next run resumes from there.
+                with contextlib.suppress(BaseException):  # the run's own error is the one to report
+                    self.writer.drain()
             cleanup_errors = self.host.call_each("conveyor_after_run", keep_going=True, run=run,
                                                  status=status)
             for problem in cleanup_errors:
@@ -124,7 +134,7 @@ class Runner:
             return None
         value, ref = produced["verdict"]
         if value is None and ref is not None:
-            value = self._load(store, ref)
+            value = self._load(store, _resolve(ref, "verdict"))
         return value if isinstance(value, dict) and "ok" in value else None
 
     # --- one stage ---------------------------------------------------------------------------
@@ -156,7 +166,7 @@ class Runner:
             if not isinstance(produced, Mapping):
                 raise StageFailed(f"stage '{stage.name}' ({stage.uses}) returned "
                                   f"{type(produced).__name__}, not a mapping of outputs")
-            stored = self._persist(store, stage, produced)
+            codecs = self._codecs_for(stage, produced)
         except BaseException as exc:
             duration = time.perf_counter() - clock
             self.display.finish(stage.name, "failed", duration)
@@ -170,15 +180,43 @@ class Runner:
                 raise
             raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed: {message}") from exc
         duration = time.perf_counter() - clock
-        outputs[stage.name] = {name: (produced[name], stored.get(name)) for name in produced}
-        refs = {name: (ref.as_dict() if ref else {"ephemeral": True})
-                for name, (_, ref) in outputs[stage.name].items()}
-        self._record_stage(store, run, decision, "completed", started, duration, refs, None,
-                           stage_metrics)
+        produced = dict(produced)
+
+        def store_outputs() -> dict[str, ArtifactRef]:
+            return self._store_outputs(store, run, decision, produced, codecs, started, duration,
+                                       dict(stage_metrics))
+
+        if all(codec.inline for codec in codecs.values()):
+            stored = Future()
+            stored.set_result(store_outputs())
+        else:
+            stored = self.writer.submit(stage.name, store_outputs)
+        self.writer.prepare(self.found.codecs)
+        outputs[stage.name] = {name: (produced[name], stored if name in codecs else None)
+                               for name in produced}
         self.host.call_each("conveyor_after_stage", run=run, stage=stage,
                             outputs=produced, cached=False)
         self.display.finish(stage.name, "completed", duration)
         return stage_metrics
+
+    def _store_outputs(self, store: Store, run: RunInfo, decision: Decision,
+                       produced: dict[str, Any], codecs: dict[str, Any], started: float,
+                       duration: float, metrics: dict[str, float]) -> dict[str, ArtifactRef]:
+        """On the writer thread: store the outputs, then record the stage as completed."""
+        stage = decision.stage
+        try:
+            stored = {name: store.artifacts.put(produced[name], codec)
+                      for name, codec in codecs.items()}
+        except Exception as exc:
+            message = (f"storing the outputs of stage '{stage.name}' failed: "
+                       f"{type(exc).__name__}: {exc}")
+            self._record_stage(store, run, decision, "failed", started, duration, {}, message)
+            raise StageFailed(message) from exc
+        refs = {name: (stored[name].as_dict() if name in stored else {"ephemeral": True})
+                for name in produced}
+        self._record_stage(store, run, decision, "completed", started, duration, refs, None,
+                           metrics)
+        return stored
 
     def _reuse(self, store: Store, run: RunInfo, decision: Decision,
                outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]]) -> dict[str, float]:
@@ -210,15 +248,15 @@ class Runner:
                 if value is not None or ref is None:
                     entries[name] = (need, lambda v=value: v)
                 else:
-                    entries[name] = (need, lambda r=ref: self._load(store, r))
+                    entries[name] = (need, lambda r=ref, n=name: self._load(store, _resolve(r, n)))
                 if ref is not None:
-                    refs[name] = ref
+                    refs[name] = lambda r=ref, n=name: _resolve(r, n)
                     entries[f"{need}.{name}"] = entries[name]
         return Inputs(stage.name, entries, refs)
 
-    def _persist(self, store: Store, stage: PlannedStage,
-                 produced: Mapping[str, Any]) -> dict[str, ArtifactRef]:
-        stored = {}
+    def _codecs_for(self, stage: PlannedStage, produced: Mapping[str, Any]) -> dict[str, Any]:
+        """The codec for each output to store, chosen before anything is written."""
+        chosen = {}
         for name, value in produced.items():
             if name in stage.type.ephemeral_outputs:
                 continue
@@ -228,8 +266,8 @@ class Runner:
                     f"stage '{stage.name}' returned output '{name}' of type "
                     f"{type(value).__module__}.{type(value).__name__}, which no installed codec "
                     f"can store", hint="return JSON-like values, or install a plugin with a codec")
-            stored[name] = store.artifacts.put(value, codec)
-        return stored
+            chosen[name] = codec
+        return chosen
 
     def _load(self, store: Store, ref: Any) -> Any:
         if isinstance(ref, dict):
@@ -301,6 +339,11 @@ class Runner:
             now = time.time()
             conn.execute("UPDATE runs SET status=?, finished_at=?, duration=?, error=? WHERE id=?",
                          (status, now, now - row["created_at"], error, run.id))
+
+
+def _resolve(ref: ArtifactRef | Future, name: str) -> ArtifactRef:
+    """An output's stored reference; waits for the writer if it is still storing it."""
+    return ref.result()[name] if isinstance(ref, Future) else ref
 
 
 def _size(path: Path) -> int | None:

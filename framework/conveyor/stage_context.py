@@ -55,8 +55,10 @@ class Inputs(Mapping[str, Any]):
         return self._entries[name][0]
 
     def ref(self, name: str) -> ArtifactRef | None:
-        """The stored artifact behind an input, if it is stored (None for in-memory ones)."""
-        return self._refs.get(name)
+        """The stored artifact behind an input, if it is stored (None for in-memory ones).
+        Waits until the producing stage's outputs are written."""
+        ref = self._refs.get(name)
+        return ref() if callable(ref) else ref
 
 
 class StageContext:

@@ -49,7 +49,17 @@ def _load_estimator(path: Path) -> Any:
     return skops.io.load(path, trusted=untrusted)
 
 
+def _import_parquet() -> None:
+    import pyarrow.parquet  # noqa: F401
+
+
+def _import_skops() -> None:
+    # skops builds its trusted-types table from every scikit-learn estimator (about 0.5 s).
+    import skops.io  # noqa: F401
+
+
 PARQUET = conveyor.Codec(name="parquet", suffix=".parquet", handles=_is_frame, dump=_dump_frame,
-                         load=_load_frame, priority=10)
+                         load=_load_frame, priority=10, prepare=_import_parquet)
 SKOPS = conveyor.Codec(name="skops", suffix=".skops", handles=_is_estimator,
-                       dump=_dump_estimator, load=_load_estimator, priority=10)
+                       dump=_dump_estimator, load=_load_estimator, priority=10,
+                       prepare=_import_skops)
