@@ -81,3 +81,18 @@ def test_a_tampered_artifact_is_refused_on_load(new_project):
     path.write_bytes(bytes(data))
     with pytest.raises(StoreError, match="corrupt or was tampered with"):
         store.artifacts.verify(ref)
+
+
+def test_promotion_is_refused_when_the_champion_moved_during_the_run(tmp_path):
+    from conveyor.store.registry import AliasMoved
+
+    registry = Registry(open_store(tmp_path))
+    for n in (1, 2):
+        registry.register(name="m", run_id=f"r{n}", stage="register", artifact={}, metrics={},
+                          gate={}, decision="passed", config_hash="h", data={})
+    registry.set_alias("m", "champion", 1, action="gate", reason="first", expect=None)
+    with pytest.raises(AliasMoved):  # run 2 compared itself with "no champion"
+        registry.set_alias("m", "champion", 2, action="gate", reason="late", expect=None)
+    assert registry.aliases("m") == {"champion": 1}
+    registry.note("m", 2, "not promoted: the champion changed")
+    assert registry.get("m", 2).gate["reasons"] == ["not promoted: the champion changed"]

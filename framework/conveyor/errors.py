@@ -1,7 +1,8 @@
 """Every error Conveyor reports to a user, and the exit code each one maps to.
 
 Exit codes are part of the user contract: 0 ok; 1 a stage failed or a gate/policy said no;
-2 bad usage, bad config or a broken plugin (nothing ran); 130 interrupted.
+2 bad usage, bad config or a broken plugin (nothing ran); 70 an internal error (a bug);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in Conveyor or a plugin, not the user's input
 EXIT_INTERRUPTED = 130
 
 

@@ -15,7 +15,7 @@ from conveyor.contributions import CheckContext, StageType
 from conveyor.errors import StageFailed
 from conveyor.gate import evaluate_gate, parse_gate
 from conveyor.stage_context import StageContext
-from conveyor.store.registry import CHAMPION
+from conveyor.store.registry import CHAMPION, AliasMoved
 
 
 @dataclass
@@ -53,10 +53,21 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
         decision=decision, config_hash=ctx.run.config_hash, data=dict(ctx.run.data_versions))
     promoted = passed and settings["promote"]
     if promoted:
-        ctx.registry.set_alias(name, CHAMPION, version, action="gate", actor="conveyor",
-                               reason="passed the gate: " + ("; ".join(reasons) or "no rules"))
+        try:
+            # Only over the champion this model was compared with: a run that finished
+            # meanwhile may have promoted another version.
+            ctx.registry.set_alias(name, CHAMPION, version, action="gate", actor="conveyor",
+                                   reason="passed the gate: " + ("; ".join(reasons) or "no rules"),
+                                   expect=evaluation.get("champion_version"))
+        except AliasMoved as moved:
+            promoted = False
+            reasons.append(f"not promoted: the champion changed to v{moved.actual} during this "
+                           f"run; run again to compare with it")
+            ctx.registry.note(name, version, reasons[-1])
     if passed:
-        message = f"{name} v{version} registered" + (" and promoted to champion" if promoted else "")
+        message = f"{name} v{version} registered" + (
+            " and promoted to champion" if promoted else
+            f" ({reasons[-1]})" if settings["promote"] else "")
     else:
         message = f"{name} v{version} registered, not promoted: " + "; ".join(
             r for r in reasons if "misses" in r or "not computed" in r)

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from conveyor.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConveyorError, UsageError
+from conveyor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ConveyorError, UsageError
 
 DESCRIPTION = """\
 Conveyor runs a whole machine-learning system described in layered YAML: data, training,
@@ -25,7 +25,8 @@ A project is a folder with a conveyor.yaml. Start one, run it, look at what it r
 """
 
 EPILOG = """\
-exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or plugin · 130 interrupted
+exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or plugin
+            70 internal error (a bug: please report it) · 130 interrupted
 more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
 
 PASSTHROUGH = {"run", "plan"}
@@ -82,6 +83,14 @@ def run_cli(argv: list[str]) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        # Not a user error: a bug in Conveyor or a plugin. One line, unless --debug.
+        if debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc}\n"
+              "  this is a bug in Conveyor or a plugin; run again with --debug for the "
+              "traceback and report it", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _command_index(argv: list[str]) -> int:

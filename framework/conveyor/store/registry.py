@@ -17,6 +17,15 @@ from conveyor.store.db import Store, dumps, loads
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+ANY = object()
+
+
+class AliasMoved(Exception):
+    """An alias changed between reading it and moving it (another run promoted meanwhile)."""
+
+    def __init__(self, name: str, alias: str, expected: object, actual: int | None) -> None:
+        super().__init__(f"{name}'s {alias} moved from {expected} to {actual}")
+        self.expected, self.actual = expected, actual
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,16 @@ class Registry:
                  decision, config_hash, dumps(data), time.time()))
         return version
 
+    def note(self, name: str, version: int, reason: str) -> None:
+        """Append a reason to a version's recorded gate decision."""
+        with self.store.write() as conn:
+            row = conn.execute("SELECT gate FROM model_versions WHERE name=? AND version=?",
+                               (name, version)).fetchone()
+            gate = loads(row["gate"], {}) if row else {}
+            gate["reasons"] = [*gate.get("reasons", []), reason]
+            conn.execute("UPDATE model_versions SET gate=? WHERE name=? AND version=?",
+                         (dumps(gate), name, version))
+
     def get(self, name: str, version: int) -> ModelVersion:
         rows = self.store.query("SELECT * FROM model_versions WHERE name=? AND version=?",
                                 (name, int(version)))
@@ -83,13 +102,19 @@ class Registry:
         return self.get(name, version) if version is not None else None
 
     def set_alias(self, name: str, alias: str, version: int, *, action: str, reason: str,
-                  forced: bool = False, actor: str | None = None) -> int | None:
-        """Point `alias` at `version`, recording who/why; returns the version it pointed at."""
+                  forced: bool = False, actor: str | None = None,
+                  expect: int | object | None = ANY) -> int | None:
+        """Point `alias` at `version`, recording who/why; returns the version it pointed at.
+
+        With `expect`, the move happens only if the alias still points where the caller last
+        saw it (compare-and-set); otherwise AliasMoved is raised and nothing changes."""
         actor = actor or _user()
         with self.store.write() as conn:
             row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?",
                                (name, alias)).fetchone()
             previous = row["version"] if row else None
+            if expect is not ANY and previous != expect:
+                raise AliasMoved(name, alias, expect, previous)
             conn.execute("INSERT OR REPLACE INTO aliases VALUES (?,?,?,?)",
                          (name, alias, version, time.time()))
             conn.execute(

@@ -261,10 +261,10 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
                               "champion": None, "champion_version": None, "slices": {}}
     champion = ctx.registry.alias(ctx.settings["model_name"])
     if champion is not None:
+        result["champion_version"] = champion.version  # promotion is only over this one
         try:
             champion_model = ctx.load_artifact(champion.artifact)
             result["champion"] = score(champion_model, test, target, metrics)
-            result["champion_version"] = champion.version
             ctx.log(f"champion v{champion.version} on the same test set: "
                     + ", ".join(f"{k}={v:.4g}" for k, v in result["champion"].items()))
         except conveyor.ConveyorError as exc:
