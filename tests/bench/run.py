@@ -118,8 +118,21 @@ def check_call(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     return proc.stdout + proc.stderr
 
 
-def environment(bin_dir: Path) -> dict[str, str]:
+# Native thread pools (OpenMP in HistGradientBoosting, OpenBLAS) spin while they wait: on two cores
+# shared with anything else, one fit then takes 10-20x longer, run to run. One thread each keeps the
+# measured commands steady; ours and the baselines get the same setting.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def environment(bin_dir: Path, threads: str, pycache: Path) -> dict[str, str]:
     env = dict(os.environ)
+    if threads != "default":
+        env.update(dict.fromkeys(THREAD_VARIABLES, threads))
+    # As on a user's machine, bytecode is cached (an editable install otherwise compiles Conveyor
+    # on every start when PYTHONDONTWRITEBYTECODE is set); the cache lives in the workspace, so
+    # nothing is written next to the sources.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env.update({
         "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
         "VIRTUAL_ENV": str(bin_dir.parent),
@@ -243,7 +256,8 @@ def markdown(figures: list[Figure], meta: dict[str, Any], imports: dict[str, Any
     out = ["# Conveyor benchmark", "",
            f"{meta['finished']} · commit {meta['commit']} · {meta['machine']} · "
            f"took {meta['duration_s']:.0f} s · load average before/after "
-           f"{meta['load_before']} / {meta['load_after']}", "",
+           f"{meta['load_before']} / {meta['load_after']} · native threads per measured "
+           f"process: {meta['threads']}", "",
            "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     out += ["| " + " | ".join(row) + " |" for row in table_rows(figures)]
     out += ["", "Ours and baseline are medians of wall-clock times of the repetitions, which "
@@ -251,14 +265,15 @@ def markdown(figures: list[Figure], meta: dict[str, Any], imports: dict[str, Any
     for figure in figures:
         if figure.note:
             out.append(f"- **{figure.key}** {figure.note}")
-    out += ["", "## Commands", "", "| # | case | command | cwd | n | median | min | max | cpu |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    out += ["", "## Commands", "",
+            "| # | case | command | cwd | n | median | min | max | cpu | load average |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for figure in figures:
         for name, case in figure.cases.items():
             out.append(f"| {figure.key} | {name} | `{case['command']}` | {Path(case['cwd']).name} "
                        f"| {case['n']} | {seconds(case['median_wall'])} | "
                        f"{seconds(case['min_wall'])} | {seconds(case['max_wall'])} | "
-                       f"{seconds(case['median_cpu'])} |")
+                       f"{seconds(case['median_cpu'])} | {figure.extra.get('load_average', '')} |")
     out += ["", "## Imports", ""]
     for what, profile in imports.items():
         out += [f"### {what}", "", f"`{profile['command']}`: {profile['modules']} modules, "
@@ -578,7 +593,7 @@ def figure_end_to_end(ws: Workspace) -> list[Figure]:
     plain = Case("plain script (same work)", [str(VENV_BIN / "python"), str(HERE / "workload.py"),
                                               "e2e", str(project / "data" / "bench.csv")],
                  project, ws.ours_env)
-    measure([plain, ours], reps(ws, 2, 1))
+    measure([plain, ours], reps(ws, 3, 1))
     theirs = json.loads(plain.last_output.strip().splitlines()[-1])
     summary = [line for line in ours.last_output.splitlines() if " completed · " in line]
     mine = dict(METRIC.findall(summary[-1] if summary else ""))
@@ -633,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="small data and few repetitions: a check of the harness")
     parser.add_argument("--only", default="12345", help="figures to run, e.g. --only 24")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--threads", default="1",
+                        help="OMP/OPENBLAS/MKL_NUM_THREADS of the measured commands "
+                             "('default': leave them unset)")
     args = parser.parse_args(argv)
 
     started = time.time()
@@ -650,8 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     imports: dict[str, Any] = {}
     figures: list[Figure] = []
     try:
-        ours_env = environment(VENV_BIN)
-        base_env = environment(baselines / "bin")
+        ours_env = environment(VENV_BIN, args.threads, root / "pycache")
+        base_env = environment(baselines / "bin", args.threads, root / "pycache")
         print("generating data ...", flush=True)
         medium = root / "medium.csv"
         large = root / "large.csv"
@@ -674,7 +692,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             clock = time.perf_counter()
             print(f"figure {key}: {what} ...", end=" ", flush=True)
-            figures.extend(step())
+            before = load_average()
+            made = step()
+            for figure in made:
+                figure.extra["load_average"] = f"{before} -> {load_average()}"
+            figures.extend(made)
             print(f"{time.perf_counter() - clock:.0f} s (load average {load_average()})",
                   flush=True)
     finally:
@@ -688,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                        f"{platform.python_version()}",
             "duration_s": time.time() - started, "load_before": load_before,
-            "load_after": load_average(), "quick": args.quick}
+            "load_after": load_average(), "quick": args.quick, "threads": args.threads}
     print_table(figures)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(
