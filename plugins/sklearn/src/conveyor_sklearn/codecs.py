@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +32,48 @@ def _is_estimator(obj: Any) -> bool:
     return hasattr(obj, "fit") and hasattr(obj, "get_params")
 
 
-def _dump_estimator(model: Any, path: Path) -> None:
-    import skops.io
+_SKOPS_IMPORT = threading.Lock()
 
-    skops.io.dump(model, path)
+
+def _skops_io() -> Any:
+    """skops.io, imported without its default trusted-types table.
+
+    On import, skops builds that table by importing every scikit-learn estimator (and pytest,
+    through sklearn.utils._testing): about 0.3 s that saving a model never needs. Loading does
+    not rely on the table either: `_load_estimator` checks every type in the file against
+    TRUSTED_MODULES itself. With the table empty, skops simply reports more types as untrusted
+    to that check; nothing is trusted that was not before.
+    """
+    import sys
+
+    with _SKOPS_IMPORT:  # the runner's warm-up thread may be importing it right now
+        if "skops.io" not in sys.modules:
+            import sklearn.utils
+
+            original = sklearn.utils.all_estimators
+            sklearn.utils.all_estimators = lambda *args, **kwargs: []
+            try:
+                import skops.io
+            finally:
+                sklearn.utils.all_estimators = original
+    import skops.io  # complete: a plain import waits for any import in progress
+
+    return skops.io
+
+
+def _dump_estimator(model: Any, path: Path) -> None:
+    _skops_io().dump(model, path)
 
 
 def _load_estimator(path: Path) -> Any:
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(file=path)
+    skops_io = _skops_io()
+    untrusted = skops_io.get_untrusted_types(file=path)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULES)]
     if refused:
         raise conveyor.StoreError(
             f"the model {path.name} contains types that are not trusted: {', '.join(refused)}",
             hint="only scikit-learn, numpy and scipy types load without review")
-    return skops.io.load(path, trusted=untrusted)
+    return skops_io.load(path, trusted=untrusted)
 
 
 def _import_parquet() -> None:
@@ -54,8 +81,7 @@ def _import_parquet() -> None:
 
 
 def _import_skops() -> None:
-    # skops builds its trusted-types table from every scikit-learn estimator (about 0.5 s).
-    import skops.io  # noqa: F401
+    _skops_io()
 
 
 PARQUET = conveyor.Codec(name="parquet", suffix=".parquet", handles=_is_frame, dump=_dump_frame,
