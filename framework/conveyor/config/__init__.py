@@ -167,11 +167,25 @@ def _installed(distribution: str) -> bool:
 
 
 def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> ProjectConfig:
+    from conveyor.config import cache
     from conveyor.config.schema import root_schema
 
-    schema = root_schema({name: s.schema for name, s in host.contributions.config_schemas.items()})
-    raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, schema)
-    return check_config(raw, project_dir, tuple(overrides), host)
+    dirs = [project_dir, library_dir(), *host.contributions.config_dirs]
+    hit = cache.lookup(project_dir, overrides, dirs)
+    if hit is not None:
+        composed, choices = hit
+    else:
+        from omegaconf import OmegaConf, open_dict
+
+        schema = root_schema({n: s.schema for n, s in host.contributions.config_schemas.items()})
+        raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, schema)
+        choices = {k: str(v) for k, v in raw.hydra.runtime.choices.items()
+                   if not k.startswith("hydra/") and v is not None}
+        with open_dict(raw):
+            del raw["hydra"]
+        composed = OmegaConf.to_container(raw, resolve=False)
+        cache.store(project_dir, overrides, dirs, composed, choices)
+    return check_config(composed, project_dir, tuple(overrides), host, choices=choices)
 
 
 def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: Any,
@@ -189,6 +203,8 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
     from conveyor.config.schema import root_schema
 
     choices = dict(choices or {})
+    if isinstance(raw, dict):
+        raw = OmegaConf.create(raw)
     if "hydra" in raw:
         choices = {k: str(v) for k, v in raw.hydra.runtime.choices.items()
                    if not k.startswith("hydra/") and v is not None}
