@@ -37,6 +37,7 @@ def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -
 
 @conveyor.hookimpl
 def conveyor_codecs(register: Callable[[conveyor.Codec], None]) -> None:
+    register(codecs.ARROW)
     register(codecs.PARQUET)
     register(codecs.SKOPS)
 

