@@ -15,7 +15,7 @@ CLASSIFICATION_CONFIG = """\
 #   conveyor run data.source=other.csv data.target=label
 defaults:
   - conveyor/defaults          # Conveyor's framework defaults (config library)
-  - pipeline: train            # load -> split -> train -> evaluate -> register
+  - pipeline: train            # load -> validate -> split -> train -> evaluate -> register
   - model: hist_gradient_boosting
   - _self_
 
