@@ -13,7 +13,7 @@ def test_classification_project_runs_end_to_end_and_is_recorded(new_project):
     assert len(runs) == 1 and runs[0]["status"] == "completed"
     assert runs[0]["cached"] == 0 and runs[0]["stages"] == 6
     assert set(runs[0]["metrics"]) == {"accuracy", "balanced_accuracy", "f1_macro"}
-    assert list(runs[0]["data"]) == ["data/customers.csv"]
+    assert list(runs[0]["data"]) == ["data/customers.csv", "schema.yaml"]
 
 
 def test_regression_project_runs_end_to_end(new_project):

@@ -118,7 +118,7 @@ def test_without_a_schema_the_data_passes_through_unvalidated(tmp_path):
 def test_invalid_data_fails_the_run_with_a_table_stored_failures_and_metrics(tmp_path):
     project = toy_project(tmp_path / "p", [5, -1, 7, -3])
     result = project.run()
-    message = assert_run_failed(result, "validation failed: 1 checks failed on 2 of 4 rows",
+    message = assert_run_failed(result, "validation failed: 1 check failed on 2 of 4 rows",
                                 "on_failure=quarantine")
     assert "row 1: -1, row 3: -3" in result.stdout and "no negatives" in result.stdout
     run = recorded_runs(project)[0]

@@ -67,8 +67,7 @@ def _validate(ctx: StageContext) -> Mapping[str, Any]:
 
     ctx.log_metrics({"validation.failed_checks": len(report.failures),
                      "validation.invalid_rows": len(report.invalid_rows)})
-    ctx.log(f"{len(report.failures)} checks failed on {len(report.invalid_rows):,} of "
-            f"{report.rows:,} rows against {schema}:\n" + failure_table(report))
+    ctx.log(f"{_count(report)} against {schema}:\n" + failure_table(report))
     evidence = {"failures": report.cases} if report.cases is not None else {}
     policy = ctx.settings["on_failure"]
     if policy == "warn":
@@ -83,9 +82,8 @@ def _validate(ctx: StageContext) -> Mapping[str, Any]:
                                "artifact 'failures' of this run",
                           outputs={"validation": summary, **evidence})
     raise StageFailed(
-        f"validation failed: {len(report.failures)} checks failed on "
-        f"{len(report.invalid_rows):,} of {report.rows:,} rows against {schema}; no model is "
-        f"trained on invalid data",
+        f"validation failed: {_count(report)} against {schema}; no model is trained on "
+        "invalid data",
         hint="fix the data or the schema (every failing cell is stored as artifact 'failures' "
              "of this run), or set validate.on_failure=quarantine to drop the invalid rows",
         outputs={"validation": summary, **evidence})
@@ -118,6 +116,13 @@ def _quarantine(ctx: StageContext, frame: Any, report: ValidationReport, summary
     data = valid if again.data is None else again.data
     return {"data": data, "validation": summary, "quarantine": report.invalid_part(frame),
             **evidence}, ""
+
+
+def _count(report: ValidationReport) -> str:
+    checks = len(report.failures)
+    text = f"{checks} check{'s' if checks != 1 else ''} failed"
+    return text + (f" on {len(report.invalid_rows):,} of {report.rows:,} rows"
+                   if report.invalid_rows else "")
 
 
 def _name(failure: Any) -> str:
