@@ -217,7 +217,7 @@ def test_without_the_plugin_a_schema_is_refused_with_what_to_install(shop, write
 def test_a_large_valid_frame_takes_the_fast_path(shop, host):
     from conveyor.validation import validate_frame
 
-    rows = 300_000  # above the threshold where columns are checked in parallel
+    rows = 300_000
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({
         "customer_id": pd.array([f"C{i:07d}" for i in range(rows)], dtype="str"),

@@ -15,14 +15,12 @@ verdict and the detailed report. Tests compare the verdicts with Pandera's.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 # Pandera checks translated here, by their registered name.
 RANGE_CHECKS = {"greater_than", "greater_than_or_equal_to", "less_than", "less_than_or_equal_to",
                 "in_range", "equal_to"}
 SET_CHECKS = {"isin", "notin"}
-PARALLEL_ROWS = 200_000  # below this, one thread: a serving request must not pay for a pool
 SCHEMA_OPTIONS_LEFT_TO_PANDERA = ("dtype", "unique", "add_missing_columns", "drop_invalid_rows",
                                   "parsers")
 
@@ -66,7 +64,7 @@ def _passes(schema: Any, frame: Any) -> bool:
             continue
         work.append((name, column, frame[name]))
     left_to_pandera = []
-    for name, verdict in _each_column(work, schema.coerce, len(frame)):
+    for name, verdict in _each_column(work, schema.coerce):
         if verdict is None:
             left_to_pandera.append(name)
         elif not verdict:
@@ -85,25 +83,15 @@ def _passes(schema: Any, frame: Any) -> bool:
     return True
 
 
-def _each_column(work: list[tuple[str, Any, Any]], coerce_all: bool,
-                 rows: int) -> list[tuple[str, bool | None]]:
-    """Each column's verdict. Large frames are checked a column per thread: the reductions run
-    in numpy's and Arrow's C code, which let go of the GIL, so columns overlap on the cores.
-    Text columns (the slowest: hashing every string) start first."""
-    if rows < PARALLEL_ROWS or len(work) < 2 or (os.cpu_count() or 1) < 2:
-        verdicts = []
-        for name, column, series in work:
-            verdicts.append((name, _column_passes(column, series, coerce_all)))
-            if verdicts[-1][1] is False:
-                break
-        return verdicts
-    from concurrent.futures import ThreadPoolExecutor
-
-    work = sorted(work, key=lambda item: item[2].dtype.kind != "O")
-    with ThreadPoolExecutor(max_workers=min(len(work), os.cpu_count() or 1),
-                            thread_name_prefix="conveyor-validate") as pool:
-        results = pool.map(lambda item: _column_passes(item[1], item[2], coerce_all), work)
-        return [(item[0], verdict) for item, verdict in zip(work, results, strict=True)]
+def _each_column(work: list[tuple[str, Any, Any]],
+                 coerce_all: bool) -> list[tuple[str, bool | None]]:
+    """Each column's verdict, stopping at the first column that fails."""
+    verdicts: list[tuple[str, bool | None]] = []
+    for name, column, series in work:
+        verdicts.append((name, _column_passes(column, series, coerce_all)))
+        if verdicts[-1][1] is False:
+            break
+    return verdicts
 
 
 def _pandera_passes(schema: Any, frame: Any, names: list[str], checks: list[Any]) -> bool:
