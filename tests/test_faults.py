@@ -141,7 +141,7 @@ def test_two_runs_at_once_on_one_project(new_project):
     assert len(runs) == 2
     assert {r["status"] for r in runs} == {"completed"}
     for run in runs:
-        assert run["stages"] == 5 and "problems" not in run
+        assert run["stages"] == 6 and "problems" not in run
         assert {s["status"] for s in project.show(run["id"])["stages"]} == {"completed"}
     versions = project.cli("models", "list", "--json", check=True).stdout
     assert versions.count('"version"') == 2

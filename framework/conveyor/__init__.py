@@ -2,7 +2,8 @@
 
 The public API for plugin authors is exactly what `__all__` lists, plus the documented modules
 `conveyor.hookspecs` (the hook reference), `conveyor.errors`, `conveyor.gate`,
-`conveyor.store` and `conveyor.testing`. Everything else is private and may change.
+`conveyor.store`, `conveyor.testing` and `conveyor.validation` (validating data against
+`data.schema` through whichever plugin validates it). Everything else is private and may change.
 """
 
 from conveyor.contributions import (
@@ -24,6 +25,7 @@ from conveyor.errors import (
 )
 from conveyor.markers import hookimpl, hookspec
 from conveyor.stage_context import Inputs, RunInfo, StageContext
+from conveyor.validation import ValidationFailure, ValidationReport
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,8 @@ __all__ = [
     "StageType",
     "StoreError",
     "UsageError",
+    "ValidationFailure",
+    "ValidationReport",
     "__version__",
     "hookimpl",
     "hookspec",

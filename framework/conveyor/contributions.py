@@ -43,11 +43,15 @@ class StageType:
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What a stage type's `check` may consult."""
+    """What a stage type's `check` may consult.
+
+    `check_schema(schema)` asks the validation plugins whether a `data.schema` is usable and
+    returns its description (see `conveyor.validation.check_schema`)."""
 
     stage: str
     project_dir: Path
     import_target: Callable[[str], Any]
+    check_schema: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)

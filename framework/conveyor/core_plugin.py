@@ -46,5 +46,7 @@ def conveyor_target_prefixes(register: Callable[[str], None]) -> None:
 @hookimpl
 def conveyor_stage_types(register: Callable[[Any], None]) -> None:
     from conveyor.register_stage import REGISTER
+    from conveyor.validate_stage import VALIDATE
 
     register(REGISTER)
+    register(VALIDATE)

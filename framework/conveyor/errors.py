@@ -7,6 +7,9 @@ Exit codes are part of the user contract: 0 ok; 1 a stage failed or a gate/polic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -47,9 +50,18 @@ class PluginError(ConveyorError):
 
 
 class StageFailed(ConveyorError):
-    """A stage raised while running; the run is recorded as failed."""
+    """A stage raised while running; the run is recorded as failed.
+
+    `outputs` is evidence the failing stage hands over (the failure cases of a validation,
+    say): the runner stores them as the failed stage's artifacts, with the metrics it logged.
+    """
 
     exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 outputs: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.outputs = dict(outputs or {})
 
 
 class GateRejected(ConveyorError):

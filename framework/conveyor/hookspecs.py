@@ -19,6 +19,7 @@ Implement hooks with ``@conveyor.hookimpl`` in a module or class registered thro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from conveyor.markers import hookspec
@@ -73,10 +74,56 @@ def conveyor_project_templates(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def conveyor_after_init(project_dir: Path, template: str) -> None:
+    """Called after ``conveyor init`` wrote a project from ``template``, before it is moved into
+    place: add files of your own (a data schema, CI settings) and adjust its ``conveyor.yaml``.
+
+    ``project_dir`` is the new project's folder. Raising stops ``init`` and leaves no project.
+    """
+
+
+@hookspec
 def conveyor_target_prefixes(register: Callable[..., None]) -> None:
     """Allow ``_target_`` import paths under a module prefix: call ``register("xgboost")``.
 
     Only targets under an allowed prefix are ever imported (see ``security.allowed_targets``).
+    """
+
+
+# --- Validation: one schema for training data, monitoring batches and serving requests -------
+#
+# ``data.schema`` names a schema in whatever form a validation plugin understands (a file, an
+# import path). The core never reads it: it asks these two first-result hooks, so any plugin can
+# answer, and serving, monitoring and training all validate through `conveyor.validation`.
+
+
+@hookspec(firstresult=True)
+def conveyor_check_schema(schema: str, project_dir: Path, import_target: Callable[[str], Any]
+                          ) -> str | None:
+    """Check ``data.schema`` before anything runs. First result.
+
+    Return a short description of the schema (``"pandera schema, 8 columns"``) when your plugin
+    handles it, or None when it does not (another plugin may). Raise ``ConfigError`` when it is
+    yours but unusable (the file is missing, not valid YAML, not a valid schema): the run then
+    stops with exit 2 before any stage runs. ``import_target`` imports a dotted path under the
+    project's `_target_` allowlist; use it for schemas given as an import path.
+    """
+
+
+@hookspec(firstresult=True)
+def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: Path,
+                            target: str | None, import_target: Callable[[str], Any]) -> Any:
+    """Validate a DataFrame against ``data.schema``. First result.
+
+    ``schema`` is the ``data.schema`` string, relative paths to ``project_dir``. ``purpose`` is
+    "train" (the training data: the whole schema applies), "batch" (a monitoring batch: the
+    ``target`` column, ``data.target``, may be absent) or "request" (a serving request of a few
+    rows: the target may be absent and checks on the row count do not apply).
+
+    Return a ``conveyor.ValidationReport``: ``ok``, the failures (every failing check, not just
+    the first), the invalid row positions with their reasons, the full failure cases, and, when
+    ok, the validated frame (converted only where the schema asks for it). Return None when your
+    plugin does not handle this schema. Raise ``ConfigError`` for an unusable schema.
     """
 
 

@@ -26,7 +26,7 @@ from conveyor.contributions import (
     ProjectTemplate,
     StageType,
 )
-from conveyor.errors import PluginError
+from conveyor.errors import ConveyorError, PluginError
 from conveyor.markers import PROJECT_NAME
 
 ENTRY_POINT_GROUP = "conveyor"
@@ -241,6 +241,24 @@ class PluginHost:
                     raise
                 errors.append(exc)
         return errors
+
+    def call_first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
+        """Call a first-result hook: the first non-None answer and the plugin that gave it.
+
+        A Conveyor error raised by the plugin (a ConfigError for a broken schema, say) passes
+        through as it is; any other exception names the plugin."""
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            try:
+                answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except (ConveyorError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {self.describe(impl.plugin_name)} raised in {hook}: "
+                    f"{type(exc).__name__}: {exc}") from exc
+            if answer is not None:
+                return answer, impl.plugin_name
+        return None, None
 
     def hooks_of(self, plugin_name: str) -> list[str]:
         plugin = self.pm.get_plugin(plugin_name)

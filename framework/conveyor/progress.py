@@ -30,10 +30,15 @@ class StageDisplay:
             print(f"  {name}: running ({reason})", flush=True)
 
     def log(self, name: str, message: str) -> None:
+        """A message under a stage's line; lines after the first (a table) are indented."""
+        first, *rest = message.splitlines() or [""]
+        text = "\n".join([f"    {name}: {first}", *(f"      {line}" for line in rest)])
         if self._console is not None:
-            self._console.print(f"    [dim]{name}: {message}[/]")
+            from rich.markup import escape
+
+            self._console.print(f"[dim]{escape(text)}[/]")
         elif not self.quiet:
-            print(f"    {name}: {message}", flush=True)
+            print(text, flush=True)
 
     def finish(self, name: str, status: str, duration: float, reason: str = "") -> None:
         self._stop()

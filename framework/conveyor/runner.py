@@ -25,7 +25,8 @@ from conveyor.progress import StageDisplay
 from conveyor.stage_context import Inputs, RunInfo, StageContext
 from conveyor.store import ArtifactRef, Registry, Store, open_store
 from conveyor.store.db import dumps
-from conveyor.targets import TargetImporter
+from conveyor.targets import TargetImporter, project_importer
+from conveyor.validation import check_schema, validate_frame
 from conveyor.writer import OutputWriter
 
 INVOCATION_ENV = "CONVEYOR_INVOCATION"
@@ -44,12 +45,8 @@ def new_run_id() -> str:
 
 
 def importer_for(config: ProjectConfig, host: PluginHost) -> TargetImporter:
-    project_modules = [p.stem for p in config.project_dir.glob("*.py")]
-    project_modules += [p.name for p in config.project_dir.iterdir()
-                        if (p / "__init__.py").is_file()]
-    prefixes = [*host.contributions.target_prefixes, *project_modules,
-                *config.get("security.allowed_targets", [])]
-    return TargetImporter(prefixes)
+    return project_importer(config.project_dir, host.contributions.target_prefixes,
+                            config.get("security.allowed_targets", []))
 
 
 class Runner:
@@ -155,11 +152,18 @@ class Runner:
             stage_metrics.update(clean)
             self.host.call_each("conveyor_log_metrics", run=run, stage=stage.name, metrics=clean)
 
+        def validate(frame: Any, purpose: str, schema: str | None) -> Any:
+            config = run.config if schema is None else \
+                {**run.config, "data": {**(run.config.get("data") or {}), "schema": schema}}
+            return validate_frame(self.host, frame, config=config, project_dir=run.project_dir,
+                                  purpose=purpose, import_target=importer)
+
         context = StageContext(
             name=stage.name, settings=stage.settings, run=run,
             inputs=self._inputs(store, stage, outputs), registry=Registry(store),
             load_artifact=lambda ref: self._load(store, ref), import_target=importer,
-            log_metrics=log_metrics, log=lambda message: self.display.log(stage.name, message))
+            log_metrics=log_metrics, log=lambda message: self.display.log(stage.name, message),
+            validate=validate)
         try:
             self.host.call_each("conveyor_before_stage", run=run, stage=stage)
             produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage, context=context)
@@ -171,7 +175,9 @@ class Runner:
             duration = time.perf_counter() - clock
             self.display.finish(stage.name, "failed", duration)
             message = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
-            self._record_stage(store, run, decision, "failed", started, duration, {}, message)
+            evidence = self._store_evidence(store, stage, exc)
+            self._record_stage(store, run, decision, "failed", started, duration, evidence,
+                               message, dict(stage_metrics))
             if not isinstance(exc, KeyboardInterrupt):
                 for problem in self.host.call_each("conveyor_on_stage_error", keep_going=True,
                                                    run=run, stage=stage, error=exc):
@@ -217,6 +223,20 @@ class Runner:
         self._record_stage(store, run, decision, "completed", started, duration, refs, None,
                            metrics)
         return stored
+
+    def _store_evidence(self, store: Store, stage: PlannedStage,
+                        exc: BaseException) -> dict[str, Any]:
+        """Store what a failing stage handed over (`StageFailed.outputs`); best effort."""
+        if not isinstance(exc, StageFailed) or not exc.outputs:
+            return {}
+        try:
+            codecs = self._codecs_for(stage, exc.outputs)
+            return {name: store.artifacts.put(exc.outputs[name], codec).as_dict()
+                    for name, codec in codecs.items()}
+        except Exception as problem:
+            print(f"warning: the outputs of failed stage '{stage.name}' were not stored: "
+                  f"{problem}", file=sys.stderr)
+            return {}
 
     def _reuse(self, store: Store, run: RunInfo, decision: Decision,
                outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]]) -> dict[str, float]:
@@ -281,12 +301,17 @@ class Runner:
     def _check(self, decisions: list[Decision], importer: TargetImporter) -> None:
         from conveyor.contributions import CheckContext
 
+        project_dir = self.config.project_dir
+
+        def schema_check(schema: str) -> str:
+            return check_schema(self.host, schema, project_dir=project_dir, import_target=importer)
+
         for decision in decisions:
             stage = decision.stage
             if decision.runs and stage.type.check is not None:
                 try:
                     stage.type.check(stage.settings,
-                                     CheckContext(stage.name, self.config.project_dir, importer))
+                                     CheckContext(stage.name, project_dir, importer, schema_check))
                 except ConveyorError:
                     raise
                 except Exception as exc:

@@ -11,6 +11,7 @@ from conveyor.errors import StageFailed
 
 if TYPE_CHECKING:
     from conveyor.store import ArtifactRef, Registry
+    from conveyor.validation import ValidationReport
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class StageContext:
     def __init__(self, *, name: str, settings: Mapping[str, Any], run: RunInfo, inputs: Inputs,
                  registry: Registry, load_artifact: Callable[[Any], Any],
                  import_target: Callable[[str], Any], log_metrics: Callable[[Mapping], None],
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None],
+                 validate: Callable[[Any, str, str | None], ValidationReport] | None = None
+                 ) -> None:
         self.name = name
         self.settings = settings
         self.run = run
@@ -77,6 +80,7 @@ class StageContext:
         self._load_artifact = load_artifact
         self._log_metrics = log_metrics
         self._log = log
+        self._validate = validate
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -101,3 +105,13 @@ class StageContext:
     def load_artifact(self, ref: Any) -> Any:
         """Load a stored artifact (an ArtifactRef or its dict form), checking its sha256."""
         return self._load_artifact(ref)
+
+    def validate(self, frame: Any, purpose: str = "train", *,
+                 schema: str | None = None) -> ValidationReport:
+        """Validate a frame against the project's `data.schema` (or `schema`) through the
+        installed validation plugin; `purpose` is "train", "batch" or "request" (see
+        `conveyor.validation.validate_frame`). With no schema set the report is ok and its
+        `checked` is False."""
+        if self._validate is None:
+            raise StageFailed(f"stage '{self.name}' cannot validate: no validator was given")
+        return self._validate(frame, purpose, schema)

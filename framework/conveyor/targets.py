@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Iterable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -66,3 +67,12 @@ class TargetImporter:
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             raise self._refuse(path, "it is not a class or function")
         return obj
+
+
+def project_importer(project_dir: Path, plugin_prefixes: Iterable[str],
+                     allowed: Iterable[str] = ()) -> TargetImporter:
+    """The importer of a project: plugins' prefixes, the project's own modules (its *.py files
+    and packages) and `security.allowed_targets`."""
+    modules = [p.stem for p in project_dir.glob("*.py")]
+    modules += [p.name for p in project_dir.iterdir() if (p / "__init__.py").is_file()]
+    return TargetImporter([*plugin_prefixes, *modules, *allowed])

@@ -29,6 +29,14 @@ def conveyor_executable() -> str:
     return found or "conveyor"
 
 
+def plugin_host(project_dir: Path | None = None) -> Any:
+    """The installed plugins (and a project's `plugins.local`), loaded as `conveyor` loads
+    them: for calling `conveyor.validation.validate_frame` and the like from a test."""
+    from conveyor.cli.app import load_host
+
+    return load_host(project_dir)
+
+
 class Project:
     """A project folder with helpers to run the real CLI in it."""
 

@@ -44,6 +44,7 @@ def init_project(args: argparse.Namespace, app: App) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=destination.parent))
     try:
         templates[args.template].create(staging, name)
+        app.host.call_each("conveyor_after_init", project_dir=staging, template=args.template)
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)

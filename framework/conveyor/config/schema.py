@@ -34,6 +34,12 @@ class EvaluateConfig:
 
 
 @dataclass
+class ValidateConfig:
+    on_failure: str = "fail"  # fail | quarantine | warn: what invalid data does to a run
+    max_invalid_fraction: float = 0.05  # quarantine: the largest share of rows it may drop
+
+
+@dataclass
 class PluginsConfig:
     disable: list[str] = field(default_factory=list)
     local: list[str] = field(default_factory=list)
@@ -55,6 +61,7 @@ CORE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "seed": (int, 0),
     "data": (DataConfig, field(default_factory=DataConfig)),
     "evaluate": (EvaluateConfig, field(default_factory=EvaluateConfig)),
+    "validate": (ValidateConfig, field(default_factory=ValidateConfig)),
     "pipeline": (dict[str, Any], field(default_factory=dict)),
     "plugins": (PluginsConfig, field(default_factory=PluginsConfig)),
     "security": (SecurityConfig, field(default_factory=SecurityConfig)),

@@ -12,10 +12,12 @@ CLASSIFICATION_CONFIG = """\
 # {name}: predict whether a customer churns.
 # Any setting can be overridden on the command line, e.g.
 #   conveyor run model=random_forest model.params.n_estimators=300
-#   conveyor run data.source=other.csv data.target=label
+#   conveyor run data.source=other.csv data.target=label data.schema=null
+#   (data.schema, when set, describes data.source: a schema for other.csv would be
+#    written by `conveyor schema infer other.csv -o other.yaml`)
 defaults:
   - conveyor/defaults          # Conveyor's framework defaults (config library)
-  - pipeline: train            # load -> split -> train -> evaluate -> register
+  - pipeline: train            # load -> validate -> split -> train -> evaluate -> register
   - model: hist_gradient_boosting
   - _self_
 

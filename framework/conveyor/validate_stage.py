@@ -1,0 +1,166 @@
+"""The core stage type `conveyor.validate`: check the `data` input against `data.schema` before
+anything learns from it, and apply the policy `validate.on_failure`.
+
+- `fail` (default): print a table of the failures, store them, fail the run (exit 1).
+- `quarantine`: move the invalid rows (with their reasons) to the `quarantine` artifact and go
+  on with the valid rows, when their share is at most `validate.max_invalid_fraction` and the
+  rest then passes; otherwise fail as above.
+- `warn`: print and store the failures, and go on with every row.
+
+Outputs: `data` (in memory only: the rows to go on with), `validation` (a JSON summary),
+`failures` (every failing cell, a DataFrame) when something failed, `quarantine` when rows were
+dropped. Failure counts are recorded as metrics. With `data.schema` unset, `data` passes through
+untouched. The schema itself is a validation plugin's business (`conveyor.validation`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.contributions import CheckContext, StageType
+from conveyor.errors import ConfigError, StageFailed
+from conveyor.stage_context import StageContext
+from conveyor.validation import ValidationReport, schema_files
+
+POLICIES = ("fail", "quarantine", "warn")
+TABLE_ROWS = 40
+EXAMPLES = 3
+
+
+@dataclass
+class ValidateSettings:
+    schema: str | None = None
+    on_failure: str = "fail"
+    max_invalid_fraction: float = 0.05
+
+
+def _check(settings: Mapping[str, Any], ctx: CheckContext) -> None:
+    if settings["on_failure"] not in POLICIES:
+        raise ConfigError(f"invalid value '{settings['on_failure']}' for validate.on_failure: "
+                          f"it must be one of {', '.join(POLICIES)}")
+    if not 0 <= settings["max_invalid_fraction"] <= 1:
+        raise ConfigError(f"validate.max_invalid_fraction={settings['max_invalid_fraction']}: "
+                          "the share of rows that may be dropped must be between 0 and 1")
+    if settings["schema"] and ctx.check_schema is not None:
+        ctx.check_schema(settings["schema"])
+
+
+def _input_files(settings: Mapping[str, Any]) -> Iterable[str]:
+    return schema_files(settings.get("schema"))
+
+
+def _validate(ctx: StageContext) -> Mapping[str, Any]:
+    frame = ctx.inputs["data"]
+    schema = ctx.settings["schema"]
+    if not schema:
+        return {"data": frame, "validation": {"ok": True, "schema": None, "rows": len(frame)}}
+    clock = time.perf_counter()
+    report = ctx.validate(frame, "train", schema=schema)
+    took = time.perf_counter() - clock
+    summary = {**report.summary(), "seconds": round(took, 4)}
+    if report.ok:
+        ctx.log(f"{report.rows:,} rows valid against {schema} ({report.validator}, {took:.2f}s)")
+        return {"data": frame if report.data is None else report.data, "validation": summary}
+
+    ctx.log_metrics({"validation.failed_checks": len(report.failures),
+                     "validation.invalid_rows": len(report.invalid_rows)})
+    ctx.log(f"{_count(report)} against {schema}:\n" + failure_table(report))
+    evidence = {"failures": report.cases} if report.cases is not None else {}
+    policy = ctx.settings["on_failure"]
+    if policy == "warn":
+        ctx.log("warning: going on with every row, the invalid ones too (validate.on_failure=warn)")
+        return {"data": frame, "validation": summary, **evidence}
+    if policy == "quarantine":
+        outputs, problem = _quarantine(ctx, frame, report, summary, evidence)
+        if outputs is not None:
+            return outputs
+        raise StageFailed(f"validation failed, and quarantine cannot save the run: {problem}",
+                          hint="fix the data or the schema; every failing cell is stored as "
+                               "artifact 'failures' of this run",
+                          outputs={"validation": summary, **evidence})
+    raise StageFailed(
+        f"validation failed: {_count(report)} against {schema}; no model is trained on "
+        "invalid data",
+        hint="fix the data or the schema (every failing cell is stored as artifact 'failures' "
+             "of this run), or set validate.on_failure=quarantine to drop the invalid rows",
+        outputs={"validation": summary, **evidence})
+
+
+def _quarantine(ctx: StageContext, frame: Any, report: ValidationReport, summary: dict,
+                evidence: dict) -> tuple[dict[str, Any] | None, str]:
+    blameless = report.not_about_rows
+    if blameless:
+        return None, ("these failures are not about particular rows, so dropping rows cannot "
+                      "fix them: " + "; ".join(_name(f) for f in blameless))
+    limit = ctx.settings["max_invalid_fraction"]
+    if report.invalid_fraction > limit:
+        return None, (f"{report.invalid_fraction:.1%} of the rows are invalid, more than "
+                      f"validate.max_invalid_fraction={limit}")
+    valid = report.valid_part(frame)
+    again = ctx.validate(valid, "train", schema=ctx.settings["schema"])
+    if not again.ok:
+        return None, (f"after dropping the {len(report.invalid_rows):,} invalid rows, the rest "
+                      "still fails: " + "; ".join(_name(f) for f in again.failures)
+                      + " (a column's type changes only where the schema says coerce: true)")
+    dropped = len(report.invalid_rows)
+    ctx.log_metrics({"validation.dropped_rows": dropped})
+    ctx.log(f"quarantined {dropped:,} of {report.rows:,} rows ({report.invalid_fraction:.2%}, "
+            f"at most {limit:.0%} allowed): " + "; ".join(
+                f"{_name(f)} {f.failing_rows:,}" for f in report.failures)
+            + f"; going on with the {again.rows:,} valid rows")
+    summary = {**summary, "dropped_rows": dropped, "kept_rows": again.rows,
+               "dropped_by_check": {_name(f): f.failing_rows for f in report.failures}}
+    data = valid if again.data is None else again.data
+    return {"data": data, "validation": summary, "quarantine": report.invalid_part(frame),
+            **evidence}, ""
+
+
+def _count(report: ValidationReport) -> str:
+    checks = len(report.failures)
+    text = f"{checks} check{'s' if checks != 1 else ''} failed"
+    return text + (f" on {len(report.invalid_rows):,} of {report.rows:,} rows"
+                   if report.invalid_rows else "")
+
+
+def _name(failure: Any) -> str:
+    return f"{failure.column}: {failure.check}" if failure.column is not None else failure.check
+
+
+def failure_table(report: ValidationReport, *, width: int = 160) -> str:
+    """The failures as a text table: column, check, failing rows, a few examples with rows."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for title, justify in (("column", "left"), ("check", "left"), ("failing rows", "right"),
+                           ("examples (row: value)", "left")):
+        table.add_column(title, justify=justify, overflow="fold")
+    for failure in report.failures[:TABLE_ROWS]:
+        examples = ", ".join(
+            (f"row {row}: {_show(value)}" if row is not None else _show(value))
+            for row, value in failure.examples[:EXAMPLES])
+        table.add_row("(frame)" if failure.column is None else str(failure.column),
+                      failure.check, f"{failure.failing_rows:,}" if failure.about_rows else "-",
+                      examples)
+    if len(report.failures) > TABLE_ROWS:
+        table.add_row("...", f"{len(report.failures) - TABLE_ROWS} more", "", "")
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, highlight=False,
+            force_terminal=False).print(table)
+    return buffer.getvalue().rstrip()
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+VALIDATE = StageType(
+    name="conveyor.validate", run=_validate, settings_schema=ValidateSettings, check=_check,
+    input_files=_input_files, ephemeral_outputs=frozenset({"data"}),
+    description="validate the data against data.schema; fail, quarantine or warn on bad rows")

@@ -1,0 +1,63 @@
+"""Conveyor's Pandera plugin: validates `data.schema` (Pandera YAML, or a DataFrameModel by
+import path) for the validate stage, monitoring batches and serving requests alike, through the
+core's validation hooks; `conveyor schema infer`; a schema in every `conveyor init` project.
+
+Pandera and pandas are imported only inside the hooks, so `conveyor --help` and fully cached runs
+never pay for them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+from conveyor_pandera import infer
+
+__version__ = "0.1.0"
+
+
+@functools.cache
+def _validator() -> str:
+    from importlib.metadata import version
+
+    return f"pandera {version('pandera')}"
+
+
+@conveyor.hookimpl
+def conveyor_check_schema(schema: str, project_dir: Path,
+                          import_target: Callable[[str], Any]) -> str | None:
+    from conveyor_pandera import schemas
+
+    if not schemas.handles(schema):
+        return None
+    return schemas.load(schema, project_dir, import_target).description
+
+
+@conveyor.hookimpl
+def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: Path,
+                            target: str | None, import_target: Callable[[str], Any]
+                            ) -> conveyor.ValidationReport | None:
+    from conveyor_pandera import fast, report, schemas
+
+    if not schemas.handles(schema):
+        return None
+    loaded = schemas.load(schema, project_dir, import_target)
+    applied = schemas.for_purpose(loaded, purpose, target)
+    if fast.passes(applied, frame):
+        return conveyor.ValidationReport(ok=True, rows=len(frame), schema=schema,
+                                         validator=_validator(), data=frame)
+    return report.detailed(applied, frame, schema, _validator())
+
+
+@conveyor.hookimpl
+def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
+    register(infer.SCHEMA)
+
+
+@conveyor.hookimpl
+def conveyor_after_init(project_dir: Path) -> None:
+    infer.add_schema_to_project(project_dir)

@@ -1,0 +1,194 @@
+"""`conveyor schema infer DATA [-o schema.yaml]`: a Pandera schema to start from, inferred from
+a CSV or Parquet file, written as Pandera YAML for a person to edit; and the schema that
+`conveyor init` templates ship (through the `conveyor_after_init` hook)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+MAX_CATEGORIES = 20  # text columns with at most this many distinct values get an `isin`
+SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+HEADER = """\
+# Pandera schema for {source}, inferred by `conveyor schema infer` from {rows:,} rows.
+# Edit it: the ranges (ge/le) and categories (isin) are what that file happened to contain.
+# Every column: dtype, nullable (may it have missing values?), checks such as ge, le, isin,
+# unique. Rows that break it fail the validate stage (or are quarantined:
+# validate.on_failure=quarantine). strict: true fails data with a column not listed here.
+# coerce: true converts a column to its dtype, explicitly: numbers that arrived as text, or
+# whole numbers read as floats because of a gap; a value that cannot be converted fails.
+# Format: https://pandera.readthedocs.io/en/stable/dataframe_schemas.html
+"""
+
+
+def read_table(path: Path) -> Any:
+    """Read data the way `sklearn.load` does, so the schema sees the same types."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    sep = "\t" if suffix == ".tsv" else ","
+    try:
+        return pd.read_csv(path, engine="pyarrow", sep=sep)
+    except Exception:
+        return pd.read_csv(path, sep=sep)
+
+
+def infer_yaml(frame: Any, *, source: str, target: str | None = None,
+               id_column: str | None = None) -> str:
+    """The schema of `frame` as commented Pandera YAML (it loads with pandera.io)."""
+    import yaml
+
+    columns = {str(name): _column(frame[name], is_target=name == target,
+                                  is_id=name == id_column) for name in frame.columns}
+    body = {"schema_type": "dataframe", "api": "pandas", "columns": columns,
+            "strict": True, "coerce": False,
+            "checks": {"min_rows": int(min(len(frame), 100))}}
+    text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
+    if target in frame.columns:
+        text = re.sub(rf"^  {re.escape(str(target))}:$",
+                      f"  {target}:  # the target (data.target): every row needs a value",
+                      text, count=1, flags=re.MULTILINE)
+    text = text.replace("\nchecks:\n", "\nchecks:  # the frame as a whole\n")
+    return HEADER.format(source=source, rows=len(frame)) + text
+
+
+def _column(series: Any, *, is_target: bool, is_id: bool) -> dict[str, Any]:
+    import pandas as pd
+
+    dtype = series.dtype
+    nulls = bool(series.isna().any())
+    rules: dict[str, Any] = {}
+    untyped = pd.api.types.is_object_dtype(dtype)
+    if isinstance(dtype, pd.StringDtype) or (untyped and _all_text(series)):
+        rules["dtype"] = "str"
+    elif isinstance(dtype, pd.CategoricalDtype):
+        rules["dtype"] = "category"
+    elif not untyped:
+        rules["dtype"] = str(dtype)
+    rules["nullable"] = nulls and not is_target
+    numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if numeric:
+        rules["coerce"] = True
+        present = series.dropna()
+        if len(present):
+            rules["ge"] = _plain(present.min())
+            rules["le"] = _plain(present.max())
+    if is_id:
+        rules["unique"] = True
+    elif rules.get("dtype") in ("str", "category"):
+        distinct = series.dropna().unique()
+        if 0 < len(distinct) <= MAX_CATEGORIES and len(distinct) < max(2, len(series) // 2):
+            rules["isin"] = sorted(str(v) for v in distinct)
+    return rules
+
+
+def _all_text(series: Any) -> bool:
+    return all(isinstance(v, str) for v in series.dropna().head(1000))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    subcommands = parser.add_subparsers(dest="schema_command", metavar="SUBCOMMAND")
+    infer = subcommands.add_parser(
+        "infer", help="infer a Pandera schema (YAML) from a CSV or Parquet file",
+        description="Infer a Pandera schema from a data file: column types, nullability, "
+                    "observed ranges, the categories of low-cardinality text columns. It is "
+                    "written as Pandera YAML to edit, and validates the file it came from.")
+    infer.add_argument("data", help="a .csv, .tsv or .parquet file")
+    infer.add_argument("-o", "--output", help="write the schema here (default: print it)")
+    infer.add_argument("--target", help="the target column: every row needs a value "
+                                        "(default: data.target of the project, if any)")
+    infer.add_argument("--id-column", help="a column of unique ids (default: data.id_column)")
+    infer.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+
+def run(args: argparse.Namespace, app: Any) -> int:
+    if getattr(args, "schema_command", None) != "infer":
+        raise conveyor.UsageError("say what to do with schemas: conveyor schema infer DATA "
+                                  "[-o schema.yaml]", hint="see `conveyor schema infer --help`")
+    path = app.directory / args.data
+    if not path.is_file():
+        raise conveyor.UsageError(f"data file not found: {path}")
+    if path.suffix.lower() not in SUFFIXES:
+        raise conveyor.UsageError(f"{args.data}: unsupported file type '{path.suffix}'",
+                                  hint="use .csv, .tsv or .parquet")
+    defaults = _project_data_section(app)
+    try:
+        frame = read_table(path)
+    except Exception as exc:
+        raise conveyor.UsageError(f"cannot read {args.data}: {type(exc).__name__}: {exc}") from exc
+    text = infer_yaml(frame, source=args.data, target=args.target or defaults.get("target"),
+                      id_column=args.id_column or defaults.get("id_column"))
+    if not args.output:
+        print(text, end="")
+        return 0
+    output = app.directory / args.output
+    if output.exists() and not args.force:
+        raise conveyor.UsageError(f"{output} already exists", hint="pass --force to overwrite it")
+    output.write_text(text)
+    print(f"wrote {output}: {frame.shape[1]} columns, from {len(frame):,} rows of {args.data}")
+    return 0
+
+
+def _project_data_section(app: Any) -> dict[str, Any]:
+    """`data:` of the project's conveyor.yaml as written (not composed), when in a project."""
+    try:
+        return _data_section(app.project_dir / "conveyor.yaml")
+    except conveyor.UsageError:
+        return {}
+
+
+def _data_section(config: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    section = data.get("data") if isinstance(data, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+SCHEMA = conveyor.CliCommand(
+    "schema", "data schemas: infer a Pandera schema from a data file",
+    configure=configure, run=run,
+    description="Data schemas (conveyor-pandera). `conveyor schema infer DATA -o schema.yaml` "
+                "writes a schema to start from; point data.schema at it.")
+
+
+# --- conveyor init ----------------------------------------------------------------------------
+
+
+def add_schema_to_project(project_dir: Path, name: str = "schema.yaml") -> bool:
+    """Infer `schema.yaml` from the data of a new project and set `data.schema` to it."""
+    config = project_dir / "conveyor.yaml"
+    data = _data_section(config)
+    source = data.get("source")
+    if not isinstance(source, str) or data.get("schema") or \
+            Path(source).suffix.lower() not in SUFFIXES or not (project_dir / source).is_file():
+        return False
+    frame = read_table(project_dir / source)
+    (project_dir / name).write_text(infer_yaml(frame, source=source, target=data.get("target"),
+                                               id_column=data.get("id_column")))
+    text = config.read_text()
+    line = re.search(r"^(\s+)source:.*$", text, flags=re.MULTILINE)
+    if line is None:
+        return False
+    indent = line.group(1)
+    entry = f"{indent}schema: {name}".ljust(len(indent) + 40) + \
+        "# Pandera schema; `conveyor schema infer` wrote it: edit it"
+    config.write_text(text[:line.end()] + "\n" + entry + text[line.end():])
+    return True

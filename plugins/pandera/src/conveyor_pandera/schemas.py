@@ -1,0 +1,184 @@
+"""Finding, loading and checking `data.schema`: a Pandera YAML file, or a `DataFrameModel`
+(or `DataFrameSchema`) by import path. Loaded schemas are cached per process (keyed on the
+file's size and mtime), so a server validating every request reads the file once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+YAML_SUFFIXES = (".yaml", ".yml")
+TOP_LEVEL_KEYS = {
+    "schema_type", "version", "api", "dataframe_library", "columns", "index", "checks", "dtype",
+    "coerce", "strict", "name", "ordered", "unique", "report_duplicates", "unique_column_names",
+    "add_missing_columns", "title", "description", "metadata", "drop_invalid_rows", "multiindex",
+}
+HINT = ("see `conveyor schema infer DATA` for a schema to start from, and Pandera's YAML format: "
+        "https://pandera.readthedocs.io/en/stable/dataframe_schemas.html")
+
+
+def handles(schema: str) -> bool:
+    """YAML files and Python import paths (`schemas.Customers`) are this plugin's."""
+    if schema.lower().endswith(YAML_SUFFIXES):
+        return True
+    return "/" not in schema and "\\" not in schema and all(
+        part.isidentifier() for part in schema.replace(":", ".").split("."))
+
+
+@dataclass
+class Loaded:
+    schema: Any  # pandera DataFrameSchema
+    description: str
+    variants: dict[tuple[str, str | None], Any]
+
+
+_CACHE: dict[tuple[str, str], tuple[tuple[int, int] | None, Loaded]] = {}
+
+
+def load(schema: str, project_dir: Path, import_target: Any) -> Loaded:
+    key = (schema, str(project_dir))
+    path = project_dir / schema if schema.lower().endswith(YAML_SUFFIXES) else None
+    stamp = None
+    if path is not None:
+        try:
+            stat = path.stat()
+        except OSError:
+            raise conveyor.ConfigError(
+                f"data.schema: schema file not found: {path}",
+                hint="paths are relative to the project folder; write one with "
+                     f"`conveyor schema infer DATA -o {schema}`") from None
+        stamp = (stat.st_size, stat.st_mtime_ns)
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    loaded = _from_yaml(path, schema) if path is not None else \
+        _from_import(schema, project_dir, import_target)
+    _CACHE[key] = (stamp, loaded)
+    return loaded
+
+
+def pandera() -> Any:
+    """`pandera.pandas`, with this plugin's checks registered (`min_rows` for data frames)."""
+    import pandas as pd
+    import pandera.pandas as pa
+
+    if not hasattr(pa.Check, "min_rows"):
+        from pandera.extensions import register_check_method
+
+        @register_check_method(statistics=["min_value"], supported_types=pd.DataFrame)
+        def min_rows(frame: Any, *, min_value: int) -> bool:
+            """The frame has at least `min_value` rows (e.g. `checks: {min_rows: 100}`)."""
+            return len(frame) >= min_value
+
+    return pa
+
+
+def _from_yaml(path: Path, name: str) -> Loaded:
+    import yaml
+
+    pa = pandera()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark else name
+        raise conveyor.ConfigError(f"data.schema: {where}: invalid YAML: "
+                                   f"{getattr(exc, 'problem', None) or exc}",
+                                   hint="check the indentation, quotes and brackets there") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise conveyor.ConfigError(f"data.schema: cannot read {path}: {exc}") from exc
+    _check_structure(data, name, pa)
+    from pandera.io.pandas_io import deserialize_schema
+
+    try:
+        schema = deserialize_schema(data)
+    except Exception as exc:
+        raise conveyor.ConfigError(f"data.schema: {name} is not a valid Pandera schema: "
+                                   f"{type(exc).__name__}: {exc}", hint=HINT) from exc
+    return Loaded(schema, f"pandera schema {name}, {len(schema.columns)} columns", {})
+
+
+def _check_structure(data: Any, name: str, pa: Any) -> None:
+    """Pandera's reader ignores unknown keys; a misspelt `nulable:` must not pass silently."""
+    def bad(where: str, problem: str, close: list[str] | None = None) -> conveyor.ConfigError:
+        return conveyor.ConfigError(
+            f"data.schema: {name} is not a valid Pandera schema: {where}: {problem}"
+            + (f"; did you mean '{close[0]}'?" if close else ""), hint=HINT)
+
+    if not isinstance(data, dict):
+        raise bad("the file", f"expected a mapping with 'columns:', found {type(data).__name__}")
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise bad(f"'{key}'", "unknown key", difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, 1))
+    columns = data.get("columns") or {}
+    if not isinstance(columns, dict):
+        raise bad("columns", "expected a mapping of column name to its rules")
+    from pandera.engines import pandas_engine
+    from pandera.io._flat_checks import COMPONENT_RESERVED_KEYS
+
+    known = sorted(COMPONENT_RESERVED_KEYS | {"metadata"})
+    checks = sorted(n for n in dir(pa.Check) if not n.startswith("_")
+                    and callable(getattr(pa.Check, n)) and n.islower())
+    for column, rules in columns.items():
+        if rules is None:
+            continue
+        if not isinstance(rules, dict):
+            raise bad(f"columns.{column}", "expected a mapping of rules (dtype, nullable, checks)")
+        for key in rules:
+            if key not in known and not (key in checks or hasattr(pa.Check, str(key))):
+                raise bad(f"columns.{column}.{key}", "unknown key or check",
+                          difflib.get_close_matches(str(key), known + checks, 1))
+        if rules.get("dtype") is not None:
+            try:
+                pandas_engine.Engine.dtype(rules["dtype"])
+            except Exception:
+                raise bad(f"columns.{column}.dtype", f"unknown data type '{rules['dtype']}'"
+                          " (e.g. int64, float64, str, bool, category, datetime64[ns])") from None
+    frame_checks = data.get("checks")
+    if isinstance(frame_checks, dict):
+        for check in frame_checks:
+            if not hasattr(pa.Check, str(check)):
+                raise bad(f"checks.{check}", "unknown check",
+                          difflib.get_close_matches(str(check), checks, 1))
+
+
+def _from_import(path: str, project_dir: Path, import_target: Any) -> Loaded:
+    import sys
+
+    pa = pandera()
+    if str(project_dir) not in sys.path:  # `schemas.Customers` is the project's schemas.py
+        sys.path.insert(0, str(project_dir))
+    obj = import_target(path.replace(":", "."))
+    if isinstance(obj, type) and issubclass(obj, pa.DataFrameModel):
+        try:
+            schema = obj.to_schema()
+        except Exception as exc:
+            raise conveyor.ConfigError(f"data.schema: the DataFrameModel {path} is not valid: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+        return Loaded(schema, f"pandera DataFrameModel {path}, {len(schema.columns)} columns", {})
+    raise conveyor.ConfigError(f"data.schema: {path} is not a pandera DataFrameModel class",
+                               hint="point data.schema at a YAML schema file or at a "
+                                    "class deriving from pandera.pandas.DataFrameModel")
+
+
+def for_purpose(loaded: Loaded, purpose: str, target: str | None) -> Any:
+    """The schema as it applies to a purpose: a monitoring batch or a serving request may lack
+    the target column, and a request (a few rows) is not held to the row-count checks."""
+    key = (purpose, target)
+    if key not in loaded.variants:
+        schema = loaded.schema
+        if purpose != "train":
+            if target and target in schema.columns and schema.columns[target].required:
+                schema = schema.update_column(target, required=False)
+            if purpose == "request" and any(c.name == "min_rows" for c in schema.checks):
+                import copy
+
+                schema = copy.copy(schema)
+                schema.checks = [c for c in schema.checks if c.name != "min_rows"]
+        loaded.variants[key] = schema
+    return loaded.variants[key]
