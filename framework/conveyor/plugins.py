@@ -215,10 +215,12 @@ class PluginHost:
 
     # --- guarded calls ---------------------------------------------------------------------
 
-    def _call_impl(self, hook: str, impl: Any, kwargs: dict[str, Any]) -> Any:
+    def _call_impl(self, hook: str, impl: Any, kwargs: dict[str, Any],
+                   passing: tuple[type[BaseException], ...] = (PluginError,)) -> Any:
+        """Call one implementation; an exception other than `passing` names the plugin."""
         try:
             return impl.function(**{name: kwargs[name] for name in impl.argnames})
-        except (PluginError, KeyboardInterrupt):
+        except (*passing, KeyboardInterrupt):
             raise
         except Exception as exc:
             raise PluginError(
@@ -248,14 +250,7 @@ class PluginHost:
         A Conveyor error raised by the plugin (a ConfigError for a broken schema, say) passes
         through as it is; any other exception names the plugin."""
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            try:
-                answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
-            except (ConveyorError, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {self.describe(impl.plugin_name)} raised in {hook}: "
-                    f"{type(exc).__name__}: {exc}") from exc
+            answer = self._call_impl(hook, impl, kwargs, passing=(ConveyorError,))
             if answer is not None:
                 return answer, impl.plugin_name
         return None, None
