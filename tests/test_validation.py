@@ -98,7 +98,7 @@ def stage_outputs(project, run_id: str) -> dict[str, dict]:
 
 def load_artifact(project, ref: dict) -> pd.DataFrame:
     path = next((project.path / ".conveyor" / "artifacts").rglob(ref["sha256"] + "*"))
-    return pd.read_parquet(path)
+    return pd.read_feather(path) if path.suffix == ".arrow" else pd.read_parquet(path)
 
 
 def test_valid_data_passes_the_validate_stage_unchanged(tmp_path):

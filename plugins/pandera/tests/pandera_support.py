@@ -21,7 +21,7 @@ def assert_error(result: subprocess.CompletedProcess, code: int, *needles: str) 
 
 def artifact(project: Project, ref: dict) -> pd.DataFrame:
     path = next((project.path / ".conveyor" / "artifacts").rglob(ref["sha256"] + "*"))
-    return pd.read_parquet(path)
+    return pd.read_feather(path) if path.suffix == ".arrow" else pd.read_parquet(path)
 
 
 def stage_outputs(project: Project, run_id: str) -> dict[str, dict]:
