@@ -169,20 +169,31 @@ def _summarise_sweep(app: App, invocation: str) -> int:
                 best = (job["run_id"], value, overrides)
     if best:
         print(f"best run: {best[0]} with {primary}={best[1]:.4g} ({best[2]})")
-        _promote_best(store, best[0], f"best of sweep by {primary}={best[1]:.4g} ({best[2]})")
+        _promote_best(store, best[0], primary,
+                      f"best of sweep by {primary}={best[1]:.4g} ({best[2]})")
     # A gate saying no to some trials is what a search is for; only failures count here.
     return max((job["exit_code"] for job in jobs if job.get("error")), default=EXIT_OK)
 
 
-def _promote_best(store: Any, run_id: str, reason: str) -> None:
+def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
+    """Promote the best run's version if it passed its gate and beats the champion on the
+    primary metric, as both were scored on the same test set during that run."""
+    from conveyor.metrics import greater_is_better
     from conveyor.store import Registry
     from conveyor.store.registry import CHAMPION
 
     registry = Registry(store)
     for version in (v for v in registry.versions() if v.run_id == run_id):
+        label = f"{version.name} v{version.version} (best run)"
+        champion = (version.gate.get("champion") or {}).get(primary)
+        value = version.metrics.get(primary)
         if version.decision != "passed":
-            print(f"✗ {version.name} v{version.version} (best run) did not pass the gate: "
+            print(f"✗ {label} did not pass the gate: "
                   + "; ".join(r for r in version.gate.get("reasons", []) if "misses" in r))
+        elif champion is not None and value is not None and not (
+                value > champion if greater_is_better(primary) else value < champion):
+            print(f"✗ {label} not promoted: {primary} {value:.4g} does not beat the champion's "
+                  f"{champion:.4g} on the same test set")
         elif registry.aliases(version.name).get(CHAMPION) != version.version:
             registry.set_alias(version.name, CHAMPION, version.version, action="sweep",
                                actor="conveyor", reason=reason)
