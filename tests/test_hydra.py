@@ -88,8 +88,8 @@ def test_a_sweep_whose_best_is_worse_than_the_champion_does_not_replace_it(new_p
     project = new_project()
     project.run(check=True)
     # No gate rules: the weak trials pass them, so only the champion comparison can stop them.
-    result = project.cli("run", "--multirun", "model.params.max_iter=1,2", "evaluate.gate={}",
-                         "evaluate.slices.gate={}", check=True)
+    result = project.cli("run", "--multirun", "model.params.max_iter=1,2", "~evaluate.gate",
+                         "~evaluate.slices.gate", check=True)
     assert "does not beat the champion's" in result.stdout
     models = json.loads(project.cli("models", "list", "--json", check=True).stdout)
     assert [m["version"] for m in models if "champion" in m["aliases"]] == [1]
