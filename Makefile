@@ -34,6 +34,7 @@ demo: install
 # the same run (tests/bench/run.py; results in bench-results/). BENCH_ARGS=--quick checks it fast.
 bench: install $(BENCH_VENV)/.installed
 	$(BIN)/python tests/bench/run.py --baselines $(BENCH_VENV) $(BENCH_ARGS)
+	$(BIN)/python tests/bench/bench_validate.py --repeat 5 --output bench-results/validate.json
 
 # The baselines' tools (DVC, Kedro) get a virtualenv of their own, so they never touch .venv or
 # its lock; the libraries doing the actual work are pinned to the lock's versions.
