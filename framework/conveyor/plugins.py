@@ -26,7 +26,7 @@ from conveyor.contributions import (
     ProjectTemplate,
     StageType,
 )
-from conveyor.errors import PluginError
+from conveyor.errors import ConveyorError, PluginError
 from conveyor.markers import PROJECT_NAME
 
 ENTRY_POINT_GROUP = "conveyor"
@@ -220,6 +220,13 @@ class PluginHost:
             return impl.function(**{name: kwargs[name] for name in impl.argnames})
         except (PluginError, KeyboardInterrupt):
             raise
+        except ConveyorError as exc:
+            # A plugin's own user-facing error: keep its message, hint and exit code, and say
+            # which plugin and hook it came from.
+            error = PluginError(f"{exc.message} (plugin {self.describe(impl.plugin_name)}, "
+                                f"in {hook})", hint=exc.hint)
+            error.exit_code = exc.exit_code
+            raise error from exc
         except Exception as exc:
             raise PluginError(
                 f"plugin {self.describe(impl.plugin_name)} raised in {hook}: "
@@ -241,6 +248,15 @@ class PluginHost:
                     raise
                 errors.append(exc)
         return errors
+
+    def call_first(self, hook: str, **kwargs: Any) -> Any:
+        """Call a first-result hook's implementations in pluggy's order until one returns
+        something other than None, naming the plugin of any that raises."""
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            result = self._call_impl(hook, impl, kwargs)
+            if result is not None:
+                return result
+        return None
 
     def hooks_of(self, plugin_name: str) -> list[str]:
         plugin = self.pm.get_plugin(plugin_name)
