@@ -19,6 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dvc_site_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With conveyor-dvc installed, every `conveyor init` project is a DVC repository: DVC's
+    per-repository state databases go to a temporary folder, not /var/tmp/dvc."""
+    if "DVC_SITE_CACHE_DIR" not in os.environ:
+        os.environ["DVC_SITE_CACHE_DIR"] = str(tmp_path_factory.mktemp("dvc-site-cache"))
+
+
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess]:
     """Run `conveyor ARGS` in a folder and return the completed process."""

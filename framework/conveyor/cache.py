@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,16 +52,26 @@ def file_sha256(store: Store, path: Path) -> str:
     return digest
 
 
-def decide(plan: list[PlannedStage], store: Store, project_dir: Path,
-           force: bool = False) -> list[Decision]:
+def input_path(project_dir: Path, name: str) -> Path:
+    """Where a stage's input file is: names are relative to the project folder."""
+    return Path(name) if os.path.isabs(name) else project_dir / name
+
+
+def decide(plan: list[PlannedStage], store: Store, project_dir: Path, force: bool = False,
+           file_version: Callable[[Path], str] | None = None) -> list[Decision]:
+    """Each stage's fingerprint and whether it runs. `file_version(path)` gives a data file's
+    version (the `conveyor_file_fingerprint` hook); by default its cached sha256."""
+    if file_version is None:
+        def file_version(path: Path) -> str:
+            return file_sha256(store, path)
     decisions: dict[str, Decision] = {}
     for stage in plan:
         files = {}
         if stage.type.input_files is not None:
             for name in stage.type.input_files(stage.settings):
-                path = (project_dir / name) if not os.path.isabs(name) else Path(name)
+                path = input_path(project_dir, name)
                 if path.is_file():
-                    files[str(name)] = file_sha256(store, path)
+                    files[str(name)] = file_version(path)
         upstream = {need: decisions[need].fingerprint for need in stage.needs}
         body = {"type": stage.uses, "version": stage.type.version, "settings": stage.settings,
                 "upstream": upstream, "files": files}

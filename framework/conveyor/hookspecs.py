@@ -74,15 +74,6 @@ def conveyor_project_templates(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def conveyor_after_init(project_dir: Path, template: str) -> None:
-    """Called after ``conveyor init`` wrote a project from ``template``, before it is moved into
-    place: add files of your own (a data schema, CI settings) and adjust its ``conveyor.yaml``.
-
-    ``project_dir`` is the new project's folder. Raising stops ``init`` and leaves no project.
-    """
-
-
-@hookspec
 def conveyor_target_prefixes(register: Callable[..., None]) -> None:
     """Allow ``_target_`` import paths under a module prefix: call ``register("xgboost")``.
 
@@ -127,12 +118,55 @@ def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: 
     """
 
 
+# --- Project set-up -----------------------------------------------------------------------------
+
+
+@hookspec
+def conveyor_after_init(project_dir: Path, template: str) -> None:
+    """Called by ``conveyor init`` once the template has written the new project.
+
+    ``project_dir`` is the project's final folder (absolute) and ``template`` the name of the
+    template that made it. Every plugin's implementation is called: add what the plugin needs
+    to a new project (a data-versioning repository, a schema file, ...), and print a line
+    saying what was done if the user should know. An exception aborts ``conveyor init``: the
+    half-made project folder is removed and the error names the plugin.
+    """
+
+
+# --- Data files ---------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def conveyor_file_fingerprint(path: Path, project_dir: Path) -> str | None:
+    """The version of a data file a stage reads (a stage type's ``input_files``). First result.
+
+    Return a digest of the file's content as ``"ALGORITHM:HEX"`` (``"md5:3f2a..."``), or None
+    to let the next plugin answer; when none does, the core uses its own sha256, cached by
+    (size, mtime, inode). ``path`` is absolute, ``project_dir`` the project's folder.
+
+    The digest enters the fingerprint of every stage reading the file, is recorded with the run
+    (``data_inputs``; ``RunInfo.data_versions``) and is shown by ``conveyor runs show`` and
+    ``compare``. Two calls for the same content must return the same digest, and the answer
+    should not re-read an unchanged file: a fully cached run calls this for every data file and
+    must stay fast whatever the data's size (look the digest up by file metadata, as the core
+    does, and import nothing heavy on that path).
+
+    The runner calls it again after each stage that read the file: a different answer means the
+    file changed while the run read it, and the stage fails rather than record a version it did
+    not read.
+    """
+
+
 # --- Lifecycle: around a run and each stage ---------------------------------------------------
 
 
 @hookspec
 def conveyor_before_run(run: Any, config: Mapping[str, Any]) -> None:
-    """Called once the plan is made, before the first stage. ``run`` is the RunInfo."""
+    """Called once the plan is made, before the first stage. ``run`` is the RunInfo.
+
+    The run is already recorded (status "running", with its data versions); an exception here
+    fails it (exit 1) before any stage runs.
+    """
 
 
 @hookspec

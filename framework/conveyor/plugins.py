@@ -222,6 +222,13 @@ class PluginHost:
             return impl.function(**{name: kwargs[name] for name in impl.argnames})
         except (*passing, KeyboardInterrupt):
             raise
+        except ConveyorError as exc:
+            # A plugin's own user-facing error: keep its message, hint and exit code, and say
+            # which plugin and hook it came from.
+            error = PluginError(f"{exc.message} (plugin {self.describe(impl.plugin_name)}, "
+                                f"in {hook})", hint=exc.hint)
+            error.exit_code = exc.exit_code
+            raise error from exc
         except Exception as exc:
             raise PluginError(
                 f"plugin {self.describe(impl.plugin_name)} raised in {hook}: "

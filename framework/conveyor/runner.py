@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.cache import Decision, decide
+from conveyor.cache import Decision, decide, file_sha256, input_path
 from conveyor.config import ProjectConfig, flatten
 from conveyor.errors import EXIT_FAILED, ConveyorError, PluginError, StageFailed, StoreError
 from conveyor.lineage import git_state, package_versions
@@ -65,7 +65,21 @@ class Runner:
     def plan(self) -> tuple[list[PlannedStage], list[Decision], Store]:
         plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
         store = open_store(self.config.project_dir)
-        return plan, decide(plan, store, self.config.project_dir, force=self.force), store
+        decisions = decide(plan, store, self.config.project_dir, force=self.force,
+                           file_version=lambda path: self.fingerprint(store, path))
+        return plan, decisions, store
+
+    def fingerprint(self, store: Store, path: Path) -> str:
+        """A data file's version: the first plugin answering `conveyor_file_fingerprint`
+        (e.g. DVC's md5), else the core's cached sha256."""
+        digest, _ = self.host.call_first("conveyor_file_fingerprint", path=path,
+                                         project_dir=self.config.project_dir)
+        if digest is None:
+            return file_sha256(store, path)
+        if not isinstance(digest, str) or not digest.strip():
+            raise PluginError(f"conveyor_file_fingerprint returned {digest!r} for {path}; "
+                              "expected a digest such as 'md5:3f2a...'")
+        return digest
 
     def run(self) -> RunResult:
         plan, decisions, store = self.plan()
@@ -170,6 +184,7 @@ class Runner:
             if not isinstance(produced, Mapping):
                 raise StageFailed(f"stage '{stage.name}' ({stage.uses}) returned "
                                   f"{type(produced).__name__}, not a mapping of outputs")
+            self._check_inputs_unchanged(store, decision)
             codecs = self._codecs_for(stage, produced)
         except BaseException as exc:
             duration = time.perf_counter() - clock
@@ -274,6 +289,20 @@ class Runner:
                     entries[f"{need}.{name}"] = entries[name]
         return Inputs(stage.name, entries, refs)
 
+    def _check_inputs_unchanged(self, store: Store, decision: Decision) -> None:
+        """The data files a stage read still have the version the run recorded; otherwise the
+        file changed while the stage read it, and the run fails rather than record a version
+        it did not read."""
+        for name, digest in decision.files.items():
+            path = input_path(self.config.project_dir, name)
+            now = self.fingerprint(store, path) if path.is_file() else "deleted"
+            if now != digest:
+                raise StageFailed(
+                    f"data file {name} changed while stage '{decision.stage.name}' read it: "
+                    f"the run started with version {_short(digest)}, the file is now "
+                    f"{_short(now)}", hint="run again once the file is no longer being written: "
+                                           "the next run reads and records the new version")
+
     def _codecs_for(self, stage: PlannedStage, produced: Mapping[str, Any]) -> dict[str, Any]:
         """The codec for each output to store, chosen before anything is written."""
         chosen = {}
@@ -369,6 +398,11 @@ class Runner:
 def _resolve(ref: ArtifactRef | Future, name: str) -> ArtifactRef:
     """An output's stored reference; waits for the writer if it is still storing it."""
     return ref.result()[name] if isinstance(ref, Future) else ref
+
+
+def _short(digest: str) -> str:
+    algorithm, _, value = digest.rpartition(":")
+    return f"{algorithm or 'sha256'}:{value[:12]}" if value != "deleted" else "deleted"
 
 
 def _size(path: Path) -> int | None:

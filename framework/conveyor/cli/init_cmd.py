@@ -44,7 +44,6 @@ def init_project(args: argparse.Namespace, app: App) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=destination.parent))
     try:
         templates[args.template].create(staging, name)
-        app.host.call_each("conveyor_after_init", project_dir=staging, template=args.template)
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)
@@ -53,6 +52,13 @@ def init_project(args: argparse.Namespace, app: App) -> int:
         os.replace(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    try:
+        # Plugins add to the new project in its final folder (a DVC repository, a schema...).
+        app.host.call_each("conveyor_after_init", project_dir=destination.resolve(),
+                           template=args.template)
+    except BaseException:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
     print(f"created {destination} from the '{args.template}' template\n"
           f"next:\n  cd {args.name}\n  conveyor run\n  conveyor runs list")
     return 0

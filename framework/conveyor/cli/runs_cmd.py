@@ -154,7 +154,7 @@ def show_run(args: argparse.Namespace, app: App) -> int:
     out.print(f"config hash: {run.get('config_hash')}  overrides: "
               f"{' '.join(run.get('overrides') or []) or 'none'}")
     for path, digest in run["data"].items():
-        out.print(f"data: {path} sha256:{digest[:16]}")
+        out.print(f"data: {path}  version {data_version(digest)}", soft_wrap=True)
     from rich.table import Table
 
     table = Table(title="stages", title_justify="left")
@@ -209,8 +209,23 @@ def compare_runs(args: argparse.Namespace, app: App) -> int:
     console().print(table)
     if not differing:
         print("params: identical")
-    print("data: same version" if result["same_data"] else "data: DIFFERENT data versions")
+    if result["same_data"]:
+        print("data: same versions" if any(data.values()) else "data: no data files")
+        return 0
+    print("data: DIFFERENT data versions")
+    for path in sorted(set().union(*data.values())):
+        versions = [data[i].get(path) for i in ids]
+        if len(set(versions)) > 1:
+            shown = " · ".join(f"{data_version(v) if v else 'not read'} ({i})"
+                               for i, v in zip(ids, versions, strict=True))
+            print(f"  {path}: {shown}")
     return 0
+
+
+def data_version(digest: str) -> str:
+    """A recorded data version as shown: plugins' digests carry their algorithm ("md5:...",
+    DVC's version of the file, in full); the core's own sha256 is shortened."""
+    return digest if ":" in digest else f"sha256:{digest[:16]}"
 
 
 def _value(text: str | None) -> Any:

@@ -1,0 +1,173 @@
+"""Running projects and reading their records from Python: the API for tools and plugins.
+
+    from conveyor import api
+
+    record = api.get_run(project_dir, "20250101-120000")      # a recorded run (prefix is enough)
+    result = api.run(workspace, config=record.config, force=True, command="reproduce")
+    print(result.metrics == record.metrics)
+
+Everything here goes through the same plugin host, planner, runner and store as the command
+line. Heavy modules are imported inside the functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import UsageError
+
+__all__ = ["RunRecord", "RunResult", "code_version", "get_run", "load_config", "run"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `run` returns: the new run's id, its status, metrics (by name, across stages) and
+    the verdicts of gates and policies ({"ok": bool, "message": str})."""
+
+    run_id: str
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the project store recorded it.
+
+    `config` is the resolved config the run used (run it again with `run(config=...)`),
+    `data` maps each data file it read to the version recorded (the `conveyor_file_fingerprint`
+    digest, e.g. "md5:..." from DVC, or the core's bare sha256), `git_commit`/`git_dirty` the
+    code version, `packages` the versions of the packages involved.
+    """
+
+    id: str
+    project: str | None
+    status: str
+    command: str | None
+    config: dict[str, Any]
+    config_hash: str | None
+    git_commit: str | None
+    git_dirty: bool | None
+    packages: dict[str, str]
+    data: dict[str, str]
+    metrics: dict[str, float]
+    error: str | None
+
+
+def load_config(project_dir: Path, overrides: Sequence[str] = ()) -> Any:
+    """The project's composed, resolved and checked config (a `ProjectConfig`: `.data` is the
+    plain mapping, `.get("a.b")` reads one key). Raises ConfigError for an invalid config."""
+    from conveyor.cli.app import load_host
+    from conveyor.config import load_config as compose
+
+    project_dir = Path(project_dir).resolve()
+    return compose(project_dir, list(overrides), load_host(project_dir, list(overrides)))
+
+
+def run(project_dir: Path, *, config: Mapping[str, Any] | None = None,
+        overrides: Sequence[str] = (), force: bool = False, quiet: bool = True,
+        command: str = "run") -> RunResult:
+    """Run a project's pipeline and record the run in its store, as `conveyor run` does.
+
+    Without `config`, the project's conveyor.yaml is composed with `overrides`. With `config`
+    (an already resolved config, such as `RunRecord.config`), that config is used as it is,
+    checked again against the installed plugins' schemas, and `overrides` must be empty. The
+    plugins loaded are the ones the config's `plugins` section asks for, with the project
+    folder as the home of local plugin modules. `force` runs every stage even when cached;
+    `command` is recorded with the run. Raises the usual ConveyorError subclasses.
+    """
+    from conveyor.cli.app import load_host
+    from conveyor.config import load_config as compose
+    from conveyor.progress import StageDisplay
+    from conveyor.runner import Runner
+
+    project_dir = Path(project_dir).resolve()
+    if config is None:
+        host = load_host(project_dir, list(overrides))
+        resolved = compose(project_dir, list(overrides), host)
+    else:
+        if overrides:
+            raise UsageError("api.run takes either a resolved config or overrides, not both")
+        host = _host_for(project_dir, config)
+        resolved = _checked(project_dir, config, host)
+    result = Runner(host, resolved, display=StageDisplay(quiet=quiet), force=force,
+                    command=command).run()
+    return RunResult(result.run_id, result.status, dict(result.metrics), list(result.verdicts))
+
+
+def _host_for(project_dir: Path, config: Mapping[str, Any]) -> Any:
+    from conveyor.plugins import PluginHost
+
+    plugins = config.get("plugins") or {}
+    return PluginHost().load(disable=list(plugins.get("disable") or []),
+                             local_modules=list(plugins.get("local") or []),
+                             project_dir=project_dir)
+
+
+def _checked(project_dir: Path, config: Mapping[str, Any], host: Any) -> Any:
+    """A resolved config checked against the schemas; its values are kept literally (a string
+    that looks like an interpolation is not resolved a second time)."""
+    from omegaconf import OmegaConf
+
+    from conveyor.config import check_config
+
+    def escape(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("${", "\\${")
+        if isinstance(value, Mapping):
+            return {k: escape(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [escape(v) for v in value]
+        return value
+
+    return check_config(OmegaConf.create(escape(dict(config))), project_dir, (), host)
+
+
+def get_run(project_dir: Path, run_id: str) -> RunRecord:
+    """The recorded run whose id is `run_id` or starts with it. UsageError when there is no
+    such run or the prefix is ambiguous."""
+    from conveyor.store import open_store
+
+    store = open_store(Path(project_dir).resolve())
+    try:
+        rows = store.query("SELECT * FROM runs WHERE substr(id, 1, length(?)) = ? "
+                           "ORDER BY created_at DESC", (run_id, run_id))
+        if not rows:
+            raise UsageError(f"no run with id '{run_id}' in this project",
+                             hint="see `conveyor runs list`")
+        exact = [r for r in rows if r["id"] == run_id]
+        if len(rows) > 1 and not exact:
+            raise UsageError(f"run id '{run_id}' is ambiguous: "
+                             + ", ".join(r["id"] for r in rows[:5]))
+        row = (exact or rows)[0]
+        data = {r["path"]: r["sha256"] for r in store.query(
+            "SELECT path, sha256 FROM data_inputs WHERE run_id=? ORDER BY path", (row["id"],))}
+        metrics = {r["key"]: r["value"] for r in store.query(
+            "SELECT key, value FROM metrics WHERE run_id=? ORDER BY stage, key", (row["id"],))}
+    finally:
+        store.close()
+    return RunRecord(
+        id=row["id"], project=row["project"], status=row["status"], command=row["command"],
+        config=_json(row["config"], {}), config_hash=row["config_hash"],
+        git_commit=row["git_commit"],
+        git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
+        packages=_json(row["packages"], {}), data=data, metrics=metrics, error=row["error"])
+
+
+def code_version(project_dir: Path) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout holding the project, as runs record it; (None, None)
+    outside git."""
+    from conveyor.lineage import git_state
+
+    return git_state(Path(project_dir))
+
+
+def _json(text: str | None, default: Any) -> Any:
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        return default

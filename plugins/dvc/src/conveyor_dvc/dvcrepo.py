@@ -1,0 +1,427 @@
+"""The project's DVC repository, through DVC's own Python API, in-process.
+
+DVC is imported inside functions only: a cached run never gets here (see `state`). When a data
+file is new or changed, its md5 is computed once, while DVC is imported on a background thread,
+and saved in DVC's state, so that `repo.add` finds it there and only links the file into the
+cache. Nothing is ever hashed twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+from conveyor_dvc import state
+
+MiB = 2**20
+# Modules `repo.add` imports on first use: warmed on the background thread with DVC itself.
+_WARM = ("dvc.repo", "dvc.repo.add", "dvc.output", "dvc.stage", "dvc.dvcfile",
+         "dvc_data.hashfile.hash_info", "dvc_data.hashfile.transfer", "dvc_data.hashfile.build")
+
+
+def not_a_dvc_repo(project_dir: Path) -> conveyor.UsageError:
+    return conveyor.UsageError(
+        f"{project_dir} is not a DVC repository (it has no .dvc folder), so its data has no "
+        "versions to show, push, pull or restore",
+        hint="make it one: `dvc init` in the project folder (`dvc init --no-scm` where there is "
+             "no git); `conveyor init` does this for new projects")
+
+
+def warm_imports() -> None:
+    import importlib
+
+    for name in _WARM:
+        importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def quiet_dvc() -> Iterator[list[logging.LogRecord]]:
+    """DVC's own log lines ("To track the changes with git...", progress) are not shown;
+    warnings are collected for Conveyor to put in its own words."""
+    logger = logging.getLogger("dvc")
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    collect = Collect(logging.WARNING)
+    logger.handlers = [collect]
+    logger.propagate = False
+    try:
+        yield records
+    finally:
+        logger.handlers, logger.level, logger.propagate = handlers, level, propagate
+
+
+def md5_file(path: Path) -> tuple[str, os.stat_result]:
+    """The file's md5 (DVC 3's `md5` hash: of the bytes as they are), with the metadata it had
+    while being read. A file changing during the read is read again; one that keeps changing
+    is an error."""
+    for _ in range(3):
+        before = os.stat(path)
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "md5").hexdigest()
+        after = os.stat(path)
+        if _same(before, after):
+            return digest, after
+    raise conveyor.StageFailed(f"data file {path} keeps changing while it is read",
+                               hint="run again once whatever writes it has finished")
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    name: str
+    url: str
+    local_path: str | None  # for a folder remote
+
+    def describe(self) -> str:
+        return f"remote '{self.name}' ({self.url})"
+
+
+class DvcProject:
+    """One project's DVC repository for the length of a command or a run."""
+
+    def __init__(self, project_dir: Path, *, remote: str | None = None,
+                 lock_timeout: float = 300.0) -> None:
+        self.root = Path(project_dir).resolve()
+        self.remote_spec = remote
+        self.lock_timeout = lock_timeout
+        self._repos: dict[tuple[str, ...] | None, Any] = {}
+        self._warm: threading.Thread | None = None
+        self._warm_error: BaseException | None = None
+        self._reflink: bool | None = None
+        self.warnings: list[str] = []
+
+    # --- opening -------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Import DVC on a background thread, so the import overlaps with hashing."""
+        if self._warm is not None or self._repos:
+            return
+
+        def work() -> None:
+            try:
+                warm_imports()
+            except BaseException as exc:  # reported when the repository is needed
+                self._warm_error = exc
+
+        self._warm = threading.Thread(target=work, name="conveyor-dvc-import", daemon=True)
+        self._warm.start()
+
+    def repo(self, cache_types: tuple[str, ...] | None = None) -> Any:
+        """DVC's Repo for the project; `cache_types` overrides `cache.type` for this use."""
+        if cache_types in self._repos:
+            return self._repos[cache_types]
+        if self._warm is not None:
+            self._warm.join()
+            self._warm = None
+        if self._warm_error is not None:
+            raise self._warm_error
+        if not state.is_dvc_repo(self.root):
+            raise not_a_dvc_repo(self.root)
+        import dvc
+        from dvc.repo import Repo
+
+        kwargs: dict[str, Any] = {}
+        if cache_types is not None:
+            kwargs["config"] = {"cache": {"type": list(cache_types)}}
+        remote = self._remote_override()
+        if remote is not None:
+            kwargs.update(remote)
+        with quiet_dvc():
+            repo = Repo(str(self.root), **kwargs)
+        self._repos[cache_types] = repo
+        hashes = getattr(repo.state, "hashes", None)
+        if hashes is not None and getattr(hashes, "directory", None):
+            with contextlib.suppress(OSError):
+                state.write_pointer(self.root, root_dir=repo.root_dir,
+                                    state_db=os.path.join(hashes.directory, "cache.db"),
+                                    dvc_version=dvc.__version__)
+        return repo
+
+    def _remote_override(self) -> dict[str, Any] | None:
+        spec = self.remote_spec
+        if not spec:
+            return None
+        if "://" not in spec and "/" not in spec and not spec.startswith("."):
+            return {"remote": spec}  # a remote named in .dvc/config
+        url = spec
+        if "://" not in spec:  # a folder, relative to the project
+            url = str((self.root / spec).resolve())
+        return {"remote": "conveyor", "remote_config": {"url": url}}
+
+    def close(self) -> None:
+        for repo in self._repos.values():
+            with contextlib.suppress(Exception):
+                repo.close()
+        self._repos.clear()
+
+    # --- versions of data files ---------------------------------------------------------
+
+    def hash_and_record(self, path: Path) -> str:
+        """The md5 of a new or changed file, computed once and saved in DVC's state."""
+        self.prepare()
+        digest, st = md5_file(path)
+        repo = self.repo()
+        from dvc_data.hashfile.hash_info import HashInfo
+
+        key = os.path.join(repo.root_dir, *state.relative(path, self.root).split("/"))
+        info = repo.fs.info(key)
+        if (info.get("ino"), info.get("size"), info.get("mtime")) == (
+                st.st_ino, st.st_size, st.st_mtime):
+            with quiet_dvc():
+                repo.state.save(key, repo.fs, HashInfo("md5", digest), info)
+        return digest
+
+    def track(self, rel: str, expected: str, *, link_min_bytes: int) -> None:
+        """Version `rel` with DVC (its `.dvc` file, its content in DVC's cache), checking that
+        DVC versioned the very content the run recorded (`expected`, an md5)."""
+        path = self.root / rel
+        previous = state.tracked_md5(self.root, rel)
+        repo = self.repo(self._cache_types(_size(path), link_min_bytes))
+        if previous and previous != expected:
+            self._drop_if_damaged(repo, rel, previous)
+        from dvc.exceptions import DvcException
+
+        try:
+            self._locked(lambda: repo.add([str(path)]), what=f"version {rel}")
+        except DvcException as exc:
+            raise conveyor.StageFailed(f"DVC could not version data file {rel}: "
+                                       f"{_dvc_message(exc)}", hint=_dvc_hint(exc)) from exc
+        now = state.tracked_md5(self.root, rel)
+        if now != expected:
+            raise conveyor.StageFailed(
+                f"data file {rel} changed while the run was starting: the run recorded version "
+                f"md5:{expected[:12]}, and the file DVC versioned a moment later is "
+                f"md5:{(now or '?')[:12]}", hint="run again once the file is no longer being "
+                                                 "written; the next run records the new version")
+
+    def _cache_types(self, size: int, link_min_bytes: int) -> tuple[str, ...] | None:
+        """How DVC links the workspace file to its cache; the user's `cache.type`, if set, is
+        used as it is. Otherwise "copy": DVC still puts the file in its cache with a reflink
+        where the filesystem has them (else a copy), and leaves the workspace file alone (with
+        its default "reflink,copy" DVC deletes the file and copies it back, writing it twice and
+        making it vanish for a moment under a concurrent reader). Large files get a hardlink
+        where there are no reflinks, because copying 1 GiB costs as much as hashing it;
+        hardlinked files are read-only (DVC protects them)."""
+        repo = self.repo()
+        if repo.config["cache"].get("type"):
+            return None
+        if size < link_min_bytes or self.reflinks():
+            return ("copy",)
+        return ("hardlink", "copy")
+
+    def reflinks(self) -> bool:
+        if self._reflink is None:
+            from dvc_objects.fs.system import reflink
+
+            tmp = self.root / ".dvc" / "tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            source, target = tmp / f"reflink-probe-{os.getpid()}", tmp / f"reflink-{os.getpid()}"
+            try:
+                source.write_bytes(b"probe")
+                reflink(str(source), str(target))
+                self._reflink = True
+            except OSError:
+                self._reflink = False
+            finally:
+                source.unlink(missing_ok=True)
+                target.unlink(missing_ok=True)
+        return self._reflink
+
+    def _drop_if_damaged(self, repo: Any, rel: str, previous: str) -> None:
+        """A hardlinked file edited in place changes DVC's cached copy too (the same inode):
+        that cached version is gone. Remove the object, which no longer holds what its name
+        says, so nothing is ever restored from it, and say so."""
+        obj = Path(repo.cache.local.oid_to_path(previous))
+        try:
+            damaged = obj.stat().st_ino == (self.root / rel).stat().st_ino
+        except OSError:
+            return
+        if not damaged:
+            return
+        obj.unlink(missing_ok=True)
+        message = (f"{rel} was edited in place while hard-linked to DVC's cache, which changed "
+                   f"the cached copy of its previous version md5:{previous[:12]} too: that "
+                   "version is no longer in the local cache (a remote that received it with "
+                   "`conveyor data push` still has it). Write large data files as new files, or "
+                   f"`dvc unprotect {rel}` before editing")
+        self.warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    def _locked(self, action: Any, *, what: str) -> Any:
+        """Run a DVC operation that takes DVC's repository lock, waiting while another dvc or
+        conveyor process holds it (DVC itself gives up after 3 s)."""
+        from dvc.lock import LockError
+
+        started = time.monotonic()
+        deadline = started + self.lock_timeout
+        said = False
+        while True:
+            try:
+                with quiet_dvc():
+                    return action()
+            except LockError as exc:
+                if time.monotonic() >= deadline:
+                    raise conveyor.StageFailed(
+                        f"could not {what}: DVC's lock on {self.root} stayed taken for "
+                        f"{time.monotonic() - started:.0f}s (dvc.lock_timeout: "
+                        f"{self.lock_timeout:g}s)", hint="another dvc or conveyor process is "
+                        "using the repository; if none is, a killed one left .dvc/tmp/lock "
+                        "behind: remove it") from exc
+                if not said:
+                    print(f"waiting for DVC's lock on {self.root.name} (another dvc or conveyor "
+                          "process is using the repository)", file=sys.stderr, flush=True)
+                    said = True
+                time.sleep(0.2)
+
+    # --- remotes and the cache ---------------------------------------------------------
+
+    def remote(self) -> RemoteInfo:
+        repo = self.repo()
+        from dvc.config import NoRemoteError
+
+        try:
+            remote = repo.cloud.get_remote(None)
+        except NoRemoteError as exc:
+            raise conveyor.UsageError(
+                f"the DVC repository in {self.root} has no default remote",
+                hint="add one: `dvc remote add -d NAME URL`, or set dvc.remote in "
+                     "conveyor.yaml") from exc
+        except ImportError as exc:  # DVC: "s3 is supported, but requires 'dvc-s3' ..."
+            raise conveyor.UsageError(f"DVC remote {self.remote_spec or ''}: {exc}".strip(),
+                                      hint=_extra_hint(str(exc))) from exc
+        except Exception as exc:
+            raise conveyor.UsageError(f"DVC remote: {_dvc_message(exc)}") from exc
+        url = remote.fs.unstrip_protocol(remote.path)
+        local = remote.path if remote.fs.protocol == "local" else None
+        return RemoteInfo(remote.name, url, local)
+
+    def in_cache(self, md5: str) -> bool:
+        return os.path.isfile(self.repo().cache.local.oid_to_path(md5))
+
+    def cache_path(self, md5: str) -> Path:
+        return Path(self.repo().cache.local.oid_to_path(md5))
+
+    def push(self, md5s: Iterable[str]) -> tuple[set[str], set[str]]:
+        return self._transfer("push", md5s)
+
+    def fetch(self, md5s: Iterable[str]) -> tuple[set[str], set[str]]:
+        """Fetch versions from the remote into the local cache (the workspace is untouched)."""
+        return self._transfer("pull", md5s)
+
+    def _transfer(self, direction: str, md5s: Iterable[str]) -> tuple[set[str], set[str]]:
+        from dvc_data.hashfile.hash_info import HashInfo
+
+        info = self.remote()
+        wanted = sorted(set(md5s))
+        if not wanted:
+            return set(), set()
+        objects = [HashInfo("md5", m) for m in wanted]
+        call = self.repo().cloud.push if direction == "push" else self.repo().cloud.pull
+        try:
+            with quiet_dvc():
+                result = call(objects)
+        except ImportError as exc:
+            raise conveyor.UsageError(f"{info.describe()}: {exc}", hint=_extra_hint(str(exc))
+                                      ) from exc
+        except Exception as exc:
+            raise conveyor.ConveyorError(
+                f"{direction} with {info.describe()} failed: {_dvc_message(exc)}",
+                hint="check that the remote is reachable and that you may write to it") from exc
+        done = {h.value for h in result.transferred}
+        failed = {h.value for h in result.failed}
+        return done, failed
+
+    def remote_status(self, md5s: Iterable[str]) -> dict[str, str]:
+        """For each version: "both" (cache and remote), "local" (not pushed), "remote" (only
+        on the remote) or "missing" (neither), as DVC's cloud status sees it."""
+        from dvc_data.hashfile.hash_info import HashInfo
+
+        info = self.remote()
+        wanted = sorted(set(md5s))
+        if not wanted:
+            return {}
+        try:
+            with quiet_dvc():
+                result = self.repo().cloud.status([HashInfo("md5", m) for m in wanted])
+        except ImportError as exc:
+            raise conveyor.UsageError(f"{info.describe()}: {exc}", hint=_extra_hint(str(exc))
+                                      ) from exc
+        except Exception as exc:
+            raise conveyor.ConveyorError(f"status of {info.describe()} failed: "
+                                         f"{_dvc_message(exc)}") from exc
+        where = {}
+        for label, found in (("both", result.ok), ("local", result.new),
+                             ("remote", result.deleted), ("missing", result.missing)):
+            for hash_info in found:
+                where[hash_info.value] = label
+        return where
+
+    def checkout(self, rels: list[str], link_min_bytes: int) -> None:
+        """Put the current `.dvc` versions of these files back in the workspace."""
+        for rel in rels:
+            md5 = state.tracked_md5(self.root, rel)
+            size = self.cache_path(md5).stat().st_size if md5 and self.in_cache(md5) else 0
+            repo = self.repo(self._cache_types(size, link_min_bytes))
+            self._locked(lambda r=repo, t=rel: r.checkout(targets=[str(self.root / f"{t}.dvc")]),
+                         what=f"restore {rel}")
+
+
+def _size(path: Path) -> int:
+    """A file's size; another process's DVC may be re-linking it this very moment."""
+    for _ in range(20):
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            time.sleep(0.05)
+    return path.stat().st_size
+
+
+def tracked_files(project_dir: Path) -> list[str]:
+    """The data files the project's `.dvc` files version (relative, posix), skipping DVC's and
+    Conveyor's own folders."""
+    found = []
+    for dvcfile in sorted(project_dir.rglob("*.dvc")):
+        rel = dvcfile.relative_to(project_dir)
+        if rel.parts[0] in (".dvc", ".conveyor", ".git") or not dvcfile.is_file():
+            continue
+        target = rel.as_posix()[: -len(".dvc")]
+        if state.tracked_md5(project_dir, target):
+            found.append(target)
+    return found
+
+
+def _dvc_message(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _dvc_hint(exc: BaseException) -> str | None:
+    if type(exc).__name__ == "OutputAlreadyTrackedError":
+        return "the file is committed to git: `git rm --cached FILE && git commit`, then run again"
+    return None
+
+
+def _extra_hint(text: str) -> str | None:
+    for extra in ("s3", "gs", "azure", "ssh", "gdrive", "hdfs", "oss", "webdav"):
+        if f"dvc-{extra}" in text or f"'{extra}'" in text:
+            return f"pip install 'dvc[{extra}]' (DVC's remote extra), or conveyor-dvc[{extra}]"
+    return None

@@ -1,0 +1,42 @@
+"""`conveyor.api`: run a project, read a recorded run, run its resolved config again."""
+
+from __future__ import annotations
+
+import pytest
+from _support import local_project
+from conveyor import api
+from conveyor.errors import UsageError
+
+
+def test_run_then_get_run_then_run_the_recorded_config_again(tmp_path):
+    project = local_project(tmp_path / "p")
+    first = api.run(project.path)
+    assert first.status == "completed"
+    record = api.get_run(project.path, first.run_id[:16])
+    assert record.id == first.run_id and record.status == "completed"
+    assert record.config["project"] == "faults" and record.command == "run"
+    again = api.run(project.path, config=record.config, force=True, command="reproduce")
+    second = api.get_run(project.path, again.run_id)
+    assert second.command == "reproduce"
+    assert second.config_hash == record.config_hash  # the very same resolved config
+    assert [r["cached"] for r in project.runs()] == [0, 0]  # --force: every stage ran again
+
+
+def test_a_resolved_config_is_used_literally(tmp_path):
+    project = local_project(tmp_path / "p", extra={"env": {"note": "${not.an.interpolation}"}})
+    record_config = {**api.load_config(project.path, ["env.note=plain"]).data}
+    record_config["env"] = {"note": "${still.literal}"}
+    result = api.run(project.path, config=record_config)
+    assert api.get_run(project.path, result.run_id).config["env"]["note"] == "${still.literal}"
+
+
+def test_get_run_names_unknown_and_ambiguous_ids(tmp_path):
+    project = local_project(tmp_path / "p")
+    api.run(project.path)
+    api.run(project.path)
+    with pytest.raises(UsageError, match="no run with id 'nope'"):
+        api.get_run(project.path, "nope")
+    with pytest.raises(UsageError, match="ambiguous"):
+        api.get_run(project.path, "2")
+    with pytest.raises(UsageError, match="not both"):
+        api.run(project.path, config={}, overrides=["seed=1"])
