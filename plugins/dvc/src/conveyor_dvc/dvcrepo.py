@@ -70,13 +70,17 @@ def md5_file(path: Path) -> tuple[str, os.stat_result]:
     """The file's md5 (DVC 3's `md5` hash: of the bytes as they are), with the metadata it had
     while being read. A file changing during the read is read again; one that keeps changing
     is an error."""
+    buffer = bytearray(8 * MiB)  # large reads: few GIL hand-overs with the opener thread
+    view = memoryview(buffer)
     for _ in range(3):
         before = os.stat(path)
-        with open(path, "rb") as handle:
-            digest = hashlib.file_digest(handle, "md5").hexdigest()
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb", buffering=0) as handle:
+            while size := handle.readinto(buffer):
+                digest.update(view[:size])
         after = os.stat(path)
         if _same(before, after):
-            return digest, after
+            return digest.hexdigest(), after
     raise conveyor.StageFailed(f"data file {path} keeps changing while it is read",
                                hint="run again once whatever writes it has finished")
 
@@ -103,58 +107,76 @@ class DvcProject:
         self.root = Path(project_dir).resolve()
         self.remote_spec = remote
         self.lock_timeout = lock_timeout
-        self._repos: dict[tuple[str, ...] | None, Any] = {}
-        self._warm: threading.Thread | None = None
-        self._warm_error: BaseException | None = None
+        self._repo: Any = None
+        self._opener: threading.Thread | None = None
+        self._open_error: BaseException | None = None
         self._reflink: bool | None = None
         self.warnings: list[str] = []
 
     # --- opening -------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Import DVC on a background thread, so the import overlaps with hashing."""
-        if self._warm is not None or self._repos:
+        """Import DVC and open the repository on a background thread, so that both overlap
+        with hashing (md5 and file reads release the GIL)."""
+        if self._opener is not None or self._repo is not None:
             return
 
         def work() -> None:
             try:
                 warm_imports()
+                self._open()
+                self.reflinks()
             except BaseException as exc:  # reported when the repository is needed
-                self._warm_error = exc
+                self._open_error = exc
 
-        self._warm = threading.Thread(target=work, name="conveyor-dvc-import", daemon=True)
-        self._warm.start()
+        self._opener = threading.Thread(target=work, name="conveyor-dvc-open", daemon=True)
+        self._opener.start()
 
-    def repo(self, cache_types: tuple[str, ...] | None = None) -> Any:
-        """DVC's Repo for the project; `cache_types` overrides `cache.type` for this use."""
-        if cache_types in self._repos:
-            return self._repos[cache_types]
-        if self._warm is not None:
-            self._warm.join()
-            self._warm = None
-        if self._warm_error is not None:
-            raise self._warm_error
+    def repo(self) -> Any:
+        """DVC's Repo for the project (opened once)."""
+        if self._opener is not None:
+            self._opener.join()
+            self._opener = None
+        if self._open_error is not None:
+            error, self._open_error = self._open_error, None
+            raise error
+        return self._open()
+
+    def _open(self) -> Any:
+        if self._repo is not None:
+            return self._repo
         if not state.is_dvc_repo(self.root):
             raise not_a_dvc_repo(self.root)
         import dvc
         from dvc.repo import Repo
 
-        kwargs: dict[str, Any] = {}
-        if cache_types is not None:
-            kwargs["config"] = {"cache": {"type": list(cache_types)}}
-        remote = self._remote_override()
-        if remote is not None:
-            kwargs.update(remote)
         with quiet_dvc():
-            repo = Repo(str(self.root), **kwargs)
-        self._repos[cache_types] = repo
+            repo = Repo(str(self.root), **(self._remote_override() or {}))
         hashes = getattr(repo.state, "hashes", None)
         if hashes is not None and getattr(hashes, "directory", None):
             with contextlib.suppress(OSError):
                 state.write_pointer(self.root, root_dir=repo.root_dir,
                                     state_db=os.path.join(hashes.directory, "cache.db"),
                                     dvc_version=dvc.__version__)
+        self._repo = repo
         return repo
+
+    @contextlib.contextmanager
+    def linking(self, size: int, link_min_bytes: int) -> Iterator[Any]:
+        """The repository, with the cache type for a file of `size` bytes for the length of
+        the block (see `_cache_types`)."""
+        repo = self.repo()
+        types = self._cache_types(size, link_min_bytes)
+        odb = repo.cache.local
+        if types is None or not hasattr(odb, "cache_types"):
+            yield repo
+            return
+        before = odb.cache_types
+        odb.cache_types = list(types)
+        try:
+            yield repo
+        finally:
+            odb.cache_types = before
 
     def _remote_override(self) -> dict[str, Any] | None:
         spec = self.remote_spec
@@ -168,10 +190,13 @@ class DvcProject:
         return {"remote": "conveyor", "remote_config": {"url": url}}
 
     def close(self) -> None:
-        for repo in self._repos.values():
+        if self._opener is not None:
+            self._opener.join()
+            self._opener = None
+        if self._repo is not None:
             with contextlib.suppress(Exception):
-                repo.close()
-        self._repos.clear()
+                self._repo.close()
+            self._repo = None
 
     # --- versions of data files ---------------------------------------------------------
 
@@ -195,13 +220,13 @@ class DvcProject:
         DVC versioned the very content the run recorded (`expected`, an md5)."""
         path = self.root / rel
         previous = state.tracked_md5(self.root, rel)
-        repo = self.repo(self._cache_types(_size(path), link_min_bytes))
-        if previous and previous != expected:
-            self._drop_if_damaged(repo, rel, previous)
         from dvc.exceptions import DvcException
 
         try:
-            self._locked(lambda: repo.add([str(path)]), what=f"version {rel}")
+            with self.linking(_size(path), link_min_bytes) as repo:
+                if previous and previous != expected:
+                    self._drop_if_damaged(repo, rel, previous)
+                self._locked(lambda: repo.add([str(path)]), what=f"version {rel}")
         except DvcException as exc:
             raise conveyor.StageFailed(f"DVC could not version data file {rel}: "
                                        f"{_dvc_message(exc)}", hint=_dvc_hint(exc)) from exc
@@ -221,8 +246,7 @@ class DvcProject:
         making it vanish for a moment under a concurrent reader). Large files get a hardlink
         where there are no reflinks, because copying 1 GiB costs as much as hashing it;
         hardlinked files are read-only (DVC protects them)."""
-        repo = self.repo()
-        if repo.config["cache"].get("type"):
+        if self.repo().config["cache"].get("type"):
             return None
         if size < link_min_bytes or self.reflinks():
             return ("copy",)
@@ -380,9 +404,9 @@ class DvcProject:
         for rel in rels:
             md5 = state.tracked_md5(self.root, rel)
             size = self.cache_path(md5).stat().st_size if md5 and self.in_cache(md5) else 0
-            repo = self.repo(self._cache_types(size, link_min_bytes))
-            self._locked(lambda r=repo, t=rel: r.checkout(targets=[str(self.root / f"{t}.dvc")]),
-                         what=f"restore {rel}")
+            with self.linking(size, link_min_bytes) as repo:
+                self._locked(lambda r=repo, t=rel: r.checkout(
+                    targets=[str(self.root / f"{t}.dvc")]), what=f"restore {rel}")
 
 
 def _size(path: Path) -> int:
