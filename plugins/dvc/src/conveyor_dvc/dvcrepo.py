@@ -25,6 +25,7 @@ import conveyor
 from conveyor_dvc import state
 
 MiB = 2**20
+SKIP_DIRS = (".dvc", ".conveyor", ".git")  # not data: DVC's cache, Conveyor's store, git
 # Modules `repo.add` imports on first use: warmed on the background thread with DVC itself.
 _WARM = ("dvc.repo", "dvc.repo.add", "dvc.output", "dvc.stage", "dvc.dvcfile",
          "dvc_data.hashfile.hash_info", "dvc_data.hashfile.transfer", "dvc_data.hashfile.build")
@@ -157,6 +158,7 @@ class DvcProject:
             with contextlib.suppress(OSError):
                 state.write_pointer(self.root, root_dir=repo.root_dir,
                                     state_db=os.path.join(hashes.directory, "cache.db"),
+                                    cache_dir=str(repo.cache.local.path),
                                     dvc_version=dvc.__version__)
         self._repo = repo
         return repo
@@ -228,8 +230,13 @@ class DvcProject:
                     self._drop_if_damaged(repo, rel, previous)
                 self._locked(lambda: repo.add([str(path)]), what=f"version {rel}")
         except DvcException as exc:
+            if type(exc).__name__ == "OutputAlreadyTrackedError":
+                raise conveyor.StageFailed(
+                    f"data file {rel} is committed to git, so DVC cannot version it",
+                    hint=f"hand it over to DVC: git rm --cached {rel} && git commit -m "
+                         f"'{rel}: versioned by DVC', then run again") from exc
             raise conveyor.StageFailed(f"DVC could not version data file {rel}: "
-                                       f"{_dvc_message(exc)}", hint=_dvc_hint(exc)) from exc
+                                       f"{_dvc_message(exc)}") from exc
         now = state.tracked_md5(self.root, rel)
         if now != expected:
             raise conveyor.StageFailed(
@@ -423,25 +430,21 @@ def tracked_files(project_dir: Path) -> list[str]:
     """The data files the project's `.dvc` files version (relative, posix), skipping DVC's and
     Conveyor's own folders."""
     found = []
-    for dvcfile in sorted(project_dir.rglob("*.dvc")):
-        rel = dvcfile.relative_to(project_dir)
-        if rel.parts[0] in (".dvc", ".conveyor", ".git") or not dvcfile.is_file():
-            continue
-        target = rel.as_posix()[: -len(".dvc")]
-        if state.tracked_md5(project_dir, target):
-            found.append(target)
+    for folder, dirs, files in os.walk(project_dir):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not (here == project_dir and d in SKIP_DIRS)
+                         and d not in (".git", "__pycache__"))
+        for name in sorted(files):
+            if name.endswith(".dvc"):
+                target = (here / name).relative_to(project_dir).as_posix()[: -len(".dvc")]
+                if state.tracked_md5(project_dir, target):
+                    found.append(target)
     return found
 
 
 def _dvc_message(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
-
-
-def _dvc_hint(exc: BaseException) -> str | None:
-    if type(exc).__name__ == "OutputAlreadyTrackedError":
-        return "the file is committed to git: `git rm --cached FILE && git commit`, then run again"
-    return None
 
 
 def _extra_hint(text: str) -> str | None:
