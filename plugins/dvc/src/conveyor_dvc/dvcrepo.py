@@ -50,21 +50,36 @@ def warm_imports() -> None:
 def quiet_dvc() -> Iterator[list[logging.LogRecord]]:
     """DVC's own log lines ("To track the changes with git...", progress) are not shown;
     warnings are collected for Conveyor to put in its own words."""
-    logger = logging.getLogger("dvc")
     records: list[logging.LogRecord] = []
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
     collect = Collect(logging.WARNING)
-    logger.handlers = [collect]
-    logger.propagate = False
+    saved = []
+    for name in ("dvc", "dvc_objects", "dvc_data"):  # the loggers `import dvc` sets up
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers = [collect]
+        logger.propagate = False
     try:
         yield records
     finally:
-        logger.handlers, logger.level, logger.propagate = handlers, level, propagate
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+
+
+def first_error(records: list[logging.LogRecord]) -> str | None:
+    """DVC's first error message among collected log records ("failed to transfer 'x' - Cannot
+    connect to host ..."), as one line."""
+    for record in records:
+        if record.levelno >= logging.ERROR:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" - {record.exc_info[1]}"
+            return " ".join(text.split())
+    return None
 
 
 def md5_file(path: Path) -> tuple[str, os.stat_result]:
@@ -113,6 +128,7 @@ class DvcProject:
         self._open_error: BaseException | None = None
         self._reflink: bool | None = None
         self.warnings: list[str] = []
+        self.last_error: str | None = None  # DVC's own reason for the last failed transfer
 
     # --- opening -------------------------------------------------------------------------
 
@@ -368,8 +384,9 @@ class DvcProject:
         objects = [HashInfo("md5", m) for m in wanted]
         call = self.repo().cloud.push if direction == "push" else self.repo().cloud.pull
         try:
-            with quiet_dvc():
+            with quiet_dvc() as records:
                 result = call(objects)
+            self.last_error = first_error(records)
         except ImportError as exc:
             raise conveyor.UsageError(f"{info.describe()}: {exc}", hint=_extra_hint(str(exc))
                                       ) from exc
