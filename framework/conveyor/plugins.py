@@ -249,14 +249,15 @@ class PluginHost:
                 errors.append(exc)
         return errors
 
-    def call_first(self, hook: str, **kwargs: Any) -> Any:
+    def call_first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
         """Call a first-result hook's implementations in pluggy's order until one returns
-        something other than None, naming the plugin of any that raises."""
+        something other than None, naming the plugin of any that raises. Returns the result
+        and the name of the plugin that gave it ((None, None) when none did)."""
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
             result = self._call_impl(hook, impl, kwargs)
             if result is not None:
-                return result
-        return None
+                return result, impl.plugin_name
+        return None, None
 
     def hooks_of(self, plugin_name: str) -> list[str]:
         plugin = self.pm.get_plugin(plugin_name)
