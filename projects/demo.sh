@@ -28,4 +28,22 @@ for project in wine diabetes; do
   step "$project: conveyor run"
   conveyor run || true
 done
+step "a new project, its data versioned by DVC: run, edit the data, run, delete it, reproduce"
+scratch="$(mktemp -d)"
+cd "$scratch"
+conveyor init shop
+cd shop
+conveyor run --quiet
+first=$(conveyor runs list --json --limit 1 | python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+python -c 'p="data/customers.csv"; rows=open(p).readlines(); open(p,"w").writelines(rows[:-500])'
+conveyor run --quiet || true
+second=$(conveyor runs list --json --limit 1 | python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+conveyor runs compare "$first" "$second"
+conveyor data push
+rm data/customers.csv
+conveyor reproduce "$first"
+conveyor data status
+cd "$here"
+rm -rf "$scratch"
+
 step "done: see README.md for the tour"

@@ -85,7 +85,8 @@ def test_a_plugin_returning_a_non_string_fingerprint_is_named(tmp_path):
     (project.path / "badlengths.py").write_text(
         "import conveyor\n\n\n@conveyor.hookimpl\ndef conveyor_file_fingerprint(path):\n"
         "    return 42\n")
-    assert_usage_error(project.run(), "conveyor_file_fingerprint returned 42", "notes.txt")
+    assert_usage_error(project.run(), "plugin 'badlengths' (local module of the project",
+                       "returned 42 from conveyor_file_fingerprint", "notes.txt")
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:

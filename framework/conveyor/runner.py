@@ -72,13 +72,14 @@ class Runner:
     def fingerprint(self, store: Store, path: Path) -> str:
         """A data file's version: the first plugin answering `conveyor_file_fingerprint`
         (e.g. DVC's md5), else the core's cached sha256."""
-        digest, _ = self.host.call_first("conveyor_file_fingerprint", path=path,
-                                         project_dir=self.config.project_dir)
+        digest, plugin = self.host.call_first("conveyor_file_fingerprint", path=path,
+                                              project_dir=self.config.project_dir)
         if digest is None:
             return file_sha256(store, path)
         if not isinstance(digest, str) or not digest.strip():
-            raise PluginError(f"conveyor_file_fingerprint returned {digest!r} for {path}; "
-                              "expected a digest such as 'md5:3f2a...'")
+            raise PluginError(f"plugin {self.host.describe(plugin or '?')} returned {digest!r} "
+                              f"from conveyor_file_fingerprint for {path}; expected a digest "
+                              "such as 'md5:3f2a...'")
         return digest
 
     def run(self) -> RunResult:

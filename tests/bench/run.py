@@ -314,8 +314,9 @@ def write_csv(path: Path, rows: int, columns: int = 20) -> None:
 def git_commit_all(folder: Path, env: dict[str, str]) -> None:
     check_call(["git", "init", "-q"], folder, env)
     check_call(["git", "add", "-A"], folder, env)
+    # --allow-empty: `conveyor init` may have committed it already (with conveyor-dvc installed).
     check_call(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit",
-                "-q", "-m", "benchmark project"], folder, env)
+                "-q", "--allow-empty", "-m", "benchmark project"], folder, env)
 
 
 GITIGNORE = ".conveyor/\ndata/\n__pycache__/\n"

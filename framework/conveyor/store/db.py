@@ -22,6 +22,9 @@ from conveyor.errors import StoreError
 SCHEMA_VERSION = 1
 STORE_DIR = ".conveyor"
 
+# data_inputs.sha256 holds each data file's version as the run recorded it: the core's own
+# sha256 (bare hex), or "ALGORITHM:HEX" from a `conveyor_file_fingerprint` plugin ("md5:..." is
+# the file's DVC version with conveyor-dvc). The column's name predates the hook.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (

@@ -101,3 +101,12 @@ def test_pull_from_an_unreachable_remote_is_a_clear_error_and_overwrites_nothing
     assert not a.exists()
     b = project.path / "data" / "b.txt"
     assert b.read_text() == "10\n20\n"  # untouched
+
+
+def test_push_to_an_unreachable_remote_says_why(dvc_project):
+    project = dvc_project()
+    project.run(check=True)
+    port = closed_port()
+    assert_error(project.cli("data", "push", "--remote", f"http://127.0.0.1:{port}/dvc"), 1,
+                 "2 data version(s) could not be pushed", f"127.0.0.1:{port}",
+                 "Cannot connect to host")

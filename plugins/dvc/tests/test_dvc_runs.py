@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from _dvc_support import cache_object, data_inputs, dvc_md5, git, md5, stages
+from _dvc_support import assert_error, cache_object, data_inputs, dvc_md5, git, md5, stages
 from conveyor.testing import Project, conveyor_executable
 
 
@@ -142,3 +142,15 @@ def test_state_lookup_agrees_with_dvcs_own_state(dvc_project):
         repo.close()
     a.write_text("4\n")  # changed: the light reader no longer answers
     assert state.lookup(project.path, a) is None
+
+
+def test_a_data_file_committed_to_git_is_named_with_how_to_hand_it_to_dvc(dvc_project):
+    project = dvc_project()
+    git(project.path, "add", "data/a.txt")
+    git(project.path, "commit", "-q", "-m", "data in git")
+    assert_error(project.run(), 1, "data file data/a.txt is committed to git, so DVC cannot "
+                 "version it", "git rm --cached data/a.txt")
+    git(project.path, "rm", "-q", "--cached", "data/a.txt")
+    git(project.path, "commit", "-q", "-m", "hand it to DVC")
+    project.run(check=True)
+    assert dvc_md5(project.path / "data" / "a.txt") == md5(project.path / "data" / "a.txt")

@@ -169,17 +169,19 @@ def data_push(args: argparse.Namespace, project_dir: Path, project: Any, setting
     failed |= {m for m in present if where.get(m) not in ("both", "remote")}
     done -= failed
     already = present - done - failed
-    print(f"pushed {len(done)} data version(s) to {remote.describe()}"
-          + (f"; {len(already)} already there" if already else ""))
     if absent:
         print(f"warning: {len(absent)} version(s) that runs used are not in the local cache, so "
               "they were not pushed: " + ", ".join(f"md5:{m[:12]}" for m in absent),
               file=sys.stderr)
     if failed:
         raise conveyor.ConveyorError(
-            f"{len(failed)} data version(s) could not be pushed to {remote.describe()}: "
-            + ", ".join(f"md5:{m[:12]}" for m in sorted(failed)),
+            f"{len(failed)} data version(s) could not be pushed to {remote.describe()}"
+            + (f" ({len(done)} were)" if done else "") + ": "
+            + ", ".join(f"md5:{m[:12]}" for m in sorted(failed))
+            + (f"; DVC says: {project.last_error}" if project.last_error else ""),
             hint="check that the remote is reachable and that you may write to it")
+    print(f"pushed {len(done)} data version(s) to {remote.describe()}"
+          + (f"; {len(already)} already there" if already else ""))
     return 0
 
 
@@ -210,14 +212,16 @@ def data_pull(args: argparse.Namespace, project_dir: Path, project: Any, setting
     if current_lost:
         raise conveyor.ConveyorError(
             f"the current version of {', '.join(current_lost)} is neither in the local cache nor "
-            f"on {remote.describe()}" + _unreachable(remote),
+            f"on {remote.describe()}" + _unreachable(remote, project.last_error),
             hint="push it from a machine that has it (`conveyor data push`), or check the remote")
     return 0
 
 
-def _unreachable(remote: Any) -> str:
+def _unreachable(remote: Any, reason: str | None = None) -> str:
     if remote.local_path is not None and not Path(remote.local_path).is_dir():
         return f" (the remote folder {remote.local_path} does not exist)"
+    if reason:
+        return f" (the remote cannot be reached: {reason})"
     return " (or the remote cannot be reached)"
 
 

@@ -25,6 +25,7 @@ import conveyor
 from conveyor_dvc import state
 
 MiB = 2**20
+SKIP_DIRS = (".dvc", ".conveyor", ".git")  # not data: DVC's cache, Conveyor's store, git
 # Modules `repo.add` imports on first use: warmed on the background thread with DVC itself.
 _WARM = ("dvc.repo", "dvc.repo.add", "dvc.output", "dvc.stage", "dvc.dvcfile",
          "dvc_data.hashfile.hash_info", "dvc_data.hashfile.transfer", "dvc_data.hashfile.build")
@@ -49,34 +50,53 @@ def warm_imports() -> None:
 def quiet_dvc() -> Iterator[list[logging.LogRecord]]:
     """DVC's own log lines ("To track the changes with git...", progress) are not shown;
     warnings are collected for Conveyor to put in its own words."""
-    logger = logging.getLogger("dvc")
     records: list[logging.LogRecord] = []
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
     collect = Collect(logging.WARNING)
-    logger.handlers = [collect]
-    logger.propagate = False
+    saved = []
+    for name in ("dvc", "dvc_objects", "dvc_data"):  # the loggers `import dvc` sets up
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers = [collect]
+        logger.propagate = False
     try:
         yield records
     finally:
-        logger.handlers, logger.level, logger.propagate = handlers, level, propagate
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+
+
+def first_error(records: list[logging.LogRecord]) -> str | None:
+    """DVC's first error message among collected log records ("failed to transfer 'x' - Cannot
+    connect to host ..."), as one line."""
+    for record in records:
+        if record.levelno >= logging.ERROR:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" - {record.exc_info[1]}"
+            return " ".join(text.split())
+    return None
 
 
 def md5_file(path: Path) -> tuple[str, os.stat_result]:
     """The file's md5 (DVC 3's `md5` hash: of the bytes as they are), with the metadata it had
     while being read. A file changing during the read is read again; one that keeps changing
     is an error."""
+    buffer = bytearray(8 * MiB)  # large reads: few GIL hand-overs with the opener thread
+    view = memoryview(buffer)
     for _ in range(3):
         before = os.stat(path)
-        with open(path, "rb") as handle:
-            digest = hashlib.file_digest(handle, "md5").hexdigest()
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb", buffering=0) as handle:
+            while size := handle.readinto(buffer):
+                digest.update(view[:size])
         after = os.stat(path)
         if _same(before, after):
-            return digest, after
+            return digest.hexdigest(), after
     raise conveyor.StageFailed(f"data file {path} keeps changing while it is read",
                                hint="run again once whatever writes it has finished")
 
@@ -103,58 +123,78 @@ class DvcProject:
         self.root = Path(project_dir).resolve()
         self.remote_spec = remote
         self.lock_timeout = lock_timeout
-        self._repos: dict[tuple[str, ...] | None, Any] = {}
-        self._warm: threading.Thread | None = None
-        self._warm_error: BaseException | None = None
+        self._repo: Any = None
+        self._opener: threading.Thread | None = None
+        self._open_error: BaseException | None = None
         self._reflink: bool | None = None
         self.warnings: list[str] = []
+        self.last_error: str | None = None  # DVC's own reason for the last failed transfer
 
     # --- opening -------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Import DVC on a background thread, so the import overlaps with hashing."""
-        if self._warm is not None or self._repos:
+        """Import DVC and open the repository on a background thread, so that both overlap
+        with hashing (md5 and file reads release the GIL)."""
+        if self._opener is not None or self._repo is not None:
             return
 
         def work() -> None:
             try:
                 warm_imports()
+                self._open()
+                self.reflinks()
             except BaseException as exc:  # reported when the repository is needed
-                self._warm_error = exc
+                self._open_error = exc
 
-        self._warm = threading.Thread(target=work, name="conveyor-dvc-import", daemon=True)
-        self._warm.start()
+        self._opener = threading.Thread(target=work, name="conveyor-dvc-open", daemon=True)
+        self._opener.start()
 
-    def repo(self, cache_types: tuple[str, ...] | None = None) -> Any:
-        """DVC's Repo for the project; `cache_types` overrides `cache.type` for this use."""
-        if cache_types in self._repos:
-            return self._repos[cache_types]
-        if self._warm is not None:
-            self._warm.join()
-            self._warm = None
-        if self._warm_error is not None:
-            raise self._warm_error
+    def repo(self) -> Any:
+        """DVC's Repo for the project (opened once)."""
+        if self._opener is not None:
+            self._opener.join()
+            self._opener = None
+        if self._open_error is not None:
+            error, self._open_error = self._open_error, None
+            raise error
+        return self._open()
+
+    def _open(self) -> Any:
+        if self._repo is not None:
+            return self._repo
         if not state.is_dvc_repo(self.root):
             raise not_a_dvc_repo(self.root)
         import dvc
         from dvc.repo import Repo
 
-        kwargs: dict[str, Any] = {}
-        if cache_types is not None:
-            kwargs["config"] = {"cache": {"type": list(cache_types)}}
-        remote = self._remote_override()
-        if remote is not None:
-            kwargs.update(remote)
         with quiet_dvc():
-            repo = Repo(str(self.root), **kwargs)
-        self._repos[cache_types] = repo
+            repo = Repo(str(self.root), **(self._remote_override() or {}))
         hashes = getattr(repo.state, "hashes", None)
         if hashes is not None and getattr(hashes, "directory", None):
             with contextlib.suppress(OSError):
                 state.write_pointer(self.root, root_dir=repo.root_dir,
                                     state_db=os.path.join(hashes.directory, "cache.db"),
+                                    cache_dir=str(repo.cache.local.path),
                                     dvc_version=dvc.__version__)
+        self._repo = repo
         return repo
+
+    @contextlib.contextmanager
+    def linking(self, size: int, link_min_bytes: int) -> Iterator[Any]:
+        """The repository, with the cache type for a file of `size` bytes for the length of
+        the block (see `_cache_types`)."""
+        repo = self.repo()
+        types = self._cache_types(size, link_min_bytes)
+        odb = repo.cache.local
+        if types is None or not hasattr(odb, "cache_types"):
+            yield repo
+            return
+        before = odb.cache_types
+        odb.cache_types = list(types)
+        try:
+            yield repo
+        finally:
+            odb.cache_types = before
 
     def _remote_override(self) -> dict[str, Any] | None:
         spec = self.remote_spec
@@ -168,10 +208,13 @@ class DvcProject:
         return {"remote": "conveyor", "remote_config": {"url": url}}
 
     def close(self) -> None:
-        for repo in self._repos.values():
+        if self._opener is not None:
+            self._opener.join()
+            self._opener = None
+        if self._repo is not None:
             with contextlib.suppress(Exception):
-                repo.close()
-        self._repos.clear()
+                self._repo.close()
+            self._repo = None
 
     # --- versions of data files ---------------------------------------------------------
 
@@ -195,16 +238,21 @@ class DvcProject:
         DVC versioned the very content the run recorded (`expected`, an md5)."""
         path = self.root / rel
         previous = state.tracked_md5(self.root, rel)
-        repo = self.repo(self._cache_types(_size(path), link_min_bytes))
-        if previous and previous != expected:
-            self._drop_if_damaged(repo, rel, previous)
         from dvc.exceptions import DvcException
 
         try:
-            self._locked(lambda: repo.add([str(path)]), what=f"version {rel}")
+            with self.linking(_size(path), link_min_bytes) as repo:
+                if previous and previous != expected:
+                    self._drop_if_damaged(repo, rel, previous)
+                self._locked(lambda: repo.add([str(path)]), what=f"version {rel}")
         except DvcException as exc:
+            if type(exc).__name__ == "OutputAlreadyTrackedError":
+                raise conveyor.StageFailed(
+                    f"data file {rel} is committed to git, so DVC cannot version it",
+                    hint=f"hand it over to DVC: git rm --cached {rel} && git commit -m "
+                         f"'{rel}: versioned by DVC', then run again") from exc
             raise conveyor.StageFailed(f"DVC could not version data file {rel}: "
-                                       f"{_dvc_message(exc)}", hint=_dvc_hint(exc)) from exc
+                                       f"{_dvc_message(exc)}") from exc
         now = state.tracked_md5(self.root, rel)
         if now != expected:
             raise conveyor.StageFailed(
@@ -221,8 +269,7 @@ class DvcProject:
         making it vanish for a moment under a concurrent reader). Large files get a hardlink
         where there are no reflinks, because copying 1 GiB costs as much as hashing it;
         hardlinked files are read-only (DVC protects them)."""
-        repo = self.repo()
-        if repo.config["cache"].get("type"):
+        if self.repo().config["cache"].get("type"):
             return None
         if size < link_min_bytes or self.reflinks():
             return ("copy",)
@@ -337,8 +384,9 @@ class DvcProject:
         objects = [HashInfo("md5", m) for m in wanted]
         call = self.repo().cloud.push if direction == "push" else self.repo().cloud.pull
         try:
-            with quiet_dvc():
+            with quiet_dvc() as records:
                 result = call(objects)
+            self.last_error = first_error(records)
         except ImportError as exc:
             raise conveyor.UsageError(f"{info.describe()}: {exc}", hint=_extra_hint(str(exc))
                                       ) from exc
@@ -380,9 +428,9 @@ class DvcProject:
         for rel in rels:
             md5 = state.tracked_md5(self.root, rel)
             size = self.cache_path(md5).stat().st_size if md5 and self.in_cache(md5) else 0
-            repo = self.repo(self._cache_types(size, link_min_bytes))
-            self._locked(lambda r=repo, t=rel: r.checkout(targets=[str(self.root / f"{t}.dvc")]),
-                         what=f"restore {rel}")
+            with self.linking(size, link_min_bytes) as repo:
+                self._locked(lambda r=repo, t=rel: r.checkout(
+                    targets=[str(self.root / f"{t}.dvc")]), what=f"restore {rel}")
 
 
 def _size(path: Path) -> int:
@@ -399,25 +447,21 @@ def tracked_files(project_dir: Path) -> list[str]:
     """The data files the project's `.dvc` files version (relative, posix), skipping DVC's and
     Conveyor's own folders."""
     found = []
-    for dvcfile in sorted(project_dir.rglob("*.dvc")):
-        rel = dvcfile.relative_to(project_dir)
-        if rel.parts[0] in (".dvc", ".conveyor", ".git") or not dvcfile.is_file():
-            continue
-        target = rel.as_posix()[: -len(".dvc")]
-        if state.tracked_md5(project_dir, target):
-            found.append(target)
+    for folder, dirs, files in os.walk(project_dir):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not (here == project_dir and d in SKIP_DIRS)
+                         and d not in (".git", "__pycache__"))
+        for name in sorted(files):
+            if name.endswith(".dvc"):
+                target = (here / name).relative_to(project_dir).as_posix()[: -len(".dvc")]
+                if state.tracked_md5(project_dir, target):
+                    found.append(target)
     return found
 
 
 def _dvc_message(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
-
-
-def _dvc_hint(exc: BaseException) -> str | None:
-    if type(exc).__name__ == "OutputAlreadyTrackedError":
-        return "the file is committed to git: `git rm --cached FILE && git commit`, then run again"
-    return None
 
 
 def _extra_hint(text: str) -> str | None:

@@ -141,13 +141,15 @@ def _restore_version(project: Any, rel: str, md5: str, record: Any, target: Path
         project.fetch([md5])
         if not project.in_cache(md5):
             missing = remote.local_path is not None and not Path(remote.local_path).is_dir()
+            why = ("the remote folder does not exist" if missing else
+                   f"the remote cannot be reached: {project.last_error}" if project.last_error
+                   else "the remote never received it, or cannot be reached")
             raise conveyor.ConveyorError(
                 f"cannot restore {rel} as run {record.id} read it (md5:{md5}): that version is "
-                f"not in the local DVC cache, and {remote.describe()} did not provide it ("
-                + ("the remote folder does not exist" if missing else
-                   "the remote cannot be reached, or never received it") + "); nothing was "
-                "changed", hint="`conveyor data push` from a machine that has the version, or "
-                                "point dvc.remote (or --remote) at a remote that has it")
+                f"not in the local DVC cache, and {remote.describe()} did not provide it "
+                f"({why}); nothing was changed",
+                hint="`conveyor data push` from a machine that has the version, or point "
+                     "dvc.remote (or --remote) at a remote that has it")
         where = remote.describe()
     _copy_checked(project.cache_path(md5), target, "md5", md5, what=f"DVC's copy of {rel}")
     return where

@@ -9,9 +9,10 @@ from typing import Any
 @dataclass
 class DvcConfig:
     # A DVC remote for `conveyor data push|pull` and `conveyor reproduce`: the name of a remote
-    # in .dvc/config, or a URL (s3://bucket/path, gs://..., azure://..., ssh://host/path, a
-    # folder). null: the repository's default remote (`conveyor init` makes 'local', a folder
-    # in .conveyor/dvc-remote). Cloud URLs need DVC's extra: pip install 'dvc[s3]' and so on.
+    # in .dvc/config, a URL (s3://bucket/path, gs://..., azure://..., ssh://host/path) or a
+    # folder (a path with a '/', relative to the project). null: the repository's default
+    # remote (`conveyor init` makes 'local', the folder .conveyor/dvc-remote). Cloud URLs need
+    # DVC's extra: pip install 'dvc[s3]' and so on.
     remote: str | None = None
     # Data files at least this large (MiB) are linked into DVC's cache instead of copied: a
     # reflink where the filesystem has them, else a read-only hardlink (edit such files by

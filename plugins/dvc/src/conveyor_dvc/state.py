@@ -47,10 +47,12 @@ def checksum(st: os.stat_result) -> str:
     return str(int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(), 16))
 
 
-def write_pointer(project_dir: Path, *, root_dir: str, state_db: str, dvc_version: str) -> None:
+def write_pointer(project_dir: Path, *, root_dir: str, state_db: str, cache_dir: str,
+                  dvc_version: str) -> None:
     target = project_dir / POINTER
     target.parent.mkdir(parents=True, exist_ok=True)
-    body = {"root_dir": root_dir, "state_db": state_db, "dvc": dvc_version}
+    body = {"root_dir": root_dir, "state_db": state_db, "cache_dir": cache_dir,
+            "dvc": dvc_version}
     if read_pointer(project_dir) == body:
         return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -126,5 +128,8 @@ def tracked_md5(project_dir: Path, rel: str) -> str | None:
 
 
 def cache_object(project_dir: Path, md5: str) -> Path:
-    """Where DVC 3 keeps a version in the default local cache (`cache.dir` not set)."""
-    return project_dir / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    """Where DVC 3 keeps a version in the project's local cache (`cache.dir` as DVC last
+    reported it, else the default .dvc/cache)."""
+    pointer = read_pointer(project_dir) or {}
+    cache_dir = pointer.get("cache_dir") or str(project_dir / ".dvc" / "cache" / "files" / "md5")
+    return Path(cache_dir) / md5[:2] / md5[2:]
