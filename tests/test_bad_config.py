@@ -171,3 +171,12 @@ def test_debug_shows_the_traceback_of_a_config_error(new_project):
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "'data.sourse'" in result.stderr
     assert_nothing_ran(project)
+
+
+def test_a_valid_plugin_section_missing_from_the_config_says_to_add_it_with_plus(conveyor_project):
+    project = conveyor_project("defaults: [conveyor/defaults, _self_]\nproject: x\n"
+                               "pipeline: {r: {uses: conveyor.register}}\n")
+    result = project.run("dvc.lock_timeout=1")  # dvc: a section conveyor-dvc types
+    assert result.returncode == 2
+    assert "config key 'dvc' is valid but not in this project's config" in result.stderr
+    assert "write +dvc.lock_timeout=1" in result.stderr

@@ -149,6 +149,12 @@ def _unknown_override_key(exc: Exception, overrides: Sequence[str],
                      if o.split("=", 1)[0].lstrip("+~") == key
                      or o.split("=", 1)[0].lstrip("+~").startswith(key + ".")), None)
     nearest = _nearest(key, schema) if schema is not None else ""
+    if override and nearest == f"; did you mean '{key}'?":
+        # A valid (typed) key that this project's config simply does not contain yet.
+        return ConfigError(
+            f"config key '{key}' is valid but not in this project's config, so "
+            f"'{override}' has nothing to override",
+            hint=f"to add it from the command line, write +{override.lstrip('+~')}")
     hint = None
     if override and "did you mean" not in nearest:
         hint = f"to add a key the config does not have yet, write +{override.lstrip('+~')}"
