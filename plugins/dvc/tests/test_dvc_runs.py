@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from _dvc_support import assert_error, cache_object, data_inputs, dvc_md5, git, md5, stages
+from _dvc_support import cache_object, data_inputs, dvc_md5, git, md5, stages
 from conveyor.testing import Project, conveyor_executable
 
 
@@ -144,12 +144,15 @@ def test_state_lookup_agrees_with_dvcs_own_state(dvc_project):
     assert state.lookup(project.path, a) is None
 
 
-def test_a_data_file_committed_to_git_is_named_with_how_to_hand_it_to_dvc(dvc_project):
+def test_a_data_file_committed_to_git_stays_with_git_until_handed_to_dvc(dvc_project):
+    # Files git tracks (a schema, small data) are versioned by git: the core's sha256 is
+    # recorded and DVC leaves them alone. Once removed from git, DVC versions them.
     project = dvc_project()
     git(project.path, "add", "data/a.txt")
     git(project.path, "commit", "-q", "-m", "data in git")
-    assert_error(project.run(), 1, "data file data/a.txt is committed to git, so DVC cannot "
-                 "version it", "git rm --cached data/a.txt")
+    project.run(check=True)
+    assert not (project.path / "data" / "a.txt.dvc").exists()
+    assert not project.runs()[0]["data"]["data/a.txt"].startswith("md5:")
     git(project.path, "rm", "-q", "--cached", "data/a.txt")
     git(project.path, "commit", "-q", "-m", "hand it to DVC")
     project.run(check=True)
