@@ -40,3 +40,25 @@ def test_get_run_names_unknown_and_ambiguous_ids(tmp_path):
         api.get_run(project.path, "2")
     with pytest.raises(UsageError, match="not both"):
         api.run(project.path, config={}, overrides=["seed=1"])
+
+
+def test_load_model_returns_the_champion_and_refuses_a_tampered_file(new_project):
+    from conveyor.errors import StoreError
+    from conveyor.store import ArtifactRef, open_store
+
+    project = new_project("classification")
+    project.run()
+    loaded = api.load_model(project.path)
+    assert loaded.number == 1 and loaded.version.decision == "passed"
+    assert hasattr(loaded.model, "predict_proba")
+    assert loaded.config["data"]["target"] == "churned"
+    with pytest.raises(UsageError, match="has no version 9"):
+        api.load_model(project.path, loaded.name, version=9)
+    with pytest.raises(UsageError, match="has no challenger"):
+        api.load_model(project.path, alias="challenger")
+    store = open_store(project.path / "")
+    path = store.artifacts.path(ArtifactRef.from_dict(loaded.version.artifact))
+    store.close()
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(StoreError, match="tampered"):
+        api.load_model(project.path)

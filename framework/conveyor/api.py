@@ -20,7 +20,8 @@ from typing import Any
 
 from conveyor.errors import UsageError
 
-__all__ = ["RunRecord", "RunResult", "code_version", "get_run", "load_config", "run"]
+__all__ = ["LoadedModel", "RunRecord", "RunResult", "code_version", "get_run", "load_config",
+           "load_model", "run"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,72 @@ class RunRecord:
     data: dict[str, str]
     metrics: dict[str, float]
     error: str | None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model version, loaded: `model` is the object the training stage stored (for
+    conveyor-sklearn, the fitted scikit-learn Pipeline with its preprocessing), `version` its
+    registry record (metrics, gate decision, lineage), `config` the resolved config of the run
+    that trained it (its `data.schema`, `data.target`, ... describe the model's inputs)."""
+
+    name: str
+    number: int
+    run_id: str
+    model: Any
+    version: Any  # conveyor.store.registry.ModelVersion
+    config: dict[str, Any]
+    sha256: str
+
+
+def load_model(project_dir: Path, name: str | None = None, *, version: int | None = None,
+               alias: str = "champion") -> LoadedModel:
+    """Load a registered model version from the project store, its sha256 checked first.
+
+    `name` defaults to the only model of the project; `version` (a number) wins over `alias`.
+    The object is loaded by the codec that stored it (a plugin's, e.g. skops), so a file whose
+    content does not match the recorded sha256 is refused with StoreError before any
+    deserialisation, and a model with no champion yet raises UsageError naming the fix.
+    """
+    from conveyor.cli.app import load_host
+    from conveyor.store import ArtifactRef, Registry, open_store
+
+    project_dir = Path(project_dir).resolve()
+    store = open_store(project_dir)
+    try:
+        registry = Registry(store)
+        if name is None:
+            names = sorted({v.name for v in registry.versions()})
+            if not names:
+                raise UsageError("this project has no registered model yet",
+                                 hint="run `conveyor run` to train and register one")
+            if len(names) > 1:
+                raise UsageError("this project has several models: " + ", ".join(names),
+                                 hint="name the one you mean")
+            name = names[0]
+        if version is not None:
+            record = registry.get(name, version)
+        else:
+            record = registry.alias(name, alias)
+            if record is None:
+                known = registry.versions(name)
+                raise UsageError(
+                    f"model '{name}' has no {alias} yet"
+                    + (f" ({len(known)} version(s) registered, none promoted)" if known else ""),
+                    hint=f"promote one with `conveyor models promote {name} VERSION`"
+                    if known else "run `conveyor run` to train and register one")
+        ref = ArtifactRef.from_dict(record.artifact)
+        host = load_host(project_dir, [])
+        codec = next((c for c in host.contributions.codecs if c.name == ref.codec), None)
+        if codec is None:
+            raise UsageError(f"model '{name}' v{record.version} was stored with codec "
+                             f"'{ref.codec}', which no installed plugin provides")
+        model = store.artifacts.load(ref, codec)
+        run = get_run(project_dir, record.run_id)
+    finally:
+        store.close()
+    return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
+                       version=record, config=run.config, sha256=ref.sha256)
 
 
 def load_config(project_dir: Path, overrides: Sequence[str] = ()) -> Any:
