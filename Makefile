@@ -10,7 +10,7 @@ BENCH_VENV ?= .venv-bench-baselines
 BENCH_PINS := numpy|pandas|scikit-learn|scipy|pyarrow|joblib|threadpoolctl
 BENCH_KEDRO := kedro==1.7.0
 
-.PHONY: install test test-fast demo bench lint lock clean
+.PHONY: install browser test test-fast demo bench lint lock clean
 
 install: $(VENV)/.installed
 
@@ -21,10 +21,20 @@ $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) requirem
 		$(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
-test: install
+# The browser tests (reports, `conveyor ui`) drive Debian's Chromium headless; a test tool's own
+# browser download does not work here. Installing it needs root (or sudo) and Debian's packages.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
-test-fast: install
+test-fast: install browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"
 
 demo: install
