@@ -79,7 +79,8 @@ class CliCommand:
     """A `conveyor NAME ...` subcommand.
 
     `configure(parser)` adds arguments; `run(args, app)` does the work and returns an exit code
-    (None means 0). Raise a ConveyorError subclass for user errors.
+    (None means 0). Raise a ConveyorError subclass for user errors. A `description` written over
+    several lines (with examples, say) is printed by `--help` as written; one line is wrapped.
     """
 
     name: str

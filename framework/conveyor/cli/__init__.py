@@ -53,8 +53,12 @@ def build_parser(host) -> argparse.ArgumentParser:
     plugins_cmd.configure(commands)
     completion_cmd.configure(commands)
     for command in host.contributions.cli_commands.values():
-        sub = commands.add_parser(command.name, help=command.help,
-                                  description=command.description or command.help)
+        # A description written over several lines (examples, say) is shown as written; a
+        # one-line one is wrapped to the terminal.
+        description = command.description or command.help
+        sub = commands.add_parser(command.name, help=command.help, description=description,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter
+                                  if "\n" in description.strip() else argparse.HelpFormatter)
         command.configure(sub)
         sub.set_defaults(handler=lambda args, app, c=command: c.run(args, app))
     return parser

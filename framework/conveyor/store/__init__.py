@@ -2,6 +2,8 @@
 
 from conveyor.store.artifacts import ArtifactRef, ArtifactStore
 from conveyor.store.db import Store, open_store
+from conveyor.store.decisions import RetrainDecision, RetrainDecisions
 from conveyor.store.registry import Registry
 
-__all__ = ["ArtifactRef", "ArtifactStore", "Registry", "Store", "open_store"]
+__all__ = ["ArtifactRef", "ArtifactStore", "Registry", "RetrainDecision", "RetrainDecisions", "Store",
+           "open_store"]

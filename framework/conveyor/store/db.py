@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE TABLE IF NOT EXISTS alias_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, alias TEXT, version INTEGER,
     previous INTEGER, action TEXT, actor TEXT, reason TEXT, forced INTEGER, at REAL);
+CREATE TABLE IF NOT EXISTS retrain_decisions (
+    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, created_at REAL NOT NULL, outcome TEXT NOT NULL,
+    reasons TEXT, trigger_batch TEXT, batches TEXT, forced INTEGER, run_id TEXT,
+    challenger_version INTEGER, champion_version INTEGER, metrics TEXT, details TEXT,
+    finished_at REAL, pid INTEGER, host TEXT);
+CREATE INDEX IF NOT EXISTS retrain_decisions_model ON retrain_decisions(model_name, created_at);
 """
 
 WRITE_RETRIES = 50

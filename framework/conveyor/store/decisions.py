@@ -1,0 +1,140 @@
+"""Retraining decisions: one row per time a retraining policy was applied, in `retrain_decisions`.
+
+    from conveyor.store import RetrainDecisions, open_store
+
+    for decision in RetrainDecisions(open_store(project_dir)).list(model_name="retail"):
+        print(decision.id, decision.outcome, decision.reasons)
+
+The retraining plugin (`conveyor retrain`, `conveyor watch`) records them; the UI and reports
+read them. `outcome` is one of:
+
+* "no_action": the policy's conditions did not hold (or the cooldown was running);
+* "skipped": they held, but there was too little usable data to train on;
+* "blocked": the challenger could not be trained (its training data failed validation, say);
+* "kept": a challenger was trained and registered, but stayed challenger (its gate failed, or it
+  did not beat the champion by `retrain.promote_if`);
+* "promoted": the challenger became champion;
+* "running": being applied now; a row left "running" by a killed process is read as
+  "interrupted" (the alias moves themselves are atomic: nothing is ever half-promoted).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.errors import UsageError
+from conveyor.store.db import Store, _alive, dumps, loads
+
+OUTCOMES = ("no_action", "skipped", "blocked", "kept", "promoted", "running", "interrupted")
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """One application of a retraining policy.
+
+    `batches` are the ids of the monitored batches the decision looked at (newest last),
+    `trigger` the batch that prompted it (None when run by hand), `reasons` one line each, in
+    order. `run_id` is the challenger's training run, `challenger_version` the version it
+    registered, `champion_version` the champion it was compared with; `metrics` holds
+    {"challenger": {...}, "champion": {...}} on the shared hold-out, `details` the rest
+    (window files and rows, hold-out rows, the policy as applied)."""
+
+    id: str
+    model_name: str
+    created_at: float
+    outcome: str
+    reasons: list[str] = field(default_factory=list)
+    trigger: str | None = None
+    batches: list[str] = field(default_factory=list)
+    forced: bool = False
+    run_id: str | None = None
+    challenger_version: int | None = None
+    champion_version: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    finished_at: float | None = None
+
+    @property
+    def acted(self) -> bool:
+        """A challenger was trained (whether or not it was promoted)."""
+        return self.outcome in ("kept", "promoted")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+class RetrainDecisions:
+    """Record and read retraining decisions in a project store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def start(self, *, model_name: str, trigger: str | None, batches: list[str],
+              forced: bool = False, details: dict[str, Any] | None = None) -> str:
+        """Open a decision as "running" and return its id (finish it with `finish`)."""
+        decision_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO retrain_decisions (id, model_name, created_at, outcome, reasons, "
+                "trigger_batch, batches, forced, metrics, details, pid, host) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (decision_id, model_name, time.time(), "running", "[]", trigger, dumps(batches),
+                 int(forced), "{}", dumps(details or {}), os.getpid(), socket.gethostname()))
+        return decision_id
+
+    def finish(self, decision_id: str, *, outcome: str, reasons: list[str],
+               run_id: str | None = None, challenger_version: int | None = None,
+               champion_version: int | None = None, metrics: dict[str, Any] | None = None,
+               details: dict[str, Any] | None = None) -> RetrainDecision:
+        if outcome not in OUTCOMES or outcome in ("running", "interrupted"):
+            raise ValueError(f"not a final outcome: {outcome!r}")
+        with self.store.write() as conn:
+            row = conn.execute("SELECT details FROM retrain_decisions WHERE id=?",
+                               (decision_id,)).fetchone()
+            merged = {**loads(row["details"] if row else None, {}), **(details or {})}
+            conn.execute(
+                "UPDATE retrain_decisions SET outcome=?, reasons=?, run_id=?, "
+                "challenger_version=?, champion_version=?, metrics=?, details=?, finished_at=? "
+                "WHERE id=?",
+                (outcome, dumps(reasons), run_id, challenger_version, champion_version,
+                 dumps(metrics or {}), dumps(merged), time.time(), decision_id))
+        return self.get(decision_id)
+
+    def get(self, decision_id: str) -> RetrainDecision:
+        rows = self.store.query("SELECT * FROM retrain_decisions WHERE substr(id, 1, length(?))"
+                                " = ? ORDER BY created_at", (decision_id, decision_id))
+        exact = [r for r in rows if r["id"] == decision_id]
+        if not rows:
+            raise UsageError(f"no retraining decision with id '{decision_id}'")
+        if len(rows) > 1 and not exact:
+            raise UsageError(f"decision id '{decision_id}' is ambiguous")
+        return _from_row((exact or rows)[0])
+
+    def list(self, *, model_name: str | None = None, limit: int | None = None
+             ) -> list[RetrainDecision]:
+        """Decisions, oldest first (with `limit`, the most recent ones)."""
+        sql, params = "SELECT * FROM retrain_decisions", []
+        if model_name is not None:
+            sql, params = sql + " WHERE model_name = ?", [model_name]
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_from_row(r) for r in reversed(self.store.query(sql, tuple(params)))]
+
+
+def _from_row(row: Any) -> RetrainDecision:
+    outcome = row["outcome"]
+    if outcome == "running" and row["host"] == socket.gethostname() and not _alive(row["pid"]):
+        outcome = "interrupted"
+    return RetrainDecision(
+        id=row["id"], model_name=row["model_name"], created_at=row["created_at"],
+        outcome=outcome, reasons=loads(row["reasons"], []), trigger=row["trigger_batch"],
+        batches=loads(row["batches"], []), forced=bool(row["forced"]), run_id=row["run_id"],
+        challenger_version=row["challenger_version"], champion_version=row["champion_version"],
+        metrics=loads(row["metrics"], {}), details=loads(row["details"], {}),
+        finished_at=row["finished_at"])

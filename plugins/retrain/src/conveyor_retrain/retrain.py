@@ -1,0 +1,276 @@
+"""Apply the retraining policy once: decide, train a challenger, compare, promote, record.
+
+The challenger is trained by the project's own pipeline (`conveyor.api.run` with `data.source`
+pointed at the window of recent data, written under `data/windows/`, so a DVC project versions
+it like any input), registered as a new version, and compared with the champion on the same
+hold-out rows that neither model trained on. The champion alias moves in one compare-and-set
+transaction, so a process killed at any point leaves either the old champion or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor import ConveyorError, UsageError, api
+from conveyor.gate import parse_condition
+from conveyor.store import Registry, RetrainDecision, RetrainDecisions, open_store
+
+from conveyor_retrain import policy
+from conveyor_retrain.settings import RetrainConfig, settings_from
+
+WINDOWS_DIR = Path("data") / "windows"
+
+
+@dataclass
+class Window:
+    train: Any  # DataFrame
+    holdout: Any  # DataFrame
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | None = None,
+          log: Callable[[str], None] = print, quiet: bool = True) -> RetrainDecision:
+    """Apply the project's `retrain` policy once and return the recorded decision."""
+    from conveyor.store import Monitoring
+
+    project_dir = Path(project_dir).resolve()
+    config = api.load_config(project_dir).data
+    settings = settings_from(config)
+    policy.parse_when(settings)  # a bad policy is a config error before anything is recorded
+    name = settings.model_name
+    store = open_store(project_dir)
+    try:
+        registry, decisions = Registry(store), RetrainDecisions(store)
+        batches = Monitoring(store).batches(model_name=name)
+        acted = [d for d in decisions.list(model_name=name) if d.acted]
+        last_retrain_at = acted[-1].created_at if acted else None
+        champion = registry.alias(name, "champion")
+    finally:
+        store.close()
+    verdict = policy.decide(settings, batches, last_retrain_at)
+    if force:
+        verdict.reasons.append("forced with --force: retraining whatever the policy says")
+    store = open_store(project_dir)
+    try:
+        decisions = RetrainDecisions(store)
+        decision_id = decisions.start(model_name=name, trigger=trigger,
+                                      batches=verdict.considered, forced=force,
+                                      details={"policy": _policy_summary(settings)})
+        if not (verdict.retrain or force):
+            return decisions.finish(decision_id, outcome="no_action", reasons=verdict.reasons,
+                                    champion_version=champion.version if champion else None)
+    finally:
+        store.close()
+    return _retrain(project_dir, host, config, settings, decision_id, verdict.reasons,
+                    batches, champion, log, quiet)
+
+
+def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
+             decision_id: str, reasons: list[str], batches: list[Any], champion: Any,
+             log: Callable[[str], None], quiet: bool) -> RetrainDecision:
+    name = settings.model_name
+    champion_version = champion.version if champion else None
+
+    def finish(outcome: str, *more: str, **fields: Any) -> RetrainDecision:
+        store = open_store(project_dir)
+        try:
+            return RetrainDecisions(store).finish(
+                decision_id, outcome=outcome, reasons=[*reasons, *more],
+                champion_version=champion_version, **fields)
+        finally:
+            store.close()
+
+    target = config["data"]["target"]
+    try:
+        window = build_window(project_dir, config, settings, batches, decision_id)
+    except UsageError as exc:
+        return finish("skipped", f"no window to train on: {exc.message}")
+    rows = len(window.train)
+    if rows < settings.min_rows:
+        return finish("skipped", f"the window has {rows:,} rows to train on; retrain.min_rows "
+                                 f"is {settings.min_rows:,}", details={"window": window.files})
+    source = write_csv(window.train, project_dir / WINDOWS_DIR / f"{decision_id}.csv")
+    relative = source.relative_to(project_dir).as_posix()
+    details = {"window": window.files, "window_file": relative, "train_rows": rows,
+               "holdout_rows": len(window.holdout), "notes": window.notes}
+    log(f"retrain: training a challenger on {rows:,} rows ({', '.join(window.files)})")
+    try:
+        result = api.run(project_dir, overrides=[f"data.source={relative}",
+                                                 "registry.promote_on_gate=false"],
+                         force=True, quiet=quiet, command="retrain")
+    except ConveyorError as exc:
+        return finish("blocked", f"the challenger could not be trained: {exc.message}",
+                      details=details)
+    if result.status != "completed":
+        error = api.get_run(project_dir, result.run_id).error or result.status
+        return finish("blocked", f"the challenger's training run {result.run_id} {result.status}:"
+                                 f" {error}", run_id=result.run_id, details=details)
+    store = open_store(project_dir)
+    try:
+        registry = Registry(store)
+        mine = [v for v in registry.versions(name) if v.run_id == result.run_id]
+        if not mine:
+            return finish("blocked", f"run {result.run_id} registered no version of '{name}'",
+                          run_id=result.run_id, details=details)
+        challenger = mine[-1]
+        registry.set_alias(name, "challenger", challenger.version, action="retrain",
+                           actor="conveyor-retrain", reason=f"trained by decision {decision_id}")
+    finally:
+        store.close()
+    fields: dict[str, Any] = {"run_id": result.run_id, "challenger_version": challenger.version,
+                              "details": details}
+    if challenger.decision != "passed":
+        failed = [r for r in challenger.gate.get("reasons", []) if "misses" in r] or ["gate"]
+        return finish("kept", f"challenger v{challenger.version} failed its gate: "
+                              + "; ".join(failed), **fields)
+    metrics, comparison, better = compare(project_dir, config, settings, champion, challenger,
+                                          window.holdout, target)
+    fields["metrics"] = metrics
+    if not better:
+        return finish("kept", f"challenger v{challenger.version} stays challenger: "
+                              + "; ".join(comparison), **fields)
+    reason = (f"retrain decision {decision_id}: challenger v{challenger.version} beat "
+              f"v{champion_version} on the hold-out: " + "; ".join(comparison)
+              if champion else f"retrain decision {decision_id}: no champion yet")
+    store = open_store(project_dir)
+    try:
+        from conveyor.store.registry import AliasMoved
+
+        try:
+            Registry(store).set_alias(name, "champion", challenger.version, action="retrain",
+                                      actor="conveyor-retrain", reason=reason,
+                                      expect=champion_version)
+        except AliasMoved as moved:
+            return finish("kept", f"not promoted: the champion moved to v{moved.actual} while "
+                                  "the challenger trained", *comparison, **fields)
+    finally:
+        store.close()
+    return finish("promoted", f"challenger v{challenger.version} promoted to champion: "
+                              + "; ".join(comparison), **fields)
+
+
+def build_window(project_dir: Path, config: dict, settings: RetrainConfig, batches: list[Any],
+                 decision_id: str) -> Window:
+    """The newest labelled batches (and the history, if asked), minus the hold-out."""
+    import pandas as pd
+
+    target = config["data"]["target"]
+    frames: list[tuple[str, Any]] = []
+    notes: list[str] = []
+    for batch in reversed([b for b in batches if b.status in policy.USABLE]):
+        if len(frames) == settings.window.batches:
+            break
+        path = _batch_file(project_dir, batch.source)
+        if path is None:
+            notes.append(f"batch {batch.id} ({batch.source}): no file to train on")
+            continue
+        frame = read_table(path)
+        if target not in frame.columns or frame[target].isna().all():
+            notes.append(f"batch {batch.id} ({batch.source}): no labels ('{target}')")
+            continue
+        frames.append((batch.source, frame[frame[target].notna()]))
+    if not frames:
+        raise UsageError("no monitored batch with labels is available"
+                         + (f" ({'; '.join(notes)})" if notes else ""))
+    frames.reverse()  # oldest first
+    newest = frames[-1][1]
+    seed = zlib.crc32(decision_id.encode())
+    holdout = newest.sample(frac=settings.holdout_fraction, random_state=seed % (2**32))
+    parts = [frame for _, frame in frames[:-1]] + [newest.drop(holdout.index)]
+    files = [source for source, _ in frames]
+    if settings.window.include_history:
+        history = project_dir / config["data"]["source"]
+        parts.insert(0, read_table(history))
+        files.insert(0, config["data"]["source"])
+    train = pd.concat(parts, ignore_index=True)
+    return Window(train=train, holdout=holdout.reset_index(drop=True), files=files, notes=notes)
+
+
+def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
+            challenger: Any, holdout: Any, target: str) -> tuple[dict, list[str], bool]:
+    """Score both models on the same hold-out; does the challenger clear `promote_if`?"""
+    from sklearn.metrics import get_scorer
+
+    rules = dict(settings.promote_if) or {_primary(config): "+0"}
+    names = list(dict.fromkeys([*rules, *(config.get("evaluate") or {}).get("metrics", [])]))
+    loaded = {"challenger": api.load_model(project_dir, settings.model_name,
+                                           version=challenger.version)}
+    if champion is not None:
+        loaded["champion"] = api.load_model(project_dir, settings.model_name,
+                                            version=champion.version)
+    metrics: dict[str, dict[str, float]] = {}
+    for role, model in loaded.items():
+        features = _features(model.model, holdout, target, config)
+        metrics[role] = {metric: float(get_scorer(metric)(model.model, holdout[features],
+                                                          holdout[target]))
+                         for metric in names}
+    if champion is None:
+        return metrics, ["no champion to compare with"], True
+    lines, better = [], True
+    for metric, text in rules.items():
+        condition = parse_condition(text, f"retrain.promote_if.{metric}", metric)
+        ok, line = condition.check(metric, metrics["challenger"][metric],
+                                   metrics["champion"][metric])
+        lines.append(f"challenger {line} (champion {metrics['champion'][metric]:.4g})")
+        better = better and ok
+    return metrics, lines, better
+
+
+def _features(model: Any, frame: Any, target: str, config: dict) -> list[str]:
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        return list(names)
+    id_column = config["data"].get("id_column")
+    return [c for c in frame.columns if c not in (target, id_column)]
+
+
+def _primary(config: dict) -> str:
+    evaluate = config.get("evaluate") or {}
+    primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
+    if primary is None:
+        raise UsageError("retrain.promote_if is empty and the project names no metric",
+                         hint="set retrain.promote_if, e.g. {accuracy: '+0.005'}")
+    return primary
+
+
+def _batch_file(project_dir: Path, source: str) -> Path | None:
+    if not source or source.startswith("log:"):
+        return None
+    path = Path(source)
+    path = path if path.is_absolute() else project_dir / path
+    return path if path.is_file() else None
+
+
+def read_table(path: Path) -> Any:
+    import pandas as pd
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+
+
+def write_csv(frame: Any, path: Path) -> Path:
+    """Whole or not at all (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _policy_summary(settings: RetrainConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(settings)

@@ -1,0 +1,57 @@
+"""The `retrain` config section (typed: an unknown key or a wrong type stops before anything runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class WindowConfig:
+    # The challenger trains on the newest N labelled batches that passed validation...
+    batches: int = 2
+    # ...plus the project's original training data (data.source) when true.
+    include_history: bool = False
+
+
+@dataclass
+class RetrainConfig:
+    # Conditions on monitored batches, e.g. {"drift.share": "> 0.3", "metrics.roc_auc": "< 0.78"}.
+    # Keys: drift.share (drifted features / features tested), drift.features (their number),
+    # prediction.drift (the prediction drift score), metrics.NAME (performance on the labels).
+    # Empty: the policy never triggers on its own (`conveyor retrain --force` still works).
+    when: dict[str, Any] = field(default_factory=dict)
+    mode: str = "any"  # any | all: which of the conditions must hold for a batch to breach
+    consecutive: int = 1  # breaching batches in a row (newest last) before acting
+    cooldown: int = 0  # batches that must be monitored after a retrain before the next one
+    min_rows: int = 500  # rows the challenger must have to train on, or the retrain is skipped
+    window: WindowConfig = field(default_factory=WindowConfig)
+    # Share of the newest window batch held out: challenger and champion are scored on it.
+    holdout_fraction: float = 0.25
+    # What the challenger must do on the hold-out to replace the champion, e.g. {"roc_auc":
+    # "+0.005"} (beat it by 0.005) or {"accuracy": ">= champion"}. Empty: not be worse on the
+    # project's primary metric (evaluate.primary, else the first of evaluate.metrics).
+    promote_if: dict[str, Any] = field(default_factory=dict)
+    model_name: str | None = None  # default: registry.model_name
+
+
+def flatten(conditions: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"drift": {"share": "> 0.3"}} and {"drift.share": "> 0.3"} both mean drift.share."""
+    flat: dict[str, str] = {}
+    for key, value in conditions.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def settings_from(config: Mapping[str, Any]) -> RetrainConfig:
+    section = dict(config.get("retrain") or {})
+    window = WindowConfig(**dict(section.pop("window", None) or {}))
+    settings = RetrainConfig(**section, window=window)
+    if settings.model_name is None:
+        settings.model_name = (config.get("registry") or {}).get("model_name") or config.get("project")
+    return settings

@@ -1,0 +1,166 @@
+"""`conveyor watch --inbox DIR`: each new batch file, exactly once, monitored then the policy applied.
+
+What was processed lives in `.conveyor/watch/state.json` (rewritten whole through a temp file
+and a rename), keyed by the file's sha256: a file is "started" before its batch is monitored
+and "done" after the policy was applied. After a crash (`kill -9` mid-retrain, say) a started
+file is taken up again: its batch is not monitored twice (the monitoring record of the same
+content is reused) and the policy is applied again, which cannot half-promote (alias moves are
+single transactions). A file whose content changes later is a new batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conveyor import ConveyorError, UsageError
+
+from conveyor_retrain import retrain
+
+SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+SETTLE_SECONDS = 2.0  # a file written in place (not renamed in) must be still this long
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_every(text: str) -> float:
+    match = DURATION.match(text)
+    if not match:
+        raise UsageError(f"--every '{text}' is not a duration", hint="e.g. 30s, 10m, 1h")
+    return float(match[1]) * UNITS[match[2]]
+
+
+class WatchState:
+    def __init__(self, project_dir: Path) -> None:
+        self.path = project_dir / ".conveyor" / "watch" / "state.json"
+        try:
+            self.files: dict[str, dict[str, Any]] = json.loads(self.path.read_text())["files"]
+        except FileNotFoundError:
+            self.files = {}
+        except (ValueError, KeyError) as exc:
+            raise UsageError(f"the watch state {self.path} is damaged ({exc})",
+                             hint="move it aside to process every inbox file again") from exc
+
+    def status(self, sha: str) -> str | None:
+        return (self.files.get(sha) or {}).get("status")
+
+    def mark(self, sha: str, **fields: Any) -> None:
+        self.files[sha] = {**self.files.get(sha, {}), **fields, "at": time.time()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"files": self.files}, handle, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def pending(inbox: Path, state: WatchState, *, settle: float = SETTLE_SECONDS
+            ) -> list[tuple[Path, str]]:
+    """Files of the inbox not yet done, oldest name first, with their sha256."""
+    found = []
+    now = time.time()
+    for path in sorted(inbox.iterdir()):
+        if (not path.is_file() or path.name.startswith((".", "~"))
+                or path.suffix.lower() not in SUFFIXES or now - path.stat().st_mtime < settle):
+            continue
+        sha = _sha256(path)
+        if state.status(sha) not in ("done", "failed"):
+            found.append((path, sha))
+    return found
+
+
+def process(project_dir: Path, host: Any, path: Path, sha: str, state: WatchState,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    """Monitor one batch file, then apply the retraining policy; record both in the state."""
+    from conveyor.store import Monitoring, open_store
+
+    name = _display(path, project_dir)
+    state.mark(sha, file=name, status="started")
+    store = open_store(project_dir)
+    try:
+        earlier = Monitoring(store).batches(source_sha256=sha)
+    finally:
+        store.close()
+    if earlier:
+        batch = earlier[-1]
+        log(f"watch: {name}: monitored before the restart (batch {batch.id}), not again")
+    else:
+        batch, _ = host.call_first("conveyor_monitor_batch", project_dir=project_dir,
+                                        data=path, labels=None, model=None, quiet=True)
+        if batch is None:
+            raise UsageError("no installed plugin monitors batches (conveyor_monitor_batch)",
+                             hint="pip install conveyor-monitor")
+    log(f"watch: {name}: batch {batch.id} {batch.status}"
+        + (f", drift share {batch.drift_share:.0%}" if batch.drift_share is not None else "")
+        + "".join(f", {k} {v:.3f}" for k, v in sorted(batch.performance.items()))
+        + (f" ({batch.message})" if batch.message and batch.status != "ok" else ""))
+    state.mark(sha, batch=batch.id, batch_status=batch.status)
+    decision = retrain.apply(project_dir, host=host, trigger=batch.id, log=log)
+    announce(host, decision, project_dir)
+    log(f"watch: {name}: retrain {decision.outcome}: {decision.reasons[-1] if decision.reasons else ''}")
+    state.mark(sha, status="done", decision=decision.id, outcome=decision.outcome)
+    return {"file": name, "batch": batch.id, "status": batch.status, "decision": decision.id,
+            "outcome": decision.outcome}
+
+
+def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool,
+          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    if not inbox.is_dir():
+        raise UsageError(f"the inbox {inbox} is not a folder", hint="create it, or pass --inbox")
+    state = WatchState(project_dir)
+    handled: list[dict[str, Any]] = []
+    log(f"watch: {_display(inbox, project_dir)} every {every:g}s" + (" (once)" if once else "")
+        + "; Ctrl-C stops")
+    while True:
+        for path, sha in pending(inbox, state, settle=0.0 if once else SETTLE_SECONDS):
+            try:
+                handled.append(process(project_dir, host, path, sha, state, log))
+            except ConveyorError as exc:
+                # One bad batch must not stop the loop; it is not retried until it changes.
+                state.mark(sha, file=_display(path, project_dir), status="failed",
+                           error=exc.message)
+                log(f"watch: {_display(path, project_dir)}: failed: {exc.message}")
+                handled.append({"file": path.name, "status": "failed", "error": exc.message})
+        if once:
+            return handled
+        time.sleep(every)
+
+
+def announce(host: Any, decision: Any, project_dir: Path) -> None:
+    """Tell people through `conveyor_alert`: every decision, and promotions on their own."""
+    from conveyor.alerts import Alert, fire
+
+    model = f"{decision.model_name}:{decision.challenger_version or decision.champion_version}"
+    details = decision.as_dict()
+    if decision.outcome != "no_action":
+        fire(host, Alert(kind="retrain_decision",
+                         severity="warning" if decision.outcome in ("blocked", "skipped") else "info",
+                         message=f"retrain {decision.outcome}: " + (decision.reasons[-1]
+                                                                    if decision.reasons else ""),
+                         model=model, details=details), project_dir=project_dir)
+    if decision.outcome == "promoted":
+        fire(host, Alert(kind="promotion", severity="info",
+                         message=f"{decision.model_name} v{decision.challenger_version} is the new "
+                                 f"champion (was v{decision.champion_version})",
+                         model=model, details=details), project_dir=project_dir)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _display(path: Path, project_dir: Path) -> str:
+    try:
+        return path.resolve().relative_to(project_dir).as_posix()
+    except ValueError:
+        return str(path)

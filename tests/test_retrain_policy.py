@@ -1,0 +1,80 @@
+"""The retraining policy's decision on monitored batches (conveyor-retrain's `policy`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from conveyor import ConfigError
+from conveyor_retrain.policy import decide, parse_when
+from conveyor_retrain.settings import RetrainConfig, settings_from
+
+
+@dataclass
+class Batch:
+    id: str
+    created_at: float
+    status: str = "ok"
+    drift_share: float | None = 0.0
+    drifted_features: int = 0
+    prediction_drift: float | None = 0.0
+    performance: dict = field(default_factory=dict)
+
+
+def batches(*specs):
+    return [Batch(f"b{i}", float(i), **spec) for i, spec in enumerate(specs)]
+
+
+POLICY = RetrainConfig(when={"drift.share": "> 0.3", "metrics": {"accuracy": "< 0.7"}})
+
+
+def test_any_condition_triggers_and_the_reasons_say_which():
+    verdict = decide(POLICY, batches({"drift_share": 0.1, "performance": {"accuracy": 0.65}}),
+                     None)
+    assert verdict.retrain and verdict.considered == ["b0"]
+    assert "accuracy 0.65 breaches < 0.7" in verdict.reasons[0]
+
+
+def test_all_needs_every_condition_and_missing_labels_do_not_count():
+    policy = RetrainConfig(when=POLICY.when, mode="all")
+    assert not decide(policy, batches({"drift_share": 0.5}), None).retrain  # no accuracy
+    both = batches({"drift_share": 0.5, "performance": {"accuracy": 0.6}})
+    assert decide(policy, both, None).retrain
+
+
+def test_consecutive_breaches_skip_invalid_batches_and_restart_after_a_retrain():
+    policy = RetrainConfig(when={"drift.share": "> 0.3"}, consecutive=2)
+    seen = batches({"drift_share": 0.5}, {"status": "invalid", "drift_share": None},
+                   {"drift_share": 0.6})
+    assert decide(policy, seen, None).retrain  # the invalid batch neither breaks nor counts
+    assert not decide(policy, seen, last_retrain_at=0.5).retrain  # only b2 since the retrain
+    calm = batches({"drift_share": 0.5}, {"drift_share": 0.1})
+    assert not decide(policy, calm, None).retrain
+
+
+def test_cooldown_counts_batches_since_the_last_retrain():
+    policy = RetrainConfig(when={"drift.share": "> 0.3"}, cooldown=2)
+    seen = batches({"drift_share": 0.5}, {"drift_share": 0.5}, {"drift_share": 0.5})
+    verdict = decide(policy, seen, last_retrain_at=1.5)
+    assert not verdict.retrain and "cooldown: 1 of 2" in verdict.reasons[0]
+    assert decide(policy, seen, last_retrain_at=0.5).retrain
+
+
+def test_an_empty_policy_never_triggers():
+    assert not decide(RetrainConfig(), batches({"drift_share": 1.0}), None).retrain
+
+
+@pytest.mark.parametrize("when, message", [
+    ({"drift.shares": "> 0.3"}, "not a quantity monitoring measures"),
+    ({"metrics.accuracy": ">= champion - 0.1"}, "compares with the champion"),
+    ({"drift.share": "big"}, "cannot read the condition"),
+])
+def test_bad_policies_are_config_errors_naming_the_key(when, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_when(RetrainConfig(when=when))
+
+
+def test_settings_default_the_model_name_to_the_registry_name():
+    settings = settings_from({"project": "p", "registry": {"model_name": "m"},
+                              "retrain": {"window": {"batches": 3}}})
+    assert settings.model_name == "m" and settings.window.batches == 3
