@@ -46,4 +46,8 @@ conveyor data status
 cd "$here"
 rm -rf "$scratch"
 
-step "done: see README.md for the tour"
+step "retail, the flagship: train, serve, and ten weeks of changing customers with nobody touching it"
+python "$here/retail/story.py"
+
+step "done: see README.md for the tour; look at the retail project in the browser with"
+echo "  conveyor -C projects/retail ui      # then open http://127.0.0.1:5000"
