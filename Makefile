@@ -14,11 +14,13 @@ BENCH_KEDRO := kedro==1.7.0
 
 install: $(VENV)/.installed
 
+# conveyor-sklearn with its [onnx] extra (skl2onnx, onnxruntime), which `conveyor export` and
+# its tests need.
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev]" \
-		$(foreach p,$(PLUGINS),-e $(p))
+		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx])")
 	touch $@
 
 # The browser tests (reports, `conveyor ui`) drive Debian's Chromium headless; a test tool's own

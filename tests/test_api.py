@@ -62,3 +62,21 @@ def test_load_model_returns_the_champion_and_refuses_a_tampered_file(new_project
     path.write_bytes(path.read_bytes() + b"tampered")
     with pytest.raises(StoreError, match="tampered"):
         api.load_model(project.path)
+
+
+def test_resolve_model_names_the_version_without_loading_it(tmp_path):
+    from conveyor.store import Registry, open_store
+
+    registry = Registry(open_store(tmp_path))
+    with pytest.raises(UsageError, match="no registered model yet"):
+        api.resolve_model(tmp_path)
+    for run_id in ("r1", "r2"):
+        registry.register(name="m", run_id=run_id, stage="register", artifact={}, metrics={},
+                          gate={}, decision="passed", config_hash="h", data={})
+    with pytest.raises(UsageError, match="model 'm' has no champion yet"):
+        api.resolve_model(tmp_path)
+    registry.set_alias("m", "champion", 1, action="gate", reason="passed")
+    assert (api.resolve_model(tmp_path).version, api.resolve_model(tmp_path, "m", version=2)
+            .version) == (1, 2)
+    with pytest.raises(UsageError, match="no model named 'x'"):
+        api.resolve_model(tmp_path, "x")

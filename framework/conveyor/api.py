@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.errors import UsageError
 
 __all__ = ["LoadedModel", "RunRecord", "RunResult", "code_version", "get_run", "load_config",
-           "load_model", "run"]
+           "load_model", "resolve_model", "run"]
 
 
 @dataclass(frozen=True)
@@ -85,32 +85,13 @@ def load_model(project_dir: Path, name: str | None = None, *, version: int | Non
     deserialisation, and a model with no champion yet raises UsageError naming the fix.
     """
     from conveyor.cli.app import load_host
-    from conveyor.store import ArtifactRef, Registry, open_store
+    from conveyor.store import ArtifactRef, open_store
 
     project_dir = Path(project_dir).resolve()
+    record = resolve_model(project_dir, name, version=version, alias=alias)
+    name = record.name
     store = open_store(project_dir)
     try:
-        registry = Registry(store)
-        if name is None:
-            names = sorted({v.name for v in registry.versions()})
-            if not names:
-                raise UsageError("this project has no registered model yet",
-                                 hint="run `conveyor run` to train and register one")
-            if len(names) > 1:
-                raise UsageError("this project has several models: " + ", ".join(names),
-                                 hint="name the one you mean")
-            name = names[0]
-        if version is not None:
-            record = registry.get(name, version)
-        else:
-            record = registry.alias(name, alias)
-            if record is None:
-                known = registry.versions(name)
-                raise UsageError(
-                    f"model '{name}' has no {alias} yet"
-                    + (f" ({len(known)} version(s) registered, none promoted)" if known else ""),
-                    hint=f"promote one with `conveyor models promote {name} VERSION`"
-                    if known else "run `conveyor run` to train and register one")
         ref = ArtifactRef.from_dict(record.artifact)
         host = load_host(project_dir, [])
         codec = next((c for c in host.contributions.codecs if c.name == ref.codec), None)
@@ -123,6 +104,42 @@ def load_model(project_dir: Path, name: str | None = None, *, version: int | Non
         store.close()
     return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
                        version=record, config=run.config, sha256=ref.sha256)
+
+
+def resolve_model(project_dir: Path, name: str | None = None, *, version: int | None = None,
+                  alias: str = "champion") -> Any:
+    """The registry record (`conveyor.store.registry.ModelVersion`) of the version `load_model`
+    would load, without loading it: for commands that check their arguments before starting
+    work. Raises UsageError naming the fix for an unknown model or version, an ambiguous
+    `name=None`, or an alias not set yet."""
+    from conveyor.store import Registry, open_store
+
+    store = open_store(Path(project_dir).resolve())
+    try:
+        registry = Registry(store)
+        if name is None:
+            names = sorted({v.name for v in registry.versions()})
+            if not names:
+                raise UsageError("this project has no registered model yet",
+                                 hint="run `conveyor run` to train and register one")
+            if len(names) > 1:
+                raise UsageError("this project has several models: " + ", ".join(names),
+                                 hint="name the one you mean")
+            name = names[0]
+        if version is not None:
+            return registry.get(name, version)
+        record = registry.alias(name, alias)
+        if record is None:
+            known = registry.versions(name)
+            if not known:
+                raise UsageError(f"no model named '{name}' in this project",
+                                 hint="see `conveyor models list`")
+            raise UsageError(
+                f"model '{name}' has no {alias} yet ({len(known)} version(s) registered, "
+                "none promoted)", hint=f"promote one with `conveyor models promote {name} VERSION`")
+        return record
+    finally:
+        store.close()
 
 
 def load_config(project_dir: Path, overrides: Sequence[str] = ()) -> Any:

@@ -46,7 +46,8 @@ def _resolve(store: Any, prefix: str) -> str:
 def summary(store: Any, row: Any) -> dict[str, Any]:
     """One run as a dict; problems with the row or its artifacts are flagged, never raised."""
     problems: list[str] = []
-    data: dict[str, Any] = {"id": row["id"], "status": row["status"], "project": row["project"]}
+    data: dict[str, Any] = {"id": row["id"], "status": row["status"], "project": row["project"],
+                            "command": row["command"]}
     try:
         data["created_at"] = _when(row["created_at"])
         data["duration"] = round(row["duration"], 3) if row["duration"] is not None else None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import conveyor
 
-from conveyor_sklearn import codecs, settings, templates
+from conveyor_sklearn import codecs, exporting, scoring, settings, templates
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,13 @@ def conveyor_stage_types(register: Callable[[conveyor.StageType], None]) -> None
 
     for stage_type in stages.STAGE_TYPES:
         register(stage_type)
+    register(scoring.PREDICT)
+
+
+@conveyor.hookimpl
+def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
+    register(scoring.PREDICT_COMMAND)
+    register(exporting.EXPORT_COMMAND)
 
 
 @conveyor.hookimpl

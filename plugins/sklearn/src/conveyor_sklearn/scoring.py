@@ -1,0 +1,404 @@
+"""`conveyor predict`: batch inference with a registered model, in chunks of bounded memory.
+
+The command resolves the model version first (`conveyor.api.resolve_model`: no champion, an
+unknown version or a bad `--model` stop it with exit 2 before anything is recorded), then runs a
+one-stage pipeline, `sklearn.predict`, through `conveyor.api.run` with command "predict". The
+scoring run is therefore an ordinary run of the store: `conveyor runs list` shows it, the data
+file's version is in its data inputs (DVC's md5 or the core's sha256), the model name, version
+and sha256 are in the stage's settings, and the row counts are its metrics. The recorded config
+is the config of the run that trained the model, with `pipeline` replaced by that one stage.
+
+Memory: the file is read by pyarrow in chunks of `--chunk-rows` rows (Parquet: row batches;
+CSV/TSV: pyarrow's streaming reader, whose blocks are cut to that size). Each chunk is validated
+against `data.schema` (purpose "request": the rules that apply to the model's inputs row by
+row), scored, and appended to the output as one row group (Parquet) or block (CSV). At most one
+chunk, its predictions and one reader block are held at a time, so peak memory grows with
+`--chunk-rows` times the row width, not with the file's length. Frame-wide checks of the schema
+that need every row at once (`unique`) hold within each chunk only; row-count checks
+(`min_rows`) do not apply to scoring.
+
+Nothing is half-written: predictions go to a temporary file beside the output, renamed into
+place once every chunk passed validation and was scored. If any chunk fails validation, the
+remaining chunks are still validated (not scored), every failure is reported, and no output
+file appears.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+DEFAULT_CHUNK_ROWS = 50_000
+PROGRESS_SECONDS = 2.0
+EXAMPLES = 3
+INPUT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+MODEL_SPEC = re.compile(r"^(?P<name>[^:\s]+)(?::(?P<version>[^:\s]+))?$")
+ALIASES = ("champion", "challenger")
+
+
+@dataclass
+class PredictSettings:
+    data: str | None = None  # the file to score, relative to the project or absolute
+    output: str | None = None  # where the predictions go (a .parquet or .csv file)
+    model_name: str | None = None
+    model_version: int | None = None
+    artifact: dict[str, Any] = field(default_factory=dict)  # the model's stored artifact
+    id_column: str | None = None
+    schema: str | None = None
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = """\
+examples:
+  conveyor predict --data data/new.csv                  # the champion; -> data/new.predictions.parquet
+  conveyor predict --data new.parquet -o scores.csv --model churn:3
+
+The output has the model run's id column (data.id_column; else `row`, the position in the
+file), `prediction`, and for classifiers one `proba__<class>` column per class. The file is
+validated against data.schema first; a file that fails is reported and nothing is written.
+The scoring is recorded as a run with command "predict" (see `conveyor runs list`)."""
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="the CSV, TSV or Parquet file to score")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="where to write the predictions, .parquet or .csv (default: "
+                             "FILE's folder, <stem>.predictions.parquet)")
+    parser.add_argument("--model", metavar="NAME:VERSION",
+                        help="the version to use, e.g. churn:3 or churn:challenger "
+                             "(default: the champion of the project's only model)")
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
+                        help=f"rows read, validated and scored at a time; bounds memory "
+                             f"(default {DEFAULT_CHUNK_ROWS:,})")
+
+
+def parse_model_spec(spec: str | None) -> tuple[str | None, int | None, str]:
+    """`--model NAME[:VERSION|:ALIAS]` -> (name, version, alias)."""
+    if spec is None:
+        return None, None, "champion"
+    match = MODEL_SPEC.match(spec)
+    version = match and match["version"]
+    if not match or (version is not None and version not in ALIASES
+                     and not re.fullmatch(r"v?\d+", version)):
+        raise conveyor.UsageError(
+            f"--model {spec!r} is not NAME:VERSION",
+            hint="e.g. --model churn:3 (a version number), churn:challenger, or churn for its "
+                 "champion; see `conveyor models list`")
+    if version is None or version in ALIASES:
+        return match["name"], None, version or "champion"
+    return match["name"], int(version.lstrip("v")), "champion"
+
+
+def resolve_data(app: Any, data: str, *, what: str = "--data") -> Path:
+    path = (app.directory / data).resolve()
+    if not path.is_file():
+        raise conveyor.UsageError(f"{what} {data}: no such file",
+                                  hint=f"paths are relative to the current folder ({app.directory})")
+    if path.suffix.lower() not in INPUT_SUFFIXES:
+        raise conveyor.UsageError(f"{what} {data}: unsupported file type '{path.suffix}'",
+                                  hint="use .csv, .tsv or .parquet")
+    return path
+
+
+def run(args: argparse.Namespace, app: Any) -> int:
+    from conveyor import api
+
+    name, version, alias = parse_model_spec(args.model)
+    if args.chunk_rows < 1:
+        raise conveyor.UsageError(f"--chunk-rows {args.chunk_rows}: must be at least 1")
+    data = resolve_data(app, args.data)
+    output = (app.directory / args.output).resolve() if args.output else \
+        data.with_name(f"{data.stem}.predictions.parquet")
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise conveyor.UsageError(f"-o {args.output}: unsupported output type '{output.suffix}'",
+                                  hint="use .parquet or .csv")
+    if output == data:
+        raise conveyor.UsageError(f"-o {args.output} is the input file itself",
+                                  hint="choose another output file")
+    if not output.parent.is_dir():
+        raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
+    project_dir = app.project_dir
+    record = api.resolve_model(project_dir, name, version=version, alias=alias)
+    trained = api.get_run(project_dir, record.run_id).config
+    data_section = trained.get("data") or {}
+    settings = {
+        "uses": "sklearn.predict", "data": _relative(data, project_dir),
+        "output": str(output), "model_name": record.name, "model_version": record.version,
+        "artifact": record.artifact, "id_column": data_section.get("id_column"),
+        "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows}
+    config = {**trained, "pipeline": {"predict": settings}}
+    result = api.run(project_dir, config=config, force=True, quiet=False, command="predict")
+    print(f"✓ predictions of {record.name} v{record.version} written to {output} "
+          f"(run {result.run_id})")
+    return 0
+
+
+def _relative(path: Path, project_dir: Path) -> str:
+    try:
+        return str(path.relative_to(project_dir))
+    except ValueError:
+        return str(path)
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+def _input_files(settings: Mapping[str, Any]) -> list[str]:
+    return [settings["data"]] if settings.get("data") else []
+
+
+def _check(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    for key in ("data", "output", "model_name", "model_version"):
+        if settings.get(key) in (None, ""):
+            raise conveyor.ConfigError(f"sklearn.predict: setting '{key}' is not set",
+                                       hint="run it with `conveyor predict`")
+    data = Path(settings["data"])
+    if not (data if data.is_absolute() else ctx.project_dir / data).is_file():
+        raise conveyor.ConfigError(f"sklearn.predict: data file not found: {data}")
+    if settings.get("schema") and ctx.check_schema is not None:
+        ctx.check_schema(settings["schema"])
+
+
+class _Widen(Exception):
+    """A later CSV block does not fit the type pyarrow inferred from the first one."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+
+def _predict(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    settings = ctx.settings
+    data = Path(settings["data"])
+    data = data if data.is_absolute() else ctx.project_dir / data
+    output = Path(settings["output"])
+    model = ctx.load_artifact(settings["artifact"])  # sha256 checked before deserialising
+    ctx.log(f"{settings['model_name']} v{settings['model_version']} "
+            f"({type(_estimator(model)).__name__}) scoring {settings['data']}")
+    overrides: dict[str, Any] = {}
+    for _attempt in range(64):
+        try:
+            return _score_file(ctx, model, data, output, overrides)
+        except _Widen as widen:
+            import pyarrow as pa
+
+            before = overrides.get(widen.column)
+            # int -> float -> text: what a read of the whole file would have inferred.
+            overrides[widen.column] = pa.float64() if before is None else pa.string()
+            ctx.log(f"column '{widen.column}' has values later in the file that do not fit the "
+                    f"type read from its first rows; reading it as {overrides[widen.column]} "
+                    "and starting again")
+    raise conveyor.StageFailed(f"cannot settle the column types of {settings['data']}")
+
+
+def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path,
+                overrides: dict[str, Any]) -> Mapping[str, Any]:
+    settings = ctx.settings
+    id_column = settings.get("id_column")
+    features = [str(c) for c in getattr(model, "feature_names_in_", [])]
+    classes = list(getattr(model, "classes_", [])) if hasattr(model, "predict_proba") else []
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    writer = _Writer(tmp, output.suffix.lower())
+    rows = scored = chunks = 0
+    failures: dict[tuple[str | None, str], list[Any]] = {}
+    invalid_rows = 0
+    started = last = time.perf_counter()
+    total = _row_count(data)
+    try:
+        for chunk in _chunks(data, settings["chunk_rows"], overrides):
+            frame = chunk.to_pandas()
+            chunks += 1
+            report = ctx.validate(frame, "request", schema=settings.get("schema")) \
+                if settings.get("schema") else None
+            if report is not None and not report.ok:
+                invalid_rows += len(report.invalid_rows)
+                _collect(failures, report, offset=rows)
+            elif not failures:
+                frame = frame if report is None or report.data is None else report.data
+                writer.write(_predictions(model, frame, features, classes, id_column, rows))
+                scored += len(frame)
+            rows += len(frame)
+            now = time.perf_counter()
+            if now - last >= PROGRESS_SECONDS:
+                last = now
+                done = f" of {total:,} ({rows / total:.0%})" if total else ""
+                ctx.log(f"{'validated' if failures else 'scored'} {rows:,} rows{done}, "
+                        f"{rows / (now - started):,.0f} rows/s")
+        if failures:
+            raise conveyor.StageFailed(
+                f"{settings['data']} does not match the schema {settings.get('schema')}: "
+                f"{len(failures)} check(s) failed on {invalid_rows:,} of {rows:,} rows; "
+                "nothing was written\n" + _failure_lines(failures),
+                hint="fix the file (rows are positions in it, counted from 0) or the schema")
+        if rows == 0:
+            raise conveyor.StageFailed(f"{settings['data']} has no rows to score")
+        writer.close()
+        os.replace(tmp, output)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - started
+    ctx.log(f"scored {scored:,} rows in {chunks} chunk(s), {seconds:.2f}s -> {output}")
+    ctx.log_metrics({"rows": rows, "rows_scored": scored, "chunks": chunks})
+    return {"summary": {"data": settings["data"], "output": str(output), "rows": rows,
+                        "model": settings["model_name"], "version": settings["model_version"],
+                        "model_sha256": settings["artifact"].get("sha256"),
+                        "seconds": round(seconds, 3)}}
+
+
+def _estimator(model: Any) -> Any:
+    steps = getattr(model, "steps", None)
+    return steps[-1][1] if steps else model
+
+
+def _predictions(model: Any, frame: Any, features: list[str], classes: list[Any],
+                 id_column: str | None, offset: int) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise conveyor.StageFailed("the data lacks feature columns the model needs: "
+                                   + ", ".join(map(str, missing[:10])))
+    x = frame[features] if features else frame
+    out: dict[str, Any] = {}
+    if id_column:
+        if id_column not in frame.columns:
+            raise conveyor.StageFailed(f"the data has no id column '{id_column}' (data.id_column "
+                                       "of the run that trained the model)")
+        out[id_column] = frame[id_column].to_numpy()
+    else:
+        out["row"] = np.arange(offset, offset + len(frame))
+    if classes:
+        proba = model.predict_proba(x)
+        # predict() is argmax of predict_proba for scikit-learn classifiers: one pass, not two.
+        out["prediction"] = np.asarray(classes)[proba.argmax(axis=1)]
+        for index, label in enumerate(classes):
+            out[f"proba__{label}"] = proba[:, index]
+    else:
+        out["prediction"] = model.predict(x)
+    return pd.DataFrame(out)
+
+
+def _row_count(path: Path) -> int | None:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+def _chunks(path: Path, chunk_rows: int, overrides: Mapping[str, Any]) -> Iterator[Any]:
+    """pyarrow Tables of at most `chunk_rows` rows, read as they are needed."""
+    import pyarrow as pa
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield pa.Table.from_batches([batch])
+        return
+    import pyarrow.csv as pacsv
+
+    reader = pacsv.open_csv(
+        path, read_options=pacsv.ReadOptions(block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ","),
+        # Empty fields are missing values, as `read_table` (pandas) reads them for training.
+        convert_options=pacsv.ConvertOptions(column_types=dict(overrides),
+                                             strings_can_be_null=True))
+    names = reader.schema.names
+    pending: list[Any] = []
+    held = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as exc:
+            found = re.search(r"CSV column #(\d+)", str(exc))
+            if found and int(found[1]) < len(names):
+                raise _Widen(names[int(found[1])]) from exc
+            raise conveyor.StageFailed(f"{path.name} cannot be read: {exc}") from exc
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, chunk_rows)
+            rest = table.slice(chunk_rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending, schema=reader.schema)
+
+
+class _Writer:
+    """Appends prediction frames to a Parquet (one row group each) or CSV file."""
+
+    def __init__(self, path: Path, suffix: str) -> None:
+        self.path = path
+        self.csv = suffix == ".csv"
+        self._writer: Any = None
+
+    def write(self, frame: Any) -> None:
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            if self.csv:
+                import pyarrow.csv as pacsv
+
+                self._writer = pacsv.CSVWriter(self.path, table.schema)
+            else:
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table.cast(self._writer.schema)
+                                 if not self.csv and table.schema != self._writer.schema else table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _collect(failures: dict[tuple[str | None, str], list[Any]], report: Any,
+             offset: int) -> None:
+    for failure in report.failures:
+        entry = failures.setdefault((failure.column, failure.check), [0, []])
+        entry[0] += failure.failing_rows
+        for row, value in failure.examples:
+            if len(entry[1]) < EXAMPLES:
+                entry[1].append((None if row is None else row + offset, value))
+
+
+def _failure_lines(failures: Mapping[tuple[str | None, str], list[Any]]) -> str:
+    lines = []
+    for (column, check), (count, examples) in list(failures.items())[:40]:
+        shown = ", ".join(f"row {row}: {value!r}" if row is not None else repr(value)
+                          for row, value in examples)
+        rows = f"{count:,} rows" if count else "the whole file"
+        lines.append(f"  {column or '(frame)'}: {check} - {rows}" + (f"; e.g. {shown}" if shown
+                                                                      else ""))
+    return "\n".join(lines)
+
+
+PREDICT = conveyor.StageType(
+    "sklearn.predict", _predict, "score a file with a registered model (conveyor predict)",
+    settings_schema=PredictSettings, input_files=_input_files, check=_check)
+
+PREDICT_COMMAND = conveyor.CliCommand(
+    "predict", "score a CSV/Parquet file with the champion (or --model NAME:VERSION)",
+    configure, run,
+    description="Batch inference: validate FILE against the schema, score it in chunks with a "
+                "registered model, write the predictions with the id column, record the run.")
