@@ -24,6 +24,11 @@ from typing import Any
 
 from conveyor.markers import hookspec
 
+#: The hooks an implementation may wrap (``@hookimpl(wrapper=True)``). Conveyor calls every other
+#: hook one implementation at a time, to name the plugin behind an error, so a wrapper there
+#: would never run: the plugin is refused when it loads.
+WRAPPABLE_HOOKS = frozenset({"conveyor_run_stage"})
+
 # --- Extension points: what a plugin adds -------------------------------------------------------
 
 
