@@ -10,7 +10,7 @@ BENCH_VENV ?= .venv-bench-baselines
 BENCH_PINS := numpy|pandas|scikit-learn|scipy|pyarrow|joblib|threadpoolctl
 BENCH_KEDRO := kedro==1.7.0
 
-.PHONY: install test test-fast demo bench lint lock clean
+.PHONY: install test test-fast demo bench lint lock docs clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ $(BENCH_VENV)/.installed: tests/bench/baselines.txt requirements/lock.txt
 
 lint: install
 	$(BIN)/ruff check .
+
+# The hook reference (docs/reference/hooks.md), generated from the hookspecs' docstrings.
+docs: install
+	$(BIN)/python tools/gen_hook_reference.py
 
 # Refresh the lock of what was tested (run after changing dependencies).
 lock: install

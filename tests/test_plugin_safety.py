@@ -215,3 +215,16 @@ def test_wrapper_on_a_hook_conveyor_calls_one_plugin_at_a_time_is_refused(tmp_pa
     assert_usage_error(project.run(), "'wrapping'", "conveyor_after_stage as a wrapper",
                        "only conveyor_run_stage can be wrapped")
     assert recorded_runs(project) == []
+
+
+def test_plugin_command_named_like_a_core_command_is_refused(tmp_path):
+    project = local_project(tmp_path / "p", local=["faultstages", "clash"], modules={"clash": """
+        import conveyor
+
+
+        @conveyor.hookimpl
+        def conveyor_cli_commands(register):
+            register(conveyor.CliCommand("runs", "mine", configure=print, run=print))
+    """})
+    assert_usage_error(project.cli("runs", "list"), "'clash'", "registers the command 'runs'",
+                       "Conveyor's own")

@@ -33,6 +33,9 @@ from conveyor.markers import PROJECT_NAME
 
 ENTRY_POINT_GROUP = "conveyor"
 CORE_PLUGIN = "conveyor.core"
+# The core's own subcommands, which no plugin (nor a scaffolded plugin's name) may take.
+CORE_COMMANDS = frozenset({"run", "plan", "init", "runs", "models", "plugins", "plugin",
+                           "completion"})
 
 # Which distribution provides the built-in stage-type prefixes and config groups, so that a
 # project used with only the core installed is told what to install. Names only: never imported.
@@ -212,6 +215,10 @@ class PluginHost:
 
         def add_command(plugin: str, command: CliCommandType) -> None:
             _expect(plugin, command, CliCommandType, "conveyor_cli_commands", self)
+            if command.name in CORE_COMMANDS:
+                raise PluginError(f"plugin {self.describe(plugin)} registers the command "
+                                  f"'{command.name}', which is Conveyor's own",
+                                  hint="give the command another name")
             _no_duplicate(found.cli_commands, command.name, "command", plugin, found, self)
             found.cli_commands[command.name] = command
             found.provider[f"command:{command.name}"] = plugin

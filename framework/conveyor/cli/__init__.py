@@ -30,9 +30,6 @@ exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or
 more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
 
 PASSTHROUGH = {"run", "plan"}
-# The core's own commands, which no plugin (nor a scaffolded plugin's name) may take.
-CORE_COMMANDS = frozenset({"run", "plan", "init", "runs", "models", "plugins", "plugin",
-                           "completion"})
 
 
 def build_parser(host) -> argparse.ArgumentParser:

@@ -49,8 +49,7 @@ def configure(commands: Any) -> None:
 
 
 def new_plugin(args: argparse.Namespace, app: App) -> int:
-    from conveyor.cli import CORE_COMMANDS
-    from conveyor.plugins import _version
+    from conveyor.plugins import CORE_COMMANDS, _version
     from conveyor.scaffold import check_name, compatible_range, create_plugin
 
     check_name(args.name)
