@@ -241,6 +241,7 @@ class PluginHost:
                 raise PluginError(f"plugin {self.describe(plugin)} registered config folder "
                                   f"{path}, which does not exist")
             found.config_dirs.append(path.resolve())
+            found.provider[f"config_dir:{path.resolve()}"] = plugin
 
         def add_prefix(plugin: str, prefix: str) -> None:
             found.target_prefixes.append(str(prefix))

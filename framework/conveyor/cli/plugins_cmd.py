@@ -75,12 +75,8 @@ def describe_plugins(app: App) -> list[dict[str, Any]]:
     rows = []
     for name, info in app.host.info.items():
         owned = [k.split(":", 1) for k, v in found.provider.items() if v == name]
-        groups: list[str] = []
-        plugin = app.host.pm.get_plugin(name)
-        if plugin is not None and hasattr(plugin, "__file__"):
-            for folder in found.config_dirs:
-                if str(folder).startswith(str(_root(plugin.__file__))):
-                    groups += sorted(p.name for p in folder.iterdir() if p.is_dir())
+        groups = sorted(group.name for kind, folder in owned if kind == "config_dir"
+                        for group in Path(folder).iterdir() if group.is_dir())
         rows.append({
             **_identity(info), "enabled": True, "hooks": app.host.hooks_of(name),
             "stage_types": sorted(n for kind, n in owned if kind == "stage"),
@@ -102,10 +98,6 @@ def _identity(info: PluginInfo) -> dict[str, Any]:
             supports = supported_conveyor(metadata.distribution(info.distribution))
     return {"name": info.name, "distribution": info.distribution, "version": info.version,
             "origin": info.origin, "supports_conveyor": supports}
-
-
-def _root(module_file: str) -> str:
-    return str(Path(module_file).parent)
 
 
 def list_plugins(args: argparse.Namespace, app: App) -> int:
