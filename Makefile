@@ -10,7 +10,7 @@ BENCH_VENV ?= .venv-bench-baselines
 BENCH_PINS := numpy|pandas|scikit-learn|scipy|pyarrow|joblib|threadpoolctl
 BENCH_KEDRO := kedro==1.7.0
 
-.PHONY: install test test-fast demo bench lint lock docs clean
+.PHONY: install test test-fast demo bench lint lock clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,7 @@ lint: install
 	$(BIN)/ruff check .
 
 # The hook reference (docs/reference/hooks.md), generated from the hookspecs' docstrings.
+.PHONY: docs
 docs: install
 	$(BIN)/python tools/gen_hook_reference.py
 
