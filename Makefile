@@ -64,6 +64,11 @@ $(BENCH_VENV)/.installed: tests/bench/baselines.txt requirements/lock.txt
 lint: install
 	$(BIN)/ruff check .
 
+# The hook reference (docs/reference/hooks.md), generated from the hookspecs' docstrings.
+.PHONY: docs
+docs: install
+	$(BIN)/python tools/gen_hook_reference.py
+
 # Refresh the lock of what was tested (run after changing dependencies).
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements/lock.txt

@@ -133,13 +133,16 @@ def local_project(folder: Path, *, pipeline: dict[str, Any] | None = None,
 
 
 def fake_distribution(site: Path, name: str, module: str, source: str,
-                      version: str = "0.1") -> dict[str, str]:
+                      version: str = "0.1", requires: tuple[str, ...] = ()) -> dict[str, str]:
     """An 'installed' plugin without pip: a dist-info with a `conveyor` entry point and its
-    module in `site`. Returns the environment that puts `site` on the subprocess's path."""
+    module in `site`. Returns the environment that puts `site` on the subprocess's path.
+    `requires` are its Requires-Dist lines (e.g. "conveyor>=0.1,<0.2")."""
     site.mkdir(parents=True, exist_ok=True)
-    info = site / f"{name}-{version}.dist-info"
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"  # as pip names it
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    requires_dist = "".join(f"Requires-Dist: {line}\n" for line in requires)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requires_dist}")
     (info / "entry_points.txt").write_text(f"[conveyor]\n{name} = {module}\n")
     (site / f"{module}.py").write_text(textwrap.dedent(source))
     return {"PYTHONPATH": str(site)}

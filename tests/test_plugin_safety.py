@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import json
 
+import conveyor
 import yaml
-from _support import assert_usage_error, fake_distribution, local_project, recorded_runs
+from _support import (
+    assert_run_failed,
+    assert_usage_error,
+    fake_distribution,
+    local_project,
+    recorded_runs,
+)
 
 BROKEN_AT_IMPORT = """
     import conveyor
@@ -96,3 +103,128 @@ def test_plugin_hook_raising_while_registering_contributions_is_named(tmp_path):
         """})
     assert_usage_error(project.run(), "'badtypes'", "conveyor_stage_types", "no stage types today")
     assert recorded_runs(project) == []
+
+
+def test_entry_point_plugin_with_an_argument_the_hook_does_not_pass(tmp_path):
+    project = local_project(tmp_path / "p")
+    env = fake_distribution(tmp_path / "site", "conveyor-extra-arg", "conveyor_extra_arg", """
+        import conveyor
+
+
+        @conveyor.hookimpl
+        def conveyor_before_run(run, config, verbosity):
+            pass
+    """, version="1.4")
+    assert_usage_error(project.cli("run", env=env), "'conveyor-extra-arg' (conveyor-extra-arg 1.4)",
+                       "conveyor_before_run takes verbosity", "the hook passes: run, config")
+    assert recorded_runs(project) == []
+
+
+def test_entry_point_plugin_raising_inside_a_hook_is_named_with_distribution_and_version(tmp_path):
+    project = local_project(tmp_path / "p")
+    env = fake_distribution(tmp_path / "site", "conveyor-raiser", "conveyor_raiser", """
+        import conveyor
+
+
+        @conveyor.hookimpl
+        def conveyor_before_run(run):
+            raise ValueError("tracker unreachable")
+    """, version="1.2.0")
+    assert_run_failed(project.cli("run", env=env), "'conveyor-raiser' (conveyor-raiser 1.2.0)",
+                      "raised in conveyor_before_run", "ValueError: tracker unreachable")
+    assert [run["status"] for run in recorded_runs(project)] == ["failed"]
+
+
+IMPORT_WOULD_FAIL = """
+    raise RuntimeError("imported although Conveyor refuses it")
+"""
+
+
+def test_plugin_made_for_another_conveyor_version_is_refused_before_it_is_imported(tmp_path):
+    project = local_project(tmp_path / "p")
+    env = fake_distribution(tmp_path / "site", "conveyor-future", "conveyor_future",
+                            IMPORT_WOULD_FAIL, version="3.0",
+                            requires=("pandas>=2", "conveyor>=0.2,<0.3"))
+    for command in (["run"], ["plugins", "list"]):
+        message = assert_usage_error(
+            project.cli(*command, env=env), "'conveyor-future' (conveyor-future 3.0)",
+            "supports Conveyor <0.3,>=0.2", f"this is Conveyor {conveyor.__version__}",
+            "plugins.disable=[conveyor-future]")
+        assert "imported although" not in message
+    assert project.cli("run", "plugins.disable=[conveyor-future]", env=env).returncode == 0
+
+
+def test_plugin_declaring_this_conveyor_version_loads(tmp_path):
+    project = local_project(tmp_path / "p")
+    # The extra's requirement on a future Conveyor is optional and ignored.
+    env = fake_distribution(tmp_path / "site", "conveyor-today", "conveyor_today", """
+        import conveyor
+
+
+        @conveyor.hookimpl
+        def conveyor_before_run(run):
+            (run.project_dir / "today.marker").write_text("ran")
+    """, requires=("conveyor>=0.1,<1", 'conveyor>=9; extra == "future"'))
+    result = project.cli("run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (project.path / "today.marker").read_text() == "ran"
+
+
+def test_plugin_implementing_older_hook_signatures_with_fewer_arguments_still_works(tmp_path):
+    """Hookspecs gain arguments without breaking plugins: an implementation takes any subset."""
+    project = local_project(tmp_path / "p", local=["faultstages", "older"], modules={"older": """
+        import conveyor
+
+        seen = []
+
+
+        @conveyor.hookimpl
+        def conveyor_before_stage(stage):
+            seen.append(stage.name)
+
+
+        @conveyor.hookimpl(wrapper=True)
+        def conveyor_run_stage(stage):
+            outputs = yield
+            seen.append(f"ran {stage.name}")
+            return outputs
+
+
+        @conveyor.hookimpl
+        def conveyor_after_run(status):
+            from pathlib import Path
+
+            Path("older.marker").write_text(status + ": " + ", ".join(seen))
+    """})
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    assert (project.path / "older.marker").read_text() == \
+        "completed: first, ran first, second, ran second"
+
+
+def test_wrapper_on_a_hook_conveyor_calls_one_plugin_at_a_time_is_refused(tmp_path):
+    project = local_project(tmp_path / "p", local=["faultstages", "wrapping"], modules={
+        "wrapping": """
+            import conveyor
+
+
+            @conveyor.hookimpl(wrapper=True)
+            def conveyor_after_stage(stage):
+                return (yield)
+        """})
+    assert_usage_error(project.run(), "'wrapping'", "conveyor_after_stage as a wrapper",
+                       "only conveyor_run_stage can be wrapped")
+    assert recorded_runs(project) == []
+
+
+def test_plugin_command_named_like_a_core_command_is_refused(tmp_path):
+    project = local_project(tmp_path / "p", local=["faultstages", "clash"], modules={"clash": """
+        import conveyor
+
+
+        @conveyor.hookimpl
+        def conveyor_cli_commands(register):
+            register(conveyor.CliCommand("runs", "mine", configure=print, run=print))
+    """})
+    assert_usage_error(project.cli("runs", "list"), "'clash'", "registers the command 'runs'",
+                       "Conveyor's own")

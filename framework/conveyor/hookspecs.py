@@ -9,11 +9,21 @@ Conventions (as in pluggy and pytest):
 * Lifecycle hooks are called for every registered plugin unless the docstring says
   "first result": then calling stops at the first implementation returning something other
   than None.
+* Extension hooks (the ``register`` ones) are called together, once per command, when it first
+  needs what plugins contribute (nearly every command does, ``conveyor --help`` included): keep
+  them cheap, and import heavy libraries inside the functions you register.
 * An exception raised inside a hook fails the run and names the plugin; cleanup hooks
-  (``conveyor_on_stage_error``, ``conveyor_after_run``) still run for the other plugins.
+  (``conveyor_on_stage_error``, ``conveyor_after_run``) still run for the other plugins. Raise a
+  ``conveyor.ConveyorError`` subclass (``ConfigError``, ``StageFailed``, ...) for a message meant
+  for the user: its text and hint are kept, with the plugin's name added.
+* Wrappers (``@conveyor.hookimpl(wrapper=True)``) are allowed on the hooks listed in
+  ``WRAPPABLE_HOOKS`` only; Conveyor calls the others one implementation at a time and refuses
+  a plugin that wraps them.
 
 Implement hooks with ``@conveyor.hookimpl`` in a module or class registered through the
-``conveyor`` entry-point group (or listed in ``plugins.local`` of a project).
+``conveyor`` entry-point group (or listed in ``plugins.local`` of a project). A plugin's
+distribution declares the Conveyor versions it supports in its dependencies
+(``dependencies = ["conveyor>=0.1,<0.2"]``); Conveyor refuses to load it under other versions.
 """
 
 from __future__ import annotations
@@ -24,15 +34,24 @@ from typing import Any
 
 from conveyor.markers import hookspec
 
+#: The hooks an implementation may wrap (``@hookimpl(wrapper=True)``). Conveyor calls every other
+#: hook one implementation at a time, to name the plugin behind an error, so a wrapper there
+#: would never run: the plugin is refused when it loads.
+WRAPPABLE_HOOKS = frozenset({"conveyor_run_stage"})
+
 # --- Extension points: what a plugin adds -------------------------------------------------------
 
 
 @hookspec
 def conveyor_stage_types(register: Callable[..., None]) -> None:
-    """Contribute stage types that pipelines can `uses:`.
+    """Contribute stage types that pipelines can ``uses:``.
 
-    Call ``register(StageType(...))`` once per stage type. Names are dotted and start with the
-    plugin's own prefix (``sklearn.train``). Called once per plugin manager.
+    Call ``register(StageType(name=..., run=...))`` once per stage type. Names are dotted and
+    start with the plugin's own prefix (``sklearn.train``); a name another plugin registered
+    too is an error naming both plugins. ``run(context)`` gets a ``conveyor.StageContext`` (its
+    settings, inputs, ``log_metrics``, ``log``) and returns a mapping of named outputs;
+    ``settings_schema`` (a dataclass) types the stage's settings and ``check`` validates them
+    before anything runs. Called once per command, with the other extension hooks.
     """
 
 
@@ -40,8 +59,11 @@ def conveyor_stage_types(register: Callable[..., None]) -> None:
 def conveyor_config_dirs(register: Callable[..., None]) -> None:
     """Contribute folders to Hydra's config search path, for config groups the plugin ships.
 
-    Call ``register(path)`` with an absolute path (e.g. ``Path(__file__).parent / "conf"``).
-    A folder ``conf/model/random_forest.yaml`` makes ``model=random_forest`` a valid choice.
+    Call ``register(path)`` with an absolute path (e.g. ``Path(__file__).parent / "conf"``),
+    which must exist. A file ``conf/model/random_forest.yaml`` makes ``model=random_forest`` a
+    valid choice, in a project's ``defaults`` list or on the command line; its content becomes
+    the ``model`` section (type that section with ``conveyor_config_schemas``). Ship the YAML
+    files as package data. Called once per command, with the other extension hooks.
     """
 
 
@@ -49,35 +71,52 @@ def conveyor_config_dirs(register: Callable[..., None]) -> None:
 def conveyor_config_schemas(register: Callable[..., None]) -> None:
     """Type a top-level config section the plugin owns.
 
-    Call ``register(ConfigSchema(section="model", schema=ModelConfig))`` with a dataclass.
-    Unknown keys and wrong types in that section then stop a run before anything executes.
+    Call ``register(ConfigSchema(section="model", schema=ModelConfig))`` with a dataclass whose
+    fields all have defaults. Unknown keys and wrong types in that section then stop a run
+    before anything executes (exit 2, naming the key, its file and line). A section two plugins
+    register is an error naming both. Called once per command, with the other extension hooks.
     """
 
 
 @hookspec
 def conveyor_cli_commands(register: Callable[..., None]) -> None:
-    """Add ``conveyor`` subcommands: call ``register(CliCommand(...))``."""
+    """Add ``conveyor`` subcommands: call ``register(CliCommand(name, help, configure, run))``.
+
+    ``configure(parser)`` adds argparse arguments; ``run(args, app)`` does the work and returns
+    an exit code (None is 0). ``app.project_dir`` is the project folder (a ``UsageError`` when
+    the command runs outside a project), ``app.host`` the loaded plugins. Raise a
+    ``ConveyorError`` subclass for user errors. A name the core or another plugin uses is an
+    error naming the plugin. Called once per command, with the other extension hooks.
+    """
 
 
 @hookspec
 def conveyor_codecs(register: Callable[..., None]) -> None:
-    """Add artifact serialisers: call ``register(Codec(...))``.
+    """Add artifact serialisers: call ``register(Codec(name, suffix, handles, dump, load))``.
 
     The runner stores each stage output with the highest-priority codec whose ``handles(obj)``
-    is true. Codecs must not execute code found in the file when loading (no pickle).
+    is true, and loads it back with the codec named in the store. Codecs must not execute
+    code found in the file when loading (no pickle). Called once per command, with the other
+    extension hooks.
     """
 
 
 @hookspec
 def conveyor_project_templates(register: Callable[..., None]) -> None:
-    """Add ``conveyor init --template`` choices: call ``register(ProjectTemplate(...))``."""
+    """Add ``conveyor init --template`` choices: call ``register(ProjectTemplate(...))``.
+
+    ``create(destination, project_name)`` writes the project's files into an empty folder;
+    ``conveyor init`` then calls ``conveyor_after_init``. Called once per command, with the
+    other extension hooks.
+    """
 
 
 @hookspec
 def conveyor_target_prefixes(register: Callable[..., None]) -> None:
     """Allow ``_target_`` import paths under a module prefix: call ``register("xgboost")``.
 
-    Only targets under an allowed prefix are ever imported (see ``security.allowed_targets``).
+    Only targets under an allowed prefix are ever imported (the project adds its own with
+    ``security.allowed_targets``). Called once per command, with the other extension hooks.
     """
 
 
@@ -162,43 +201,67 @@ def conveyor_file_fingerprint(path: Path, project_dir: Path) -> str | None:
 
 @hookspec
 def conveyor_before_run(run: Any, config: Mapping[str, Any]) -> None:
-    """Called once the plan is made, before the first stage. ``run`` is the RunInfo.
+    """Called once per run, once the plan is made, before the first stage.
 
+    ``run`` is the ``conveyor.RunInfo`` (``id``, ``project``, ``project_dir``, ``config``,
+    ``config_hash``, ``data_versions``); ``config`` is the resolved config as plain mappings.
     The run is already recorded (status "running", with its data versions); an exception here
-    fails it (exit 1) before any stage runs.
+    fails it (exit 1) before any stage runs. Start a tracker's run here.
     """
 
 
 @hookspec
 def conveyor_before_stage(run: Any, stage: Any) -> None:
-    """Called before a stage executes (not for stages skipped from the cache)."""
+    """Called before each stage executes (not for stages taken from the cache).
+
+    ``stage`` is the planned stage: ``name``, ``uses``, ``needs``, resolved ``settings`` and its
+    ``type`` (the ``StageType``). An exception fails the stage and the run (exit 1), naming the
+    plugin; ``conveyor_on_stage_error`` and ``conveyor_after_run`` are still called.
+    """
 
 
 @hookspec(firstresult=True)
 def conveyor_run_stage(run: Any, stage: Any, context: Any) -> Mapping[str, Any] | None:
-    """Execute one stage and return its outputs. First result.
+    """Execute one stage and return its outputs (a mapping of name to object). First result.
 
-    The core's own implementation calls the stage type's ``run(context)``. Implement it as a
-    wrapper (``@hookimpl(wrapper=True)``) to add timing, tracing or remote execution around it:
-    ``outputs = yield`` gives the result, ``return outputs`` passes it on.
+    Called for each stage that is not taken from the cache, after ``conveyor_before_stage``.
+    ``context`` is the ``conveyor.StageContext`` the stage type's ``run`` receives. The core's
+    own implementation (``trylast``) calls the stage type's ``run(context)``; an implementation
+    returning a mapping first replaces it (remote execution, say).
+
+    This is the one hook that may be wrapped (``@hookimpl(wrapper=True)``) to add timing,
+    tracing or retries around every other implementation: ``outputs = yield`` gives the result
+    (or raises the stage's exception, which the wrapper may catch and retry or re-raise) and
+    ``return outputs`` passes it on, changed or not.
     """
 
 
 @hookspec
 def conveyor_after_stage(run: Any, stage: Any, outputs: Mapping[str, Any], cached: bool) -> None:
-    """Called after a stage completed or was taken from the cache."""
+    """Called after each stage completed, or was taken from the cache (``cached`` is True).
+
+    ``outputs`` maps the stage's output names to the objects it produced; it is empty for a
+    cached stage (its outputs stay in the store until a stage needs them). An exception fails
+    the run (exit 1), naming the plugin.
+    """
 
 
 @hookspec
 def conveyor_on_stage_error(run: Any, stage: Any, error: BaseException) -> None:
-    """Called when a stage raised; every plugin's implementation runs even if one raises."""
+    """Called when a stage raised ``error`` (its exception), before the run fails.
+
+    The stage is already recorded as failed. Every plugin's implementation runs even if one
+    raises; such an exception is printed as a warning and does not replace the stage's error.
+    """
 
 
 @hookspec
 def conveyor_after_run(run: Any, status: str) -> None:
-    """Called once at the end of every run, ``status`` being "completed" or "failed".
+    """Called once at the end of every run, ``status`` being "completed", "failed" or
+    "interrupted", before the run's status is recorded.
 
-    Every plugin's implementation runs even if one raises: put cleanup here.
+    Every plugin's implementation runs even if one raises: put cleanup here (close a tracker's
+    run). An exception here turns a completed run into a failed one (exit 1), naming the plugin.
     """
 
 
@@ -207,7 +270,9 @@ def conveyor_after_run(run: Any, status: str) -> None:
 
 @hookspec
 def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float]) -> None:
-    """Called whenever a stage logs metrics (already recorded in the project store).
+    """Called whenever a stage logs metrics (``context.log_metrics``), with the stage's name.
 
-    Implement it to mirror metrics to an external tracker (MLflow, W&B, ...).
+    ``metrics`` maps names to floats; Conveyor records them with the stage in the project
+    store. Implement it to mirror metrics to an external tracker (MLflow, W&B, ...). An
+    exception fails the stage (exit 1), naming the plugin.
     """

@@ -6,8 +6,10 @@ exactly the path a third party's does. A project may add modules of its own (`pl
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -31,6 +33,9 @@ from conveyor.markers import PROJECT_NAME
 
 ENTRY_POINT_GROUP = "conveyor"
 CORE_PLUGIN = "conveyor.core"
+# The core's own subcommands, which no plugin (nor a scaffolded plugin's name) may take.
+CORE_COMMANDS = frozenset({"run", "plan", "init", "runs", "models", "plugins", "plugin",
+                           "completion"})
 
 # Which distribution provides the built-in stage-type prefixes and config groups, so that a
 # project used with only the core installed is told what to install. Names only: never imported.
@@ -67,6 +72,7 @@ class PluginHost:
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
+        self.disabled: list[PluginInfo] = []
         self._contributions: Contributions | None = None
 
     # --- loading ---------------------------------------------------------------------------
@@ -87,7 +93,9 @@ class PluginHost:
             info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", "entry point")
             if ep.name in disabled or dist in disabled:
                 self.pm.set_blocked(ep.name)
+                self.disabled.append(info)
                 continue
+            self._check_supported(ep, info)
             try:
                 plugin = ep.load()
             except Exception as exc:
@@ -102,6 +110,21 @@ class PluginHost:
             self._register_local(module_name, project_dir)
         self._check_pending()
         return self
+
+    def _check_supported(self, ep: metadata.EntryPoint, info: PluginInfo) -> None:
+        """Refuse, before importing it, a plugin whose distribution declares (Requires-Dist) a
+        Conveyor range this Conveyor is outside of: the pip-native declaration, which pip also
+        checks at install time unless told `--no-deps`."""
+        wanted = supported_conveyor(ep.dist)
+        running = _version("conveyor")
+        if wanted is None or _in_range(running, wanted):
+            return
+        raise PluginError(
+            f"plugin '{ep.name}' ({info.distribution} {info.version}) supports Conveyor "
+            f"{wanted}, but this is Conveyor {running}",
+            hint=f"install a release of {info.distribution} made for Conveyor {running}, or "
+            f"switch it off with plugins.disable=[{ep.name}]",
+        )
 
     def _register_local(self, module_name: str, project_dir: Path | None) -> None:
         if project_dir is not None and str(project_dir) not in sys.path:
@@ -122,10 +145,30 @@ class PluginHost:
             self.pm.register(plugin, name=info.name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(
-                f"plugin {info.label()} breaks the hook contract: {exc}",
-                hint="compare its hook signatures with `conveyor.hookspecs`",
+                f"plugin {info.label()} breaks the hook contract: {_contract_problem(self.pm, exc)}",
+                hint="compare its hook signatures with `conveyor.hookspecs` "
+                "(docs/reference/hooks.md)",
             ) from exc
         self.info[info.name] = info
+        self._check_wrappers(plugin, info)
+
+    def _check_wrappers(self, plugin: Any, info: PluginInfo) -> None:
+        """Conveyor calls most hooks one implementation at a time (to name the plugin behind an
+        error), so a wrapper there would silently never run: refuse it instead."""
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.spec is None or caller.name in hookspecs.WRAPPABLE_HOOKS:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                    self.pm.unregister(plugin)
+                    del self.info[info.name]
+                    allowed = ", ".join(sorted(hookspecs.WRAPPABLE_HOOKS))
+                    raise PluginError(
+                        f"plugin {info.label()} implements {caller.name} as a wrapper, but only "
+                        f"{allowed} can be wrapped",
+                        hint=f"drop wrapper=True from its {caller.name}: a plain implementation "
+                        "is called for every plugin",
+                    )
 
     def _check_pending(self) -> None:
         try:
@@ -172,6 +215,10 @@ class PluginHost:
 
         def add_command(plugin: str, command: CliCommandType) -> None:
             _expect(plugin, command, CliCommandType, "conveyor_cli_commands", self)
+            if command.name in CORE_COMMANDS:
+                raise PluginError(f"plugin {self.describe(plugin)} registers the command "
+                                  f"'{command.name}', which is Conveyor's own",
+                                  hint="give the command another name")
             _no_duplicate(found.cli_commands, command.name, "command", plugin, found, self)
             found.cli_commands[command.name] = command
             found.provider[f"command:{command.name}"] = plugin
@@ -194,6 +241,7 @@ class PluginHost:
                 raise PluginError(f"plugin {self.describe(plugin)} registered config folder "
                                   f"{path}, which does not exist")
             found.config_dirs.append(path.resolve())
+            found.provider[f"config_dir:{path.resolve()}"] = plugin
 
         def add_prefix(plugin: str, prefix: str) -> None:
             found.target_prefixes.append(str(prefix))
@@ -295,6 +343,50 @@ def _no_duplicate(
             f"{host.describe(plugin)}",
             hint=f"disable one of them with plugins.disable=[{plugin}]",
         )
+
+
+def supported_conveyor(dist: metadata.Distribution | None) -> str | None:
+    """The Conveyor versions a distribution declares it works with (its `Requires-Dist:
+    conveyor...` specifier, e.g. ">=0.1,<0.2"), or None when it declares none."""
+    if dist is None:
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    for text in dist.requires or []:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != "conveyor":
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an optional extra's requirement, not the plugin's own
+        return str(requirement.specifier) or None
+    return None
+
+
+def _in_range(version: str, specifier: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return SpecifierSet(specifier).contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True  # unreadable: pip would not have installed it; do not guess
+
+
+def _contract_problem(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
+    """pluggy's multi-line message as one sentence: which hook, which argument is unknown."""
+    text = str(exc)
+    hook = re.search(r"for hook '(\w+)'", text)
+    extra = re.search(r"Argument\(s\) (\{.*?\})", text)
+    caller = getattr(pm.hook, hook.group(1), None) if hook else None
+    if hook and extra and caller is not None and caller.spec is not None:
+        unknown = ", ".join(sorted(ast.literal_eval(extra.group(1))))
+        return (f"its {hook.group(1)} takes {unknown}, which the hook does not pass "
+                f"(the hook passes: {', '.join(caller.spec.argnames)}; implement any subset)")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _version(dist: str) -> str:

@@ -1,10 +1,13 @@
 """Pytest helpers for Conveyor and its plugins (registered as the `conveyor` pytest plugin).
 
     def test_my_stage(conveyor_project):
-        project = conveyor_project({"pipeline": {...}})
-        result = project.run("seed=3")
-        assert result.returncode == 0, result.stderr
-        assert project.runs()[0]["status"] == "completed"
+        project = conveyor_project({"defaults": ["conveyor/defaults", "_self_"],
+                                    "project": "demo", "pipeline": {...}})
+        run = project.run_recorded("seed=3")       # fails the test, with the output, on error
+        assert run.status == "completed" and run.metrics["accuracy"] > 0.8
+
+        result = project.run("seed=-1")            # the completed process, for error cases
+        assert result.returncode == 2 and "seed" in result.stderr
 
 Runs go through the real `conveyor` console script in a temporary folder, so a plugin is
 tested exactly as users run it.
@@ -56,6 +59,33 @@ class Project:
     def run(self, *overrides: str, check: bool = False) -> subprocess.CompletedProcess:
         return self.cli("run", *overrides, check=check)
 
+    def run_recorded(self, *overrides: str, check: bool = True) -> Any:
+        """Run the pipeline and return the run as the project store recorded it (a
+        `conveyor.api.RunRecord`: status, config, metrics, data versions, error).
+
+        With `check` a non-zero exit fails the test with the command's output; without it, a
+        failed run is returned too, and None when the run never started (bad config)."""
+        before = self.last_run()
+        result = self.run(*overrides, check=check)
+        after = self.last_run()
+        if after is None or (before is not None and after.id == before.id):
+            if check:
+                raise AssertionError(f"conveyor run recorded no run\nstdout:\n{result.stdout}"
+                                     f"\nstderr:\n{result.stderr}")
+            return None
+        return after
+
+    def last_run(self) -> Any:
+        """The newest recorded run (a `conveyor.api.RunRecord`), or None if there is none."""
+        if not (self.path / ".conveyor" / "store.db").exists():
+            return None
+        runs = self.runs()
+        if not runs:
+            return None
+        from conveyor import api
+
+        return api.get_run(self.path, runs[0]["id"])
+
     def runs(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("runs", "list", "--json", "--limit", "1000", check=True).stdout)
 
@@ -65,7 +95,8 @@ class Project:
 
 @pytest.fixture
 def conveyor_project(tmp_path: Path) -> Callable[..., Project]:
-    """Make a project from a config mapping (written as conveyor.yaml) and optional files."""
+    """Make a project from a config mapping or YAML text (written as conveyor.yaml) and
+    optional files ({relative path: text}); returns a `Project` to run the real CLI in."""
 
     def make(config: dict[str, Any] | str, files: dict[str, str] | None = None) -> Project:
         import yaml

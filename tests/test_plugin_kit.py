@@ -1,0 +1,207 @@
+"""The third-party plugin kit: `conveyor plugin new`, a scaffolded plugin installed with real pip
+and used by a project, `plugins list` of disabled plugins, and the generated hook reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import conveyor
+import pytest
+import yaml
+from _support import assert_usage_error
+from conveyor.testing import Project, conveyor_executable
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def conveyor_in(folder: Path, *args: str, executable: str | None = None
+                ) -> subprocess.CompletedProcess:
+    return subprocess.run([executable or conveyor_executable(), *args], cwd=folder, text=True,
+                          capture_output=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+
+# --- conveyor plugin new ----------------------------------------------------------------------
+
+
+def test_plugin_new_writes_an_installable_package_declaring_its_conveyor_versions(tmp_path):
+    result = conveyor_in(tmp_path, "plugin", "new", "drift_alerts")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "conveyor-drift-alerts"
+    assert f"created {folder}" in result.stdout and 'pip install -e ".[test]"' in result.stdout
+    project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "conveyor-drift-alerts"
+    assert project["requires-python"] == ">=3.11"
+    assert project["dependencies"] == ["conveyor>=0.1,<0.2"]
+    assert project["entry-points"]["conveyor"] == {"drift_alerts": "conveyor_drift_alerts"}
+    module = folder / "src" / "conveyor_drift_alerts"
+    source = (module / "__init__.py").read_text()
+    assert '"drift_alerts.greet"' in source and "class DriftAlertsConfig" in source
+    assert yaml.safe_load((module / "conf" / "drift_alerts" / "formal.yaml").read_text()) == \
+        {"greeting": "Good day", "punctuation": "."}
+    assert "conveyor_project" in (folder / "tests" / "test_drift_alerts.py").read_text()
+    assert (folder / "README.md").is_file()
+    compile(source, "__init__.py", "exec")
+    assert [p.name for p in tmp_path.iterdir()] == ["conveyor-drift-alerts"]  # no temp left
+
+
+def test_plugins_new_is_the_same_command_and_dir_is_created(tmp_path):
+    result = conveyor_in(tmp_path, "plugins", "new", "extras", "--dir", "nested/here")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "nested" / "here" / "conveyor-extras" / "pyproject.toml").is_file()
+
+
+@pytest.mark.parametrize(("name", "needles"), [
+    ("Hello", ["'Hello' is not a valid plugin name", "lowercase Python identifier"]),
+    ("my-plugin", ["'my-plugin' is not a valid plugin name"]),
+    ("2fast", ["'2fast' is not a valid plugin name"]),
+    ("class", ["'class' is not a valid plugin name"]),
+    ("conveyor_x", ["repeats the 'conveyor' prefix", "`conveyor plugin new x`"]),
+    ("runs", ["'runs' is already used"]),
+    ("sklearn", ["'sklearn' is already used"]),
+])
+def test_plugin_new_refuses_a_bad_name_and_writes_nothing(tmp_path, name, needles):
+    assert_usage_error(conveyor_in(tmp_path, "plugin", "new", name), *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plugin_new_refuses_an_existing_folder_and_leaves_it_alone(tmp_path):
+    (tmp_path / "conveyor-mine").mkdir()
+    (tmp_path / "conveyor-mine" / "keep.txt").write_text("mine")
+    assert_usage_error(conveyor_in(tmp_path, "plugin", "new", "mine"),
+                       f"{tmp_path / 'conveyor-mine'} already exists")
+    assert [p.name for p in (tmp_path / "conveyor-mine").iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["conveyor-mine"]
+
+
+# --- plugins list -------------------------------------------------------------------------------
+
+
+def test_plugins_list_shows_a_disabled_plugin_and_the_conveyor_versions_each_supports(
+        conveyor_project):
+    project = conveyor_project({"defaults": ["conveyor/defaults", "_self_"], "project": "p",
+                                "plugins": {"disable": ["pandera"]}})
+    rows = {r["name"]: r for r in json.loads(
+        project.cli("plugins", "list", "--json", check=True).stdout)}
+    assert rows["pandera"]["enabled"] is False and rows["pandera"]["hooks"] == []
+    assert rows["sklearn"]["enabled"] is True
+    assert rows["sklearn"]["supports_conveyor"] == "<0.2,>=0.1"
+    table = project.cli("plugins", "list", check=True).stdout
+    assert "(disabled by plugins.disable)" in table
+
+
+# --- the round trip: scaffold, pip install, discover, use, test, pip uninstall ------------------
+
+
+def overlay_environment(folder: Path) -> Path:
+    """A virtualenv layered on the test environment: it sees every package installed there
+    (a .pth file runs site.addsitedir on the test environment's site-packages, so its .pth
+    files, editable installs included, apply), while pip installs into and uninstalls from the
+    overlay alone. Tests running in parallel never see the plugin, and .venv stays clean even
+    if this test is killed. Returns the overlay's bin folder, with a `conveyor` script."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    parent = sysconfig.get_paths()["purelib"]
+    Path(site, "_conveyor_test_environment.pth").write_text(
+        f"import site; site.addsitedir({parent!r})\n")
+    script = folder / "bin" / "conveyor"
+    script.write_text(f"#!{python}\nimport sys\nfrom conveyor.cli import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    return folder / "bin"
+
+
+def pip(bin_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    # Offline: the build uses the test environment's setuptools; the plugin's requirement on
+    # Conveyor is checked by pip against the Conveyor installed there.
+    return subprocess.run([bin_dir / "python", "-m", "pip", *args, "--disable-pip-version-check",
+                           "--no-input"], capture_output=True, text=True, timeout=300)
+
+
+ROUND_TRIP_PROJECT = {
+    "defaults": ["conveyor/defaults", {"roundtrip": "formal"}, "_self_"],
+    "project": "visitors",
+    "pipeline": {"welcome": {"uses": "roundtrip.greet", "who": "${project}",
+                             "greeting": "${roundtrip.greeting}",
+                             "punctuation": "${roundtrip.punctuation}", "times": 2}},
+}
+
+
+@pytest.mark.slow
+def test_a_scaffolded_plugin_installed_with_pip_is_discovered_used_tested_and_uninstalled(tmp_path):
+    assert conveyor_in(tmp_path, "plugin", "new", "roundtrip").returncode == 0
+    package = tmp_path / "conveyor-roundtrip"
+    bin_dir = overlay_environment(tmp_path / "env")
+    overlay = str(bin_dir / "conveyor")
+    project = tmp_path / "visitors"
+    project.mkdir()
+    (project / "conveyor.yaml").write_text(yaml.safe_dump(ROUND_TRIP_PROJECT, sort_keys=False))
+    installed = pip(bin_dir, "install", "--no-index", "--no-build-isolation", str(package))
+    try:
+        assert installed.returncode == 0, installed.stderr
+
+        listing = conveyor_in(project, "plugins", "list", "--json", executable=overlay)
+        assert listing.returncode == 0, listing.stderr
+        row = next(r for r in json.loads(listing.stdout) if r["name"] == "roundtrip")
+        assert (row["distribution"], row["version"], row["origin"]) == \
+            ("conveyor-roundtrip", "0.1.0", "entry point")
+        assert row["stage_types"] == ["roundtrip.greet"]
+        assert row["config_groups"] == ["roundtrip"] and row["config_sections"] == ["roundtrip"]
+        assert row["supports_conveyor"] == "<0.2,>=0.1"
+        assert row["hooks"] == ["conveyor_after_run", "conveyor_config_dirs",
+                                "conveyor_config_schemas", "conveyor_stage_types"]
+
+        ran = conveyor_in(project, "run", executable=overlay)
+        assert ran.returncode == 0, ran.stderr
+        assert "roundtrip: run " in ran.stdout
+        from conveyor import api
+
+        record = api.get_run(project, Project(project).runs()[0]["id"])
+        assert record.status == "completed"
+        assert record.metrics == {"greeting_chars": len("Good day, visitors.")}
+        assert record.packages["conveyor-roundtrip"] == "0.1.0"
+
+        # The scaffold's own tests, with Conveyor's pytest fixture, pass out of the box.
+        tests = subprocess.run([bin_dir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                "-p", "no:xdist"], cwd=package, capture_output=True, text=True,
+                               timeout=600, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        assert tests.returncode == 0, tests.stdout + tests.stderr
+        assert "5 passed" in tests.stdout
+
+        # The test environment itself never saw the plugin.
+        outside = conveyor_in(project, "plugins", "list", "--json")
+        assert "roundtrip" not in {r["name"] for r in json.loads(outside.stdout)}
+    finally:
+        removed = pip(bin_dir, "uninstall", "-y", "conveyor-roundtrip")
+    assert removed.returncode == 0, removed.stderr
+    assert_usage_error(conveyor_in(project, "run", "--force", executable=overlay),
+                       "unknown config choice", "roundtrip/formal")
+
+
+# --- the hook reference -------------------------------------------------------------------------
+
+
+def test_the_hook_reference_page_is_generated_from_the_hookspecs_and_up_to_date(tmp_path):
+    script = str(REPO / "tools" / "gen_hook_reference.py")
+    result = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stale = tmp_path / "hooks.md"
+    stale.write_text("# Hook reference\n")
+    result = subprocess.run([sys.executable, script, "--check", "--output", str(stale)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "is stale: run `make docs`" in result.stderr
+    page = (REPO / "docs" / "reference" / "hooks.md").read_text()
+    from conveyor import hookspecs
+
+    specs = [n for n in dir(hookspecs) if n.startswith("conveyor_")
+             and callable(getattr(hookspecs, n))]
+    assert len(specs) >= 18
+    for name in specs:
+        assert f"## `{name}`" in page, f"{name} is missing from docs/reference/hooks.md"
+    assert set(specs) >= conveyor.hookspecs.WRAPPABLE_HOOKS

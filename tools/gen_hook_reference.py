@@ -1,0 +1,169 @@
+"""Write docs/reference/hooks.md from the hookspecs' docstrings and signatures.
+
+    python tools/gen_hook_reference.py            # (re)write the page
+    python tools/gen_hook_reference.py --check    # exit 1 when the committed page is stale
+
+Every function of `conveyor.hookspecs` carrying the hookspec marker is listed, in source order,
+under the section comments of that module (`# --- Title ---`), so a new hookspec appears without
+touching this script. The contribution dataclasses the extension hooks register follow.
+`make docs` runs it; tests/test_plugin_kit.py fails when the page is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import conveyor
+from conveyor import contributions, hookspecs
+from conveyor.markers import PROJECT_NAME
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "hooks.md"
+SECTION = re.compile(r"^# --- (.+?) -+$")
+
+
+def markdown(docstring: str | None) -> str:
+    """A docstring as Markdown: reStructuredText's ``literal`` becomes `literal`."""
+    return inspect.cleandoc(docstring or "(undocumented)").replace("``", "`")
+
+
+def hookspec_functions() -> list[tuple[str, Any]]:
+    marker = f"{PROJECT_NAME}_spec"
+    found = [(name, fn) for name, fn in vars(hookspecs).items()
+             if inspect.isfunction(fn) and hasattr(fn, marker)]
+    return sorted(found, key=lambda item: item[1].__code__.co_firstlineno)
+
+
+def sections() -> list[tuple[int, str]]:
+    lines = inspect.getsource(hookspecs).splitlines()
+    return [(number, match.group(1)) for number, line in enumerate(lines, start=1)
+            if (match := SECTION.match(line))]
+
+
+def calling(name: str, options: dict[str, Any]) -> tuple[str, str]:
+    if options.get("firstresult"):
+        how = ("first result: implementations are called in turn (pluggy's order: the plugin "
+               "registered last first, `tryfirst`/`trylast` adjust it) until one returns "
+               "something other than None; that answer is used")
+    elif options.get("historic"):
+        how = "historic: every implementation, including plugins registered later"
+    else:
+        how = "every plugin's implementation is called; return values are ignored"
+    if name in hookspecs.WRAPPABLE_HOOKS:
+        wrapper = ("allowed (`@conveyor.hookimpl(wrapper=True)`): `result = yield` runs the "
+                   "other implementations and gives their result or raises their exception; "
+                   "the wrapper may time, trace, retry, replace the result or raise")
+    else:
+        wrapper = ("not allowed: Conveyor calls this hook one implementation at a time (to name "
+                   "the plugin behind an error) and refuses a plugin that wraps it")
+    return how, wrapper
+
+
+def hook_entry(name: str, fn: Any) -> list[str]:
+    options = getattr(fn, f"{PROJECT_NAME}_spec")
+    signature = inspect.signature(fn)
+    how, wrapper = calling(name, options)
+    arguments = ", ".join(f"`{p}`" for p in signature.parameters) or "none"
+    # Annotations are strings (the module uses `from __future__ import annotations`).
+    params = ", ".join(f"{p.name}: {p.annotation}" if p.annotation is not p.empty else p.name
+                       for p in signature.parameters.values())
+    returns = "" if signature.return_annotation is signature.empty \
+        else f" -> {signature.return_annotation}"
+    return [
+        f"## `{name}`", "",
+        "```python", f"@conveyor.hookimpl\ndef {name}({params}){returns}: ...", "```", "",
+        f"- **Arguments** (keyword; implement any subset): {arguments}",
+        f"- **Calling**: {how}",
+        f"- **Wrapper**: {wrapper}", "",
+        markdown(fn.__doc__), "",
+    ]
+
+
+def contribution_classes() -> list[type]:
+    """The public dataclasses of `conveyor.contributions`, in source order."""
+    found = [obj for name, obj in vars(contributions).items()
+             if dataclasses.is_dataclass(obj) and obj.__module__ == contributions.__name__
+             and name in vars(conveyor) and name != "Contributions"]
+    return sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1])
+
+
+def contribution_entry(cls: type) -> list[str]:
+    name = cls.__name__
+    rows = ["| field | type | default |", "|---|---|---|"]
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            default = f"`{field.default!r}`"
+        elif field.default_factory is not dataclasses.MISSING:
+            default = f"`{field.default_factory()!r}`"
+        else:
+            default = "required"
+        kind = str(field.type).replace("|", "\\|")
+        rows.append(f"| `{field.name}` | `{kind}` | {default} |")
+    return [f"### `conveyor.{name}`", "", markdown(cls.__doc__), "", *rows, ""]
+
+
+def render() -> str:
+    specs = hookspec_functions()
+    headers = sections()
+    out = [
+        "# Hook reference",
+        "",
+        "<!-- Generated by tools/gen_hook_reference.py from framework/conveyor/hookspecs.py "
+        "and contributions.py: edit the docstrings there, then run `make docs`. -->",
+        "",
+        "The contract between Conveyor and its plugins, from `conveyor.hookspecs` (also "
+        "`help(conveyor.hookspecs)`).",
+        "",
+        markdown(hookspecs.__doc__).split("\n", 1)[1].strip(),
+        "",
+        f"{len(specs)} hooks. A guide that builds a plugin step by step: "
+        "[Writing a plugin](../writing-a-plugin.md).",
+        "",
+    ]
+    index: list[str] = []
+    body: list[str] = []
+    current = None
+    for name, fn in specs:
+        line = fn.__code__.co_firstlineno
+        title = next((t for number, t in reversed(headers) if number < line), "Hooks")
+        if title != current:
+            current = title
+            index.append(f"- **{title}**:")
+            body += [f"# {title}", ""]
+        index[-1] += f" [`{name}`](#{name})"
+        body += hook_entry(name, fn)
+    out += [*index, "", *body, "# What the extension hooks register", ""]
+    for cls in contribution_classes():
+        out += contribution_entry(cls)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="do not write: exit 1 if the committed page differs")
+    parser.add_argument("--output", type=Path, default=PAGE)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.output.read_text() if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is stale: run `make docs` (python tools/gen_hook_reference.py)",
+                  file=sys.stderr)
+            return 1
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    staging = args.output.with_suffix(".md.tmp")
+    staging.write_text(text)
+    staging.replace(args.output)
+    print(f"wrote {args.output} ({text.count(chr(10) + '## `')} hooks)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
