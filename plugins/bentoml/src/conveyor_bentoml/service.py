@@ -33,6 +33,7 @@ from typing import Any
 
 import bentoml
 from conveyor.validation import SchemaDescription
+from pydantic import TypeAdapter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -220,6 +221,21 @@ class Predictor:
 Predictor.add_asgi_middleware(RequestGuard, paths=("/predict",),
                               max_body_bytes=int(float(SETTINGS["max_body_mb"]) * 2**20),
                               state=STATE)
-# The output is a plain JSON list: naming its media type spares BentoML from building the
-# output model's JSON schema on every response just to find it.
-Predictor.apis["predict"].output_spec.media_type = "application/json"
+
+
+def _parse_with(adapter: Any) -> Any:
+    def model_validate_json(cls: Any, json_data: Any, **_: Any) -> Any:
+        return cls.model_construct(root=adapter.validate_json(json_data))
+
+    return classmethod(model_validate_json)
+
+
+# BentoML 1.4 parses a root-typed body by building the type's whole JSON schema (to see whether
+# it is a string), then json.loads, then validating the Python objects: per request, and a body
+# that is not JSON becomes a 500. Here the body goes straight to pydantic-core's JSON
+# validation with an adapter built once: malformed JSON is a 400 (json_invalid) like any other
+# bad input. The output is a plain JSON list: naming its media type spares BentoML from
+# building the output's JSON schema on every response just to find it.
+_API = Predictor.apis["predict"]
+_API.input_spec.model_validate_json = _parse_with(TypeAdapter(Records))
+_API.output_spec.media_type = "application/json"

@@ -10,10 +10,13 @@ from typing import Any
 @dataclass
 class BatchingConfig:
     # Adaptive batching (BentoML's dispatcher): concurrent requests are predicted together, up
-    # to max_batch_size records, waiting at most max_latency_ms for a batch to fill.
+    # to max_batch_size records. max_latency_ms is the dispatcher's latency budget: a request
+    # it expects to miss it is refused at once with 503 ("overloaded"), so keep it well above
+    # a batch's predict time; serve.timeout (504) and serve.max_concurrency (429) are the
+    # limits clients should meet.
     enabled: bool = True
     max_batch_size: int = 64
-    max_latency_ms: int = 50
+    max_latency_ms: int = 2000
 
 
 @dataclass
