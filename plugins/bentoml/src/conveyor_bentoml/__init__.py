@@ -1,8 +1,9 @@
 """Conveyor's BentoML plugin: `conveyor serve` (the champion over HTTP, request checks derived
-from data.schema, hot swap on promotion, every prediction logged) and `conveyor build` (a Bento).
+from data.schema, hot swap on promotion, every prediction logged). `conveyor build` is not
+written yet.
 
-Hooks: the `serve` config section and its presets (conf/serve), and the two commands. BentoML
-is imported only by the server processes and `conveyor build`.
+Hooks: the `serve` config section and its presets (conf/serve), and the command. BentoML is
+imported only by the server processes.
 """
 
 from __future__ import annotations
@@ -33,4 +34,3 @@ def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> No
     from conveyor_bentoml import commands
 
     register(commands.SERVE)
-    register(commands.BUILD)

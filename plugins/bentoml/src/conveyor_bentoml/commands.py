@@ -1,4 +1,4 @@
-"""`conveyor serve` and `conveyor build`."""
+"""`conveyor serve`."""
 
 from __future__ import annotations
 
@@ -97,36 +97,4 @@ SERVE = conveyor.CliCommand(
         "  curl -H 'content-type: application/json' -d '[{...}]' localhost:3000/predict"),
     configure=_configure_serve,
     run=_serve,
-)
-
-
-def _configure_build(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", dest="project_dir", metavar="DIR",
-                        help="the project folder (default: the current folder)")
-    parser.add_argument("--model", help="the registered model (default: the only one)")
-    parser.add_argument("overrides", nargs="*", help="config overrides for the serve section")
-
-
-def _build(args: argparse.Namespace, app: Any) -> int:
-    from conveyor_bentoml.bento import build
-
-    project_dir = _project(args, app)
-    spec, loaded = make_spec(project_dir, list(args.overrides), model=args.model, host=app.host)
-    tag = build(project_dir, spec, loaded)
-    print(f"built Bento {tag} ({loaded.name} v{loaded.number})")
-    print(f"  serve it:        bentoml serve {tag}")
-    print(f"  containerize it: bentoml containerize {tag}   (needs Docker)")
-    return 0
-
-
-BUILD = conveyor.CliCommand(
-    name="build",
-    help="build a Bento of the champion model (service, model, pinned requirements)",
-    description=(
-        "Build a Bento: the serving code, the champion model (with its registry record) and\n"
-        "the exact requirements this environment runs with. `bentoml list` shows it,\n"
-        "`bentoml serve TAG` serves it like `conveyor serve` (without hot swap: a Bento is\n"
-        "one model version), and `bentoml containerize TAG` makes an OCI image (needs Docker)."),
-    configure=_configure_build,
-    run=_build,
 )

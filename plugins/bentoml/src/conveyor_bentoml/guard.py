@@ -46,48 +46,50 @@ class RequestGuard:
                 return await _refuse(send, 400, "Content-Length is not a number")
             if size > self.max_body_bytes:
                 return await _refuse(send, 413, self._too_large(size))
-            return await self.app(scope, receive, send)
-        return await self._chunked(scope, receive, send)
+        if self.state is None:
+            return await self._pass(scope, receive, send, length is None)
+        # Counted, so that shutting down waits for these before BentoML stops its batching.
+        self.state.in_flight += 1
+        try:
+            await self._pass(scope, receive, send, length is None)
+        finally:
+            self.state.in_flight -= 1
+
+    async def _pass(self, scope: dict[str, Any], receive: Any, send: Any, chunked: bool) -> None:
+        if chunked:
+            return await self._chunked(scope, receive, send)
+        return await self.app(scope, receive, send)
 
     async def _chunked(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen = 0
-        refused = False
-
-        async def counted() -> dict[str, Any]:
-            nonlocal seen, refused
+        # No Content-Length: read the body here, refusing it as soon as it passes the limit,
+        # then hand it on whole (the service reads it whole anyway).
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    refused = True
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body_bytes:
+                return await _refuse(send, 413, self._too_large(seen))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
 
-        started = False
+        async def replay() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        async def tracked_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked_send)
-        except _TooLarge:
-            if not started:
-                await _refuse(send, 413, self._too_large(seen))
-        except Exception:
-            if not refused:
-                raise
-            if not started:
-                await _refuse(send, 413, self._too_large(seen))
+        await self.app(scope, replay, send)
 
     def _too_large(self, size: int) -> str:
         return (f"request body of {size} bytes or more is over the limit of "
                 f"{self.max_body_bytes} bytes (serve.max_body_mb)")
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _refuse(send: Any, status: int, message: str) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from conveyor.validation import FieldDescription, SchemaDescription
 from pydantic import AfterValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 REQUEST_ID = "_conveyor_request_id"
 _ids = itertools.count()

@@ -71,6 +71,7 @@ class State:
     serving: Serving | None = None
     error: str | None = None
     swaps: int = 0
+    in_flight: int = 0  # /predict requests being answered (counted by RequestGuard)
 
 
 STATE = State()
@@ -183,10 +184,17 @@ class Predictor:
         return STATE.serving is not None
 
     @bentoml.on_shutdown
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        # SIGTERM: the server stopped accepting; BentoML cancels its batching queue right after
+        # this hook, so wait here (up to the request deadline) for the requests in flight.
+        import asyncio
+
+        deadline = time.monotonic() + float(SETTINGS["timeout"])
+        while STATE.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         self._stop.set()
         if self._log is not None:
-            self._log.close()
+            await asyncio.to_thread(self._log.close)
 
     def _watch(self) -> None:
         from conveyor.store import Registry, open_store
@@ -237,5 +245,25 @@ def _parse_with(adapter: Any) -> Any:
 # bad input. The output is a plain JSON list: naming its media type spares BentoML from
 # building the output's JSON schema on every response just to find it.
 _API = Predictor.apis["predict"]
+
+
+class _ClientErrorsAreNotServerErrors(logging.Filter):
+    """BentoML logs a rejected request body as an error with a traceback; it is the client's
+    error, already answered with a 400 that names the field and the rule: one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            record.msg, record.args, record.exc_info = (
+                "rejected request: %d validation error(s), first: %s",
+                (exc.error_count(), exc.errors(include_url=False, include_input=False)[0]),
+                None)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAreNotServerErrors())
 _API.input_spec.model_validate_json = _parse_with(TypeAdapter(Records))
 _API.output_spec.media_type = "application/json"
