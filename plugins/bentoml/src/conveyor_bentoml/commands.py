@@ -18,12 +18,11 @@ SERVICE = "conveyor_bentoml.service:Predictor"
 
 def _project(args: argparse.Namespace, app: Any) -> Path:
     if getattr(args, "project_dir", None):
-        from conveyor.config import find_project
-
-        folder = Path(args.project_dir)
-        if not folder.is_dir():
-            raise conveyor.UsageError(f"--project {folder}: no such folder")
-        return find_project(folder.resolve())
+        folder = Path(args.project_dir).resolve()
+        if not (folder / "conveyor.yaml").is_file():
+            raise conveyor.UsageError(f"--project {args.project_dir}: no conveyor.yaml there",
+                                      hint="point --project at a project folder")
+        return folder
     return app.project_dir
 
 
