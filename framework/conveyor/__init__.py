@@ -2,9 +2,10 @@
 
 The public API for plugin authors is exactly what `__all__` lists, plus the documented modules
 `conveyor.hookspecs` (the hook reference), `conveyor.api` (run a project, read a recorded run),
-`conveyor.errors`, `conveyor.gate`, `conveyor.store`, `conveyor.testing` and
-`conveyor.validation` (validating data against `data.schema` through whichever plugin validates
-it). Everything else is private and may change.
+`conveyor.errors`, `conveyor.gate`, `conveyor.predictions` (the prediction log a server
+writes and monitoring reads), `conveyor.store`, `conveyor.testing` and `conveyor.validation`
+(validating data against `data.schema` through whichever plugin validates it). Everything
+else is private and may change.
 """
 
 from conveyor.contributions import (

@@ -157,6 +157,20 @@ def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: 
     """
 
 
+@hookspec(firstresult=True)
+def conveyor_describe_schema(schema: str, project_dir: Path, target: str | None,
+                             import_target: Callable[[str], Any]) -> Any:
+    """Describe ``data.schema`` field by field, for checking requests early. First result.
+
+    Return a ``conveyor.validation.SchemaDescription``: each column's type, nullability and the
+    rules that can be checked on a single record (ranges, allowed values, uniqueness within a
+    request), and, in ``unchecked``, every rule the description leaves out. A server builds its
+    request model from it (conveyor-bentoml) and still validates through
+    ``conveyor_validate_frame`` whatever ``unchecked`` lists. ``target`` is ``data.target``
+    (not required in a request). Return None when your plugin does not handle this schema.
+    """
+
+
 # --- Project set-up -----------------------------------------------------------------------------
 
 

@@ -2,7 +2,9 @@
 
 The core defines what a validation says (`ValidationReport`, `ValidationFailure`) and asks the
 installed plugins through the first-result hooks `conveyor_check_schema` and
-`conveyor_validate_frame` (see `conveyor.hookspecs`). Training data (the `conveyor.validate`
+`conveyor_validate_frame` (see `conveyor.hookspecs`); `describe_schema` asks
+`conveyor_describe_schema` for the schema's fields, so a server can check each request's
+fields before it builds a frame. Training data (the `conveyor.validate`
 stage, or any stage through `StageContext.validate`), monitoring batches and serving requests
 all validate through `validate_frame`, so one schema guards all three and the validation plugin
 (conveyor-pandera) can be replaced by another without touching its callers.
@@ -152,6 +154,91 @@ def validate_frame(host: Any, frame: Any, *, config: Mapping[str, Any], project_
         raise PluginError(f"plugin {host.describe(plugin)} answered conveyor_validate_frame with "
                           f"{type(report).__name__}, not a conveyor.ValidationReport")
     return report
+
+
+@dataclass(frozen=True)
+class FieldDescription:
+    """One column of a schema, as a request's field.
+
+    `dtype` is "int", "float", "str", "bool", "datetime" or "other" (any JSON value).
+    `required`: a record must carry it (False for the target, and for optional columns).
+    `ge`/`gt`/`le`/`lt` bound numbers, `isin` lists the allowed values, `unique` asks that
+    no two records of one request share a value. `checks` names the schema's rules as the
+    validation plugin calls them (for messages: "greater_than_or_equal_to(1)").
+    """
+
+    name: str
+    dtype: str
+    nullable: bool = False
+    required: bool = True
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    isin: tuple[Any, ...] | None = None
+    unique: bool = False
+    checks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SchemaDescription:
+    """A schema described field by field (`conveyor_describe_schema`).
+
+    `strict`: columns not listed are refused by the schema itself. `unchecked` names every
+    rule the fields do not express (custom checks, regex columns, frame-wide checks); whoever
+    validates with the description alone must still call `validate_frame` for those.
+    """
+
+    schema: str
+    fields: tuple[FieldDescription, ...]
+    strict: bool = False
+    unchecked: tuple[str, ...] = ()
+    validator: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        for item in data["fields"]:
+            if item["isin"] is not None:
+                item["isin"] = list(item["isin"])
+        data["fields"] = list(data["fields"])
+        data["unchecked"] = list(self.unchecked)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SchemaDescription:
+        fields = tuple(FieldDescription(**{**f, "isin": None if f.get("isin") is None
+                                           else tuple(f["isin"]),
+                                           "checks": tuple(f.get("checks") or ())})
+                       for f in data.get("fields") or ())
+        return cls(schema=data["schema"], fields=fields, strict=bool(data.get("strict")),
+                   unchecked=tuple(data.get("unchecked") or ()),
+                   validator=str(data.get("validator") or ""))
+
+
+def describe_schema(host: Any, *, config: Mapping[str, Any], project_dir: Path,
+                    import_target: Callable[[str], Any] | None = None
+                    ) -> SchemaDescription | None:
+    """The fields of a project's `data.schema` (None when `data.schema` is unset).
+
+    Raises ConfigError when no installed plugin describes the schema, PluginError when the one
+    that does answers with something other than a SchemaDescription."""
+    data = config.get("data") or {}
+    schema = data.get("schema")
+    if not schema:
+        return None
+    answer, plugin = host.call_first(
+        "conveyor_describe_schema", schema=schema, project_dir=Path(project_dir),
+        target=data.get("target"),
+        import_target=import_target or _importer(host, project_dir, config))
+    if answer is None:
+        raise ConfigError(f"data.schema is set ({schema}), but no installed plugin describes "
+                          "its fields", hint=NO_VALIDATOR_HINT)
+    if not isinstance(answer, SchemaDescription):
+        raise PluginError(f"plugin {host.describe(plugin)} answered conveyor_describe_schema "
+                          f"with {type(answer).__name__}, not a SchemaDescription")
+    return answer
 
 
 def _importer(host: Any, project_dir: Path, config: Mapping[str, Any]) -> Callable[[str], Any]:

@@ -54,6 +54,17 @@ def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: 
 
 
 @conveyor.hookimpl
+def conveyor_describe_schema(schema: str, project_dir: Path, target: str | None,
+                             import_target: Callable[[str], Any]) -> Any:
+    from conveyor_pandera import describe, schemas
+
+    if not schemas.handles(schema):
+        return None
+    loaded = schemas.load(schema, project_dir, import_target)
+    return describe.describe(loaded.schema, schema, target, _validator())
+
+
+@conveyor.hookimpl
 def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
     register(infer.SCHEMA)
 

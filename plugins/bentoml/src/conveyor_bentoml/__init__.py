@@ -1,0 +1,36 @@
+"""Conveyor's BentoML plugin: `conveyor serve` (the champion over HTTP, request checks derived
+from data.schema, hot swap on promotion, every prediction logged). `conveyor build` is not
+written yet.
+
+Hooks: the `serve` config section and its presets (conf/serve), and the command. BentoML is
+imported only by the server processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import conveyor
+
+from conveyor_bentoml.settings import ServeConfig
+
+__version__ = "0.1.0"
+
+
+@conveyor.hookimpl
+def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
+    register(conveyor.ConfigSchema("serve", ServeConfig,
+                                   "conveyor serve: port, batching, limits, prediction log"))
+
+
+@conveyor.hookimpl
+def conveyor_config_dirs(register: Callable[[Path], None]) -> None:
+    register(Path(__file__).parent / "conf")
+
+
+@conveyor.hookimpl
+def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
+    from conveyor_bentoml import commands
+
+    register(commands.SERVE)

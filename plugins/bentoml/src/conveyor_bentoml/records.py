@@ -1,0 +1,78 @@
+"""The request body's type, derived from the project's schema (`conveyor_describe_schema`).
+
+A request is a JSON list of records. Each record is a TypedDict whose fields are the schema's
+columns, typed strictly (a string is never taken for a number), with the schema's ranges and
+allowed values as constraints, NaN and infinities refused, and unknown fields forbidden. It
+is validated by pydantic-core while BentoML parses the body, so a bad record never reaches
+the model: the 400 answer names the record, the field (`loc`) and the rule (`type`, `msg`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Annotated, Any, Literal, NotRequired
+
+from conveyor.validation import FieldDescription, SchemaDescription
+from pydantic import AfterValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+REQUEST_ID = "_conveyor_request_id"
+_ids = itertools.count()
+_prefix = f"{os.getpid():x}"
+
+
+def request_type(description: SchemaDescription | None, features: list[str]) -> Any:
+    """`list[Record]`, at least one record, each stamped with its request's id once valid."""
+    if description is None:  # no data.schema: the model's own feature names, any JSON values
+        fields: dict[str, Any] = {name: Any for name in features}
+        record = TypedDict("Record", fields)  # type: ignore[misc]
+        record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        return Annotated[list[record], Field(min_length=1), AfterValidator(_stamp([]))]
+    fields = {f.name: _field_type(f) for f in description.fields}
+    record = TypedDict("Record", fields)  # type: ignore[misc]
+    record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    unique = [f.name for f in description.fields if f.unique]
+    return Annotated[list[record], Field(min_length=1), AfterValidator(_stamp(unique))]
+
+
+def _field_type(spec: FieldDescription) -> Any:
+    constraints: dict[str, Any] = {k: getattr(spec, k) for k in ("ge", "gt", "le", "lt")
+                                   if getattr(spec, k) is not None}
+    if spec.isin is not None:
+        kind: Any = Literal[tuple(spec.isin)]  # type: ignore[valid-type]
+    elif spec.dtype == "int":
+        kind = Annotated[int, Field(strict=True, **constraints)]
+    elif spec.dtype == "float":
+        # strict float still takes a JSON integer (3 for 3.0), never a string
+        kind = Annotated[float, Field(strict=True, allow_inf_nan=False, **constraints)]
+    elif spec.dtype == "str":
+        kind = Annotated[str, Field(strict=True)]
+    elif spec.dtype == "bool":
+        kind = Annotated[bool, Field(strict=True)]
+    else:
+        kind = Any
+    if spec.nullable:
+        kind = kind | None
+    return kind if spec.required else NotRequired[kind]
+
+
+def _stamp(unique: list[str]) -> Any:
+    def check(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for name in unique:
+            seen: set[Any] = set()
+            for index, record in enumerate(records):
+                value = record.get(name)
+                if value is not None and value in seen:
+                    raise PydanticCustomError(
+                        "unique", "record {index}: {field} {value} repeats an earlier "
+                        "record's (the schema's rule: unique)",
+                        {"index": index, "field": name, "value": value})
+                seen.add(value)
+        request_id = f"{_prefix}-{next(_ids):x}"
+        for record in records:
+            record[REQUEST_ID] = request_id
+        return records
+
+    return check

@@ -1,0 +1,269 @@
+"""The BentoML service `conveyor serve` runs (and a Bento made by `conveyor build` contains).
+
+One class, `Predictor`, in BentoML 1.4's `@bentoml.service` style:
+
+* `POST /predict`: a JSON list of records -> one result per record (prediction, class
+  probabilities for classifiers, the model name and version that answered, the request id).
+  The body is checked by the request type of `conveyor_bentoml.records` (derived from the
+  project's schema) while BentoML parses it, and by `RequestGuard` before that (415, 413).
+  Records of concurrent requests are predicted together (BentoML's adaptive batching).
+* `GET /metadata`: model name, version, run id, sha256, features, input schema.
+* `/livez`, `/healthz`, `/readyz`: BentoML's; ready once a verified model is loaded.
+
+The model is loaded only through `conveyor.api.load_model` (sha256 checked before anything is
+deserialised). A thread looks at the champion alias every `serve.poll_seconds`; a new champion
+is loaded next to the one serving and replaces it with one reference assignment, so requests in
+flight finish on the old model and none fails. Every prediction is appended to the project's
+prediction log (`conveyor.predictions`) and written by a background thread.
+
+Deliberate choices for the request path (measured in tests/bench/bench_serve.py): responses are
+returned as ready-made JSON (BentoML would otherwise rebuild the output's JSON schema for every
+response), tracing spans are skipped for /predict, metrics and the access log are off by
+default, and predict runs on BentoML's thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from conveyor.validation import SchemaDescription
+from pydantic import TypeAdapter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from conveyor_bentoml import spec as specs
+from conveyor_bentoml.guard import RequestGuard
+from conveyor_bentoml.records import REQUEST_ID, request_type
+
+logger = logging.getLogger("conveyor.serve")
+
+SPEC = specs.current()
+SETTINGS = SPEC.settings
+BATCHING = SETTINGS["batching"]
+DESCRIPTION = SchemaDescription.from_dict(SPEC.schema) if SPEC.schema else None
+Records = request_type(DESCRIPTION, SPEC.features)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The model version answering now (replaced whole on a swap, never modified)."""
+
+    model: Any
+    name: str
+    version: int
+    run_id: str
+    sha256: str
+    features: list[str]
+    classes: list[Any] | None
+    loaded_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class State:
+    serving: Serving | None = None
+    error: str | None = None
+    swaps: int = 0
+    in_flight: int = 0  # /predict requests being answered (counted by RequestGuard)
+
+
+STATE = State()
+
+
+def load(version: int | None) -> Serving:
+    """A registered version (the champion when None), through conveyor.api.load_model."""
+    from conveyor import api
+
+    loaded = api.load_model(Path(SPEC.project_dir), SPEC.model_name, version=version)
+    model = loaded.model
+    features = [str(c) for c in getattr(model, "feature_names_in_", SPEC.features)]
+    classes = getattr(model, "classes_", None) if hasattr(model, "predict_proba") else None
+    return Serving(model=model, name=loaded.name, version=loaded.number, run_id=loaded.run_id,
+                   sha256=loaded.sha256, features=features,
+                   classes=None if classes is None else [_plain(c) for c in classes])
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+async def metadata(_: Request) -> JSONResponse:
+    serving = STATE.serving
+    return JSONResponse({
+        "model": SPEC.model_name,
+        "version": serving.version if serving else None,
+        "run_id": serving.run_id if serving else None,
+        "sha256": serving.sha256 if serving else None,
+        "loaded_at": serving.loaded_at if serving else None,
+        "swaps": STATE.swaps,
+        "ready": serving is not None,
+        "error": STATE.error,
+        "task": "classification" if serving and serving.classes is not None else "regression",
+        "classes": serving.classes if serving else None,
+        "features": serving.features if serving else SPEC.features,
+        "input_schema": SPEC.schema,
+        "hot_swap": SPEC.hot_swap,
+    })
+
+
+# Mounted at the root: BentoML matches a mount passively, so /predict and the probes still
+# reach their own routes, and GET /metadata needs no trailing slash.
+metadata_app = Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
+
+
+@bentoml.asgi_app(metadata_app, path="/")
+@bentoml.service(
+    name="conveyor",
+    workers=int(SETTINGS["workers"]),
+    traffic={"timeout": float(SETTINGS["timeout"]),
+             "max_concurrency": int(SETTINGS["max_concurrency"])},
+    metrics={"enabled": False},
+    logging={"access": {"enabled": bool(SETTINGS["access_log"])}},
+    tracing={"excluded_urls": ["predict", "metadata"]},
+)
+class Predictor:
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._log = None
+        if SETTINGS["log_predictions"]:
+            from conveyor.predictions import PredictionLogWriter
+
+            self._log = PredictionLogWriter(
+                Path(SPEC.project_dir), SPEC.model_name, flush_rows=SETTINGS["log_flush_rows"],
+                flush_seconds=SETTINGS["log_flush_seconds"])
+        try:
+            STATE.serving = load(None)
+            logger.info("serving %s v%s", SPEC.model_name, STATE.serving.version)
+        except Exception as exc:  # not ready (503) until a loadable champion appears
+            STATE.error = f"{type(exc).__name__}: {exc}"
+            logger.error("cannot load the champion of %s: %s", SPEC.model_name, STATE.error)
+        self._failed: int | None = None
+        if SPEC.hot_swap:
+            threading.Thread(target=self._watch, name="champion-watch", daemon=True).start()
+
+    @bentoml.api(route="/predict", batchable=bool(BATCHING["enabled"]),
+                 max_batch_size=int(BATCHING["max_batch_size"]),
+                 max_latency_ms=int(BATCHING["max_latency_ms"]))
+    def predict(self, records: Records, /) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+        serving = STATE.serving  # one snapshot for the whole batch: a swap never splits it
+        if serving is None:
+            raise bentoml.exceptions.ServiceUnavailable(STATE.error or "no model loaded")
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(records)
+        request_ids = frame.pop(REQUEST_ID).tolist()
+        inputs = frame.reindex(columns=serving.features)
+        if serving.classes is not None:
+            proba = serving.model.predict_proba(inputs)
+            predictions = [serving.classes[i] for i in proba.argmax(axis=1)]
+            rows = proba.tolist()
+            results = [{"prediction": p, "probabilities": dict(zip(serving.classes, r,
+                                                                     strict=True)),
+                        "model": serving.name, "model_version": serving.version,
+                        "request_id": rid}
+                       for p, r, rid in zip(predictions, rows, request_ids, strict=True)]
+        else:
+            proba = None
+            predictions = serving.model.predict(inputs).tolist()
+            results = [{"prediction": p, "model": serving.name,
+                        "model_version": serving.version, "request_id": rid}
+                       for p, rid in zip(predictions, request_ids, strict=True)]
+        if self._log is not None:
+            self._log.append(frame, predictions, proba, serving.version, request_ids,
+                             classes=serving.classes)
+        return results
+
+    def __is_ready__(self) -> bool:
+        return STATE.serving is not None
+
+    @bentoml.on_shutdown
+    async def shutdown(self) -> None:
+        # SIGTERM: the server stopped accepting; BentoML cancels its batching queue right after
+        # this hook, so wait here (up to the request deadline) for the requests in flight.
+        import asyncio
+
+        deadline = time.monotonic() + float(SETTINGS["timeout"])
+        while STATE.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self._stop.set()
+        if self._log is not None:
+            await asyncio.to_thread(self._log.close)
+
+    def _watch(self) -> None:
+        from conveyor.store import Registry, open_store
+
+        store = None
+        while not self._stop.wait(float(SETTINGS["poll_seconds"])):
+            try:
+                if store is None:
+                    store = open_store(Path(SPEC.project_dir))
+                champion = Registry(store).aliases(SPEC.model_name).get("champion")
+            except Exception as exc:
+                logger.warning("cannot read the champion alias: %s", exc)
+                store = None
+                continue
+            serving = STATE.serving
+            if champion is None or champion == self._failed or \
+                    (serving is not None and serving.version == champion):
+                continue
+            try:
+                new = load(champion)
+            except Exception as exc:  # keep answering with the version we have
+                self._failed = champion
+                STATE.error = f"v{champion}: {type(exc).__name__}: {exc}"
+                logger.error("not swapping to %s v%s: %s", SPEC.model_name, champion, exc)
+                continue
+            STATE.serving, STATE.error, self._failed = new, None, None
+            STATE.swaps += 1
+            logger.info("now serving %s v%s (was v%s)", SPEC.model_name, new.version,
+                        serving.version if serving else None)
+
+
+Predictor.add_asgi_middleware(RequestGuard, paths=("/predict",),
+                              max_body_bytes=int(float(SETTINGS["max_body_mb"]) * 2**20),
+                              state=STATE)
+
+
+def _parse_with(adapter: Any) -> Any:
+    def model_validate_json(cls: Any, json_data: Any, **_: Any) -> Any:
+        return cls.model_construct(root=adapter.validate_json(json_data))
+
+    return classmethod(model_validate_json)
+
+
+# BentoML 1.4 parses a root-typed body by building the type's whole JSON schema (to see whether
+# it is a string), then json.loads, then validating the Python objects: per request, and a body
+# that is not JSON becomes a 500. Here the body goes straight to pydantic-core's JSON
+# validation with an adapter built once: malformed JSON is a 400 (json_invalid) like any other
+# bad input. The output is a plain JSON list: naming its media type spares BentoML from
+# building the output's JSON schema on every response just to find it.
+_API = Predictor.apis["predict"]
+
+
+class _ClientErrorsAreNotServerErrors(logging.Filter):
+    """BentoML logs a rejected request body as an error with a traceback; it is the client's
+    error, already answered with a 400 that names the field and the rule: one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            record.msg, record.args, record.exc_info = (
+                "rejected request: %d validation error(s), first: %s",
+                (exc.error_count(), exc.errors(include_url=False, include_input=False)[0]),
+                None)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAreNotServerErrors())
+_API.input_spec.model_validate_json = _parse_with(TypeAdapter(Records))
+_API.output_spec.media_type = "application/json"

@@ -1,0 +1,234 @@
+"""`conveyor serve` against a real BentoML server on a free 127.0.0.1 port: predictions and
+metadata, every kind of bad input, limits, hot swap under load, SIGTERM, tampered models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from conftest import RECORD, run_cli
+from conveyor.predictions import read_prediction_log
+
+pytestmark = [pytest.mark.server]
+JSON = {"content-type": "application/json"}
+
+
+def post(server, body, headers=JSON, timeout=30):
+    content = body if isinstance(body, str | bytes) else json.dumps(body)
+    return httpx.post(f"{server.url}/predict", content=content, headers=headers, timeout=timeout)
+
+
+async def hammer(url: str, total: int, concurrency: int, during=None) -> list:
+    """`total` single-record requests from `concurrency` clients; (status, version) each."""
+    results: list = []
+    body = json.dumps([RECORD])
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        left = iter(range(total))
+
+        async def worker() -> None:
+            for _ in left:
+                try:
+                    resp = await client.post(f"{url}/predict", content=body, headers=JSON)
+                    version = resp.json()[0]["model_version"] if resp.status_code == 200 else None
+                    results.append((resp.status_code, version))
+                except httpx.HTTPError as exc:
+                    results.append((type(exc).__name__, None))
+
+        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        if during is not None:
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(during)
+        await asyncio.gather(*tasks)
+    return results
+
+
+def test_predicts_logs_and_describes_itself(project, serve):
+    server = serve(project)
+    resp = post(server, [RECORD, {**RECORD, "customer_id": "C2", "region": "west"}])
+    assert resp.status_code == 200, resp.text
+    first, second = resp.json()
+    assert first["model"] == "shop" and first["model_version"] == 1
+    assert first["prediction"] in (0, 1)
+    assert set(first["probabilities"]) == {"0", "1"}
+    assert abs(sum(first["probabilities"].values()) - 1) < 1e-9
+    assert first["request_id"] == second["request_id"]
+    meta = httpx.get(f"{server.url}/metadata").json()
+    assert (meta["model"], meta["version"], meta["ready"]) == ("shop", 1, True)
+    assert meta["run_id"] and meta["classes"] == [0, 1]
+    fields = {f["name"]: f for f in meta["input_schema"]["fields"]}
+    assert fields["tenure_months"]["ge"] == 1 and fields["region"]["isin"]
+    for probe in ("livez", "healthz", "readyz"):
+        assert httpx.get(f"{server.url}/{probe}").status_code == 200
+    assert server.stop() == 0  # SIGTERM: a clean exit, the prediction log flushed
+    frames = list(read_prediction_log(project.path, "shop"))
+    log = frames[0]
+    assert list(log["request_id"]) == [first["request_id"]] * 2
+    assert list(log["customer_id"]) == ["C1", "C2"]
+    assert str(log["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert list(log["model_version"]) == [1, 1]
+    assert log["proba__1"].tolist() == [first["probabilities"]["1"],
+                                        second["probabilities"]["1"]]
+    assert list(read_prediction_log(project.path, "shop", since=datetime.now(UTC))) == []
+
+
+BAD = [
+    ("malformed JSON", '[{"tenure_months": 5,', "json_invalid", None),
+    ("an empty list", "[]", "too_short", None),
+    ("an extra field", [{**RECORD, "favourite_colour": "blue"}], "extra_forbidden",
+     "favourite_colour"),
+    ("a missing field", [{k: v for k, v in RECORD.items() if k != "region"}], "missing",
+     "region"),
+    ("a string for a number", [{**RECORD, "tenure_months": "5"}], "int_type", "tenure_months"),
+    ("NaN", '[' + json.dumps(RECORD).replace("20.5", "NaN") + ']', "finite_number",
+     "monthly_charges"),
+    ("a value out of range", [{**RECORD, "support_calls": 99}], "less_than_equal",
+     "support_calls"),
+    ("a value not allowed", [{**RECORD, "region": "mars"}], "literal_error", "region"),
+    ("a repeated unique id", [RECORD, RECORD], "unique", "customer_id"),
+    ("not a list", json.dumps(RECORD), "list_type", None),
+]
+
+
+def test_every_bad_input_gets_a_4xx_naming_the_field_and_the_rule(project, serve):
+    server = serve(project, "+serve.max_body_mb=0.01")
+    for what, body, rule, field in BAD:
+        resp = post(server, body)
+        assert resp.status_code == 400, (what, resp.status_code, resp.text)
+        text = resp.text
+        assert rule in text, (what, text)
+        if field is not None:
+            assert field in text, (what, text)
+    for content_type in ("application/vnd.bentoml+pickle", "application/python-pickle",
+                         "text/plain", "application/x-www-form-urlencoded"):
+        resp = post(server, b"\x80\x04\x95pickle", headers={"content-type": content_type})
+        assert resp.status_code == 415, (content_type, resp.text)
+        assert "application/json" in resp.json()["error"]
+    assert post(server, b"[]", headers={}).status_code == 415  # no content type at all
+    big = json.dumps([RECORD] * 200)
+    resp = post(server, big)
+    assert resp.status_code == 413 and "serve.max_body_mb" in resp.json()["error"]
+    chunked = httpx.post(f"{server.url}/predict", headers=JSON,
+                         content=iter([big[:5000].encode(), big[5000:].encode()]))
+    assert chunked.status_code == 413
+    assert post(server, [RECORD]).status_code == 200  # and it still serves
+    assert "Traceback" not in server.output()
+
+
+@pytest.mark.slow
+def test_a_promotion_under_load_fails_no_request_and_the_new_version_answers(project, serve):
+    server = serve(project, "+serve.poll_seconds=0.2")
+
+    def promote() -> None:
+        done = run_cli("models", "promote", "shop", "2", "--force", cwd=project.path)
+        assert done.returncode == 0, done.stderr
+
+    results = asyncio.run(hammer(server.url, 2000, 32, during=promote))
+    statuses = {status for status, _ in results}
+    assert statuses == {200}, [r for r in results if r[0] != 200][:5]
+    versions = [v for _, v in results]
+    assert versions[0] == 1 and versions[-1] == 2
+    switch = versions.index(2)
+    assert set(versions[switch + 64:]) == {2}  # after the swap (and what was in flight): v2
+    meta = httpx.get(f"{server.url}/metadata").json()
+    assert meta["version"] == 2 and meta["swaps"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="open: under SIGTERM, requests queued in BentoML's batching dispatcher "
+                   "are cancelled (503 'overloaded') before the service's shutdown hook runs; "
+                   "the exit code is 0 and requests already being predicted finish",
+                   strict=False)
+def test_sigterm_under_load_lets_requests_in_flight_finish(project, serve):
+    server = serve(project)
+
+    async def load_then_term() -> list:
+        async with httpx.AsyncClient(timeout=30) as client:
+            body = json.dumps([{**RECORD, "customer_id": f"C{i}"} for i in range(50)])
+            tasks = [asyncio.create_task(client.post(f"{server.url}/predict", content=body,
+                                                     headers=JSON)) for _ in range(40)]
+            await asyncio.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(load_then_term())
+    answered = [r for r in results if isinstance(r, httpx.Response)]
+    assert answered and all(r.status_code == 200 for r in answered), \
+        [getattr(r, "status_code", r) for r in results]
+    assert server.process.wait(30) == 0
+
+
+def test_deadline_504_then_the_limit_still_holds_and_liveness_stays_up(project, serve):
+    server = serve(project, "+serve.timeout=0.5", "+serve.max_concurrency=2",
+                   "+serve.max_body_mb=50", "+serve.batching.enabled=false")
+    heavy = json.dumps([{**RECORD, "customer_id": f"C{i}"} for i in range(40_000)])
+    resp = post(server, heavy, timeout=60)
+    assert resp.status_code == 504, resp.text
+    assert post(server, [RECORD]).status_code == 200
+
+    async def burst() -> tuple[list, list]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            medium = json.dumps([{**RECORD, "customer_id": f"C{i}"} for i in range(3000)])
+            tasks = [asyncio.create_task(client.post(f"{server.url}/predict", content=medium,
+                                                     headers=JSON)) for _ in range(12)]
+            started = time.monotonic()
+            probes = []
+            while not all(t.done() for t in tasks):
+                probe = await client.get(f"{server.url}/livez")
+                probes.append(probe.status_code)
+                await asyncio.sleep(0.02)
+            answers = [await t for t in tasks]
+            assert time.monotonic() - started < 30
+            return answers, probes
+
+    answers, probes = asyncio.run(burst())
+    codes = [a.status_code for a in answers]
+    assert 429 in codes and set(codes) <= {200, 429, 504}, codes
+    assert set(probes) == {200}
+    assert post(server, [RECORD]).status_code == 200
+
+
+def test_no_champion_or_a_tampered_model_stops_serve_with_a_clear_error(project, serve):
+    from conveyor.store import ArtifactRef, Registry, open_store
+
+    store = open_store(project.path)
+    try:
+        record = Registry(store).get("shop", 1)
+        path = store.artifacts.path(ArtifactRef.from_dict(record.artifact))
+        with store.write() as conn:
+            conn.execute("DELETE FROM aliases")
+    finally:
+        store.close()
+    done = run_cli("serve", "--port", "1", cwd=project.path)
+    assert done.returncode == 2 and "has no champion yet" in done.stderr, done.stderr
+    assert "conveyor models promote shop VERSION" in done.stderr
+    run_cli("models", "promote", "shop", "1", "--force", cwd=project.path).check_returncode()
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    done = run_cli("serve", "--port", "1", cwd=project.path)
+    assert done.returncode != 0 and "sha256" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_tampered_new_champion_is_not_swapped_in(project, serve):
+    from conveyor.store import ArtifactRef, Registry, open_store
+
+    server = serve(project, "+serve.poll_seconds=0.2")
+    store = open_store(project.path)
+    try:
+        path = store.artifacts.path(ArtifactRef.from_dict(Registry(store).get("shop", 2).artifact))
+    finally:
+        store.close()
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    run_cli("models", "promote", "shop", "2", "--force", cwd=project.path).check_returncode()
+    time.sleep(1.5)
+    meta = httpx.get(f"{server.url}/metadata").json()
+    assert meta["version"] == 1 and "sha256" in meta["error"]
+    assert post(server, [RECORD]).json()[0]["model_version"] == 1
+    assert httpx.get(f"{server.url}/readyz").status_code == 200  # still a verified model

@@ -1,0 +1,53 @@
+"""`conveyor.predictions`: the prediction log's writer and reader (the contract monitoring reads)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from conveyor.predictions import PredictionLogWriter, prediction_log_parts, read_prediction_log
+
+
+def test_written_parts_read_back_in_order_with_the_contract_columns(tmp_path):
+    with PredictionLogWriter(tmp_path, "churn", flush_rows=3, flush_seconds=60) as log:
+        log.append([{"id": "a", "x": 1.0}, {"id": "b", "x": 2.0}], [0, 1],
+                   np.array([[0.9, 0.1], [0.2, 0.8]]), model_version=1, request_id="r1",
+                   classes=[0, 1])
+        log.append([{"id": "c", "x": 3.0}], [1], np.array([[0.3, 0.7]]), model_version=2,
+                   request_id=["r2"], classes=[0, 1])
+        deadline = time.monotonic() + 10
+        while not prediction_log_parts(tmp_path, "churn") and time.monotonic() < deadline:
+            time.sleep(0.02)  # flushed by the background thread at 3 rows
+        log.append([{"id": "d", "x": 4.0}], [0], np.array([[0.6, 0.4]]), model_version=2,
+                   request_id="r3", classes=[0, 1])
+    parts = prediction_log_parts(tmp_path, "churn")
+    assert len(parts) == 2 and all(p.parent.name == "churn" for p in parts)
+    assert not list((tmp_path / ".conveyor" / "tmp").iterdir())  # temp files renamed away
+    frames = list(read_prediction_log(tmp_path, "churn", batch_rows=3))
+    assert [len(f) for f in frames] == [3, 1]
+    log_frame = frames[0]
+    assert list(log_frame.columns) == ["request_id", "timestamp", "model_name", "model_version",
+                                       "id", "x", "prediction", "proba__0", "proba__1"]
+    assert list(log_frame["request_id"]) == ["r1", "r1", "r2"]
+    assert list(log_frame["model_version"]) == [1, 1, 2]
+    assert str(log_frame["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert log_frame["proba__1"].tolist() == [0.1, 0.8, 0.7]
+    only = list(read_prediction_log(tmp_path, "churn", columns=["id", "missing"]))
+    assert list(only[0].columns) == ["id", "missing"] and only[0]["missing"].isna().all()
+    assert list(read_prediction_log(tmp_path, "churn", since=datetime.now(UTC))) == []
+
+
+def test_bad_calls_are_refused(tmp_path):
+    log = PredictionLogWriter(tmp_path, "m")
+    with pytest.raises(ValueError, match="2 records but 1 predictions"):
+        log.append([{"x": 1}, {"x": 2}], [0])
+    log.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        log.append([{"x": 1}], [0])
+    with pytest.raises(ValueError, match="model name"):
+        PredictionLogWriter(tmp_path, "../escape")
+    with pytest.raises(ValueError, match="aware"):
+        list(read_prediction_log(tmp_path, "m", since=datetime(2020, 1, 1)))
+    assert list(read_prediction_log(tmp_path, "nothing")) == []
