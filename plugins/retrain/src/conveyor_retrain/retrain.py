@@ -19,7 +19,7 @@ from typing import Any
 
 from conveyor import ConveyorError, UsageError, api
 from conveyor.gate import parse_condition
-from conveyor.store import Registry, RetrainDecision, RetrainDecisions, open_store
+from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 
 from conveyor_retrain import policy
 from conveyor_retrain.settings import RetrainConfig, settings_from
@@ -141,8 +141,6 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
               if champion else f"retrain decision {decision_id}: no champion yet")
     store = open_store(project_dir)
     try:
-        from conveyor.store.registry import AliasMoved
-
         try:
             Registry(store).set_alias(name, "champion", challenger.version, action="retrain",
                                       actor="conveyor-retrain", reason=reason,
