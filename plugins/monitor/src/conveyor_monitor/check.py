@@ -26,6 +26,7 @@ from conveyor_monitor.settings import MonitorConfig, as_dict, settings_from
 
 PREDICTION = "prediction"
 PROBA = "proba__"
+LOG_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -183,10 +184,18 @@ def get_profile(project_dir: Path, loaded: Any, settings: MonitorConfig, target:
         raise conveyor.UsageError(f"the reference data ({source}) lacks the model's features "
                                   + ", ".join(missing))
     profiles = {name: prof.profile_column(name, reference[name], settings) for name in features}
+    # Predictions on the rows a model learnt from are more confident than on new rows: their
+    # reference is the held-out test split, when the run stored one.
+    try:
+        held_out = api.load_output(project_dir, loaded.run_id, "test")
+    except conveyor.UsageError:
+        held_out = reference
+    if any(f not in held_out.columns for f in features):
+        held_out = reference
     outputs: dict[str, list[Any]] = {}
     step = max(settings.chunk_rows, 1)
-    for start in range(0, len(reference), step):
-        for name, values in predictions(loaded.model, reference[features].iloc[
+    for start in range(0, len(held_out), step):
+        for name, values in predictions(loaded.model, held_out[features].iloc[
                 start:start + step]).items():
             outputs.setdefault(name, []).append(values)
     import pandas as pd
@@ -303,16 +312,21 @@ def check_batch(app: Any, request: Request) -> Outcome:
     newest = batch.log_until
     say(request, f"checking {batch.source} against {loaded.name} v{loaded.number} ...")
     try:
-        for chunk in batch.chunks:
+        for chunk, purpose in with_purpose(batch.chunks, settings.min_rows):
+            outputs = {}
             if batch.logged:
                 chunk = chunk[chunk["model_version"].astype(str) == str(loaded.number)] \
                     if "model_version" in chunk.columns else chunk
                 if len(chunk) and "timestamp" in chunk.columns:
                     newest = str(chunk["timestamp"].max())
+                chunk = chunk.reset_index(drop=True)
+                outputs = logged_outputs(chunk)
+                chunk = chunk.drop(columns=[c for c in chunk.columns
+                                            if c in LOG_COLUMNS or c in outputs])
             if not len(chunk):
                 continue
             report = validate_frame(app.host, chunk, config=config, project_dir=project_dir,
-                                    purpose="batch")
+                                    purpose=purpose)
             if not report.ok:
                 summary = report.summary()
                 for failure in summary["failures"]:  # rows of the whole batch, not the chunk
@@ -333,8 +347,8 @@ def check_batch(app: Any, request: Request) -> Outcome:
             for feature in features:
                 counter.add(feature, frame[feature])
             if settings.prediction_drift and profile.predictions:
-                outputs = logged_outputs(frame) if batch.logged else \
-                    predictions(loaded.model, frame[features])
+                if not batch.logged:
+                    outputs = predictions(loaded.model, frame[features])
                 for output, values in outputs.items():
                     if output in counter.counters:
                         counter.add(output, values)
@@ -429,6 +443,26 @@ def check_batch(app: Any, request: Request) -> Outcome:
     if problem:
         code = EXIT_USAGE
     return Outcome(record, report, code, problem, failures)
+
+
+def with_purpose(chunks: Iterator[Any], min_rows: int) -> Iterator[tuple[Any, str]]:
+    """Each chunk with the validation purpose that fits it.
+
+    The schema's checks on the row count apply to the batch, not to a chunk: the first chunk
+    (as large as a chunk gets) is validated as a "batch", the others as "request" (the same
+    checks less the row count). A batch smaller than `monitor.min_rows` is validated as a
+    "request" too: it is "insufficient data", whatever minimum the schema sets for training.
+    """
+    iterator = iter(chunks)
+    first = next(iterator, None)
+    if first is None:
+        return
+    second = next(iterator, None)
+    yield first, "request" if second is None and len(first) < min_rows else "batch"
+    if second is not None:
+        yield second, "request"
+        for chunk in iterator:
+            yield chunk, "request"
 
 
 def _reference_dtypes(profile: prof.Profile) -> dict[str, Any]:
