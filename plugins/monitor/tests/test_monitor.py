@@ -221,7 +221,7 @@ def test_a_third_party_detector_from_a_project_module_is_used(shop, batch):
     configure(shop, {"drift": {"numeric": "bin_shift"}, "thresholds": {"bin_shift": 2.5}},
               plugins={"local": ["my_detectors"]})
     batch(shop, "shift.csv", shifted(1000, 51))
-    result, report = monitor(shop, "--data", "shift.csv")
+    _, report = monitor(shop, "--data", "shift.csv")
     entry = report["feature_results"]["tenure_months"]
     assert entry["method"] == "bin_shift" and entry["threshold"] == 2.5
     assert entry["drifted"] and entry["score"] > 2.5
@@ -336,7 +336,7 @@ def test_the_html_report_renders_in_headless_chromium(shop, batch, tmp_path):
     frame = shifted(1000, 72)
     batch(shop, "shift.csv", frame)
     shop.cli("monitor", "--data", "ok.csv", check=False)
-    result, report = monitor(shop, "--data", "shift.csv", "--report", str(tmp_path / "report"))
+    monitor(shop, "--data", "shift.csv", "--report", str(tmp_path / "report"))
     page_file = tmp_path / "report" / "report.html"
     html = page_file.read_text()
     assert "cdn" not in html.lower().split("<body>")[1] and "<script src=" not in html

@@ -552,8 +552,9 @@ def bin_labels(dist: Any) -> list[str]:
     edges = [f"{e:.4g}" for e in dist.edges]
     if not edges:
         return ["all"]
-    return [f"≤ {edges[0]}"] + [f"({a}, {b}]" for a, b in zip(edges, edges[1:], strict=False)] \
-        + [f"> {edges[-1]}"]
+    from itertools import pairwise
+
+    return [f"≤ {edges[0]}"] + [f"({a}, {b}]" for a, b in pairwise(edges)] + [f"> {edges[-1]}"]
 
 
 def _num(value: Any) -> float | None:
@@ -617,8 +618,9 @@ def summary_line(result: dict[str, Any], status: str, breached: bool, reasons: l
     parts = []
     if result["drift_share"] is not None:
         drifted = [n for n, e in result["per_feature"].items() if e["drifted"]]
-        parts.append(f"{result['drifted']} of {sum(1 for e in result['per_feature'].values() if not e['insufficient'])} "
-                     f"features drifted ({result['drift_share']:.0%})"
+        judged = sum(1 for e in result["per_feature"].values() if not e["insufficient"])
+        parts.append(f"{result['drifted']} of {judged} features drifted "
+                     f"({result['drift_share']:.0%})"
                      + (": " + ", ".join(drifted) if drifted else ""))
     if any(e["drifted"] for e in result["prediction"].values()):
         parts.append("predictions drifted")

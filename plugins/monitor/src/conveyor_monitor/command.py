@@ -101,7 +101,7 @@ def show(outcome: Any) -> None:
         for name, e in rows:
             verdict = (f"insufficient data: {e['insufficient']}" if e["insufficient"]
                        else "DRIFT" if e["drifted"] else "ok")
-            score = "–" if e["score"] is None else f"{e['score']:.4g}"
+            score = "-" if e["score"] is None else f"{e['score']:.4g}"
             table.add_row(name, e["kind"], e["method"], score,
                           ("< " if e["p_value"] else "≥ ") + f"{e['threshold']:g}", verdict)
         out.print(table)
@@ -132,16 +132,15 @@ def list_batches(args: argparse.Namespace, app: Any) -> int:
     if not batches:
         print("no batch checked yet: conveyor monitor --data BATCH")
         return 0
-    from rich.table import Table
-
     from conveyor.cli.app import console
+    from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
     for column in ("batch", "model", "source", "rows", "status", "drift share", "performance"):
         table.add_column(column)
     for b in batches:
         table.add_row(b.id, f"{b.model_name} v{b.model_version}", b.source, f"{b.rows:,}",
-                      b.status, "–" if b.drift_share is None else f"{b.drift_share:.0%}",
+                      b.status, "-" if b.drift_share is None else f"{b.drift_share:.0%}",
                       "  ".join(f"{k}={v:.3f}" for k, v in b.performance.items()))
     console().print(table)
     return 0

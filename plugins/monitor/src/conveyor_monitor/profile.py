@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from conveyor import FeatureDistributions
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -104,10 +103,9 @@ def numeric_profile(name: str, series: Any, *, grid: int, bins: int) -> FeatureP
                               bin_positions=np.empty(0, dtype=np.int64))
     bin_edges = np.unique(np.quantile(present, np.arange(1, bins) / bins))
     distinct = np.unique(present)
-    if len(distinct) <= grid:
-        base = distinct  # every distinct value is an edge: KS on the grid is exact
-    else:
-        base = np.unique(np.quantile(present, np.arange(1, grid) / grid))
+    # Few distinct values: every one is an edge, and KS on the grid is exact.
+    base = distinct if len(distinct) <= grid else \
+        np.unique(np.quantile(present, np.arange(1, grid) / grid))
     base = np.union1d(base, bin_edges)
     edges = np.union1d(base, np.nextafter(base, -np.inf))
     cum = np.searchsorted(present, edges, side="right").astype(np.int64)

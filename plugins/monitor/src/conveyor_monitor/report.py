@@ -67,7 +67,6 @@ def distribution_figure(name: str, entry: dict[str, Any]) -> str:
 
 
 def history_figure(history: list[dict[str, Any]]) -> str:
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     figure = make_subplots(specs=[[{"secondary_y": True}]])
