@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import configure, customers, shifted
 from conveyor.testing import Project
+from monitor_support import configure, customers, shifted
 
 
 def monitor(project: Project, *args: str) -> tuple[Any, dict[str, Any] | None]:

@@ -78,9 +78,14 @@ def run(args: argparse.Namespace, app: Any) -> int:
     return outcome.exit_code
 
 
-def show(outcome: Any) -> None:
-    from conveyor.cli.app import console
+def console() -> Any:
+    from rich.console import Console
 
+    # Piped output (files, CI logs) gets wide lines rather than tables folded to 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def show(outcome: Any) -> None:
     report = outcome.report
     out = console()
     out.print(f"batch {report['batch']} · {report['source']} · {report['rows']:,} rows · "
@@ -118,9 +123,9 @@ def show(outcome: Any) -> None:
 
 
 def list_batches(args: argparse.Namespace, app: Any) -> int:
-    from conveyor.store import Monitoring
+    from conveyor.store import Monitoring, open_store
 
-    store = app.store()
+    store = open_store(app.project_dir)
     try:
         name = (args.model or "").partition(":")[0] or None
         batches = Monitoring(store).batches(model_name=name)
@@ -132,7 +137,6 @@ def list_batches(args: argparse.Namespace, app: Any) -> int:
     if not batches:
         print("no batch checked yet: conveyor monitor --data BATCH")
         return 0
-    from conveyor.cli.app import console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
