@@ -1,9 +1,14 @@
-"""The project store: `.conveyor/store.db` (SQLite, WAL) and `.conveyor/artifacts/`."""
+"""The project store: `.conveyor/store.db` (SQLite, WAL) and `.conveyor/artifacts/`.
+
+`Registry` is the model registry; `Monitoring` (module `conveyor.store.monitoring`) the record
+of monitored batches.
+"""
 
 from conveyor.store.artifacts import ArtifactRef, ArtifactStore
 from conveyor.store.db import Store, open_store
 from conveyor.store.decisions import RetrainDecision, RetrainDecisions
+from conveyor.store.monitoring import BatchRecord, Monitoring
 from conveyor.store.registry import AliasMoved, Registry
 
-__all__ = ["AliasMoved", "ArtifactRef", "ArtifactStore", "Registry", "RetrainDecision",
-           "RetrainDecisions", "Store", "open_store"]
+__all__ = ["AliasMoved", "ArtifactRef", "ArtifactStore", "BatchRecord", "Monitoring", "Registry",
+           "RetrainDecision", "RetrainDecisions", "Store", "open_store"]
