@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev]" \
+	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev,demo]" \
 		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx])")
 	touch $@
 

@@ -319,3 +319,24 @@ def conveyor_alert(alert: Any, project_dir: Path) -> None:
     command that fired the alert carries on: deliver best-effort, with your own timeouts.
     Fire alerts with ``conveyor.alerts.fire``.
     """
+
+
+@hookspec(firstresult=True)
+def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
+                           model: str | None, quiet: bool, host: Any) -> Any:
+    """Monitor one batch file against a registered model and record the result in the store.
+
+    Called by tools that process batches unattended (``conveyor watch`` of conveyor-retrain)
+    so that they need not know which monitoring plugin is installed. ``data`` is a batch file
+    (CSV, TSV or Parquet); ``labels`` an optional file of ground truth joined on the project's
+    ``data.id_column`` (a ``data.target`` column in the batch serves as well); ``model`` is
+    ``"NAME"`` or ``"NAME:VERSION"`` (None: the champion of the project's only model).
+    ``quiet`` asks for no progress output. ``host`` is the caller's plugin host (the ``app.host``
+    a CLI command gets): call validation, drift detector and alert hooks through it.
+
+    Return the recorded ``conveyor.store.BatchRecord`` -- also for a batch that failed
+    validation (status "invalid") or had too little data ("insufficient"): those are results,
+    not errors. Raise a ``conveyor.ConveyorError`` for what stops monitoring altogether (no
+    champion, an unreadable file). Return None to leave the batch to another plugin.
+    First result wins; conveyor-monitor implements it.
+    """

@@ -125,13 +125,13 @@ def serve_some(server: subprocess.Popen, batch) -> dict:
     records = json.loads(sample.to_json(orient="records"))
     versions: dict[str, int] = {}
     for start in range(0, len(records), 50):
-        answer = request(server.port, "POST", "/predict", records[start:start + 50])
-        version = str(answer.get("model_version", "?"))
-        versions[version] = versions.get(version, 0) + 1
+        for result in request(server.port, "POST", "/predict", records[start:start + 50]):
+            version = str(result.get("model_version", "?"))
+            versions[version] = versions.get(version, 0) + 1
     return versions
 
 
-def request(port: int, method: str, path: str, body: object = None) -> dict:
+def request(port: int, method: str, path: str, body: object = None) -> dict | list:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
                                  headers={"Content-Type": "application/json"})
@@ -189,16 +189,19 @@ def print_table(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="retail: the model in service, week by week")
-    for column in ("week", "behaviour", "served by", "drift share", "accuracy (in service)",
-                   "never retrained", "trained on that week", "retraining"):
+    for column in ("week", "behaviour", "served by", "drift", "accuracy", "never retrained",
+                   "trained on week", "retraining"):
         table.add_column(column, justify="right" if column != "retraining" else "left")
     for row in rows:
         table.add_row(
-            str(row["week"]), f"{row['shift']:.0%} shifted", row["served_by"],
+            str(row["week"]), f"{row['shift']:.0%} new", row["served_by"],
             pct(row["drift_share"]), pct(row["accuracy"]), pct(row["never_retrained"]),
             pct(row["trained_on_week"]),
             row["decision"] + (f" -> v{row['new_champion']}" if row["new_champion"] else ""))
-    Console().print(table)
+    Console(width=110).print(table)
+    print("  drift: share of features that drifted; accuracy: of the model in service on the week's\n"
+          "  batch; never retrained: the first model; trained on week: a model trained on that\n"
+          "  week's own behaviour, the best one could hope for")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -214,15 +217,15 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.plot(weeks, [r["trained_on_week"] for r in rows], ":", color="grey",
             label="trained on that week (reference)")
     for row in rows:
-        if row["new_champion"]:
-            ax.axvline(row["week"], color="green", alpha=0.25)
-            ax.annotate(f"v{row['new_champion']}", (row["week"], 0.52), color="green",
-                        ha="center", fontsize=8)
+        if row["new_champion"]:  # promoted after that week's batch: it serves from the next
+            ax.axvline(row["week"] + 0.5, color="green", alpha=0.35)
+            ax.annotate(f"v{row['new_champion']} promoted", (row["week"] + 0.5, 0.885),
+                        color="green", ha="center", fontsize=8)
     ax.axvspan(retail_data.SHIFT_START - 0.5, retail_data.SHIFT_START + retail_data.SHIFT_WEEKS
                - 0.5, color="orange", alpha=0.12, label="behaviour shifting")
     ax.set(xlabel="week", ylabel="accuracy on the week's batch", ylim=(0.5, 0.9),
            title="Retail: accuracy of the model in service")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

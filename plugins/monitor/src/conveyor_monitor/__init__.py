@@ -54,3 +54,17 @@ def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> No
     from conveyor_monitor.command import MONITOR
 
     register(MONITOR)
+
+
+@conveyor.hookimpl
+def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
+                           model: str | None, quiet: bool, host: Any) -> Any:
+    """`conveyor monitor --data DATA` as a call: the recorded batch (any status)."""
+    from types import SimpleNamespace
+
+    from conveyor_monitor.check import Request, check_batch
+
+    app = SimpleNamespace(project_dir=Path(project_dir), host=host)
+    outcome = check_batch(app, Request(data=Path(data), labels=labels, model=model, quiet=quiet))
+    return outcome.record
+

@@ -92,7 +92,8 @@ def process(project_dir: Path, host: Any, path: Path, sha: str, state: WatchStat
         log(f"watch: {name}: monitored before the restart (batch {batch.id}), not again")
     else:
         batch, _ = host.call_first("conveyor_monitor_batch", project_dir=project_dir,
-                                        data=path, labels=None, model=None, quiet=True)
+                                        data=path, labels=None, model=None, quiet=True,
+                                     host=host)
         if batch is None:
             raise UsageError("no installed plugin monitors batches (conveyor_monitor_batch)",
                              hint="pip install conveyor-monitor")
