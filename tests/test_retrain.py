@@ -1,0 +1,186 @@
+"""conveyor-retrain against the real console script: `watch` and `retrain` on a small copy of the
+retail project (weeks of synthetic purchases whose behaviour shifts from week 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conveyor.store import Monitoring, Registry, RetrainDecisions, open_store
+from conveyor.testing import conveyor_executable
+
+RETAIL = Path(__file__).resolve().parents[1] / "projects" / "retail"
+ROWS = 1500  # per week: enough for the policy's min_rows with two weeks, quick to train
+
+
+@pytest.fixture(scope="module")
+def retail_data():
+    sys.path.insert(0, str(RETAIL))
+    try:
+        import retail_data
+
+        yield retail_data
+    finally:
+        sys.path.remove(str(RETAIL))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, retail_data) -> Path:
+    """The retail project on 4 x ROWS rows of history, trained once (v1 is champion)."""
+    root = tmp_path_factory.mktemp("retail") / "retail"
+    root.mkdir()
+    shutil.copy(RETAIL / "schema.yaml", root / "schema.yaml")
+    # a smaller world than the demo's: one week's batch is enough to train a challenger on
+    config = (RETAIL / "conveyor.yaml").read_text()
+    (root / "conveyor.yaml").write_text(config.replace("min_rows: 2000", "min_rows: 1000"))
+    retail_data.write_csv(retail_data.generate_weeks(range(4), ROWS), root / "data" / "purchases.csv")
+    done = conveyor("run", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.fixture
+def project(trained: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "retail"
+    shutil.copytree(trained, copy)
+    (copy / "inbox").mkdir()
+    return copy
+
+
+def conveyor(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([conveyor_executable(), *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def drop(retail_data, project: Path, week: int, name: str | None = None, **changes) -> Path:
+    frame = retail_data.generate_week(week, ROWS)
+    for column, value in changes.items():
+        frame.loc[: 9, column] = value
+    path = project / "inbox" / (name or f"week-{week:02d}.csv")
+    retail_data.write_csv(frame, path)
+    return path
+
+
+def watch_once(project: Path) -> list[dict]:
+    done = conveyor("watch", "--inbox", "inbox", "--once", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def champion(project: Path) -> int:
+    store = open_store(project)
+    try:
+        return Registry(store).aliases("retail")["champion"]
+    finally:
+        store.close()
+
+
+def decisions(project: Path) -> list:
+    store = open_store(project)
+    try:
+        return RetrainDecisions(store).list()
+    finally:
+        store.close()
+
+
+def test_watch_retrains_after_the_shift_and_processes_each_file_once(project, retail_data):
+    drop(retail_data, project, 4)                               # the training distribution
+    drop(retail_data, project, 6, name="week-05-bad.csv", age=-3)   # fails the schema
+    drop(retail_data, project, 9)                               # the new behaviour
+    handled = watch_once(project)
+    assert [h["file"] for h in handled] == ["inbox/week-04.csv", "inbox/week-05-bad.csv",
+                                            "inbox/week-09.csv"]
+    assert handled[0]["status"] == "ok" and handled[0]["outcome"] == "no_action"  # no false alarm
+    assert handled[1]["status"] == "invalid"                   # reported, not used, loop goes on
+    assert handled[2]["status"] == "drift" and handled[2]["outcome"] == "promoted"
+    assert champion(project) == 2
+    promoted = decisions(project)[-1]
+    assert promoted.challenger_version == 2 and promoted.champion_version == 1
+    assert promoted.metrics["challenger"]["accuracy"] > promoted.metrics["champion"]["accuracy"]
+    assert "inbox/week-05-bad.csv" not in promoted.details["window"]
+    history = conveyor("models", "history", "retail", "--json", cwd=project)
+    moves = json.loads(history.stdout)
+    assert moves[-1]["action"] == "retrain" and moves[-1]["actor"] == "conveyor-retrain"
+    # Again: nothing new in the inbox, nothing processed twice; a new file is.
+    assert watch_once(project) == []
+    drop(retail_data, project, 10)
+    assert [h["file"] for h in watch_once(project)] == ["inbox/week-10.csv"]
+    listing = conveyor("retrain", "--list", "--json", cwd=project)
+    assert [d["outcome"] for d in json.loads(listing.stdout)][-1] in ("no_action", "kept")
+
+
+def test_a_challenger_that_fails_its_gate_is_kept_with_the_reason(project, retail_data):
+    drop(retail_data, project, 9)
+    assert watch_once(project)[0]["status"] == "drift"
+    before = champion(project)
+    config = project / "conveyor.yaml"
+    config.write_text(config.read_text().replace('roc_auc: ">= 0.70"', 'roc_auc: ">= 0.99"'))
+    done = conveyor("retrain", "--force", cwd=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = decisions(project)[-1]
+    assert last.outcome == "kept" and "failed its gate" in last.reasons[-1]
+    assert "roc_auc" in last.reasons[-1] and champion(project) == before
+    store = open_store(project)
+    try:
+        assert Registry(store).aliases("retail")["challenger"] == last.challenger_version
+    finally:
+        store.close()
+
+
+def test_new_training_data_failing_validation_blocks_retraining(project, retail_data):
+    drop(retail_data, project, 9)
+    watch_once(project)
+    schema = project / "schema.yaml"
+    schema.write_text(schema.read_text().replace("le: 100000.0", "le: 50.0"))  # prices too dear
+    done = conveyor("retrain", "--force", cwd=project)
+    assert done.returncode == 1
+    last = decisions(project)[-1]
+    assert last.outcome == "blocked", last
+    assert "price" in last.reasons[-1] or "validat" in last.reasons[-1]
+
+
+def test_no_action_without_batches_and_a_bad_policy_is_a_config_error(project):
+    done = conveyor("retrain", cwd=project)
+    assert done.returncode == 1 and "no_action" in done.stdout
+    config = project / "conveyor.yaml"
+    config.write_text(config.read_text().replace("drift.share:", "drift.shares:"))
+    bad = conveyor("retrain", cwd=project)
+    assert bad.returncode == 2 and "retrain.when.drift.shares" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_watch_killed_mid_retrain_promotes_nothing_by_half_and_resumes(project, retail_data):
+    drop(retail_data, project, 9)
+    watcher = subprocess.Popen([conveyor_executable(), "watch", "--inbox", "inbox", "--once"],
+                               cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    window = project / "data" / "windows"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (window.is_dir() and any(window.glob("*.csv"))):
+        assert watcher.poll() is None, watcher.stdout.read()
+        time.sleep(0.05)
+    os.killpg(watcher.pid, signal.SIGKILL)  # the challenger is training now
+    watcher.wait()
+    assert champion(project) in (1, 2)       # one or the other, never something in between
+    assert decisions(project)[-1].outcome in ("interrupted", "promoted")
+    state = json.loads((project / ".conveyor" / "watch" / "state.json").read_text())
+    assert [f["status"] for f in state["files"].values()] == ["started"]
+    resumed = conveyor("watch", "--inbox", "inbox", "--once", cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "monitored before the restart" in resumed.stdout
+    store = open_store(project)
+    try:
+        assert len(Monitoring(store).batches()) == 1  # the batch was not monitored twice
+    finally:
+        store.close()
+    assert champion(project) == 2
+    assert watch_once(project) == []
