@@ -2,16 +2,21 @@
 
 The public API for plugin authors is exactly what `__all__` lists, plus the documented modules
 `conveyor.hookspecs` (the hook reference), `conveyor.api` (run a project, read a recorded run),
-`conveyor.errors`, `conveyor.gate`, `conveyor.store`, `conveyor.testing` and
-`conveyor.validation` (validating data against `data.schema` through whichever plugin validates
-it). Everything else is private and may change.
+`conveyor.alerts` (fire an `Alert` to every `conveyor_alert` plugin), `conveyor.errors`,
+`conveyor.gate`, `conveyor.store` (with `conveyor.store.monitoring`, the monitored batches),
+`conveyor.testing` and `conveyor.validation` (validating data against `data.schema` through
+whichever plugin validates it). Everything else is private and may change.
 """
 
+from conveyor.alerts import Alert
 from conveyor.contributions import (
     CheckContext,
     CliCommand,
     Codec,
     ConfigSchema,
+    DriftDetector,
+    DriftResult,
+    FeatureDistributions,
     ProjectTemplate,
     StageType,
 )
@@ -31,12 +36,16 @@ from conveyor.validation import ValidationFailure, ValidationReport
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alert",
     "CheckContext",
     "CliCommand",
     "Codec",
     "ConfigError",
     "ConfigSchema",
     "ConveyorError",
+    "DriftDetector",
+    "DriftResult",
+    "FeatureDistributions",
     "GateRejected",
     "Inputs",
     "PluginError",

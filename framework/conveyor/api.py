@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.errors import UsageError
 
 __all__ = ["LoadedModel", "RunRecord", "RunResult", "code_version", "get_run", "load_config",
-           "load_model", "run"]
+           "load_model", "load_output", "run"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,48 @@ def load_model(project_dir: Path, name: str | None = None, *, version: int | Non
         store.close()
     return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
                        version=record, config=run.config, sha256=ref.sha256)
+
+
+def load_output(project_dir: Path, run_id: str, name: str, *, stage: str | None = None) -> Any:
+    """A stored output of a recorded run (a stage's artifact, e.g. the `train` split), loaded by
+    the codec that stored it after its sha256 is checked.
+
+    `stage` narrows the search when several stages produced an output called `name`; without
+    it the first stage of the run (in pipeline order) that did is used. Outputs reused from the
+    cache count as the run's own. UsageError names what the run does have when there is no
+    such output (or it was never stored, being ephemeral).
+    """
+    from conveyor.cli.app import load_host
+    from conveyor.store import ArtifactRef, open_store
+
+    project_dir = Path(project_dir).resolve()
+    run = get_run(project_dir, run_id)
+    store = open_store(project_dir)
+    try:
+        rows = store.query("SELECT name, outputs FROM stages WHERE run_id=? AND status='completed'"
+                           " ORDER BY position", (run.id,))
+        found = None
+        available = []
+        for row in rows:
+            outputs = _json(row["outputs"], {})
+            available += [f"{row['name']}.{key}" for key, value in outputs.items()
+                          if isinstance(value, dict) and "sha256" in value]
+            if found is None and name in outputs and (stage is None or row["name"] == stage) \
+                    and "sha256" in (outputs[name] or {}):
+                found = outputs[name]
+        if found is None:
+            where = f"stage '{stage}' of run {run.id}" if stage else f"run {run.id}"
+            raise UsageError(f"{where} has no stored output '{name}'",
+                             hint="stored outputs: " + (", ".join(available) or "none"))
+        ref = ArtifactRef.from_dict(found)
+        codec = next((c for c in load_host(project_dir, []).contributions.codecs
+                      if c.name == ref.codec), None)
+        if codec is None:
+            raise UsageError(f"output '{name}' of run {run.id} was stored with codec "
+                             f"'{ref.codec}', which no installed plugin provides")
+        return store.artifacts.load(ref, codec)
+    finally:
+        store.close()
 
 
 def load_config(project_dir: Path, overrides: Sequence[str] = ()) -> Any:

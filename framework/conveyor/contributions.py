@@ -110,6 +110,94 @@ class ConfigSchema:
     description: str = ""
 
 
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+
+
+@dataclass(frozen=True)
+class FeatureDistributions:
+    """One feature's reference and current distributions, as a drift detector sees them.
+
+    Both sides are counted over the same bins (1-D numpy integer arrays of equal length):
+
+    * numeric features: `reference`/`current` count rows per bin of the reference's quantile
+      bins (`monitor.bins` of them, equal reference mass); `edges` are their inner edges, bin
+      ``i`` being ``(edges[i-1], edges[i]]``, the first bin open to -inf and the last to +inf.
+      `grid_edges`, `grid_reference`, `grid_current` are the same over a fine grid of
+      reference quantiles (up to 10,000, plus each edge's left neighbour so ties get a bin of
+      their own), for tests on the distribution functions (KS): the reference's cumulative
+      share at ``grid_edges[i]`` is exact, and a statistic on the grid is within
+      `grid_error` (the largest reference share between two grid edges) of the same
+      statistic on the raw values.
+    * categorical features: one bin per category in `labels` (the reference's categories, then
+      categories seen only in the current batch); `edges` and the grid are None.
+
+    Missing values are not in the bins; they are counted in `reference_missing` and
+    `current_missing`. A detector is only called when both sides have at least
+    `monitor.min_rows` non-missing values: below that, the feature is "insufficient data".
+    """
+
+    feature: str
+    kind: str  # NUMERIC or CATEGORICAL
+    reference: Any
+    current: Any
+    edges: Any = None
+    labels: tuple[str, ...] = ()
+    grid_edges: Any = None
+    grid_reference: Any = None
+    grid_current: Any = None
+    grid_error: float = 0.0
+    reference_missing: int = 0
+    current_missing: int = 0
+
+    @property
+    def reference_rows(self) -> int:
+        return int(self.reference.sum())
+
+    @property
+    def current_rows(self) -> int:
+        return int(self.current.sum())
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """A detector's verdict on one feature.
+
+    `score` is the number compared with the threshold (a distance, or a p-value when
+    `DriftDetector.p_value` is true); `drifted` the verdict. `statistic` is the test statistic
+    when the score is a p-value. `insufficient` says why no verdict could be reached ("all 3
+    values are missing"); the feature is then neither drifted nor fine, and raises no alarm.
+    """
+
+    score: float | None
+    drifted: bool
+    statistic: float | None = None
+    insufficient: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DriftDetector:
+    """A test for drift between a feature's reference and current distributions.
+
+    `name` is what `monitor.drift.numeric` / `monitor.drift.categorical` select and what
+    `monitor.thresholds` is keyed by (``psi``, ``ks``, ``chi2``, ``js`` are built in).
+    `kinds` are the feature kinds it handles ("numeric", "categorical").
+    `test(distributions, threshold)` gets a `FeatureDistributions` and the configured threshold
+    (`default_threshold` when the project sets none) and returns a `DriftResult`. It must not
+    keep state between calls and should be fast: it runs once per feature per batch, on counts,
+    never on raw rows. `p_value` says the score is a p-value (drift when below the threshold)
+    rather than a distance (drift when at or above it); reports draw the threshold accordingly.
+    """
+
+    name: str
+    kinds: frozenset[str]
+    test: Callable[[FeatureDistributions, float], DriftResult]
+    default_threshold: float
+    p_value: bool = False
+    description: str = ""
+
+
 @dataclass
 class Contributions:
     """Everything the registered plugins contributed, keyed by name, with the plugin behind it."""
@@ -121,4 +209,5 @@ class Contributions:
     config_schemas: dict[str, ConfigSchema] = field(default_factory=dict)
     config_dirs: list[Path] = field(default_factory=list)
     target_prefixes: list[str] = field(default_factory=list)
+    drift_detectors: dict[str, DriftDetector] = field(default_factory=dict)
     provider: dict[str, str] = field(default_factory=dict)

@@ -211,3 +211,32 @@ def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float]) -> 
 
     Implement it to mirror metrics to an external tracker (MLflow, W&B, ...).
     """
+
+
+# --- Monitoring ---------------------------------------------------------------------------------
+
+
+@hookspec
+def conveyor_drift_detectors(register: Callable[..., None]) -> None:
+    """Contribute drift tests that ``monitor.drift.numeric`` / ``.categorical`` can select.
+
+    Call ``register(DriftDetector(name=..., kinds=frozenset({"numeric"}), test=...,
+    default_threshold=...))`` once per detector. ``test(distributions, threshold)`` receives a
+    ``conveyor.FeatureDistributions`` (the reference's and the batch's counts over the same
+    bins, never raw rows) and returns a ``conveyor.DriftResult``. Names are unique across
+    plugins; the monitoring plugin's built-ins (psi, ks, chi2, js) come through this same hook.
+    A detector whose ``test`` raises fails the monitoring of that batch, naming the plugin.
+    """
+
+
+@hookspec
+def conveyor_alert(alert: Any, project_dir: Path) -> None:
+    """Called when monitoring or retraining has something to tell people.
+
+    ``alert`` is a ``conveyor.Alert``: ``kind`` ("drift", "performance", "retrain_decision",
+    "promotion"), ``severity`` ("info", "warning", "critical"), a one-line ``message``, the
+    ``model`` ("name:version") and JSON-able ``details``. Every plugin's implementation is
+    called; one that raises is reported by name (on stderr) and the others still run, and the
+    command that fired the alert carries on: deliver best-effort, with your own timeouts.
+    Fire alerts with ``conveyor.alerts.fire``.
+    """

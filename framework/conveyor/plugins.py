@@ -23,6 +23,7 @@ from conveyor.contributions import (
     Codec,
     ConfigSchema,
     Contributions,
+    DriftDetector,
     ProjectTemplate,
     StageType,
 )
@@ -198,6 +199,18 @@ class PluginHost:
         def add_prefix(plugin: str, prefix: str) -> None:
             found.target_prefixes.append(str(prefix))
 
+        def add_detector(plugin: str, detector: DriftDetector) -> None:
+            _expect(plugin, detector, DriftDetector, "conveyor_drift_detectors", self)
+            _no_duplicate(found.drift_detectors, detector.name, "drift detector", plugin, found,
+                          self)
+            unknown = set(detector.kinds) - {"numeric", "categorical"}
+            if not detector.kinds or unknown:
+                raise PluginError(f"plugin {self.describe(plugin)} registered drift detector "
+                                  f"'{detector.name}' for kinds {sorted(detector.kinds)}; "
+                                  "expected 'numeric' and/or 'categorical'")
+            found.drift_detectors[detector.name] = detector
+            found.provider[f"drift detector:{detector.name}"] = plugin
+
         for hook, adder in [
             ("conveyor_stage_types", add_stage_type),
             ("conveyor_codecs", add_codec),
@@ -206,6 +219,7 @@ class PluginHost:
             ("conveyor_config_schemas", add_schema),
             ("conveyor_config_dirs", add_dir),
             ("conveyor_target_prefixes", add_prefix),
+            ("conveyor_drift_detectors", add_detector),
         ]:
             for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
                 register = _bind(adder, impl.plugin_name)

@@ -19,7 +19,8 @@ from typing import Any
 
 from conveyor.errors import StoreError
 
-SCHEMA_VERSION = 1
+# 2: monitor_batches (conveyor.store.monitoring). Opening an older store adds the new tables.
+SCHEMA_VERSION = 2
 STORE_DIR = ".conveyor"
 
 # data_inputs.sha256 holds each data file's version as the run recorded it: the core's own
@@ -61,6 +62,15 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE TABLE IF NOT EXISTS alias_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, alias TEXT, version INTEGER,
     previous INTEGER, action TEXT, actor TEXT, reason TEXT, forced INTEGER, at REAL);
+CREATE TABLE IF NOT EXISTS monitor_batches (
+    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, model_version INTEGER, source TEXT,
+    source_sha256 TEXT, rows INTEGER, created_at REAL NOT NULL, status TEXT NOT NULL,
+    drift_share REAL, drifted_features INTEGER, features INTEGER, prediction_drift REAL,
+    prediction_drifted INTEGER, labelled_rows INTEGER, performance TEXT,
+    performance_breached INTEGER, feature_results TEXT, report_json TEXT, report_html TEXT,
+    message TEXT, details TEXT);
+CREATE INDEX IF NOT EXISTS monitor_batches_model ON monitor_batches(model_name, created_at);
+CREATE INDEX IF NOT EXISTS monitor_batches_source ON monitor_batches(source_sha256);
 """
 
 WRITE_RETRIES = 50
@@ -97,16 +107,29 @@ class Store:
             except sqlite3.OperationalError:
                 time.sleep(0.05 * (attempt + 1))
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        if self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone():
+        if self._schema_version() >= SCHEMA_VERSION:
             return
+        # A new store, or one made by an older Conveyor: every statement is IF NOT EXISTS, so
+        # running them all adds what is missing and leaves existing tables and rows alone. A
+        # store from a newer Conveyor (higher version) is left as it is.
         with self.write() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                         (str(SCHEMA_VERSION),))
+                         (str(max(SCHEMA_VERSION, self._schema_version())),))
+
+    def _schema_version(self) -> int:
+        """The schema version recorded in `meta` (0: no store yet)."""
+        if not self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone():
+            return 0
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else 0
+        except (TypeError, ValueError):
+            return 0
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

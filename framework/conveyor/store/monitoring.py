@@ -1,0 +1,177 @@
+"""Monitored batches: one row per batch a model was checked against, in `monitor_batches`.
+
+    from conveyor.store import Monitoring, open_store
+
+    store = open_store(project_dir)
+    log = Monitoring(store)
+    for batch in log.batches(model_name="churn"):           # oldest first
+        print(batch.id, batch.status, batch.drift_share, batch.performance)
+
+The monitoring plugin (`conveyor monitor`) records them; retraining, `watch` and the UI read
+them. A batch's `status` is one of:
+
+* "ok": checked, nothing drifted beyond `monitor.drift_share` and no performance breach;
+* "drift": the share of drifted features reached `monitor.drift_share`, or the predictions
+  drifted, or a performance threshold was missed (`performance_breached`);
+* "insufficient": too few rows (or no usable values) to test anything: no verdict, no alarm;
+* "invalid": the batch failed the project's schema (`details["validation"]` says how), and was
+  not used.
+
+Each record is written in one transaction, so a killed process leaves either the whole row or
+none. Files named by `report_json` / `report_html` are written before the row (temp + rename).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.errors import UsageError
+from conveyor.store.db import Store, dumps, loads
+
+STATUSES = ("ok", "drift", "insufficient", "invalid")
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One monitored batch.
+
+    `source` is the batch file (relative to the project when inside it) or "log:<model>" for the
+    serving prediction log, `source_sha256` its content hash (for a log: of the rows read), so a
+    batch already processed can be recognised. `model_version` is the registry version checked.
+    `drift_share` is drifted features / features with a verdict (None when none had one);
+    `prediction_drift` the prediction drift score and `prediction_drifted` its verdict.
+    `performance` maps each `evaluate.metrics` name to its value on the labelled rows
+    (`labelled_rows` of them; empty without labels). `feature_results` maps each feature to
+    {"kind", "method", "score", "threshold", "drifted", "insufficient", ...}.
+    `details` holds the rest (validation summary, thresholds, the alerts fired).
+    """
+
+    id: str
+    model_name: str
+    model_version: int | None
+    source: str
+    source_sha256: str | None
+    rows: int
+    created_at: float
+    status: str
+    drift_share: float | None = None
+    drifted_features: int = 0
+    features: int = 0
+    prediction_drift: float | None = None
+    prediction_drifted: bool = False
+    labelled_rows: int = 0
+    performance: dict[str, float] = field(default_factory=dict)
+    performance_breached: bool = False
+    feature_results: dict[str, Any] = field(default_factory=dict)
+    report_json: str | None = None
+    report_html: str | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Any) -> BatchRecord:
+        return cls(
+            id=row["id"], model_name=row["model_name"], model_version=row["model_version"],
+            source=row["source"], source_sha256=row["source_sha256"], rows=row["rows"] or 0,
+            created_at=row["created_at"], status=row["status"], drift_share=row["drift_share"],
+            drifted_features=row["drifted_features"] or 0, features=row["features"] or 0,
+            prediction_drift=row["prediction_drift"],
+            prediction_drifted=bool(row["prediction_drifted"]),
+            labelled_rows=row["labelled_rows"] or 0, performance=loads(row["performance"], {}),
+            performance_breached=bool(row["performance_breached"]),
+            feature_results=loads(row["feature_results"], {}), report_json=row["report_json"],
+            report_html=row["report_html"], message=row["message"] or "",
+            details=loads(row["details"], {}))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def new_batch_id() -> str:
+    """A sortable id: the time, then a random suffix (two batches in one second differ)."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class Monitoring:
+    """Record and read monitored batches in a project store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(self, *, model_name: str, model_version: int | None, source: str,
+               source_sha256: str | None, rows: int, status: str,
+               drift_share: float | None = None, drifted_features: int = 0, features: int = 0,
+               prediction_drift: float | None = None, prediction_drifted: bool = False,
+               labelled_rows: int = 0, performance: dict[str, float] | None = None,
+               performance_breached: bool = False,
+               feature_results: dict[str, Any] | None = None, report_json: str | None = None,
+               report_html: str | None = None, message: str = "",
+               details: dict[str, Any] | None = None, batch_id: str | None = None,
+               created_at: float | None = None) -> BatchRecord:
+        """Record one monitored batch (one transaction) and return it as stored."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        record = BatchRecord(
+            id=batch_id or new_batch_id(), model_name=model_name, model_version=model_version,
+            source=source, source_sha256=source_sha256, rows=int(rows),
+            created_at=created_at if created_at is not None else time.time(), status=status,
+            drift_share=drift_share, drifted_features=int(drifted_features),
+            features=int(features), prediction_drift=prediction_drift,
+            prediction_drifted=bool(prediction_drifted), labelled_rows=int(labelled_rows),
+            performance=dict(performance or {}), performance_breached=bool(performance_breached),
+            feature_results=dict(feature_results or {}), report_json=report_json,
+            report_html=report_html, message=message, details=dict(details or {}))
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO monitor_batches (id, model_name, model_version, source, "
+                "source_sha256, rows, created_at, status, drift_share, drifted_features, "
+                "features, prediction_drift, prediction_drifted, labelled_rows, performance, "
+                "performance_breached, feature_results, report_json, report_html, message, "
+                "details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (record.id, record.model_name, record.model_version, record.source,
+                 record.source_sha256, record.rows, record.created_at, record.status,
+                 record.drift_share, record.drifted_features, record.features,
+                 record.prediction_drift, int(record.prediction_drifted), record.labelled_rows,
+                 dumps(record.performance), int(record.performance_breached),
+                 dumps(record.feature_results), record.report_json, record.report_html,
+                 record.message, dumps(record.details)))
+        return record
+
+    def get(self, batch_id: str) -> BatchRecord:
+        """The batch whose id is `batch_id` or starts with it (UsageError if none or several)."""
+        rows = self.store.query("SELECT * FROM monitor_batches WHERE substr(id, 1, length(?)) = ?"
+                                " ORDER BY created_at", (batch_id, batch_id))
+        exact = [r for r in rows if r["id"] == batch_id]
+        if not rows:
+            raise UsageError(f"no monitored batch with id '{batch_id}'",
+                             hint="see `conveyor monitor --list`")
+        if len(rows) > 1 and not exact:
+            raise UsageError(f"batch id '{batch_id}' is ambiguous: "
+                             + ", ".join(r["id"] for r in rows[:5]))
+        return BatchRecord.from_row((exact or rows)[0])
+
+    def batches(self, *, model_name: str | None = None, model_version: int | None = None,
+                status: str | None = None, source_sha256: str | None = None,
+                since: float | None = None, limit: int | None = None) -> list[BatchRecord]:
+        """Recorded batches, oldest first, filtered by whichever arguments are given.
+
+        With `limit`, the most recent `limit` batches (still oldest first)."""
+        clauses, params = [], []
+        for column, value in (("model_name", model_name), ("model_version", model_version),
+                              ("status", status), ("source_sha256", source_sha256)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(since)
+        sql = "SELECT * FROM monitor_batches"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [BatchRecord.from_row(r) for r in reversed(self.store.query(sql, tuple(params)))]

@@ -1,0 +1,56 @@
+"""Conveyor's monitoring plugin: `conveyor monitor` checks batches (or the serving log) against
+the champion for drift and performance, records each in the store (`conveyor.store.Monitoring`),
+fires alerts (`conveyor_alert`) and writes JSON and HTML reports.
+
+Hooks: `conveyor_config_schemas` (the `monitor` section), `conveyor_config_dirs` (monitor
+presets), `conveyor_drift_detectors` (psi, ks, chi2, js), `conveyor_alert` (log and webhook
+deliveries), `conveyor_cli_commands` (`monitor`). numpy, scipy, pandas and scikit-learn are
+imported inside functions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+from conveyor_monitor.settings import MonitorConfig
+
+__version__ = "0.1.0"
+
+
+@conveyor.hookimpl
+def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
+    register(conveyor.ConfigSchema("monitor", MonitorConfig,
+                                   "drift methods and thresholds, batch size limits, alerts"))
+
+
+@conveyor.hookimpl
+def conveyor_config_dirs(register: Callable[[Path], None]) -> None:
+    register(Path(__file__).parent / "conf")
+
+
+@conveyor.hookimpl
+def conveyor_drift_detectors(register: Callable[[conveyor.DriftDetector], None]) -> None:
+    from conveyor_monitor.detectors import BUILT_IN
+
+    for detector in BUILT_IN:
+        register(detector)
+
+
+@conveyor.hookimpl
+def conveyor_alert(alert: Any, project_dir: Path) -> None:
+    from conveyor_monitor.alerts import _settings, log_alert, webhook_alert
+
+    settings = _settings(project_dir)
+    log_alert(alert, project_dir, settings)
+    webhook_alert(alert, project_dir, settings)
+
+
+@conveyor.hookimpl
+def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
+    from conveyor_monitor.command import MONITOR
+
+    register(MONITOR)
