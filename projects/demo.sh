@@ -46,4 +46,5 @@ conveyor data status
 cd "$here"
 rm -rf "$scratch"
 
-step "done: see README.md for the tour"
+step "done: see README.md for the tour. Browse the retail project's runs, models and monitoring:"
+echo "  conveyor ui --project $here/retail        # then open http://127.0.0.1:5000/"
