@@ -211,10 +211,10 @@ def _unauthorized() -> Response:
 
 
 def create_app(project_dir: Path, *, allow_actions: bool = False, token: str | None = None,
-               check_host: bool = True) -> Starlette:
-    """The UI for the project in `project_dir`. `check_host` refuses requests whose Host is
-    not a loopback name (for a loopback bind); `token`, when given, is required on every
-    request; `allow_actions` turns on promote and rollback."""
+               check_host: bool = True) -> Any:
+    """The UI for the project in `project_dir`, an ASGI application. `check_host` refuses
+    requests whose Host is not a loopback name (for a loopback bind); `token`, when given, is
+    required on every request; `allow_actions` turns on promote and rollback."""
     state = UIState(Path(project_dir).resolve(), allow_actions=allow_actions, token=token)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
@@ -332,7 +332,7 @@ def create_app(project_dir: Path, *, allow_actions: bool = False, token: str | N
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.state.ui = state
-    return Guard(app, state=state, check_host=check_host)  # type: ignore[return-value]
+    return Guard(app, state=state, check_host=check_host)
 
 
 def _found(function: Any, *args: Any) -> Any:

@@ -165,12 +165,12 @@ def _filters(query: RunsQuery) -> tuple[str, tuple]:
 
 def resolve_run(store: Store, run_id: str) -> str:
     """The id of the run named by `run_id` or a unique prefix of it; NotFound otherwise."""
-    rows = store.query("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? "
-                       "ORDER BY created_at DESC LIMIT 2", (run_id, run_id))
     exact = store.query("SELECT id FROM runs WHERE id = ?", (run_id,))
     if exact:
         return exact[0]["id"]
-    if len(rows) != 1 or not run_id:
+    rows = store.query("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? LIMIT 2",
+                       (run_id, run_id)) if run_id else []
+    if len(rows) != 1:
         raise NotFound(f"no run '{run_id}' in this project")
     return rows[0]["id"]
 
