@@ -49,6 +49,7 @@ bench: install $(BENCH_VENV)/.installed
 	$(BIN)/python tests/bench/bench_validate.py --repeat 5 --output bench-results/validate.json
 	$(BIN)/python tests/bench/bench_dvc.py --repeat 3 --json bench-results/dvc.json
 	$(BIN)/python tests/bench/bench_drift.py --repeat 3 --output bench-results/drift.json
+	$(BIN)/python tests/bench/bench_ui.py --runs 5000 --repeat 7 --output bench-results/ui.json
 
 # The baselines' tools (DVC, Kedro) get a virtualenv of their own, so they never touch .venv or
 # its lock; the libraries doing the actual work are pinned to the lock's versions.

@@ -49,5 +49,5 @@ rm -rf "$scratch"
 step "retail, the flagship: train, serve, and ten weeks of changing customers with nobody touching it"
 python "$here/retail/story.py"
 
-step "done: see README.md for the tour; look at the retail project in the browser with"
-echo "  conveyor -C projects/retail ui      # then open http://127.0.0.1:5000"
+step "done: see README.md for the tour. Browse the retail project's runs, models and monitoring:"
+echo "  conveyor ui --project $here/retail        # then open http://127.0.0.1:5000/"

@@ -96,3 +96,23 @@ def test_promotion_is_refused_when_the_champion_moved_during_the_run(tmp_path):
     assert registry.aliases("m") == {"champion": 1}
     registry.note("m", 2, "not promoted: the champion changed")
     assert registry.get("m", 2).gate["reasons"] == ["not promoted: the champion changed"]
+
+
+def test_promote_checks_the_recorded_gate_decision_and_records_actor_and_reason(tmp_path):
+    from conveyor.errors import GateRejected
+
+    registry = Registry(open_store(tmp_path))
+    for n, decision in ((1, "passed"), (2, "rejected")):
+        registry.register(name="m", run_id=f"r{n}", stage="register", artifact={}, metrics={},
+                          gate={"reasons": [f"reason {n}"]}, decision=decision,
+                          config_hash="h", data={})
+    assert registry.promote("m", 1, reason="first", actor="ann") is None
+    with pytest.raises(GateRejected, match="reason 2"):
+        registry.promote("m", 2)
+    assert registry.aliases("m") == {"champion": 1}
+    assert registry.promote("m", 2, force=True, reason="hotfix", actor="bob") == 1
+    assert registry.rollback("m", reason="hotfix broke", actor="cy") == (2, 1)
+    moves = [(h["version"], h["action"], h["forced"], h["actor"], h["reason"])
+             for h in registry.history("m")]
+    assert moves == [(1, "promote", 0, "ann", "first"), (2, "promote", 1, "bob", "hotfix"),
+                     (1, "rollback", 0, "cy", "hotfix broke")]

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  conveyor -C projects/retail models history retail # who promoted what, when, why")
     print("  conveyor -C projects/retail retrain --list        # every retraining decision")
     print(f"  the plot: {(HERE / 'report' / 'accuracy.png').relative_to(HERE.parents[1])}")
-    print("  the UI:   conveyor -C projects/retail ui          # then open http://127.0.0.1:5000")
+    print("  the UI:   conveyor ui --project projects/retail   # then open http://127.0.0.1:5000")
     return 0
 
 

@@ -7,9 +7,7 @@ import time
 from typing import Any
 
 from conveyor.cli.app import App, console, print_json
-from conveyor.errors import GateRejected
 from conveyor.store import Registry
-from conveyor.store.registry import CHAMPION
 
 
 def configure(commands: Any) -> None:
@@ -70,16 +68,9 @@ def list_models(args: argparse.Namespace, app: App) -> int:
 
 
 def promote_model(args: argparse.Namespace, app: App) -> int:
-    registry = Registry(app.store())
-    version = registry.get(args.name, args.version)
-    if version.decision != "passed" and not args.force:
-        raise GateRejected(
-            f"{args.name} version {args.version} did not pass the evaluation gate: "
-            + "; ".join(version.gate.get("reasons", [])),
-            hint="use --force to promote it anyway (recorded as forced)")
-    previous = registry.set_alias(args.name, CHAMPION, args.version, action="promote",
-                                  reason=args.reason or "promoted from the command line",
-                                  forced=args.force and version.decision != "passed")
+    previous = Registry(app.store()).promote(
+        args.name, args.version, force=args.force,
+        reason=args.reason or "promoted from the command line")
     result = {"name": args.name, "champion": args.version, "previous": previous}
     if args.json:
         print_json(result)

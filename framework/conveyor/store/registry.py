@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.errors import UsageError
+from conveyor.errors import GateRejected, UsageError
 from conveyor.store.db import Store, dumps, loads
 
 CHAMPION = "champion"
@@ -123,12 +123,33 @@ class Registry:
                 (name, alias, version, previous, action, actor, reason, int(forced), time.time()))
         return previous
 
+    def promote(self, name: str, version: int, *, force: bool = False, reason: str = "",
+                actor: str | None = None, alias: str = CHAMPION) -> int | None:
+        """Make `version` the model's `alias` by hand, as `conveyor models promote` does.
+
+        The version's recorded gate decision is checked again: a version that did not pass
+        raises GateRejected (with the gate's reasons) unless `force`, and a forced promotion
+        is recorded as forced. `actor` defaults to the current user. Returns the version the
+        alias pointed at before (None if it had none); UsageError for an unknown version."""
+        record = self.get(name, version)
+        if record.decision != "passed" and not force:
+            raise GateRejected(
+                f"{name} version {version} did not pass the evaluation gate: "
+                + "; ".join(record.gate.get("reasons", [])),
+                hint="use --force to promote it anyway (recorded as forced)")
+        return self.set_alias(name, alias, record.version, action="promote",
+                              reason=reason or "promoted by hand", actor=actor,
+                              forced=force and record.decision != "passed")
+
     def history(self, name: str) -> list[dict[str, Any]]:
         rows = self.store.query("SELECT * FROM alias_history WHERE name=? ORDER BY id", (name,))
         return [dict(row) for row in rows]
 
-    def rollback(self, name: str, alias: str = CHAMPION, *, reason: str = "") -> tuple[int, int]:
-        """Point the alias back at the version it had before its last change."""
+    def rollback(self, name: str, alias: str = CHAMPION, *, reason: str = "",
+                 actor: str | None = None) -> tuple[int, int]:
+        """Point the alias back at the version it had before its last change; returns
+        (the version it pointed at, the version it points at now). `actor` defaults to the
+        current user."""
         moves = [h for h in self.history(name) if h["alias"] == alias]
         if not moves:
             raise UsageError(f"model '{name}' has never had a {alias}; nothing to roll back")
@@ -143,7 +164,7 @@ class Registry:
         if len(stack) < 2:
             raise UsageError(f"model '{name}' has no earlier {alias} than version {current}")
         target = stack[-2]
-        self.set_alias(name, alias, target, action="rollback",
+        self.set_alias(name, alias, target, action="rollback", actor=actor,
                        reason=reason or f"rollback from version {current}")
         return current, target
 

@@ -1,0 +1,416 @@
+"""What the pages show, read from the project store through the core's public API: SQL through
+`conveyor.store.Store.query` on the store's tables, `conveyor.store.Registry` for models.
+
+Every function takes an open `Store` and returns plain dicts and lists for the templates. A run
+that does not exist raises `NotFound`; nothing here writes to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.store import ArtifactRef, Registry, Store
+
+PAGE_SIZES = (25, 50, 100, 200)
+DEFAULT_PAGE_SIZE = 50
+# The runs table's sortable columns; metrics sort as "metric:NAME".
+SORTS = {"created": "r.created_at", "status": "r.status", "duration": "r.duration", "id": "r.id"}
+KEY_PARAM_COLUMNS = 5
+METRIC_COLUMNS = 6
+INLINE_JSON_BYTES = 64 * 1024
+# Settings every run of a project shares or that say nothing about the model: never a "key param".
+QUIET_PARAMS = ("project", "plugins.", "security.", "env.", "dvc.", "evaluate.gate", "serve.",
+                "monitor.")
+FILTER_TERM = re.compile(r"^(?P<key>[\w.\-/]+)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.+)$")
+
+
+class NotFound(Exception):
+    """A run, model or page that the store does not have."""
+
+
+@dataclass
+class RunsQuery:
+    """The runs page's state, as its URL carries it."""
+
+    page: int = 1
+    per_page: int = DEFAULT_PAGE_SIZE
+    sort: str = "created"
+    descending: bool = True
+    status: str = ""
+    q: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_params(cls, params: Any) -> RunsQuery:
+        query = cls()
+        query.page = max(1, _int(params.get("page"), 1))
+        per_page = _int(params.get("per"), DEFAULT_PAGE_SIZE)
+        query.per_page = per_page if per_page in PAGE_SIZES else DEFAULT_PAGE_SIZE
+        sort = params.get("sort") or "created"
+        query.sort = sort if sort in SORTS or sort.startswith("metric:") else "created"
+        query.descending = params.get("dir", "desc") != "asc"
+        query.status = (params.get("status") or "").strip()
+        query.q = (params.get("q") or "").strip()[:500]
+        return query
+
+    def url(self, **changes: Any) -> str:
+        """The runs page's URL with some of its state changed (a sort link, the next page)."""
+        from urllib.parse import urlencode
+
+        state = {"page": self.page, "per": self.per_page, "sort": self.sort,
+                 "dir": "desc" if self.descending else "asc", "status": self.status, "q": self.q}
+        state.update(changes)
+        return "/runs?" + urlencode({k: v for k, v in state.items() if v not in ("", None)})
+
+    def sort_url(self, column: str) -> str:
+        """Sort by `column`; a second click on the sorted column flips the direction."""
+        if column == self.sort:
+            return self.url(sort=column, dir="asc" if self.descending else "desc", page=1)
+        return self.url(sort=column, dir="desc", page=1)
+
+
+def change_token(store: Store) -> str:
+    """Changes whenever another connection commits to the store (a run, a promotion): SQLite's
+    data_version costs nothing to read, so pages can poll it every few seconds."""
+    return str(store.query("PRAGMA data_version")[0][0])
+
+
+def project_name(store: Store) -> str | None:
+    rows = store.query("SELECT project FROM runs ORDER BY created_at DESC LIMIT 1")
+    return rows[0]["project"] if rows else None
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
+    """One page of the runs table, sorted and filtered in SQL: a store with thousands of runs
+    costs what one page costs."""
+    where, params = _filters(query)
+    total = store.query(f"SELECT COUNT(*) FROM runs r {where}", params)[0][0]
+    pages = max(1, -(-total // query.per_page))
+    query.page = min(query.page, pages)
+    direction = "DESC" if query.descending else "ASC"
+    if query.sort.startswith("metric:"):
+        order_value = ("(SELECT MAX(m.value) FROM metrics m WHERE m.run_id = r.id AND m.key = ?)")
+        order_params: tuple = (query.sort[len("metric:"):],)
+    else:
+        order_value, order_params = SORTS[query.sort], ()
+    rows = store.query(
+        f"SELECT r.id, r.created_at, r.status, r.duration, r.command, r.overrides, r.error "
+        f"FROM runs r {where} ORDER BY {order_value} IS NULL, {order_value} {direction}, "
+        f"r.created_at DESC LIMIT ? OFFSET ?",
+        (*params, *order_params, *order_params, query.per_page,
+         (query.page - 1) * query.per_page))
+    runs = [dict(row) for row in rows]
+    ids = [run["id"] for run in runs]
+    metrics = _by_run(store, "SELECT run_id, key, value FROM metrics WHERE run_id IN ({})", ids)
+    data = _by_run(store, "SELECT run_id, path AS key, sha256 AS value FROM data_inputs "
+                          "WHERE run_id IN ({})", ids)
+    params_by_run = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})",
+                            ids)
+    stages = {row["run_id"]: (row["cached"], row["total"]) for row in _in(
+        store, "SELECT run_id, SUM(cached) AS cached, COUNT(*) AS total FROM stages "
+               "WHERE run_id IN ({}) GROUP BY run_id", ids)}
+    key_params = _differing(params_by_run, ids)[:KEY_PARAM_COLUMNS]
+    metric_names = sorted({k for values in metrics.values() for k in values})
+    if query.sort.startswith("metric:") and query.sort[7:] not in metric_names:
+        metric_names.insert(0, query.sort[7:])
+    for run in runs:
+        run["overrides"] = _json(run["overrides"], [])
+        run["metrics"] = metrics.get(run["id"], {})
+        run["data"] = {path: _short_version(v) for path, v in data.get(run["id"], {}).items()}
+        run["params"] = {k: _display(params_by_run.get(run["id"], {}).get(k)) for k in key_params}
+        run["cached"], run["stages"] = stages.get(run["id"], (0, 0))
+    statuses = [row[0] for row in store.query("SELECT DISTINCT status FROM runs ORDER BY status")]
+    return {"runs": runs, "total": total, "pages": pages, "query": query,
+            "metric_names": metric_names[:METRIC_COLUMNS], "key_params": key_params,
+            "statuses": statuses, "page_sizes": PAGE_SIZES}
+
+
+def _filters(query: RunsQuery) -> tuple[str, tuple]:
+    """WHERE clause for the status and the search box: words match the run id, command or
+    overrides; `key=value` (or `!=`) matches a param, a flattened config key such as
+    `model.params.max_depth=3`; `accuracy>0.8` (`<`, `>=`, `<=`) matches a metric."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.status:
+        clauses.append("r.status = ?")
+        params.append(query.status)
+    for term in query.q.split():
+        match = FILTER_TERM.match(term)
+        if match is None:
+            clauses.append("(instr(r.id, ?) > 0 OR instr(coalesce(r.command, ''), ?) > 0 "
+                           "OR instr(coalesce(r.overrides, ''), ?) > 0)")
+            params += [term] * 3
+            continue
+        key, op, value = match["key"], match["op"], match["value"]
+        if op in ("=", "!="):
+            test = "EXISTS" if op == "=" else "NOT EXISTS"
+            clauses.append(f"{test} (SELECT 1 FROM params p WHERE p.run_id = r.id AND p.key = ? "
+                           "AND p.value IN (?, ?))")
+            params += [key, value, json.dumps(value)]  # params are stored as JSON text
+        elif (number := _float(value)) is not None:
+            clauses.append("EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.key = ? "
+                           f"AND m.value {op} ?)")
+            params += [key, number]
+        else:
+            query.problems.append(f"'{term}': compare a metric with a number, e.g. accuracy>0.8")
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def resolve_run(store: Store, run_id: str) -> str:
+    """The id of the run named by `run_id` or a unique prefix of it; NotFound otherwise."""
+    exact = store.query("SELECT id FROM runs WHERE id = ?", (run_id,))
+    if exact:
+        return exact[0]["id"]
+    rows = store.query("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? LIMIT 2",
+                       (run_id, run_id)) if run_id else []
+    if len(rows) != 1:
+        raise NotFound(f"no run '{run_id}' in this project")
+    return rows[0]["id"]
+
+
+def run_detail(store: Store, run_id: str) -> dict[str, Any]:
+    """One run: lineage, stages (cached or why it ran), metrics, artifacts, registered model
+    versions, and the validation report of a failed validation."""
+    run_id = resolve_run(store, run_id)
+    row = dict(store.query("SELECT * FROM runs WHERE id = ?", (run_id,))[0])
+    run: dict[str, Any] = {key: row[key] for key in (
+        "id", "project", "status", "created_at", "finished_at", "duration", "command",
+        "config_hash", "git_commit", "error", "exit_code", "host", "invocation")}
+    run["git_dirty"] = None if row["git_dirty"] is None else bool(row["git_dirty"])
+    run["overrides"] = _json(row["overrides"], [])
+    run["config"] = _json(row["config"], {})
+    run["packages"] = _json(row["packages"], {})
+    run["data"] = [dict(r) for r in store.query(
+        "SELECT path, sha256 AS version, size FROM data_inputs WHERE run_id = ? ORDER BY path",
+        (run_id,))]
+    run["metrics"] = [dict(r) for r in store.query(
+        "SELECT stage, key, value FROM metrics WHERE run_id = ? ORDER BY stage, key", (run_id,))]
+    run["stages"] = []
+    run["artifacts"] = []
+    run["validation"] = []
+    for stage in store.query("SELECT * FROM stages WHERE run_id = ? ORDER BY position, started_at",
+                             (run_id,)):
+        outputs = _json(stage["outputs"], {})
+        run["stages"].append({
+            "name": stage["name"], "type": stage["type"], "status": stage["status"],
+            "cached": bool(stage["cached"]), "reason": stage["reason"],
+            "duration": stage["duration"], "started_at": stage["started_at"],
+            "error": stage["error"], "needs": sorted(_json(stage["upstream"], {}))})
+        for name, ref in sorted(outputs.items()):
+            if not isinstance(ref, dict) or "sha256" not in ref:
+                continue
+            artifact = {"stage": stage["name"], "name": name, **ref, "content": None}
+            if ref.get("codec") == "json" and int(ref.get("size", 0)) <= INLINE_JSON_BYTES:
+                artifact["content"] = read_json_artifact(store, ref)
+            run["artifacts"].append(artifact)
+            report = artifact["content"]
+            if name == "validation" and isinstance(report, dict) and report.get("ok") is False:
+                run["validation"].append({"stage": stage["name"], **report})
+    run["models"] = [dict(r) for r in store.query(
+        "SELECT name, version, decision FROM model_versions WHERE run_id = ? ORDER BY name, version",
+        (run_id,))]
+    return run
+
+
+def read_json_artifact(store: Store, ref: dict[str, Any]) -> Any:
+    """A JSON artifact's content, its sha256 checked first; a problem is shown, not raised."""
+    try:
+        path = store.artifacts.verify(ArtifactRef.from_dict(ref))
+        return json.loads(path.read_text())
+    except Exception as exc:  # a missing or damaged artifact must not break the page
+        return {"unreadable": str(getattr(exc, "message", exc))}
+
+
+def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
+    """Runs side by side: every param with the ones that differ marked, metrics, data versions."""
+    ids: list[str] = []
+    for run_id in run_ids:
+        resolved = resolve_run(store, run_id)
+        if resolved not in ids:
+            ids.append(resolved)
+    runs = [dict(r) for r in _in(store, "SELECT id, status, created_at, duration FROM runs "
+                                        "WHERE id IN ({})", ids)]
+    runs.sort(key=lambda r: ids.index(r["id"]))
+    params = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})", ids)
+    metrics = _by_run(store, "SELECT run_id, key, value FROM metrics WHERE run_id IN ({})", ids)
+    data = _by_run(store, "SELECT run_id, path AS key, sha256 AS value FROM data_inputs "
+                          "WHERE run_id IN ({})", ids)
+
+    def table(values: dict[str, dict[str, Any]], show: Any) -> list[dict[str, Any]]:
+        keys = sorted({k for run in values.values() for k in run})
+        rows = []
+        for key in keys:
+            cells = [values.get(run_id, {}).get(key) for run_id in ids]
+            rows.append({"key": key, "values": [show(c) for c in cells],
+                         "differs": len({json.dumps(c, sort_keys=True) for c in cells}) > 1})
+        return rows
+
+    metric_rows = table(metrics, lambda v: v)
+    chart = {
+        "data": [{"type": "bar", "name": run_id, "x": [row["key"] for row in metric_rows],
+                  "y": [row["values"][i] for row in metric_rows]}
+                 for i, run_id in enumerate(ids)],
+        "layout": {"barmode": "group", "title": {"text": "metrics"},
+                   "margin": {"t": 40, "r": 10, "b": 80, "l": 50}, "height": 360,
+                   "legend": {"orientation": "h"}},
+    }
+    # The params that differ come first: those are what a comparison is for.
+    param_rows = sorted(table(params, _display), key=lambda row: not row["differs"])
+    return {"runs": runs, "ids": ids, "params": param_rows,
+            "metrics": metric_rows, "data": table(data, lambda v: v), "chart": chart}
+
+
+# --- pipeline ------------------------------------------------------------------------------
+
+
+def last_stage_status(store: Store, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each stage's outcome in the latest run that has it."""
+    result: dict[str, dict[str, Any]] = {}
+    for name in names:
+        rows = store.query(
+            "SELECT s.status, s.cached, s.duration, s.run_id, s.reason, s.type FROM stages s "
+            "JOIN runs r ON r.id = s.run_id WHERE s.name = ? ORDER BY r.created_at DESC LIMIT 1",
+            (name,))
+        if rows:
+            result[name] = dict(rows[0])
+    return result
+
+
+def recorded_pipeline(store: Store) -> dict[str, dict[str, Any]]:
+    """The stage graph the latest run recorded (when the project's config cannot be composed)."""
+    rows = store.query("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1")
+    if not rows:
+        return {}
+    return {s["name"]: {"uses": s["type"], "needs": sorted(_json(s["upstream"], {}))}
+            for s in store.query("SELECT name, type, upstream FROM stages WHERE run_id = ? "
+                                 "ORDER BY position", (rows[0]["id"],))}
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def models(store: Store) -> list[dict[str, Any]]:
+    """Every model: versions with metrics, gate decision and lineage, aliases, alias history."""
+    registry = Registry(store)
+    versions = registry.versions()
+    result = []
+    for name in sorted({v.name for v in versions}):
+        aliases = registry.aliases(name)
+        mine = [v for v in versions if v.name == name]
+        rows = []
+        for v in mine:
+            rows.append({
+                "version": v.version, "run_id": v.run_id, "created_at": v.created_at,
+                "metrics": v.metrics, "decision": v.decision,
+                "reasons": v.gate.get("reasons", []), "rules": v.gate.get("rules", {}),
+                "champion_version": v.gate.get("champion_version"),
+                "config_hash": v.config_hash, "data": v.data,
+                "aliases": sorted(a for a, n in aliases.items() if n == v.version)})
+        metric_names = sorted({k for v in mine for k in v.metrics})
+        history = registry.history(name)
+        chart = {
+            "data": [{"type": "scatter", "mode": "lines+markers", "name": metric,
+                      "x": [v.version for v in mine], "y": [v.metrics.get(metric) for v in mine]}
+                     for metric in metric_names],
+            "layout": {"title": {"text": f"{name}: metrics per version"}, "height": 320,
+                       "xaxis": {"title": {"text": "version"}, "dtick": 1},
+                       "margin": {"t": 40, "r": 10, "b": 40, "l": 50},
+                       "shapes": [_vline(h["version"], h["action"]) for h in history
+                                  if h["alias"] == "champion"][-20:]},
+        }
+        result.append({"name": name, "aliases": aliases, "versions": rows[::-1],
+                       "metric_names": metric_names, "history": history[::-1],
+                       "chart": chart, "champion": aliases.get("champion"),
+                       "can_rollback": _can_rollback(history)})
+    return result
+
+
+def _can_rollback(history: list[dict[str, Any]]) -> bool:
+    # Mirrors Registry.rollback's stack walk, only to decide whether to offer the button; the
+    # registry decides for real when it is pressed.
+    stack: list[int] = []
+    for move in history:
+        if move["alias"] != "champion":
+            continue
+        if move["action"] == "rollback" and stack:
+            stack.pop()
+        else:
+            stack.append(move["version"])
+    return len(stack) >= 2
+
+
+def _vline(version: int, action: str) -> dict[str, Any]:
+    return {"type": "line", "x0": version, "x1": version, "yref": "paper", "y0": 0, "y1": 1,
+            "line": {"dash": "dot", "width": 1,
+                     "color": "#c0392b" if action == "rollback" else "#27ae60"}}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _in(store: Store, sql: str, ids: Sequence[str]) -> list[Any]:
+    if not ids:
+        return []
+    return store.query(sql.format(",".join("?" * len(ids))), tuple(ids))
+
+
+def _by_run(store: Store, sql: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """{run_id: {key: value}} from a query selecting run_id, key, value."""
+    result: dict[str, dict[str, Any]] = {}
+    for row in _in(store, sql, ids):
+        result.setdefault(row["run_id"], {})[row["key"]] = row["value"]
+    return result
+
+
+def _differing(params: dict[str, dict[str, Any]], ids: Sequence[str]) -> list[str]:
+    """Param keys whose values differ between the given runs: the ones worth a column."""
+    keys = sorted({k for values in params.values() for k in values})
+    return [key for key in keys
+            if not key.startswith(QUIET_PARAMS)
+            and len({params.get(run_id, {}).get(key) for run_id in ids}) > 1]
+
+
+def _display(value: Any) -> Any:
+    """A param as stored (JSON text) shown plainly: strings without their quotes."""
+    if not isinstance(value, str):
+        return value
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value
+    return decoded if isinstance(decoded, str) else value
+
+
+def _short_version(version: str | None) -> str:
+    if not version:
+        return ""
+    algorithm, _, digest = version.rpartition(":")
+    return f"{algorithm}:{digest[:8]}" if algorithm else digest[:8]
+
+
+def _json(text: str | None, default: Any) -> Any:
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        return default
+
+
+def _int(text: Any, default: int) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
