@@ -34,37 +34,18 @@ def page(store: Store, params: Any) -> dict[str, Any]:
             "features": _features(chosen),
             "drift_chart": _drift_chart(batches),
             "performance_chart": _performance_chart(batches, moves, decisions),
-            "decisions": decisions, "moves": moves[::-1],
-            "decisions_available": decisions is not None}
+            "decisions": decisions, "moves": moves[::-1]}
 
 
-def retraining_decisions(store: Store, model: str) -> list[dict[str, Any]] | None:
-    """HOOK POINT: retraining decisions, once something records them.
+def retraining_decisions(store: Store, model: str) -> list[dict[str, Any]]:
+    """The model's retraining decisions (`conveyor.store.RetrainDecisions`, recorded by
+    `conveyor retrain` and `conveyor watch`), oldest first, with the last reason of each."""
+    from conveyor.store import RetrainDecisions
 
-    No Conveyor component stores them yet. When a table whose name contains "retrain" exists
-    (the retraining issue's), its rows for this model are read generically: a time column
-    (`at`, `decided_at` or `created_at`), a decision (`decision`, `action` or `status`) and a
-    `reason`. Returns None when there is no such table, so the page can say so."""
-    tables = [row[0] for row in store.query(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%retrain%' "
-        "ORDER BY name")]
-    if not tables:
-        return None
-    table = tables[0]
-    columns = {row[1] for row in store.query(f'PRAGMA table_info("{table}")')}
-    when = next((c for c in ("at", "decided_at", "created_at") if c in columns), None)
-    if when is None:
-        return []
-    where = " WHERE model_name = ?" if "model_name" in columns else ""
-    rows = store.query(f'SELECT * FROM "{table}"{where} ORDER BY "{when}"',
-                       (model,) if where else ())
-    result = []
-    for row in rows:
-        record = dict(row)
-        decision = next((record[c] for c in ("decision", "action", "status") if c in record), "")
-        result.append({"at": record[when], "decision": str(decision or "decision"),
-                       "reason": str(record.get("reason") or "")})
-    return result
+    return [{"at": d.created_at, "decision": d.outcome
+             + (f" v{d.challenger_version}" if d.challenger_version else ""),
+             "reason": d.reasons[-1] if d.reasons else "", "forced": d.forced}
+            for d in RetrainDecisions(store).list(model_name=model, limit=MAX_BATCHES)]
 
 
 def _row(batch: Any) -> dict[str, Any]:
@@ -157,6 +138,8 @@ def _performance_chart(batches: list[Any], moves: list[dict[str, Any]],
         colour = "#c0392b" if move["action"] == "rollback" else "#2563eb"
         _mark(shapes, annotations, move["at"], colour, f"v{move['version']} {move['action']}")
     for decision in decisions or []:
+        if decision["decision"] == "no_action":  # every quiet batch has one: not news
+            continue
         _mark(shapes, annotations, decision["at"], "#7c3aed", f"retrain: {decision['decision']}")
     return {
         "data": data,
