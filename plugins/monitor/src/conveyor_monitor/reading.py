@@ -17,7 +17,6 @@ import conveyor
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 CSV_BLOCK = 8 << 20  # bytes per CSV block: ~20-100k rows of a typical table
-LOG_DIR = Path(".conveyor") / "predictions"
 
 
 class BadBatch(Exception):
@@ -123,37 +122,32 @@ class LogSlice:
 
 
 def prediction_log_dir(project_dir: Path, model: str) -> Path:
-    return Path(project_dir) / LOG_DIR / model
+    from conveyor.predictions import prediction_log_dir as log_dir
+
+    return log_dir(project_dir, model)
 
 
 def read_prediction_log(project_dir: Path, model: str, *, since: Any = None,
                         chunk_rows: int = 100000) -> Iterator[Any]:
-    """The serving prediction log of `model`, rows newer than `since`, in time order.
-
-    The contract of the serving plugin's log (`conveyor.predictions`, being written on the
-    `serve` branch): Parquet parts under `.conveyor/predictions/<model>/`, columns request_id,
-    timestamp, model_name, model_version, the input features, prediction, proba__<class>.
-    This reads the parts with pyarrow directly, oldest part first (part names sort in time
-    order); replace it with `conveyor.predictions.read_prediction_log` once that is on main.
-    """
+    """The serving prediction log of `model` (`conveyor.predictions`), rows strictly newer
+    than `since` (the newest timestamp the previous `--from-log` check saw), in time order."""
     import pandas as pd
-    import pyarrow.parquet as pq
+    from conveyor.predictions import read_prediction_log as read_log
 
-    for part in log_parts(project_dir, model):
-        for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(
-                batch_size=chunk_rows):
-            frame = batch.to_pandas()
-            if since is not None and "timestamp" in frame.columns:
-                frame = frame[pd.to_datetime(frame["timestamp"], utc=True)
-                              > pd.Timestamp(since, tz="UTC")]
-            if len(frame):
-                yield frame.sort_values("timestamp", kind="stable") \
-                    if "timestamp" in frame.columns else frame
+    cutoff = None if since is None else pd.Timestamp(since, tz="UTC") \
+        if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since).tz_convert("UTC")
+    for frame in read_log(project_dir, model, since=None if cutoff is None
+                          else cutoff.to_pydatetime(), batch_rows=chunk_rows):
+        if cutoff is not None and "timestamp" in frame.columns:
+            frame = frame[pd.to_datetime(frame["timestamp"], utc=True) > cutoff]
+        if len(frame):
+            yield frame
 
 
 def log_parts(project_dir: Path, model: str) -> list[Path]:
-    folder = prediction_log_dir(project_dir, model)
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    from conveyor.predictions import prediction_log_parts
+
+    return prediction_log_parts(project_dir, model)
 
 
 def log_digest(parts: list[Path], since: Any) -> str:
