@@ -213,6 +213,7 @@ class PluginHost:
         def add_codec(plugin: str, codec: Codec) -> None:
             _expect(plugin, codec, Codec, "conveyor_codecs", self)
             found.codecs.append(codec)
+            found.provider.setdefault(f"codec:{codec.name}", plugin)
 
         def add_command(plugin: str, command: CliCommandType) -> None:
             _expect(plugin, command, CliCommandType, "conveyor_cli_commands", self)

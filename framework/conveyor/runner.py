@@ -61,6 +61,7 @@ class Runner:
         self.codecs = {c.name: c for c in self.found.codecs}
         self.run_id: str | None = None  # set once the run is recorded, also when it then fails
         self.writer = OutputWriter()
+        self._warm_codecs: list[Any] = []
 
     def plan(self) -> tuple[list[PlannedStage], list[Decision], Store]:
         plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
@@ -84,6 +85,12 @@ class Runner:
 
     def run(self) -> RunResult:
         plan, decisions, store = self.plan()
+        # Only the codecs of plugins whose stage types run here are worth warming up: a project
+        # without scikit-learn stages should not import skops behind the user's back.
+        running = {self.found.provider.get(f"stage:{d.stage.uses}") for d in decisions
+                   if d.runs}
+        self._warm_codecs = [c for c in self.found.codecs
+                             if self.found.provider.get(f"codec:{c.name}") in running]
         importer = importer_for(self.config, self.host)
         self._check(decisions, importer)
         store.mark_interrupted()
@@ -213,7 +220,7 @@ class Runner:
             stored.set_result(store_outputs())
         else:
             stored = self.writer.submit(stage.name, store_outputs)
-        self.writer.prepare(self.found.codecs)
+        self.writer.prepare(self._warm_codecs)
         outputs[stage.name] = {name: (produced[name], stored if name in codecs else None)
                                for name in produced}
         self.host.call_each("conveyor_after_stage", run=run, stage=stage,

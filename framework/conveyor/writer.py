@@ -2,13 +2,16 @@
 
 A stage is recorded as completed only after its artifacts are in place, so a killed process
 still never leaves a completed stage without its outputs. Codecs may warm up their imports
-(`Codec.prepare`) on this thread once the first stage has run: the main thread has done its own
-imports by then, which keeps the two threads from importing the same modules at once.
+(`Codec.prepare`) on a thread of their own once the first stage has run: the main thread has
+done its own imports by then, which keeps the two threads from importing the same modules at
+once. That thread is a daemon nobody waits for: a run that ends (or is interrupted) before a
+warm-up finishes does not wait for an import it no longer needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -19,8 +22,6 @@ from conveyor.contributions import Codec
 class OutputWriter:
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
-        # Warm-ups get a thread of their own: a stage's record must never wait behind an import.
-        self._warmup: ThreadPoolExecutor | None = None
         self._pending: list[tuple[str, Future]] = []
         self._prepared = False
 
@@ -33,12 +34,11 @@ class OutputWriter:
         if self._prepared:
             return
         self._prepared = True
-        for codec in codecs:
-            if codec.prepare is not None:
-                if self._warmup is None:
-                    self._warmup = ThreadPoolExecutor(max_workers=1,
-                                                      thread_name_prefix="conveyor-warmup")
-                self._warmup.submit(_quietly, codec.prepare)
+        prepares = [codec.prepare for codec in codecs if codec.prepare is not None]
+        if prepares:
+            # A stage's record must never wait behind an import: the writer is another thread.
+            threading.Thread(target=_quietly, args=(prepares,), name="conveyor-warmup",
+                             daemon=True).start()
 
     def submit(self, stage: str, job: Callable[[], Any]) -> Future:
         future = self._executor().submit(job)
@@ -59,15 +59,15 @@ class OutputWriter:
             if error is not None and first is None:
                 first = error
         self._pending.clear()
-        for pool in (self._pool, self._warmup):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._pool = self._warmup = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool = None
         if first is not None:
             raise first
 
 
-def _quietly(prepare: Callable[[], None]) -> None:
-    # Only an optimisation: if it fails, the real write imports again and reports.
-    with contextlib.suppress(Exception):
-        prepare()
+def _quietly(prepares: list[Callable[[], None]]) -> None:
+    # Only an optimisation: if one fails, the real write imports again and reports.
+    for prepare in prepares:
+        with contextlib.suppress(Exception):
+            prepare()
