@@ -299,7 +299,9 @@ def _write_log(project: Project, frame: Any, part: str, start: str) -> None:
         request_id=[f"r{part}-{i}" for i in range(len(frame))],
         timestamp=pd.date_range(start, periods=len(frame), freq="s", tz="UTC"),
         model_name="shop", model_version=1, prediction=0, proba__0=0.7, proba__1=0.3)
-    log.to_parquet(folder / f"{part}.parquet", index=False)
+    # named as conveyor.predictions names its parts: part-<UTC stamp>-<pid>-<seq>.parquet
+    stamp = pd.Timestamp(start, tz="UTC").strftime("%Y%m%dT%H%M%S%f")
+    log.to_parquet(folder / f"part-{stamp}-1-{int(part)}.parquet", index=False)
 
 
 def test_from_log_reads_new_rows_only(shop):
