@@ -48,6 +48,8 @@ bench: install $(BENCH_VENV)/.installed
 	$(BIN)/python tests/bench/run.py --baselines $(BENCH_VENV) $(BENCH_ARGS)
 	$(BIN)/python tests/bench/bench_validate.py --repeat 5 --output bench-results/validate.json
 	$(BIN)/python tests/bench/bench_dvc.py --repeat 3 --json bench-results/dvc.json
+	@command -v wrk >/dev/null || { echo "bench_serve.py needs wrk: apt-get install -y wrk" >&2; exit 2; }
+	$(BIN)/python tests/bench/bench_serve.py --repeat 2 --json bench-results/serve.json
 
 # The baselines' tools (DVC, Kedro) get a virtualenv of their own, so they never touch .venv or
 # its lock; the libraries doing the actual work are pinned to the lock's versions.
