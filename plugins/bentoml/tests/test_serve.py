@@ -164,11 +164,11 @@ def test_sigterm_under_load_lets_requests_in_flight_finish(project, serve):
 
 
 def test_deadline_504_then_the_limit_still_holds_and_liveness_stays_up(project, serve):
-    server = serve(project, "+serve.timeout=0.5", "+serve.max_concurrency=2",
+    server = serve(project, "+serve.timeout=0.2", "+serve.max_concurrency=2",
                    "+serve.max_body_mb=50", "+serve.batching.enabled=false")
     heavy = json.dumps([{**RECORD, "customer_id": f"C{i}"} for i in range(40_000)])
     resp = post(server, heavy, timeout=60)
-    assert resp.status_code == 504, resp.text
+    assert resp.status_code == 504, resp.text[:300]
     assert post(server, [RECORD]).status_code == 200
 
     async def burst() -> tuple[list, list]:

@@ -143,7 +143,7 @@ class Predictor:
                 Path(SPEC.project_dir), SPEC.model_name, flush_rows=SETTINGS["log_flush_rows"],
                 flush_seconds=SETTINGS["log_flush_seconds"])
         try:
-            STATE.serving = load(None)
+            STATE.serving = load(SPEC.version)
             logger.info("serving %s v%s", SPEC.model_name, STATE.serving.version)
         except Exception as exc:  # not ready (503) until a loadable champion appears
             STATE.error = f"{type(exc).__name__}: {exc}"
