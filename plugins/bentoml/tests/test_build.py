@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -51,3 +52,21 @@ def test_a_built_bento_is_listed_and_serves_what_conveyor_serve_serves(project, 
     assert (meta["version"], meta["hot_swap"]) == (1, False)
     assert meta["sha256"] == httpx.get(f"{ours.url}/metadata").json()["sha256"]
     assert built.stop() == 0
+
+    # The tampered model: the Bento's server comes up but never ready, and says why.
+    (model,) = (bento / "src" / "project" / "conveyor_store" / "artifacts").rglob("*.*")
+    model.chmod(0o644)
+    model.write_bytes(model.read_bytes() + b"tampered")
+    tampered = serve(project, argv=[bentoml, "serve", tag], ready=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "sha256" not in tampered.output():
+        time.sleep(0.3)
+    assert "sha256" in tampered.output(), tampered.output()
+    for _ in range(5):
+        assert httpx.get(f"{tampered.url}/readyz").status_code == 503
+        time.sleep(0.3)
+    assert httpx.get(f"{tampered.url}/livez").status_code == 200
+    assert "sha256" in httpx.get(f"{tampered.url}/metadata").json()["error"]
+    resp = httpx.post(f"{tampered.url}/predict", content=json.dumps(RECORDS), headers=JSON)
+    assert resp.status_code == 503 and "sha256" in resp.json()["error"]
+    assert "Traceback" not in tampered.output()

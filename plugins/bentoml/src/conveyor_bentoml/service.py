@@ -195,8 +195,8 @@ class Predictor:
 
     @bentoml.on_shutdown
     async def shutdown(self) -> None:
-        # SIGTERM: the server stopped accepting; BentoML cancels its batching queue right after
-        # this hook, so wait here (up to the request deadline) for the requests in flight.
+        # SIGTERM: uvicorn stopped accepting and waited for the requests it had; this wait (up
+        # to the request deadline) covers any still counted, so the log holds them all.
         import asyncio
 
         deadline = time.monotonic() + float(SETTINGS["timeout"])
