@@ -139,7 +139,7 @@ def test_a_promotion_under_load_fails_no_request_and_the_new_version_answers(pro
     versions = [v for _, v in results]
     assert versions[0] == 1 and versions[-1] == 2 and versions.count(2) >= 300
     switch = versions.index(2)
-    assert switch > 100  # the swap came under load
+    assert switch >= 32  # the swap came under load: every client had a v1 answer first
     assert set(versions[switch + 64:]) == {2}  # after the swap (and what was in flight): v2
     meta = httpx.get(f"{server.url}/metadata").json()
     assert meta["version"] == 2 and meta["swaps"] == 1

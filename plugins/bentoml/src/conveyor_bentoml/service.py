@@ -197,8 +197,6 @@ class Predictor:
     async def shutdown(self) -> None:
         # SIGTERM: uvicorn stopped accepting and waited for the requests it had; this wait (up
         # to the request deadline) covers any still counted, so the log holds them all.
-        import asyncio
-
         deadline = time.monotonic() + float(SETTINGS["timeout"])
         while STATE.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -301,6 +299,9 @@ async def _deadline(self: Any, scope: dict[str, Any], receive: Any, send: Any) -
         await send(message)
 
     task = asyncio.ensure_future(self.app(scope, receive, started))
+    # An app that ends without answering (an error, a client gone) ends the wait too, so its
+    # error reaches the error middleware now rather than never.
+    task.add_done_callback(lambda _: waiter.done() or waiter.set_result(None))
     try:
         await waiter
     except TimeoutError:
