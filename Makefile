@@ -10,7 +10,7 @@ BENCH_VENV ?= .venv-bench-baselines
 BENCH_PINS := numpy|pandas|scikit-learn|scipy|pyarrow|joblib|threadpoolctl
 BENCH_KEDRO := kedro==1.7.0
 
-.PHONY: install browser test test-fast demo bench lint lock clean
+.PHONY: install browser wrk test test-fast demo bench lint lock clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,14 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# `make bench` loads the HTTP service with wrk (Debian's package), like the browser above.
+wrk:
+	@command -v wrk >/dev/null || { \
+		echo "installing Debian's wrk for the serving benchmark"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO apt-get install -y -qq wrk >/dev/null; }
+
 test: install browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
@@ -44,12 +52,13 @@ demo: install
 
 # The benchmark suite: every figure of the performance issue against its baseline, measured in
 # the same run (tests/bench/run.py; results in bench-results/). BENCH_ARGS=--quick checks it fast.
-bench: install $(BENCH_VENV)/.installed
+bench: install wrk $(BENCH_VENV)/.installed
 	$(BIN)/python tests/bench/run.py --baselines $(BENCH_VENV) $(BENCH_ARGS)
 	$(BIN)/python tests/bench/bench_validate.py --repeat 5 --output bench-results/validate.json
 	$(BIN)/python tests/bench/bench_dvc.py --repeat 3 --json bench-results/dvc.json
 	$(BIN)/python tests/bench/bench_drift.py --repeat 3 --output bench-results/drift.json
 	$(BIN)/python tests/bench/bench_ui.py --runs 5000 --repeat 7 --output bench-results/ui.json
+	$(BIN)/python tests/bench/bench_serve.py --repeat 2 --json bench-results/serve.json
 
 # The baselines' tools (DVC, Kedro) get a virtualenv of their own, so they never touch .venv or
 # its lock; the libraries doing the actual work are pinned to the lock's versions.

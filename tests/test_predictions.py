@@ -51,3 +51,24 @@ def test_bad_calls_are_refused(tmp_path):
     with pytest.raises(ValueError, match="aware"):
         list(read_prediction_log(tmp_path, "m", since=datetime(2020, 1, 1)))
     assert list(read_prediction_log(tmp_path, "nothing")) == []
+
+
+def test_one_part_of_unlike_batches_keeps_every_row_and_column(tmp_path):
+    import pandas as pd
+
+    with PredictionLogWriter(tmp_path, "churn", flush_rows=10**6, flush_seconds=60) as log:
+        for i in range(300):  # many single-record requests: one part, built in one go
+            log.append([{"id": f"a{i}", "x": float(i)}], [i % 2], np.array([[0.5, 0.5]]),
+                       model_version=1, request_id=f"r{i}", classes=[0, 1])
+        log.append(pd.DataFrame({"id": ["f"], "x": [9.5]}), [1], np.array([[0.1, 0.9]]),
+                   model_version=1, request_id="rf", classes=[0, 1])
+        log.append([{"id": "b", "x": 1.0, "extra": "e"}], [2], np.array([[0.2, 0.3, 0.5]]),
+                   model_version=2, request_id="rb", classes=[0, 1, 2])
+    assert log.errors == 0, log.last_error
+    (frame,) = read_prediction_log(tmp_path, "churn")
+    assert len(frame) == 302 and list(frame["request_id"][:2]) == ["r0", "r1"]
+    assert frame["request_id"].iloc[-2:].tolist() == ["rf", "rb"]
+    assert frame["x"].iloc[-2] == 9.5 and frame["model_version"].iloc[-1] == 2
+    assert frame["extra"].iloc[-1] == "e" and frame["extra"].iloc[:-1].isna().all()
+    assert frame["proba__2"].iloc[-1] == 0.5 and frame["proba__2"].iloc[:-1].isna().all()
+    assert frame["proba__1"].iloc[-2] == 0.9 and frame["prediction"].iloc[-1] == 2

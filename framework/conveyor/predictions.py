@@ -245,31 +245,57 @@ class PredictionLogWriter:
 
 
 def _to_table(batches: list[tuple[Any, ...]], model_name: str) -> Any:
+    import pyarrow as pa
+
+    # One table per run of batches alike (same classes, same kind of records): a part holds
+    # thousands of single-record requests, and building a frame per request cost more CPU (and
+    # GIL, next to the requests being served) than answering them.
+    groups: list[tuple[Any, list[tuple[Any, ...]]]] = []
+    for batch in batches:
+        records, _, probabilities, classes = batch[:4]
+        key = (None if classes is None else tuple(classes), probabilities is None,
+               hasattr(records, "columns"))
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(batch)
+        else:
+            groups.append((key, [batch]))
+    tables = [_group_table(group, model_name) for _, group in groups]
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _group_table(batches: list[tuple[Any, ...]], model_name: str) -> Any:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    frames = []
-    for records, predictions, probabilities, classes, version, request_id, stamp in batches:
-        rows = len(records)
-        inputs = (records.reset_index(drop=True) if hasattr(records, "columns")
-                  else pd.DataFrame.from_records(records))
-        meta = pd.DataFrame({
-            "request_id": [request_id] * rows if isinstance(request_id, str) else list(request_id),
-            "timestamp": pd.Series([int(stamp * 1_000_000)] * rows, dtype="int64"),
-            "model_name": [model_name] * rows,
-            "model_version": np.full(rows, version, dtype="int64"),
-        })
-        inputs = inputs.drop(columns=[c for c in inputs.columns if c in meta.columns])
-        out = {"prediction": list(predictions)}
-        if probabilities is not None:
-            proba = np.asarray(probabilities, dtype="float64")
-            names = classes if classes is not None else range(proba.shape[1])
-            for index, label in enumerate(names):
-                out[f"{PROBA_PREFIX}{label}"] = proba[:, index]
-        frames.append(pd.concat([meta, inputs, pd.DataFrame(out)], axis=1))
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="us", utc=True)
+    counts = [len(b[0]) for b in batches]
+    if hasattr(batches[0][0], "columns"):
+        inputs = pd.concat([b[0] for b in batches], ignore_index=True)
+    else:
+        inputs = pd.DataFrame.from_records([r for b in batches for r in b[0]])
+    request_ids: list[Any] = []
+    for (_, _, _, _, _, request_id, _), rows in zip(batches, counts, strict=True):
+        request_ids.extend([request_id] * rows if isinstance(request_id, str) else request_id)
+    stamps = np.repeat(np.array([int(b[6] * 1_000_000) for b in batches], dtype="int64"),
+                       counts)
+    meta = pd.DataFrame({
+        "request_id": request_ids,
+        "timestamp": pd.to_datetime(stamps, unit="us", utc=True),
+        "model_name": [model_name] * len(request_ids),
+        "model_version": np.repeat(np.array([b[4] for b in batches], dtype="int64"), counts),
+    })
+    inputs = inputs.drop(columns=[c for c in inputs.columns if c in meta.columns])
+    out: dict[str, Any] = {"prediction": [p for b in batches for p in b[1]]}
+    if batches[0][2] is not None:
+        proba = np.concatenate([np.asarray(b[2], dtype="float64").reshape(rows, -1)
+                                for b, rows in zip(batches, counts, strict=True)])
+        classes = batches[0][3]
+        names = classes if classes is not None else range(proba.shape[1])
+        for index, label in enumerate(names):
+            out[f"{PROBA_PREFIX}{label}"] = proba[:, index]
+    frame = pd.concat([meta, inputs, pd.DataFrame(out)], axis=1)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return table.cast(_normalised_schema(table.schema))
 

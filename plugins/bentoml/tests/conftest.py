@@ -53,12 +53,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, project: Path, *overrides: str) -> None:
+    """`conveyor serve` (or `argv` + `--port PORT`, e.g. `bentoml serve TAG`) on a free port."""
+
+    def __init__(self, project: Path, *overrides: str, argv: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = project / f"serve-{self.port}.log"
+        argv = argv or [conveyor_executable(), "serve"]
         self.process = subprocess.Popen(
-            [conveyor_executable(), "serve", "--port", str(self.port), *overrides],
+            [*argv, "--port", str(self.port), *overrides],
             cwd=project, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
             env={**os.environ, "CONVEYOR_TEST": "1"})
 
@@ -93,8 +96,9 @@ class Server:
 def serve() -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(project: Project, *overrides: str, ready: bool = True) -> Server:
-        server = Server(project.path, *overrides)
+    def start(project: Project, *overrides: str, ready: bool = True,
+              argv: list[str] | None = None) -> Server:
+        server = Server(project.path, *overrides, argv=argv)
         started.append(server)
         return server.wait_ready() if ready else server
 

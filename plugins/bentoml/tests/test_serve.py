@@ -23,27 +23,32 @@ def post(server, body, headers=JSON, timeout=30):
     return httpx.post(f"{server.url}/predict", content=content, headers=headers, timeout=timeout)
 
 
-async def hammer(url: str, total: int, concurrency: int, during=None) -> list:
-    """`total` single-record requests from `concurrency` clients; (status, version) each."""
+async def hammer(url: str, concurrency: int, *, during, after: int) -> list:
+    """Single-record requests from `concurrency` clients while `during()` runs (it starts
+    0.3 s in) and until `after` more were answered by a version other than the first one
+    seen, or 60 s; (status, version) each, in order of answer. As small as still meaningful:
+    the load always spans the swap, however fast the machine."""
     results: list = []
     body = json.dumps([RECORD])
     limits = httpx.Limits(max_connections=concurrency)
+    deadline = time.monotonic() + 60
+    state = {"new": 0}
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        left = iter(range(total))
 
         async def worker() -> None:
-            for _ in left:
+            while state["new"] < after and time.monotonic() < deadline:
                 try:
                     resp = await client.post(f"{url}/predict", content=body, headers=JSON)
                     version = resp.json()[0]["model_version"] if resp.status_code == 200 else None
                     results.append((resp.status_code, version))
+                    if version is not None and version != results[0][1]:
+                        state["new"] += 1
                 except httpx.HTTPError as exc:
                     results.append((type(exc).__name__, None))
 
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        if during is not None:
-            await asyncio.sleep(0.5)
-            await asyncio.to_thread(during)
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(during)
         await asyncio.gather(*tasks)
     return results
 
@@ -128,23 +133,24 @@ def test_a_promotion_under_load_fails_no_request_and_the_new_version_answers(pro
         done = run_cli("models", "promote", "shop", "2", "--force", cwd=project.path)
         assert done.returncode == 0, done.stderr
 
-    results = asyncio.run(hammer(server.url, 2000, 32, during=promote))
+    results = asyncio.run(hammer(server.url, 32, during=promote, after=300))
     statuses = {status for status, _ in results}
     assert statuses == {200}, [r for r in results if r[0] != 200][:5]
     versions = [v for _, v in results]
-    assert versions[0] == 1 and versions[-1] == 2
+    assert versions[0] == 1 and versions[-1] == 2 and versions.count(2) >= 300
     switch = versions.index(2)
+    assert switch >= 32  # the swap came under load: every client had a v1 answer first
     assert set(versions[switch + 64:]) == {2}  # after the swap (and what was in flight): v2
     meta = httpx.get(f"{server.url}/metadata").json()
     assert meta["version"] == 2 and meta["swaps"] == 1
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open: under SIGTERM, requests queued in BentoML's batching dispatcher "
-                   "are cancelled (503 'overloaded') before the service's shutdown hook runs; "
-                   "the exit code is 0 and requests already being predicted finish",
-                   strict=False)
 def test_sigterm_under_load_lets_requests_in_flight_finish(project, serve):
+    # uvicorn stops accepting, waits for every request task, then runs the lifespan shutdown
+    # (the service's hook, which flushes the log); BentoML 1.4's service app never cancels
+    # its batching queue. What used to fail here were the dispatcher's 503s when a queued
+    # request's estimated latency passed batching.max_latency_ms (then 2 s), SIGTERM or not.
     server = serve(project)
 
     async def load_then_term() -> list:
@@ -164,11 +170,11 @@ def test_sigterm_under_load_lets_requests_in_flight_finish(project, serve):
 
 
 def test_deadline_504_then_the_limit_still_holds_and_liveness_stays_up(project, serve):
-    server = serve(project, "+serve.timeout=0.5", "+serve.max_concurrency=2",
+    server = serve(project, "+serve.timeout=0.2", "+serve.max_concurrency=2",
                    "+serve.max_body_mb=50", "+serve.batching.enabled=false")
     heavy = json.dumps([{**RECORD, "customer_id": f"C{i}"} for i in range(40_000)])
     resp = post(server, heavy, timeout=60)
-    assert resp.status_code == 504, resp.text
+    assert resp.status_code == 504, resp.text[:300]
     assert post(server, [RECORD]).status_code == 200
 
     async def burst() -> tuple[list, list]:

@@ -1,6 +1,6 @@
 """Conveyor's BentoML plugin: `conveyor serve` (the champion over HTTP, request checks derived
-from data.schema, hot swap on promotion, every prediction logged). `conveyor build` is not
-written yet.
+from data.schema, hot swap on promotion, every prediction logged) and `conveyor build` (a Bento of
+a model version).
 
 Hooks: the `serve` config section and its presets (conf/serve), and the command. BentoML is
 imported only by the server processes.
@@ -31,6 +31,7 @@ def conveyor_config_dirs(register: Callable[[Path], None]) -> None:
 
 @conveyor.hookimpl
 def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
-    from conveyor_bentoml import commands
+    from conveyor_bentoml import build, commands
 
     register(commands.SERVE)
+    register(build.BUILD)

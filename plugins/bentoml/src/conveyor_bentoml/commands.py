@@ -16,7 +16,7 @@ from conveyor_bentoml.settings import as_dict, settings_from
 SERVICE = "conveyor_bentoml.service:Predictor"
 
 
-def _project(args: argparse.Namespace, app: Any) -> Path:
+def project_of(args: argparse.Namespace, app: Any) -> Path:
     if getattr(args, "project_dir", None):
         folder = Path(args.project_dir).resolve()
         if not (folder / "conveyor.yaml").is_file():
@@ -27,7 +27,7 @@ def _project(args: argparse.Namespace, app: Any) -> Path:
 
 
 def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
-              host: Any) -> tuple[specs.ServeSpec, Any]:
+              host: Any, version: int | None = None) -> tuple[specs.ServeSpec, Any]:
     """Load the champion (sha256 checked: a tampered or missing champion stops here with a
     clear error) and describe what the server needs: features, the schema's fields, settings."""
     from conveyor import api
@@ -36,7 +36,7 @@ def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
     config = api.load_config(project_dir, overrides)
     settings = settings_from(config.data)
     name = model or (config.data.get("registry") or {}).get("model_name")
-    loaded = api.load_model(project_dir, name)
+    loaded = api.load_model(project_dir, name, version=version)
     features = [str(c) for c in getattr(loaded.model, "feature_names_in_", [])]
     description = describe_schema(host, config=loaded.config, project_dir=project_dir)
     spec = specs.ServeSpec(project_dir=str(project_dir), model_name=loaded.name,
@@ -58,7 +58,7 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, app: Any) -> int:
-    project_dir = _project(args, app)
+    project_dir = project_of(args, app)
     spec, loaded = make_spec(project_dir, list(args.overrides), model=args.model, host=app.host)
     settings = spec.settings
     host = args.host or settings["host"]

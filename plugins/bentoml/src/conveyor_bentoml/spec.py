@@ -21,6 +21,7 @@ class ServeSpec:
     schema: dict[str, Any] | None  # conveyor.validation.SchemaDescription.to_dict()
     settings: dict[str, Any]       # the resolved `serve` section
     hot_swap: bool = True
+    version: int | None = None     # a fixed version (a Bento's); None: the champion
 
     def dump(self, path: Path) -> Path:
         tmp = path.with_suffix(".tmp")
@@ -37,11 +38,7 @@ def current() -> ServeSpec:
     """The spec of this server: from CONVEYOR_SERVE_SPEC, else the one bundled next to the
     service in a Bento (its project path relative to the Bento's source folder)."""
     named = os.environ.get(ENV)
-    if named:
-        return ServeSpec.load(Path(named))
-    bundled = Path.cwd() / BUNDLED
-    if not bundled.is_file():
-        bundled = Path(__file__).resolve().parent / BUNDLED
+    bundled = Path(named) if named else Path.cwd() / BUNDLED
     if not bundled.is_file():
         raise RuntimeError(f"no serving spec: set {ENV} (conveyor serve does) or serve a Bento "
                            "made by `conveyor build`")

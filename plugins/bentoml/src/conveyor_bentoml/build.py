@@ -1,0 +1,207 @@
+"""`conveyor build`: a Bento of one model version, servable without the project.
+
+The Bento's source folder holds:
+
+* `service.py`: three lines that point conveyor-bentoml's service at the spec next to it;
+* `serve_spec.json`: what `conveyor serve` would hand its workers, with the version fixed and
+  hot swap off (a Bento is immutable);
+* `project/`: the project's config and code (not its data: `.conveyor/`, `.git/`, `.dvc/`,
+  `data/`, logs and files over 5 MB are left out), with a store (`project/conveyor_store/`, linked
+  as `.conveyor` when the Bento starts: BentoML leaves hidden files out) holding the registry
+  and runs (a consistent SQLite copy) and the one model file served, whose sha256 is checked
+  again when the Bento starts;
+* `requirements.txt`: every distribution of this environment pinned to its installed version,
+  and `wheels/`: the Conveyor packages built from their sources when they are local
+  installs (they are not on PyPI), so `bentoml containerize` can install the same set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as metadata
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import conveyor
+
+from conveyor_bentoml import spec as specs
+
+SKIP_DIRS = frozenset({".conveyor", ".git", ".dvc", "data", "__pycache__", ".venv"})
+MAX_FILE_BYTES = 5 * 2**20
+STORE_COPY = "conveyor_store"
+SHIM = '''\
+"""A Bento made by `conveyor build`: conveyor-bentoml's service, serving the spec next to this
+file (serve_spec.json) from the project copy in ./project."""
+import os
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+os.environ["CONVEYOR_SERVE_SPEC"] = str(HERE / "serve_spec.json")
+try:  # a Bento holds no hidden files: the project's store travels as conveyor_store/
+    (HERE / "project" / ".conveyor").symlink_to("conveyor_store", target_is_directory=True)
+except FileExistsError:
+    pass
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn's OpenMP starts
+
+from conveyor_bentoml.service import Predictor  # noqa: E402,F401
+'''
+
+
+def copy_project(project_dir: Path, target: Path, artifact: Path) -> None:
+    """The project's config and code, its store's database, and the one model file."""
+    for folder, dirs, files in os.walk(project_dir):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".venv")]
+        for name in files:
+            source = here / name
+            if source.is_symlink() or source.suffix == ".log" or \
+                    source.stat().st_size > MAX_FILE_BYTES:
+                continue
+            dest = target / source.relative_to(project_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+    # BentoML leaves hidden files out of a Bento: the store travels as conveyor_store/, and
+    # the service links .conveyor to it when it starts.
+    store = target / STORE_COPY
+    store.mkdir(parents=True, exist_ok=True)
+    # SQLite's backup API: a consistent copy even while a server or a run writes the store.
+    src = sqlite3.connect(project_dir / ".conveyor" / "store.db")
+    try:
+        dst = sqlite3.connect(store / "store.db")
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    dest = store / artifact.relative_to(project_dir / ".conveyor")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(artifact, dest)
+
+
+def pinned_requirements(ctx: Path) -> tuple[list[str], list[str]]:
+    """(requirement lines, wheel paths relative to ctx) for this environment."""
+    lines, wheels = [], []
+    local: list[Path] = []
+    for dist in sorted(metadata.distributions(), key=lambda d: d.metadata["Name"].lower()):
+        name = dist.metadata["Name"]
+        source = _local_source(dist)
+        if source is not None and name.lower().startswith("conveyor"):
+            local.append(source)
+        elif name.lower() not in {"pip", "setuptools", "wheel"}:
+            lines.append(f"{name}=={dist.version}")
+    if local:
+        out = ctx / "wheels"
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                               "--no-build-isolation", "-w", str(out), *map(str, local)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise conveyor.UsageError("cannot build wheels of the Conveyor packages for the "
+                                      f"Bento:\n{done.stderr.strip()[-2000:]}")
+        wheels = sorted(str(p.relative_to(ctx)) for p in out.glob("*.whl"))
+    return sorted(set(lines)), wheels
+
+
+def _local_source(dist: Any) -> Path | None:
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    url = json.loads(text).get("url", "")
+    return Path(url[len("file://"):]) if url.startswith("file://") else None
+
+
+def bento_name(model_name: str) -> str:
+    return re.sub(r"[^a-z0-9_.-]+", "-", model_name.lower()).strip("-.") or "conveyor"
+
+
+def build(project_dir: Path, overrides: list[str], *, model: str | None, version: int | None,
+          host: Any) -> tuple[str, Any]:
+    """Build the Bento into BentoML's store (BENTOML_HOME); returns (tag, the loaded model)."""
+    import bentoml
+    from conveyor.store import ArtifactRef, open_store
+
+    from conveyor_bentoml.commands import make_spec
+
+    spec, loaded = make_spec(project_dir, overrides, model=model, host=host, version=version)
+    ctx = Path(tempfile.mkdtemp(prefix="conveyor-bento-"))  # BentoML refuses hidden paths
+    try:
+        store = open_store(project_dir)
+        try:
+            artifact = store.artifacts.path(ArtifactRef.from_dict(loaded.version.artifact))
+        finally:
+            store.close()
+        copy_project(project_dir, ctx / "project", artifact)
+        bundled = specs.ServeSpec(**{**spec.__dict__, "project_dir": "project",
+                                     "hot_swap": False, "version": loaded.number})
+        bundled.dump(ctx / specs.BUNDLED)
+        (ctx / "service.py").write_text(SHIM)
+        requirements, wheels = pinned_requirements(ctx)
+        (ctx / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        os.environ[specs.ENV] = str(ctx / specs.BUNDLED)
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+        cwd = Path.cwd()
+        os.chdir(ctx)  # BentoML reads python.wheels relative to the working directory
+        try:
+            bento = _build_bento(bentoml, ctx, loaded, wheels)
+        finally:
+            os.chdir(cwd)
+        return str(bento.tag), loaded
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
+
+
+def _build_bento(bentoml: Any, ctx: Path, loaded: Any, wheels: list[str]) -> Any:
+    return bentoml.bentos.build(
+        "service:Predictor", name=bento_name(loaded.name), build_ctx=str(ctx),
+        include=["service.py", specs.BUNDLED, "project/**"],
+        python={"requirements_txt": "requirements.txt", "wheels": wheels,
+                "lock_packages": False},
+        labels={"conveyor.model": loaded.name, "conveyor.version": str(loaded.number),
+                "conveyor.run_id": loaded.run_id, "conveyor.sha256": loaded.sha256},
+        description=f"Conveyor model {loaded.name} v{loaded.number} (run {loaded.run_id})")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", dest="project_dir", metavar="DIR",
+                        help="the project folder (default: the current folder)")
+    parser.add_argument("--model", help="the registered model (default: the project's only one)")
+    parser.add_argument("--version", type=int, help="the version to build (default: the "
+                                                    "champion)")
+    parser.add_argument("overrides", nargs="*", help="config overrides for the `serve` section, "
+                        "e.g. serve.batching.max_batch_size=32")
+
+
+def run(args: argparse.Namespace, app: Any) -> int:
+    from conveyor_bentoml.commands import project_of
+
+    project_dir = project_of(args, app)
+    tag, loaded = build(project_dir, list(args.overrides), model=args.model,
+                        version=args.version, host=app.host)
+    print(f"built Bento {tag}: {loaded.name} v{loaded.number} (run {loaded.run_id})\n"
+          f"  bentoml list                 shows it\n"
+          f"  bentoml serve {tag}   serves it (POST /predict, GET /metadata)\n"
+          f"  bentoml containerize {tag}   makes a Docker image (needs Docker)", flush=True)
+    return 0
+
+
+BUILD = conveyor.CliCommand(
+    name="build",
+    help="build a Bento (BentoML) of the champion model: service, model, pinned requirements",
+    description=(
+        "Build a Bento of the champion (or --version) into BentoML's store (BENTOML_HOME,\n"
+        "default ~/bentoml): the same service as `conveyor serve`, with that model version\n"
+        "fixed, the project's config and the model file (sha256 checked when it starts),\n"
+        "every installed distribution pinned, and the Conveyor packages as wheels.\n\n"
+        "example:\n  conveyor build\n  bentoml serve shop:<version>\n"
+        "  bentoml containerize shop:<version>   (needs Docker)"),
+    configure=configure,
+    run=run,
+)

@@ -1,0 +1,72 @@
+"""`conveyor build`: a Bento that `bentoml list` shows and `bentoml serve` answers with, the
+same answers as `conveyor serve`. Containerizing needs Docker, which is not here: not tested."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import RECORD, run_cli
+from conveyor.testing import conveyor_executable
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+JSON = {"content-type": "application/json"}
+RECORDS = [RECORD, {**RECORD, "customer_id": "C2", "region": "west", "tenure_months": 40},
+           {**RECORD, "customer_id": "C3", "contract": "two-year", "monthly_charges": 99.0}]
+
+
+def answers(url: str) -> list[dict]:
+    resp = httpx.post(f"{url}/predict", content=json.dumps(RECORDS), headers=JSON, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return [{k: v for k, v in r.items() if k != "request_id"} for r in resp.json()]
+
+
+def test_a_built_bento_is_listed_and_serves_what_conveyor_serve_serves(project, serve,
+                                                                       tmp_path, monkeypatch):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "True")
+    done = run_cli("build", cwd=project.path)
+    assert done.returncode == 0, done.stderr
+    tag = re.search(r"built Bento (\S+): shop v1", done.stdout).group(1)
+    bentoml = str(Path(conveyor_executable()).with_name("bentoml"))
+    listed = subprocess.run([bentoml, "list", "-o", "json"], capture_output=True, text=True,
+                            check=True)
+    assert tag in [b["tag"] for b in json.loads(listed.stdout)]
+    bento = tmp_path / "bentoml" / "bentos" / tag.replace(":", "/")
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
+    assert all("==" in line for line in requirements)
+    assert any(line.lower().startswith("scikit-learn==") for line in requirements)
+    wheels = {p.name.split("-")[0] for p in (bento / "env" / "python" / "wheels").iterdir()}
+    assert {"conveyor", "conveyor_bentoml", "conveyor_sklearn"} <= wheels
+    assert not list((bento / "src" / "project").glob("data"))  # config, not data
+
+    built = serve(project, argv=[bentoml, "serve", tag])
+    ours = serve(project)
+    assert answers(built.url) == answers(ours.url)
+    meta = httpx.get(f"{built.url}/metadata").json()
+    assert (meta["version"], meta["hot_swap"]) == (1, False)
+    assert meta["sha256"] == httpx.get(f"{ours.url}/metadata").json()["sha256"]
+    assert built.stop() == 0
+
+    # The issue's tampered model: the Bento's server comes up but never ready, and says why.
+    (model,) = (bento / "src" / "project" / "conveyor_store" / "artifacts").rglob("*.*")
+    model.chmod(0o644)
+    model.write_bytes(model.read_bytes() + b"tampered")
+    tampered = serve(project, argv=[bentoml, "serve", tag], ready=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "sha256" not in tampered.output():
+        time.sleep(0.3)
+    assert "sha256" in tampered.output(), tampered.output()
+    for _ in range(5):
+        assert httpx.get(f"{tampered.url}/readyz").status_code == 503
+        time.sleep(0.3)
+    assert httpx.get(f"{tampered.url}/livez").status_code == 200
+    assert "sha256" in httpx.get(f"{tampered.url}/metadata").json()["error"]
+    resp = httpx.post(f"{tampered.url}/predict", content=json.dumps(RECORDS), headers=JSON)
+    assert resp.status_code == 503 and "sha256" in resp.json()["error"]
+    assert "Traceback" not in tampered.output()
