@@ -205,3 +205,11 @@ def test_the_hook_reference_page_is_generated_from_the_hookspecs_and_up_to_date(
     for name in specs:
         assert f"## `{name}`" in page, f"{name} is missing from docs/reference/hooks.md"
     assert set(specs) >= conveyor.hookspecs.WRAPPABLE_HOOKS
+
+
+def test_plugins_list_names_codecs_and_drift_detectors_with_their_plugin(tmp_path):
+    done = subprocess.run([conveyor_executable(), "plugins", "list", "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True)
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    assert rows["monitor"]["drift_detectors"] == ["chi2", "js", "ks", "psi"]
+    assert "skops" in rows["sklearn"]["codecs"] and rows["conveyor.core"]["codecs"] == ["json"]

@@ -83,11 +83,13 @@ def describe_plugins(app: App) -> list[dict[str, Any]]:
             "commands": sorted(n for kind, n in owned if kind == "command"),
             "templates": sorted(n for kind, n in owned if kind == "template"),
             "config_sections": sorted(n for kind, n in owned if kind == "section"),
-            "config_groups": groups})
+            "config_groups": groups,
+            "codecs": sorted(n for kind, n in owned if kind == "codec"),
+            "drift_detectors": sorted(n for kind, n in owned if kind == "drift detector")})
     for info in app.host.disabled:
         rows.append({**_identity(info), "enabled": False, "hooks": [], "stage_types": [],
                      "commands": [], "templates": [], "config_sections": [],
-                     "config_groups": []})
+                     "config_groups": [], "codecs": [], "drift_detectors": []})
     return rows
 
 
@@ -114,7 +116,8 @@ def list_plugins(args: argparse.Namespace, app: App) -> int:
         contributes = "; ".join(
             f"{label}: {', '.join(row[key])}" for key, label in
             (("stage_types", "stages"), ("config_groups", "groups"), ("commands", "commands"),
-             ("templates", "templates"), ("config_sections", "sections")) if row[key])
+             ("templates", "templates"), ("config_sections", "sections"),
+             ("codecs", "codecs"), ("drift_detectors", "drift detectors")) if row[key])
         if not row["enabled"]:
             contributes = "(disabled by plugins.disable)"
         table.add_row(row["name"], row["distribution"], row["version"], contributes,
