@@ -162,12 +162,30 @@ def big_batch(profiles: dict[str, Any], rows: int, folder: Path) -> dict[str, An
     return measured
 
 
+def evidently(python: Path, reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Any]:
+    """Evidently's DataDriftPreset on the same frames, in its own virtualenv (pandas < 3)."""
+    if not python.exists():
+        return {"skipped": f"no Evidently virtualenv at {python} (make bench makes it)"}
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / "reference.parquet", Path(folder) / "current.parquet"]
+        reference.to_parquet(paths[0])
+        current.to_parquet(paths[1])
+        done = subprocess.run([str(python), str(Path(__file__).with_name("evidently_drift.py")),
+                               *map(str, paths)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"skipped": "Evidently failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, default=Path("bench-results/drift.json"))
+    parser.add_argument("--evidently-python", type=Path, default=None,
+                        help="python of a virtualenv with Evidently (pandas < 3): its "
+                             "DataDriftPreset on the same data, for context")
     args = parser.parse_args(argv)
 
     reference = make(args.rows, 1, shifted=False)
@@ -202,6 +220,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{row['drifted_ks']}); largest |PSI diff| {row['max_psi_difference']:.2e}, "
           f"|KS D diff| {row['max_ks_statistic_difference']:.2e} "
           f"(grid bound {row['max_grid_error']:.2e})")
+    if args.evidently_python is not None:
+        row["evidently"] = evidently(args.evidently_python, reference, current)
+        found = row["evidently"]
+        if "seconds" in found:
+            print(f"  Evidently {found['evidently']} DataDriftPreset  {found['seconds']:7.3f} s   "
+                  f"ours {ours_seconds / found['seconds']:.4f}x of it; it flagged "
+                  f"{len(found['drifted'])} of {COLUMNS} columns (its own tests and thresholds); "
+                  f"peak RSS {found['peak_rss'] / 2**30:.2f} GiB")
+        else:
+            print(f"  Evidently: {found['skipped']}")
     if args.big_rows:
         with tempfile.TemporaryDirectory() as folder:
             big = big_batch(profiles, args.big_rows, Path(folder))
