@@ -365,15 +365,21 @@ def supported_conveyor(dist: metadata.Distribution | None) -> str | None:
     conveyor...` specifier, e.g. ">=0.1,<0.2"), or None when it declares none."""
     if dist is None:
         return None
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
     for text in dist.requires or []:
+        # Only the requirement on Conveyor is parsed: packaging's parser costs every command
+        # ~15 ms to import, so the others are passed over by name first.
+        match = _CONVEYOR_REQUIREMENT.match(text)
+        if not match:
+            continue
+        rest = text[match.end():].strip().removeprefix("(").removesuffix(")").replace(" ", "")
+        if ";" not in text and "[" not in text and all(_CLAUSE.match(c) for c in rest.split(",")):
+            # the usual "conveyor>=0.1,<0.2" (no markers, no extras), in packaging's order
+            return ",".join(sorted(rest.split(",")))
+        from packaging.requirements import InvalidRequirement, Requirement
+
         try:
             requirement = Requirement(text)
         except InvalidRequirement:
-            continue
-        if canonicalize_name(requirement.name) != "conveyor":
             continue
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
             continue  # an optional extra's requirement, not the plugin's own
@@ -381,7 +387,14 @@ def supported_conveyor(dist: metadata.Distribution | None) -> str | None:
     return None
 
 
+# "conveyor" as a whole name (not conveyor-sklearn), in any of the spellings pip normalises.
+_CONVEYOR_REQUIREMENT = re.compile(r"^\s*conveyor(?=\s*(?:$|[^-_.A-Za-z0-9]))", re.IGNORECASE)
+
+
 def _in_range(version: str, specifier: str) -> bool:
+    simple = _simple_range(version, specifier)
+    if simple is not None:
+        return simple
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
@@ -389,6 +402,33 @@ def _in_range(version: str, specifier: str) -> bool:
         return SpecifierSet(specifier).contains(Version(version), prereleases=True)
     except (InvalidSpecifier, InvalidVersion):
         return True  # unreadable: pip would not have installed it; do not guess
+
+
+_NUMERIC = re.compile(r"^\d+(?:\.\d+)*$")
+_CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*$")
+
+
+def _simple_range(version: str, specifier: str) -> bool | None:
+    """The common case (">=0.1,<0.2" against a release such as 0.1.0) without importing
+    packaging; None for anything else (wildcards, ~=, pre-releases), which packaging decides."""
+    if not _NUMERIC.match(version):
+        return None
+    have = _release(version)
+    for clause in specifier.split(","):
+        match = _CLAUSE.match(clause)
+        if match is None:
+            return None
+        want = _release(match[2])
+        width = max(len(have), len(want))
+        a, b = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+        if not {">=": a >= b, "<=": a <= b, "==": a == b, "!=": a != b, ">": a > b,
+                "<": a < b}[match[1]]:
+            return False
+    return True
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 def _contract_problem(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from omegaconf import OmegaConf
-
 
 @dataclass
 class DriftMethods:
@@ -64,6 +62,8 @@ class MonitorConfig:
 
 def settings_from(config: Mapping[str, Any] | None) -> MonitorConfig:
     """The section from a resolved config mapping, defaults where absent, typed as the schema."""
+    from omegaconf import OmegaConf  # here, not at import: plugins load on every command
+
     section = (config or {}).get("monitor") or {}
     merged = OmegaConf.merge(OmegaConf.structured(MonitorConfig), section)
     return OmegaConf.to_object(merged)
