@@ -1,9 +1,9 @@
 """The version a running `conveyor serve` is serving, for the models page.
 
-HOOK POINT for the serving plugin (conveyor-serve, built on its own branch): a server started
-by `conveyor serve` answers GET /metadata on 127.0.0.1 at `serve.port` (default 3000). Until
-its answer's shape is settled, the keys read here are the likely ones (`name`/`model`,
-`version`, `run_id`, `alias`, also nested under "model"); whatever else it says is shown raw.
+A server started by `conveyor serve` (conveyor-bentoml) answers GET /metadata on 127.0.0.1 at
+`serve.port` (default 3000) with {"model": NAME, "version": N, "run_id": ..., "input_schema":
+...}. The UI reads those keys (and the same ones nested under "model", for other servers) and
+shows the rest raw.
 """
 
 from __future__ import annotations
