@@ -14,7 +14,7 @@ METADATA = {"model": "retail", "version": 3, "run_id": "20261124-201533-6a7b14",
 
 
 class Metadata(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         body = json.dumps(METADATA).encode()
         self.send_response(200 if self.path == "/metadata" else 404)
         self.send_header("Content-Type", "application/json")
