@@ -48,9 +48,10 @@ def arrow_types(reference_dtypes: dict[str, Any]) -> dict[str, Any]:
     for name, dtype in reference_dtypes.items():
         if pd.api.types.is_bool_dtype(dtype):
             types[name] = pa.bool_()
-        elif pd.api.types.is_integer_dtype(dtype):
-            types[name] = pa.int64()
-        elif pd.api.types.is_float_dtype(dtype):
+        elif pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
+            # Whole numbers are read as floats: a column with a gap comes out of pandas, Excel
+            # and most exports as "23.0", which is the same number; the schema's coerce and
+            # nullable rules still decide whether the batch is valid.
             types[name] = pa.float64()
         else:
             types[name] = pa.string()
