@@ -39,6 +39,15 @@ def _drifted(result: Any) -> set[str]:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
+            config = node.get("config")
+            if isinstance(config, dict) and str(config.get("type", "")).endswith(":ValueDrift"):
+                # Evidently 0.7: one ValueDrift per column, a p-value (drift below the
+                # threshold) or a distance (drift at or above it), by the method's name
+                value, threshold = node.get("value"), config.get("threshold")
+                if isinstance(value, int | float) and isinstance(threshold, int | float):
+                    p_value = "p_value" in str(config.get("method", ""))
+                    if (value < threshold) if p_value else (value >= threshold):
+                        found.add(str(config.get("column")))
             by_column = node.get("drift_by_columns")
             if isinstance(by_column, dict):
                 found.update(name for name, item in by_column.items()
