@@ -49,7 +49,12 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
     try:
         registry, decisions = Registry(store), RetrainDecisions(store)
         batches = Monitoring(store).batches(model_name=name)
-        acted = [d for d in decisions.list(model_name=name) if d.acted]
+        # A decision killed after it moved the champion (its alias move names it) did act.
+        moved_by = {h["reason"].split(":", 1)[0].removeprefix("retrain decision ")
+                    for h in registry.history(name) if h["action"] == "retrain"
+                    and str(h["reason"]).startswith("retrain decision ")}
+        acted = [d for d in decisions.list(model_name=name)
+                 if d.acted or (d.outcome == "interrupted" and d.id in moved_by)]
         last_retrain_at = acted[-1].created_at if acted else None
         champion = registry.alias(name, "champion")
     finally:
