@@ -94,7 +94,7 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
 
     target = config["data"]["target"]
     try:
-        window = build_window(project_dir, config, settings, batches, decision_id)
+        window = build_window(project_dir, config, settings, batches)
     except UsageError as exc:
         return finish("skipped", f"no window to train on: {exc.message}")
     rows = len(window.train)
@@ -159,8 +159,8 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
                               + "; ".join(comparison), **fields)
 
 
-def build_window(project_dir: Path, config: dict, settings: RetrainConfig, batches: list[Any],
-                 decision_id: str) -> Window:
+def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
+                 batches: list[Any]) -> Window:
     """The newest labelled batches (and the history, if asked), minus the hold-out."""
     import pandas as pd
 
@@ -183,8 +183,10 @@ def build_window(project_dir: Path, config: dict, settings: RetrainConfig, batch
         raise UsageError("no monitored batch with labels is available"
                          + (f" ({'; '.join(notes)})" if notes else ""))
     frames.reverse()  # oldest first
-    newest = frames[-1][1]
-    seed = zlib.crc32(decision_id.encode())
+    newest_source, newest = frames[-1]
+    # The hold-out depends on the data, not on when the decision ran: the same batches give
+    # the same comparison (and a story that can be told twice the same way).
+    seed = zlib.crc32(f"{newest_source}:{len(newest)}".encode())
     holdout = newest.sample(frac=settings.holdout_fraction, random_state=seed % (2**32))
     parts = [frame for _, frame in frames[:-1]] + [newest.drop(holdout.index)]
     files = [source for source, _ in frames]
