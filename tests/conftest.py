@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from conveyor.testing import Project, conveyor_executable
 
 REPO = Path(__file__).resolve().parents[1]
+RETAIL = REPO / "projects" / "retail"
 
 # pytest-xdist already runs one worker per core: model fits in the subprocesses each spinning up
 # an OpenMP pool per core oversubscribe the machine and run several times slower. One thread
@@ -68,3 +70,17 @@ def new_project(tmp_path: Path, template_cache: Callable[[str], Path]) -> Callab
         return Project(destination)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def retail_data():
+    """projects/retail/retail_data.py, the retail project's generator (a module of the project,
+    not of a package)."""
+    sys.path.insert(0, str(RETAIL))
+    try:
+        import retail_data
+
+        yield retail_data
+    finally:
+        sys.path.remove(str(RETAIL))
+

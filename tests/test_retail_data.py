@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import pytest
-
 RETAIL = Path(__file__).resolve().parents[1] / "projects" / "retail"
-
-
-@pytest.fixture(scope="module")
-def retail_data():
-    sys.path.insert(0, str(RETAIL))
-    try:
-        import retail_data
-
-        yield retail_data
-    finally:
-        sys.path.remove(str(RETAIL))
 
 
 def test_a_week_is_reproducible_and_weeks_differ(retail_data):

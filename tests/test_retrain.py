@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,17 +17,6 @@ from conveyor.testing import conveyor_executable
 
 RETAIL = Path(__file__).resolve().parents[1] / "projects" / "retail"
 ROWS = 1500  # per week: enough for the policy's min_rows with two weeks, quick to train
-
-
-@pytest.fixture(scope="module")
-def retail_data():
-    sys.path.insert(0, str(RETAIL))
-    try:
-        import retail_data
-
-        yield retail_data
-    finally:
-        sys.path.remove(str(RETAIL))
 
 
 @pytest.fixture(scope="module")
