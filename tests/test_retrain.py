@@ -83,7 +83,12 @@ def test_watch_retrains_after_the_shift_and_processes_each_file_once(project, re
     drop(retail_data, project, 4)                               # the training distribution
     drop(retail_data, project, 6, name="week-05-bad.csv", age=-3)   # fails the schema
     drop(retail_data, project, 9)                               # the new behaviour
-    handled = watch_once(project)
+    done = conveyor("watch", "--inbox", "inbox", "--once", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    handled = json.loads(done.stdout)
+    # alerts went out through conveyor_alert (conveyor-monitor's log delivery, on stderr)
+    for kind in ("drift", "retrain_decision", "promotion"):
+        assert f"alert [{kind}," in done.stderr, done.stderr
     assert [h["file"] for h in handled] == ["inbox/week-04.csv", "inbox/week-05-bad.csv",
                                             "inbox/week-09.csv"]
     assert handled[0]["status"] == "ok" and handled[0]["outcome"] == "no_action"  # no false alarm

@@ -70,6 +70,10 @@ def test_predicts_logs_and_describes_itself(project, serve):
     assert fields["tenure_months"]["ge"] == 1 and fields["region"]["isin"]
     for probe in ("livez", "healthz", "readyz"):
         assert httpx.get(f"{server.url}/{probe}").status_code == 200
+    # the UI's models page reads what is served from this same answer
+    ui_serving = pytest.importorskip("conveyor_ui.serving")
+    served = ui_serving.served_model(server.port)
+    assert (served["name"], served["version"], served["run_id"]) == ("shop", 1, meta["run_id"])
     assert server.stop() == 0  # SIGTERM: a clean exit, the prediction log flushed
     frames = list(read_prediction_log(project.path, "shop"))
     log = frames[0]
