@@ -4,11 +4,11 @@
 of monitored batches.
 """
 
-from conveyor.store.artifacts import ArtifactRef, ArtifactStore
+from conveyor.store.artifacts import ArtifactRef, ArtifactStore, sha256_file
 from conveyor.store.db import Store, open_store
 from conveyor.store.decisions import RetrainDecision, RetrainDecisions
 from conveyor.store.monitoring import BatchRecord, Monitoring
 from conveyor.store.registry import AliasMoved, Registry
 
 __all__ = ["AliasMoved", "ArtifactRef", "ArtifactStore", "BatchRecord", "Monitoring", "Registry",
-           "RetrainDecision", "RetrainDecisions", "Store", "open_store"]
+           "RetrainDecision", "RetrainDecisions", "Store", "open_store", "sha256_file"]

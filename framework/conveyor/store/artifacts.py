@@ -40,6 +40,7 @@ class ArtifactRef:
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks: a file's content identity."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):

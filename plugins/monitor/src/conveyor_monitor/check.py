@@ -16,7 +16,7 @@ from typing import Any
 
 import conveyor
 from conveyor import DriftResult, api
-from conveyor.store import BatchRecord, Monitoring, open_store
+from conveyor.store import BatchRecord, Monitoring, open_store, sha256_file
 from conveyor.store.monitoring import new_batch_id
 from conveyor.validation import validate_frame
 
@@ -279,7 +279,7 @@ def open_batch(project_dir: Path, request: Request, model: str, profile: prof.Pr
                      logged=True, log_until=since)
     path = Path(request.data)
     reading.check_file(path, "--data")
-    return Batch(_rel(path, project_dir), reading.sha256_file(path),
+    return Batch(_rel(path, project_dir), sha256_file(path),
                  reading.read_chunks(path, chunk_rows=settings.chunk_rows,
                                      types=reading.arrow_types(reference_dtypes)),
                  logged=False)

@@ -31,14 +31,6 @@ def check_file(path: Path, what: str) -> None:
                                   hint="use .csv, .tsv or .parquet")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def arrow_types(reference_dtypes: dict[str, Any]) -> dict[str, Any]:
     """Arrow types for CSV columns, from the reference frame's dtypes (numbers stay numbers)."""
     import pandas as pd

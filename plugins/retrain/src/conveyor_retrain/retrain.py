@@ -13,7 +13,7 @@ import os
 import tempfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +57,12 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
                  if d.acted or (d.outcome == "interrupted" and d.id in moved_by)]
         last_retrain_at = acted[-1].created_at if acted else None
         champion = registry.alias(name, "champion")
-    finally:
-        store.close()
-    verdict = policy.decide(settings, batches, last_retrain_at)
-    if force:
-        verdict.reasons.append("forced with --force: retraining whatever the policy says")
-    store = open_store(project_dir)
-    try:
-        decisions = RetrainDecisions(store)
+        verdict = policy.decide(settings, batches, last_retrain_at)
+        if force:
+            verdict.reasons.append("forced with --force: retraining whatever the policy says")
         decision_id = decisions.start(model_name=name, trigger=trigger,
                                       batches=verdict.considered, forced=force,
-                                      details={"policy": _policy_summary(settings)})
+                                      details={"policy": asdict(settings)})
         if not (verdict.retrain or force):
             return decisions.finish(decision_id, outcome="no_action", reasons=verdict.reasons,
                                     champion_version=champion.version if champion else None)
@@ -273,9 +268,3 @@ def write_csv(frame: Any, path: Path) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
-
-
-def _policy_summary(settings: RetrainConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(settings)

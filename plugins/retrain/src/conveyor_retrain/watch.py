@@ -10,7 +10,6 @@ single transactions). A file whose content changes later is a new batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import ConveyorError, UsageError
+from conveyor.store import sha256_file
 
 from conveyor_retrain import retrain
 
@@ -69,7 +69,7 @@ def pending(inbox: Path, state: WatchState, *, settle: float = SETTLE_SECONDS
         if (not path.is_file() or path.name.startswith((".", "~"))
                 or path.suffix.lower() not in SUFFIXES or now - path.stat().st_mtime < settle):
             continue
-        sha = _sha256(path)
+        sha = sha256_file(path)
         if state.status(sha) not in ("done", "failed"):
             found.append((path, sha))
     return found
@@ -150,14 +150,6 @@ def announce(host: Any, decision: Any, project_dir: Path) -> None:
                          message=f"{decision.model_name} v{decision.challenger_version} is the new "
                                  f"champion (was v{decision.champion_version})",
                          model=model, details=details), project_dir=project_dir)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _display(path: Path, project_dir: Path) -> str:
