@@ -62,12 +62,19 @@ class WatchState:
 
 def pending(inbox: Path, state: WatchState, *, settle: float = SETTLE_SECONDS
             ) -> list[tuple[Path, str]]:
-    """Files of the inbox not yet done, oldest name first, with their sha256."""
+    """Files of the inbox not yet done, oldest name first, with their sha256.
+
+    A file still exactly as it was when it was finished (same path, size and mtime) is not
+    hashed again: an inbox of a year of batches costs one stat per file per look."""
+    finished = {tuple(entry["stamp"]) for entry in state.files.values()
+                if entry.get("status") in ("done", "failed") and entry.get("stamp")}
     found = []
     now = time.time()
     for path in sorted(inbox.iterdir()):
         if (not path.is_file() or path.name.startswith((".", "~"))
                 or path.suffix.lower() not in SUFFIXES or now - path.stat().st_mtime < settle):
+            continue
+        if stamp(path) in finished:
             continue
         sha = sha256_file(path)
         if state.status(sha) not in ("done", "failed"):
@@ -81,7 +88,7 @@ def process(project_dir: Path, host: Any, path: Path, sha: str, state: WatchStat
     from conveyor.store import Monitoring, open_store
 
     name = _display(path, project_dir)
-    state.mark(sha, file=name, status="started")
+    state.mark(sha, file=name, status="started", stamp=stamp(path))
     store = open_store(project_dir)
     try:
         earlier = Monitoring(store).batches(source_sha256=sha)
@@ -124,7 +131,7 @@ def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool
                 handled.append(process(project_dir, host, path, sha, state, log))
             except ConveyorError as exc:
                 # One bad batch must not stop the loop; it is not retried until it changes.
-                state.mark(sha, file=_display(path, project_dir), status="failed",
+                state.mark(sha, file=_display(path, project_dir), status="failed", stamp=stamp(path),
                            error=exc.message)
                 log(f"watch: {_display(path, project_dir)}: failed: {exc.message}")
                 handled.append({"file": path.name, "status": "failed", "error": exc.message})
@@ -150,6 +157,12 @@ def announce(host: Any, decision: Any, project_dir: Path) -> None:
                          message=f"{decision.model_name} v{decision.challenger_version} is the new "
                                  f"champion (was v{decision.champion_version})",
                          model=model, details=details), project_dir=project_dir)
+
+
+def stamp(path: Path) -> tuple[str, int, int]:
+    """What a file's identity is taken from before hashing it: path, size, modification time."""
+    info = path.stat()
+    return str(path.resolve()), info.st_size, info.st_mtime_ns
 
 
 def _display(path: Path, project_dir: Path) -> str:
