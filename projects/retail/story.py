@@ -16,6 +16,7 @@ on that very week (the best one could hope for).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -140,7 +141,6 @@ def request(port: int, method: str, path: str, body: object = None) -> dict | li
 
 
 def summarise(week: int, batch, handled: list[dict], answered: dict | None) -> dict:
-    from conveyor import api
     from conveyor.store import Monitoring, RetrainDecisions, open_store
 
     item = handled[-1] if handled else {}
@@ -150,7 +150,6 @@ def summarise(week: int, batch, handled: list[dict], answered: dict | None) -> d
         decision = RetrainDecisions(store).get(item["decision"]) if item.get("decision") else None
     finally:
         store.close()
-    first = api.load_model(HERE, "retail", version=1)
     return {
         "week": week,
         "shift": retail_data.shift_level(week),
@@ -158,12 +157,20 @@ def summarise(week: int, batch, handled: list[dict], answered: dict | None) -> d
         "champion": record.model_version if record else None,
         "drift_share": record.drift_share if record else None,
         "accuracy": (record.performance.get("accuracy") if record else None),
-        "never_retrained": accuracy(first.model, batch),
+        "never_retrained": accuracy(first_model(), batch),
         "trained_on_week": accuracy(oracle(week), batch),
         "decision": decision.outcome if decision else item.get("status", "?"),
         "new_champion": decision.challenger_version if decision and decision.outcome ==
         "promoted" else None,
     }
+
+
+@functools.cache
+def first_model():
+    """v1, the model the story compares against: loaded (and its sha256 checked) once."""
+    from conveyor import api
+
+    return api.load_model(HERE, "retail", version=1).model
 
 
 def accuracy(model, batch) -> float:
