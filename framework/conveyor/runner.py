@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conveyor import collection
 from conveyor.cache import Decision, decide, file_sha256, input_path
 from conveyor.config import ProjectConfig, flatten
 from conveyor.errors import EXIT_FAILED, ConveyorError, PluginError, StageFailed, StoreError
@@ -93,6 +94,7 @@ class Runner:
                              if self.found.provider.get(f"codec:{c.name}") in running]
         importer = importer_for(self.config, self.host)
         self._check(decisions, importer)
+        collection.resume()  # the stage types' imports are done; the stages' own work is next
         store.mark_interrupted()
         store.artifacts.sweep_tmp()
         data_versions = {name: digest for d in decisions for name, digest in d.files.items()}

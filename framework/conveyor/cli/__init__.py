@@ -65,7 +65,12 @@ def build_parser(host) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(run_cli(list(sys.argv[1:] if argv is None else argv)))
+    from conveyor import collection
+
+    collection.pause()
+    code = run_cli(list(sys.argv[1:] if argv is None else argv))
+    collection.skip_final_collection()
+    sys.exit(code)
 
 
 def run_cli(argv: list[str]) -> int:
@@ -137,6 +142,7 @@ def _dispatch(argv: list[str]) -> int:
     if command in PASSTHROUGH:
         from conveyor.cli import run_cmd
 
+        # `run` resumes garbage collection itself, once its imports are done (Runner.run).
         handler = run_cmd.run if command == "run" else run_cmd.plan
         return handler(rest[1:], app)
     parser = build_parser(host)
@@ -144,6 +150,9 @@ def _dispatch(argv: list[str]) -> int:
         parser.print_help()
         return 0 if ("-h" in global_args or "--help" in global_args) else EXIT_USAGE
     args = parser.parse_args(rest)
+    from conveyor import collection
+
+    collection.resume()  # before commands that may serve or watch for hours
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.parse_args([*rest, "--help"])
