@@ -19,7 +19,8 @@ prediction log (`conveyor.predictions`) and written by a background thread.
 Deliberate choices for the request path (measured in tests/bench/bench_serve.py): responses are
 returned as ready-made JSON (BentoML would otherwise rebuild the output's JSON schema for every
 response), tracing spans are skipped for /predict, metrics and the access log are off by
-default, and predict runs on BentoML's thread, never on the event loop.
+default, predict runs on BentoML's thread, never on the event loop, and the batching dispatcher
+never holds a request while the model is idle (`conveyor_bentoml.batching`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from conveyor_bentoml import batching
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
 from conveyor_bentoml.records import REQUEST_ID, request_type
@@ -320,3 +322,5 @@ def _time_out(waiter: asyncio.Future) -> None:
 
 
 TimeoutMiddleware.__call__ = _deadline
+batching.install()
+
