@@ -10,11 +10,13 @@ from typing import Any
 @dataclass
 class BatchingConfig:
     # Adaptive batching (BentoML's dispatcher): concurrent requests are predicted together, up
-    # to max_batch_size records. max_latency_ms is the dispatcher's latency budget: a queued
-    # request it expects to miss it is refused at once with 503 ("overloaded"). At 2 s, a
-    # burst of 40 x 50 records on a busy 2-core machine got 503s (seen as "SIGTERM drops
-    # requests"), so it defaults to serve.timeout's 10 s: the deadline (504) and
-    # serve.max_concurrency (429) are the limits clients meet.
+    # to max_batch_size records; a batch starts as soon as the model is free, with whatever
+    # queued meanwhile (conveyor_bentoml.batching: no request waits for company).
+    # max_latency_ms is the dispatcher's latency budget: a queued request it expects to miss
+    # it is refused at once with 503 ("overloaded"). At 2 s, a burst of 40 x 50 records on a
+    # busy 2-core machine got 503s (seen as "SIGTERM drops requests"), so it defaults to
+    # serve.timeout's 10 s: the deadline (504) and serve.max_concurrency (429) are the limits
+    # clients meet.
     enabled: bool = True
     max_batch_size: int = 64
     max_latency_ms: int = 10_000
