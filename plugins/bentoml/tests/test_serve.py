@@ -149,6 +149,50 @@ def test_a_promotion_under_load_fails_no_request_and_the_new_version_answers(pro
     assert meta["version"] == 2 and meta["swaps"] == 1
 
 
+RSS_GROWTH_BOUND_MB = 50  # per 10,000 requests after warm-up (also bench_serve.py's bound)
+
+
+async def fire(url: str, concurrency: int, total: int) -> list:
+    """`total` single-record requests from `concurrency` clients; the status of each."""
+    body = json.dumps([RECORD])
+    statuses: list = []
+    left = iter(range(total))
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency),
+                                 timeout=60) as client:
+
+        async def worker() -> None:
+            for _ in left:
+                try:
+                    resp = await client.post(f"{url}/predict", content=body, headers=JSON)
+                    statuses.append(resp.status_code)
+                except httpx.HTTPError as exc:
+                    statuses.append(type(exc).__name__)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+def tree_rss_mb(pid: int) -> float:
+    import psutil  # BentoML's own dependency
+
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+
+@pytest.mark.slow
+def test_ten_thousand_requests_at_concurrency_32_no_error_and_bounded_memory(project, serve):
+    server = serve(project)
+    warm = asyncio.run(fire(server.url, 32, 2_000))
+    assert set(warm) == {200}, sorted(set(map(str, warm)))
+    before = tree_rss_mb(server.process.pid)
+    statuses = asyncio.run(fire(server.url, 32, 10_000))
+    after = tree_rss_mb(server.process.pid)
+    errors = [s for s in statuses if s != 200]
+    assert len(statuses) == 10_000 and not errors, (len(errors), sorted(set(map(str, errors))))
+    assert after - before < RSS_GROWTH_BOUND_MB, (before, after)
+    assert httpx.get(f"{server.url}/livez").status_code == 200
+
+
 @pytest.mark.slow
 def test_sigterm_under_load_lets_requests_in_flight_finish(project, serve):
     # uvicorn stops accepting, waits for every request task, then runs the lifespan shutdown
