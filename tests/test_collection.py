@@ -47,3 +47,11 @@ def test_library_use_leaves_the_collector_alone(tmp_path):
     collection.resume()  # not paused: nothing to do
     assert api.run(project.path).status == "completed"
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_a_hydra_run_or_sweep_collects_from_the_start(tmp_path):
+    """`--cfg`, `--multirun` and friends go through Hydra's own runtime: its parent process may
+    run an Optuna study for hours, so it does not wait for a Runner to resume collection."""
+    project = local_project(tmp_path / "p")
+    state = _probe(project.path, "run", "--cfg", "job")
+    assert state["code"] == 0 and state["enabled"] and state["frozen"] > 0

@@ -97,8 +97,13 @@ def _reject_flags(args: list[str]) -> None:
 
 
 def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
+    from conveyor import collection
     from conveyor.config import load_config
     from conveyor.config.hydra_app import run_with_hydra
+
+    # A sweep's parent may run for hours (an Optuna study, a launcher waiting on its jobs):
+    # it collects normally from the start; jobs run in-process resume in their Runner anyway.
+    collection.resume()
 
     multirun = any(a in ("-m", "--multirun") for a in args)
     if multirun:
