@@ -228,6 +228,44 @@ def test_hook_raising_fails_the_run_naming_the_plugin_and_cleanup_still_runs(tmp
     assert "'badhook'" in project.show(run["id"])["error"]
 
 
+WRAPPER_MODULE = """
+    import conveyor
+
+
+    @conveyor.hookimpl(wrapper=True)
+    def conveyor_run_stage(stage):
+        outputs = yield
+        if stage.name == "second":
+            _publish(stage.name)
+        return outputs
+
+
+    def _publish(name):
+        raise ConnectionError(f"tracking server unreachable while timing {name}")
+"""
+
+
+def test_a_run_stage_wrapper_raising_fails_the_run_naming_the_plugin(tmp_path):
+    project = local_project(tmp_path / "p", local=["faultstages", "timing", "cleanup"],
+                            modules={"timing": WRAPPER_MODULE})
+    result = project.run()
+    assert_run_failed(result, "'timing'", "conveyor_run_stage wrapper", "stage 'second'",
+                      "tracking server unreachable")
+    assert (project.path / "after-run.marker").read_text() == "failed"
+    [run] = project.runs()
+    assert run["status"] == "failed" and "'timing'" in project.show(run["id"])["error"]
+
+
+def test_a_stage_raising_through_a_wrapper_is_the_stage_s_failure(tmp_path):
+    project = local_project(tmp_path / "p", local=["faultstages", "timing", "cleanup"],
+                            modules={"timing": WRAPPER_MODULE.replace('"second"', '"none"')})
+    (project.path / "BREAK").write_text("")
+    result = project.run()
+    message = assert_run_failed(result, "stage 'second' (faults.flaky) failed",
+                                "flaky stage broke on purpose")
+    assert "timing" not in message
+
+
 def test_cleanup_hook_raising_does_not_stop_the_other_cleanup_hooks(tmp_path):
     project = local_project(tmp_path / "p", local=["faultstages", "cleanup", "badcleanup"],
                             modules={"badcleanup": """

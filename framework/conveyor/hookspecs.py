@@ -246,7 +246,9 @@ def conveyor_run_stage(run: Any, stage: Any, context: Any) -> Mapping[str, Any] 
     This is the one hook that may be wrapped (``@hookimpl(wrapper=True)``) to add timing,
     tracing or retries around every other implementation: ``outputs = yield`` gives the result
     (or raises the stage's exception, which the wrapper may catch and retry or re-raise) and
-    ``return outputs`` passes it on, changed or not.
+    ``return outputs`` passes it on, changed or not. An exception the wrapper raises itself
+    (or from code it calls) fails the run (exit 1) naming the plugin and the stage; the stage's
+    own exception passing through a wrapper stays the stage's failure.
     """
 
 

@@ -200,6 +200,11 @@ class Runner:
             duration = time.perf_counter() - clock
             self.display.finish(stage.name, "failed", duration)
             message = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+            wrapper = None if isinstance(exc, ConveyorError | KeyboardInterrupt) \
+                else self._wrapper_that_raised(exc)
+            if wrapper is not None:
+                message = (f"plugin {self.host.describe(wrapper)} failed in its "
+                           f"conveyor_run_stage wrapper around stage '{stage.name}': {message}")
             evidence = self._store_evidence(store, stage, exc)
             self._record_stage(store, run, decision, "failed", started, duration, evidence,
                                message, dict(stage_metrics))
@@ -209,6 +214,8 @@ class Runner:
                     print(f"warning: {problem}", file=sys.stderr)
             if isinstance(exc, ConveyorError | KeyboardInterrupt):
                 raise
+            if wrapper is not None:
+                raise PluginError(message) from exc
             raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed: {message}") from exc
         duration = time.perf_counter() - clock
         produced = dict(produced)
@@ -229,6 +236,23 @@ class Runner:
                             outputs=produced, cached=False)
         self.display.finish(stage.name, "completed", duration)
         return stage_metrics
+
+    def _wrapper_that_raised(self, exc: BaseException) -> str | None:
+        """The plugin whose `conveyor_run_stage` wrapper raised `exc`, or None when the stage
+        itself did. Walking out from where it was raised, the first frame of a hook
+        implementation decides: a wrapper's (its own code or what it called), or the
+        implementation that ran the stage (an error of the stage passes through the wrappers
+        too, but further out)."""
+        import traceback
+
+        owners = {impl.function.__code__: impl
+                  for impl in self.host.pm.hook.conveyor_run_stage.get_hookimpls()
+                  if hasattr(impl.function, "__code__")}
+        for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+            impl = owners.get(frame.f_code)
+            if impl is not None:
+                return impl.plugin_name if impl.wrapper or impl.hookwrapper else None
+        return None
 
     def _store_outputs(self, store: Store, run: RunInfo, decision: Decision,
                        produced: dict[str, Any], codecs: dict[str, Any], started: float,
