@@ -9,6 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import conveyor
@@ -213,3 +214,25 @@ def test_plugins_list_names_codecs_and_drift_detectors_with_their_plugin(tmp_pat
     rows = {row["name"]: row for row in json.loads(done.stdout)}
     assert rows["monitor"]["drift_detectors"] == ["chi2", "js", "ks", "psi"]
     assert "skops" in rows["sklearn"]["codecs"] and rows["conveyor.core"]["codecs"] == ["json"]
+
+
+@dataclass
+class Window:
+    days: int = 7
+
+
+@dataclass
+class Quality:
+    threshold: float = 0.5
+    columns: list[str] = field(default_factory=list)
+    window: Window = field(default_factory=Window)
+
+
+def test_a_config_schema_reads_its_section_typed_with_defaults():
+    schema = conveyor.ConfigSchema("quality", Quality)
+    read = schema.read({"quality": {"threshold": 1, "window": {"days": "30"}}})
+    assert read == Quality(threshold=1.0, columns=[], window=Window(days=30))
+    assert isinstance(read.threshold, float) and isinstance(read.window, Window)
+    assert schema.read({}) == Quality() and schema.read(None) == Quality()
+    with pytest.raises(conveyor.ConfigError, match=r"quality\.window\.days"):
+        schema.read({"quality": {"window": {"days": "a week"}}})

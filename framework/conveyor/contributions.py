@@ -110,6 +110,26 @@ class ConfigSchema:
     schema: type
     description: str = ""
 
+    def read(self, config: Mapping[str, Any] | None) -> Any:
+        """This section of a resolved config (`RunInfo.config`, `api.load_config(...).data`)
+        as an instance of `schema`, nested dataclasses included: defaults where keys are
+        absent, values converted to the declared types. A value that does not fit raises
+        ConfigError naming the key."""
+        from omegaconf import OmegaConf  # here, not at import: plugins load on every command
+        from omegaconf.errors import OmegaConfBaseException
+
+        from conveyor.errors import ConfigError
+
+        section = (config or {}).get(self.section) or {}
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(self.schema), section)
+            return OmegaConf.to_object(merged)
+        except OmegaConfBaseException as exc:
+            key = getattr(exc, "full_key", None)
+            where = f"{self.section}.{key}" if key else self.section
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"invalid value for config key '{where}': {first}") from exc
+
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"

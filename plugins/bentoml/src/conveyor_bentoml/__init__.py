@@ -13,15 +13,14 @@ from pathlib import Path
 
 import conveyor
 
-from conveyor_bentoml.settings import ServeConfig
+from conveyor_bentoml import settings
 
 __version__ = "0.1.0"
 
 
 @conveyor.hookimpl
 def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
-    register(conveyor.ConfigSchema("serve", ServeConfig,
-                                   "conveyor serve: port, batching, limits, prediction log"))
+    register(settings.SCHEMA)
 
 
 @conveyor.hookimpl

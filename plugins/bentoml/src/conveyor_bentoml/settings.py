@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import conveyor
+
 
 @dataclass
 class BatchingConfig:
@@ -47,11 +49,13 @@ class ServeConfig:
     access_log: bool = False
 
 
+SCHEMA = conveyor.ConfigSchema("serve", ServeConfig,
+                               "conveyor serve: port, batching, limits, prediction log")
+
+
 def settings_from(config: Any) -> ServeConfig:
     """The section from a resolved config mapping (defaults where absent)."""
-    section = dict((config or {}).get("serve") or {})
-    batching = BatchingConfig(**(section.pop("batching", None) or {}))
-    return ServeConfig(**section, batching=batching)
+    return SCHEMA.read(config)
 
 
 def as_dict(settings: ServeConfig) -> dict[str, Any]:

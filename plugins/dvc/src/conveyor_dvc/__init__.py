@@ -16,7 +16,7 @@ from typing import Any
 import conveyor
 
 from conveyor_dvc import state
-from conveyor_dvc.settings import DvcConfig, settings_from
+from conveyor_dvc.settings import SCHEMA, settings_from
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ def close_project(project_dir: Path) -> None:
 
 @conveyor.hookimpl
 def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
-    register(conveyor.ConfigSchema("dvc", DvcConfig, "DVC: remote, link size, lock timeout"))
+    register(SCHEMA)
 
 
 @conveyor.hookimpl(trylast=True)  # after other plugins added their files (a schema, ...)

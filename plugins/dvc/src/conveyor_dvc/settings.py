@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import conveyor
+
 
 @dataclass
 class DvcConfig:
@@ -23,10 +25,9 @@ class DvcConfig:
     lock_timeout: float = 300.0
 
 
+SCHEMA = conveyor.ConfigSchema("dvc", DvcConfig, "DVC: remote, link size, lock timeout")
+
+
 def settings_from(config: Any) -> DvcConfig:
     """The section from a resolved config mapping (defaults where absent)."""
-    section = (config or {}).get("dvc") or {}
-    defaults = DvcConfig()
-    return DvcConfig(remote=section.get("remote", defaults.remote),
-                     link_min_mb=int(section.get("link_min_mb", defaults.link_min_mb)),
-                     lock_timeout=float(section.get("lock_timeout", defaults.lock_timeout)))
+    return SCHEMA.read(config)

@@ -16,15 +16,14 @@ from typing import Any
 
 import conveyor
 
-from conveyor_monitor.settings import MonitorConfig
+from conveyor_monitor.settings import SCHEMA
 
 __version__ = "0.1.0"
 
 
 @conveyor.hookimpl
 def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
-    register(conveyor.ConfigSchema("monitor", MonitorConfig,
-                                   "drift methods and thresholds, batch size limits, alerts"))
+    register(SCHEMA)
 
 
 @conveyor.hookimpl

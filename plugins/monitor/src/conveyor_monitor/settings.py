@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import conveyor
+
 
 @dataclass
 class DriftMethods:
@@ -60,13 +62,13 @@ class MonitorConfig:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
+SCHEMA = conveyor.ConfigSchema("monitor", MonitorConfig,
+                               "drift methods and thresholds, batch size limits, alerts")
+
+
 def settings_from(config: Mapping[str, Any] | None) -> MonitorConfig:
     """The section from a resolved config mapping, defaults where absent, typed as the schema."""
-    from omegaconf import OmegaConf  # here, not at import: plugins load on every command
-
-    section = (config or {}).get("monitor") or {}
-    merged = OmegaConf.merge(OmegaConf.structured(MonitorConfig), section)
-    return OmegaConf.to_object(merged)
+    return SCHEMA.read(config)
 
 
 def as_dict(settings: MonitorConfig) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import conveyor
 
-from conveyor_retrain.settings import RetrainConfig
+from conveyor_retrain.settings import SCHEMA
 
 __version__ = "0.1.0"
 
@@ -54,8 +54,7 @@ examples:
 
 @conveyor.hookimpl
 def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
-    register(conveyor.ConfigSchema("retrain", RetrainConfig,
-                                   "retraining policy: when, window, promote_if"))
+    register(SCHEMA)
 
 
 @conveyor.hookimpl

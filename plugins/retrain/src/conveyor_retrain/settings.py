@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import conveyor
+
 
 @dataclass
 class WindowConfig:
@@ -48,10 +50,14 @@ def flatten(conditions: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+SCHEMA = conveyor.ConfigSchema("retrain", RetrainConfig,
+                               "retraining policy: when, window, promote_if")
+
+
 def settings_from(config: Mapping[str, Any]) -> RetrainConfig:
-    section = dict(config.get("retrain") or {})
-    window = WindowConfig(**dict(section.pop("window", None) or {}))
-    settings = RetrainConfig(**section, window=window)
+    """The section from a resolved config mapping (defaults where absent); the model defaults
+    to the registry's model, else the project's name."""
+    settings = SCHEMA.read(config)
     if settings.model_name is None:
         settings.model_name = (config.get("registry") or {}).get("model_name") or config.get("project")
     return settings
