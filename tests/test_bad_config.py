@@ -74,6 +74,14 @@ def test_yaml_syntax_error_names_the_file_and_line(new_project):
     assert_nothing_ran(project)
 
 
+@pytest.mark.parametrize("flags", [[], ["--cfg", "job"], ["--multirun"]])
+def test_an_override_hydra_cannot_parse_is_a_usage_error(new_project, flags):
+    project = new_project()
+    assert_usage_error(project.cli("run", *flags, "model.params.max_iter=["),
+                       "cannot parse the command-line override", "key=value")
+    assert_nothing_ran(project)
+
+
 def test_unknown_config_group_choice_lists_the_available_choices(new_project):
     project = new_project()
     message = assert_usage_error(project.run("model=nope"), "model/nope", "random_forest",
@@ -173,10 +181,19 @@ def test_debug_shows_the_traceback_of_a_config_error(new_project):
     assert_nothing_ran(project)
 
 
-def test_a_valid_plugin_section_missing_from_the_config_says_to_add_it_with_plus(conveyor_project):
+def test_a_typed_plugin_key_missing_from_the_yaml_is_set_without_plus(conveyor_project):
+    """dvc: a section conveyor-dvc types, absent from this project's YAML. Its keys exist (with
+    their defaults), so `key=value` sets one, as for any other key; a misspelt one is still an
+    unknown key with the nearest valid one."""
     project = conveyor_project("defaults: [conveyor/defaults, _self_]\nproject: x\n"
                                "pipeline: {r: {uses: conveyor.register}}\n")
-    result = project.run("dvc.lock_timeout=1")  # dvc: a section conveyor-dvc types
-    assert result.returncode == 2
-    assert "config key 'dvc' is valid but not in this project's config" in result.stderr
-    assert "write +dvc.lock_timeout=1" in result.stderr
+    shown = project.cli("run", "--cfg", "job", "dvc.lock_timeout=1",
+                        "serve.batching.max_batch_size=8")  # Hydra's runtime
+    assert shown.returncode == 0, shown.stderr
+    assert "lock_timeout: 1" in shown.stdout and "max_batch_size: 8" in shown.stdout
+    plan = project.cli("plan", "--json", "dvc.lock_timeout=1")  # Conveyor's own composition
+    assert plan.returncode == 0, plan.stderr
+    typo = project.run("dvc.lock_timout=1")
+    assert typo.returncode == 2
+    assert "unknown config key 'dvc.lock_timout'" in typo.stderr
+    assert "did you mean 'dvc.lock_timeout'" in typo.stderr

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 from conveyor.cli.app import App, print_json
-from conveyor.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from conveyor.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConveyorError, UsageError
 
 RUN_HELP = """\
 usage: conveyor run [--force] [--quiet] [OVERRIDE ...] [HYDRA FLAGS]
@@ -98,7 +99,7 @@ def _reject_flags(args: list[str]) -> None:
 
 def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
     from conveyor import collection
-    from conveyor.config import load_config
+    from conveyor.config import load_config, typed_keys_to_add
     from conveyor.config.hydra_app import run_with_hydra
 
     # A sweep's parent may run for hours (an Optuna study, a launcher waiting on its jobs):
@@ -106,13 +107,32 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
     collection.resume()
 
     multirun = any(a in ("-m", "--multirun") for a in args)
+    from hydra.errors import OverrideParseException
+
+    try:
+        first = _first_job(args)
+    except OverrideParseException as exc:
+        raise UsageError(f"cannot parse the command-line override: {str(exc).splitlines()[0]}",
+                         hint="overrides use Hydra's grammar: key=value, +key=value, ~key, "
+                              "group=option") from exc
     if multirun:
         # Compose the first job up front, so bad config stops the sweep with exit 2.
-        load_config(app.project_dir, _first_job(args), app.host)
+        load_config(app.project_dir, first, app.host)
+    # Hydra's runtime composes the overrides itself: a typed key the YAML lacks goes as ++key.
+    adding: set[str] = set()
+    completing = any(a in ("-sc", "--shell-completion") for a in args)
+    if not completing and any(_plain_override(a) for a in first):
+        with contextlib.suppress(ConveyorError):  # bad config: Hydra's runtime says so itself
+            adding = typed_keys_to_add(app.project_dir, first, app.host)
+    args = [f"++{a}" if _plain_override(a) and a.split("=", 1)[0] in adding else a for a in args]
     invocation = run_with_hydra(app.project_dir, args, app.host, force=force)
     if not multirun:
         return EXIT_OK
     return _summarise_sweep(app, invocation)
+
+
+def _plain_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith(("-", "+", "~"))
 
 
 def _first_job(args: list[str]) -> list[str]:

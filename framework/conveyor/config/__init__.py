@@ -67,10 +67,12 @@ def search_path_override(config_dirs: Sequence[Path]) -> str:
 
 
 def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path],
-                schema: type | None = None) -> Any:
+                schema: type | None = None, *, added: list[str] | None = None) -> Any:
     """Hydra's composition of the project config (a DictConfig including the `hydra` node).
 
-    `schema` (the root dataclass) lets an unknown key in an override suggest the nearest key."""
+    `schema` (the root dataclass) lets an unknown key in an override suggest the nearest key,
+    and lets `key=value` set a typed key the project's YAML lacks (as `++key=value`); the keys
+    set that way are appended to `added`."""
     import yaml
     from hydra import compose, initialize_config_dir
     from hydra.errors import (
@@ -81,12 +83,26 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
 
     from conveyor.plugins import provider_hint
 
+    given = list(overrides)
+    overrides = list(overrides)
     try:
-        with initialize_config_dir(config_dir=str(project_dir), version_base="1.3",
-                                   job_name="conveyor"):
-            return compose(config_name=CONFIG_NAME,
-                           overrides=[*overrides, search_path_override(config_dirs)],
-                           return_hydra_config=True)
+        while True:
+            try:
+                with initialize_config_dir(config_dir=str(project_dir), version_base="1.3",
+                                           job_name="conveyor"):
+                    return compose(config_name=CONFIG_NAME,
+                                   overrides=[*overrides, search_path_override(config_dirs)],
+                                   return_hydra_config=True)
+            except ConfigCompositionException as exc:
+                # `serve.timeout=5` where the project's YAML has no `serve:` section: the key
+                # is typed (a plugin's schema gives it a default), so it is there to set, as
+                # Hydra's `++` (add or override) would; anything else is a real error.
+                absent = _typed_but_absent(exc, overrides, given, schema)
+                if absent is None:
+                    raise
+                overrides[overrides.index(absent)] = "++" + absent
+                if added is not None:
+                    added.append(absent.split("=", 1)[0])
     except OverrideParseException as exc:
         raise UsageError(f"cannot parse the command-line override: {exc}",
                          hint="overrides use Hydra's grammar: key=value, +key=value, ~key, "
@@ -130,6 +146,28 @@ def _composition_message(exc: Exception) -> str:
     return text
 
 
+def _typed_but_absent(exc: Exception, overrides: Sequence[str], given: Sequence[str],
+                      schema: type | None) -> str | None:
+    """The plain `key=value` override (as the user gave it) that Hydra refused only because
+    the composed config lacks a key the typed schema has; None for any other error."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = exc.__cause__
+    if schema is None or not isinstance(cause, ConfigKeyError | ConfigAttributeError) or \
+            "not in struct" not in str(cause):
+        return None
+    key = str(getattr(cause, "full_key", None) or getattr(cause, "key", None) or "")
+    if not key or _nearest(key, schema) != f"; did you mean '{key}'?":
+        return None
+    for override in overrides:
+        name = override.split("=", 1)[0]
+        if override in given and not name.startswith(("+", "~")) and \
+                (name == key or name.startswith(key + ".")) and \
+                _nearest(name, schema) == f"; did you mean '{name}'?":
+            return override
+    return None
+
+
 def _unknown_override_key(exc: Exception, overrides: Sequence[str],
                           schema: type | None) -> ConfigError | None:
     """Hydra's "Could not override 'a.b'" for a key the config does not have, said plainly:
@@ -149,6 +187,11 @@ def _unknown_override_key(exc: Exception, overrides: Sequence[str],
                      if o.split("=", 1)[0].lstrip("+~") == key
                      or o.split("=", 1)[0].lstrip("+~").startswith(key + ".")), None)
     nearest = _nearest(key, schema) if schema is not None else ""
+    name = override.split("=", 1)[0].lstrip("+~") if override else key
+    if schema is not None and name != key and nearest == f"; did you mean '{key}'?" and \
+            _nearest(name, schema) != f"; did you mean '{name}'?":
+        # Under a typed section the YAML lacks, a key the section does not have either.
+        return ConfigError(f"unknown config key '{name}'{_nearest(name, schema)}")
     if override and nearest == f"; did you mean '{key}'?":
         # A valid (typed) key that this project's config simply does not contain yet.
         return ConfigError(
@@ -192,6 +235,17 @@ def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> Proje
         composed = OmegaConf.to_container(raw, resolve=False)
         cache.store(project_dir, overrides, dirs, composed, choices)
     return check_config(composed, project_dir, tuple(overrides), host, choices=choices)
+
+
+def typed_keys_to_add(project_dir: Path, overrides: Sequence[str], host: Any) -> set[str]:
+    """The keys among `overrides` that the typed schema has and the project's YAML lacks: Hydra's
+    own runtime (`--cfg`, `--multirun`) must be given those as `++key=value`."""
+    from conveyor.config.schema import root_schema
+
+    schema = root_schema({n: s.schema for n, s in host.contributions.config_schemas.items()})
+    added: list[str] = []
+    compose_raw(project_dir, overrides, host.contributions.config_dirs, schema, added=added)
+    return set(added)
 
 
 def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: Any,

@@ -105,7 +105,7 @@ BAD = [
 
 
 def test_every_bad_input_gets_a_4xx_naming_the_field_and_the_rule(project, serve):
-    server = serve(project, "+serve.max_body_mb=0.01")
+    server = serve(project, "serve.max_body_mb=0.01")
     for what, body, rule, field in BAD:
         resp = post(server, body)
         assert resp.status_code == 400, (what, resp.status_code, resp.text)
@@ -131,7 +131,7 @@ def test_every_bad_input_gets_a_4xx_naming_the_field_and_the_rule(project, serve
 
 @pytest.mark.slow
 def test_a_promotion_under_load_fails_no_request_and_the_new_version_answers(project, serve):
-    server = serve(project, "+serve.poll_seconds=0.2")
+    server = serve(project, "serve.poll_seconds=0.2")
 
     def promote() -> None:
         done = run_cli("models", "promote", "shop", "2", "--force", cwd=project.path)
