@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conveyor.testing import Project
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def assert_usage_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit 2, one clear message on stderr naming every needle, no traceback."""
-    return _assert_error(result, EXIT_USAGE, needles)
-
-
-def assert_run_failed(result: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit 1 (a stage or hook failed), the message names every needle, no traceback."""
-    return _assert_error(result, EXIT_FAILED, needles)
-
-
-def _assert_error(result: subprocess.CompletedProcess, code: int, needles: tuple[str, ...]) -> str:
-    shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == code, shown
-    assert "Traceback" not in result.stderr + result.stdout, shown
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, f"expected exactly one error message\n{shown}"
-    for needle in needles:
-        assert needle in result.stderr, f"{needle!r} not in the message\n{shown}"
-    return result.stderr
+from conveyor.testing import Project, assert_run_failed, assert_usage_error  # noqa: F401
 
 
 def recorded_runs(project: Project) -> list[dict[str, Any]]:

@@ -40,6 +40,33 @@ def plugin_host(project_dir: Path | None = None) -> Any:
     return load_host(project_dir)
 
 
+def assert_clear_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """The user contract for bad input: exit `code`, exactly one `error:` line on stderr that
+    (with its hint) names every needle, and no traceback anywhere. Returns stderr."""
+    shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == code, shown
+    assert "Traceback" not in result.stdout + result.stderr, shown
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, f"expected exactly one error message\n{shown}"
+    for needle in needles:
+        assert needle in result.stderr, f"{needle!r} not in the message\n{shown}"
+    return result.stderr
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """Bad usage, config or plugin (exit 2), one clear message naming every needle."""
+    from conveyor.errors import EXIT_USAGE
+
+    return assert_clear_error(result, EXIT_USAGE, *needles)
+
+
+def assert_run_failed(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """A stage, hook or gate said no (exit 1), one clear message naming every needle."""
+    from conveyor.errors import EXIT_FAILED
+
+    return assert_clear_error(result, EXIT_FAILED, *needles)
+
+
 class Project:
     """A project folder with helpers to run the real CLI in it."""
 

@@ -49,17 +49,6 @@ def stages(project: Project, run_id: str) -> dict[str, dict]:
     return {s["name"]: s for s in project.show(run_id)["stages"]}
 
 
-def assert_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    """Exit `code`, exactly one `error:` line, no traceback, every needle in stderr."""
-    shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == code, shown
-    assert "Traceback" not in result.stdout + result.stderr, shown
-    assert len([ln for ln in result.stderr.splitlines() if ln.startswith("error:")]) == 1, shown
-    for needle in needles:
-        assert needle in result.stderr, f"{needle!r} missing\n{shown}"
-    return result.stderr
-
-
 def latest_run(project: Project) -> dict[str, Any]:
     return json.loads(project.cli("runs", "list", "--json", "--limit", "1", check=True).stdout)[0]
 

@@ -6,7 +6,8 @@ import json
 import shutil
 
 import pytest
-from _dvc_support import assert_error, cache_object, closed_port, dvc_md5, md5, set_remote
+from _dvc_support import cache_object, closed_port, dvc_md5, md5, set_remote
+from conveyor.testing import assert_clear_error
 
 
 @pytest.mark.parametrize("command", [("data", "status"), ("data", "push"), ("data", "pull"),
@@ -14,12 +15,12 @@ from _dvc_support import assert_error, cache_object, closed_port, dvc_md5, md5, 
 def test_not_a_dvc_repository_is_a_clear_error_with_the_fix(conveyor_project, command):
     project = conveyor_project({"defaults": ["conveyor/defaults", "_self_"], "project": "plain",
                                 "pipeline": {"noop": {"uses": "conveyor.register"}}})
-    stderr = assert_error(project.cli(*command), 2, "is not a DVC repository", "dvc init")
+    stderr = assert_clear_error(project.cli(*command), 2, "is not a DVC repository", "dvc init")
     assert "--no-scm" in stderr and "conveyor init" in stderr
 
 
 def test_data_without_an_action_is_a_usage_error(dvc_project):
-    assert_error(dvc_project().cli("data"), 2, "conveyor data status | push | pull")
+    assert_clear_error(dvc_project().cli("data"), 2, "conveyor data status | push | pull")
 
 
 @pytest.mark.slow
@@ -83,7 +84,7 @@ def test_a_cloud_remote_without_dvcs_extra_says_what_to_install(dvc_project):
     project = dvc_project()
     project.run(check=True)
     set_remote(project, "s3://conveyor-test-bucket/data")
-    stderr = assert_error(project.cli("data", "push"), 2, "s3", "pip install 'dvc[s3]'")
+    stderr = assert_clear_error(project.cli("data", "push"), 2, "s3", "pip install 'dvc[s3]'")
     assert "dvc-s3" in stderr
 
 
@@ -94,7 +95,7 @@ def test_pull_from_an_unreachable_remote_is_a_clear_error_and_overwrites_nothing
     shutil.rmtree(project.path / ".dvc" / "cache")
     a.unlink()
     set_remote(project, f"http://127.0.0.1:{closed_port()}/dvc")
-    stderr = assert_error(project.cli("data", "pull"), 1, "the current version of data/a.txt",
+    stderr = assert_clear_error(project.cli("data", "pull"), 1, "the current version of data/a.txt",
                           "neither in the local cache nor on remote 'conveyor'",
                           "cannot be reached")
     assert "conveyor data push" in stderr
@@ -107,6 +108,6 @@ def test_push_to_an_unreachable_remote_says_why(dvc_project):
     project = dvc_project()
     project.run(check=True)
     port = closed_port()
-    assert_error(project.cli("data", "push", "--remote", f"http://127.0.0.1:{port}/dvc"), 1,
+    assert_clear_error(project.cli("data", "push", "--remote", f"http://127.0.0.1:{port}/dvc"), 1,
                  "2 data version(s) could not be pushed", f"127.0.0.1:{port}",
                  "Cannot connect to host")

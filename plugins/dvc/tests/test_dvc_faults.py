@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from _dvc_support import (
-    assert_error,
     cache_object,
     data_inputs,
     dvc_md5,
@@ -21,7 +20,7 @@ from _dvc_support import (
     runs_in_store,
     stages,
 )
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import Project, assert_clear_error, conveyor_executable
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -55,7 +54,7 @@ def test_a_data_file_modified_while_a_stage_reads_it_fails_the_run(dvc_project):
     (project.path / "HOLD").unlink()
     stdout, stderr = process.communicate(timeout=120)
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    assert_error(result, 1, "data file data/a.txt changed while stage 'first' read it",
+    assert_clear_error(result, 1, "data file data/a.txt changed while stage 'first' read it",
                  f"md5:{recorded[:12]}", f"md5:{md5(a)[:12]}", "run again")
     failed = runs_in_store(project)[-1]
     assert failed["status"] == "failed"
@@ -87,7 +86,7 @@ def test_a_data_file_modified_before_dvc_versions_it_fails_the_run(dvc_project):
     edit_config(project, plugins={"local": ["lightstages", "meddler"]})
     (project.path / "MEDDLE").write_text("")
     recorded = md5(project.path / "data" / "a.txt")
-    assert_error(project.run(), 1, "data file data/a.txt changed while the run was starting",
+    assert_clear_error(project.run(), 1, "data file data/a.txt changed while the run was starting",
                  f"md5:{recorded[:12]}", "plugin 'dvc'", "run again")
     assert runs_in_store(project)[-1]["status"] == "failed"
     (project.path / "MEDDLE").unlink()
@@ -167,7 +166,7 @@ def test_a_run_gives_up_on_dvcs_lock_after_lock_timeout(dvc_project):
     edit_config(project, dvc={"lock_timeout": 1})
     holder = hold_dvc_lock(project, 6)
     try:
-        assert_error(project.run(), 1, "could not version data/a.txt", "DVC's lock",
+        assert_clear_error(project.run(), 1, "could not version data/a.txt", "DVC's lock",
                      "stayed taken", "dvc.lock_timeout: 1s", ".dvc/tmp/lock")
     finally:
         holder.wait(timeout=30)

@@ -7,7 +7,6 @@ import shutil
 
 import yaml
 from _dvc_support import (
-    assert_error,
     cache_object,
     closed_port,
     git,
@@ -15,6 +14,7 @@ from _dvc_support import (
     runs_in_store,
     set_remote,
 )
+from conveyor.testing import assert_clear_error
 
 
 def first_run(project) -> str:
@@ -60,7 +60,7 @@ def test_cache_entry_missing_and_remote_unreachable_is_a_clear_error_and_changes
     a.write_text("7\n8\n")  # the workspace holds another version: it must survive
     set_remote(project, f"http://127.0.0.1:{closed_port()}/dvc")
     dvcfile = (project.path / "data" / "a.txt.dvc").read_text()
-    stderr = assert_error(project.cli("reproduce", run_id), 1,
+    stderr = assert_clear_error(project.cli("reproduce", run_id), 1,
                           f"cannot restore data/a.txt as run {run_id} read it (md5:{version})",
                           "not in the local DVC cache", "remote 'conveyor'",
                           "cannot be reached", "nothing was changed")
@@ -76,7 +76,7 @@ def test_a_missing_local_remote_folder_is_named(dvc_project):
     project = dvc_project()
     run_id = first_run(project)
     shutil.rmtree(project.path / ".dvc" / "cache")
-    assert_error(project.cli("reproduce", run_id), 1, "not in the local DVC cache",
+    assert_clear_error(project.cli("reproduce", run_id), 1, "not in the local DVC cache",
                  "remote 'local'", "the remote folder does not exist")
 
 
@@ -112,4 +112,4 @@ def test_reproduce_shows_the_difference_when_metrics_are_not_deterministic(dvc_p
 
 def test_reproduce_of_an_unknown_or_failed_run_is_a_usage_error(dvc_project):
     project = dvc_project()
-    assert_error(project.cli("reproduce", "nosuchrun"), 2, "no run with id 'nosuchrun'")
+    assert_clear_error(project.cli("reproduce", "nosuchrun"), 2, "no run with id 'nosuchrun'")

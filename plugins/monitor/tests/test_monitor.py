@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.testing import Project
+from conveyor.testing import Project, assert_clear_error
 from monitor_support import configure, customers, shifted
 
 
@@ -29,16 +29,6 @@ def stored(project: Project) -> list[dict[str, Any]]:
     with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute("SELECT * FROM monitor_batches ORDER BY created_at")]
-
-
-def assert_one_error(result: Any, code: int, *needles: str) -> None:
-    shown = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert result.returncode == code, shown
-    assert "Traceback" not in shown
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, shown
-    for needle in needles:
-        assert needle in result.stderr, shown
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -171,26 +161,26 @@ def test_labels_that_match_no_row_are_an_error_after_recording(shop, batch):
     labels = frame[["customer_id", "churned"]].assign(customer_id=lambda f: "X" + f.customer_id)
     batch(shop, "labels.csv", labels)
     result = shop.cli("monitor", "--data", "week.csv", "--labels", "labels.csv")
-    assert_one_error(result, 2, "labels.csv", "none of its 1,000 ids", "customer_id")
+    assert_clear_error(result, 2, "labels.csv", "none of its 1,000 ids", "customer_id")
     assert "recorded as batch" in result.stderr
     assert stored(shop)[0]["labelled_rows"] == 0
 
 
 def test_bad_usage_and_config_exit_2(shop, batch):
-    assert_one_error(shop.cli("monitor"), 2, "--data BATCH or --from-log")
-    assert_one_error(shop.cli("monitor", "--data", "nope.csv"), 2, "nope.csv: no such file")
+    assert_clear_error(shop.cli("monitor"), 2, "--data BATCH or --from-log")
+    assert_clear_error(shop.cli("monitor", "--data", "nope.csv"), 2, "nope.csv: no such file")
     batch(shop, "week.csv", customers(300, 48))
     labels = customers(10, 1)[["churned"]]
     batch(shop, "labels.csv", labels)
-    assert_one_error(shop.cli("monitor", "--data", "week.csv", "--labels", "labels.csv"), 2,
+    assert_clear_error(shop.cli("monitor", "--data", "week.csv", "--labels", "labels.csv"), 2,
                      "no column 'customer_id'")
-    assert_one_error(shop.cli("monitor", "--data", "week.csv", "--model", "shop:9"), 2,
+    assert_clear_error(shop.cli("monitor", "--data", "week.csv", "--model", "shop:9"), 2,
                      "no version 9")
     configure(shop, {"drift": {"numeric": "wasserstein"}})
-    assert_one_error(shop.cli("monitor", "--data", "week.csv"), 2,
+    assert_clear_error(shop.cli("monitor", "--data", "week.csv"), 2,
                      "monitor.drift.numeric", "wasserstein", "psi")
     configure(shop, {"drift": {"numeric": "chi2", "categorical": "ks"}})
-    assert_one_error(shop.cli("monitor", "--data", "week.csv"), 2,
+    assert_clear_error(shop.cli("monitor", "--data", "week.csv"), 2,
                      "monitor.drift.categorical", "'ks' does not handle categorical")
     assert not stored(shop)
 
@@ -319,7 +309,7 @@ def test_from_log_reads_new_rows_only(shop):
 
 
 def test_from_log_without_a_log_says_so(shop):
-    assert_one_error(shop.cli("monitor", "--from-log"), 2, "no prediction log for model 'shop'")
+    assert_clear_error(shop.cli("monitor", "--from-log"), 2, "no prediction log for model 'shop'")
 
 
 # --- the HTML report in a real browser ----------------------------------------------------------
