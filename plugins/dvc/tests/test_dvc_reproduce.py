@@ -113,3 +113,15 @@ def test_reproduce_shows_the_difference_when_metrics_are_not_deterministic(dvc_p
 def test_reproduce_of_an_unknown_or_failed_run_is_a_usage_error(dvc_project):
     project = dvc_project()
     assert_clear_error(project.cli("reproduce", "nosuchrun"), 2, "no run with id 'nosuchrun'")
+
+
+def test_reproduce_of_a_predict_run_says_how_to_score_again(dvc_project):
+    project = dvc_project("classification")
+    project.run(check=True)
+    source = yaml.safe_load((project.path / "conveyor.yaml").read_text())["data"]["source"]
+    project.cli("predict", "--data", source, "-o", "scored.parquet", check=True)
+    scoring = next(r for r in project.runs() if r.get("command") == "predict")
+    result = project.cli("reproduce", scoring["id"])
+    assert_clear_error(result, 2, "scored data with `conveyor predict`", "conveyor predict --data")
+    assert not (project.path / ".conveyor" / "reproduce").exists() or \
+        not any((project.path / ".conveyor" / "reproduce").iterdir())

@@ -34,6 +34,13 @@ def reproduce(project_dir: Path, run_id: str, project: Any, settings: Any, *, ke
     if record.status != "completed":
         raise conveyor.UsageError(f"run {record.id} is {record.status}: only a completed run has "
                                   "results to reproduce", hint="see `conveyor runs list`")
+    if record.command == "predict":
+        # A scoring run reads a registered model, which the workspace (no store) does not have.
+        raise conveyor.UsageError(
+            f"run {record.id} scored data with `conveyor predict`: reproduce re-runs a "
+            "pipeline (training, evaluating) from its data versions",
+            hint="to score the same file again: conveyor predict --data FILE "
+                 "--model NAME:VERSION (the version is in `conveyor runs show RUN`)")
     warnings = code_warnings(project_dir, record)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
