@@ -98,6 +98,8 @@ def _reject_flags(args: list[str]) -> None:
 
 
 def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
+    from hydra.errors import OverrideParseException
+
     from conveyor import collection
     from conveyor.config import load_config, typed_keys_to_add
     from conveyor.config.hydra_app import run_with_hydra
@@ -107,8 +109,6 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
     collection.resume()
 
     multirun = any(a in ("-m", "--multirun") for a in args)
-    from hydra.errors import OverrideParseException
-
     try:
         first = _first_job(args)
     except OverrideParseException as exc:

@@ -323,4 +323,3 @@ def _time_out(waiter: asyncio.Future) -> None:
 
 TimeoutMiddleware.__call__ = _deadline
 batching.install()
-
