@@ -193,6 +193,18 @@ def test_a_typed_plugin_key_missing_from_the_yaml_is_set_without_plus(conveyor_p
     assert "lock_timeout: 1" in shown.stdout and "max_batch_size: 8" in shown.stdout
     plan = project.cli("plan", "--json", "dvc.lock_timeout=1")  # Conveyor's own composition
     assert plan.returncode == 0, plan.stderr
+    sweep = conveyor_project(
+        "defaults: [conveyor/defaults, _self_]\nproject: y\nplugins: {local: [noop]}\n"
+        "pipeline: {r: {uses: t.noop}}\n",
+        files={"noop.py": "import conveyor\n\n\n@conveyor.hookimpl\n"
+                          "def conveyor_stage_types(register):\n"
+                          "    register(conveyor.StageType('t.noop', lambda ctx: {'out': 1}))\n"})
+    swept = sweep.cli("run", "--multirun", "dvc.lock_timeout=1,2")
+    assert swept.returncode == 0, swept.stderr
+    summary = swept.stdout.split("sweep: 2 jobs")[1]  # as written on the command line
+    assert "dvc.lock_timeout=2" in summary and "++" not in summary
+    assert sorted(sweep.show(r["id"])["config"]["dvc"]["lock_timeout"] for r in sweep.runs()) \
+        == [1.0, 2.0]
     typo = project.run("dvc.lock_timout=1")
     assert typo.returncode == 2
     assert "unknown config key 'dvc.lock_timout'" in typo.stderr

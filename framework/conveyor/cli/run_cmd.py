@@ -128,7 +128,7 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
     invocation = run_with_hydra(app.project_dir, args, app.host, force=force)
     if not multirun:
         return EXIT_OK
-    return _summarise_sweep(app, invocation)
+    return _summarise_sweep(app, invocation, typed_keys=adding)
 
 
 def _plain_override(arg: str) -> bool:
@@ -159,7 +159,7 @@ def _first_job(args: list[str]) -> list[str]:
     return first
 
 
-def _summarise_sweep(app: App, invocation: str) -> int:
+def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
     from conveyor.metrics import greater_is_better
 
     jobs_dir = app.project_dir / ".conveyor" / "hydra" / "multirun" / invocation / "jobs"
@@ -172,7 +172,10 @@ def _summarise_sweep(app: App, invocation: str) -> int:
     primary, best = None, None
     print(f"\nsweep: {len(jobs)} jobs")
     for job in jobs:
-        overrides = " ".join(job["overrides"])
+        # As the user wrote them: a typed key the YAML lacked went to Hydra as ++key.
+        overrides = " ".join(o.removeprefix("++") if o.startswith("++") and
+                             o[2:].split("=", 1)[0] in typed_keys else o
+                             for o in job["overrides"])
         if job.get("error"):
             where = f"run {job['run_id']}" if job["run_id"] else "before running"
             print(f"  job {job['job']:<3} failed ({where}): {job['error']}  {overrides}")
