@@ -146,24 +146,33 @@ def _composition_message(exc: Exception) -> str:
     return text
 
 
+def _struct_key(exc: Exception) -> str | None:
+    """The key of Hydra's "Could not override 'a.b'" when the composed config lacks it."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = exc.__cause__
+    if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or \
+            "not in struct" not in str(cause):
+        return None
+    return str(getattr(cause, "full_key", None) or getattr(cause, "key", None) or "") or None
+
+
+def _is_typed(key: str, schema: type) -> bool:
+    """Whether the typed schema has `key` (dotted), whatever the YAML holds."""
+    return _nearest(key, schema) == f"; did you mean '{key}'?"
+
+
 def _typed_but_absent(exc: Exception, overrides: Sequence[str], given: Sequence[str],
                       schema: type | None) -> str | None:
     """The plain `key=value` override (as the user gave it) that Hydra refused only because
     the composed config lacks a key the typed schema has; None for any other error."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
-    cause = exc.__cause__
-    if schema is None or not isinstance(cause, ConfigKeyError | ConfigAttributeError) or \
-            "not in struct" not in str(cause):
-        return None
-    key = str(getattr(cause, "full_key", None) or getattr(cause, "key", None) or "")
-    if not key or _nearest(key, schema) != f"; did you mean '{key}'?":
+    key = _struct_key(exc)
+    if schema is None or key is None or not _is_typed(key, schema):
         return None
     for override in overrides:
         name = override.split("=", 1)[0]
         if override in given and not name.startswith(("+", "~")) and \
-                (name == key or name.startswith(key + ".")) and \
-                _nearest(name, schema) == f"; did you mean '{name}'?":
+                (name == key or name.startswith(key + ".")) and _is_typed(name, schema):
             return override
     return None
 
@@ -172,13 +181,8 @@ def _unknown_override_key(exc: Exception, overrides: Sequence[str],
                           schema: type | None) -> ConfigError | None:
     """Hydra's "Could not override 'a.b'" for a key the config does not have, said plainly:
     which key, which override, the nearest valid key, and how to add a key on purpose."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
-    cause = exc.__cause__
-    if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or "not in struct" not in str(cause):
-        return None
-    key = str(getattr(cause, "full_key", None) or getattr(cause, "key", None) or "")
-    if not key:
+    key = _struct_key(exc)
+    if key is None:
         return None
     from conveyor.config.locate import key_origin
 
@@ -188,11 +192,11 @@ def _unknown_override_key(exc: Exception, overrides: Sequence[str],
                      or o.split("=", 1)[0].lstrip("+~").startswith(key + ".")), None)
     nearest = _nearest(key, schema) if schema is not None else ""
     name = override.split("=", 1)[0].lstrip("+~") if override else key
-    if schema is not None and name != key and nearest == f"; did you mean '{key}'?" and \
-            _nearest(name, schema) != f"; did you mean '{name}'?":
+    if schema is not None and name != key and _is_typed(key, schema) and \
+            not _is_typed(name, schema):
         # Under a typed section the YAML lacks, a key the section does not have either.
         return ConfigError(f"unknown config key '{name}'{_nearest(name, schema)}")
-    if override and nearest == f"; did you mean '{key}'?":
+    if override and schema is not None and _is_typed(key, schema):
         # A valid (typed) key that this project's config simply does not contain yet.
         return ConfigError(
             f"config key '{key}' is valid but not in this project's config, so "
