@@ -40,6 +40,28 @@ def plugin_host(project_dir: Path | None = None) -> Any:
     return load_host(project_dir)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server under test."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM (a server's graceful stop), SIGKILL if it has not exited after `timeout`
+    seconds; the exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def assert_clear_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> str:
     """The user contract for bad input: exit `code`, exactly one `error:` line on stderr that
     (with its hint) names every needle, and no traceback anywhere. Returns stderr."""

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from conveyor.testing import free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -109,12 +110,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def load_average() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -175,14 +170,7 @@ class Server:
         return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 def wrk(server: Server, script: Path, body: str, connections: int,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,19 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conveyor.testing import Project, conveyor_executable
+from _serve_support import run_cli
+from conveyor.testing import Project, conveyor_executable, free_port, stop_process
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-RECORD = {"customer_id": "C1", "tenure_months": 5, "contract": None, "region": "east",
-          "monthly_charges": 20.5, "support_calls": 1, "has_partner": "no"}
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([conveyor_executable(), *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200", "CONVEYOR_TEST": "1"})
-
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -44,12 +34,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(tmp_path: Path, trained: Path) -> Project:
     shutil.copytree(trained, tmp_path / "shop")
     return Project(tmp_path / "shop")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -82,14 +66,7 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RECORD, run_cli
+from _serve_support import RECORD, run_cli
 from conveyor.testing import conveyor_executable
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

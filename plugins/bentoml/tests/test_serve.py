@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from conftest import RECORD, run_cli
+from _serve_support import RECORD, run_cli
 from conveyor.predictions import read_prediction_log
 
 pytestmark = [pytest.mark.server]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conveyor.testing import Project
+from conveyor.testing import Project, free_port
 
 
 def md5(path: Path) -> str:
@@ -60,9 +59,7 @@ def git(folder: Path, *args: str) -> str:
 
 def closed_port() -> int:
     """A port on 127.0.0.1 nothing listens on: a remote there is unreachable."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 def set_remote(project: Project, remote: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import textwrap
 import threading
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.testing import Project, assert_clear_error
+from conveyor.testing import Project, assert_clear_error, free_port
 from monitor_support import configure, customers, shifted
 
 
@@ -236,12 +235,6 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.server
 def test_the_webhook_gets_the_alert_as_json(shop, batch):
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
@@ -266,7 +259,7 @@ def test_the_webhook_gets_the_alert_as_json(shop, batch):
 
 
 def test_an_unreachable_webhook_is_named_and_not_fatal(shop, batch):
-    url = f"http://127.0.0.1:{_free_port()}/nobody-listens"
+    url = f"http://127.0.0.1:{free_port()}/nobody-listens"
     configure(shop, {"alerts": {"webhook": {"url": url, "timeout": 2}}})
     batch(shop, "shift.csv", shifted(1000, 53))
     result, report = monitor(shop, "--data", "shift.csv")
