@@ -53,28 +53,61 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
         moved_by = {h["reason"].split(":", 1)[0].removeprefix("retrain decision ")
                     for h in registry.history(name) if h["action"] == "retrain"
                     and str(h["reason"]).startswith("retrain decision ")}
-        acted = [d for d in decisions.list(model_name=name)
+        earlier = decisions.list(model_name=name)
+        acted = [d for d in earlier
                  if d.acted or (d.outcome == "interrupted" and d.id in moved_by)]
         last_retrain_at = acted[-1].created_at if acted else None
         champion = registry.alias(name, "champion")
-        verdict = policy.decide(settings, batches, last_retrain_at)
+        champion_metrics = {v.version: v.metrics for v in registry.versions(name)}
+        known = last_change(earlier)
+        verdict = policy.decide(settings, batches, last_retrain_at, change=known,
+                                champion_metrics=champion_metrics)
+        change = verdict.change
+        if (change is not None and known is not None and not verdict.refresh
+                and known.at < change.at and (last_retrain_at is None
+                                              or known.at > _newest_window_batch(acted[-1],
+                                                                                 batches))):
+            # A change detected earlier that no retrain has caught up with yet (its decision
+            # was skipped for too few rows, say) is where the new behaviour began.
+            change = known
         if force:
             verdict.reasons.append("forced with --force: retraining whatever the policy says")
+        details: dict[str, Any] = {"policy": asdict(settings)}
+        if change is not None:
+            details["change"] = change.as_dict()
+        if verdict.refresh:
+            details["refresh"] = True
         decision_id = decisions.start(model_name=name, trigger=trigger,
-                                      batches=verdict.considered, forced=force,
-                                      details={"policy": asdict(settings)})
+                                      batches=verdict.considered, forced=force, details=details)
         if not (verdict.retrain or force):
             return decisions.finish(decision_id, outcome="no_action", reasons=verdict.reasons,
                                     champion_version=champion.version if champion else None)
     finally:
         store.close()
     return _retrain(project_dir, host, config, settings, decision_id, verdict.reasons,
-                    batches, champion, log, quiet)
+                    batches, champion, log, quiet, change=change)
+
+
+def last_change(decisions: list[Any]) -> policy.Change | None:
+    """The newest change an earlier decision detected (recorded in its details)."""
+    for decision in reversed(decisions):
+        found = (decision.details or {}).get("change")
+        if isinstance(found, dict) and "batch" in found and "at" in found:
+            return policy.Change(str(found["batch"]), float(found["at"]))
+    return None
+
+
+def _newest_window_batch(decision: Any, batches: list[Any]) -> float:
+    """When the newest batch a decision trained on was monitored (0 if unknown)."""
+    at = {b.id: b.created_at for b in batches}
+    times = [at[b] for b in decision.batches if b in at]
+    return max(times) if times else 0.0
 
 
 def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
              decision_id: str, reasons: list[str], batches: list[Any], champion: Any,
-             log: Callable[[str], None], quiet: bool) -> RetrainDecision:
+             log: Callable[[str], None], quiet: bool, *,
+             change: policy.Change | None = None) -> RetrainDecision:
     name = settings.model_name
     champion_version = champion.version if champion else None
 
@@ -89,7 +122,7 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
 
     target = config["data"]["target"]
     try:
-        window = build_window(project_dir, config, settings, batches)
+        window = build_window(project_dir, config, settings, batches, change=change)
     except UsageError as exc:
         return finish("skipped", f"no window to train on: {exc.message}")
     rows = len(window.train)
@@ -155,15 +188,26 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
 
 
 def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
-                 batches: list[Any]) -> Window:
-    """The newest labelled batches (and the history, if asked), minus the hold-out."""
+                 batches: list[Any], *, change: policy.Change | None = None) -> Window:
+    """The labelled batches the policy's window takes (and the history, if asked), minus the
+    hold-out: the newest `window.batches`, or with `window.since: change` every one since the
+    change (at most `window.max_batches`)."""
     import pandas as pd
 
     target = config["data"]["target"]
     frames: list[tuple[str, Any]] = []
     notes: list[str] = []
-    for batch in reversed([b for b in batches if b.status in policy.USABLE]):
-        if len(frames) == settings.window.batches:
+    usable = [b for b in batches if b.status in policy.USABLE]
+    limit = settings.window.batches
+    if settings.window.since == "change" and change is not None:
+        usable = [b for b in usable if b.created_at >= change.at]
+        limit = settings.window.max_batches
+        notes.append(f"window: {len(usable)} batch(es) since the change at batch {change.batch}")
+    elif settings.window.since == "change":
+        notes.append("window: no change detected yet, so the newest "
+                     f"{settings.window.batches} batch(es)")
+    for batch in reversed(usable):
+        if len(frames) == limit:
             break
         path = _batch_file(project_dir, batch.source)
         if path is None:
