@@ -79,7 +79,7 @@ def test_bad_policies_are_config_errors_naming_the_key(when, message):
 
 
 def test_refresh_needs_a_window_since_the_change():
-    with pytest.raises(ConfigError, match="refresh needs retrain.window.since: change"):
+    with pytest.raises(ConfigError, match=r"refresh needs retrain\.window\.since: change"):
         parse_when(RetrainConfig(when={"drift.share": "> 0.3"}, refresh=True))
 
 
