@@ -21,7 +21,7 @@ from conveyor import ConveyorError, UsageError, api
 from conveyor.gate import parse_condition
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 
-from conveyor_retrain import policy
+from conveyor_retrain import locks, policy
 from conveyor_retrain.settings import RetrainConfig, settings_from
 
 WINDOWS_DIR = Path("data") / "windows"
@@ -38,12 +38,21 @@ class Window:
 def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | None = None,
           log: Callable[[str], None] = print, quiet: bool = True) -> RetrainDecision:
     """Apply the project's `retrain` policy once and return the recorded decision."""
-    from conveyor.store import Monitoring
-
     project_dir = Path(project_dir).resolve()
     config = api.load_config(project_dir).data
     settings = settings_from(config)
     policy.parse_when(settings)  # a bad policy is a config error before anything is recorded
+    # Read the batches and decisions, act, record: never interleaved with another process
+    # deciding for the same model (a second watcher, a retrain by hand).
+    with locks.decision_lock(project_dir, settings.model_name, log=log):
+        return _apply(project_dir, host, config, settings, force=force, trigger=trigger,
+                      log=log, quiet=quiet)
+
+
+def _apply(project_dir: Path, host: Any, config: dict, settings: RetrainConfig, *, force: bool,
+           trigger: str | None, log: Callable[[str], None], quiet: bool) -> RetrainDecision:
+    from conveyor.store import Monitoring
+
     name = settings.model_name
     store = open_store(project_dir)
     try:
