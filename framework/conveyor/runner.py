@@ -83,9 +83,10 @@ class Runner:
         """A data file's version: the first plugin answering `conveyor_file_fingerprint`
         (e.g. DVC's md5), else the core's cached sha256."""
         digest, plugin = self.host.call_first("conveyor_file_fingerprint", path=path,
-                                              project_dir=self.config.project_dir)
+                                              project_dir=self.config.project_dir,
+                                              verify=self.force)
         if digest is None:
-            return file_sha256(store, path)
+            return file_sha256(store, path, verify=self.force)
         if not isinstance(digest, str) or not digest.strip():
             raise PluginError(f"plugin {self.host.describe(plugin or '?')} returned {digest!r} "
                               f"from conveyor_file_fingerprint for {path}; expected a digest "
