@@ -21,7 +21,9 @@ class WindowConfig:
 class RetrainConfig:
     # Conditions on monitored batches, e.g. {"drift.share": "> 0.3", "metrics.roc_auc": "< 0.78"}.
     # Keys: drift.share (drifted features / features tested), drift.features (their number),
-    # prediction.drift (the prediction drift score), metrics.NAME (performance on the labels).
+    # prediction.drift (the prediction drift score), metrics.NAME (performance on the labels),
+    # quality.invalid_share (rows set aside for breaking the schema / rows read),
+    # quality.unexpected_share (rows with a value outside the schema's expectations / rows kept).
     # Empty: the policy never triggers on its own (`conveyor retrain --force` still works).
     when: dict[str, Any] = field(default_factory=dict)
     mode: str = "any"  # any | all: which of the conditions must hold for a batch to breach

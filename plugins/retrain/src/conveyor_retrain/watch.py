@@ -6,6 +6,12 @@ and "done" after the policy was applied. After a crash (`kill -9` mid-retrain, s
 file is taken up again: its batch is not monitored twice (the monitoring record of the same
 content is reused) and the policy is applied again, which cannot half-promote (alias moves are
 single transactions). A file whose content changes later is a new batch.
+
+A batch that cannot be scored (a missing column, not a table, no rows, too many rows breaking
+the schema) is recorded by the monitor as invalid, with its reason, and is done: it is never
+processed again, and the loop goes on. A broken project config (a schema that does not parse,
+or shares no column with the model's data) stops the loop with exit 2, naming the file; the
+batch stays pending.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConveyorError, UsageError
+from conveyor import ConfigError, ConveyorError, UsageError
 from conveyor.store import sha256_file
 
 from conveyor_retrain import retrain
@@ -129,6 +135,10 @@ def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool
         for path, sha in pending(inbox, state, settle=0.0 if once else SETTLE_SECONDS):
             try:
                 handled.append(process(project_dir, host, path, sha, state, log))
+            except ConfigError:
+                # The project is broken (its schema does not parse, say), not the batch: stop
+                # (exit 2) and leave the file to be taken up once the config is fixed.
+                raise
             except ConveyorError as exc:
                 # One bad batch must not stop the loop; it is not retried until it changes.
                 state.mark(sha, file=_display(path, project_dir), status="failed", stamp=stamp(path),
