@@ -90,7 +90,7 @@ def test_rows_failing_the_schema_are_set_aside_and_too_many_make_the_batch_inval
     assert quality["invalid_rows"] == 1 and quality["checked_rows"] == 499
     [(reason, examples)] = quality["invalid_examples"].items()
     assert reason.startswith("region: isin(") and examples == [[7, "atlantis"]]
-    assert "1 rows set aside" in report["message"]
+    assert "1 row set aside (region: isin(" in report["message"]
     frame.loc[:300, "region"] = "atlantis"  # 301 of 500: more than monitor.max_invalid_share
     batch(shop, "worse.csv", frame)
     result, report = monitor(shop, "--data", "worse.csv")

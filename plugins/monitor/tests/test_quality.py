@@ -213,6 +213,7 @@ def test_watch_records_bad_batches_as_invalid_with_their_reason_goes_on_and_neve
         assert record["status"] == "invalid"
         assert reason in record["message"], (name, record["message"])
         assert json.loads(record["details"])["invalid"]["reason"]
+        assert record["labelled_rows"] == 0 and json.loads(record["performance"]) == {}
     # Again: nothing is processed twice.
     again = shop.cli("watch", "--inbox", "inbox", "--once", "--json")
     assert again.returncode == 0 and json.loads(again.stdout) == []

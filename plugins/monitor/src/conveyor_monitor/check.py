@@ -516,7 +516,9 @@ def check_batch(app: Any, request: Request) -> Outcome:
     newest = scan.newest
     if invalid is None:
         invalid = judge_quality(batch, quality, settings, config)
-    if invalid is None:
+    if invalid is not None:  # nothing of an invalid batch is used, its labels neither
+        labelled_x, labelled_y = [], []
+    else:
         for feature, entry in counter.counters.items():
             if feature in profile.features:
                 quality.unseen(feature, entry.unseen)
@@ -603,7 +605,8 @@ def quality_note(quality: Quality, invalid: dict[str, Any] | None) -> str:
         return ""
     parts = []
     if quality.set_aside:
-        parts.append(f"{quality.set_aside:,} rows set aside ({quality.top_reasons(2)})")
+        parts.append(f"{quality.set_aside:,} row{'s' if quality.set_aside != 1 else ''} set "
+                     f"aside ({quality.top_reasons(2)})")
     if quality.unexpected_rows:
         columns = sorted(n for n, c in quality.columns.items() if c.get("unexpected"))
         parts.append(f"{quality.unexpected_rows:,} rows with values outside expectations "

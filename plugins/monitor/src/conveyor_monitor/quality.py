@@ -72,7 +72,8 @@ class Quality:
 
     def top_reasons(self, limit: int = 3) -> str:
         ranked = sorted(self.by_reason.items(), key=lambda item: -item[1])[:limit]
-        return "; ".join(f"{reason} ({count:,} rows)" for reason, count in ranked)
+        return "; ".join(f"{reason} ({count:,} row{'s' if count != 1 else ''})"
+                         for reason, count in ranked)
 
     def as_dict(self, max_invalid_share: float) -> dict[str, Any]:
         return {"rows": self.rows, "invalid_rows": self.set_aside,
