@@ -245,3 +245,32 @@ def test_a_schema_that_does_not_parse_or_shares_no_column_is_exit_2_naming_the_f
     use_schema(shop, "schema.yaml")  # fixed: the pending batch is taken up
     watched = shop.cli("watch", "--inbox", "inbox", "--once", "--json")
     assert [h["status"] for h in json.loads(watched.stdout)] == ["ok"]
+
+
+def test_watch_retrains_on_a_shift_beyond_the_inferred_ranges(shop, batch, training):
+    """The failure the issue reports: infer a schema, then watch shifted weekly batches whose
+    values go beyond the training file's. They are drift, and the policy retrains."""
+    shop.cli("schema", "infer", "data/customers.csv", "-o", "inferred.yaml", check=True)
+    use_schema(shop, "inferred.yaml")
+    path = shop.path / "conveyor.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["retrain"] = {"when": {"drift.share": "> 0.3",
+                                  "quality": {"invalid_share": "> 0.5"}}}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    inbox = shop.path / "inbox"
+    inbox.mkdir()
+    stable = customers(ROWS, 161)
+    stable["customer_id"] = [f"S-{i:05d}" for i in range(ROWS)]
+    batch(shop, "inbox/week-01.csv", stable)
+    batch(shop, "inbox/week-02.csv", fresh_batch(training, seed=162))
+    done = shop.cli("watch", "--inbox", "inbox", "--once", "--json")
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout)
+    assert first["status"] == "ok" and first["outcome"] == "no_action"
+    assert second["status"] == "drift"
+    assert second["outcome"] in ("promoted", "kept"), done.stderr
+    listing = json.loads(shop.cli("retrain", "--list", "--json").stdout)
+    retrained = listing[-1]
+    assert "drift.share" in " ".join(retrained["reasons"])
+    # The words in the number column, set aside by monitoring, stay out of the window.
+    assert any(f"{WORDS} rows set aside" in note for note in retrained["details"]["notes"])
