@@ -120,6 +120,8 @@ def test_an_inferred_schema_turns_values_beyond_its_ranges_into_quality_figures_
     text = shop.cli("monitor", "--data", "week-09.csv")
     assert "data quality" in text.stdout and "monthly_charges" in text.stdout
     assert "outside expectations" in text.stdout
+    listing = shop.cli("monitor", "--list").stdout
+    assert "set aside" in listing and f"{WORDS} (0.7%)" in listing and "60 (4.0%)" in listing
     html = (shop.path / report["report_html"]).read_text()
     assert "Data quality" in html and "arctic" in html
 

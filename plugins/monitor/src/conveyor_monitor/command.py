@@ -181,14 +181,24 @@ def list_batches(args: argparse.Namespace, app: Any) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("batch", "model", "source", "rows", "status", "drift share", "performance"):
+    for column in ("batch", "model", "source", "rows", "status", "drift share", "set aside",
+                   "unexpected", "performance"):
         table.add_column(column)
     for b in batches:
+        quality = (b.details or {}).get("quality") or {}
         table.add_row(b.id, f"{b.model_name} v{b.model_version}", b.source, f"{b.rows:,}",
                       b.status, "-" if b.drift_share is None else f"{b.drift_share:.0%}",
+                      _share(quality, "invalid_rows", "invalid_share"),
+                      _share(quality, "unexpected_rows", "unexpected_share"),
                       "  ".join(f"{k}={v:.3f}" for k, v in b.performance.items()))
     console().print(table)
     return 0
+
+
+def _share(quality: dict[str, Any], rows: str, share: str) -> str:
+    if rows not in quality:
+        return "-"  # recorded before data-quality figures existed
+    return f"{quality[rows]:,} ({quality[share]:.1%})" if quality[rows] else "0"
 
 
 MONITOR = conveyor.CliCommand("monitor", HELP, configure, run, description=DESCRIPTION)
