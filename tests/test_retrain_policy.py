@@ -21,6 +21,7 @@ class Batch:
     performance: dict = field(default_factory=dict)
     model_version: int = 1
     labelled_rows: int = 100
+    details: dict = field(default_factory=dict)
 
 
 def batches(*specs):
@@ -42,6 +43,20 @@ def test_all_needs_every_condition_and_missing_labels_do_not_count():
     assert not decide(policy, batches({"drift_share": 0.5}), None).retrain  # no accuracy
     both = batches({"drift_share": 0.5, "performance": {"accuracy": 0.6}})
     assert decide(policy, both, None).retrain
+
+
+def test_data_quality_figures_of_a_batch_can_trigger_a_retrain():
+    policy = RetrainConfig(when={"quality": {"unexpected_share": "> 0.2"},
+                                 "quality.invalid_share": "> 0.1"})
+    assert set(parse_when(policy)) == {"quality.unexpected_share", "quality.invalid_share"}
+    calm = batches({"details": {"quality": {"unexpected_share": 0.05, "invalid_share": 0.0}}})
+    assert not decide(policy, calm, None).retrain
+    odd = batches({"details": {"quality": {"unexpected_share": 0.35, "invalid_share": 0.0}}})
+    verdict = decide(policy, odd, None)
+    assert verdict.retrain and "quality.unexpected_share 0.35 breaches > 0.2" in \
+        verdict.reasons[0]
+    unmeasured = decide(policy, batches({}), None)  # a batch recorded before the figures
+    assert not unmeasured.retrain and "not measured" in unmeasured.reasons[0]
 
 
 def test_consecutive_breaches_skip_invalid_batches_and_restart_after_a_retrain():

@@ -154,6 +154,9 @@ def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: 
     the first), the invalid row positions with their reasons, the full failure cases, and, when
     ok, the validated frame (converted only where the schema asks for it). Return None when your
     plugin does not handle this schema. Raise ``ConfigError`` for an unusable schema.
+    Checks the schema marks as expectations (what data was seen to hold, such as observed
+    ranges; conveyor-pandera: ``raise_warning: true``) never fail it: report the values outside
+    them in the report's ``expectations`` and ``unexpected_rows``.
     """
 
 

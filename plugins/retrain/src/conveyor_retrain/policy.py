@@ -27,7 +27,8 @@ from conveyor.gate import Condition, parse_condition
 from conveyor_retrain.settings import WINDOW_SINCE, RetrainConfig, flatten
 
 USABLE = ("ok", "drift")
-KEYS = ("drift.share", "drift.features", "prediction.drift")
+KEYS = ("drift.share", "drift.features", "prediction.drift", "quality.invalid_share",
+        "quality.unexpected_share")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ def measure(batch: Any, key: str) -> float | None:
         return float(batch.drifted_features)
     if key == "prediction.drift":
         return batch.prediction_drift
+    if key.startswith("quality."):  # the batch's data quality (conveyor-monitor's figures)
+        quality = (getattr(batch, "details", None) or {}).get("quality") or {}
+        return quality.get(key.removeprefix("quality."))
     return batch.performance.get(key.removeprefix("metrics."))
 
 

@@ -131,7 +131,8 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
 
     target = config["data"]["target"]
     try:
-        window = build_window(project_dir, config, settings, batches, change=change)
+        window = build_window(project_dir, config, settings, batches, host=host,
+                              change=change)
     except UsageError as exc:
         return finish("skipped", f"no window to train on: {exc.message}")
     rows = len(window.train)
@@ -197,10 +198,12 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
 
 
 def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
-                 batches: list[Any], *, change: policy.Change | None = None) -> Window:
+                 batches: list[Any], host: Any = None, *,
+                 change: policy.Change | None = None) -> Window:
     """The labelled batches the policy's window takes (and the history, if asked), minus the
     hold-out: the newest `window.batches`, or with `window.since: change` every one since the
-    change (at most `window.max_batches`)."""
+    change (at most `window.max_batches`). Rows the monitor set aside for breaking the schema
+    stay out (with `host`, to validate them)."""
     import pandas as pd
 
     target = config["data"]["target"]
@@ -223,6 +226,10 @@ def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
             notes.append(f"batch {batch.id} ({batch.source}): no file to train on")
             continue
         frame = read_table(path)
+        if host is not None and ((batch.details or {}).get("quality") or {}).get("invalid_rows"):
+            frame, dropped = _without_rows_set_aside(host, project_dir, config, frame)
+            notes.append(f"batch {batch.id} ({batch.source}): {dropped:,} rows set aside by "
+                         "monitoring (they break the schema) left out")
         if target not in frame.columns or frame[target].isna().all():
             notes.append(f"batch {batch.id} ({batch.source}): no labels ('{target}')")
             continue
@@ -244,6 +251,17 @@ def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
         files.insert(0, config["data"]["source"])
     train = pd.concat(parts, ignore_index=True)
     return Window(train=train, holdout=holdout.reset_index(drop=True), files=files, notes=notes)
+
+
+def _without_rows_set_aside(host: Any, project_dir: Path, config: dict, frame: Any
+                            ) -> tuple[Any, int]:
+    """The rows of a monitored batch that pass the schema, as monitoring kept them."""
+    from conveyor.validation import validate_frame
+
+    report = validate_frame(host, frame, config=config, project_dir=project_dir, purpose="batch")
+    if report.ok or report.not_about_rows:
+        return frame, 0
+    return report.valid_part(frame).reset_index(drop=True), len(report.invalid_rows)
 
 
 def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,

@@ -29,7 +29,9 @@ class WindowConfig:
 class RetrainConfig:
     # Conditions on monitored batches, e.g. {"drift.share": "> 0.3", "metrics.roc_auc": "< 0.78"}.
     # Keys: drift.share (drifted features / features tested), drift.features (their number),
-    # prediction.drift (the prediction drift score), metrics.NAME (performance on the labels).
+    # prediction.drift (the prediction drift score), metrics.NAME (performance on the labels),
+    # quality.invalid_share (rows set aside for breaking the schema / rows read),
+    # quality.unexpected_share (rows with a value outside the schema's expectations / rows kept).
     # A metrics.NAME condition may be relative to the champion's own validation score (the
     # value its training run measured on its test split): "< champion - 0.05".
     # Empty: the policy never triggers on its own (`conveyor retrain --force` still works).

@@ -11,6 +11,12 @@ Watchers on the same inbox take turns file by file (`locks.inbox_lock`): each re
 under the lock, so two or four `watch` processes still monitor each batch once and apply the
 policy once per batch; `retrain.apply` holds the model's decision lock too, so a
 `conveyor retrain` by hand waits for a watcher's decision instead of racing it.
+
+A batch that cannot be scored (a missing column, not a table, no rows, too many rows breaking
+the schema) is recorded by the monitor as invalid, with its reason, and is done: it is never
+processed again, and the loop goes on. A broken project config (a schema that does not parse,
+or shares no column with the model's data) stops the loop with exit 2, naming the file; the
+batch stays pending.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConveyorError, UsageError
+from conveyor import ConfigError, ConveyorError, UsageError
 from conveyor.store import sha256_file
 
 from conveyor_retrain import locks, retrain
@@ -144,6 +150,10 @@ def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool
                     continue
                 try:
                     handled.append(process(project_dir, host, path, sha, state, log))
+                except ConfigError:
+                    # The project is broken (its schema does not parse, say), not the batch:
+                    # stop (exit 2) and leave the file to be taken up once the config is fixed.
+                    raise
                 except ConveyorError as exc:
                     # One bad batch must not stop the loop; not retried until it changes.
                     state.mark(sha, file=_display(path, project_dir), status="failed",
