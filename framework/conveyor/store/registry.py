@@ -76,6 +76,16 @@ class Registry:
             conn.execute("UPDATE model_versions SET gate=? WHERE name=? AND version=?",
                          (dumps(gate), name, version))
 
+    def annotate(self, name: str, version: int, **fields: Any) -> None:
+        """Set keys of a version's recorded gate decision (a retrain's comparison, say)."""
+        with self.store.write() as conn:
+            row = conn.execute("SELECT gate FROM model_versions WHERE name=? AND version=?",
+                               (name, version)).fetchone()
+            gate = loads(row["gate"], {}) if row else {}
+            gate.update(fields)
+            conn.execute("UPDATE model_versions SET gate=? WHERE name=? AND version=?",
+                         (dumps(gate), name, version))
+
     def get(self, name: str, version: int) -> ModelVersion:
         rows = self.store.query("SELECT * FROM model_versions WHERE name=? AND version=?",
                                 (name, int(version)))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import ConveyorError, UsageError, api
-from conveyor.gate import parse_condition
+from conveyor.gate import parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 
 from conveyor_retrain import policy
@@ -142,9 +142,13 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     store = open_store(project_dir)
     try:
         try:
-            Registry(store).set_alias(name, "champion", challenger.version, action="retrain",
-                                      actor="conveyor-retrain", reason=reason,
-                                      expect=champion_version)
+            registry = Registry(store)
+            registry.set_alias(name, "champion", challenger.version, action="retrain",
+                               actor="conveyor-retrain", reason=reason, expect=champion_version)
+            if "shortfall" in metrics:
+                # What this champion gave up since the best recent one, on the hold-out.
+                registry.annotate(name, challenger.version, shortfall=metrics["shortfall"],
+                                  retrain_comparison=metrics.get("comparison"))
         except AliasMoved as moved:
             return finish("kept", f"not promoted: the champion moved to v{moved.actual} while "
                                   "the challenger trained", *comparison, **fields)
@@ -195,32 +199,87 @@ def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
 
 def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
             challenger: Any, holdout: Any, target: str) -> tuple[dict, list[str], bool]:
-    """Score both models on the same hold-out; does the challenger clear `promote_if`?"""
+    """Score both models on the same hold-out rows (those the champion never trained on);
+    does the challenger clear `promote_if`? The metrics record carries the paired difference
+    with its interval per metric; a champion that cannot be loaded, scored or compared on
+    enough rows makes every relative condition fail closed."""
     from sklearn.metrics import get_scorer
 
     rules = dict(settings.promote_if) or {_primary(config): "+0"}
-    names = list(dict.fromkeys([*rules, *(config.get("evaluate") or {}).get("metrics", [])]))
-    loaded = {"challenger": api.load_model(project_dir, settings.model_name,
-                                           version=challenger.version)}
-    if champion is not None:
-        loaded["champion"] = api.load_model(project_dir, settings.model_name,
-                                            version=champion.version)
-    metrics: dict[str, dict[str, float]] = {}
-    for role, model in loaded.items():
-        features = _features(model.model, holdout, target, config)
-        metrics[role] = {metric: float(get_scorer(metric)(model.model, holdout[features],
-                                                          holdout[target]))
-                         for metric in names}
+    evaluate = config.get("evaluate") or {}
+    names = list(dict.fromkeys([*rules, *evaluate.get("metrics", [])]))
+    directions = {name: "higher" if getattr(get_scorer(name), "_sign", 1) > 0 else "lower"
+                  for name in names}
+    challenger_model = api.load_model(project_dir, settings.model_name,
+                                      version=challenger.version).model
+    features = _features(challenger_model, holdout, target, config)
+    metrics: dict[str, Any] = {"challenger": {
+        metric: float(get_scorer(metric)(challenger_model, holdout[features], holdout[target]))
+        for metric in names}, "directions": directions}
     if champion is None:
         return metrics, ["no champion to compare with"], True
+    comparison = _paired(project_dir, config, settings, champion, challenger_model, holdout,
+                         target, names, get_scorer)
+    if not comparison.unavailable:
+        metrics["champion"] = dict(comparison.champion)
+        metrics["challenger"] = dict(comparison.challenger)
+    metrics["comparison"] = {
+        "champion_version": champion.version, "rows": comparison.rows,
+        "holdout_rows": len(holdout), "unavailable": comparison.unavailable,
+        "intervals": {m: comparison.interval(m, 0.95) for m in comparison.champion}}
     lines, better = [], True
     for metric, text in rules.items():
         condition = parse_condition(text, f"retrain.promote_if.{metric}", metric)
         ok, line = condition.check(metric, metrics["challenger"][metric],
-                                   metrics["champion"][metric])
-        lines.append(f"challenger {line} (champion {metrics['champion'][metric]:.4g})")
+                                   directions=directions, comparison=comparison)
+        lines.append(f"challenger {line}")
         better = better and ok
+    if better:
+        metrics["shortfall"] = shortfall_after(comparison, directions)
     return metrics, lines, better
+
+
+def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
+            challenger_model: Any, holdout: Any, target: str, names: list[str],
+            get_scorer: Any) -> Any:
+    """The champion and the challenger on the hold-out rows the champion never trained on."""
+    from conveyor.gate import Comparison
+    from conveyor.uncertainty import paired_scores
+
+    evaluate = config.get("evaluate") or {}
+    label = f"champion v{champion.version}"
+    base = {"version": champion.version, "shortfall": champion.gate.get("shortfall") or {}}
+    try:
+        champion_model = api.load_model(project_dir, settings.model_name,
+                                        version=champion.version).model
+    except ConveyorError as exc:
+        return Comparison(**base, unavailable=f"{label} cannot be loaded: {exc.message}")
+    rows = holdout
+    seen = champion.gate.get("training_rows")
+    try:
+        if seen:
+            from conveyor.fingerprints import unseen
+
+            known = api.load_output(project_dir, champion.run_id, "training_rows")["fingerprint"]
+            columns = [*_features(champion_model, holdout, target, config), target]
+            rows = holdout[unseen(holdout, columns, known.to_numpy())].reset_index(drop=True)
+        minimum = int(evaluate.get("champion_min_rows", 100))
+        if len(rows) < minimum:
+            return Comparison(**base, rows=len(rows), unavailable=(
+                f"only {len(rows):,} of the {len(holdout):,} hold-out rows are rows {label} "
+                f"never trained on; evaluate.champion_min_rows is {minimum:,}"))
+        paired = paired_scores(
+            champion_model, challenger_model, rows,
+            lambda model: _features(model, rows, target, config), target, names,
+            get_scorer=get_scorer, resamples=int(evaluate.get("bootstrap", 1000)),
+            seed=int(config.get("seed", 0)))
+    except (ConveyorError, ValueError, KeyError) as exc:
+        message = exc.message if isinstance(exc, ConveyorError) else str(exc)
+        return Comparison(**base, rows=len(rows),
+                          unavailable=f"{label} cannot be scored on the hold-out: {message}")
+    return Comparison(champion=paired["champion"], challenger=paired["challenger"],
+                      rows=len(rows), diffs=paired["bootstrap"],
+                      where=f"{len(rows):,} hold-out rows it never trained on", **base)
 
 
 def _features(model: Any, frame: Any, target: str, config: dict) -> list[str]:

@@ -194,27 +194,10 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     pipeline.fit(train[features], train[target])
     # One fingerprint per training row (its features and target), kept with the version: a
     # later evaluation scores this model only on rows it never trained on.
+    from conveyor.fingerprints import row_fingerprints
+
     fingerprints = row_fingerprints(train, [*features, target])
     return {"model": pipeline, "training_rows": pd.DataFrame({"fingerprint": fingerprints})}
-
-
-def row_fingerprints(frame: Any, columns: Iterable[str]) -> Any:
-    """A 64-bit hash per row of `columns` (in name order), the same whether a column was read
-    as numbers or as text (5, 5.0 and "5" agree), so a row is recognised in a later file."""
-    import pandas as pd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    texts = {}
-    for column in sorted(set(columns)):
-        values = frame[column]
-        if is_numeric_dtype(values) or is_bool_dtype(values):
-            texts[column] = values.astype("float64").astype(str)
-            continue
-        numbers = pd.to_numeric(values, errors="coerce")
-        text = values.astype(object).where(values.notna(), "nan").astype(str)
-        texts[column] = text.where(numbers.isna(), numbers.astype("float64").astype(str))
-    table = pd.DataFrame(texts, index=frame.index)
-    return pd.util.hash_pandas_object(table, index=False).to_numpy()
 
 
 def _accepts(estimator_class: Any, name: str) -> bool:
@@ -341,10 +324,9 @@ def _compare(ctx: conveyor.StageContext, champion: Any, model: Any, test: Any, t
             known = ctx.load_artifact(seen)["fingerprint"].to_numpy()
         except conveyor.ConveyorError as exc:
             return unavailable(f"{label} cannot be scored here: {exc.message}")
-        import numpy as np
+        from conveyor.fingerprints import unseen
 
-        unseen = ~np.isin(row_fingerprints(test, [*features, target]), known)
-        rows = test[unseen].reset_index(drop=True)
+        rows = test[unseen(test, [*features, target], known)].reset_index(drop=True)
         comparison["excluded"] = int(len(test) - len(rows))
         if comparison["excluded"]:
             ctx.log(f"{label} trained on {comparison['excluded']:,} of the {len(test):,} test "
@@ -357,12 +339,14 @@ def _compare(ctx: conveyor.StageContext, champion: Any, model: Any, test: Any, t
         return unavailable(f"only {len(rows):,} of the {len(test):,} test rows are rows {label} "
                            f"never trained on; evaluate.champion_min_rows is {minimum:,}")
     try:
-        from conveyor_sklearn.paired import paired_scores
+        from conveyor.uncertainty import paired_scores
+        from sklearn.metrics import get_scorer
 
         paired = paired_scores(champion_model, model, rows,
                                lambda m: _model_features(m, rows), target, metrics,
-                               resamples=ctx.settings["bootstrap"], seed=ctx.seed)
-    except (conveyor.ConveyorError, ValueError, KeyError, TypeError) as exc:
+                               get_scorer=get_scorer, resamples=ctx.settings["bootstrap"],
+                               seed=ctx.seed)
+    except (conveyor.ConveyorError, ValueError, KeyError) as exc:
         message = exc.message if isinstance(exc, conveyor.ConveyorError) else str(exc)
         return unavailable(f"{label} cannot be scored here: {message}")
     comparison.update(paired)
