@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConveyorError, UsageError, api
+from conveyor import ConfigError, ConveyorError, UsageError, api
 from conveyor.gate import parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 
@@ -44,6 +44,7 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
     config = api.load_config(project_dir).data
     settings = settings_from(config)
     policy.parse_when(settings)  # a bad policy is a config error before anything is recorded
+    check_metrics(settings, config)
     name = settings.model_name
     store = open_store(project_dir)
     try:
@@ -70,6 +71,33 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
         store.close()
     return _retrain(project_dir, host, config, settings, decision_id, verdict.reasons,
                     batches, champion, log, quiet)
+
+
+def check_metrics(settings: RetrainConfig, config: dict) -> None:
+    """Every metric `promote_if` and `when` name is one that will be computed, and every
+    `promote_if` condition parses: a ConfigError naming the key otherwise."""
+    from sklearn.metrics import get_scorer_names
+
+    from conveyor_retrain.settings import flatten
+
+    computed = list((config.get("evaluate") or {}).get("metrics") or [])
+    known = set(get_scorer_names())
+    checks = [(f"retrain.promote_if.{m}", m, computed or sorted(known))
+              for m in settings.promote_if]
+    checks += [(f"retrain.when.{key}", key.removeprefix("metrics."), computed or sorted(known))
+               for key in flatten(settings.when) if key.startswith("metrics.")]
+    for where, metric, allowed in checks:
+        if metric not in known or metric not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(metric, allowed, n=1)
+            what = ("is not a scikit-learn metric name" if metric not in known else
+                    "is not among evaluate.metrics (" + ", ".join(computed) + ")")
+            raise ConfigError(f"{where}: '{metric}' {what}",
+                              hint=f"did you mean '{close[0]}'?" if close else
+                              "see sklearn.metrics.get_scorer_names()")
+    for metric, text in settings.promote_if.items():
+        parse_condition(text, f"retrain.promote_if.{metric}", metric)
 
 
 def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
