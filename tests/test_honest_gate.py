@@ -243,3 +243,22 @@ def test_a_tolerance_is_anchored_to_the_best_recent_champion(project):
     assert accuracy[len(steps) + 1] < best - 0.03 and all(steps_within)
     reasons = " ".join(r for v in versions for r in v["reasons"])
     assert "already given up since the best recent champion" in reasons
+
+
+def test_a_metrics_direction_comes_from_its_scorer(project):
+    """d2_absolute_error_score names an error but is better when higher: a worse model must
+    not clear "+0" (the name-based guess had it backwards)."""
+    config = CONFIG.replace("model: logistic_regression", "model: ridge").replace(
+        "target: label", "target: x0").replace(
+        "metrics: [accuracy, roc_auc]", "metrics: [d2_absolute_error_score, neg_mean_absolute_error]")
+    (project.path / "conveyor.yaml").write_text(config.format(
+        gate='    d2_absolute_error_score: "+0"'))
+    project.run(check=True)
+    worse = project.run("model.params.alpha=100000")
+    assert worse.returncode == 1, worse.stdout
+    record = _record(project, 2)
+    assert record.gate["directions"] == {"d2_absolute_error_score": "higher",
+                                         "neg_mean_absolute_error": "higher"}
+    assert record.metrics["d2_absolute_error_score"] < _record(project, 1).metrics[
+        "d2_absolute_error_score"]
+    assert "d2_absolute_error_score" in worse.stdout and "misses >=" in worse.stdout

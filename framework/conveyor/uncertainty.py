@@ -69,6 +69,20 @@ def describe(record: Mapping[str, Any] | None) -> str:
     return text
 
 
+def comparison_lines(comparison: Mapping[str, Any] | None) -> list[str]:
+    """A recorded comparison (`ModelVersion.comparison()`), one line per metric: 'vs v1 on
+    412 rows: accuracy Δ +0.0120 [95% CI -0.0040, +0.0270]'."""
+    if not comparison:
+        return []
+    who = f"v{comparison.get('champion_version')}"
+    if comparison.get("unavailable"):
+        return [f"vs {who}: not compared ({comparison['unavailable']})"]
+    rows = comparison.get("rows")
+    where = f"vs {who} on {rows:,} rows" if rows else f"vs {who}"
+    return [f"{where}: {metric} {describe({**interval, 'rows': None})}"
+            for metric, interval in (comparison.get("intervals") or {}).items() if interval]
+
+
 def _percent(level: float) -> str:
     return f"{level * 100:g}%"
 

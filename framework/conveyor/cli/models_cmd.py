@@ -8,6 +8,7 @@ from typing import Any
 
 from conveyor.cli.app import App, console, print_json
 from conveyor.store import Registry
+from conveyor.uncertainty import comparison_lines
 
 
 def configure(commands: Any) -> None:
@@ -43,7 +44,7 @@ def list_models(args: argparse.Namespace, app: App) -> int:
     aliases = {name: registry.aliases(name) for name in names}
     rows = [{"name": v.name, "version": v.version, "run_id": v.run_id, "metrics": v.metrics,
              "decision": v.decision, "reasons": v.gate.get("reasons", []),
-             "comparison": comparison_of(v),
+             "comparison": v.comparison(),
              "aliases": sorted(a for a, n in aliases[v.name].items() if n == v.version),
              "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at))}
             for v in versions]
@@ -64,7 +65,7 @@ def list_models(args: argparse.Namespace, app: App) -> int:
                                   else ": " + "; ".join(row["reasons"]))
         table.add_row(row["name"], str(row["version"]), ", ".join(row["aliases"]), gate,
                       "  ".join(f"{k}={v:.4g}" for k, v in sorted(row["metrics"].items())),
-                      "\n".join(describe_comparison(row["comparison"])),
+                      "\n".join(comparison_lines(row["comparison"])),
                       row["run_id"], row["created_at"])
     console().print(table)
     return 0
@@ -99,7 +100,8 @@ def model_history(args: argparse.Namespace, app: App) -> int:
     records = {v.version: v for v in registry.versions(args.name)}
     for row in rows:
         row["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
-        row["comparison"] = comparison_of(records.get(row["version"]), row["action"])
+        record = records.get(row["version"])
+        row["comparison"] = record.comparison(row["action"]) if record else None
     if args.json:
         print_json(rows)
         return 0
@@ -107,32 +109,6 @@ def model_history(args: argparse.Namespace, app: App) -> int:
         forced = " (forced)" if row["forced"] else ""
         print(f"{row['at']}  {row['alias']} -> v{row['version']} (was v{row['previous']})  "
               f"{row['action']}{forced} by {row['actor']}: {row['reason']}")
-        for line in describe_comparison(row["comparison"]):
+        for line in comparison_lines(row["comparison"]):
             print(f"    {line}")
     return 0
-
-
-def comparison_of(record: Any, action: str = "gate") -> dict[str, Any] | None:
-    """The comparison with the champion that a version's promotion rests on: a retrain's
-    hold-out comparison for a retrain promotion, else its gate's."""
-    if record is None:
-        return None
-    gate = record.gate
-    if action == "retrain" and gate.get("retrain_comparison"):
-        return gate["retrain_comparison"]
-    return gate.get("comparison")
-
-
-def describe_comparison(comparison: dict[str, Any] | None) -> list[str]:
-    """One line per metric: 'vs v1 on 412 rows: accuracy Δ +0.0120 [95% CI -0.0040, +0.0270]'."""
-    from conveyor.uncertainty import describe
-
-    if not comparison:
-        return []
-    who = f"v{comparison.get('champion_version')}"
-    if comparison.get("unavailable"):
-        return [f"vs {who}: not compared ({comparison['unavailable']})"]
-    rows = comparison.get("rows")
-    where = f"vs {who} on {rows:,} rows" if rows else f"vs {who}"
-    return [f"{where}: {metric} {describe({**interval, 'rows': None})}"
-            for metric, interval in (comparison.get("intervals") or {}).items() if interval]

@@ -42,6 +42,14 @@ class ModelVersion:
     data: dict[str, Any]
     created_at: float
 
+    def comparison(self, action: str = "gate") -> dict[str, Any] | None:
+        """The comparison with the champion its promotion rests on ({champion_version, rows,
+        champion, challenger, intervals: {metric: {diff, low, high, level, rows}},
+        unavailable}): a retrain's hold-out comparison for a `retrain` move, else its gate's."""
+        if action == "retrain" and self.gate.get("retrain_comparison"):
+            return self.gate["retrain_comparison"]
+        return self.gate.get("comparison")
+
     @classmethod
     def from_row(cls, row: Any) -> ModelVersion:
         return cls(row["name"], row["version"], row["run_id"], row["stage"],

@@ -155,7 +155,8 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     fields: dict[str, Any] = {"run_id": result.run_id, "challenger_version": challenger.version,
                               "details": details}
     if challenger.decision != "passed":
-        failed = [r for r in challenger.gate.get("reasons", []) if "misses" in r] or ["gate"]
+        failed = [r for r in challenger.gate.get("reasons", [])
+                  if " misses " in r or "fails closed" in r or "not computed" in r] or ["gate"]
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
     metrics, comparison, better = compare(project_dir, config, settings, champion, challenger,
@@ -236,8 +237,8 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     rules = dict(settings.promote_if) or {_primary(config): "+0"}
     evaluate = config.get("evaluate") or {}
     names = list(dict.fromkeys([*rules, *evaluate.get("metrics", [])]))
-    directions = {name: "higher" if getattr(get_scorer(name), "_sign", 1) > 0 else "lower"
-                  for name in names}
+    # scikit-learn's scorers apply their sign (errors become neg_*): higher is always better
+    directions = dict.fromkeys(names, "higher")
     challenger_model = api.load_model(project_dir, settings.model_name,
                                       version=challenger.version).model
     features = _features(challenger_model, holdout, target, config)

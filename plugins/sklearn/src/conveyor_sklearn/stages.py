@@ -258,16 +258,9 @@ def _model_features(model: Any, frame: Any) -> list[str]:
 
 
 def directions(metrics: Iterable[str]) -> dict[str, str]:
-    """Which way is better for each metric, as its scikit-learn scorer knows (its sign)."""
-    from conveyor.metrics import greater_is_better
-    from sklearn.metrics import get_scorer
-
-    result = {}
-    for name in metrics:
-        sign = getattr(get_scorer(name), "_sign", None)
-        higher = sign > 0 if sign is not None else greater_is_better(name)
-        result[name] = "higher" if higher else "lower"
-    return result
+    """Which way is better for each metric as scored here: a scikit-learn scorer applies its
+    sign (an error becomes neg_*), so every value it returns is better when higher."""
+    return {name: "higher" for name in metrics}
 
 
 def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
