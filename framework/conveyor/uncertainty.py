@@ -215,15 +215,23 @@ def _label_metric(metric: str, y: Any, predicted: Any) -> Callable[[Any], float]
 
 
 def _auc(positive: Any, score: Any) -> Callable[[Any], float]:
+    """ROC AUC of a resample without sorting it: the scores are ranked once, and a resample is
+    a count per row (the Mann-Whitney statistic, ties counting one half)."""
+    import numpy as np
+
+    _, inverse = np.unique(score, return_inverse=True)
+    groups = int(inverse.max()) + 1 if len(inverse) else 0
+    positive = np.asarray(positive, dtype=bool)
 
     def value(rows: Any) -> float:
-        labels = positive[rows]
-        n_pos = int(labels.sum())
-        n_neg = len(rows) - n_pos
+        counts = np.bincount(rows, minlength=len(positive)).astype(float)
+        pos = np.bincount(inverse, weights=counts * positive, minlength=groups)
+        neg = np.bincount(inverse, weights=counts * ~positive, minlength=groups)
+        n_pos, n_neg = pos.sum(), neg.sum()
         if n_pos == 0 or n_neg == 0:
             raise ValueError("one class only in this resample")
-        ranks = _average_ranks(score[rows])
-        return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+        below = np.cumsum(neg) - neg
+        return float((pos * (below + neg / 2)).sum() / (n_pos * n_neg))
 
     return value
 
@@ -243,11 +251,3 @@ def _regression(metric: str, y: Any, predicted: Any) -> Callable[[Any], float]:
         return -float(np.abs(error).mean())
 
     return value
-
-
-def _average_ranks(values: Any) -> Any:
-    """1-based ranks, ties sharing their average rank."""
-    import numpy as np
-
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
