@@ -217,6 +217,13 @@ def test_an_unknown_metric_in_the_gate_or_promote_if_is_a_config_error(project):
     (project.path / "conveyor.yaml").write_text(
         config + "retrain:\n  promote_if: {roc_acu: '+0.01'}\n")
     assert_usage_error(project.cli("retrain"), "retrain.promote_if.roc_acu", "roc_auc")
+    (project.path / "inbox").mkdir()
+    assert_usage_error(project.cli("watch", "--inbox", "inbox", "--once"),
+                       "retrain.promote_if.roc_acu")
+    (project.path / "conveyor.yaml").write_text(
+        config + "retrain:\n  when: {metrics.f1_macro: '< 0.5'}\n")
+    assert_usage_error(project.cli("retrain"), "retrain.when.metrics.f1_macro",
+                       "evaluate.metrics")
     (project.path / "conveyor.yaml").write_text(
         config + "retrain:\n  when: {metrics.accuracy: '< 0.5'}\n"
                  "  promote_if: {accuracy: '+0.01 at 200%'}\n")

@@ -73,6 +73,15 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
                     batches, champion, log, quiet)
 
 
+def check_policy(project_dir: Path) -> None:
+    """The project's `retrain` policy, checked as `apply` checks it: a ConfigError naming the
+    key for a condition that does not parse or a metric that is not computed."""
+    config = api.load_config(Path(project_dir).resolve()).data
+    settings = settings_from(config)
+    policy.parse_when(settings)
+    check_metrics(settings, config)
+
+
 def check_metrics(settings: RetrainConfig, config: dict) -> None:
     """Every metric `promote_if` and `when` name is one that will be computed, and every
     `promote_if` condition parses: a ConfigError naming the key otherwise."""
