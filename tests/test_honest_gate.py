@@ -125,8 +125,9 @@ def test_too_few_unseen_rows_fail_closed_and_force_is_recorded(project):
     assert forced.returncode == 0, forced.stderr
     history = json.loads(project.cli("models", "history", "proj", "--json", check=True).stdout)
     assert [(h["version"], h["action"], h["forced"]) for h in history][-1] == (2, "promote", 1)
-    assert "fails closed" in history[-1]["comparison"]["unavailable"] or \
-        "only" in history[-1]["comparison"]["unavailable"]
+    assert "evaluate.champion_min_rows is 300" in history[-1]["comparison"]["unavailable"]
+    shown = project.cli("models", "history", "proj", check=True).stdout
+    assert "promote (forced) by" in shown and "vs v1: not compared (only" in shown
 
 
 def test_a_champion_that_cannot_be_loaded_fails_the_relative_gate_closed(project):

@@ -2,7 +2,14 @@
 model in the registry, with its lineage and the gate's decision; make it champion if it passes.
 
 It needs a stage producing `model` (stored) and one producing `metrics`, a JSON mapping
-{"overall": {...}, "champion": {...} | None, "slices": {value: {...}}, "slice_column": str}.
+{"overall": {...}, "champion": {...} | None, "champion_version": int | None,
+ "directions": {metric: "higher" | "lower"}, "slices": {value: {...}}, "slice_column": str,
+ "comparison": {"champion_version", "rows", "test_rows", "excluded", "champion": {...},
+                "challenger": {...}, "bootstrap": {metric: [differences]}, "unavailable": str}}
+where `comparison` scores champion and challenger on the same rows (those the champion never
+trained on) and `unavailable` says why they could not be compared: relative conditions then
+fail closed. A stored `training_rows` input (a frame with a `fingerprint` column, one per
+training row) is kept with the version, so later comparisons leave those rows out.
 """
 
 from __future__ import annotations
