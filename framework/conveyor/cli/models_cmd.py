@@ -8,6 +8,7 @@ from typing import Any
 
 from conveyor.cli.app import App, console, print_json
 from conveyor.store import Registry
+from conveyor.store.registry import CHAMPION
 from conveyor.uncertainty import comparison_lines
 
 
@@ -101,7 +102,8 @@ def model_history(args: argparse.Namespace, app: App) -> int:
     for row in rows:
         row["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
         record = records.get(row["version"])
-        row["comparison"] = record.comparison(row["action"]) if record else None
+        row["comparison"] = record.comparison(row["action"]) \
+            if record and row["alias"] == CHAMPION else None
     if args.json:
         print_json(rows)
         return 0

@@ -321,7 +321,7 @@ def models(store: Store) -> list[dict[str, Any]]:
         for move in history:
             record = by_version.get(move["version"])
             move["comparison"] = comparison_lines(record.comparison(move["action"])) \
-                if record else []
+                if record and move["alias"] == "champion" else []
         chart = {
             "data": [{"type": "scatter", "mode": "lines+markers", "name": metric,
                       "x": [v.version for v in mine], "y": [v.metrics.get(metric) for v in mine]}
