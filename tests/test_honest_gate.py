@@ -270,3 +270,17 @@ def test_a_metrics_direction_comes_from_its_scorer(project):
     assert record.metrics["d2_absolute_error_score"] < _record(project, 1).metrics[
         "d2_absolute_error_score"]
     assert "d2_absolute_error_score" in worse.stdout and "misses >=" in worse.stdout
+
+
+def test_row_fingerprints_agree_however_a_column_was_read():
+    from conveyor.fingerprints import row_fingerprints, unseen
+
+    numbers = pd.DataFrame({"a": [5, 6, 7], "b": ["x", "y", None], "t": [0, 1, 0]})
+    text = pd.DataFrame({"t": ["0", "1", "0"], "a": ["5.0", "6", "7"], "b": ["x", "y", None]})
+    floats = numbers.astype({"a": "float64"})
+    expected = row_fingerprints(numbers, ["a", "b", "t"])
+    assert (row_fingerprints(text, ["t", "b", "a"]) == expected).all()
+    assert (row_fingerprints(floats, ["a", "b", "t"]) == expected).all()
+    assert len(set(expected)) == 3
+    relabelled = numbers.assign(t=[1, 1, 0])  # same features, another label: a new row
+    assert unseen(relabelled, ["a", "b", "t"], expected).tolist() == [True, False, False]
