@@ -156,6 +156,8 @@ def test_a_challenger_that_fails_its_gate_is_kept_with_the_reason(project, retai
     last = decisions(project)[-1]
     assert last.outcome == "kept" and "failed its gate" in last.reasons[-1]
     assert "roc_auc" in last.reasons[-1] and champion(project) == before
+    # the decision keeps the gate's paired comparison with the champion
+    assert last.metrics["comparison"]["intervals"]["accuracy"]["level"] == 0.95
     store = open_store(project)
     try:
         assert Registry(store).aliases("retail")["challenger"] == last.challenger_version

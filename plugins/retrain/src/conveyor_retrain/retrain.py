@@ -166,6 +166,8 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     if challenger.decision != "passed":
         failed = [r for r in challenger.gate.get("reasons", [])
                   if " misses " in r or "fails closed" in r or "not computed" in r] or ["gate"]
+        if challenger.comparison():  # the gate's own comparison with the champion
+            fields["metrics"] = {"comparison": challenger.comparison()}
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
     metrics, comparison, better = compare(project_dir, config, settings, champion, challenger,
