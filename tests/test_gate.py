@@ -51,3 +51,93 @@ def test_gate_reports_every_rule_and_every_failing_slice():
 def test_a_gated_metric_that_was_not_computed_fails_the_gate():
     passed, reasons = evaluate_gate(parse_gate({"r2": ">= 0.5"}, "g"), {"mae": 1.0}, None)
     assert not passed and "not computed" in reasons[0]
+
+
+@pytest.mark.parametrize("metric", ["d2_absolute_error_score", "d2_brier_score",
+                                    "d2_log_loss_score", "d2_pinball_score", "r2",
+                                    "neg_mean_absolute_error", "explained_variance"])
+def test_scores_named_after_an_error_are_still_better_when_higher(metric):
+    from conveyor.metrics import greater_is_better
+
+    assert greater_is_better(metric)
+
+
+def test_a_reported_direction_wins_over_the_name():
+    from conveyor.metrics import greater_is_better
+
+    assert not greater_is_better("mean_absolute_error")
+    assert greater_is_better("custom_error", {"custom_error": "higher"})
+    assert not greater_is_better("custom_score", {"custom_score": "lower"})
+    margin = parse_condition("+0.01", "g.custom_error", "custom_error")
+    assert margin.check("custom_error", 0.52, 0.50, directions={"custom_error": "higher"})[0]
+    assert not margin.check("custom_error", 0.52, 0.50)[0]  # guessed: lower is better
+
+
+def _comparison(champion, challenger, diffs=(), **more):
+    from conveyor.gate import Comparison
+
+    return Comparison(champion={"m": champion}, challenger={"m": challenger}, rows=500,
+                      version=3, diffs={"m": list(diffs)}, **more)
+
+
+def test_a_champion_that_could_not_be_compared_fails_relative_conditions_closed():
+    from conveyor.gate import Comparison
+
+    closed = Comparison(version=3, unavailable="champion v3 cannot be loaded: gone")
+    ok, why = parse_condition(">= champion - 0.01", "g.m").check("m", 0.9, comparison=closed)
+    assert not ok and "fails closed: champion v3 cannot be loaded" in why
+    # absolute conditions do not need the champion
+    passed, _ = evaluate_gate(parse_gate({"m": ">= 0.5"}, "g"), {"m": 0.9}, None,
+                              comparison=closed)
+    assert passed
+
+
+def test_at_a_level_the_intervals_worse_end_must_clear_the_margin():
+    import numpy as np
+
+    noisy = np.random.default_rng(0).normal(0.02, 0.02, 1000)  # mean +0.02, sd 0.02
+    condition = parse_condition("+0.01 at 95%", "g.m", "m")
+    assert condition.level == 0.95 and condition.relative
+    ok, why = condition.check("m", 0.82, comparison=_comparison(0.80, 0.82, noisy))
+    assert not ok and "lower bound" in why and "misses" in why
+    assert parse_condition("+0.01", "g.m", "m").check(
+        "m", 0.82, comparison=_comparison(0.80, 0.82, noisy))[0]
+    sure = noisy - 0.02 + 0.05
+    assert condition.check("m", 0.85, comparison=_comparison(0.80, 0.85, sure))[0]
+    # lower is better: the upper end of the difference must be below -margin
+    error = parse_condition("+0.01 at 90%", "g.mae", "mae")
+    assert error.check("mae", 0.75, comparison=_comparison_for("mae", 0.80, 0.75, -sure))[0]
+
+
+def _comparison_for(metric, champion, challenger, diffs):
+    from conveyor.gate import Comparison
+
+    return Comparison(champion={metric: champion}, challenger={metric: challenger}, rows=500,
+                      diffs={metric: list(diffs)})
+
+
+@pytest.mark.parametrize("text", ["+0.01 at 120%", "+0.01 at 10%", "+0.01 at", "+0.01 at 95",
+                                  ">= 0.8 at 95%"])
+def test_malformed_levels_are_refused(text):
+    with pytest.raises(ConfigError, match=r"evaluate\.gate\.m"):
+        parse_condition(text, "evaluate.gate.m", "m")
+
+
+def test_a_tolerance_is_reduced_by_what_earlier_promotions_gave_up():
+    from conveyor.gate import shortfall_after
+
+    tolerance = parse_condition(">= champion - 0.02", "g.m", "m")
+    fresh = _comparison(0.80, 0.785)
+    assert tolerance.check("m", 0.785, comparison=fresh)[0]
+    given_up = shortfall_after(fresh)
+    assert given_up["m"] == pytest.approx(0.015)
+    # the next step has only 0.005 left: 0.79 -> 0.78 is refused, 0.79 -> 0.786 is not
+    after = _comparison(0.79, 0.78, shortfall=given_up)
+    ok, why = tolerance.check("m", 0.78, comparison=after)
+    assert not ok and "already given up" in why
+    assert tolerance.check("m", 0.786, comparison=_comparison(0.79, 0.786, shortfall=given_up))[0]
+    # an improvement pays it back
+    assert shortfall_after(_comparison(0.785, 0.80, shortfall=given_up))["m"] == 0.0
+    # a margin that asks for better is not affected
+    assert parse_condition("+0.0", "g.m", "m").check(
+        "m", 0.80, comparison=_comparison(0.79, 0.80, shortfall={"m": 0.5}))[0]

@@ -117,6 +117,41 @@ def test_watch_retrains_after_the_shift_and_processes_each_file_once(project, re
     assert [d["outcome"] for d in json.loads(listing.stdout)][-1] in ("no_action", "kept")
 
 
+def test_a_retrain_decision_records_the_paired_difference_and_lists_it(project, retail_data):
+    drop(retail_data, project, 9)
+    assert watch_once(project)[0]["outcome"] == "promoted"
+    promoted = decisions(project)[-1]
+    comparison = promoted.metrics["comparison"]
+    assert comparison["champion_version"] == 1 and comparison["rows"] > 0
+    interval = comparison["intervals"]["accuracy"]
+    assert interval["low"] <= interval["diff"] <= interval["high"]
+    assert interval["diff"] == pytest.approx(
+        promoted.metrics["challenger"]["accuracy"] - promoted.metrics["champion"]["accuracy"])
+    listing = conveyor("retrain", "--list", cwd=project)
+    assert "95% CI" in listing.stdout and "hold-out rows it never trained on" in listing.stdout
+    history = conveyor("models", "history", "retail", cwd=project).stdout
+    assert f"vs v1 on {comparison['rows']:,} rows: accuracy Δ +" in history
+
+
+def test_a_champion_that_cannot_be_loaded_keeps_the_challenger_out(project, retail_data):
+    from conveyor.store import ArtifactRef
+
+    drop(retail_data, project, 9)
+    watch_once(project)  # promoted: v2 is champion
+    store = open_store(project)
+    ref = ArtifactRef.from_dict(Registry(store).alias("retail").artifact)
+    path = store.artifacts.path(ref)
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    done = conveyor("retrain", "--force", cwd=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = decisions(project)[-1]
+    assert last.outcome == "kept" and "cannot be loaded" in last.reasons[-1]
+    assert "fails closed" in last.reasons[-1] and champion(project) == 2
+
+
 def test_a_challenger_that_fails_its_gate_is_kept_with_the_reason(project, retail_data):
     drop(retail_data, project, 9)
     assert watch_once(project)[0]["status"] == "drift"
@@ -128,6 +163,8 @@ def test_a_challenger_that_fails_its_gate_is_kept_with_the_reason(project, retai
     last = decisions(project)[-1]
     assert last.outcome == "kept" and "failed its gate" in last.reasons[-1]
     assert "roc_auc" in last.reasons[-1] and champion(project) == before
+    # the decision keeps the gate's paired comparison with the champion
+    assert last.metrics["comparison"]["intervals"]["accuracy"]["level"] == 0.95
     store = open_store(project)
     try:
         assert Registry(store).aliases("retail")["challenger"] == last.challenger_version

@@ -2,7 +2,14 @@
 model in the registry, with its lineage and the gate's decision; make it champion if it passes.
 
 It needs a stage producing `model` (stored) and one producing `metrics`, a JSON mapping
-{"overall": {...}, "champion": {...} | None, "slices": {value: {...}}, "slice_column": str}.
+{"overall": {...}, "champion": {...} | None, "champion_version": int | None,
+ "directions": {metric: "higher" | "lower"}, "slices": {value: {...}}, "slice_column": str,
+ "comparison": {"champion_version", "rows", "test_rows", "excluded", "champion": {...},
+                "challenger": {...}, "bootstrap": {metric: [differences]}, "unavailable": str}}
+where `comparison` scores champion and challenger on the same rows (those the champion never
+trained on) and `unavailable` says why they could not be compared: relative conditions then
+fail closed. A stored `training_rows` input (a frame with a `fingerprint` column, one per
+training row) is kept with the version, so later comparisons leave those rows out.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.contributions import CheckContext, StageType
-from conveyor.errors import StageFailed
-from conveyor.gate import evaluate_gate, parse_gate
+from conveyor.errors import StageFailed, UsageError
+from conveyor.gate import Comparison, evaluate_gate, parse_gate, shortfall_after
 from conveyor.stage_context import StageContext
 from conveyor.store.registry import CHAMPION, AliasMoved
 
@@ -22,35 +29,52 @@ from conveyor.store.registry import CHAMPION, AliasMoved
 class RegisterSettings:
     model_name: str = "model"
     gate: dict[str, str] = field(default_factory=dict)
+    metrics: list[str] = field(default_factory=list)  # evaluate.metrics: what the gate may name
     slice_gate: dict[str, str] = field(default_factory=dict)
     promote: bool = True
 
 
 def _check(settings: Mapping[str, Any], ctx: CheckContext) -> None:
-    parse_gate(settings["gate"], "evaluate.gate")
-    parse_gate(settings["slice_gate"], "evaluate.slices.gate")
+    parse_gate(settings["gate"], "evaluate.gate", known=settings.get("metrics"))
+    parse_gate(settings["slice_gate"], "evaluate.slices.gate", known=settings.get("metrics"))
 
 
 def _register(ctx: StageContext) -> Mapping[str, Any]:
     settings = ctx.settings
+    name = settings["model_name"]
     model_ref = ctx.inputs.ref("model")
     if model_ref is None:
         raise StageFailed(f"stage '{ctx.name}' needs a stored 'model' input; none of "
                           "the stages it needs produced one")
     evaluation = ctx.inputs["metrics"]
     metrics = evaluation.get("overall", {})
+    directions = evaluation.get("directions") or {}
+    champion_version = evaluation.get("champion_version")
+    shortfall: dict[str, float] = {}
+    if champion_version is not None:
+        try:
+            shortfall = ctx.registry.get(name, champion_version).gate.get("shortfall") or {}
+        except UsageError:
+            shortfall = {}
+    comparison = Comparison.from_evaluation(evaluation, shortfall)
     passed, reasons = evaluate_gate(
         parse_gate(settings["gate"], "evaluate.gate"), metrics, evaluation.get("champion"),
         slice_gate=parse_gate(settings["slice_gate"], "evaluate.slices.gate"),
-        slices=evaluation.get("slices"), slice_column=evaluation.get("slice_column"))
+        slices=evaluation.get("slices"), slice_column=evaluation.get("slice_column"),
+        directions=directions, comparison=comparison)
     decision = "passed" if passed else "rejected"
-    name = settings["model_name"]
+    record: dict[str, Any] = {
+        "rules": dict(settings["gate"]), "reasons": reasons,
+        "champion": evaluation.get("champion"), "champion_version": champion_version,
+        "directions": directions, "comparison": summarise(comparison, evaluation),
+        "shortfall": shortfall_after(comparison, directions)}
+    training_rows = ctx.inputs.ref("training_rows")
+    if training_rows is not None:
+        record["training_rows"] = training_rows.as_dict()
     version = ctx.registry.register(
         name=name, run_id=ctx.run.id, stage=ctx.name, artifact=model_ref.as_dict(),
-        metrics=metrics, gate={"rules": dict(settings["gate"]), "reasons": reasons,
-                               "champion": evaluation.get("champion"),
-                               "champion_version": evaluation.get("champion_version")},
-        decision=decision, config_hash=ctx.run.config_hash, data=dict(ctx.run.data_versions))
+        metrics=metrics, gate=record, decision=decision, config_hash=ctx.run.config_hash,
+        data=dict(ctx.run.data_versions))
     promoted = passed and settings["promote"]
     if promoted:
         try:
@@ -58,7 +82,7 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
             # meanwhile may have promoted another version.
             ctx.registry.set_alias(name, CHAMPION, version, action="gate", actor="conveyor",
                                    reason="passed the gate: " + ("; ".join(reasons) or "no rules"),
-                                   expect=evaluation.get("champion_version"))
+                                   expect=champion_version)
         except AliasMoved as moved:
             promoted = False
             reasons.append(f"not promoted: the champion changed to v{moved.actual} during this "
@@ -70,11 +94,52 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
             f" ({reasons[-1]})" if settings["promote"] else "")
     else:
         message = f"{name} v{version} registered, not promoted: " + "; ".join(
-            r for r in reasons if "misses" in r or "not computed" in r)
+            r for r in reasons if _failing(r))
     ctx.log(message)
     return {"registration": {"model": name, "version": version, "decision": decision,
                              "promoted": promoted, "reasons": reasons},
-            "verdict": {"ok": passed, "message": message}}
+            "verdict": {"ok": passed, "message": message, "model": name, "version": version}}
+
+
+def _failing(reason: str) -> bool:
+    return any(word in reason for word in (" misses ", "not computed", "fails closed"))
+
+
+def summarise(comparison: Comparison | None, evaluation: Mapping[str, Any]
+              ) -> dict[str, Any] | None:
+    """What the registry keeps of a comparison: the rows, both models' scores, and the paired
+    difference with its 95% interval per metric (the bootstrap itself is not kept)."""
+    if comparison is None:
+        return None
+    section = evaluation.get("comparison") or {}
+    summary: dict[str, Any] = {
+        "champion_version": comparison.version, "rows": comparison.rows,
+        "test_rows": section.get("test_rows"), "excluded": section.get("excluded"),
+        "champion": dict(comparison.champion), "challenger": dict(comparison.challenger),
+        "unavailable": comparison.unavailable, "intervals": {}}
+    for metric in comparison.champion:
+        interval = comparison.interval(metric, 0.95)
+        if interval is not None:
+            summary["intervals"][metric] = interval
+    return summary
+
+
+def replayed(registry: Any, verdict: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """A cached register stage's verdict, told as the registry is now: the version it
+    registered back then, and who is champion today (not the old run's message)."""
+    name, version = verdict["model"], verdict["version"]
+    try:
+        record = registry.get(name, version)
+    except UsageError:
+        return {**verdict, "message": f"nothing changed since run {run_id}, whose {name} "
+                                      f"v{version} is no longer in the registry"}
+    champion = registry.aliases(name).get(CHAMPION)
+    status = ("is the champion" if champion == version else
+              f"is not the champion (v{champion} is)" if champion is not None else
+              "is not the champion (there is none)")
+    gate = "passed" if record.decision == "passed" else "was rejected by"
+    return {**verdict, "message": f"nothing changed since run {run_id}: {name} v{version} "
+                                  f"(registered then; it {gate} the gate) {status}"}
 
 
 REGISTER = StageType(

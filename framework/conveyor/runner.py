@@ -124,6 +124,12 @@ class Runner:
                 self.writer.raise_failures()
                 metrics.update(self._stage(store, run, decision, outputs, importer))
                 verdict = self._verdict(store, outputs[decision.stage.name])
+                if verdict is not None and not decision.runs and "model" in verdict:
+                    # A reused registration: tell the registry as it is now.
+                    from conveyor.register_stage import replayed
+
+                    verdict = replayed(Registry(store), verdict,
+                                       decision.cached_from["run_id"])
                 if verdict is not None:
                     verdicts.append(verdict)
             self.writer.drain()

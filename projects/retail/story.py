@@ -162,7 +162,20 @@ def summarise(week: int, batch, handled: list[dict], answered: dict | None) -> d
         "decision": decision.outcome if decision else item.get("status", "?"),
         "new_champion": decision.challenger_version if decision and decision.outcome ==
         "promoted" else None,
+        "versus": versus(decision),
     }
+
+
+def versus(decision) -> str:
+    """Challenger - champion in accuracy on the hold-out, with its 95% interval (paired
+    bootstrap over the rows), for a decision that compared them."""
+    comparison = ((decision.metrics or {}).get("comparison") or {}) if decision else {}
+    interval = (comparison.get("intervals") or {}).get("accuracy")
+    if not interval:
+        return "-"
+    if interval.get("low") is None:
+        return f"{interval['diff']:+.3f}"
+    return f"{interval['diff']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
 
 
 @functools.cache
@@ -197,18 +210,20 @@ def print_table(rows: list[dict]) -> None:
 
     table = Table(title="retail: the model in service, week by week")
     for column in ("week", "behaviour", "served by", "drift", "accuracy", "never retrained",
-                   "trained on week", "retraining"):
+                   "trained on week", "retraining", "challenger - champion (95% CI)"):
         table.add_column(column, justify="right" if column != "retraining" else "left")
     for row in rows:
         table.add_row(
             str(row["week"]), f"{row['shift']:.0%} new", row["served_by"],
             pct(row["drift_share"]), pct(row["accuracy"]), pct(row["never_retrained"]),
             pct(row["trained_on_week"]),
-            row["decision"] + (f" -> v{row['new_champion']}" if row["new_champion"] else ""))
-    Console(width=110).print(table)
+            row["decision"] + (f" -> v{row['new_champion']}" if row["new_champion"] else ""),
+            row["versus"])
+    Console(width=140).print(table)
     print("  drift: share of features that drifted; accuracy: of the model in service on the week's\n"
           "  batch; never retrained: the first model; trained on week: a model trained on that\n"
-          "  week's own behaviour, the best one could hope for")
+          "  week's own behaviour, the best one could hope for; challenger - champion: accuracy\n"
+          "  on the hold-out rows both were scored on, with its 95% interval (paired bootstrap)")
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from conveyor.cli.app import App, console, print_json
 from conveyor.store import Registry
+from conveyor.store.registry import CHAMPION
+from conveyor.uncertainty import comparison_lines
 
 
 def configure(commands: Any) -> None:
@@ -43,6 +45,7 @@ def list_models(args: argparse.Namespace, app: App) -> int:
     aliases = {name: registry.aliases(name) for name in names}
     rows = [{"name": v.name, "version": v.version, "run_id": v.run_id, "metrics": v.metrics,
              "decision": v.decision, "reasons": v.gate.get("reasons", []),
+             "comparison": v.comparison(),
              "aliases": sorted(a for a, n in aliases[v.name].items() if n == v.version),
              "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at))}
             for v in versions]
@@ -55,13 +58,15 @@ def list_models(args: argparse.Namespace, app: App) -> int:
     from rich.table import Table
 
     table = Table(title="models", title_justify="left")
-    for column in ("model", "version", "aliases", "gate", "metrics", "run", "created"):
+    for column in ("model", "version", "aliases", "gate", "metrics", "vs champion", "run",
+                   "created"):
         table.add_column(column, overflow="fold")
     for row in rows:
         gate = row["decision"] + ("" if row["decision"] == "passed"
                                   else ": " + "; ".join(row["reasons"]))
         table.add_row(row["name"], str(row["version"]), ", ".join(row["aliases"]), gate,
                       "  ".join(f"{k}={v:.4g}" for k, v in sorted(row["metrics"].items())),
+                      "\n".join(comparison_lines(row["comparison"])),
                       row["run_id"], row["created_at"])
     console().print(table)
     return 0
@@ -91,9 +96,14 @@ def rollback_model(args: argparse.Namespace, app: App) -> int:
 
 
 def model_history(args: argparse.Namespace, app: App) -> int:
-    rows = Registry(app.store()).history(args.name)
+    registry = Registry(app.store())
+    rows = registry.history(args.name)
+    records = {v.version: v for v in registry.versions(args.name)}
     for row in rows:
         row["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
+        record = records.get(row["version"])
+        row["comparison"] = record.comparison(row["action"]) \
+            if record and row["alias"] == CHAMPION else None
     if args.json:
         print_json(rows)
         return 0
@@ -101,4 +111,6 @@ def model_history(args: argparse.Namespace, app: App) -> int:
         forced = " (forced)" if row["forced"] else ""
         print(f"{row['at']}  {row['alias']} -> v{row['version']} (was v{row['previous']})  "
               f"{row['action']}{forced} by {row['actor']}: {row['reason']}")
+        for line in comparison_lines(row["comparison"]):
+            print(f"    {line}")
     return 0

@@ -162,6 +162,7 @@ def _first_job(args: list[str]) -> list[str]:
 
 def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
     from conveyor.metrics import greater_is_better
+    from conveyor.store import Registry
 
     jobs_dir = app.project_dir / ".conveyor" / "hydra" / "multirun" / invocation / "jobs"
     jobs = sorted((json.loads(p.read_text()) for p in jobs_dir.glob("*.json")),
@@ -171,6 +172,7 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
         return EXIT_FAILED
     store = app.store()
     primary, best = None, None
+    directions: dict[str, str] | None = None
     print(f"\nsweep: {len(jobs)} jobs")
     for job in jobs:
         # As the user wrote them: a typed key the YAML lacked went to Hydra as ++key.
@@ -188,11 +190,14 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
             primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
         values = {r["key"]: r["value"] for r in store.query(
             "SELECT key, value FROM metrics WHERE run_id=?", (job["run_id"],))}
+        if directions is None:  # as the evaluate stage reported them (its scorers know)
+            directions = next((v.gate.get("directions") for v in Registry(store).versions()
+                               if v.run_id == job["run_id"] and v.gate.get("directions")), None)
         value = values.get(primary) if primary else None
         shown = f"{primary}={value:.4g}" if value is not None else ""
         print(f"  job {job['job']:<3} {job['run_id']}  {shown:<18} {overrides}")
         if value is not None:
-            better = best is None or (value > best[1] if greater_is_better(primary)
+            better = best is None or (value > best[1] if greater_is_better(primary, directions)
                                       else value < best[1])
             if better:
                 best = (job["run_id"], value, overrides)
@@ -206,7 +211,8 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
 
 def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
     """Promote the best run's version if it passed its gate and beats the champion on the
-    primary metric, as both were scored on the same test set during that run."""
+    primary metric, as both were scored on the same rows during that run (those the champion
+    never trained on); one that could not be compared with the champion is not promoted."""
     from conveyor.metrics import greater_is_better
     from conveyor.store import Registry
     from conveyor.store.registry import CHAMPION
@@ -214,15 +220,25 @@ def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
     registry = Registry(store)
     for version in (v for v in registry.versions() if v.run_id == run_id):
         label = f"{version.name} v{version.version} (best run)"
-        champion = (version.gate.get("champion") or {}).get(primary)
-        value = version.metrics.get(primary)
+        # Both on the rows the champion never trained on, when the run could compare them.
+        comparison = version.gate.get("comparison") or {}
+        champion = (comparison.get("champion") or version.gate.get("champion") or {}).get(primary)
+        value = (comparison.get("challenger") or version.metrics).get(primary)
+        directions = version.gate.get("directions")
         if version.decision != "passed":
             print(f"✗ {label} did not pass the gate: "
-                  + "; ".join(r for r in version.gate.get("reasons", []) if "misses" in r))
+                  + "; ".join(r for r in version.gate.get("reasons", [])
+                              if " misses " in r or "fails closed" in r))
+        elif comparison.get("unavailable"):
+            print(f"✗ {label} not promoted: it could not be compared with champion "
+                  f"v{comparison.get('champion_version')}: {comparison['unavailable']} "
+                  f"(`conveyor models promote {version.name} {version.version} --force` "
+                  "overrides, recorded as forced)")
         elif champion is not None and value is not None and not (
-                value > champion if greater_is_better(primary) else value < champion):
+                value > champion if greater_is_better(primary, directions)
+                else value < champion):
             print(f"✗ {label} not promoted: {primary} {value:.4g} does not beat the champion's "
-                  f"{champion:.4g} on the same test set")
+                  f"{champion:.4g} on the same test rows")
         elif registry.aliases(version.name).get(CHAMPION) != version.version:
             registry.set_alias(version.name, CHAMPION, version.version, action="sweep",
                                actor="conveyor", reason=reason)

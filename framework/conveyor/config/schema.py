@@ -31,6 +31,11 @@ class EvaluateConfig:
     primary: str | None = None  # the metric sweeps optimise; defaults to metrics[0]
     gate: dict[str, str] = field(default_factory=dict)
     slices: SliceGateConfig = field(default_factory=SliceGateConfig)
+    # The champion is scored only on test rows it never trained on; with fewer than this,
+    # relative gate conditions fail closed.
+    champion_min_rows: int = 100
+    # Paired bootstrap resamples for the interval of challenger - champion (0: no interval).
+    bootstrap: int = 1000
 
 
 @dataclass

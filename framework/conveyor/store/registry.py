@@ -42,6 +42,14 @@ class ModelVersion:
     data: dict[str, Any]
     created_at: float
 
+    def comparison(self, action: str = "gate") -> dict[str, Any] | None:
+        """The comparison with the champion its promotion rests on ({champion_version, rows,
+        champion, challenger, intervals: {metric: {diff, low, high, level, rows}},
+        unavailable}): a retrain's hold-out comparison for a `retrain` move, else its gate's."""
+        if action == "retrain" and self.gate.get("retrain_comparison"):
+            return self.gate["retrain_comparison"]
+        return self.gate.get("comparison")
+
     @classmethod
     def from_row(cls, row: Any) -> ModelVersion:
         return cls(row["name"], row["version"], row["run_id"], row["stage"],
@@ -73,6 +81,16 @@ class Registry:
                                (name, version)).fetchone()
             gate = loads(row["gate"], {}) if row else {}
             gate["reasons"] = [*gate.get("reasons", []), reason]
+            conn.execute("UPDATE model_versions SET gate=? WHERE name=? AND version=?",
+                         (dumps(gate), name, version))
+
+    def annotate(self, name: str, version: int, **fields: Any) -> None:
+        """Set keys of a version's recorded gate decision (a retrain's comparison, say)."""
+        with self.store.write() as conn:
+            row = conn.execute("SELECT gate FROM model_versions WHERE name=? AND version=?",
+                               (name, version)).fetchone()
+            gate = loads(row["gate"], {}) if row else {}
+            gate.update(fields)
             conn.execute("UPDATE model_versions SET gate=? WHERE name=? AND version=?",
                          (dumps(gate), name, version))
 

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConveyorError, UsageError, api
-from conveyor.gate import parse_condition
+from conveyor import ConfigError, ConveyorError, UsageError, api
+from conveyor.gate import parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 
 from conveyor_retrain import locks, policy
@@ -42,6 +42,7 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
     config = api.load_config(project_dir).data
     settings = settings_from(config)
     policy.parse_when(settings)  # a bad policy is a config error before anything is recorded
+    check_metrics(settings, config)
     # Read the batches and decisions, act, record: never interleaved with another process
     # deciding for the same model (a second watcher, a retrain by hand).
     with locks.decision_lock(project_dir, settings.model_name, log=log):
@@ -113,6 +114,42 @@ def _newest_window_batch(decision: Any, batches: list[Any]) -> float:
     return max(times) if times else 0.0
 
 
+def check_policy(project_dir: Path) -> None:
+    """The project's `retrain` policy, checked as `apply` checks it: a ConfigError naming the
+    key for a condition that does not parse or a metric that is not computed."""
+    config = api.load_config(Path(project_dir).resolve()).data
+    settings = settings_from(config)
+    policy.parse_when(settings)
+    check_metrics(settings, config)
+
+
+def check_metrics(settings: RetrainConfig, config: dict) -> None:
+    """Every metric `promote_if` and `when` name is one that will be computed, and every
+    `promote_if` condition parses: a ConfigError naming the key otherwise."""
+    from sklearn.metrics import get_scorer_names
+
+    from conveyor_retrain.settings import flatten
+
+    computed = list((config.get("evaluate") or {}).get("metrics") or [])
+    known = set(get_scorer_names())
+    checks = [(f"retrain.promote_if.{m}", m, computed or sorted(known))
+              for m in settings.promote_if]
+    checks += [(f"retrain.when.{key}", key.removeprefix("metrics."), computed or sorted(known))
+               for key in flatten(settings.when) if key.startswith("metrics.")]
+    for where, metric, allowed in checks:
+        if metric not in known or metric not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(metric, allowed, n=1)
+            what = ("is not a scikit-learn metric name" if metric not in known else
+                    "is not among evaluate.metrics (" + ", ".join(computed) + ")")
+            raise ConfigError(f"{where}: '{metric}' {what}",
+                              hint=f"did you mean '{close[0]}'?" if close else
+                              "see sklearn.metrics.get_scorer_names()")
+    for metric, text in settings.promote_if.items():
+        parse_condition(text, f"retrain.promote_if.{metric}", metric)
+
+
 def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
              decision_id: str, reasons: list[str], batches: list[Any], champion: Any,
              log: Callable[[str], None], quiet: bool, *,
@@ -170,7 +207,10 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     fields: dict[str, Any] = {"run_id": result.run_id, "challenger_version": challenger.version,
                               "details": details}
     if challenger.decision != "passed":
-        failed = [r for r in challenger.gate.get("reasons", []) if "misses" in r] or ["gate"]
+        failed = [r for r in challenger.gate.get("reasons", [])
+                  if " misses " in r or "fails closed" in r or "not computed" in r] or ["gate"]
+        if challenger.comparison():  # the gate's own comparison with the champion
+            fields["metrics"] = {"comparison": challenger.comparison()}
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
     metrics, comparison, better = compare(project_dir, config, settings, champion, challenger,
@@ -185,9 +225,13 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     store = open_store(project_dir)
     try:
         try:
-            Registry(store).set_alias(name, "champion", challenger.version, action="retrain",
-                                      actor="conveyor-retrain", reason=reason,
-                                      expect=champion_version)
+            registry = Registry(store)
+            registry.set_alias(name, "champion", challenger.version, action="retrain",
+                               actor="conveyor-retrain", reason=reason, expect=champion_version)
+            if "shortfall" in metrics:
+                # What this champion gave up since the best recent one, on the hold-out.
+                registry.annotate(name, challenger.version, shortfall=metrics["shortfall"],
+                                  retrain_comparison=metrics.get("comparison"))
         except AliasMoved as moved:
             return finish("kept", f"not promoted: the champion moved to v{moved.actual} while "
                                   "the challenger trained", *comparison, **fields)
@@ -266,32 +310,87 @@ def _without_rows_set_aside(host: Any, project_dir: Path, config: dict, frame: A
 
 def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
             challenger: Any, holdout: Any, target: str) -> tuple[dict, list[str], bool]:
-    """Score both models on the same hold-out; does the challenger clear `promote_if`?"""
+    """Score both models on the same hold-out rows (those the champion never trained on);
+    does the challenger clear `promote_if`? The metrics record carries the paired difference
+    with its interval per metric; a champion that cannot be loaded, scored or compared on
+    enough rows makes every relative condition fail closed."""
     from sklearn.metrics import get_scorer
 
     rules = dict(settings.promote_if) or {_primary(config): "+0"}
-    names = list(dict.fromkeys([*rules, *(config.get("evaluate") or {}).get("metrics", [])]))
-    loaded = {"challenger": api.load_model(project_dir, settings.model_name,
-                                           version=challenger.version)}
-    if champion is not None:
-        loaded["champion"] = api.load_model(project_dir, settings.model_name,
-                                            version=champion.version)
-    metrics: dict[str, dict[str, float]] = {}
-    for role, model in loaded.items():
-        features = _features(model.model, holdout, target, config)
-        metrics[role] = {metric: float(get_scorer(metric)(model.model, holdout[features],
-                                                          holdout[target]))
-                         for metric in names}
+    evaluate = config.get("evaluate") or {}
+    names = list(dict.fromkeys([*rules, *evaluate.get("metrics", [])]))
+    # scikit-learn's scorers apply their sign (errors become neg_*): higher is always better
+    directions = dict.fromkeys(names, "higher")
+    challenger_model = api.load_model(project_dir, settings.model_name,
+                                      version=challenger.version).model
+    features = _features(challenger_model, holdout, target, config)
+    metrics: dict[str, Any] = {"challenger": {
+        metric: float(get_scorer(metric)(challenger_model, holdout[features], holdout[target]))
+        for metric in names}, "directions": directions}
     if champion is None:
         return metrics, ["no champion to compare with"], True
+    comparison = _paired(project_dir, config, settings, champion, challenger_model, holdout,
+                         target, names, get_scorer)
+    if not comparison.unavailable:
+        metrics["champion"] = dict(comparison.champion)
+        metrics["challenger"] = dict(comparison.challenger)
+    metrics["comparison"] = {
+        "champion_version": champion.version, "rows": comparison.rows,
+        "holdout_rows": len(holdout), "unavailable": comparison.unavailable,
+        "intervals": {m: comparison.interval(m, 0.95) for m in comparison.champion}}
     lines, better = [], True
     for metric, text in rules.items():
         condition = parse_condition(text, f"retrain.promote_if.{metric}", metric)
         ok, line = condition.check(metric, metrics["challenger"][metric],
-                                   metrics["champion"][metric])
-        lines.append(f"challenger {line} (champion {metrics['champion'][metric]:.4g})")
+                                   directions=directions, comparison=comparison)
+        lines.append(f"challenger {line}")
         better = better and ok
+    if better:
+        metrics["shortfall"] = shortfall_after(comparison, directions)
     return metrics, lines, better
+
+
+def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
+            challenger_model: Any, holdout: Any, target: str, names: list[str],
+            get_scorer: Any) -> Any:
+    """The champion and the challenger on the hold-out rows the champion never trained on."""
+    from conveyor.gate import Comparison
+    from conveyor.uncertainty import paired_scores
+
+    evaluate = config.get("evaluate") or {}
+    label = f"champion v{champion.version}"
+    base = {"version": champion.version, "shortfall": champion.gate.get("shortfall") or {}}
+    try:
+        champion_model = api.load_model(project_dir, settings.model_name,
+                                        version=champion.version).model
+    except ConveyorError as exc:
+        return Comparison(**base, unavailable=f"{label} cannot be loaded: {exc.message}")
+    rows = holdout
+    seen = champion.gate.get("training_rows")
+    try:
+        if seen:
+            from conveyor.fingerprints import unseen
+
+            known = api.load_output(project_dir, champion.run_id, "training_rows")["fingerprint"]
+            columns = [*_features(champion_model, holdout, target, config), target]
+            rows = holdout[unseen(holdout, columns, known.to_numpy())].reset_index(drop=True)
+        minimum = int(evaluate.get("champion_min_rows", 100))
+        if len(rows) < minimum:
+            return Comparison(**base, rows=len(rows), unavailable=(
+                f"only {len(rows):,} of the {len(holdout):,} hold-out rows are rows {label} "
+                f"never trained on; evaluate.champion_min_rows is {minimum:,}"))
+        paired = paired_scores(
+            champion_model, challenger_model, rows,
+            lambda model: _features(model, rows, target, config), target, names,
+            get_scorer=get_scorer, resamples=int(evaluate.get("bootstrap", 1000)),
+            seed=int(config.get("seed", 0)))
+    except (ConveyorError, ValueError, KeyError) as exc:
+        message = exc.message if isinstance(exc, ConveyorError) else str(exc)
+        return Comparison(**base, rows=len(rows),
+                          unavailable=f"{label} cannot be scored on the hold-out: {message}")
+    return Comparison(champion=paired["champion"], challenger=paired["challenger"],
+                      rows=len(rows), diffs=paired["bootstrap"],
+                      where=f"{len(rows):,} hold-out rows it never trained on", **base)
 
 
 def _features(model: Any, frame: Any, target: str, config: dict) -> list[str]:

@@ -136,6 +136,7 @@ def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool
           log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     if not inbox.is_dir():
         raise UsageError(f"the inbox {inbox} is not a folder", hint="create it, or pass --inbox")
+    retrain.check_policy(project_dir)  # a bad policy stops here (exit 2), not at every batch
     state = WatchState(project_dir)
     handled: list[dict[str, Any]] = []
     log(f"watch: {_display(inbox, project_dir)} every {every:g}s" + (" (once)" if once else "")

@@ -44,3 +44,6 @@ class EvaluateSettings:
     slice_column: str | None = None
     slice_min_rows: int = 30
     model_name: str = "model"
+    # fewer test rows that the champion never trained on than this: relative conditions fail
+    champion_min_rows: int = 100
+    bootstrap: int = 1000  # paired bootstrap resamples for the difference's interval (0: none)

@@ -174,6 +174,8 @@ def _validate_params(estimator_class: Any, params: Mapping[str, Any], target: st
 
 
 def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    import pandas as pd
+
     from conveyor_sklearn.preprocess import build_pipeline, feature_columns
 
     train = ctx.inputs["train"]
@@ -190,7 +192,12 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     ctx.log(f"fitting {estimator_class.__name__} on {len(train):,} rows, "
             f"{len(features)} features")
     pipeline.fit(train[features], train[target])
-    return {"model": pipeline}
+    # One fingerprint per training row (its features and target), kept with the version: a
+    # later evaluation scores this model only on rows it never trained on.
+    from conveyor.fingerprints import row_fingerprints
+
+    fingerprints = row_fingerprints(train, [*features, target])
+    return {"model": pipeline, "training_rows": pd.DataFrame({"fingerprint": fingerprints})}
 
 
 def _accepts(estimator_class: Any, name: str) -> bool:
@@ -250,6 +257,12 @@ def _model_features(model: Any, frame: Any) -> list[str]:
     return list(names)
 
 
+def directions(metrics: Iterable[str]) -> dict[str, str]:
+    """Which way is better for each metric as scored here: a scikit-learn scorer applies its
+    sign (an error becomes neg_*), so every value it returns is better when higher."""
+    return {name: "higher" for name in metrics}
+
+
 def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     model = ctx.inputs["model"]
     test = ctx.inputs["test"]
@@ -258,17 +271,13 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     overall = score(model, test, target, metrics)
     ctx.log_metrics(overall)
     result: dict[str, Any] = {"overall": overall, "metrics": metrics, "rows": len(test),
+                              "directions": directions(metrics),
                               "champion": None, "champion_version": None, "slices": {}}
     champion = ctx.registry.alias(ctx.settings["model_name"])
     if champion is not None:
         result["champion_version"] = champion.version  # promotion is only over this one
-        try:
-            champion_model = ctx.load_artifact(champion.artifact)
-            result["champion"] = score(champion_model, test, target, metrics)
-            ctx.log(f"champion v{champion.version} on the same test set: "
-                    + ", ".join(f"{k}={v:.4g}" for k, v in result["champion"].items()))
-        except conveyor.ConveyorError as exc:
-            ctx.log(f"champion v{champion.version} cannot be scored here: {exc.message}")
+        result["comparison"] = _compare(ctx, champion, model, test, target, metrics)
+        result["champion"] = result["comparison"].get("champion")
     column = ctx.settings.get("slice_column")
     if column:
         if column not in test.columns:
@@ -283,6 +292,60 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
                 except ValueError as exc:
                     ctx.log(f"slice {column}={value}: {exc}")
     return {"metrics": result}
+
+
+def _compare(ctx: conveyor.StageContext, champion: Any, model: Any, test: Any, target: str,
+             metrics: list[str]) -> dict[str, Any]:
+    """The champion and this model on the test rows the champion never trained on."""
+    label = f"champion v{champion.version}"
+    comparison: dict[str, Any] = {"champion_version": champion.version, "test_rows": len(test)}
+
+    def unavailable(reason: str) -> dict[str, Any]:
+        ctx.log(f"{reason}: relative gate conditions fail closed")
+        return {**comparison, "unavailable": reason}
+
+    try:
+        champion_model = ctx.load_artifact(champion.artifact)
+    except conveyor.ConveyorError as exc:
+        return unavailable(f"{label} cannot be loaded: {exc.message}")
+    rows = test
+    seen = champion.gate.get("training_rows")
+    if seen:
+        try:
+            features = _model_features(champion_model, test)
+            _require_column(test, target, "data.target")
+            known = ctx.load_artifact(seen)["fingerprint"].to_numpy()
+        except conveyor.ConveyorError as exc:
+            return unavailable(f"{label} cannot be scored here: {exc.message}")
+        from conveyor.fingerprints import unseen
+
+        rows = test[unseen(test, [*features, target], known)].reset_index(drop=True)
+        comparison["excluded"] = int(len(test) - len(rows))
+        if comparison["excluded"]:
+            ctx.log(f"{label} trained on {comparison['excluded']:,} of the {len(test):,} test "
+                    f"rows: it is compared on the other {len(rows):,}")
+    else:
+        comparison["note"] = f"{label} recorded no training rows: compared on every test row"
+    comparison["rows"] = len(rows)
+    minimum = ctx.settings["champion_min_rows"]
+    if len(rows) < minimum:
+        return unavailable(f"only {len(rows):,} of the {len(test):,} test rows are rows {label} "
+                           f"never trained on; evaluate.champion_min_rows is {minimum:,}")
+    try:
+        from conveyor.uncertainty import paired_scores
+        from sklearn.metrics import get_scorer
+
+        paired = paired_scores(champion_model, model, rows,
+                               lambda m: _model_features(m, rows), target, metrics,
+                               get_scorer=get_scorer, resamples=ctx.settings["bootstrap"],
+                               seed=ctx.seed)
+    except (conveyor.ConveyorError, ValueError, KeyError) as exc:
+        message = exc.message if isinstance(exc, conveyor.ConveyorError) else str(exc)
+        return unavailable(f"{label} cannot be scored here: {message}")
+    comparison.update(paired)
+    ctx.log(f"{label} on {len(rows):,} test rows it never trained on: "
+            + ", ".join(f"{k}={v:.4g}" for k, v in paired["champion"].items()))
+    return comparison
 
 
 STAGE_TYPES = [

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.store import ArtifactRef, Registry, Store
+from conveyor.uncertainty import comparison_lines
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -311,10 +312,16 @@ def models(store: Store) -> list[dict[str, Any]]:
                 "metrics": v.metrics, "decision": v.decision,
                 "reasons": v.gate.get("reasons", []), "rules": v.gate.get("rules", {}),
                 "champion_version": v.gate.get("champion_version"),
+                "comparison": comparison_lines(v.comparison()),
                 "config_hash": v.config_hash, "data": v.data,
                 "aliases": sorted(a for a, n in aliases.items() if n == v.version)})
         metric_names = sorted({k for v in mine for k in v.metrics})
         history = registry.history(name)
+        by_version = {v.version: v for v in mine}
+        for move in history:
+            record = by_version.get(move["version"])
+            move["comparison"] = comparison_lines(record.comparison(move["action"])) \
+                if record and move["alias"] == "champion" else []
         chart = {
             "data": [{"type": "scatter", "mode": "lines+markers", "name": metric,
                       "x": [v.version for v in mine], "y": [v.metrics.get(metric) for v in mine]}
