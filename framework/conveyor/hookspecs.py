@@ -278,12 +278,32 @@ def conveyor_on_stage_error(run: Any, stage: Any, error: BaseException) -> None:
 
 
 @hookspec
-def conveyor_after_run(run: Any, status: str) -> None:
-    """Called once at the end of every run, ``status`` being "completed", "failed" or
-    "interrupted", before the run's status is recorded.
+def conveyor_finish_run(run: Any) -> None:
+    """Called once every stage of a run has completed, before the run has any effect on others
+    (the champion alias moves, see ``StageContext.on_run_success``) and before its status is
+    recorded.
 
-    Every plugin's implementation runs even if one raises: put cleanup here (close a tracker's
-    run). An exception here turns a completed run into a failed one (exit 1), naming the plugin.
+    The last word on whether the run succeeded: raise to fail it (exit 1, naming the plugin);
+    then nothing deferred happens, the plugins after it are not called, and
+    ``conveyor_after_run`` is told "failed". Put here what
+    must succeed for the run to count (an upload the team relies on, a check across stages).
+
+    .. versionadded:: 0.1 (issue 14: a run failed by an after-run hook had already promoted
+       its model)
+    """
+
+
+@hookspec
+def conveyor_after_run(run: Any, status: str) -> None:
+    """Called once at the end of every run with its final ``status``: "completed", "failed" or
+    "interrupted", before the status is recorded.
+
+    Every plugin's implementation runs even if one raises: put cleanup and notifications here
+    (close a tracker's run, mirror it). The status is final when this is called, so every plugin
+    is told the truth: an exception here is printed as a warning naming the plugin and does not
+    change the run's status or exit code (to fail the run, raise in ``conveyor_finish_run``).
+
+    .. versionchanged:: 0.1 an exception here no longer turns a completed run into a failed one
     """
 
 

@@ -77,21 +77,13 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
         data=dict(ctx.run.data_versions))
     promoted = passed and settings["promote"]
     if promoted:
-        try:
-            # Only over the champion this model was compared with: a run that finished
-            # meanwhile may have promoted another version.
-            ctx.registry.set_alias(name, CHAMPION, version, action="gate", actor="conveyor",
-                                   reason="passed the gate: " + ("; ".join(reasons) or "no rules"),
-                                   expect=champion_version)
-        except AliasMoved as moved:
-            promoted = False
-            reasons.append(f"not promoted: the champion changed to v{moved.actual} during this "
-                           f"run; run again to compare with it")
-            ctx.registry.note(name, version, reasons[-1])
+        # Promotion waits for the whole run: a stage after this one, or a plugin's
+        # conveyor_finish_run, that fails the run must leave the champion as it was.
+        ctx.on_run_success(lambda: _promote(ctx.registry, name, version, reasons,
+                                            champion_version))
     if passed:
         message = f"{name} v{version} registered" + (
-            " and promoted to champion" if promoted else
-            f" ({reasons[-1]})" if settings["promote"] else "")
+            ", to be promoted to champion once the run completes" if promoted else "")
     else:
         message = f"{name} v{version} registered, not promoted: " + "; ".join(
             r for r in reasons if _failing(r))
@@ -99,6 +91,22 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
     return {"registration": {"model": name, "version": version, "decision": decision,
                              "promoted": promoted, "reasons": reasons},
             "verdict": {"ok": passed, "message": message, "model": name, "version": version}}
+
+
+def _promote(registry: Any, name: str, version: int, reasons: list[str],
+             champion_version: int | None) -> str:
+    """Move the champion alias to `version`, only over the champion it was compared with (a
+    run that finished meanwhile may have promoted another version). Returns the verdict."""
+    try:
+        registry.set_alias(name, CHAMPION, version, action="gate", actor="conveyor",
+                           reason="passed the gate: " + ("; ".join(reasons) or "no rules"),
+                           expect=champion_version)
+    except AliasMoved as moved:
+        why = (f"not promoted: the champion changed to v{moved.actual} during this run; run "
+               "again to compare with it")
+        registry.note(name, version, why)
+        return f"{name} v{version} registered ({why})"
+    return f"{name} v{version} registered and promoted to champion"
 
 
 def _failing(reason: str) -> bool:

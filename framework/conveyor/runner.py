@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +118,7 @@ class Runner:
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt) \
             if _main_thread() else None
         status, error, exit_code = "completed", None, None
+        self._on_success: list[tuple[str, Callable[[], str | None]]] = []
         try:
             self.host.call_each("conveyor_before_run", run=run, config=self.config.data)
             for decision in decisions:
@@ -131,8 +132,11 @@ class Runner:
                     verdict = replayed(Registry(store), verdict,
                                        decision.cached_from["run_id"])
                 if verdict is not None:
-                    verdicts.append(verdict)
+                    verdicts.append({**verdict, "stage": decision.stage.name})
             self.writer.drain()
+            # Everything that can still fail the run comes before its effects on others.
+            self.host.call_each("conveyor_finish_run", run=run)
+            self._succeeded(verdicts)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConveyorError) \
@@ -148,14 +152,16 @@ class Runner:
                 # Record what did complete, so the next run resumes from there.
                 with contextlib.suppress(BaseException):  # the run's own error is the one to report
                     self.writer.drain()
+            if status != "completed" and self._on_success:
+                # A stage whose effects waited for this run's success must run again next
+                # time, rather than be reused from the cache without them.
+                self._unsettle(store, run, [name for name, _ in self._on_success])
+            # The status is final now: every plugin is told the truth, and nothing an after-run
+            # hook does can change it (its error is a warning naming the plugin).
             cleanup_errors = self.host.call_each("conveyor_after_run", keep_going=True, run=run,
                                                  status=status)
             for problem in cleanup_errors:
-                problem.exit_code = EXIT_FAILED
-                if status != "completed":
-                    print(f"warning: {problem}", file=sys.stderr)
-            if cleanup_errors and status == "completed":
-                status, error = "failed", cleanup_errors[0].message
+                print(f"warning: {problem}", file=sys.stderr)
             if exit_code is None:
                 exit_code = (EXIT_FAILED if status != "completed"
                              or not all(v.get("ok") for v in verdicts) else 0)
@@ -163,9 +169,27 @@ class Runner:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
             self.display.close()
-        if cleanup_errors:
-            raise cleanup_errors[0]
         return RunResult(run.id, status, metrics, verdicts)
+
+    def _unsettle(self, store: Store, run: RunInfo, stages: list[str]) -> None:
+        with contextlib.suppress(BaseException), store.write() as conn:
+            conn.executemany(
+                "UPDATE stages SET status='unsettled', error=? WHERE run_id=? AND name=?",
+                [("completed, but what it deferred to the run's success (see "
+                  "StageContext.on_run_success) did not happen: the run failed", run.id, name)
+                 for name in dict.fromkeys(stages)])
+
+    def _succeeded(self, verdicts: list[dict[str, Any]]) -> None:
+        """Every stage and `conveyor_finish_run` succeeded: do what the stages deferred to this
+        point (`StageContext.on_run_success`), in stage order."""
+        for stage_name, action in self._on_success:
+            message = action()
+            if message is None:
+                continue
+            self.display.log(stage_name, message)
+            for verdict in verdicts:
+                if verdict.get("stage") == stage_name:
+                    verdict["message"] = message
 
     def _verdict(self, store: Store, produced: dict[str, tuple[Any, ArtifactRef | None]]
                  ) -> dict[str, Any] | None:
@@ -207,7 +231,8 @@ class Runner:
             inputs=self._inputs(store, stage, outputs), registry=Registry(store),
             load_artifact=lambda ref: self._load(store, ref), import_target=importer,
             log_metrics=log_metrics, log=lambda message: self.display.log(stage.name, message),
-            validate=validate)
+            validate=validate,
+            on_run_success=lambda action: self._on_success.append((stage.name, action)))
         try:
             self.host.call_each("conveyor_before_stage", run=run, stage=stage)
             produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage, context=context)

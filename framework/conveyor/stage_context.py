@@ -69,7 +69,8 @@ class StageContext:
                  registry: Registry, load_artifact: Callable[[Any], Any],
                  import_target: Callable[[str], Any], log_metrics: Callable[[Mapping], None],
                  log: Callable[[str], None],
-                 validate: Callable[[Any, str, str | None], ValidationReport] | None = None
+                 validate: Callable[[Any, str, str | None], ValidationReport] | None = None,
+                 on_run_success: Callable[[Callable[[], str | None]], None] | None = None
                  ) -> None:
         self.name = name
         self.settings = settings
@@ -81,6 +82,7 @@ class StageContext:
         self._log_metrics = log_metrics
         self._log = log
         self._validate = validate
+        self._on_run_success = on_run_success
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -105,6 +107,17 @@ class StageContext:
     def load_artifact(self, ref: Any) -> Any:
         """Load a stored artifact (an ArtifactRef or its dict form), checking its sha256."""
         return self._load_artifact(ref)
+
+    def on_run_success(self, action: Callable[[], str | None]) -> None:
+        """Run `action` once the whole run has succeeded (every stage after this one, and every
+        plugin's `conveyor_finish_run`), just before the run is recorded completed; never if
+        the run fails or is interrupted. For effects other processes act on, such as moving
+        the champion alias: a run that fails later must not have made them. The text `action`
+        returns, if any, becomes this stage's verdict message (see `conveyor run`'s summary).
+        An exception in `action` fails the run."""
+        if self._on_run_success is None:
+            raise StageFailed(f"stage '{self.name}' cannot defer work: no run to wait for")
+        self._on_run_success(action)
 
     def validate(self, frame: Any, purpose: str = "train", *,
                  schema: str | None = None) -> ValidationReport:
