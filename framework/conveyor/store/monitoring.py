@@ -14,8 +14,11 @@ them. A batch's `status` is one of:
 * "drift": the share of drifted features reached `monitor.drift_share`, or the predictions
   drifted, or a performance threshold was missed (`performance_breached`);
 * "insufficient": too few rows (or no usable values) to test anything: no verdict, no alarm;
-* "invalid": the batch failed the project's schema (`details["validation"]` says how), and was
-  not used.
+* "invalid": the batch could not be scored (a missing column, not a table, no rows, too many
+  rows breaking the project's schema; `details["invalid"]` says why), and was not used.
+
+conveyor-monitor keeps a batch's data-quality figures (rows set aside, values outside the
+schema's expectations, per column) in `details["quality"]`.
 
 Each record is written in one transaction, so a killed process leaves either the whole row or
 none. Files named by `report_json` / `report_html` are written before the row (temp + rename).

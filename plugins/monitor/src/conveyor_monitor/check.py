@@ -1,5 +1,9 @@
 """Checking one batch against a model version: validate, count, test, score, record, alert.
 
+Validation tells breakage from drift (`conveyor_monitor.quality`): rows that break the schema
+are set aside and counted, values outside its expectations are counted per column, and the
+batch is invalid only when it cannot be scored; drift is computed on the rows kept.
+
 `check_batch` is what `conveyor monitor` runs, and what `conveyor watch` (a later plugin) can
 call for each batch: it returns the recorded `BatchRecord`, the report as a dict and the exit
 code the command line uses.
@@ -461,7 +465,7 @@ def scan_batch(app: Any, config: Any, settings: MonitorConfig, loaded: Any, feat
         scan.invalid = {"reason": str(exc)}
 
 
-def judge_quality(batch: Batch, quality: Quality, settings: MonitorConfig, config: Any
+def judge_quality(batch: Batch, quality: Quality, settings: MonitorConfig
                   ) -> dict[str, Any] | None:
     """Invalid when the batch has no rows to score (a file with a header only), or when more
     than `monitor.max_invalid_share` of its rows break the contract."""
@@ -515,7 +519,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
         scan.labels_in_batch
     newest = scan.newest
     if invalid is None:
-        invalid = judge_quality(batch, quality, settings, config)
+        invalid = judge_quality(batch, quality, settings)
     if invalid is not None:  # nothing of an invalid batch is used, its labels neither
         labelled_x, labelled_y = [], []
     else:
