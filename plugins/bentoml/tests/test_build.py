@@ -70,3 +70,23 @@ def test_a_built_bento_is_listed_and_serves_what_conveyor_serve_serves(project, 
     resp = httpx.post(f"{tampered.url}/predict", content=json.dumps(RECORDS), headers=JSON)
     assert resp.status_code == 503 and "sha256" in resp.json()["error"]
     assert "Traceback" not in tampered.output()
+
+
+def test_build_tools_older_than_a_package_needs_are_named(tmp_path):
+    """Issue 14.9: `conveyor build` failed with pip's output when the environment's setuptools
+    was older than the packages' pyproject asks for; now it builds in pip's isolated build
+    environment, and when even that cannot get the tools, the error names what is missing."""
+    import conveyor
+    from conveyor_bentoml.build import build_wheels, unmet_build_requirements
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=9999", "wheel"]\n'
+        'build-backend = "setuptools.build_meta"\n\n[project]\nname = "pkg"\nversion = "0.1"\n')
+    unmet = unmet_build_requirements(package)
+    assert any(need.startswith("setuptools>=9999 (installed: ") for need in unmet), unmet
+    with pytest.raises(conveyor.UsageError) as raised:
+        build_wheels([package], tmp_path / "wheels", tmp_path)
+    assert "setuptools>=9999 (installed: " in raised.value.hint
+    assert "pip install 'setuptools>=9999'" in raised.value.hint

@@ -99,15 +99,55 @@ def pinned_requirements(ctx: Path) -> tuple[list[str], list[str]]:
         elif name.lower() not in {"pip", "setuptools", "wheel"}:
             lines.append(f"{name}=={dist.version}")
     if local:
-        out = ctx / "wheels"
-        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                               "--no-build-isolation", "-w", str(out), *map(str, local)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise conveyor.UsageError("cannot build wheels of the Conveyor packages for the "
-                                      f"Bento:\n{done.stderr.strip()[-2000:]}")
-        wheels = sorted(str(p.relative_to(ctx)) for p in out.glob("*.whl"))
+        wheels = build_wheels(local, ctx / "wheels", ctx)
     return sorted(set(lines)), wheels
+
+
+def build_wheels(sources: list[Path], out: Path, ctx: Path) -> list[str]:
+    """Wheels of the locally installed Conveyor packages. With this environment's own build
+    tools when they meet the packages' `[build-system] requires` (fast, and offline); else in
+    pip's isolated build environment, which fetches the tools the packages ask for; when that
+    fails too, an error naming what is missing."""
+    unmet = sorted({need for source in sources for need in unmet_build_requirements(source)})
+    argv = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out)]
+    done = subprocess.run([*argv, *([] if unmet else ["--no-build-isolation"]),
+                           *map(str, sources)], capture_output=True, text=True)
+    if done.returncode != 0:
+        hint = None
+        if unmet:
+            hint = ("this environment has " + "; ".join(unmet) + ", and pip could not fetch "
+                    "newer build tools; install them: pip install " + " ".join(
+                        f"'{need.split(' (')[0]}'" for need in unmet))
+        raise conveyor.UsageError("cannot build wheels of the Conveyor packages for the "
+                                  f"Bento:\n{done.stderr.strip()[-2000:]}", hint=hint)
+    return sorted(str(p.relative_to(ctx)) for p in out.glob("*.whl"))
+
+
+def unmet_build_requirements(source: Path) -> list[str]:
+    """The package's `[build-system] requires` this environment does not satisfy, each as
+    "setuptools>=69 (installed: 65.5.0)"."""
+    import tomllib
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        system = tomllib.loads((source / "pyproject.toml").read_text()).get("build-system", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    unmet = []
+    for line in system.get("requires", []):
+        try:
+            need = Requirement(line)
+        except InvalidRequirement:
+            continue
+        try:
+            have = metadata.version(need.name)
+        except metadata.PackageNotFoundError:
+            unmet.append(f"{line} (not installed)")
+            continue
+        if need.specifier and not need.specifier.contains(have, prereleases=True):
+            unmet.append(f"{line} (installed: {have})")
+    return unmet
 
 
 def _local_source(dist: Any) -> Path | None:
