@@ -12,6 +12,7 @@ covers every model of the `model` config group.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -136,10 +137,8 @@ def test_the_corpus_does_run_its_payload_when_skops_trusts_it(tmp_path):
     for name in ("exec", "sklearn_testing_helper", "numpy_testing_measure", "subprocess_call"):
         marker = tmp_path / f"pwned-{name}"
         path = _write(tmp_path / f"{name}.skops", PAYLOADS[name](marker))
-        try:
+        with contextlib.suppress(Exception):  # the payload runs before anything fails
             skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
-        except Exception:
-            pass
         if name == "subprocess_call":
             import time
 
@@ -175,7 +174,7 @@ def test_a_type_the_model_was_not_saved_with_is_refused(tmp_path):
     assert record["functions"] == ["conveyor_sklearn.preprocess.as_model_input"]
     # Trusted by the framework, but not what this model was saved with.
     record["types"].remove("sklearn.linear_model._logistic.LogisticRegression")
-    with pytest.raises(StoreError, match="not saved with: sklearn.linear_model._logistic"):
+    with pytest.raises(StoreError, match=r"not saved with: sklearn\.linear_model\._logistic"):
         codecs._load_estimator(_write(tmp_path / "altered.skops", schema, record,
                                        members_of=path))
     # Without a record (a file saved before records were kept) the framework's list decides.
