@@ -166,9 +166,9 @@ def _validate_params(estimator_class: Any, params: Mapping[str, Any], target: st
         estimator = estimator_class(**params)
     except Exception as exc:
         raise conveyor.ConfigError(f"model.params do not fit {target}: {exc}") from exc
-    validate = getattr(estimator, "_validate_params", None)
     if getattr(type(estimator), "_validate_params", None) is not BaseEstimator._validate_params:
         return
+    validate = BaseEstimator._validate_params.__get__(estimator)
     try:
         validate()
     except (ValueError, TypeError) as exc:
