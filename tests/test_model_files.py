@@ -233,6 +233,29 @@ def test_every_model_of_the_config_group_saves_and_loads(tmp_path, config):
     assert (loaded.predict(frame) == model.predict(frame)).all()
 
 
+@pytest.mark.parametrize("estimator", ["sklearn.ensemble.GradientBoostingClassifier",
+                                       "sklearn.svm.SVC", "sklearn.linear_model.SGDClassifier",
+                                       "sklearn.neural_network.MLPClassifier"])
+def test_other_public_estimators_load_by_their_exact_names(tmp_path, estimator):
+    import importlib
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    from conveyor_sklearn.preprocess import build_pipeline
+
+    module, _, name = estimator.rpartition(".")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=80), "c": rng.choice(["x", "y", None], 80)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_pipeline(frame, getattr(importlib.import_module(module), name)()).fit(
+            frame, rng.choice(["no", "yes"], 80))
+    path = tmp_path / "m.skops"
+    codecs._dump_estimator(model, path)
+    assert (codecs._load_estimator(path).predict(frame) == model.predict(frame)).all()
+
+
 # --- through the store and the real console script -------------------------------------------
 
 
