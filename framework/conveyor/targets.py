@@ -113,7 +113,7 @@ class TargetImporter:
             if isinstance(obj, ModuleType) and not self.is_allowed(obj.__name__):
                 raise self._refuse(path, f"it reaches module '{obj.__name__}' through an alias")
         if not inspect.isclass(obj):
-            kind = "a module" if isinstance(obj, ModuleType) else type(obj).__name__
+            kind = "a module" if isinstance(obj, ModuleType) else f"a {type(obj).__name__}"
             raise self._refuse(path, f"it is {kind}, not a class")
         module = getattr(obj, "__module__", None)
         if path in self.packages:  # registered explicitly, as this exact class

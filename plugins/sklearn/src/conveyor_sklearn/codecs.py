@@ -141,13 +141,13 @@ def _contents(path: Path) -> tuple[set[str], set[str], Any]:
     """The types and the functions in a skops file, read from its schema without importing or
     constructing anything, and the file's recorded list (None for files saved before it was
     kept). Every name skops itself would ask about is among them."""
+    _skops_io()  # first: importing skops.io's modules otherwise builds its default table
     from skops.io._audit import Node, get_tree
     from skops.io._general import FunctionNode, MethodNode
     from skops.io._numpy import RandomGeneratorNode
     from skops.io._persist import read_schema
     from skops.io._utils import get_module
 
-    _skops_io()
     try:
         with zipfile.ZipFile(path) as archive:
             schema, load_context = read_schema(archive)
