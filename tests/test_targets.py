@@ -1,5 +1,8 @@
-"""`_target_` import paths: only from the allowlist, refused before anything is imported, aliases
-through an allowed module refused too; `security.allowed_targets` extends the allowlist."""
+"""`_target_` import paths: only estimator classes (or a class registered exactly), only from
+the allowlist, private names refused before anything is imported, aliases through an allowed
+module refused too; `security.allowed_targets` extends the allowlist. Known gadgets (issue 14,
+item 1: callables inside allowed packages that run code) are refused, and nothing is called
+during the pre-run checks but the estimator class."""
 
 from __future__ import annotations
 
@@ -87,6 +90,13 @@ def allowed_package(tmp_path, monkeypatch):
         class Model:
             pass
 
+        class Estimator:
+            def fit(self, X, y=None):
+                return self
+
+            def get_params(self, deep=True):
+                return {}
+
         run_it = sp.run
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -104,15 +114,153 @@ def test_alias_through_an_allowed_module_is_refused(allowed_package, path):
     assert path in caught.value.message
 
 
-def test_allowed_class_is_imported(allowed_package):
-    assert TargetImporter([allowed_package])("canary_pkg.models.Model").__name__ == "Model"
+def test_allowed_estimator_class_is_imported(allowed_package):
+    assert TargetImporter([allowed_package])("canary_pkg.models.Estimator").__name__ == "Estimator"
 
 
-@pytest.mark.parametrize("path", ["sklearn.datasets._base.os.system",
-                                  "sklearn.utils._testing.os.system"])
+def test_a_class_that_is_not_an_estimator_needs_its_exact_path(allowed_package):
+    with pytest.raises(ConfigError, match="not an estimator class"):
+        TargetImporter([allowed_package])("canary_pkg.models.Model")
+    exact = TargetImporter([allowed_package, "canary_pkg.models.Model"])
+    assert exact("canary_pkg.models.Model").__name__ == "Model"
+
+
+def test_the_projects_own_classes_are_accepted_whatever_they_are(allowed_package):
+    importer = TargetImporter(["sklearn"], project_modules=[allowed_package])
+    assert importer("canary_pkg.models.Model").__name__ == "Model"
+    with pytest.raises(ConfigError, match="refusing to import"):
+        importer("canary_pkg.models.run_it")  # a function, from subprocess
+
+
+@pytest.mark.parametrize("path", ["sklearn.utils.fixes.np.testing.measure",
+                                  "sklearn.utils.validation.joblib.load",
+                                  "sklearn.base.functools.partial",
+                                  "sklearn.utils.validation.operator.attrgetter"])
 def test_alias_through_scikit_learn_is_refused(path):
     with pytest.raises(ConfigError, match="through an alias"):
         TargetImporter(["sklearn"])(path)
+
+
+@pytest.mark.parametrize("path", [
+    "sklearn.ensemble.HistGradientBoostingClassifier", "sklearn.ensemble.RandomForestRegressor",
+    "sklearn.linear_model.LogisticRegression", "sklearn.neighbors.NearestCentroid",
+    "sklearn.pipeline.Pipeline", "sklearn.preprocessing.StandardScaler"])
+def test_public_paths_of_estimators_in_private_modules_are_imported(path):
+    assert TargetImporter(["sklearn"])(path).__name__ == path.rpartition(".")[2]
+
+
+@pytest.mark.parametrize("path", [
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble.HistGradientBoostingClassifier.__init__",
+    "sklearn.ensemble.__builtins__", "sklearn.datasets._base.os.system",
+    "sklearn.utils._testing.os.system"])
+def test_private_names_are_refused_before_any_import(path, no_import_module):
+    with pytest.raises(ConfigError, match="is private"):
+        TargetImporter(["sklearn"])(path)
+    assert no_import_module == []
+
+
+# --- known gadgets: callables inside allowed packages that run code ---------------------------
+
+# Allowed on purpose: the rule that refuses them is "estimator classes", not the package.
+GADGET_PACKAGES = ["sklearn", "xgboost", "lightgbm", "catboost", "imblearn", "numpy", "joblib",
+                   "functools", "operator"]
+
+GADGETS = [
+    # issue 14's own: runs the Python source it is given during the pre-run checks
+    "sklearn.utils._testing.assert_run_python_script_without_output",
+    # numpy.testing runs source code, builds and imports C extensions
+    "numpy.testing.measure", "numpy.testing.runstring", "numpy.testing.rundocs",
+    "numpy.testing.extbuild.build_and_import_extension", "numpy.testing.assert_equal",
+    "numpy.testing.TestCase", "numpy.testing.clear_and_catch_warnings",
+    # joblib: unpickling loaders, callables that call what they are given
+    "joblib.load", "joblib.numpy_pickle.load", "joblib.Parallel", "joblib.Memory",
+    "joblib.delayed", "joblib.register_parallel_backend", "joblib.hash",
+    "sklearn.utils.parallel.Parallel", "sklearn.utils.parallel.delayed",
+    # higher-order helpers
+    "functools.partial", "functools.reduce", "functools.lru_cache", "operator.attrgetter",
+    "operator.methodcaller", "operator.itemgetter", "operator.call",
+    # public scikit-learn callables that are not estimator classes
+    "sklearn.utils.estimator_checks.check_estimator", "sklearn.datasets.fetch_openml",
+    "sklearn.base.clone", "sklearn.pipeline.make_pipeline", "sklearn.base.BaseEstimator",
+    "sklearn.utils.Bunch", "sklearn.ensemble.HistGradientBoostingClassifier.fit",
+    "sklearn.utils.estimator_checks.ignore_warnings",
+]
+
+
+@pytest.mark.parametrize("path", GADGETS)
+def test_known_gadgets_are_refused(path):
+    with pytest.raises(ConfigError, match="refusing to import") as caught:
+        TargetImporter(GADGET_PACKAGES)(path)
+    assert path in caught.value.message
+
+
+def _testing_helpers():
+    import sklearn.utils._testing as testing
+
+    return sorted(n for n in dir(testing) if not n.startswith("__"))
+
+
+def test_every_name_of_sklearns_testing_module_is_refused_where_it_is_reachable(no_import_module):
+    """`sklearn.utils._testing.*` is refused before any import; the names it shares with public
+    modules (re-exports) are refused there, since none is an estimator class."""
+    importer = TargetImporter(GADGET_PACKAGES)
+    names = _testing_helpers()
+    assert "assert_run_python_script_without_output" in names and len(names) > 30
+    for name in names:
+        with pytest.raises(ConfigError, match="is private"):
+            importer(f"sklearn.utils._testing.{name}")
+    assert no_import_module == []
+
+
+def test_public_reexports_of_sklearns_testing_helpers_are_refused():
+    import importlib
+
+    import sklearn.utils._testing as testing
+
+    importer = TargetImporter(GADGET_PACKAGES)
+    checked = 0
+    for module_name in ("sklearn.utils", "sklearn.utils.estimator_checks", "sklearn.utils.fixes",
+                        "sklearn.utils.validation", "sklearn.base"):
+        module = importlib.import_module(module_name)
+        for name in _testing_helpers():
+            if name.startswith("_") or getattr(module, name, None) is not getattr(testing, name):
+                continue
+            checked += 1
+            with pytest.raises(ConfigError, match="refusing to import"):
+                importer(f"{module_name}.{name}")
+    assert checked >= 5
+
+
+def test_the_pre_run_check_calls_nothing_but_the_estimator_class(allowed_package, tmp_path):
+    """_check_train constructs the class and asks scikit-learn's own parameter validation;
+    a `_validate_params` of the class's own is not called, and neither is the gadget."""
+    from conveyor.contributions import CheckContext
+    from conveyor_sklearn.stages import _check_train
+
+    marker = tmp_path / "pwned"
+    source = f"open({str(marker)!r}, 'w').close()"
+    importer = TargetImporter(GADGET_PACKAGES)
+    context = CheckContext("train", tmp_path, importer)
+    gadget = {"_target_": "sklearn.utils._testing.assert_run_python_script_without_output",
+              "params": {"source_code": source}}
+    with pytest.raises(ConfigError, match="is private"):
+        _check_train({"target": "y", "model": gadget}, context)
+    for target in ("numpy.testing.measure", "numpy.testing.runstring"):
+        with pytest.raises(ConfigError, match="refusing to import"):
+            _check_train({"target": "y", "model": {"_target_": target,
+                                                   "params": {"code_str": source}}}, context)
+    (tmp_path / "canary_pkg" / "models.py").write_text(textwrap.dedent(f"""
+        from sklearn.linear_model import LogisticRegression
+
+        class Validating(LogisticRegression):
+            def _validate_params(self):
+                {source}
+    """))
+    _check_train({"target": "y", "model": {"_target_": "canary_pkg.models.Validating",
+                                           "params": {"C": 2.0}}},
+                 CheckContext("train", tmp_path, TargetImporter([allowed_package])))
+    assert not marker.exists()
 
 
 # --- through the real console script --------------------------------------------------------
@@ -128,8 +276,33 @@ def test_run_refuses_target_outside_the_allowlist(new_project, target):
 
 def test_run_refuses_alias_through_an_allowed_module(new_project):
     project = new_project()
-    assert_usage_error(project.run("model._target_=sklearn.datasets._base.os.system"),
-                       "'sklearn.datasets._base.os.system'", "through an alias")
+    assert_usage_error(project.run("model._target_=sklearn.utils.fixes.np.testing.measure"),
+                       "'sklearn.utils.fixes.np.testing.measure'", "through an alias")
+    assert recorded_runs(project) == []
+
+
+EVIL = """
+_target_: sklearn.utils._testing.assert_run_python_script_without_output
+params: {{source_code: "import os; os.system('touch {marker}')"}}
+"""
+
+
+@pytest.mark.parametrize("target", [
+    "sklearn.utils._testing.assert_run_python_script_without_output", "numpy.testing.measure",
+    "functools.partial"])
+def test_run_with_a_gadget_target_never_runs_it(new_project, tmp_path, target):
+    """Issue 14, item 1: `model/evil.yaml` ran its payload during the pre-run checks."""
+    project = new_project()
+    marker = tmp_path / "pwned"
+    (project.path / "model").mkdir(exist_ok=True)
+    (project.path / "model" / "evil.yaml").write_text(
+        EVIL.format(marker=marker).replace(
+            "sklearn.utils._testing.assert_run_python_script_without_output", target))
+    extra = [] if target.startswith("sklearn") else \
+        [f"security.allowed_targets=[{target.split('.')[0]}]"]
+    result = project.run("model=evil", *extra)
+    assert not marker.exists(), "the payload ran"
+    assert_usage_error(result, f"'{target}'", "refusing to import")
     assert recorded_runs(project) == []
 
 

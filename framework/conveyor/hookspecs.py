@@ -113,10 +113,13 @@ def conveyor_project_templates(register: Callable[..., None]) -> None:
 
 @hookspec
 def conveyor_target_prefixes(register: Callable[..., None]) -> None:
-    """Allow ``_target_`` import paths under a module prefix: call ``register("xgboost")``.
+    """Allow ``_target_`` import paths: ``register("xgboost")`` allows the estimator classes
+    (classes with ``fit`` and ``get_params``) of a package; ``register("mylib.models.Special")``
+    allows that exact class, estimator or not.
 
-    Only targets under an allowed prefix are ever imported (the project adds its own with
-    ``security.allowed_targets``). Called once per command, with the other extension hooks.
+    Only targets under an allowed entry are ever imported (the project adds its own with
+    ``security.allowed_targets``), never a function or a private name (see
+    ``conveyor.targets``). Called once per command, with the other extension hooks.
     """
 
 

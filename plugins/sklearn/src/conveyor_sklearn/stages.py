@@ -158,14 +158,17 @@ def _check_train(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> Non
 
 def _validate_params(estimator_class: Any, params: Mapping[str, Any], target: str) -> None:
     """scikit-learn checks parameter types only inside fit(); ask it up front instead, so a bad
-    value stops the run before anything executes."""
+    value stops the run before anything executes. Nothing is called but the class (an estimator
+    class, see conveyor.targets) and scikit-learn's own parameter validation."""
+    from sklearn.base import BaseEstimator
+
     try:
         estimator = estimator_class(**params)
     except Exception as exc:
         raise conveyor.ConfigError(f"model.params do not fit {target}: {exc}") from exc
-    validate = getattr(estimator, "_validate_params", None)
-    if validate is None:
+    if getattr(type(estimator), "_validate_params", None) is not BaseEstimator._validate_params:
         return
+    validate = BaseEstimator._validate_params.__get__(estimator)
     try:
         validate()
     except (ValueError, TypeError) as exc:
