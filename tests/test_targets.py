@@ -342,3 +342,25 @@ def test_allowed_targets_extends_the_allowlist_and_nothing_is_imported_before(ne
     assert marker.read_text() == "imported"
     runs = project.runs()
     assert runs[0]["status"] == "completed" and runs[0]["model"] == "CanaryModel"
+
+
+EVIL_CALLBACK = """# @package _global_
+hydra:
+  callbacks:
+    pwn:
+      _target_: sklearn.utils._testing.assert_run_python_script_without_output
+      source_code: "import os; os.system('touch {marker}')"
+"""
+
+
+def test_a_hydra_callback_from_a_config_file_is_checked_before_a_sweep(new_project, tmp_path):
+    """Hydra instantiates `hydra.callbacks` itself under --multirun, outside conveyor.targets:
+    a group file setting one ran its payload (found while fixing issue 14, item 1)."""
+    project = new_project()
+    marker = tmp_path / "pwned"
+    (project.path / "extra").mkdir(exist_ok=True)
+    (project.path / "extra" / "evil.yaml").write_text(EVIL_CALLBACK.format(marker=marker))
+    result = project.cli("run", "--multirun", "+extra=evil", "model.params.max_depth=2,3")
+    assert not marker.exists(), "the payload ran"
+    assert_usage_error(result, "hydra.callbacks.pwn._target_", "is not allowed")
+    assert recorded_runs(project) == []

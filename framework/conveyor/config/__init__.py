@@ -234,11 +234,33 @@ def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> Proje
         raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, schema)
         choices = {k: str(v) for k, v in raw.hydra.runtime.choices.items()
                    if not k.startswith("hydra/") and v is not None}
+        check_hydra_callbacks(raw)
         with open_dict(raw):
             del raw["hydra"]
         composed = OmegaConf.to_container(raw, resolve=False)
         cache.store(project_dir, overrides, dirs, composed, choices)
     return check_config(composed, project_dir, tuple(overrides), host, choices=choices)
+
+
+HYDRA_CALLBACK_PREFIX = "hydra."
+
+
+def check_hydra_callbacks(raw: Any) -> None:
+    """Hydra itself instantiates `hydra.callbacks` under --multirun, outside Conveyor's
+    `_target_` rules (conveyor.targets): a config file could name any callable there. Only
+    Hydra's own callbacks, or a class named exactly in `security.allowed_targets`, may be."""
+    callbacks = (raw.get("hydra") or {}).get("callbacks") or {}
+    allowed = set(((raw.get("security") or {}).get("allowed_targets")) or [])
+    for name, spec in callbacks.items():
+        target = str((spec or {}).get("_target_", "")) if hasattr(spec, "get") else ""
+        private = any(part.startswith("_") for part in target.split("."))
+        if target in allowed or (target.startswith(HYDRA_CALLBACK_PREFIX) and not private):
+            continue
+        raise ConfigError(
+            f"hydra.callbacks.{name}._target_ '{target}' is not allowed: Hydra would call it "
+            "under --multirun, outside Conveyor's checks",
+            hint="use one of Hydra's own callbacks (hydra.experimental.callbacks...), or name "
+                 "the exact class in security.allowed_targets if you trust it")
 
 
 def typed_keys_to_add(project_dir: Path, overrides: Sequence[str], host: Any) -> set[str]:
@@ -272,6 +294,7 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
     if "hydra" in raw:
         choices = {k: str(v) for k, v in raw.hydra.runtime.choices.items()
                    if not k.startswith("hydra/") and v is not None}
+        check_hydra_callbacks(raw)
         with open_dict(raw):
             del raw["hydra"]
     sources = _source_files(project_dir, host.contributions.config_dirs, choices)
