@@ -67,6 +67,11 @@ def build_parser(host) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     from conveyor import collection
 
+    # OpenMP threads that wait at a barrier sleep instead of spinning on a core another thread
+    # (or process) needs; read once, when the OpenMP runtime loads, so before any stage imports
+    # it. A policy the user set stands. See conveyor.threads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
     collection.pause()
     code = run_cli(list(sys.argv[1:] if argv is None else argv))
     collection.skip_final_collection()
