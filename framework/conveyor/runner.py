@@ -211,6 +211,7 @@ class Runner:
             validate=validate)
         try:
             threads = choose_threads(stage.threads, self.threads, stage.name)
+            context.threads = threads.threads
             context.log(threads.line)
             self.host.call_each("conveyor_before_stage", run=run, stage=stage)
             with limited_threads(threads.threads):

@@ -81,6 +81,9 @@ class StageContext:
         self._log_metrics = log_metrics
         self._log = log
         self._validate = validate
+        # The native threads this stage runs with (conveyor.threads): pools the stage starts
+        # itself (n_jobs, torch.set_num_threads) should follow it. Set by the runner.
+        self.threads: int | None = None
 
     @property
     def config(self) -> Mapping[str, Any]:
