@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -236,6 +237,21 @@ def _user_cap(environ: dict[str, str] | Any) -> int | None:
     return value if value >= 1 else None
 
 
+_controllers: list[tuple[int, Any]] = []
+
+
+def _controller() -> Any:
+    """threadpoolctl's view of the loaded libraries. Finding them costs ~20 ms, so it is kept
+    until Python imports something (native libraries come with extension modules)."""
+    modules = len(sys.modules)
+    if not _controllers or _controllers[0][0] != modules:
+        from threadpoolctl import ThreadpoolController
+
+        controller = ThreadpoolController()
+        _controllers[:] = [(len(sys.modules), controller)]
+    return _controllers[0][1]
+
+
 @contextlib.contextmanager
 def limited(threads: int) -> Iterator[None]:
     """Native thread pools limited to `threads` while the block runs."""
@@ -243,9 +259,7 @@ def limited(threads: int) -> Iterator[None]:
     if set_env:
         os.environ[USER_ENV] = str(threads)  # for a library the block loads itself
     try:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=threads):
+        with _controller().limit(limits=threads):
             yield
     finally:
         if set_env:
