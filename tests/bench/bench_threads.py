@@ -13,7 +13,9 @@ ours beside it: on a shared machine the load average printed with the figures sa
 
 The reference, unless --no-baseline: the same fit in a plain script (conveyor_sklearn's
 Pipeline, scikit-learn's default threads, no Conveyor), quiet and beside the busy core, each
-stopped after --baseline-timeout seconds. Results go to bench-results/threads.json as well.
+stopped after --baseline-timeout seconds. Also shown, with no goal of its own: two `conveyor run`
+of the same project at once (the issue's other case: minutes each, unsized). Results go to
+bench-results/threads.json as well.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -80,19 +83,25 @@ def make_project(root: Path, rows: int) -> Path:
     return project
 
 
-def conveyor_fit(project: Path) -> tuple[float, str]:
-    """One `conveyor run --force`: the train stage's recorded duration and its threads line."""
+def start_run(project: Path) -> subprocess.Popen:
     # The template's schema holds the ranges of its own 3,000 rows: not the point here.
-    proc = subprocess.run([CONVEYOR, "run", "--force", "data.schema=null"], cwd=project,
-                          text=True, capture_output=True, env=user_environment(), timeout=1800)
+    return subprocess.Popen([CONVEYOR, "run", "--force", "data.schema=null"], cwd=project,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=user_environment())
+
+
+def conveyor_fit(project: Path, proc: subprocess.Popen | None = None) -> tuple[float, str]:
+    """One `conveyor run --force` (or the one started): the train stage's recorded duration
+    and its threads line."""
+    proc = proc or start_run(project)
+    stdout, _ = proc.communicate(timeout=1800)
     if proc.returncode != 0:
-        raise SystemExit(f"conveyor run failed (exit {proc.returncode})\n{proc.stdout}\n"
-                         f"{proc.stderr}")
+        raise SystemExit(f"conveyor run failed (exit {proc.returncode})\n{stdout}")
     with sqlite3.connect(project / ".conveyor" / "store.db") as conn:
         (duration,) = conn.execute(
             "SELECT duration FROM stages WHERE name='train' AND cached=0 "
             "ORDER BY started_at DESC LIMIT 1").fetchone()
-    line = next((ln.strip() for ln in proc.stdout.splitlines() if "train: threads:" in ln), "")
+    line = next((ln.strip() for ln in stdout.splitlines() if "train: threads:" in ln), "")
     return float(duration), line.removeprefix("train: ")
 
 
@@ -145,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
                     quiet.append(duration)
                 lines[case].append(line)
                 print(f"  conveyor run, {case:<5}: train {duration:6.2f} s  ({line})", flush=True)
+        # The issue's other case: two `conveyor run` at once on the same machine.
+        twin = Path(tmp) / "twin"
+        shutil.copytree(project, twin)
+        started = [start_run(project), start_run(twin)]
+        together = [conveyor_fit(p, proc) for p, proc in zip((project, twin), started,
+                                                              strict=True)]
+        for duration, line in together:
+            print(f"  conveyor run, two at once: train {duration:6.2f} s  ({line})", flush=True)
         baseline: dict[str, float | None] = {}
         if not args.no_baseline:
             data = project / "data" / "customers.csv"
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  one core kept busy by another process  {busy_s:6.2f} s")
     print(f"  quiet machine                          {quiet_s:6.2f} s")
     print(f"  ratio {ratio:.2f}x · goal <= {GOAL}x: {'met' if met else 'MISSED'}")
+    print(f"  two `conveyor run` at once: train {' and '.join(f'{d:.2f} s' for d, _ in together)}")
     if baseline:
         quiet_b, busy_b = baseline.get("quiet"), baseline.get("busy")
         text = (f"{busy_b / quiet_b:.1f}x" if quiet_b and busy_b
@@ -177,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": args.rows, "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)),
         "quiet_s": quiet, "busy_s": busy, "quiet_median_s": quiet_s, "busy_median_s": busy_s,
         "ratio": ratio, "goal": f"<= {GOAL}x", "met": met, "threads_lines": lines,
+        "two_at_once_s": [d for d, _ in together],
         "baseline_plain_s": baseline, "baseline_timeout_s": args.baseline_timeout,
         "load_average": f"{load_before} -> {load_average()}"}, indent=2))
     return 0
