@@ -4,6 +4,7 @@ process that keeps a core busy."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -193,18 +194,42 @@ def test_auto_is_capped_by_the_users_omp_num_threads_and_says_so():
                   environ={"OMP_NUM_THREADS": "2"}).threads == 3
 
 
-def test_limited_sets_the_loaded_pools_and_the_environment_for_later_ones(monkeypatch):
-    from threadpoolctl import threadpool_info
+LIMITED = """
+import os, json
+import numpy  # OpenBLAS loaded, no OpenMP runtime yet
+from threadpoolctl import threadpool_info
+from conveyor.threads import limited
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    import numpy  # noqa: F401  (OpenBLAS, loaded)
+def pools():
+    return sorted({(p["user_api"], p["num_threads"]) for p in threadpool_info()})
 
-    for threads in (2, 1):
-        with limited(threads):
-            assert os.environ["OMP_NUM_THREADS"] == str(threads)
-            assert {pool["num_threads"] for pool in threadpool_info()} == {threads}
-        assert "OMP_NUM_THREADS" not in os.environ
-    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own stays as it is
+seen = {}
+with limited(1):
+    seen["env_before_openmp"] = os.environ.get("OMP_NUM_THREADS")
+    import sklearn.ensemble  # loads OpenMP inside the stage: it reads the variable
+    seen["inside"] = pools()
+seen["env_after"] = os.environ.get("OMP_NUM_THREADS")
+with limited(2):
+    seen["env_with_openmp"] = os.environ.get("OMP_NUM_THREADS")  # threadpoolctl's job now
+    seen["second"] = pools()
+print(json.dumps(seen))
+"""
+
+
+def test_limited_sets_the_loaded_pools_and_the_ones_a_stage_loads():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", LIMITED], capture_output=True, text=True,
+                            env=env, timeout=120, check=True)
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["env_before_openmp"] == "1"
+    assert seen["inside"] == [["blas", 1], ["openmp", 1]]
+    assert seen["env_after"] is None
+    assert seen["env_with_openmp"] is None
+    assert seen["second"] == [["blas", 2], ["openmp", 2]]
+
+
+def test_limited_leaves_the_users_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
     with limited(1):
         assert os.environ["OMP_NUM_THREADS"] == "7"
     assert os.environ["OMP_NUM_THREADS"] == "7"

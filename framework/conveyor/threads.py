@@ -14,8 +14,9 @@ where the busy cores are measured from /proc/stat over the time since the previo
 default: the rule above) or a number of threads. Under `auto`, an `OMP_NUM_THREADS` the user
 set caps the number (an explicit environment is the user's word, as for OpenMP itself); a
 number in the config is used as given. The limit applies to the libraries loaded when the stage
-starts; for one the stage loads itself, `OMP_NUM_THREADS` is set to the same number while the
-stage runs (OpenMP and OpenBLAS read it when they load) unless the user set it.
+starts; when no OpenMP runtime is loaded yet, `OMP_NUM_THREADS` is also set to the same number
+while the stage runs (unless the user set it), for the one the stage loads itself (OpenMP and
+OpenBLAS read it when they load).
 """
 
 from __future__ import annotations
@@ -255,11 +256,16 @@ def _controller() -> Any:
 @contextlib.contextmanager
 def limited(threads: int) -> Iterator[None]:
     """Native thread pools limited to `threads` while the block runs."""
-    set_env = USER_ENV not in os.environ
+    controller = _controller()
+    # No OpenMP runtime loaded yet: one the block loads reads OMP_NUM_THREADS (OpenBLAS too).
+    # Only then: with the variable set, scikit-learn no longer caps its threads at the physical
+    # cores.
+    set_env = USER_ENV not in os.environ and \
+        not controller.select(user_api="openmp").lib_controllers
     if set_env:
-        os.environ[USER_ENV] = str(threads)  # for a library the block loads itself
+        os.environ[USER_ENV] = str(threads)
     try:
-        with _controller().limit(limits=threads):
+        with controller.limit(limits=threads):
             yield
     finally:
         if set_env:
