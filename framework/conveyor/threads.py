@@ -239,18 +239,32 @@ def _user_cap(environ: dict[str, str] | Any) -> int | None:
 
 
 _controllers: list[tuple[int, Any]] = []
+# Libraries with a thread pool threadpoolctl can limit, as they appear in /proc/self/maps.
+POOL_LIBRARIES = ("gomp", "libomp", "iomp", "openblas", "mkl_rt", "libblis", "flexiblas")
 
 
-def _controller() -> Any:
-    """threadpoolctl's view of the loaded libraries. Finding them costs ~20 ms, so it is kept
-    until Python imports something (native libraries come with extension modules)."""
+def _controller() -> Any | None:
+    """threadpoolctl's view of the loaded libraries, None when none with a pool is loaded (a
+    project of light stages never imports threadpoolctl). Finding them costs ~20 ms, so the
+    answer is kept until Python imports something (native libraries come with extension
+    modules)."""
     modules = len(sys.modules)
     if not _controllers or _controllers[0][0] != modules:
-        from threadpoolctl import ThreadpoolController
+        controller = None
+        if _pools_loaded():
+            from threadpoolctl import ThreadpoolController
 
-        controller = ThreadpoolController()
+            controller = ThreadpoolController()
         _controllers[:] = [(len(sys.modules), controller)]
     return _controllers[0][1]
+
+
+def _pools_loaded() -> bool:
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return True  # not Linux: ask threadpoolctl
+    return any(name in maps for name in POOL_LIBRARIES)
 
 
 @contextlib.contextmanager
@@ -261,11 +275,12 @@ def limited(threads: int) -> Iterator[None]:
     # Only then: with the variable set, scikit-learn no longer caps its threads at the physical
     # cores.
     set_env = USER_ENV not in os.environ and \
-        not controller.select(user_api="openmp").lib_controllers
+        (controller is None or not controller.select(user_api="openmp").lib_controllers)
     if set_env:
         os.environ[USER_ENV] = str(threads)
     try:
-        with controller.limit(limits=threads):
+        with controller.limit(limits=threads) if controller is not None \
+                else contextlib.nullcontext():
             yield
     finally:
         if set_env:

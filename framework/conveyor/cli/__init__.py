@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     # (or process) needs; read once, when the OpenMP runtime loads, so before any stage imports
     # it. A policy the user set stands. See conveyor.threads.
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
     collection.pause()
+    from conveyor.threads import meter
+
+    meter().prime()  # start-up is the window the first stage's busy cores are counted over
     code = run_cli(list(sys.argv[1:] if argv is None else argv))
     collection.skip_final_collection()
     sys.exit(code)
