@@ -239,32 +239,23 @@ def _user_cap(environ: dict[str, str] | Any) -> int | None:
 
 
 _controllers: list[tuple[int, Any]] = []
-# Libraries with a thread pool threadpoolctl can limit, as they appear in /proc/self/maps.
-POOL_LIBRARIES = ("gomp", "libomp", "iomp", "openblas", "mkl_rt", "libblis", "flexiblas")
 
 
 def _controller() -> Any | None:
-    """threadpoolctl's view of the loaded libraries, None when none with a pool is loaded (a
-    project of light stages never imports threadpoolctl). Finding them costs ~20 ms, so the
-    answer is kept until Python imports something (native libraries come with extension
-    modules)."""
+    """threadpoolctl's view of the loaded libraries. Finding them costs 5-20 ms, so it is kept
+    until Python imports something (native libraries come with extension modules). None
+    before numpy is imported: the pools of Python's numeric libraries (OpenBLAS, OpenMP) come
+    with it, and a project of light stages then never imports threadpoolctl (a library
+    loaded later reads OMP_NUM_THREADS, see `limited`)."""
     modules = len(sys.modules)
     if not _controllers or _controllers[0][0] != modules:
         controller = None
-        if _pools_loaded():
+        if "numpy" in sys.modules:
             from threadpoolctl import ThreadpoolController
 
             controller = ThreadpoolController()
         _controllers[:] = [(len(sys.modules), controller)]
     return _controllers[0][1]
-
-
-def _pools_loaded() -> bool:
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return True  # not Linux: ask threadpoolctl
-    return any(name in maps for name in POOL_LIBRARIES)
 
 
 @contextlib.contextmanager
