@@ -62,6 +62,7 @@ bench: install wrk $(BENCH_VENV)/.installed $(EVIDENTLY_VENV)/.installed
 	$(BIN)/python tests/bench/bench_ui.py --runs 5000 --repeat 7 --output bench-results/ui.json
 	$(BIN)/python tests/bench/bench_serve.py --repeat 2 --json bench-results/serve.json
 	$(BIN)/python tests/bench/bench_streams.py --output bench-results/streams.json
+	$(BIN)/python tests/bench/bench_threads.py --repeat 3 --output bench-results/threads.json
 
 # Evidently, the context figure of the drift benchmark, needs pandas < 3: a virtualenv of its own.
 # Where it does not install, the benchmark says so and goes on.

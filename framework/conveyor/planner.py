@@ -9,8 +9,11 @@ from typing import Any
 from conveyor.contributions import Contributions, StageType
 from conveyor.errors import ConfigError
 from conveyor.plugins import provider_hint
+from conveyor.threads import parse_threads
 
-RESERVED = ("uses", "needs")
+# `threads` sizes the stage's native thread pools (conveyor.threads): how it runs, not what it
+# computes, so it stays out of the settings and the fingerprint.
+RESERVED = ("uses", "needs", "threads")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class PlannedStage:
     settings: dict[str, Any]
     type: StageType
     position: int
+    threads: str | int | None = None  # pipeline.<name>.threads: "auto", a number, or unset
 
 
 def make_plan(pipeline: dict[str, Any], found: Contributions) -> list[PlannedStage]:
@@ -29,6 +33,7 @@ def make_plan(pipeline: dict[str, Any], found: Contributions) -> list[PlannedSta
                           hint="add a preset to the defaults list (`- pipeline: train`) or "
                                "define stages under `pipeline:`")
     specs: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+    threads: dict[str, str | int | None] = {}
     for name, spec in pipeline.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("uses"), str):
             raise ConfigError(f"pipeline.{name} must be a mapping with a 'uses: STAGE_TYPE' entry")
@@ -36,6 +41,7 @@ def make_plan(pipeline: dict[str, Any], found: Contributions) -> list[PlannedSta
         needs = (needs,) if isinstance(needs, str) else tuple(needs)
         settings = {k: v for k, v in spec.items() if k not in RESERVED}
         specs[name] = (spec["uses"], needs, settings)
+        threads[name] = parse_threads(spec.get("threads"), f"pipeline.{name}.threads")
 
     for name, (_, needs, _) in specs.items():
         for need in needs:
@@ -53,7 +59,8 @@ def make_plan(pipeline: dict[str, Any], found: Contributions) -> list[PlannedSta
         uses, needs, settings = specs[name]
         stage_type = _stage_type(name, uses, found)
         settings = _typed_settings(name, stage_type, settings)
-        plan.append(PlannedStage(name, uses, needs, settings, stage_type, position))
+        plan.append(PlannedStage(name, uses, needs, settings, stage_type, position,
+                                 threads[name]))
     return plan
 
 

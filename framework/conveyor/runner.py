@@ -35,6 +35,10 @@ from conveyor.stage_context import Inputs, RunInfo, StageContext
 from conveyor.store import ArtifactRef, Registry, Store, open_store
 from conveyor.store.db import dumps
 from conveyor.targets import TargetImporter, project_importer
+from conveyor.threads import choose as choose_threads
+from conveyor.threads import limited as limited_threads
+from conveyor.threads import meter as core_meter
+from conveyor.threads import parse_threads
 from conveyor.validation import check_schema, validate_frame
 from conveyor.writer import OutputWriter
 
@@ -71,8 +75,11 @@ class Runner:
         self.run_id: str | None = None  # set once the run is recorded, also when it then fails
         self.writer = OutputWriter()
         self._warm_codecs: list[Any] = []
+        self.threads: str | int | None = None  # runner.threads, read by plan()
 
     def plan(self) -> tuple[list[PlannedStage], list[Decision], Store]:
+        core_meter().prime()  # the window the first stage's free cores are measured over
+        self.threads = parse_threads(self.config.get("runner.threads", "auto"), "runner.threads")
         plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
         store = open_store(self.config.project_dir)
         decisions = decide(plan, store, self.config.project_dir, force=self.force,
@@ -234,8 +241,13 @@ class Runner:
             validate=validate,
             on_run_success=lambda action: self._on_success.append((stage.name, action)))
         try:
+            threads = choose_threads(stage.threads, self.threads, stage.name)
+            context.threads = threads.threads
+            context.log(threads.line)
             self.host.call_each("conveyor_before_stage", run=run, stage=stage)
-            produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage, context=context)
+            with limited_threads(threads.threads):
+                produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage,
+                                                                context=context)
             if not isinstance(produced, Mapping):
                 raise StageFailed(f"stage '{stage.name}' ({stage.uses}) returned "
                                   f"{type(produced).__name__}, not a mapping of outputs")

@@ -83,6 +83,9 @@ class StageContext:
         self._log = log
         self._validate = validate
         self._on_run_success = on_run_success
+        # The native threads this stage runs with (conveyor.threads): pools the stage starts
+        # itself (n_jobs, torch.set_num_threads) should follow it. Set by the runner.
+        self.threads: int | None = None
 
     @property
     def config(self) -> Mapping[str, Any]:

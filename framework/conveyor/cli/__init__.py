@@ -67,7 +67,14 @@ def build_parser(host) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     from conveyor import collection
 
+    # OpenMP threads that wait at a barrier sleep instead of spinning on a core another thread
+    # (or process) needs; read once, when the OpenMP runtime loads, so before any stage imports
+    # it. A policy the user set stands. See conveyor.threads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     collection.pause()
+    from conveyor.threads import meter
+
+    meter().prime()  # start-up is the window the first stage's busy cores are counted over
     code = run_cli(list(sys.argv[1:] if argv is None else argv))
     collection.skip_final_collection()
     sys.exit(code)

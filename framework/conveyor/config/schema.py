@@ -61,6 +61,13 @@ class RegistryConfig:
     promote_on_gate: bool = True
 
 
+@dataclass
+class RunnerConfig:
+    # Native thread pools (OpenMP, BLAS) of every stage: auto (the cores other processes leave
+    # free) or a number; pipeline.<stage>.threads overrides it for one stage (conveyor.threads).
+    threads: str = "auto"
+
+
 CORE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "project": (str, MISSING),
     "seed": (int, 0),
@@ -72,6 +79,7 @@ CORE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "security": (SecurityConfig, field(default_factory=SecurityConfig)),
     "registry": (RegistryConfig, field(default_factory=RegistryConfig)),
     "env": (dict[str, Any], field(default_factory=dict)),
+    "runner": (RunnerConfig, field(default_factory=RunnerConfig)),
 }
 
 
