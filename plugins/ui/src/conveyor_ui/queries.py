@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.store import ArtifactRef, Registry, Store
+from conveyor.store.db import as_number, numeric_metrics
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -122,7 +123,8 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
         metric_names.insert(0, query.sort[7:])
     for run in runs:
         run["overrides"] = _json(run["overrides"], [])
-        run["metrics"] = metrics.get(run["id"], {})
+        run["problems"] = []  # a damaged row is shown flagged, never a 500
+        run["metrics"] = numeric_metrics(metrics.get(run["id"], {}), run["problems"])
         run["data"] = {path: _short_version(v) for path, v in data.get(run["id"], {}).items()}
         run["params"] = {k: _display(params_by_run.get(run["id"], {}).get(k)) for k in key_params}
         run["cached"], run["stages"] = stages.get(run["id"], (0, 0))
@@ -190,8 +192,13 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
     run["data"] = [dict(r) for r in store.query(
         "SELECT path, sha256 AS version, size FROM data_inputs WHERE run_id = ? ORDER BY path",
         (run_id,))]
+    run["problems"] = []
     run["metrics"] = [dict(r) for r in store.query(
         "SELECT stage, key, value FROM metrics WHERE run_id = ? ORDER BY stage, key", (run_id,))]
+    for metric in run["metrics"]:
+        if as_number(metric["value"]) is None:
+            numeric_metrics({metric["key"]: metric["value"]}, run["problems"])
+            metric["value"] = None
     run["stages"] = []
     run["artifacts"] = []
     run["validation"] = []
@@ -202,12 +209,12 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
             "name": stage["name"], "type": stage["type"], "status": stage["status"],
             "cached": bool(stage["cached"]), "reason": stage["reason"],
             "duration": stage["duration"], "started_at": stage["started_at"],
-            "error": stage["error"], "needs": sorted(_json(stage["upstream"], {}))})
+            "error": stage["error"], "needs": sorted(_json(stage["upstream"], {}) or {})})
         for name, ref in sorted(outputs.items()):
             if not isinstance(ref, dict) or "sha256" not in ref:
                 continue
             artifact = {"stage": stage["name"], "name": name, **ref, "content": None}
-            if ref.get("codec") == "json" and int(ref.get("size", 0)) <= INLINE_JSON_BYTES:
+            if ref.get("codec") == "json" and _int(ref.get("size"), 0) <= INLINE_JSON_BYTES:
                 artifact["content"] = read_json_artifact(store, ref)
             run["artifacts"].append(artifact)
             report = artifact["content"]
@@ -240,6 +247,11 @@ def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
     runs.sort(key=lambda r: ids.index(r["id"]))
     params = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})", ids)
     metrics = _by_run(store, "SELECT run_id, key, value FROM metrics WHERE run_id IN ({})", ids)
+    problems: list[str] = []
+    for run_id in ids:
+        flagged: list[str] = []
+        metrics[run_id] = numeric_metrics(metrics.get(run_id, {}), flagged)
+        problems += [f"run {run_id}: {problem}" for problem in flagged]
     data = _by_run(store, "SELECT run_id, path AS key, sha256 AS value FROM data_inputs "
                           "WHERE run_id IN ({})", ids)
 
@@ -263,7 +275,7 @@ def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
     }
     # The params that differ come first: those are what a comparison is for.
     param_rows = sorted(table(params, _display), key=lambda row: not row["differs"])
-    return {"runs": runs, "ids": ids, "params": param_rows,
+    return {"runs": runs, "ids": ids, "params": param_rows, "problems": problems,
             "metrics": metric_rows, "data": table(data, lambda v: v), "chart": chart}
 
 
@@ -309,9 +321,9 @@ def models(store: Store) -> list[dict[str, Any]]:
             rows.append({
                 "version": v.version, "run_id": v.run_id, "created_at": v.created_at,
                 "metrics": v.metrics, "decision": v.decision,
-                "reasons": v.gate.get("reasons", []), "rules": v.gate.get("rules", {}),
+                "reasons": _list(v.gate.get("reasons", [])), "rules": v.gate.get("rules", {}),
                 "champion_version": v.gate.get("champion_version"),
-                "config_hash": v.config_hash, "data": v.data,
+                "config_hash": v.config_hash, "data": v.data, "problems": list(v.problems),
                 "aliases": sorted(a for a, n in aliases.items() if n == v.version)})
         metric_names = sorted({k for v in mine for k in v.metrics})
         history = registry.history(name)
@@ -400,6 +412,10 @@ def _json(text: str | None, default: Any) -> Any:
         return json.loads(text) if text else default
     except ValueError:
         return default
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _int(text: Any, default: int) -> int:
