@@ -307,8 +307,27 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
                           f"{_first_line(exc)}") from exc
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid config: {_first_line(exc)}") from exc
+    _check_names(data, where)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return ProjectConfig(project_dir, data, overrides, choices, digest)
+
+
+NAME_KEYS = ("project", "model_name")  # a top-level `project`, and `model_name` at any depth
+
+
+def _check_names(data: dict[str, Any], where: Any) -> None:
+    """Names that become paths (`project`, every `*.model_name`, e.g. `registry.model_name`)
+    follow `conveyor.names`' rule, for every command that loads the config."""
+    from conveyor.names import NAME_RULE, is_valid_name
+
+    # Shallowest first: a bad `registry.model_name` is reported as itself, not as the
+    # `pipeline.register.model_name` interpolated from it.
+    for key, value in sorted(flatten(data).items(), key=lambda item: item[0].count(".")):
+        if not (key == "project" or key.rsplit(".", 1)[-1] == "model_name") or value is None:
+            continue
+        if not is_valid_name(value):
+            raise ConfigError(f"config key '{key}'{where(key)}: {value!r} is not a usable name",
+                              hint=f"it becomes a folder name, so it must be {NAME_RULE}")
 
 
 def _first_line(exc: Exception) -> str:

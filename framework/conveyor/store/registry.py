@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.errors import GateRejected, StoreError, UsageError
+from conveyor.names import check_name
 from conveyor.store.db import Store, as_number, dumps, loads, numeric_metrics
 
 CHAMPION = "champion"
@@ -77,6 +78,7 @@ class Registry:
     def register(self, *, name: str, run_id: str, stage: str, artifact: dict[str, Any],
                  metrics: dict[str, float], gate: dict[str, Any], decision: str,
                  config_hash: str, data: dict[str, Any]) -> int:
+        check_name(name, "model name")  # it becomes a folder (profiles, the prediction log)
         with self.store.write() as conn:
             row = conn.execute("SELECT MAX(version) FROM model_versions WHERE name=?",
                                (name,)).fetchone()
