@@ -9,6 +9,7 @@ from typing import Any
 
 from conveyor.cli.app import App, console, print_json
 from conveyor.errors import UsageError
+from conveyor.secrets import Redactor
 from conveyor.store.artifacts import ArtifactRef
 from conveyor.store.db import numeric_metrics
 
@@ -48,7 +49,7 @@ def summary(store: Any, row: Any) -> dict[str, Any]:
     """One run as a dict; problems with the row or its artifacts are flagged, never raised."""
     problems: list[str] = []
     data: dict[str, Any] = {"id": row["id"], "status": row["status"], "project": row["project"],
-                            "command": row["command"]}
+                            "command": Redactor().text(row["command"])}
     try:
         data["created_at"] = _when(row["created_at"])
         data["duration"] = round(row["duration"], 3) if row["duration"] is not None else None
@@ -74,6 +75,22 @@ def summary(store: Any, row: Any) -> dict[str, Any]:
     if problems:
         data["problems"] = problems
     return data
+
+
+def _params(store: Any, run_id: str) -> dict[str, str]:
+    """A run's params as stored (JSON text), secrets redacted (for runs recorded before
+    Conveyor redacted them: by key name, by the run's own `security` settings)."""
+    rows = store.query("SELECT config FROM runs WHERE id=?", (run_id,))
+    try:
+        config = json.loads(rows[0]["config"]) if rows and rows[0]["config"] else {}
+    except ValueError:
+        config = {}
+    redactor = Redactor.for_record(config)
+    params = {r["key"]: r["value"] for r in store.query(
+        "SELECT key, value FROM params WHERE run_id=?", (run_id,))}
+    return {key: json.dumps(redactor.value(key, _value(text)), sort_keys=True)
+            if redactor.is_secret(key) or "@" in str(text) else text
+            for key, text in params.items()}
 
 
 def _metrics(store: Any, run_id: str, problems: list[str]) -> dict[str, float]:
@@ -148,10 +165,17 @@ def _detail(store: Any, run_id: str) -> dict[str, Any]:
             data[key] = json.loads(row[key]) if row[key] else None
         except ValueError:
             data.setdefault("problems", []).append(f"{key} is unreadable")
+    # Recorded redacted; redacted again for runs recorded before that (conveyor.secrets).
+    redactor = Redactor.for_record(data.get("config"))
+    if isinstance(data.get("config"), dict):
+        data["config"] = redactor.config(data["config"])
+    if isinstance(data.get("overrides"), list):
+        data["overrides"] = redactor.overrides(data["overrides"])
+    data["error"], data["command"] = redactor.text(data["error"]), redactor.text(data["command"])
     problems: list[str] = []  # summary() flagged these stages' outputs already
     data["stages"] = [
         {"name": s["name"], "type": s["type"], "status": s["status"], "cached": bool(s["cached"]),
-         "duration": s["duration"], "reason": s["reason"], "error": s["error"],
+         "duration": s["duration"], "reason": s["reason"], "error": redactor.text(s["error"]),
          "fingerprint": s["fingerprint"], "outputs": _outputs(s, problems)}
         for s in store.query("SELECT * FROM stages WHERE run_id=? ORDER BY position", (run_id,))]
     data["data"] = {r["path"]: str(r["sha256"] or "?") for r in store.query(
@@ -201,8 +225,7 @@ def compare_runs(args: argparse.Namespace, app: App) -> int:
         raise UsageError("compare needs at least two runs")
     store = app.store()
     ids = [_resolve(store, r) for r in args.runs]
-    params = {i: {r["key"]: r["value"] for r in store.query(
-        "SELECT key, value FROM params WHERE run_id=?", (i,))} for i in ids}
+    params = {i: _params(store, i) for i in ids}
     flagged: dict[str, list[str]] = {i: [] for i in ids}
     metrics = {i: _metrics(store, i, flagged[i]) for i in ids}
     problems = [f"run {i}: {p}" for i in ids for p in flagged[i]]

@@ -91,3 +91,52 @@ def test_one_damaged_row_is_flagged_on_every_page_not_a_500(tiny: Path):
         status, page, _ = ui.get(f"/compare?run={first}&run={second}")
         assert status == 200 and f"run {second}: metric accuracy is not a number" in page
         assert "0.75" in page
+
+
+SECRET, URL_SECRET, OLD_SECRET = "hunter2-SECRET", "pw-in-url-77", "old-clear-pass-1"
+
+
+def test_secrets_are_not_shown_on_the_runs_run_and_compare_pages(tmp_path: Path):
+    """Issue 14, item 5: config values under secret keys and URL credentials were shown on the
+    UI's run, runs and compare pages; so were those of runs recorded before redaction."""
+    import json
+
+    import yaml
+
+    project = tmp_path / "sec"
+    project.mkdir()
+    (project / "tinystages.py").write_text(test_ui_server.STAGES)
+    (project / "conveyor.yaml").write_text(yaml.safe_dump({
+        "defaults": ["conveyor/defaults", "_self_"], "project": "sec",
+        "plugins": {"local": ["tinystages"]},
+        "env": {"db": {"password": SECRET, "url": f"postgres://app:{URL_SECRET}@db/x"},
+                "sort_key": "plain-visible"},
+        "pipeline": {"make": {"uses": "tiny.make", "password": "${env.db.password}"},
+                     "use": {"uses": "tiny.use", "needs": ["make"]}}}, sort_keys=False))
+    for args in (["run"], ["run", "--force", "env.db.password=another-secret-2"]):
+        done = subprocess.run([conveyor_executable(), *args], cwd=project, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    first, second = [row["id"] for row in open_store(project).query(
+        "SELECT id FROM runs ORDER BY created_at")]
+    with sqlite3.connect(project / ".conveyor" / "store.db") as conn:  # as an older Conveyor
+        config = json.loads(conn.execute("SELECT config FROM runs WHERE id=?",
+                                         (first,)).fetchone()[0])
+        config["env"]["db"]["password"] = OLD_SECRET
+        conn.execute("UPDATE runs SET config=?, error=? WHERE id=?",
+                     (json.dumps(config), f"failed at https://bob:{OLD_SECRET}@x/", first))
+        conn.execute("UPDATE params SET value=? WHERE run_id=? AND key='env.db.password'",
+                     (json.dumps(OLD_SECRET), first))
+    with running_ui(project) as ui:
+        pages = {path: ui.get(path) for path in (
+            "/runs", f"/runs/{first}", f"/runs/{second}", f"/compare?run={first}&run={second}")}
+        # the stored params hold no secret: a filter cannot be used to guess one either
+        status, body, _ = ui.get(f"/runs?q=env.db.password%3D{SECRET}")
+        assert status == 200 and second not in body
+    for path, (status, body, _) in pages.items():
+        assert status == 200, path
+        for secret in (SECRET, URL_SECRET, OLD_SECRET, "another-secret-2"):
+            assert secret not in body, (path, secret)
+    run_page = pages[f"/runs/{second}"][1]
+    assert "postgres://app:***@db/x" in run_page and "plain-visible" in run_page
+    assert "env.db.password=***" in run_page

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from conveyor.errors import ConveyorError
+from conveyor.secrets import scrub
 from conveyor.store import Registry, Store, open_store
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -153,9 +154,9 @@ class UIState:
                 try:
                     data, problem = api.load_config(self.project_dir).data, None
                 except ConveyorError as exc:
-                    data, problem = None, exc.message
+                    data, problem = None, scrub(exc.message)
                 except Exception as exc:  # a broken plugin must not take the UI down
-                    data, problem = None, f"{type(exc).__name__}: {exc}"
+                    data, problem = None, scrub(f"{type(exc).__name__}: {exc}")
                 self._config = (mtime, data, problem)
             return self._config[1], self._config[2]
 

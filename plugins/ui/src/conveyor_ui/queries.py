@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.secrets import Redactor
 from conveyor.store import ArtifactRef, Registry, Store
 from conveyor.store.db import as_number, numeric_metrics
 
@@ -102,7 +103,8 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
     else:
         order_value, order_params = SORTS[query.sort], ()
     rows = store.query(
-        f"SELECT r.id, r.created_at, r.status, r.duration, r.command, r.overrides, r.error "
+        f"SELECT r.id, r.created_at, r.status, r.duration, r.command, r.overrides, r.error, "
+        f"r.config "
         f"FROM runs r {where} ORDER BY {order_value} IS NULL, {order_value} {direction}, "
         f"r.created_at DESC LIMIT ? OFFSET ?",
         (*params, *order_params, *order_params, query.per_page,
@@ -114,6 +116,11 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
                           "WHERE run_id IN ({})", ids)
     params_by_run = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})",
                             ids)
+    for run in runs:  # secrets redacted, also in runs recorded before Conveyor redacted them
+        redactor = Redactor.for_record(_json(run.pop("config"), {}))
+        params_by_run[run["id"]] = _redact_params(redactor, params_by_run.get(run["id"], {}))
+        run["command"], run["error"] = redactor.text(run["command"]), redactor.text(run["error"])
+        run["_overrides"] = redactor.overrides(_json(run["overrides"], []))
     stages = {row["run_id"]: (row["cached"], row["total"]) for row in _in(
         store, "SELECT run_id, SUM(cached) AS cached, COUNT(*) AS total FROM stages "
                "WHERE run_id IN ({}) GROUP BY run_id", ids)}
@@ -122,7 +129,7 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
     if query.sort.startswith("metric:") and query.sort[7:] not in metric_names:
         metric_names.insert(0, query.sort[7:])
     for run in runs:
-        run["overrides"] = _json(run["overrides"], [])
+        run["overrides"] = run.pop("_overrides")
         run["problems"] = []  # a damaged row is shown flagged, never a 500
         run["metrics"] = numeric_metrics(metrics.get(run["id"], {}), run["problems"])
         run["data"] = {path: _short_version(v) for path, v in data.get(run["id"], {}).items()}
@@ -186,8 +193,11 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
         "id", "project", "status", "created_at", "finished_at", "duration", "command",
         "config_hash", "git_commit", "error", "exit_code", "host", "invocation")}
     run["git_dirty"] = None if row["git_dirty"] is None else bool(row["git_dirty"])
-    run["overrides"] = _json(row["overrides"], [])
-    run["config"] = _json(row["config"], {})
+    config = _json(row["config"], {})
+    redactor = Redactor.for_record(config)
+    run["overrides"] = redactor.overrides(_json(row["overrides"], []))
+    run["config"] = redactor.config(config) if isinstance(config, dict) else config
+    run["command"], run["error"] = redactor.text(run["command"]), redactor.text(run["error"])
     run["packages"] = _json(row["packages"], {})
     run["data"] = [dict(r) for r in store.query(
         "SELECT path, sha256 AS version, size FROM data_inputs WHERE run_id = ? ORDER BY path",
@@ -209,7 +219,7 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
             "name": stage["name"], "type": stage["type"], "status": stage["status"],
             "cached": bool(stage["cached"]), "reason": stage["reason"],
             "duration": stage["duration"], "started_at": stage["started_at"],
-            "error": stage["error"], "needs": sorted(_json(stage["upstream"], {}) or {})})
+            "error": redactor.text(stage["error"]), "needs": sorted(_json(stage["upstream"], {}) or {})})
         for name, ref in sorted(outputs.items()):
             if not isinstance(ref, dict) or "sha256" not in ref:
                 continue
@@ -246,6 +256,9 @@ def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
                                         "WHERE id IN ({})", ids)]
     runs.sort(key=lambda r: ids.index(r["id"]))
     params = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})", ids)
+    for row in _in(store, "SELECT id, config FROM runs WHERE id IN ({})", ids):
+        params[row["id"]] = _redact_params(Redactor.for_record(_json(row["config"], {})),
+                                           params.get(row["id"], {}))
     metrics = _by_run(store, "SELECT run_id, key, value FROM metrics WHERE run_id IN ({})", ids)
     problems: list[str] = []
     for run_id in ids:
@@ -387,6 +400,17 @@ def _differing(params: dict[str, dict[str, Any]], ids: Sequence[str]) -> list[st
     return [key for key in keys
             if not key.startswith(QUIET_PARAMS)
             and len({params.get(run_id, {}).get(key) for run_id in ids}) > 1]
+
+
+def _redact_params(redactor: Redactor, params: dict[str, Any]) -> dict[str, Any]:
+    """Params as stored (JSON text) with secrets redacted, by the run's recorded settings."""
+    result = {}
+    for key, text in params.items():
+        if redactor.is_secret(key) or "@" in str(text):
+            decoded = _json(text, text) if isinstance(text, str) else text
+            text = json.dumps(redactor.value(key, decoded), sort_keys=True)
+        result[key] = text
+    return result
 
 
 def _display(value: Any) -> Any:
