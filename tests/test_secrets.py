@@ -91,6 +91,13 @@ def test_records_and_runs_show_never_hold_secrets_but_the_stage_gets_them(projec
     use = record["config"]["pipeline"]["use"]
     assert use["password"] == "${env.db.password}" and use["token"] == "${env.api_token}"
     assert_no_secret(project.cli("runs", "show", run["id"]).stdout)
+    # conveyor.api (predict, monitor, reproduce read recorded configs through it) resolves the
+    # recorded interpolations again, in memory
+    from conveyor import api
+
+    recorded = api.get_run(project.path, run["id"]).config
+    assert recorded["env"]["api_token"] == ENV_TOKEN
+    assert recorded["pipeline"]["use"]["password"] == REDACTED
     again = project.run("--force")
     assert again.returncode == 0, again.stderr
     compared = project.cli("runs", "compare", *[r["id"] for r in project.runs()], "--json")
