@@ -39,7 +39,9 @@ class RunResult:
 class RunRecord:
     """A run as the project store recorded it.
 
-    `config` is the resolved config the run used (run it again with `run(config=...)`),
+    `config` is the resolved config the run used (run it again with `run(config=...)`), as
+    recorded: secrets redacted (`conveyor.secrets`), a value from `${oc.env:...}` resolved again
+    from this process's environment (its interpolation when the variable is unset),
     `data` maps each data file it read to the version recorded (the `conveyor_file_fingerprint`
     digest, e.g. "md5:..." from DVC, or the core's bare sha256), `git_commit`/`git_dirty` the
     code version, `packages` the versions of the packages involved.
@@ -278,7 +280,7 @@ def get_run(project_dir: Path, run_id: str) -> RunRecord:
         store.close()
     return RunRecord(
         id=row["id"], project=row["project"], status=row["status"], command=row["command"],
-        config=_json(row["config"], {}), config_hash=row["config_hash"],
+        config=_resolved(_json(row["config"], {})), config_hash=row["config_hash"],
         git_commit=row["git_commit"],
         git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
         packages=_json(row["packages"], {}), data=data, metrics=metrics, error=row["error"])
@@ -297,3 +299,16 @@ def _json(text: str | None, default: Any) -> Any:
         return json.loads(text) if text else default
     except ValueError:
         return default
+
+
+def _resolved(config: Any) -> Any:
+    """A recorded config with the interpolations it was recorded with (secrets from
+    `${oc.env:...}`, conveyor.secrets) resolved again; as recorded when one cannot be."""
+    if not isinstance(config, dict) or "${" not in json.dumps(config):
+        return config
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(OmegaConf.create(config), resolve=True)
+    except Exception:
+        return config

@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conveyor.names import path_part
+
 __all__ = ["PREDICTIONS_DIR", "PredictionLogWriter", "prediction_log_dir", "prediction_log_parts",
            "read_prediction_log"]
 
@@ -44,9 +46,7 @@ PROBA_PREFIX = "proba__"
 
 def prediction_log_dir(project_dir: Path, model_name: str) -> Path:
     """The folder holding the parts of one model's prediction log."""
-    if not model_name or "/" in model_name or "\\" in model_name or model_name.startswith("."):
-        raise ValueError(f"not a usable model name for a folder: {model_name!r}")
-    return Path(project_dir) / PREDICTIONS_DIR / model_name
+    return path_part(Path(project_dir) / PREDICTIONS_DIR, model_name, "model name")
 
 
 def prediction_log_parts(project_dir: Path, model_name: str, *,

@@ -445,15 +445,19 @@ class Runner:
     def _open_run(self, store: Store, run: RunInfo) -> None:
         commit, dirty = git_state(self.config.project_dir)
         dists = sorted({i.distribution for i in self.host.info.values()} - {"conveyor", "(project)"})
-        params = flatten({k: v for k, v in self.config.data.items() if k != "pipeline"})
+        # Records hold the redacted config (conveyor.secrets); the stages got the resolved one.
+        redactor = self._redactor()
+        config = redactor.config(self.config.data)
+        params = flatten({k: v for k, v in config.items() if k != "pipeline"})
         with store.write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, project, status, created_at, pid, host, invocation, command,"
                 " overrides, config, config_hash, git_commit, git_dirty, packages) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.id, run.project, "running", time.time(), os.getpid(), socket.gethostname(),
-                 os.environ.get(INVOCATION_ENV), self.command, dumps(list(self.config.overrides)),
-                 dumps(self.config.data), self.config.hash, commit,
+                 os.environ.get(INVOCATION_ENV), redactor.text(self.command),
+                 dumps(redactor.overrides(self.config.overrides)), dumps(config),
+                 self.config.hash, commit,
                  None if dirty is None else int(dirty), dumps(package_versions(dists))))
             conn.executemany("INSERT INTO params VALUES (?,?,?)",
                              [(run.id, k, dumps(v)) for k, v in params.items()])
@@ -465,13 +469,16 @@ class Runner:
                       started: float, duration: float, refs: dict[str, Any], error: str | None,
                       metrics: dict[str, float] | None = None, cached: bool = False) -> None:
         stage = decision.stage
+        redactor = self._redactor()
+        settings = redactor.config(stage.settings, f"pipeline.{stage.name}") \
+            if isinstance(stage.settings, Mapping) else stage.settings
         with store.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.id, stage.name, stage.position, stage.uses, stage.type.version, status,
                  decision.fingerprint, int(cached), decision.reason, started, duration,
-                 dumps(stage.settings), dumps(decision.upstream), dumps(decision.files),
-                 dumps(refs), error))
+                 dumps(settings), dumps(decision.upstream), dumps(decision.files),
+                 dumps(refs), redactor.text(error)))
             conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
                              [(run.id, stage.name, k, v) for k, v in (metrics or {}).items()])
             conn.executemany(
@@ -487,7 +494,15 @@ class Runner:
             now = time.time()
             conn.execute("UPDATE runs SET status=?, finished_at=?, duration=?, error=?, "
                          "exit_code=? WHERE id=?",
-                         (status, now, now - row["created_at"], error, exit_code, run.id))
+                         (status, now, now - row["created_at"], self._redactor().text(error),
+                          exit_code, run.id))
+
+    def _redactor(self) -> Any:
+        from conveyor.secrets import Redactor
+
+        if self.config.redactor is None:  # a ProjectConfig made without check_config
+            object.__setattr__(self.config, "redactor", Redactor.for_config(self.config.data))
+        return self.config.redactor
 
 
 def _resolve(ref: ArtifactRef | Future, name: str) -> ArtifactRef:

@@ -104,8 +104,10 @@ class StageContext:
         self._log_metrics(metrics)
 
     def log(self, message: str) -> None:
-        """A progress message shown under the stage's line."""
-        self._log(message)
+        """A progress message shown under the stage's line (secret values redacted)."""
+        from conveyor.secrets import scrub
+
+        self._log(scrub(message))
 
     def load_artifact(self, ref: Any) -> Any:
         """Load a stored artifact (an ArtifactRef or its dict form), checking its sha256."""

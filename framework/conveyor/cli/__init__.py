@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_cli(argv: list[str]) -> int:
+    from conveyor.secrets import remember_overrides, scrub_logs
+
     debug = "--debug" in argv[: _command_index(argv)]
+    remember_overrides(argv)
+    scrub_logs()
     try:
         return _dispatch(argv)
     except ConveyorError as exc:
@@ -103,7 +107,9 @@ def run_cli(argv: list[str]) -> int:
         # Not a user error: a bug in Conveyor or a plugin. One line, unless --debug.
         if debug:
             raise
-        print(f"internal error: {type(exc).__name__}: {exc}\n"
+        from conveyor.secrets import scrub
+
+        print(f"internal error: {type(exc).__name__}: {scrub(str(exc))}\n"
               "  this is a bug in Conveyor or a plugin; run again with --debug for the "
               "traceback and report it", file=sys.stderr)
         return EXIT_INTERNAL

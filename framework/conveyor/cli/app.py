@@ -67,13 +67,15 @@ def load_host(project_dir: Path | None, overrides: Sequence[str] = ()) -> Plugin
 
 
 def print_error(exc: BaseException, *, prefix: str = "") -> None:
+    from conveyor.secrets import scrub
+
     if isinstance(exc, ConveyorError):
         text = f"{prefix}error: {exc.message}"
         if exc.hint:
             text += f"\n{prefix}  hint: {exc.hint}"
     else:
         text = f"{prefix}error: {type(exc).__name__}: {exc}"
-    print(text, file=sys.stderr, flush=True)
+    print(scrub(text), file=sys.stderr, flush=True)
 
 
 def print_json(data: Any) -> None:

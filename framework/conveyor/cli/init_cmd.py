@@ -11,6 +11,7 @@ from typing import Any
 
 from conveyor.cli.app import App
 from conveyor.errors import UsageError
+from conveyor.names import NAME_RULE, is_valid_name
 
 
 def configure(commands: Any, host: Any) -> None:
@@ -35,8 +36,8 @@ def init_project(args: argparse.Namespace, app: App) -> int:
                          hint=None if templates else "templates come with plugins: "
                                                      "pip install conveyor-sklearn")
     name = Path(args.name).name
-    if not name.replace("-", "_").replace(".", "_").isidentifier():
-        raise UsageError(f"'{args.name}' is not a usable project name: use letters, digits, - or _")
+    if not is_valid_name(name):
+        raise UsageError(f"'{args.name}' is not a usable project name: it must be {NAME_RULE}")
     destination = app.directory / args.name
     if destination.exists() and any(destination.iterdir()):
         raise UsageError(f"{destination} already exists and is not empty")

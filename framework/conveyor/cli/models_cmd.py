@@ -44,10 +44,11 @@ def list_models(args: argparse.Namespace, app: App) -> int:
     names = sorted({v.name for v in versions})
     aliases = {name: registry.aliases(name) for name in names}
     rows = [{"name": v.name, "version": v.version, "run_id": v.run_id, "metrics": v.metrics,
-             "decision": v.decision, "reasons": v.gate.get("reasons", []),
+             "decision": v.decision, "reasons": _reasons(v.gate),
              "comparison": v.comparison(),
              "aliases": sorted(a for a, n in aliases[v.name].items() if n == v.version),
-             "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at))}
+             "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at)),
+             **({"problems": list(v.problems)} if v.problems else {})}
             for v in versions]
     if args.json:
         print_json(rows)
@@ -62,14 +63,21 @@ def list_models(args: argparse.Namespace, app: App) -> int:
                    "created"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        gate = row["decision"] + ("" if row["decision"] == "passed"
-                                  else ": " + "; ".join(row["reasons"]))
+        gate = str(row["decision"]) + ("" if row["decision"] == "passed"
+                                       else ": " + "; ".join(row["reasons"]))
+        if row.get("problems"):
+            gate = f"[red]⚠ damaged record: {'; '.join(row['problems'])}[/]\n{gate}"
         table.add_row(row["name"], str(row["version"]), ", ".join(row["aliases"]), gate,
                       "  ".join(f"{k}={v:.4g}" for k, v in sorted(row["metrics"].items())),
                       "\n".join(comparison_lines(row["comparison"])),
                       row["run_id"], row["created_at"])
     console().print(table)
     return 0
+
+
+def _reasons(gate: dict[str, Any]) -> list[str]:
+    reasons = gate.get("reasons", [])
+    return [str(r) for r in reasons] if isinstance(reasons, list) else [str(reasons)]
 
 
 def promote_model(args: argparse.Namespace, app: App) -> int:

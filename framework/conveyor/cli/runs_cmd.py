@@ -9,7 +9,9 @@ from typing import Any
 
 from conveyor.cli.app import App, console, print_json
 from conveyor.errors import UsageError
+from conveyor.secrets import Redactor
 from conveyor.store.artifacts import ArtifactRef
+from conveyor.store.db import numeric_metrics
 
 
 def configure(commands: Any) -> None:
@@ -48,7 +50,7 @@ def summary(store: Any, row: Any) -> dict[str, Any]:
     """One run as a dict; problems with the row or its artifacts are flagged, never raised."""
     problems: list[str] = []
     data: dict[str, Any] = {"id": row["id"], "status": row["status"], "project": row["project"],
-                            "command": row["command"]}
+                            "command": Redactor().text(row["command"])}
     try:
         data["created_at"] = _when(row["created_at"])
         data["duration"] = round(row["duration"], 3) if row["duration"] is not None else None
@@ -58,16 +60,15 @@ def summary(store: Any, row: Any) -> dict[str, Any]:
     except Exception as exc:
         problems.append(f"unreadable row: {exc}")
     try:
-        data["metrics"] = {f"{r['key']}": r["value"] for r in store.query(
-            "SELECT key, value FROM metrics WHERE run_id=?", (row["id"],))}
-        data["data"] = {r["path"]: r["sha256"][:12] for r in store.query(
+        data["metrics"] = _metrics(store, row["id"], problems)
+        data["data"] = {r["path"]: str(r["sha256"] or "?")[:12] for r in store.query(
             "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (row["id"],))}
         stages = store.query("SELECT name, status, cached, outputs FROM stages WHERE run_id=?",
                              (row["id"],))
         data["stages"] = len(stages)
         data["cached"] = sum(1 for s in stages if s["cached"])
         for stage in stages:
-            for name, ref in (json.loads(stage["outputs"] or "{}")).items():
+            for name, ref in _outputs(stage, problems).items():
                 if "sha256" in ref and not store.artifacts.exists(ArtifactRef.from_dict(ref)):
                     problems.append(f"artifact {stage['name']}.{name} missing or truncated")
     except Exception as exc:
@@ -77,8 +78,45 @@ def summary(store: Any, row: Any) -> dict[str, Any]:
     return data
 
 
+def _params(store: Any, run_id: str) -> dict[str, str]:
+    """A run's params as stored (JSON text), secrets redacted (for runs recorded before
+    Conveyor redacted them: by key name, by the run's own `security` settings)."""
+    rows = store.query("SELECT config FROM runs WHERE id=?", (run_id,))
+    try:
+        config = json.loads(rows[0]["config"]) if rows and rows[0]["config"] else {}
+    except ValueError:
+        config = {}
+    redactor = Redactor.for_record(config)
+    params = {r["key"]: r["value"] for r in store.query(
+        "SELECT key, value FROM params WHERE run_id=?", (run_id,))}
+    return {key: json.dumps(redactor.value(key, _value(text)), sort_keys=True)
+            if redactor.is_secret(key) or "@" in str(text) else text
+            for key, text in params.items()}
+
+
+def _metrics(store: Any, run_id: str, problems: list[str]) -> dict[str, float]:
+    """A run's metrics; a value that is not a number is left out and named in `problems`."""
+    return numeric_metrics({r["key"]: r["value"] for r in store.query(
+        "SELECT key, value FROM metrics WHERE run_id=?", (run_id,))}, problems)
+
+
+def _outputs(stage: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """A stage's recorded outputs; unreadable ones are named in `problems`."""
+    try:
+        outputs = json.loads(stage["outputs"] or "{}")
+    except ValueError:
+        outputs = None
+    if not isinstance(outputs, dict):
+        problems.append(f"stage {stage['name']}: outputs are unreadable")
+        return {}
+    return {name: ref for name, ref in outputs.items() if isinstance(ref, dict)}
+
+
 def _when(timestamp: float | None) -> str | None:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else None
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return f"? ({timestamp!r})"
 
 
 def list_runs(args: argparse.Namespace, app: App) -> int:
@@ -128,12 +166,20 @@ def _detail(store: Any, run_id: str) -> dict[str, Any]:
             data[key] = json.loads(row[key]) if row[key] else None
         except ValueError:
             data.setdefault("problems", []).append(f"{key} is unreadable")
+    # Recorded redacted; redacted again for runs recorded before that (conveyor.secrets).
+    redactor = Redactor.for_record(data.get("config"))
+    if isinstance(data.get("config"), dict):
+        data["config"] = redactor.config(data["config"])
+    if isinstance(data.get("overrides"), list):
+        data["overrides"] = redactor.overrides(data["overrides"])
+    data["error"], data["command"] = redactor.text(data["error"]), redactor.text(data["command"])
+    problems: list[str] = []  # summary() flagged these stages' outputs already
     data["stages"] = [
         {"name": s["name"], "type": s["type"], "status": s["status"], "cached": bool(s["cached"]),
-         "duration": s["duration"], "reason": s["reason"], "error": s["error"],
-         "fingerprint": s["fingerprint"], "outputs": json.loads(s["outputs"] or "{}")}
+         "duration": s["duration"], "reason": s["reason"], "error": redactor.text(s["error"]),
+         "fingerprint": s["fingerprint"], "outputs": _outputs(s, problems)}
         for s in store.query("SELECT * FROM stages WHERE run_id=? ORDER BY position", (run_id,))]
-    data["data"] = {r["path"]: r["sha256"] for r in store.query(
+    data["data"] = {r["path"]: str(r["sha256"] or "?") for r in store.query(
         "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (run_id,))}
     return data
 
@@ -146,7 +192,7 @@ def show_run(args: argparse.Namespace, app: App) -> int:
         return 0
     out = console()
     out.print(f"[bold]run {run['id']}[/] · {run['project']} · {run['status']}"
-              f" · {run.get('created_at')} · {run.get('duration') or 0:.2f}s")
+              f" · {run.get('created_at')} · {_secs(run.get('duration'))}")
     if run.get("error"):
         out.print(f"[red]error:[/] {run['error']}")
     for problem in run.get("problems", []):
@@ -164,10 +210,10 @@ def show_run(args: argparse.Namespace, app: App) -> int:
         table.add_column(column, overflow="fold")
     for stage in run["stages"]:
         status = "cached" if stage["cached"] else stage["status"]
-        outputs = ", ".join(f"{n}:{v['sha256'][:8]}" for n, v in stage["outputs"].items()
+        outputs = ", ".join(f"{n}:{str(v['sha256'])[:8]}" for n, v in stage["outputs"].items()
                             if "sha256" in v)
         why = stage["error"] or stage["reason"] or ""
-        table.add_row(stage["name"], stage["type"], status, f"{stage['duration'] or 0:.2f}s",
+        table.add_row(stage["name"], stage["type"], status, _secs(stage["duration"]),
                       f"{why}\n[dim]{outputs}[/]" if outputs else why)
     out.print(table)
     if run.get("metrics"):
@@ -180,10 +226,10 @@ def compare_runs(args: argparse.Namespace, app: App) -> int:
         raise UsageError("compare needs at least two runs")
     store = app.store()
     ids = [_resolve(store, r) for r in args.runs]
-    params = {i: {r["key"]: r["value"] for r in store.query(
-        "SELECT key, value FROM params WHERE run_id=?", (i,))} for i in ids}
-    metrics = {i: {r["key"]: r["value"] for r in store.query(
-        "SELECT key, value FROM metrics WHERE run_id=?", (i,))} for i in ids}
+    params = {i: _params(store, i) for i in ids}
+    flagged: dict[str, list[str]] = {i: [] for i in ids}
+    metrics = {i: _metrics(store, i, flagged[i]) for i in ids}
+    problems = [f"run {i}: {p}" for i in ids for p in flagged[i]]
     data = {i: {r["path"]: r["sha256"] for r in store.query(
         "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (i,))} for i in ids}
     keys = sorted(set().union(*params.values()))
@@ -194,6 +240,8 @@ def compare_runs(args: argparse.Namespace, app: App) -> int:
               "metrics": {k: {i: metrics[i].get(k) for i in ids} for k in metric_keys},
               "same_data": len({json.dumps(data[i], sort_keys=True) for i in ids}) == 1,
               "data": data}
+    if problems:
+        result["problems"] = problems
     if args.json:
         print_json(result)
         return 0
@@ -209,6 +257,8 @@ def compare_runs(args: argparse.Namespace, app: App) -> int:
         table.add_row(f"[bold]{key}[/]", *[f"{values[i]:.4g}" if values[i] is not None else "—"
                                            for i in ids])
     console().print(table)
+    for problem in problems:
+        console().print(f"[red]⚠ {problem}[/]", soft_wrap=True)
     if not differing:
         print("params: identical")
     if result["same_data"]:
@@ -222,6 +272,11 @@ def compare_runs(args: argparse.Namespace, app: App) -> int:
                                for i, v in zip(ids, versions, strict=True))
             print(f"  {path}: {shown}")
     return 0
+
+
+def _secs(value: Any) -> str:
+    return f"{value:.2f}s" if isinstance(value, int | float) else ("" if value is None
+                                                                     else f"? ({value!r})")
 
 
 def data_version(digest: str) -> str:

@@ -31,6 +31,8 @@ class ProjectConfig:
     overrides: tuple[str, ...]
     choices: dict[str, str]
     hash: str
+    # conveyor.secrets.Redactor: what records and messages must not show (None: nothing known)
+    redactor: Any = None
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
@@ -68,6 +70,19 @@ def search_path_override(config_dirs: Sequence[Path]) -> str:
 
 def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path],
                 schema: type | None = None, *, added: list[str] | None = None) -> Any:
+    """Hydra's composition of the project config; see `_compose_raw`. When it fails, the
+    secrets in the project's YAML files are remembered first: Hydra's messages quote values."""
+    try:
+        return _compose_raw(project_dir, overrides, config_dirs, schema, added=added)
+    except ConfigError:
+        from conveyor.secrets import remember_yaml_files
+
+        remember_yaml_files(project_dir)
+        raise
+
+
+def _compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequence[Path],
+                 schema: type | None = None, *, added: list[str] | None = None) -> Any:
     """Hydra's composition of the project config (a DictConfig including the `hydra` node).
 
     `schema` (the root dataclass) lets an unknown key in an override suggest the nearest key,
@@ -82,7 +97,9 @@ def compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Sequen
     )
 
     from conveyor.plugins import provider_hint
+    from conveyor.secrets import remember_overrides
 
+    remember_overrides(overrides)  # a composition error may quote a value given here
     given = list(overrides)
     overrides = list(overrides)
     try:
@@ -238,7 +255,10 @@ def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> Proje
         with open_dict(raw):
             del raw["hydra"]
         composed = OmegaConf.to_container(raw, resolve=False)
-        cache.store(project_dir, overrides, dirs, composed, choices)
+        from conveyor.secrets import holds_literal_secret
+
+        if not holds_literal_secret(composed):  # the cache is a file: no secret in clear
+            cache.store(project_dir, overrides, dirs, composed, choices)
     return check_config(composed, project_dir, tuple(overrides), host, choices=choices)
 
 
@@ -305,6 +325,10 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
         origin = key_origin(key, overrides=overrides, files=sources)
         return f" (set in {origin})" if origin else ""
 
+    from conveyor import secrets
+
+    raw_plain = OmegaConf.to_container(raw, resolve=False)
+    secrets.remember_raw(raw_plain)  # errors below may quote values: scrub them
     schemas = {name: s.schema for name, s in host.contributions.config_schemas.items()}
     schema = root_schema(schemas)
     try:
@@ -330,8 +354,29 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
                           f"{_first_line(exc)}") from exc
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid config: {_first_line(exc)}") from exc
+    _check_names(data, where)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-    return ProjectConfig(project_dir, data, overrides, choices, digest)
+    redactor = secrets.Redactor.for_config(data, raw_plain)
+    redactor.remember()
+    return ProjectConfig(project_dir, data, overrides, choices, digest, redactor)
+
+
+NAME_KEYS = ("project", "model_name")  # a top-level `project`, and `model_name` at any depth
+
+
+def _check_names(data: dict[str, Any], where: Any) -> None:
+    """Names that become paths (`project`, every `*.model_name`, e.g. `registry.model_name`)
+    follow `conveyor.names`' rule, for every command that loads the config."""
+    from conveyor.names import NAME_RULE, is_valid_name
+
+    # Shallowest first: a bad `registry.model_name` is reported as itself, not as the
+    # `pipeline.register.model_name` interpolated from it.
+    for key, value in sorted(flatten(data).items(), key=lambda item: item[0].count(".")):
+        if not (key == "project" or key.rsplit(".", 1)[-1] == "model_name") or value is None:
+            continue
+        if not is_valid_name(value):
+            raise ConfigError(f"config key '{key}'{where(key)}: {value!r} is not a usable name",
+                              hint=f"it becomes a folder name, so it must be {NAME_RULE}")
 
 
 def _first_line(exc: Exception) -> str:

@@ -53,6 +53,10 @@ class PluginsConfig:
 @dataclass
 class SecurityConfig:
     allowed_targets: list[str] = field(default_factory=list)
+    # Secret keys (conveyor.secrets): regexes, each matched against a whole key segment, added
+    # to the built-in ones (password, token, secret, api_key, key, ...) unless switched off.
+    redact_keys: list[str] = field(default_factory=list)
+    redact_builtin_keys: bool = True
 
 
 @dataclass

@@ -211,3 +211,39 @@ def loads(text: str | None, default: Any = None) -> Any:
     if text is None:
         return default
     return json.loads(text)
+
+
+def as_number(value: Any) -> float | None:
+    """A metric value as read back from the store, or None when it is not a number (a row
+    damaged by hand or by another tool: listings flag it rather than crash on it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def numeric_metrics(values: Any, problems: list[str], where: str = "") -> dict[str, float]:
+    """`values` ({name: value}) with every value that is not a number left out and named in
+    `problems` instead."""
+    if not isinstance(values, dict):
+        problems.append(f"{where}metrics are unreadable: {_shown(values)}")
+        return {}
+    result: dict[str, float] = {}
+    for key, value in values.items():
+        number = as_number(value)
+        if number is None:
+            problems.append(f"{where}metric {key} is not a number: {_shown(value)}")
+        else:
+            result[str(key)] = number
+    return result
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import UsageError
+from conveyor.names import check_name
 from conveyor.store.db import Store, dumps, loads
 
 STATUSES = ("ok", "drift", "insufficient", "invalid")
@@ -118,7 +119,8 @@ class Monitoring:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         record = BatchRecord(
-            id=batch_id or new_batch_id(), model_name=model_name, model_version=model_version,
+            id=check_name(batch_id or new_batch_id(), "batch id"),
+            model_name=check_name(model_name, "model name"), model_version=model_version,
             source=source, source_sha256=source_sha256, rows=int(rows),
             created_at=created_at if created_at is not None else time.time(), status=status,
             drift_share=drift_share, drifted_features=int(drifted_features),

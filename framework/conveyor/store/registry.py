@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.errors import GateRejected, UsageError
-from conveyor.store.db import Store, dumps, loads
+from conveyor.errors import GateRejected, StoreError, UsageError
+from conveyor.names import check_name
+from conveyor.store.db import Store, as_number, dumps, loads, numeric_metrics
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -41,6 +42,9 @@ class ModelVersion:
     config_hash: str
     data: dict[str, Any]
     created_at: float
+    # What could not be read back from this version's row (bad JSON, a metric that is not a
+    # number): listings show the version flagged; `Registry.get` refuses to use it.
+    problems: tuple[str, ...] = ()
 
     def comparison(self, action: str = "gate") -> dict[str, Any] | None:
         """The comparison with the champion its promotion rests on ({champion_version, rows,
@@ -52,9 +56,27 @@ class ModelVersion:
 
     @classmethod
     def from_row(cls, row: Any) -> ModelVersion:
-        return cls(row["name"], row["version"], row["run_id"], row["stage"],
-                   loads(row["artifact"], {}), loads(row["metrics"], {}), loads(row["gate"], {}),
-                   row["decision"], row["config_hash"], loads(row["data"], {}), row["created_at"])
+        problems: list[str] = []
+
+        def column(key: str) -> dict[str, Any]:
+            try:
+                value = loads(row[key], {})
+            except ValueError as exc:
+                problems.append(f"{key} is unreadable ({exc})")
+                return {}
+            if not isinstance(value, dict):
+                problems.append(f"{key} is unreadable (not a mapping)")
+                return {}
+            return value
+
+        artifact, gate, data = column("artifact"), column("gate"), column("data")
+        metrics = numeric_metrics(column("metrics"), problems)
+        created_at = as_number(row["created_at"])
+        if created_at is None:
+            problems.append(f"created_at is not a time: {row['created_at']!r}")
+        return cls(row["name"], row["version"], row["run_id"], row["stage"], artifact, metrics,
+                   gate, row["decision"], row["config_hash"], data, created_at or 0.0,
+                   tuple(problems))
 
 
 class Registry:
@@ -64,6 +86,7 @@ class Registry:
     def register(self, *, name: str, run_id: str, stage: str, artifact: dict[str, Any],
                  metrics: dict[str, float], gate: dict[str, Any], decision: str,
                  config_hash: str, data: dict[str, Any]) -> int:
+        check_name(name, "model name")  # it becomes a folder (profiles, the prediction log)
         with self.store.write() as conn:
             row = conn.execute("SELECT MAX(version) FROM model_versions WHERE name=?",
                                (name,)).fetchone()
@@ -102,9 +125,16 @@ class Registry:
             hint = (f"versions of '{name}': " + ", ".join(str(v.version) for v in known)
                     if known else f"no model named '{name}'; see `conveyor models list`")
             raise UsageError(f"model '{name}' has no version {version}", hint=hint)
-        return ModelVersion.from_row(rows[0])
+        record = ModelVersion.from_row(rows[0])
+        if record.problems:
+            raise StoreError(f"model '{name}' version {version}: its record in the store is "
+                             f"damaged: {'; '.join(record.problems)}",
+                             hint="`conveyor models list` shows every version; promote "
+                                  "another one")
+        return record
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Every version (of `name`), damaged rows included with their `problems`."""
         sql, params = "SELECT * FROM model_versions", ()
         if name is not None:
             sql, params = sql + " WHERE name=?", (name,)

@@ -129,8 +129,14 @@ def test_every_request_needs_the_token_when_one_is_set(tiny: Path):
 
 def test_a_foreign_host_header_is_refused_on_loopback(tiny: Path):
     with running_ui(tiny) as ui:
+        port = ui.base.rsplit(":", 1)[1]
         assert ui.get("/runs", headers={"Host": "attacker.example:5000"})[0] == 400
-        assert ui.get("/runs", headers={"Host": "localhost:5000"})[0] == 200
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
+                     f"LocalHost:{port}"):
+            assert ui.get("/runs", headers={"Host": host})[0] == 200, host
+        # the served port only
+        assert ui.get("/runs", headers={"Host": "localhost:1"})[0] == 400
+        assert ui.get("/runs", headers={"Host": "localhost"})[0] == 400
 
 
 def _form(body: str) -> dict[str, str]:

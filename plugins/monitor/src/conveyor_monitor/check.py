@@ -20,6 +20,7 @@ from typing import Any
 
 import conveyor
 from conveyor import DriftResult, api
+from conveyor.names import path_part
 from conveyor.store import BatchRecord, Monitoring, open_store, sha256_file
 from conveyor.store.monitoring import new_batch_id
 from conveyor.validation import validate_frame
@@ -566,7 +567,8 @@ def check_batch(app: Any, request: Request) -> Outcome:
             "quality": quality_figures, "created_at": time.time(),
         }
         paths = write_reports(report, history, request.report_dir
-                              or Path(project_dir) / settings.reports / batch_id,
+                              or path_part(Path(project_dir) / settings.reports, batch_id,
+                                           "batch id"),
                               project_dir)
         alerts = planned_alerts(report, loaded)
         details = {"invalid": invalid, "labels": report["labels"],

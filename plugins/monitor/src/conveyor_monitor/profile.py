@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from conveyor import FeatureDistributions
+from conveyor.names import path_part
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 OTHER = "(other)"
@@ -170,7 +171,9 @@ def profile_key(model_sha256: str, settings: Any) -> str:
 
 
 def profile_path(project_dir: Path, model: str, version: int | None, key: str) -> Path:
-    return Path(project_dir) / PROFILE_DIR / model / f"v{version}-{key}.npz"
+    # The model's name was checked where it entered (config, registry); path_part applies
+    # conveyor.names' rule again, so a name from a hand-edited store cannot leave the folder.
+    return path_part(Path(project_dir) / PROFILE_DIR, model, "model name") / f"v{version}-{key}.npz"
 
 
 def save(profile: Profile, path: Path) -> None:

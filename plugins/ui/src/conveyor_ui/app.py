@@ -1,13 +1,16 @@
 """The web application: a Starlette app rendering Jinja2 pages from the project store.
 
 Security, in one place (`Guard`):
-- bound to loopback (the default), a request whose Host header is not a loopback name is
-  refused, so a web page elsewhere cannot reach the UI through DNS rebinding;
+- bound to loopback (the default), a request whose Host header is not exactly one of
+  `127.0.0.1`, `localhost` or `[::1]` with the served port is refused, so a web page elsewhere
+  cannot reach the UI through DNS rebinding (`127.attacker.example` resolves wherever its owner
+  likes);
 - with a token (required off loopback), every request must carry it: header
   `X-Conveyor-Token` or `Authorization: Bearer`, or the cookie set when a browser opens the
   URL with `?token=` once (HttpOnly, SameSite=Strict);
-- POST actions exist only with `--allow-actions`, need a same-origin Origin (or Referer)
-  header, the server's CSRF token in the form, a confirmation field and a reason.
+- POST actions exist only with `--allow-actions`, need an Origin (or Referer) header equal to
+  one of the server's configured addresses (never compared with the request's own Host), the
+  server's CSRF token in the form, a confirmation field and a reason.
 Static files come from a fixed table, never from a path in the URL: anything else is a 404.
 """
 
@@ -24,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from conveyor.errors import ConveyorError
+from conveyor.secrets import scrub
 from conveyor.store import Registry, Store, open_store
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +51,8 @@ from conveyor_ui.serving import served_model
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "conveyor_ui_token"
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # as they appear in a Host header or URL
+WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", ""}
 MAX_FORM_BYTES = 64 * 1024
 POLL_SECONDS = 2.0
 INTERRUPTED_CHECK_SECONDS = 5.0
@@ -78,9 +84,44 @@ STATIC = {
 
 
 def is_loopback(host: str) -> bool:
-    """True for names and addresses that only this machine can reach."""
+    """True for exactly the loopback names a UI binds by default: 127.0.0.1, localhost, ::1.
+    Not any `127.*` string: `127.attacker.example` is a DNS name its owner points anywhere."""
+    return host.strip().lower() in LOOPBACK_NAMES
+
+
+def _url_host(host: str) -> str:
     host = host.strip().lower()
-    return host in LOOPBACK_NAMES or host.startswith("127.")
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def allowed_hosts(host: str, port: int) -> set[str]:
+    """The Host header values a UI bound to `host`:`port` answers on loopback: each loopback
+    name with the served port (and without it on port 80, as browsers send it)."""
+    names = LOOPBACK_HOSTS if is_loopback(host) else (_url_host(host),)
+    hosts = {f"{name}:{port}" for name in names}
+    if port == 80:
+        hosts |= set(names)
+    return hosts
+
+
+def allowed_origins(host: str, port: int, extra: tuple[str, ...] = ()) -> set[str]:
+    """The origins an action's form may come from: the configured address, never the request's
+    own Host. Loopback: the three loopback names with the port; another address: this
+    machine's host names (the printed URL uses one) and the address itself unless it is a
+    wildcard (0.0.0.0, ::); plus `extra` (--origin)."""
+    if is_loopback(host):
+        names: tuple[str, ...] = LOOPBACK_HOSTS
+    else:
+        import socket
+
+        found = {socket.gethostname().lower(), socket.getfqdn().lower()}
+        if host.strip() not in WILDCARD_HOSTS:
+            found.add(_url_host(host))
+        names = tuple(found)
+    origins = {f"http://{name}:{port}" for name in names}
+    if port == 80:
+        origins |= {f"http://{name}" for name in names}
+    return origins | {origin.rstrip("/").lower() for origin in extra}
 
 
 class UIState:
@@ -88,11 +129,14 @@ class UIState:
     composed config (cached by conveyor.yaml's mtime), and one-shot notes after actions."""
 
     def __init__(self, project_dir: Path, *, allow_actions: bool, token: str | None,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, hosts: set[str] | None = None,
+                 origins: set[str] | None = None) -> None:
         self.project_dir = project_dir
         self.store = store or open_store(project_dir)
         self.allow_actions = allow_actions
         self.token = token
+        self.hosts = hosts or set()
+        self.origins = origins or set()
         self.csrf = secrets.token_urlsafe(24)
         self.notes: dict[str, tuple[str, str]] = {}
         self._config: tuple[float, dict[str, Any] | None, str | None] | None = None
@@ -110,9 +154,9 @@ class UIState:
                 try:
                     data, problem = api.load_config(self.project_dir).data, None
                 except ConveyorError as exc:
-                    data, problem = None, exc.message
+                    data, problem = None, scrub(exc.message)
                 except Exception as exc:  # a broken plugin must not take the UI down
-                    data, problem = None, f"{type(exc).__name__}: {exc}"
+                    data, problem = None, scrub(f"{type(exc).__name__}: {exc}")
                 self._config = (mtime, data, problem)
             return self._config[1], self._config[2]
 
@@ -170,10 +214,10 @@ class Guard:
     def _refusal(self, request: Request) -> Response | None:
         if self.check_host:
             host = request.headers.get("host", "")
-            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if not is_loopback(name):
-                return PlainTextResponse(f"refused: Host '{host}' is not this machine's "
-                                         "loopback address", status_code=400)
+            if host.strip().lower() not in self.state.hosts:
+                return PlainTextResponse(f"refused: Host '{host}' is not this UI's loopback "
+                                         "address (127.0.0.1, localhost or [::1] with its "
+                                         "port)", status_code=400)
         token = self.state.token
         if not token:
             return None
@@ -211,11 +255,15 @@ def _unauthorized() -> Response:
 
 
 def create_app(project_dir: Path, *, allow_actions: bool = False, token: str | None = None,
-               check_host: bool = True) -> Any:
-    """The UI for the project in `project_dir`, an ASGI application. `check_host` refuses
-    requests whose Host is not a loopback name (for a loopback bind); `token`, when given, is
-    required on every request; `allow_actions` turns on promote and rollback."""
-    state = UIState(Path(project_dir).resolve(), allow_actions=allow_actions, token=token)
+               check_host: bool = True, host: str = "127.0.0.1", port: int = 5000,
+               origins: tuple[str, ...] = ()) -> Any:
+    """The UI for the project in `project_dir`, an ASGI application served on `host`:`port`.
+    `check_host` refuses requests whose Host is not a loopback name with that port (for a
+    loopback bind); `token`, when given, is required on every request; `allow_actions` turns on
+    promote and rollback, accepted only from the configured address's origins (and `origins`)."""
+    state = UIState(Path(project_dir).resolve(), allow_actions=allow_actions, token=token,
+                    hosts=allowed_hosts(host, port),
+                    origins=allowed_origins(host, port, origins))
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
     env.filters.update(when=_when, secs=_secs, num=_num, short=_short)
@@ -347,9 +395,7 @@ async def _action_form(request: Request, state: UIState) -> dict[str, str]:
     if not state.allow_actions:
         raise HTTPException(403, "actions are off: start the UI with `conveyor ui "
                                  "--allow-actions` to promote or roll back from here")
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    if not origin or not (origin == own or origin.startswith(own + "/")):
+    if not _from_own_pages(request, state.origins):
         raise HTTPException(403, "refused: the request did not come from this UI's own pages")
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
@@ -364,6 +410,22 @@ async def _action_form(request: Request, state: UIState) -> dict[str, str]:
         raise HTTPException(400, "say why: a reason is recorded with every promotion and "
                                  "rollback")
     return fields
+
+
+def _from_own_pages(request: Request, origins: set[str]) -> bool:
+    """The Origin (or, without one, the Referer's origin) is one of the configured addresses'.
+    Compared with the server's own configuration, never with the request's Host header, which
+    a rebinding attacker controls together with the Origin."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer")
+        if not referer:
+            return False
+        scheme, sep, rest = referer.partition("://")
+        if not sep:
+            return False
+        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+    return origin.strip().rstrip("/").lower() in origins
 
 
 async def _act(state: UIState, act: Any) -> Response:

@@ -41,6 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="enable promote and rollback buttons (off: read-only)")
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                         help=f"secret every request must carry (default: ${TOKEN_ENV})")
+    parser.add_argument("--origin", dest="origins", action="append", default=[],
+                        metavar="URL",
+                        help="another origin actions may come from, e.g. a reverse proxy's "
+                             "https://ui.example.com (repeatable; default: the bound address)")
 
 
 def run(args: argparse.Namespace, app: Any) -> int:
@@ -58,11 +62,16 @@ def run(args: argparse.Namespace, app: Any) -> int:
     if args.token is not None and len(args.token) < MIN_TOKEN_LENGTH:
         raise UsageError(f"--token is too short: use at least {MIN_TOKEN_LENGTH} characters",
                          hint="e.g. --token \"$(openssl rand -hex 16)\"")
+    for origin in args.origins:
+        if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
+            raise UsageError(f"--origin {origin}: an origin is scheme://host[:port], "
+                             "e.g. https://ui.example.com")
     sock = _bind(args.host, args.port)
     import uvicorn
 
     web = create_app(project_dir, allow_actions=args.allow_actions, token=args.token,
-                     check_host=loopback)
+                     check_host=loopback, host=args.host, port=args.port,
+                     origins=tuple(args.origins))
     shown_host = args.host if loopback else socket.gethostname()
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"

@@ -13,7 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.secrets import Redactor
 from conveyor.store import ArtifactRef, Registry, Store
+from conveyor.store.db import as_number, numeric_metrics
 from conveyor.uncertainty import comparison_lines
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -102,7 +104,8 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
     else:
         order_value, order_params = SORTS[query.sort], ()
     rows = store.query(
-        f"SELECT r.id, r.created_at, r.status, r.duration, r.command, r.overrides, r.error "
+        f"SELECT r.id, r.created_at, r.status, r.duration, r.command, r.overrides, r.error, "
+        f"r.config "
         f"FROM runs r {where} ORDER BY {order_value} IS NULL, {order_value} {direction}, "
         f"r.created_at DESC LIMIT ? OFFSET ?",
         (*params, *order_params, *order_params, query.per_page,
@@ -114,6 +117,11 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
                           "WHERE run_id IN ({})", ids)
     params_by_run = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})",
                             ids)
+    for run in runs:  # secrets redacted, also in runs recorded before Conveyor redacted them
+        redactor = Redactor.for_record(_json(run.pop("config"), {}))
+        params_by_run[run["id"]] = _redact_params(redactor, params_by_run.get(run["id"], {}))
+        run["command"], run["error"] = redactor.text(run["command"]), redactor.text(run["error"])
+        run["_overrides"] = redactor.overrides(_json(run["overrides"], []))
     stages = {row["run_id"]: (row["cached"], row["total"]) for row in _in(
         store, "SELECT run_id, SUM(cached) AS cached, COUNT(*) AS total FROM stages "
                "WHERE run_id IN ({}) GROUP BY run_id", ids)}
@@ -122,8 +130,9 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
     if query.sort.startswith("metric:") and query.sort[7:] not in metric_names:
         metric_names.insert(0, query.sort[7:])
     for run in runs:
-        run["overrides"] = _json(run["overrides"], [])
-        run["metrics"] = metrics.get(run["id"], {})
+        run["overrides"] = run.pop("_overrides")
+        run["problems"] = []  # a damaged row is shown flagged, never a 500
+        run["metrics"] = numeric_metrics(metrics.get(run["id"], {}), run["problems"])
         run["data"] = {path: _short_version(v) for path, v in data.get(run["id"], {}).items()}
         run["params"] = {k: _display(params_by_run.get(run["id"], {}).get(k)) for k in key_params}
         run["cached"], run["stages"] = stages.get(run["id"], (0, 0))
@@ -185,14 +194,22 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
         "id", "project", "status", "created_at", "finished_at", "duration", "command",
         "config_hash", "git_commit", "error", "exit_code", "host", "invocation")}
     run["git_dirty"] = None if row["git_dirty"] is None else bool(row["git_dirty"])
-    run["overrides"] = _json(row["overrides"], [])
-    run["config"] = _json(row["config"], {})
+    config = _json(row["config"], {})
+    redactor = Redactor.for_record(config)
+    run["overrides"] = redactor.overrides(_json(row["overrides"], []))
+    run["config"] = redactor.config(config) if isinstance(config, dict) else config
+    run["command"], run["error"] = redactor.text(run["command"]), redactor.text(run["error"])
     run["packages"] = _json(row["packages"], {})
     run["data"] = [dict(r) for r in store.query(
         "SELECT path, sha256 AS version, size FROM data_inputs WHERE run_id = ? ORDER BY path",
         (run_id,))]
+    run["problems"] = []
     run["metrics"] = [dict(r) for r in store.query(
         "SELECT stage, key, value FROM metrics WHERE run_id = ? ORDER BY stage, key", (run_id,))]
+    for metric in run["metrics"]:
+        if as_number(metric["value"]) is None:
+            numeric_metrics({metric["key"]: metric["value"]}, run["problems"])
+            metric["value"] = None
     run["stages"] = []
     run["artifacts"] = []
     run["validation"] = []
@@ -203,12 +220,12 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
             "name": stage["name"], "type": stage["type"], "status": stage["status"],
             "cached": bool(stage["cached"]), "reason": stage["reason"],
             "duration": stage["duration"], "started_at": stage["started_at"],
-            "error": stage["error"], "needs": sorted(_json(stage["upstream"], {}))})
+            "error": redactor.text(stage["error"]), "needs": sorted(_json(stage["upstream"], {}) or {})})
         for name, ref in sorted(outputs.items()):
             if not isinstance(ref, dict) or "sha256" not in ref:
                 continue
             artifact = {"stage": stage["name"], "name": name, **ref, "content": None}
-            if ref.get("codec") == "json" and int(ref.get("size", 0)) <= INLINE_JSON_BYTES:
+            if ref.get("codec") == "json" and _int(ref.get("size"), 0) <= INLINE_JSON_BYTES:
                 artifact["content"] = read_json_artifact(store, ref)
             run["artifacts"].append(artifact)
             report = artifact["content"]
@@ -240,7 +257,15 @@ def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
                                         "WHERE id IN ({})", ids)]
     runs.sort(key=lambda r: ids.index(r["id"]))
     params = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})", ids)
+    for row in _in(store, "SELECT id, config FROM runs WHERE id IN ({})", ids):
+        params[row["id"]] = _redact_params(Redactor.for_record(_json(row["config"], {})),
+                                           params.get(row["id"], {}))
     metrics = _by_run(store, "SELECT run_id, key, value FROM metrics WHERE run_id IN ({})", ids)
+    problems: list[str] = []
+    for run_id in ids:
+        flagged: list[str] = []
+        metrics[run_id] = numeric_metrics(metrics.get(run_id, {}), flagged)
+        problems += [f"run {run_id}: {problem}" for problem in flagged]
     data = _by_run(store, "SELECT run_id, path AS key, sha256 AS value FROM data_inputs "
                           "WHERE run_id IN ({})", ids)
 
@@ -264,7 +289,7 @@ def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
     }
     # The params that differ come first: those are what a comparison is for.
     param_rows = sorted(table(params, _display), key=lambda row: not row["differs"])
-    return {"runs": runs, "ids": ids, "params": param_rows,
+    return {"runs": runs, "ids": ids, "params": param_rows, "problems": problems,
             "metrics": metric_rows, "data": table(data, lambda v: v), "chart": chart}
 
 
@@ -310,10 +335,10 @@ def models(store: Store) -> list[dict[str, Any]]:
             rows.append({
                 "version": v.version, "run_id": v.run_id, "created_at": v.created_at,
                 "metrics": v.metrics, "decision": v.decision,
-                "reasons": v.gate.get("reasons", []), "rules": v.gate.get("rules", {}),
+                "reasons": _list(v.gate.get("reasons", [])), "rules": v.gate.get("rules", {}),
                 "champion_version": v.gate.get("champion_version"),
                 "comparison": comparison_lines(v.comparison()),
-                "config_hash": v.config_hash, "data": v.data,
+                "config_hash": v.config_hash, "data": v.data, "problems": list(v.problems),
                 "aliases": sorted(a for a, n in aliases.items() if n == v.version)})
         metric_names = sorted({k for v in mine for k in v.metrics})
         history = registry.history(name)
@@ -384,6 +409,17 @@ def _differing(params: dict[str, dict[str, Any]], ids: Sequence[str]) -> list[st
             and len({params.get(run_id, {}).get(key) for run_id in ids}) > 1]
 
 
+def _redact_params(redactor: Redactor, params: dict[str, Any]) -> dict[str, Any]:
+    """Params as stored (JSON text) with secrets redacted, by the run's recorded settings."""
+    result = {}
+    for key, text in params.items():
+        if redactor.is_secret(key) or "@" in str(text):
+            decoded = _json(text, text) if isinstance(text, str) else text
+            text = json.dumps(redactor.value(key, decoded), sort_keys=True)
+        result[key] = text
+    return result
+
+
 def _display(value: Any) -> Any:
     """A param as stored (JSON text) shown plainly: strings without their quotes."""
     if not isinstance(value, str):
@@ -407,6 +443,10 @@ def _json(text: str | None, default: Any) -> Any:
         return json.loads(text) if text else default
     except ValueError:
         return default
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _int(text: Any, default: int) -> int:
