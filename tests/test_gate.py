@@ -141,3 +141,9 @@ def test_a_tolerance_is_reduced_by_what_earlier_promotions_gave_up():
     # a margin that asks for better is not affected
     assert parse_condition("+0.0", "g.m", "m").check(
         "m", 0.80, comparison=_comparison(0.79, 0.80, shortfall={"m": 0.5}))[0]
+
+
+def test_conditions_checked_on_one_model_cannot_ask_for_an_interval():
+    assert parse_gate({"m": "+0.01 at 95%"}, "evaluate.gate")["m"].level == 0.95
+    with pytest.raises(ConfigError, match=r"monitor\.performance\.m: .* asks for an interval"):
+        parse_gate({"m": ">= champion - 0.05 at 95%"}, "monitor.performance", paired=False)

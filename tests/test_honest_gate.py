@@ -226,6 +226,9 @@ def test_an_unknown_metric_in_the_gate_or_promote_if_is_a_config_error(project):
     assert_usage_error(project.cli("retrain"), "retrain.when.metrics.f1_macro",
                        "evaluate.metrics")
     (project.path / "conveyor.yaml").write_text(
+        config + "retrain:\n  when: {metrics.accuracy: '< champion - 0.05 at 95%'}\n")
+    assert_usage_error(project.cli("retrain"), "retrain.when.metrics.accuracy", "interval")
+    (project.path / "conveyor.yaml").write_text(
         config + "retrain:\n  when: {metrics.accuracy: '< 0.5'}\n"
                  "  promote_if: {accuracy: '+0.01 at 200%'}\n")
     assert_usage_error(project.cli("retrain"), "retrain.promote_if.accuracy")

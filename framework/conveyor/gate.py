@@ -177,9 +177,11 @@ def parse_condition(text: object, where: str, metric: str = "") -> Condition:
 
 
 def parse_gate(gate: Mapping[str, object], where: str,
-               known: Sequence[str] | None = None) -> dict[str, Condition]:
+               known: Sequence[str] | None = None, *, paired: bool = True
+               ) -> dict[str, Condition]:
     """The gate's conditions; with `known` (the metrics that will be computed) a condition on
-    any other metric is a ConfigError naming its key."""
+    any other metric is a ConfigError naming its key. Without `paired` (conditions checked on
+    one model's scores, as monitoring does) asking for an interval ("at 95%") is one too."""
     conditions = {}
     for metric, text in (gate or {}).items():
         if known and metric not in known:
@@ -190,7 +192,13 @@ def parse_gate(gate: Mapping[str, object], where: str,
                               f"({', '.join(known)})",
                               hint=f"did you mean '{close[0]}'?" if close else
                               "add it to evaluate.metrics")
-        conditions[metric] = parse_condition(text, f"{where}.{metric}", metric)
+        condition = parse_condition(text, f"{where}.{metric}", metric)
+        if condition.level is not None and not paired:
+            raise ConfigError(f"{where}.{metric}: '{text}' asks for an interval, which needs "
+                              "two models scored on the same rows; here there is one",
+                              hint="drop 'at L%' here; evaluate.gate and retrain.promote_if "
+                                   "can ask for it")
+        conditions[metric] = condition
     return conditions
 
 

@@ -748,7 +748,7 @@ def _num(value: Any) -> float | None:
 def performance_conditions(settings: MonitorConfig) -> dict[str, Any]:
     from conveyor.gate import parse_gate
 
-    return parse_gate(settings.performance, "monitor.performance")
+    return parse_gate(settings.performance, "monitor.performance", paired=False)
 
 
 def performance(loaded: Any, xs: list[Any], ys: list[Any], metrics: list[str]

@@ -148,6 +148,11 @@ def check_metrics(settings: RetrainConfig, config: dict) -> None:
                               "see sklearn.metrics.get_scorer_names()")
     for metric, text in settings.promote_if.items():
         parse_condition(text, f"retrain.promote_if.{metric}", metric)
+    for key, text in flatten(settings.when).items():
+        if parse_condition(text, f"retrain.when.{key}", key).level is not None:
+            raise ConfigError(f"retrain.when.{key}: '{text}' asks for an interval, which needs "
+                              "two models scored on the same rows; a monitored batch has one",
+                              hint="drop 'at L%' here; promote_if can ask for it")
 
 
 def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
