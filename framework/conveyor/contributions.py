@@ -29,6 +29,11 @@ class StageType:
     loaded from a file); a downstream stage that needs one re-runs its producer.
     `check(settings, ctx)` validates settings before anything runs (raise ConfigError); it is
     called only for stages that will actually run, so it may import heavy libraries.
+    `row_transform` declares that the stage transforms rows before training (derives features,
+    say): it takes a `data` frame and returns the transformed `data`, row for row, and
+    `transform(frame, settings)` does the same outside a run. The `conveyor.register` stage
+    records such stages upstream of it with the version (its inference path), and `predict`,
+    `monitor` and `serve` apply them, in order, to raw records before scoring.
     """
 
     name: str
@@ -39,6 +44,8 @@ class StageType:
     input_files: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
     ephemeral_outputs: frozenset[str] = frozenset()
     check: Callable[[Mapping[str, Any], CheckContext], None] | None = None
+    row_transform: bool = False
+    transform: Callable[[Any, Mapping[str, Any]], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ model in the registry, with its lineage and the gate's decision; make it champio
 
 It needs a stage producing `model` (stored) and one producing `metrics`, a JSON mapping
 {"overall": {...}, "champion": {...} | None, "slices": {value: {...}}, "slice_column": str}.
+The version is recorded with its contract (`conveyor.ModelContract`, `StageContext.contract`):
+the schema the data was validated against, target, id column, features, inference path.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
         metrics=metrics, gate={"rules": dict(settings["gate"]), "reasons": reasons,
                                "champion": evaluation.get("champion"),
                                "champion_version": evaluation.get("champion_version")},
-        decision=decision, config_hash=ctx.run.config_hash, data=dict(ctx.run.data_versions))
+        decision=decision, config_hash=ctx.run.config_hash, data=dict(ctx.run.data_versions),
+        contract=ctx.contract())
     promoted = passed and settings["promote"]
     if promoted:
         try:

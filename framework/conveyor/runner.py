@@ -86,6 +86,7 @@ class Runner:
 
     def run(self) -> RunResult:
         plan, decisions, store = self.plan()
+        self._plan = {stage.name: stage for stage in plan}
         # Only the codecs of plugins whose stage types run here are worth warming up: a project
         # without scikit-learn stages should not import skops behind the user's back.
         running = {self.found.provider.get(f"stage:{d.stage.uses}") for d in decisions
@@ -187,7 +188,8 @@ class Runner:
             inputs=self._inputs(store, stage, outputs), registry=Registry(store),
             load_artifact=lambda ref: self._load(store, ref), import_target=importer,
             log_metrics=log_metrics, log=lambda message: self.display.log(stage.name, message),
-            validate=validate)
+            validate=validate, contract=lambda: self._contract(store, run, stage, outputs),
+            schemas=_Schemas(self.host, run.project_dir, importer))
         try:
             self.host.call_each("conveyor_before_stage", run=run, stage=stage)
             produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage, context=context)
@@ -236,6 +238,35 @@ class Runner:
                             outputs=produced, cached=False)
         self.display.finish(stage.name, "completed", duration)
         return stage_metrics
+
+    def _contract(self, store: Store, run: RunInfo, stage: PlannedStage,
+                  outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]]) -> Any:
+        """The model contract made up by the stages `stage` depends on (`StageContext.contract`)."""
+        from conveyor.contract import RowTransform, assemble
+
+        ancestors: set[str] = set()
+        pending = list(stage.needs)
+        while pending:
+            name = pending.pop()
+            if name not in ancestors and name in self._plan:
+                ancestors.add(name)
+                pending += self._plan[name].needs
+        ordered = sorted(ancestors, key=lambda n: self._plan[n].position)
+        parts, transforms, reference = [], [], {}
+        for name in ordered:
+            produced = outputs.get(name, {})
+            if "contract" in produced:
+                value, ref = produced["contract"]
+                parts.append(value if value is not None or ref is None
+                             else self._load(store, _resolve(ref, "contract")))
+            for output in ("train", "test"):
+                if output in produced and produced[output][1] is not None and \
+                        output not in reference:
+                    reference[output] = {"stage": name, "output": output}
+            planned = self._plan[name]
+            if planned.type.row_transform:
+                transforms.append(RowTransform(name, planned.uses, dict(planned.settings)))
+        return assemble(run.config, parts, transforms, reference)
 
     def _wrapper_that_raised(self, exc: BaseException) -> str | None:
         """The plugin whose `conveyor_run_stage` wrapper raised `exc`, or None when the stage
@@ -427,6 +458,28 @@ class Runner:
             now = time.time()
             conn.execute("UPDATE runs SET status=?, finished_at=?, duration=?, error=? WHERE id=?",
                          (status, now, now - row["created_at"], error, run.id))
+
+
+@dataclass(frozen=True)
+class _Schemas:
+    """What `StageContext.schema_snapshot` and `infer_schema` ask the validation plugins."""
+
+    host: PluginHost
+    project_dir: Path
+    importer: Any
+
+    def snapshot(self, schema: str) -> Any:
+        from conveyor.validation import schema_snapshot
+
+        return schema_snapshot(self.host, schema, project_dir=self.project_dir,
+                               import_target=self.importer)
+
+    def infer(self, frame: Any, *, source: str | None, target: str | None,
+              id_column: str | None) -> Any:
+        from conveyor.validation import infer_schema
+
+        return infer_schema(self.host, frame, source=source, target=target,
+                            id_column=id_column, project_dir=self.project_dir)
 
 
 def _resolve(ref: ArtifactRef | Future, name: str) -> ArtifactRef:

@@ -69,8 +69,9 @@ class StageContext:
                  registry: Registry, load_artifact: Callable[[Any], Any],
                  import_target: Callable[[str], Any], log_metrics: Callable[[Mapping], None],
                  log: Callable[[str], None],
-                 validate: Callable[[Any, str, str | None], ValidationReport] | None = None
-                 ) -> None:
+                 validate: Callable[[Any, str, str | None], ValidationReport] | None = None,
+                 contract: Callable[[], Any] | None = None,
+                 schemas: Any = None) -> None:
         self.name = name
         self.settings = settings
         self.run = run
@@ -81,6 +82,8 @@ class StageContext:
         self._log_metrics = log_metrics
         self._log = log
         self._validate = validate
+        self._contract = contract
+        self._schemas = schemas
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -115,3 +118,26 @@ class StageContext:
         if self._validate is None:
             raise StageFailed(f"stage '{self.name}' cannot validate: no validator was given")
         return self._validate(frame, purpose, schema)
+
+    def contract(self) -> Any:
+        """The model contract this stage's upstream stages make up (a `conveyor.ModelContract`):
+        the run's `data` section, overridden by the `contract` outputs of the stages this one
+        depends on, directly or not, in pipeline order, and the row transforms among them (the
+        inference path). The `conveyor.register` stage records it with the version."""
+        if self._contract is None:
+            from conveyor.contract import assemble
+
+            return assemble(self.run.config, [], [], {})
+        return self._contract()
+
+    def schema_snapshot(self, schema: str) -> Any:
+        """The content of a `data.schema` (a `conveyor.SchemaSnapshot`, or None when no
+        installed plugin writes it out): `conveyor.validation.schema_snapshot`."""
+        return None if self._schemas is None else self._schemas.snapshot(schema)
+
+    def infer_schema(self, frame: Any, *, source: str | None, target: str | None,
+                     id_column: str | None) -> Any:
+        """A schema inferred from `frame` by the validation plugin (a `conveyor.SchemaSnapshot`,
+        or None when none infers): `conveyor.validation.infer_schema`."""
+        return None if self._schemas is None else self._schemas.infer(
+            frame, source=source, target=target, id_column=id_column)

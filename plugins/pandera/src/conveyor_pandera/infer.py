@@ -41,22 +41,54 @@ def read_table(path: Path) -> Any:
 
 
 def infer_yaml(frame: Any, *, source: str, target: str | None = None,
-               id_column: str | None = None) -> str:
-    """The schema of `frame` as commented Pandera YAML (it loads with pandera.io)."""
+               id_column: str | None = None, written_by: str = "conveyor schema infer") -> str:
+    """The schema of `frame` as commented Pandera YAML (it loads with pandera.io). Its
+    `metadata.conveyor` records the file it describes and what wrote it: Conveyor does not
+    apply it to another data file that lacks its columns."""
     import yaml
 
     columns = {str(name): _column(frame[name], is_target=name == target,
                                   is_id=name == id_column) for name in frame.columns}
     body = {"schema_type": "dataframe", "api": "pandas", "columns": columns,
             "strict": True, "coerce": False,
-            "checks": {"min_rows": int(min(len(frame), 100))}}
+            "checks": {"min_rows": int(min(len(frame), 100))},
+            "metadata": {"conveyor": {"describes": source, "written_by": written_by}}}
     text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
+    text = text.replace("\nmetadata:\n", "\nmetadata:  # the data file this schema was written "
+                                          "for: not applied to another file lacking its columns\n")
     if target in frame.columns:
         text = re.sub(rf"^  {re.escape(str(target))}:$",
                       f"  {target}:  # the target (data.target): every row needs a value",
                       text, count=1, flags=re.MULTILINE)
     text = text.replace("\nchecks:\n", "\nchecks:  # the frame as a whole\n")
     return HEADER.format(source=source, rows=len(frame)) + text
+
+
+def infer_contract(frame: Any, *, source: str | None, target: str | None = None,
+                   id_column: str | None = None) -> str:
+    """A schema of what a model trained on `frame` cannot score without, as Pandera YAML: each
+    column present, numbers as numbers (whole numbers too: a missing value makes them floats),
+    the id column unique. No ranges, categories or nullability: new data may differ there, and
+    that is drift to measure, not a broken contract. Not strict: extra columns are ignored."""
+    import pandas as pd
+    import yaml
+
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        series = frame[name]
+        rules: dict[str, Any] = {"nullable": True}
+        if name == id_column:
+            rules = {"nullable": False, "unique": True}
+        elif pd.api.types.is_numeric_dtype(series.dtype) and \
+                not pd.api.types.is_bool_dtype(series.dtype):
+            rules = {"dtype": "float64", "nullable": True, "coerce": True}
+        columns[str(name)] = rules
+    body = {"schema_type": "dataframe", "api": "pandas", "columns": columns, "strict": False,
+            "coerce": False, "metadata": {"conveyor": {"describes": source,
+                                                       "written_by": "inferred by the run"}}}
+    header = (f"# The contract inferred from {source or 'the training data'} ({len(frame):,} "
+              "rows): the columns a model trained on it needs, and which are numbers.\n")
+    return header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
 
 
 def _column(series: Any, *, is_target: bool, is_id: bool) -> dict[str, Any]:
@@ -130,7 +162,8 @@ def run(args: argparse.Namespace, app: Any) -> int:
         frame = read_table(path)
     except Exception as exc:
         raise conveyor.UsageError(f"cannot read {args.data}: {type(exc).__name__}: {exc}") from exc
-    text = infer_yaml(frame, source=args.data, target=args.target or defaults.get("target"),
+    text = infer_yaml(frame, source=_relative(path, app),
+                      target=args.target or defaults.get("target"),
                       id_column=args.id_column or defaults.get("id_column"))
     if not args.output:
         print(text, end="")
@@ -141,6 +174,14 @@ def run(args: argparse.Namespace, app: Any) -> int:
     output.write_text(text)
     print(f"wrote {output}: {frame.shape[1]} columns, from {len(frame):,} rows of {args.data}")
     return 0
+
+
+def _relative(path: Path, app: Any) -> str:
+    """`path` as `data.source` would name it: relative to the project, when in one."""
+    try:
+        return path.resolve().relative_to(app.project_dir.resolve()).as_posix()
+    except (conveyor.UsageError, ValueError):
+        return str(path)
 
 
 def _project_data_section(app: Any) -> dict[str, Any]:
@@ -182,7 +223,8 @@ def add_schema_to_project(project_dir: Path, name: str = "schema.yaml") -> bool:
         return False
     frame = read_table(project_dir / source)
     (project_dir / name).write_text(infer_yaml(frame, source=source, target=data.get("target"),
-                                               id_column=data.get("id_column")))
+                                               id_column=data.get("id_column"),
+                                               written_by="conveyor init"))
     text = config.read_text()
     line = re.search(r"^(\s+)source:.*$", text, flags=re.MULTILINE)
     if line is None:

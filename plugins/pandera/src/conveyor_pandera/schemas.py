@@ -182,3 +182,27 @@ def for_purpose(loaded: Loaded, purpose: str, target: str | None) -> Any:
                 schema.checks = [c for c in schema.checks if c.name != "min_rows"]
         loaded.variants[key] = schema
     return loaded.variants[key]
+
+
+def snapshot(schema: str, project_dir: Path, import_target: Any, validator: str) -> Any:
+    """The schema's content for a model's contract (`conveyor_schema_snapshot`): a YAML file as
+    it is, a DataFrameModel written out as Pandera YAML; with the file it describes and what
+    wrote it, from its `metadata.conveyor`."""
+    loaded = load(schema, project_dir, import_target)
+    if schema.lower().endswith(YAML_SUFFIXES):
+        text = (project_dir / schema).read_text()
+    else:
+        try:
+            text = loaded.schema.to_yaml()
+        except Exception as exc:
+            raise conveyor.ConfigError(
+                f"data.schema {schema} cannot be written out as Pandera YAML to record with the "
+                f"model: {type(exc).__name__}: {exc}",
+                hint="write the schema as a YAML file (`conveyor schema infer DATA -o FILE`)"
+            ) from exc
+    mine = ((loaded.schema.metadata or {}).get("conveyor") or {}) \
+        if isinstance(loaded.schema.metadata, dict) else {}
+    return conveyor.SchemaSnapshot(
+        text=text, suffix=".yaml", describes=mine.get("describes"),
+        written_by=mine.get("written_by"), columns=tuple(str(c) for c in loaded.schema.columns),
+        validator=validator)

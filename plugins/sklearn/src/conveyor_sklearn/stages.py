@@ -190,7 +190,10 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     ctx.log(f"fitting {estimator_class.__name__} on {len(train):,} rows, "
             f"{len(features)} features")
     pipeline.fit(train[features], train[target])
-    return {"model": pipeline}
+    # The model's part of its contract (conveyor.ModelContract), recorded with the version.
+    contract = {"target": target, "features": [{"name": str(c), "dtype": str(train[c].dtype)}
+                                               for c in features]}
+    return {"model": pipeline, "contract": contract}
 
 
 def _accepts(estimator_class: Any, name: str) -> bool:
