@@ -296,6 +296,10 @@ def check_batch(app: Any, request: Request) -> Outcome:
     data = config.get("data") or {}
     target = data.get("target") or run_data.get("target")
     id_column = data.get("id_column") or run_data.get("id_column")
+    contract = loaded.contract  # the version's schema, target and id column, not today's files
+    if contract is not None:
+        config = contract.data_config(config, project_dir)
+        target, id_column = contract.target, contract.id_column
     metrics = list((config.get("evaluate") or {}).get("metrics") or [])
     conditions = performance_conditions(settings)
     labels = load_labels(request.labels, id_column, target) if request.labels else None
@@ -332,7 +336,8 @@ def check_batch(app: Any, request: Request) -> Outcome:
                 for failure in summary["failures"]:  # rows of the whole batch, not the chunk
                     failure["examples"] = [[None if row is None else row + rows, value]
                                            for row, value in failure["examples"]]
-                invalid = {"reason": f"{batch.source} fails the project's schema "
+                whose = f"{loaded.name} v{loaded.number}'s" if contract else "the project's"
+                invalid = {"reason": f"{batch.source} fails {whose} schema "
                                      f"({config['data'].get('schema')})", "validation": summary}
                 rows += len(chunk)
                 break
