@@ -162,3 +162,75 @@ def test_predict_and_monitor_use_the_versions_contract_not_the_current_schema(ne
         db.execute("DELETE FROM model_contracts")
     assert _contract(project) is None
     assert_run_failed(project.cli("predict", "--data", "batch.csv"), "less_than(2)")
+
+
+DERIVING = '''
+import numpy as np
+import conveyor
+
+
+def derive(frame, settings):
+    out = frame.copy()
+    out["income_per_account"] = out["income"] / out["accounts"]
+    out["log_income"] = np.log(out["income"]) * settings.get("scale", 1.0)
+    return out
+
+
+def _run(ctx):
+    return {"data": derive(ctx.inputs["data"], ctx.settings)}
+
+
+@conveyor.hookimpl
+def conveyor_stage_types(register):
+    register(conveyor.StageType("deriving.features", _run, "derive credit features",
+                                ephemeral_outputs=frozenset({"data"}), row_transform=derive))
+'''
+
+DERIVE_PIPELINE = """
+plugins:
+  local: [deriving]
+pipeline:
+  derive:
+    uses: deriving.features
+    needs: [load]
+    scale: 2.0
+  validate:
+    needs: [derive]
+"""
+
+
+def test_the_inference_path_is_recorded_and_applied_to_raw_records(new_project):
+    project = new_project("classification")
+    (project.path / "deriving.py").write_text(DERIVING)
+    config = project.path / "conveyor.yaml"
+    plain = config.read_text()
+    config.write_text(plain + DERIVE_PIPELINE)
+    _credit(700, seed=51).to_csv(project.path / "credit.csv", index=False)
+    raw = _credit(300, seed=52)
+    raw.drop(columns="default").to_csv(project.path / "raw.csv", index=False)
+    project.run("data.source=credit.csv", "data.target=default", "data.id_column=applicant",
+                "data.schema=null", check=True)
+    contract = _contract(project)
+    assert [(t.stage, t.uses, t.settings, t.before_schema) for t in contract.transforms] == \
+        [("derive", "deriving.features", {"scale": 2.0}, True)]
+    assert {"income_per_account", "log_income"} <= {f.name for f in contract.features}
+
+    # raw records, without the derived features, are scored and monitored through the path
+    project.cli("predict", "--data", "raw.csv", check=True)
+    assert len(pd.read_parquet(project.path / "raw.predictions.parquet")) == 300
+    monitored = project.cli("monitor", "--data", "raw.csv", "--json")
+    assert monitored.returncode in (0, 1), monitored.stderr
+    report = json.loads(monitored.stdout)
+    assert report["status"] != "invalid", report.get("invalid")
+    assert "log_income" in report["feature_results"]
+
+    # the stage leaves the pipeline: the champion keeps its own path and stays scorable
+    config.write_text(plain + "plugins:\n  local: [deriving]\n")
+    project.cli("predict", "--data", "raw.csv", "-o", "again.parquet", check=True)
+    # (predict runs with the training run's config, whose plugins it loads); with the
+    # plugin's module gone, the model cannot be used, and the error says why
+    config.write_text(plain)
+    (project.path / "deriving.py").unlink()
+    failed = project.cli("predict", "--data", "raw.csv", "-o", "x.parquet")
+    assert failed.returncode == 2 and "deriving" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr

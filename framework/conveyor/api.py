@@ -77,6 +77,14 @@ class LoadedModel:
     sha256: str
     contract: Any = None  # conveyor.ModelContract | None
     project_dir: Path | None = None
+    stage_types: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def transform(self, frame: Any, *, before_schema: bool | None = None) -> Any:
+        """Raw records (a DataFrame) through the version's inference path, the row transforms
+        recorded with it (`ModelContract.transform`); unchanged without any."""
+        if self.contract is None or not self.contract.transforms:
+            return frame
+        return self.contract.transform(frame, self.stage_types, before_schema=before_schema)
 
     def data_config(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """`config` (default: the training run's) with the `data` section this version was
@@ -119,7 +127,7 @@ def load_model(project_dir: Path, name: str | None = None, *, version: int | Non
         store.close()
     return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
                        version=record, config=run.config, sha256=ref.sha256, contract=contract,
-                       project_dir=project_dir)
+                       project_dir=project_dir, stage_types=dict(host.contributions.stage_types))
 
 
 def model_contract(project_dir: Path, name: str | None = None, *, version: int | None = None,

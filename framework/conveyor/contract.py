@@ -98,11 +98,14 @@ class Feature:
 class RowTransform:
     """A stage of the training pipeline that transforms rows before training (its stage type
     declares `row_transform`): `stage` its name in the pipeline, `uses` its stage type,
-    `settings` its resolved settings. Applied, in order, to raw records at inference."""
+    `settings` its resolved settings. Applied, in order, to raw records at inference: those with
+    `before_schema` before the records are validated against the contract's schema (it was
+    written for their output), the others after."""
 
     stage: str
     uses: str
     settings: dict[str, Any] = field(default_factory=dict)
+    before_schema: bool = False  # upstream of the validation: the schema describes its output
 
 
 @dataclass(frozen=True)
@@ -142,13 +145,37 @@ class ModelContract:
                     id_column=self.id_column)
         return {**config, "data": data}
 
+    def transform(self, frame: Any, stage_types: Mapping[str, Any], *,
+                  before_schema: bool | None = None) -> Any:
+        """`frame` (raw records) through the version's inference path: each recorded row
+        transform, in order, by its installed stage type's `row_transform`. `before_schema`
+        True applies only those the schema was written after, False only the others, None all.
+        UsageError when a stage type of the path is not installed (or no longer transforms)."""
+        from conveyor.errors import UsageError
+
+        for step in self.transforms:
+            if before_schema is not None and step.before_schema != before_schema:
+                continue
+            stage_type = stage_types.get(step.uses)
+            apply = getattr(stage_type, "row_transform", None)
+            if apply is None:
+                raise UsageError(
+                    f"this model's inference path applies stage '{step.stage}' ({step.uses}) to "
+                    "every record, and " + ("no installed plugin provides that stage type"
+                                            if stage_type is None else
+                                            "that stage type no longer declares a row_transform"),
+                    hint="install the plugin that provides it (the version records its settings: "
+                         "removing the stage from the pipeline does not change this model)")
+            frame = apply(frame, step.settings)
+        return frame
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema": None if self.schema is None else self.schema.to_dict(),
                 "target": self.target, "id_column": self.id_column,
                 "features": [{"name": f.name, "dtype": f.dtype} for f in self.features],
                 "source": self.source,
-                "transforms": [{"stage": t.stage, "uses": t.uses, "settings": t.settings}
-                               for t in self.transforms],
+                "transforms": [{"stage": t.stage, "uses": t.uses, "settings": t.settings,
+                                "before_schema": t.before_schema} for t in self.transforms],
                 "reference": dict(self.reference)}
 
     @classmethod
@@ -161,7 +188,8 @@ class ModelContract:
                            for f in data.get("features") or ()),
             source=data.get("source"),
             transforms=tuple(RowTransform(str(t["stage"]), str(t["uses"]),
-                                          dict(t.get("settings") or {}))
+                                          dict(t.get("settings") or {}),
+                                          bool(t.get("before_schema")))
                              for t in data.get("transforms") or ()),
             reference=dict(data.get("reference") or {}))
 
@@ -177,7 +205,7 @@ def assemble(config: Mapping[str, Any], parts: list[Mapping[str, Any]],
         if isinstance(part, Mapping):
             merged.update({k: v for k, v in part.items()
                            if k in ("schema", "target", "id_column", "features", "source")})
-    merged["transforms"] = [{"stage": t.stage, "uses": t.uses, "settings": t.settings}
-                            for t in transforms]
+    merged["transforms"] = [{"stage": t.stage, "uses": t.uses, "settings": t.settings,
+                             "before_schema": t.before_schema} for t in transforms]
     merged["reference"] = dict(reference)
     return ModelContract.from_dict(merged)

@@ -189,7 +189,8 @@ class Runner:
             load_artifact=lambda ref: self._load(store, ref), import_target=importer,
             log_metrics=log_metrics, log=lambda message: self.display.log(stage.name, message),
             validate=validate, contract=lambda: self._contract(store, run, stage, outputs),
-            schemas=_Schemas(self.host, run.project_dir, importer))
+            schemas=_Schemas(self.host, run.project_dir, importer),
+            stage_types=self.found.stage_types)
         try:
             self.host.call_each("conveyor_before_stage", run=run, stage=stage)
             produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage, context=context)
@@ -244,29 +245,40 @@ class Runner:
         """The model contract made up by the stages `stage` depends on (`StageContext.contract`)."""
         from conveyor.contract import RowTransform, assemble
 
-        ancestors: set[str] = set()
-        pending = list(stage.needs)
-        while pending:
-            name = pending.pop()
-            if name not in ancestors and name in self._plan:
-                ancestors.add(name)
-                pending += self._plan[name].needs
+        ancestors = self._upstream(stage.name)
         ordered = sorted(ancestors, key=lambda n: self._plan[n].position)
-        parts, transforms, reference = [], [], {}
+        parts, reference = [], {}
+        schema_stage = None
         for name in ordered:
             produced = outputs.get(name, {})
             if "contract" in produced:
                 value, ref = produced["contract"]
-                parts.append(value if value is not None or ref is None
-                             else self._load(store, _resolve(ref, "contract")))
+                part = value if value is not None or ref is None \
+                    else self._load(store, _resolve(ref, "contract"))
+                parts.append(part)
+                if isinstance(part, Mapping) and part.get("schema"):
+                    schema_stage = name
             for output in ("train", "test"):
                 if output in produced and produced[output][1] is not None and \
                         output not in reference:
                     reference[output] = {"stage": name, "output": output}
-            planned = self._plan[name]
-            if planned.type.row_transform:
-                transforms.append(RowTransform(name, planned.uses, dict(planned.settings)))
+        # Row transforms upstream of the stage that validated (its schema describes their
+        # output) apply before validating a raw record; the others after.
+        validated_after = self._upstream(schema_stage) if schema_stage else set()
+        transforms = [RowTransform(name, self._plan[name].uses, dict(self._plan[name].settings),
+                                   before_schema=name in validated_after)
+                      for name in ordered if self._plan[name].type.row_transform is not None]
         return assemble(run.config, parts, transforms, reference)
+
+    def _upstream(self, stage: str) -> set[str]:
+        found: set[str] = set()
+        pending = list(self._plan[stage].needs)
+        while pending:
+            name = pending.pop()
+            if name not in found and name in self._plan:
+                found.add(name)
+                pending += self._plan[name].needs
+        return found
 
     def _wrapper_that_raised(self, exc: BaseException) -> str | None:
         """The plugin whose `conveyor_run_stage` wrapper raised `exc`, or None when the stage

@@ -71,7 +71,7 @@ class StageContext:
                  log: Callable[[str], None],
                  validate: Callable[[Any, str, str | None], ValidationReport] | None = None,
                  contract: Callable[[], Any] | None = None,
-                 schemas: Any = None) -> None:
+                 schemas: Any = None, stage_types: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.settings = settings
         self.run = run
@@ -84,6 +84,9 @@ class StageContext:
         self._validate = validate
         self._contract = contract
         self._schemas = schemas
+        #: The installed stage types by name (`conveyor.StageType`), e.g. for
+        #: `ModelContract.transform`, which applies a model's inference path.
+        self.stage_types: Mapping[str, Any] = stage_types or {}
 
     @property
     def config(self) -> Mapping[str, Any]:

@@ -40,6 +40,11 @@ def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
     features = [str(c) for c in getattr(loaded.model, "feature_names_in_", [])]
     # The schema recorded with the version (its contract), not the project's current file.
     description = describe_schema(host, config=loaded.data_config(), project_dir=project_dir)
+    contract = loaded.contract
+    if contract is not None and any(t.before_schema for t in contract.transforms):
+        # Requests are raw records; the schema describes them after the row transforms of
+        # the version's inference path, so requests are typed by the transforms, not by it.
+        description, features = None, []
     spec = specs.ServeSpec(project_dir=str(project_dir), model_name=loaded.name,
                            features=features,
                            schema=description.to_dict() if description else None,

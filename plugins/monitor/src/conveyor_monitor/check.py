@@ -329,6 +329,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
                                             if c in LOG_COLUMNS or c in outputs])
             if not len(chunk):
                 continue
+            chunk = loaded.transform(chunk, before_schema=True)  # the version's inference path
             report = validate_frame(app.host, chunk, config=config, project_dir=project_dir,
                                     purpose=purpose)
             if not report.ok:
@@ -341,7 +342,8 @@ def check_batch(app: Any, request: Request) -> Outcome:
                                      f"({config['data'].get('schema')})", "validation": summary}
                 rows += len(chunk)
                 break
-            frame = report.data if report.data is not None else chunk
+            frame = loaded.transform(report.data if report.data is not None else chunk,
+                                     before_schema=False)
             absent = [f for f in features if f not in frame.columns]
             if absent:
                 invalid = {"reason": f"{batch.source} lacks feature(s) the model needs: "

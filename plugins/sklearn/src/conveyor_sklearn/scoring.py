@@ -56,6 +56,7 @@ class PredictSettings:
     id_column: str | None = None
     schema: str | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    transforms: list[Any] = field(default_factory=list)  # the version's inference path
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -142,7 +143,8 @@ def run(args: argparse.Namespace, app: Any) -> int:
         "uses": "sklearn.predict", "data": _relative(data, project_dir),
         "output": str(output), "model_name": record.name, "model_version": record.version,
         "artifact": record.artifact, "id_column": data_section.get("id_column"),
-        "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows}
+        "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows,
+        "transforms": [] if contract is None else contract.to_dict()["transforms"]}
     config = {**trained, "pipeline": {"predict": settings}}
     result = api.run(project_dir, config=config, force=True, quiet=False, command="predict")
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
@@ -220,9 +222,10 @@ def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path
     invalid_rows = 0
     started = last = time.perf_counter()
     total = _row_count(data)
+    path = conveyor.ModelContract.from_dict({"transforms": settings.get("transforms") or []})
     try:
         for chunk in _chunks(data, settings["chunk_rows"], overrides):
-            frame = chunk.to_pandas()
+            frame = path.transform(chunk.to_pandas(), ctx.stage_types, before_schema=True)
             chunks += 1
             report = ctx.validate(frame, "request", schema=settings.get("schema")) \
                 if settings.get("schema") else None
@@ -231,6 +234,7 @@ def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path
                 _collect(failures, report, offset=rows)
             elif not failures:
                 frame = frame if report is None or report.data is None else report.data
+                frame = path.transform(frame, ctx.stage_types, before_schema=False)
                 writer.write(_predictions(model, frame, features, classes, id_column, rows))
                 scored += len(frame)
             rows += len(frame)
