@@ -19,11 +19,12 @@ types: what a model cannot score without), the stage says so in one line, and th
 schema becomes the model's contract; `data` passes through untouched.
 
 A schema that records the data file it was written for (`SchemaSnapshot.describes`: a schema
-inferred from a file does) is not applied to another `data.source` whose columns it does not
-match: the run stops (exit 2) naming both files and the fix. A template's schema of its own
+inferred from a file does) is not applied to another `data.source` that lacks most of its
+columns: the run stops (exit 2) naming both files and the fix. A template's schema of its own
 sample data (`written_by` "conveyor init") is instead replaced by a schema inferred from the new
 source, with a line saying so, and so is the template's id column when the new data lacks it.
-With the same columns (a new batch of the same data), the schema applies, and the log says so.
+With at least half of its columns (a new batch of the same data, a broken one too), the schema
+applies, and the log says whose it is.
 A `data.id_column` the data lacks stops the run here, not when the model is used.
 """
 
@@ -181,15 +182,19 @@ def _quarantine(ctx: StageContext, frame: Any, report: ValidationReport, summary
 
 def _fits(ctx: StageContext, snapshot: Any, source: str | None, frame: Any) -> bool:
     """May the schema be applied to this data? Yes unless it says it was written for another
-    file and this data lacks its columns; with the same columns, the log says whose it is."""
+    file and this data lacks most of its columns (it is then another kind of file, not the same
+    data with problems, which validation reports); otherwise the log says whose it is."""
     if not snapshot.describes or not source:
         return True
     here = Path(ctx.project_dir)
     if (here / snapshot.describes).resolve() == (here / source).resolve():
         return True
-    if snapshot.columns and all(c in frame.columns for c in snapshot.columns):
-        ctx.log(f"{snapshot.origin} was written for {snapshot.describes}; {source} has its "
-                "columns, so it applies")
+    shared = [c for c in snapshot.columns if c in frame.columns]
+    if not snapshot.columns or len(shared) * 2 >= len(snapshot.columns):
+        ctx.log(f"{snapshot.origin} was written for {snapshot.describes}; {source} has "
+                + ("its columns" if len(shared) == len(snapshot.columns) else
+                   f"{len(shared)} of its {len(snapshot.columns)} columns")
+                + ", so it applies")
         return True
     return False
 

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
         frame = read_table(path)
     except Exception as exc:
         raise conveyor.UsageError(f"cannot read {args.data}: {type(exc).__name__}: {exc}") from exc
-    text = infer_yaml(frame, source=_relative(path, app),
+    text = infer_yaml(frame, source=_relative(path, app, args.data),
                       target=args.target or defaults.get("target"),
                       id_column=args.id_column or defaults.get("id_column"))
     if not args.output:
@@ -176,12 +176,12 @@ def run(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def _relative(path: Path, app: Any) -> str:
+def _relative(path: Path, app: Any, given: str) -> str:
     """`path` as `data.source` would name it: relative to the project, when in one."""
     try:
         return path.resolve().relative_to(app.project_dir.resolve()).as_posix()
     except (conveyor.UsageError, ValueError):
-        return str(path)
+        return given
 
 
 def _project_data_section(app: Any) -> dict[str, Any]:
