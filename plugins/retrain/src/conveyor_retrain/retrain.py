@@ -207,9 +207,10 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
                                             version=champion.version)
     metrics: dict[str, dict[str, float]] = {}
     for role, model in loaded.items():
-        features = _features(model.model, holdout, target, config)
-        metrics[role] = {metric: float(get_scorer(metric)(model.model, holdout[features],
-                                                          holdout[target]))
+        rows = model.transform(holdout)  # each version's own inference path, on raw rows
+        features = _features(model.model, rows, target, config)
+        metrics[role] = {metric: float(get_scorer(metric)(model.model, rows[features],
+                                                          rows[target]))
                          for metric in names}
     if champion is None:
         return metrics, ["no champion to compare with"], True
