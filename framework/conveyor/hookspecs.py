@@ -51,7 +51,11 @@ def conveyor_stage_types(register: Callable[..., None]) -> None:
     too is an error naming both plugins. ``run(context)`` gets a ``conveyor.StageContext`` (its
     settings, inputs, ``log_metrics``, ``log``) and returns a mapping of named outputs;
     ``settings_schema`` (a dataclass) types the stage's settings and ``check`` validates them
-    before anything runs. Called once per command, with the other extension hooks.
+    before anything runs. A stage type that transforms rows before training (derives features)
+    declares itself a row transform with ``row_transform=fn(frame, settings)``: registered
+    versions record it in their inference path (``conveyor.ModelContract.transforms``), and
+    ``predict``, ``monitor`` and ``serve`` apply it to raw records. Called once per command,
+    with the other extension hooks.
     """
 
 
