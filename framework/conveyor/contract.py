@@ -125,6 +125,9 @@ class ModelContract:
     source: str | None = None
     transforms: tuple[RowTransform, ...] = ()
     reference: dict[str, Any] = field(default_factory=dict)
+    #: the `data.schema` validated against when no plugin could write its content out
+    #: (`conveyor_schema_snapshot`): then the file as it is now is all there is to go by
+    schema_ref: str | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -134,7 +137,7 @@ class ModelContract:
         """The recorded schema as a file a validation plugin reads, relative to the project
         (`.conveyor/contracts/<sha256>.yaml`, as `data.schema` would name it), or None."""
         if self.schema is None:
-            return None
+            return self.schema_ref
         return self.schema.path(project_dir).relative_to(Path(project_dir)).as_posix()
 
     def data_config(self, config: Mapping[str, Any], project_dir: Path) -> dict[str, Any]:
@@ -176,7 +179,7 @@ class ModelContract:
                 "source": self.source,
                 "transforms": [{"stage": t.stage, "uses": t.uses, "settings": t.settings,
                                 "before_schema": t.before_schema} for t in self.transforms],
-                "reference": dict(self.reference)}
+                "reference": dict(self.reference), "schema_ref": self.schema_ref}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelContract:
@@ -191,7 +194,7 @@ class ModelContract:
                                           dict(t.get("settings") or {}),
                                           bool(t.get("before_schema")))
                              for t in data.get("transforms") or ()),
-            reference=dict(data.get("reference") or {}))
+            reference=dict(data.get("reference") or {}), schema_ref=data.get("schema_ref"))
 
 
 def assemble(config: Mapping[str, Any], parts: list[Mapping[str, Any]],
@@ -204,7 +207,8 @@ def assemble(config: Mapping[str, Any], parts: list[Mapping[str, Any]],
     for part in parts:
         if isinstance(part, Mapping):
             merged.update({k: v for k, v in part.items()
-                           if k in ("schema", "target", "id_column", "features", "source")})
+                           if k in ("schema", "target", "id_column", "features", "source",
+                                    "schema_ref")})
     merged["transforms"] = [{"stage": t.stage, "uses": t.uses, "settings": t.settings,
                              "before_schema": t.before_schema} for t in transforms]
     merged["reference"] = dict(reference)

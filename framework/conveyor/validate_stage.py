@@ -106,7 +106,8 @@ def _validate(ctx: StageContext) -> Mapping[str, Any]:
                  "(predictions are then identified by row position); columns: "
                  + ", ".join(map(str, frame.columns[:30])))
     contract = {"source": source, "target": target, "id_column": id_column,
-                "schema": None if snapshot is None else snapshot.to_dict()}
+                "schema": None if snapshot is None else snapshot.to_dict(),
+                "schema_ref": schema if schema and snapshot is None else None}
     if not schema:
         inferred = ctx.infer_schema(frame, source=source, target=target, id_column=id_column)
         if inferred is not None:
