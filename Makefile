@@ -61,6 +61,7 @@ bench: install wrk $(BENCH_VENV)/.installed $(EVIDENTLY_VENV)/.installed
 		--evidently-python $(EVIDENTLY_VENV)/bin/python
 	$(BIN)/python tests/bench/bench_ui.py --runs 5000 --repeat 7 --output bench-results/ui.json
 	$(BIN)/python tests/bench/bench_serve.py --repeat 2 --json bench-results/serve.json
+	$(BIN)/python tests/bench/bench_streams.py --output bench-results/streams.json
 
 # Evidently, the context figure of the drift benchmark, needs pandas < 3: a virtualenv of its own.
 # Where it does not install, the benchmark says so and goes on.

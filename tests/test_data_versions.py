@@ -80,6 +80,22 @@ def test_a_plugins_fingerprint_versions_data_files_and_the_core_sha256_the_rest(
     assert project.show(project.runs()[0]["id"])["data"]["notes.txt"] == "length:13"
 
 
+def test_force_reads_again_a_same_size_edit_whose_mtime_was_restored(tmp_path):
+    """Issue 14.9: the core's sha256 cache keys on (size, mtime, inode): an in-place edit of
+    the same size with the modification time put back looked unchanged. --force re-hashes."""
+    project = project_with_files(tmp_path, ["reader"])
+    project.run(check=True)
+    table = project.path / "table.csv"
+    stat = table.stat()
+    with table.open("r+") as handle:  # in place: the same inode
+        handle.write("a,b\n7,2\n")
+    os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert project.run(check=True).stdout.count("cached") >= 2  # the blind spot, as DVC's
+    project.run("--force", check=True)
+    sha = hashlib.sha256(b"a,b\n7,2\n").hexdigest()
+    assert project.show(project.runs()[0]["id"])["data"]["table.csv"] == sha
+
+
 def test_a_plugin_returning_a_non_string_fingerprint_is_named(tmp_path):
     project = project_with_files(tmp_path, ["reader", "badlengths"])
     (project.path / "badlengths.py").write_text(

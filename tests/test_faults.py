@@ -290,3 +290,33 @@ def test_project_without_a_model_section_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert project.runs()[0]["model"] == ""
     assert not (project.path / "after-run.marker").exists()  # cleanup.py is not listed
+
+
+def test_a_run_records_the_exit_code_its_command_exits_with(tmp_path):
+    """Issue 14.9: `runs.exit_code` was shown by the UI and never written."""
+    project = local_project(tmp_path / "p")
+    (project.path / "BREAK").touch()
+    assert project.run().returncode == 1
+    (project.path / "BREAK").unlink()
+    assert project.run().returncode == 0
+    codes = [project.show(r["id"])["exit_code"] for r in reversed(project.runs())]
+    assert codes == [1, 0]
+
+
+def test_run_ids_are_matched_as_text_not_as_like_patterns(tmp_path):
+    """Issue 14.9: `runs show %` matched a run (an unescaped LIKE pattern)."""
+    project = local_project(tmp_path / "p")
+    project.run()
+    for pattern in ("%", "_", "2%"):
+        done = project.cli("runs", "show", pattern)
+        assert done.returncode == 2 and f"no run with id '{pattern}'" in done.stderr
+
+
+def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path):
+    """Issue 14.9: `conveyor run | head` recorded the run failed with BrokenPipeError."""
+    project = local_project(tmp_path / "p")
+    pipe = subprocess.Popen(f"'{conveyor_executable()}' run | head -c 1 >/dev/null",
+                            shell=True, cwd=project.path)
+    assert pipe.wait(timeout=300) == 0
+    [run] = project.runs()
+    assert run["status"] == "completed", project.show(run["id"]).get("error")

@@ -67,6 +67,18 @@ def test_rollback_walks_back_through_earlier_champions(tmp_path):
     assert registry.aliases("m") == {"champion": 1}
 
 
+def test_rollback_passes_over_a_champion_promoted_again(tmp_path):
+    """Issue 14.9: promoting the champion again made `rollback` say 'from version 4 to 4'."""
+    store = open_store(tmp_path)
+    registry = Registry(store)
+    for n in (1, 2):
+        registry.register(name="m", run_id=f"r{n}", stage="register", artifact={}, metrics={},
+                          gate={}, decision="passed", config_hash="h", data={})
+        registry.set_alias("m", "champion", n, action="gate", reason="passed")
+    registry.set_alias("m", "champion", 2, action="promote", reason="again")
+    assert registry.rollback("m") == (2, 1)
+
+
 def test_a_tampered_artifact_is_refused_on_load(new_project):
     project = new_project()
     project.run(check=True)

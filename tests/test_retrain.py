@@ -57,6 +57,12 @@ def drop(retail_data, project: Path, week: int, name: str | None = None, **chang
     return path
 
 
+def without_column(path: Path, name: str) -> None:
+    import pandas as pd
+
+    pd.read_csv(path).drop(columns=[name]).to_csv(path, index=False)
+
+
 def watch_once(project: Path) -> list[dict]:
     done = conveyor("watch", "--inbox", "inbox", "--once", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
@@ -81,7 +87,8 @@ def decisions(project: Path) -> list:
 
 def test_watch_retrains_after_the_shift_and_processes_each_file_once(project, retail_data):
     drop(retail_data, project, 4)                               # the training distribution
-    drop(retail_data, project, 6, name="week-05-bad.csv", age=-3)   # fails the schema
+    bad = drop(retail_data, project, 6, name="week-05-bad.csv")
+    without_column(bad, "age")                                  # cannot be scored: invalid
     drop(retail_data, project, 9)                               # the new behaviour
     done = conveyor("watch", "--inbox", "inbox", "--once", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
@@ -201,3 +208,32 @@ def test_a_retrain_killed_after_it_promoted_counts_as_done(project, retail_data)
     again = conveyor("retrain", cwd=project)
     assert again.returncode == 1 and "no_action" in again.stdout, again.stdout
     assert "since the last retrain" in again.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("watchers", [2, 4])
+def test_watchers_on_one_inbox_process_each_batch_once(project, retail_data, watchers):
+    """Issue 14.7: two (or four) `watch` processes on one inbox monitored the same batch twice
+    and trained two challengers, bypassing the cooldown."""
+    drop(retail_data, project, 4)
+    drop(retail_data, project, 9)                  # triggers a retrain
+    drop(retail_data, project, 10)                 # inside the cooldown: no second challenger
+    procs = [subprocess.Popen([conveyor_executable(), "watch", "--inbox", "inbox", "--once",
+                               "--json"], cwd=project, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
+             for _ in range(watchers)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    handled = [h for out, _ in outputs for h in json.loads(out)]
+    assert sorted(h["file"] for h in handled) == ["inbox/week-04.csv", "inbox/week-09.csv",
+                                                  "inbox/week-10.csv"]
+    store = open_store(project)
+    try:
+        assert len(Monitoring(store).batches()) == 3
+        made = RetrainDecisions(store).list()
+        assert len(made) == 3 and sum(d.acted for d in made) == 1, [d.outcome for d in made]
+        assert len(Registry(store).versions("retail")) == 2
+    finally:
+        store.close()
+    # a retrain by hand waits for the watcher's decision rather than racing it; none runs now
+    assert conveyor("retrain", cwd=project).returncode == 1

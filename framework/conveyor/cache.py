@@ -36,13 +36,13 @@ class Decision:
         return self.cached_from is None
 
 
-def file_sha256(store: Store, path: Path) -> str:
+def file_sha256(store: Store, path: Path, *, verify: bool = False) -> str:
     """The file's sha256, from a cache keyed on (size, mtime, inode) so unchanged files are not
-    read again."""
+    read again; with `verify`, read again whatever the cache says (and refresh it)."""
     stat = path.stat()
     key = str(path.resolve())
     row = store.query("SELECT size, mtime_ns, inode, sha256 FROM file_hashes WHERE path=?", (key,))
-    if row and (row[0]["size"], row[0]["mtime_ns"], row[0]["inode"]) == (
+    if not verify and row and (row[0]["size"], row[0]["mtime_ns"], row[0]["inode"]) == (
             stat.st_size, stat.st_mtime_ns, stat.st_ino):
         return row[0]["sha256"]
     digest = sha256_file(path)

@@ -158,6 +158,9 @@ def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: 
     the first), the invalid row positions with their reasons, the full failure cases, and, when
     ok, the validated frame (converted only where the schema asks for it). Return None when your
     plugin does not handle this schema. Raise ``ConfigError`` for an unusable schema.
+    Checks the schema marks as expectations (what data was seen to hold, such as observed
+    ranges; conveyor-pandera: ``raise_warning: true``) never fail it: report the values outside
+    them in the report's ``expectations`` and ``unexpected_rows``.
     """
 
 
@@ -233,12 +236,15 @@ def conveyor_after_init(project_dir: Path, template: str) -> None:
 
 
 @hookspec(firstresult=True)
-def conveyor_file_fingerprint(path: Path, project_dir: Path) -> str | None:
+def conveyor_file_fingerprint(path: Path, project_dir: Path, verify: bool) -> str | None:
     """The version of a data file a stage reads (a stage type's ``input_files``). First result.
 
     Return a digest of the file's content as ``"ALGORITHM:HEX"`` (``"md5:3f2a..."``), or None
     to let the next plugin answer; when none does, the core uses its own sha256, cached by
     (size, mtime, inode). ``path`` is absolute, ``project_dir`` the project's folder.
+    ``verify`` is True when the user asked for the content to be read again (``conveyor run
+    --force``): answer from the file's bytes, not from metadata, since an edit that keeps the
+    size and restores the modification time looks unchanged to any metadata cache.
 
     The digest enters the fingerprint of every stage reading the file, is recorded with the run
     (``data_inputs``; ``RunInfo.data_versions``) and is shown by ``conveyor runs show`` and

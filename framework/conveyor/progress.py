@@ -1,7 +1,13 @@
-"""Stage-by-stage progress: a live rich display on a terminal, plain lines otherwise."""
+"""Stage-by-stage progress: a live rich display on a terminal, plain lines otherwise.
+
+Progress is for the person watching, never part of the run: when its reader goes away
+(`conveyor run | head`) the display falls silent and the run goes on, rather than failing
+with BrokenPipeError in the middle of a stage.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -27,7 +33,7 @@ class StageDisplay:
             self._status = self._console.status(f"[bold]{name}[/] running: {reason}")
             self._status.start()
         elif not self.quiet:
-            print(f"  {name}: running ({reason})", flush=True)
+            self._plain(f"  {name}: running ({reason})")
 
     def log(self, name: str, message: str) -> None:
         """A message under a stage's line; lines after the first (a table) are indented."""
@@ -38,7 +44,7 @@ class StageDisplay:
 
             self._console.print(f"[dim]{escape(text)}[/]")
         elif not self.quiet:
-            print(text, flush=True)
+            self._plain(text)
 
     def finish(self, name: str, status: str, duration: float, reason: str = "") -> None:
         self._stop()
@@ -49,7 +55,7 @@ class StageDisplay:
             self._console.print(f"  [{colour}]{mark}[/] {name:<16} [{colour}]{status:<9}[/] "
                                 f"[dim]{detail}[/]")
         elif not self.quiet:
-            print(f"  {mark} {name:<16} {status:<9} {detail}", flush=True)
+            self._plain(f"  {mark} {name:<16} {status:<9} {detail}")
 
     def _stop(self) -> None:
         if self._status is not None:
@@ -60,7 +66,16 @@ class StageDisplay:
         if self._console is not None:
             self._console.print(text)
         elif not self.quiet:
+            self._plain(text)
+
+    def _plain(self, text: str) -> None:
+        try:
             print(text, flush=True)
+        except BrokenPipeError:
+            # The reader is gone: stop printing; later writes (and the flush at exit) go to
+            # /dev/null instead of raising again.
+            self.quiet = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def close(self) -> None:
         self._stop()

@@ -18,7 +18,15 @@ from typing import Any
 from conveyor import collection
 from conveyor.cache import Decision, decide, file_sha256, input_path
 from conveyor.config import ProjectConfig, flatten
-from conveyor.errors import EXIT_FAILED, ConveyorError, PluginError, StageFailed, StoreError
+from conveyor.errors import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    ConveyorError,
+    PluginError,
+    StageFailed,
+    StoreError,
+)
 from conveyor.lineage import git_state, package_versions
 from conveyor.planner import PlannedStage, make_plan
 from conveyor.plugins import PluginHost
@@ -75,9 +83,10 @@ class Runner:
         """A data file's version: the first plugin answering `conveyor_file_fingerprint`
         (e.g. DVC's md5), else the core's cached sha256."""
         digest, plugin = self.host.call_first("conveyor_file_fingerprint", path=path,
-                                              project_dir=self.config.project_dir)
+                                              project_dir=self.config.project_dir,
+                                              verify=self.force)
         if digest is None:
-            return file_sha256(store, path)
+            return file_sha256(store, path, verify=self.force)
         if not isinstance(digest, str) or not digest.strip():
             raise PluginError(f"plugin {self.host.describe(plugin or '?')} returned {digest!r} "
                               f"from conveyor_file_fingerprint for {path}; expected a digest "
@@ -109,7 +118,7 @@ class Runner:
         verdicts: list[dict[str, Any]] = []
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt) \
             if _main_thread() else None
-        status, error = "completed", None
+        status, error, exit_code = "completed", None, None
         try:
             self.host.call_each("conveyor_before_run", run=run, config=self.config.data)
             for decision in decisions:
@@ -126,6 +135,8 @@ class Runner:
             if isinstance(exc, PluginError):
                 # A hook broke a run that had started: the run failed (1), not the set-up (2).
                 exc.exit_code = EXIT_FAILED
+            exit_code = (EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else
+                         exc.exit_code if isinstance(exc, ConveyorError) else EXIT_INTERNAL)
             raise
         finally:
             if status != "completed":
@@ -140,7 +151,10 @@ class Runner:
                     print(f"warning: {problem}", file=sys.stderr)
             if cleanup_errors and status == "completed":
                 status, error = "failed", cleanup_errors[0].message
-            self._close_run(store, run, status, error)
+            if exit_code is None:
+                exit_code = (EXIT_FAILED if status != "completed"
+                             or not all(v.get("ok") for v in verdicts) else 0)
+            self._close_run(store, run, status, error, exit_code)
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
             self.display.close()
@@ -464,12 +478,16 @@ class Runner:
                 "INSERT OR REPLACE INTO run_artifacts VALUES (?,?,?,?)",
                 [(run.id, stage.name, n, r["sha256"]) for n, r in refs.items() if "sha256" in r])
 
-    def _close_run(self, store: Store, run: RunInfo, status: str, error: str | None) -> None:
+    def _close_run(self, store: Store, run: RunInfo, status: str, error: str | None,
+                   exit_code: int) -> None:
+        """`exit_code` is the one `conveyor run` exits with for this run: 0, 1 (a stage failed
+        or a gate said no), 70 (a bug), 130 (interrupted)."""
         with store.write() as conn:
             row = conn.execute("SELECT created_at FROM runs WHERE id=?", (run.id,)).fetchone()
             now = time.time()
-            conn.execute("UPDATE runs SET status=?, finished_at=?, duration=?, error=? WHERE id=?",
-                         (status, now, now - row["created_at"], error, run.id))
+            conn.execute("UPDATE runs SET status=?, finished_at=?, duration=?, error=?, "
+                         "exit_code=? WHERE id=?",
+                         (status, now, now - row["created_at"], error, exit_code, run.id))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ anything learns from it, and apply the policy `validate.on_failure`.
   rest then passes; otherwise fail as above.
 - `warn`: print and store the failures, and go on with every row.
 
+Values outside the schema's expectations (checks it marks as such, e.g. the observed ranges
+`conveyor schema infer` writes) are printed as a warning and counted
+(`validation.unexpected_rows`) whatever the policy; they never fail the stage.
+
 Outputs: `data` (in memory only: the rows to go on with), `validation` (a JSON summary),
 `failures` (every failing cell, a DataFrame) when something failed, `quarantine` when rows were
 dropped, and `contract`: the schema's content (a `conveyor.SchemaSnapshot`), the data source,
@@ -123,6 +127,8 @@ def _validate(ctx: StageContext) -> Mapping[str, Any]:
     report = ctx.validate(frame, "train", schema=schema)
     took = time.perf_counter() - clock
     summary = {**report.summary(), "seconds": round(took, 4)}
+    if report.expectations:
+        _warn_expectations(ctx, report, schema)
     if report.ok:
         ctx.log(f"{report.rows:,} rows valid against {schema} ({report.validator}, {took:.2f}s)")
         return {"data": frame if report.data is None else report.data, "validation": summary,
@@ -198,6 +204,17 @@ def _fits(ctx: StageContext, snapshot: Any, source: str | None, frame: Any) -> b
                 + ", so it applies")
         return True
     return False
+
+
+def _warn_expectations(ctx: StageContext, report: ValidationReport, schema: str) -> None:
+    """Values outside the schema's expectations: reported and counted, never a failure."""
+    ctx.log_metrics({"validation.unexpected_rows": report.unexpected_rows})
+    checks = len(report.expectations)
+    ctx.log(f"warning: {report.unexpected_rows:,} of {report.rows:,} rows have values outside "
+            f"{checks} expectation{'s' if checks != 1 else ''} of {schema} (counted, not "
+            "refused; a hard check would refuse them):\n"
+            + failure_table(ValidationReport(ok=False, rows=report.rows,
+                                             failures=report.expectations)))
 
 
 def _count(report: ValidationReport) -> str:

@@ -10,6 +10,12 @@ all validate through `validate_frame`, so one schema guards all three and the va
 (conveyor-pandera) can be replaced by another without touching its callers.
 
 Rows are positions in the validated frame, counted from 0 (row 0 of a CSV is its second line).
+
+A schema separates what a model cannot do without (columns, types, the rules the user wrote as
+hard checks) from *expectations*: what the data was seen to hold (observed ranges, known
+categories; `conveyor schema infer` writes them so). Values outside an expectation never make a
+report not ok; they are counted in `ValidationReport.expectations`, so training can warn about
+them and monitoring can count them as a data-quality figure.
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ class ValidationReport:
     `data` is the validated frame when `ok` (converted where the schema says `coerce: true`,
     otherwise the frame given). `cases` is every failing cell when not ok, as a DataFrame with
     columns row, column, check, value (value as text), for storing as an artifact.
+    `expectations` are the failing checks the schema marks as expectations (Pandera:
+    `raise_warning: true`), each with its failing rows; they do not affect `ok`.
+    `unexpected_rows` counts the rows with at least one value outside an expectation.
     """
 
     ok: bool
@@ -64,6 +73,8 @@ class ValidationReport:
     validator: str = ""
     data: Any = field(default=None, repr=False)
     cases: Any = field(default=None, repr=False)
+    expectations: tuple[ValidationFailure, ...] = ()
+    unexpected_rows: int = 0
 
     @property
     def checked(self) -> bool:
@@ -97,15 +108,24 @@ class ValidationReport:
                                                             for r in rows]})
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-able account: counts, and each failure with its examples."""
-        return {
+        """A JSON-able account: counts, and each failure with its examples (and, when values
+        fell outside the schema's expectations, those too)."""
+        summary = {
             "ok": self.ok, "schema": self.schema, "validator": self.validator,
             "rows": self.rows, "invalid_rows": len(self.invalid_rows),
             "invalid_fraction": round(self.invalid_fraction, 6),
-            "failures": [{"column": f.column, "check": f.check, "failing_rows": f.failing_rows,
-                          "examples": [[row, _jsonable(value)] for row, value in f.examples]}
-                         for f in self.failures],
+            "failures": [_failure_summary(f) for f in self.failures],
         }
+        if self.expectations:
+            summary["unexpected_rows"] = self.unexpected_rows
+            summary["expectations"] = [_failure_summary(f) for f in self.expectations]
+        return summary
+
+
+def _failure_summary(failure: ValidationFailure) -> dict[str, Any]:
+    return {"column": failure.column, "check": failure.check,
+            "failing_rows": failure.failing_rows,
+            "examples": [[row, _jsonable(value)] for row, value in failure.examples]}
 
 
 def _jsonable(value: Any) -> Any:

@@ -29,7 +29,8 @@ hydra flags:
   --info, -sc install=bash  Hydra's info, shell completion
 
 options:
-  --force                   run every stage even when cached
+  --force                   run every stage even when cached, and read every data file
+                            again (not trusting its size and modification time)
   --quiet                   no per-stage progress
 """
 

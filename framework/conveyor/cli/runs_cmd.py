@@ -32,8 +32,9 @@ def configure(commands: Any) -> None:
 
 
 def _resolve(store: Any, prefix: str) -> str:
-    rows = store.query("SELECT id FROM runs WHERE id LIKE ? ORDER BY created_at DESC",
-                       (prefix.replace("%", "") + "%",))
+    # Compared as text, not with LIKE: '%' or '_' in what was typed are not wildcards.
+    rows = store.query("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? "
+                       "ORDER BY created_at DESC", (prefix, prefix)) if prefix else []
     if not rows:
         raise UsageError(f"no run with id '{prefix}' in this project",
                          hint="see `conveyor runs list`")
@@ -120,7 +121,7 @@ def list_runs(args: argparse.Namespace, app: App) -> int:
 def _detail(store: Any, run_id: str) -> dict[str, Any]:
     row = store.query("SELECT * FROM runs WHERE id=?", (run_id,))[0]
     data = summary(store, row)
-    for key in ("git_commit", "git_dirty", "config_hash", "error", "command"):
+    for key in ("git_commit", "git_dirty", "config_hash", "error", "command", "exit_code"):
         data[key] = row[key]
     for key in ("config", "overrides", "packages"):
         try:

@@ -171,7 +171,8 @@ class Registry:
         for move in moves:
             if move["action"] == "rollback" and stack:
                 stack.pop()
-            else:
+            elif not stack or stack[-1] != move["version"]:
+                # Promoting the champion again is no change: rolling back passes over it.
                 stack.append(move["version"])
         current = moves[-1]["version"]
         if len(stack) < 2:

@@ -286,3 +286,17 @@ def test_a_tampered_new_champion_is_not_swapped_in(project, serve):
     assert meta["version"] == 1 and "sha256" in meta["error"]
     assert post(server, [RECORD]).json()[0]["model_version"] == 1
     assert httpx.get(f"{server.url}/readyz").status_code == 200  # still a verified model
+
+
+def test_a_busy_port_is_a_usage_error_before_serving_is_announced(project):
+    """Issue 14.9: `serve` on a busy port printed "serving ..." then a raw traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("serve", "--port", str(port), cwd=project.path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "serving" not in done.stdout and "Traceback" not in done.stderr

@@ -157,3 +157,20 @@ def test_a_data_file_committed_to_git_stays_with_git_until_handed_to_dvc(dvc_pro
     git(project.path, "commit", "-q", "-m", "hand it to DVC")
     project.run(check=True)
     assert dvc_md5(project.path / "data" / "a.txt") == md5(project.path / "data" / "a.txt")
+
+
+def test_force_reads_again_a_same_size_edit_whose_mtime_was_restored(dvc_project):
+    """Issue 14.9: an in-place edit of the same size with the modification time put back was
+    recorded as the old data version (DVC's state cache keys on metadata); --force re-hashes."""
+    project = dvc_project()
+    project.run(check=True)
+    b = project.path / "data" / "b.txt"
+    before, stat = md5(b), b.stat()
+    text = b.read_text()
+    b.write_text(text.replace("1", "9", 1))
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert b.stat().st_size == stat.st_size and md5(b) != before
+    project.run("--force", check=True)
+    assert data_inputs(project, project.runs()[0]["id"])["data/b.txt"] == f"md5:{md5(b)}"
+    project.run(check=True)  # DVC's state was corrected: no --force needed from now on
+    assert data_inputs(project, project.runs()[0]["id"])["data/b.txt"] == f"md5:{md5(b)}"

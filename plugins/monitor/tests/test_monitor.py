@@ -79,18 +79,26 @@ def test_ks_and_js_selected_in_config(shop, batch):
     assert report["status"] == "drift" and report["feature_results"]["tenure_months"]["drifted"]
 
 
-def test_a_batch_failing_the_schema_is_invalid_and_recorded(shop, batch):
+def test_rows_failing_the_schema_are_set_aside_and_too_many_make_the_batch_invalid(shop, batch):
     frame = customers(500, 41)
     frame.loc[7, "region"] = "atlantis"
     batch(shop, "bad.csv", frame)
     result, report = monitor(shop, "--data", "bad.csv")
-    assert result.returncode == 1
-    assert report["status"] == "invalid"
-    failure = report["invalid"]["validation"]["failures"][0]
-    assert failure["column"] == "region" and failure["examples"][0] == [7, "atlantis"]
-    assert stored(shop)[0]["status"] == "invalid"
-    text = shop.cli("monitor", "--data", "bad.csv")
-    assert "region" in text.stdout and "atlantis" in text.stdout and "bad.csv" in text.stdout
+    assert result.returncode == 0, result.stderr
+    assert report["status"] == "ok" and report["invalid"] is None
+    quality = report["quality"]
+    assert quality["invalid_rows"] == 1 and quality["checked_rows"] == 499
+    [(reason, examples)] = quality["invalid_examples"].items()
+    assert reason.startswith("region: isin(") and examples == [[7, "atlantis"]]
+    assert "1 row set aside (region: isin(" in report["message"]
+    frame.loc[:300, "region"] = "atlantis"  # 301 of 500: more than monitor.max_invalid_share
+    batch(shop, "worse.csv", frame)
+    result, report = monitor(shop, "--data", "worse.csv")
+    assert result.returncode == 1 and report["status"] == "invalid"
+    assert "301 of 500 rows (60%) break the contract" in report["message"]
+    assert [r["status"] for r in stored(shop)] == ["ok", "invalid"]
+    text = shop.cli("monitor", "--data", "worse.csv")
+    assert "region" in text.stdout and "atlantis" in text.stdout and "worse.csv" in text.stdout
 
 
 def test_a_batch_missing_a_feature_is_invalid(shop, batch):
@@ -100,11 +108,11 @@ def test_a_batch_missing_a_feature_is_invalid(shop, batch):
     assert "tenure_months" in json.dumps(report["invalid"])
 
 
-def test_an_empty_batch_is_insufficient_not_an_alarm(shop, batch):
+def test_an_empty_or_header_only_batch_is_invalid(shop, batch):
     batch(shop, "empty.csv", customers(10, 43).iloc[:0])
-    result, report = monitor(shop, "--data", "empty.csv")
-    assert result.returncode == 0, result.stderr
-    assert report["status"] == "insufficient" and "no rows" in report["message"]
+    result, report = monitor(shop, "--data", "empty.csv")  # a header line and nothing else
+    assert result.returncode == 1, result.stderr
+    assert report["status"] == "invalid" and "empty.csv has no rows" in report["message"]
     (shop.path / "zero.csv").write_text("")
     result, report = monitor(shop, "--data", "zero.csv")
     assert result.returncode == 1 and report["status"] == "invalid"

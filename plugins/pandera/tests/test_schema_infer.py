@@ -56,8 +56,13 @@ def test_the_inferred_schema_validates_the_file_it_came_from(folder, suffix):
     rules = yaml.safe_load(text)
     columns = rules["columns"]
     assert rules["strict"] is True and rules["coerce"] is False
-    assert columns["age"]["ge"] == int(frame["age"].min()) and columns["age"]["coerce"] is True
-    assert columns["city"]["isin"] == ["Lima", "Oslo", "Pune"] and columns["city"]["nullable"]
+    # Observed ranges and categories are expectations: counted, never refused.
+    assert columns["age"]["ge"] == {"min_value": int(frame["age"].min()), "raise_warning": True}
+    assert columns["age"]["coerce"] is True
+    assert columns["city"]["isin"] == {"allowed_values": ["Lima", "Oslo", "Pune"],
+                                       "raise_warning": True}
+    assert columns["city"]["nullable"]
+    assert "ge: {min_value: 0, raise_warning: true}" in text  # one line, easy to edit
     assert "isin" not in columns["note"]  # too many distinct values to be categories
     assert columns["income"]["nullable"] is True and columns["label"]["nullable"] is False
     assert columns["id"]["unique"] is True and columns["flag"] == {"dtype": "bool",
@@ -90,3 +95,48 @@ def test_usage_errors(folder):
     assert (folder.path / "schema.yaml").read_text() == "# mine, edited by hand\n"
     folder.cli("schema", "infer", "d.csv", "-o", "schema.yaml", "--force", check=True)
     assert_error(folder.cli("schema"), 2, "conveyor schema infer DATA")
+
+
+def beyond(frame: pd.DataFrame) -> pd.DataFrame:
+    """New rows: 7 ages above the oldest seen, 4 of a city never seen, one missing label."""
+    new = frame.copy()
+    new.loc[[1, 5, 9, 13, 17, 21, 25], "age"] = 95
+    new.loc[[2, 5, 40, 41], "city"] = "Quito"
+    return new
+
+
+def test_expectations_are_counted_never_refused_and_strict_writes_hard_checks(folder):
+    from conveyor.testing import plugin_host
+    from conveyor.validation import validate_frame
+
+    frame = odd_frame()
+    frame.to_csv(folder.path / "odd.csv", index=False)
+    folder.cli("schema", "infer", "odd.csv", "-o", "soft.yaml", "--target", "label", check=True)
+    result = folder.cli("schema", "infer", "odd.csv", "-o", "hard.yaml", "--target", "label",
+                        "--strict", check=True)
+    assert "hard checks (--strict)" in result.stdout
+    hard = yaml.safe_load((folder.path / "hard.yaml").read_text())["columns"]
+    assert hard["age"]["ge"] == int(frame["age"].min())
+    assert hard["city"]["isin"] == ["Lima", "Oslo", "Pune"]
+    new = beyond(frame)
+    host = plugin_host()
+    soft = validate_frame(host, new, project_dir=folder.path,
+                          config={"data": {"schema": "soft.yaml", "target": "label"}})
+    assert soft.ok and not soft.invalid_rows
+    found = {(f.column, f.check.split("(")[0]): f.failing_rows for f in soft.expectations}
+    assert found == {("age", "less_than_or_equal_to"): 7, ("city", "isin"): 4}
+    assert soft.unexpected_rows == 10  # row 5 breaks both
+    summary = soft.summary()
+    assert summary["unexpected_rows"] == 10 and len(summary["expectations"]) == 2
+    strict = validate_frame(host, new, project_dir=folder.path,
+                            config={"data": {"schema": "hard.yaml", "target": "label"}})
+    assert not strict.ok and len(strict.invalid_rows) == 10 and not strict.expectations
+    # Serving describes only the hard rules: an expectation does not refuse a record.
+    from conveyor.validation import describe_schema
+
+    fields = {f.name: f for f in describe_schema(
+        host, config={"data": {"schema": "soft.yaml"}}, project_dir=folder.path).fields}
+    assert fields["age"].le is None and fields["city"].isin is None
+    fields = {f.name: f for f in describe_schema(
+        host, config={"data": {"schema": "hard.yaml"}}, project_dir=folder.path).fields}
+    assert fields["age"].le == int(frame["age"].max())

@@ -52,6 +52,35 @@ def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
     return spec, loaded
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on before announcing anything: BentoML would
+    print a traceback from inside its arbiter after our "serving ..." line."""
+    import errno
+    import socket
+
+    if not 0 < port < 65536:
+        raise conveyor.UsageError(f"port {port} is not a TCP port", hint="use 1-65535, e.g. --port 3000")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise conveyor.UsageError(f"cannot serve on host '{host}': {exc.strerror}",
+                                  hint="use an address such as 127.0.0.1 (--host, serve.host)"
+                                  ) from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise conveyor.UsageError(
+                    f"port {port} on {host} is already in use by another process",
+                    hint="stop it, or serve on another port: conveyor serve --port "
+                         f"{port + 1}") from exc
+            raise conveyor.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                      hint="choose another --host or --port") from exc
+
+
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: serve.port, 3000)")
     parser.add_argument("--host", help="address to bind (default: serve.host, 127.0.0.1)")
@@ -69,6 +98,7 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
     settings = spec.settings
     host = args.host or settings["host"]
     port = args.port if args.port is not None else settings["port"]
+    check_port_free(host, port)
     tmp = project_dir / ".conveyor" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     path = spec.dump(tmp / f"serve-{os.getpid()}.json")

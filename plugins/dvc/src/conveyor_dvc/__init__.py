@@ -56,16 +56,17 @@ def conveyor_after_init(project_dir: Path, template: str) -> None:
 
 
 @conveyor.hookimpl
-def conveyor_file_fingerprint(path: Path, project_dir: Path) -> str | None:
+def conveyor_file_fingerprint(path: Path, project_dir: Path, verify: bool) -> str | None:
     """DVC's md5 of a data file inside a DVC repository (None elsewhere: the core's sha256).
-    Unchanged files: looked up in DVC's state by metadata, no DVC import, no read."""
+    Unchanged files: looked up in DVC's state by metadata, no DVC import, no read; with
+    `verify` (`conveyor run --force`) read again, and DVC's state corrected."""
     project_dir = Path(project_dir)
     rel = state.relative(path, project_dir)
     if not state.is_dvc_repo(project_dir) or rel is None:
         return None
     if not Path(f"{path}.dvc").is_file() and _tracked_by_git(project_dir, rel):
         return None  # code and config (a schema file, say) are versioned by git, not DVC
-    md5 = state.lookup(project_dir, Path(path))
+    md5 = None if verify else state.lookup(project_dir, Path(path))
     if md5 is None:
         md5 = project_for(project_dir).hash_and_record(Path(path))
     return f"md5:{md5}"

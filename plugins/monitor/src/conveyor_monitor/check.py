@@ -22,6 +22,7 @@ from conveyor.validation import validate_frame
 
 from conveyor_monitor import profile as prof
 from conveyor_monitor import reading
+from conveyor_monitor.quality import Quality, numbers_from_text
 from conveyor_monitor.settings import MonitorConfig, as_dict, settings_from
 
 PREDICTION = "prediction"
@@ -260,7 +261,8 @@ class Batch:
 
 
 def open_batch(project_dir: Path, request: Request, model: str, profile: prof.Profile,
-               reference_dtypes: dict[str, Any], settings: MonitorConfig) -> Batch:
+               reference_dtypes: dict[str, Any], settings: MonitorConfig, *,
+               numbers_as_text: bool = False) -> Batch:
     if request.from_log:
         since = request.since
         if since is None:
@@ -281,8 +283,201 @@ def open_batch(project_dir: Path, request: Request, model: str, profile: prof.Pr
     reading.check_file(path, "--data")
     return Batch(_rel(path, project_dir), sha256_file(path),
                  reading.read_chunks(path, chunk_rows=settings.chunk_rows,
-                                     types=reading.arrow_types(reference_dtypes)),
+                                     types=reading.arrow_types(reference_dtypes,
+                                                               numbers_as_text=numbers_as_text)),
                  logged=False)
+
+
+@dataclass
+class Layout:
+    """The columns the project's schema lists, and whether it refuses others (strict)."""
+
+    schema: str
+    columns: frozenset[str]
+    strict: bool
+
+
+def schema_layout(host: Any, config: Any, project_dir: Path, features: list[str]
+                  ) -> Layout | None:
+    """The schema's columns (None without `data.schema`). A schema that names none of the
+    model's features was written for other data: exit 2, naming the file."""
+    from conveyor.validation import describe_schema
+
+    try:
+        description = describe_schema(host, config=config, project_dir=project_dir)
+    except conveyor.ConfigError as exc:
+        if "no installed plugin describes" in exc.message:
+            return None  # a validator that does not describe fields: validation alone decides
+        raise
+    if description is None:
+        return None
+    columns = frozenset(f.name for f in description.fields)
+    patterns = any("columns matching a pattern" in u for u in description.unchecked)
+    if not patterns and features and not columns & set(features):
+        raise conveyor.ConfigError(
+            f"data.schema: {description.schema} shares no column with the model's data: it "
+            f"lists {', '.join(sorted(columns)[:8]) or 'no column'}; the model's features are "
+            f"{', '.join(features[:8])}",
+            hint="point data.schema at the schema of this data, or write one with "
+                 "`conveyor schema infer DATA -o schema.yaml`")
+    return Layout(description.schema, columns, description.strict and not patterns)
+
+
+@dataclass
+class Scan:
+    """What reading a batch found: counts for drift, labelled rows, its data quality."""
+
+    profile: prof.Profile
+    newest: Any = None
+    rows: int = 0
+    invalid: dict[str, Any] | None = None
+    counter: Any = None
+    quality: Quality = field(default_factory=Quality)
+    labelled_x: list[Any] = field(default_factory=list)
+    labelled_y: list[Any] = field(default_factory=list)
+    labels_in_batch: bool = False
+
+    def __post_init__(self) -> None:
+        self.counter = prof.BatchCounter(self.profile.all())
+
+
+def scan_batch(app: Any, config: Any, settings: MonitorConfig, loaded: Any, features: list[str],
+               batch: Batch, layout: Layout | None, labels: Any, target: str | None,
+               id_column: str | None, scan: Scan, dtypes: dict[str, Any]) -> None:
+    """Read the batch chunk by chunk: set aside the rows that break the contract, count the
+    values outside expectations, and count the rest for drift, predictions and labels."""
+    import numpy as np
+
+    project_dir = app.project_dir
+    numeric = [name for name, dtype in dtypes.items() if dtype.kind in "iuf"]
+    quality = scan.quality
+    try:
+        for chunk, purpose in with_purpose(batch.chunks, settings.min_rows):
+            outputs = {}
+            if batch.logged:
+                chunk = chunk[chunk["model_version"].astype(str) == str(loaded.number)] \
+                    if "model_version" in chunk.columns else chunk
+                if len(chunk) and "timestamp" in chunk.columns:
+                    scan.newest = str(chunk["timestamp"].max())
+                chunk = chunk.reset_index(drop=True)
+                outputs = logged_outputs(chunk)
+                chunk = chunk.drop(columns=[c for c in chunk.columns
+                                            if c in LOG_COLUMNS or c in outputs])
+            if not len(chunk):
+                continue
+            chunk = loaded.transform(chunk, before_schema=True)  # the version's inference path
+            first = scan.rows
+            scan.rows += len(chunk)
+            quality.rows += len(chunk)
+            if layout is not None and layout.strict:
+                # A column the schema does not list is noted, not a reason to refuse the batch.
+                extra = [str(c) for c in chunk.columns if str(c) not in layout.columns]
+                if extra:
+                    quality.extra_columns = sorted(set(quality.extra_columns) | set(extra))
+                    chunk = chunk.drop(columns=extra)
+            chunk, unreadable, examples = numbers_from_text(chunk, numeric, first)
+            origin = np.arange(first, first + len(chunk))
+            if unreadable:
+                keep = np.ones(len(chunk), dtype=bool)
+                keep[list(unreadable)] = False
+                quality.set_aside_rows({first + r: why for r, why in unreadable.items()},
+                                       examples)
+                chunk, origin = chunk.iloc[keep].reset_index(drop=True), origin[keep]
+                outputs = {k: v[keep].reset_index(drop=True) for k, v in outputs.items()}
+            report = validate_frame(app.host, chunk, config=config, project_dir=project_dir,
+                                    purpose=purpose)
+            if not report.ok and report.not_about_rows:
+                summary = report.summary()
+                for failure in summary["failures"]:  # rows of the whole batch, not the chunk
+                    failure["examples"] = [[None if row is None else int(origin[row]), value]
+                                           for row, value in failure["examples"]]
+                broken = "; ".join(f"{f.column + ': ' if f.column else ''}{f.check}"
+                                   for f in report.not_about_rows)
+                schema = layout.schema if layout else config["data"].get("schema")
+                whose = f"{loaded.name} v{loaded.number}'s" if loaded.contract is not None \
+                    else "the project's"
+                scan.invalid = {"reason": f"{batch.source} cannot be scored: {broken} "
+                                          f"({whose} schema, {schema})",
+                                "validation": summary}
+                break
+            if not report.ok:
+                # Rows that break the contract are set aside; the rest goes on.
+                summary = report.summary()
+                quality.set_aside_rows(
+                    {int(origin[r]): why for r, why in report.invalid_rows.items()},
+                    {(f"{f['column']}: {f['check']}" if f["column"] else f["check"]):
+                     [[None if row is None else int(origin[row]), value]
+                      for row, value in f["examples"]] for f in summary["failures"]})
+                keep = np.ones(len(chunk), dtype=bool)
+                keep[list(report.invalid_rows)] = False
+                chunk, origin = chunk.iloc[keep].reset_index(drop=True), origin[keep]
+                outputs = {k: v[keep].reset_index(drop=True) for k, v in outputs.items()}
+                report = validate_frame(app.host, chunk, config=config,
+                                        project_dir=project_dir, purpose="request")
+                if not report.ok:
+                    scan.invalid = {
+                        "reason": f"{batch.source}: after setting aside the rows that break "
+                                  "the schema, the rest still fails it: " + "; ".join(
+                                      f"{f.column + ': ' if f.column else ''}{f.check}"
+                                      for f in report.failures),
+                        "validation": report.summary()}
+                    break
+            if report.expectations:
+                quality.expectations(report.expectations, report.unexpected_rows,
+                                     lambda row, origin=origin: int(origin[row]))
+            frame = loaded.transform(report.data if report.data is not None else chunk,
+                                     before_schema=False)
+            absent = [f for f in features if f not in frame.columns]
+            if absent:
+                scan.invalid = {"reason": f"{batch.source} lacks feature(s) the model needs: "
+                                          + ", ".join(absent), "missing_features": absent}
+                break
+            quality.checked_rows += len(frame)
+            if not len(frame):
+                continue
+            for feature in features:
+                scan.counter.add(feature, frame[feature])
+            if settings.prediction_drift and scan.profile.predictions:
+                if not batch.logged:
+                    outputs = predictions(loaded.model, frame[features])
+                for output, values in outputs.items():
+                    if output in scan.counter.counters:
+                        scan.counter.add(output, values)
+            if labels is not None:
+                if id_column not in frame.columns:
+                    raise conveyor.UsageError(
+                        f"--labels: the batch has no id column '{id_column}' (data.id_column) "
+                        "to join the labels on")
+                ids = frame[id_column].astype(str)
+                hit = ids.isin(labels.index).to_numpy()
+                if hit.any():
+                    scan.labelled_x.append(frame.loc[hit, features])
+                    scan.labelled_y.append(labels.loc[ids[hit]].to_numpy())
+            elif target and target in frame.columns:
+                scan.labels_in_batch = True
+                known = frame[target].notna().to_numpy()
+                if known.any():
+                    scan.labelled_x.append(frame.loc[known, features])
+                    scan.labelled_y.append(frame.loc[known, target].to_numpy())
+    except reading.Unconvertible:
+        raise  # the caller reads the batch again, its number columns as text
+    except reading.BadBatch as exc:
+        scan.invalid = {"reason": str(exc)}
+
+
+def judge_quality(batch: Batch, quality: Quality, settings: MonitorConfig, config: Any
+                  ) -> dict[str, Any] | None:
+    """Invalid when the batch has no rows to score (a file with a header only), or when more
+    than `monitor.max_invalid_share` of its rows break the contract."""
+    if quality.rows == 0 and not batch.logged:
+        return {"reason": f"{batch.source} has no rows: a header line and nothing else"}
+    if quality.set_aside and quality.invalid_share > settings.max_invalid_share:
+        return {"reason": f"{quality.set_aside:,} of {quality.rows:,} rows "
+                          f"({quality.invalid_share:.0%}) break the contract, more than "
+                          f"monitor.max_invalid_share={settings.max_invalid_share:g}: "
+                          + quality.top_reasons(),
+                "set_aside": quality.as_dict(settings.max_invalid_share)}
+    return None
 
 
 def check_batch(app: Any, request: Request) -> Outcome:
@@ -307,77 +502,35 @@ def check_batch(app: Any, request: Request) -> Outcome:
     features = list(profile.features)
     dtypes = _reference_dtypes(profile)
     batch = open_batch(project_dir, request, loaded.name, profile, dtypes, settings)
-    counter = prof.BatchCounter(profile.all())
-    rows = 0
-    invalid: dict[str, Any] | None = None
-    labelled_x: list[Any] = []
-    labelled_y: list[Any] = []
-    labels_in_batch = False
-    newest = batch.log_until
+    layout = schema_layout(app.host, config, project_dir, features)
     say(request, f"checking {batch.source} against {loaded.name} v{loaded.number} ...")
+    scan = Scan(profile, batch.log_until)
     try:
-        for chunk, purpose in with_purpose(batch.chunks, settings.min_rows):
-            outputs = {}
-            if batch.logged:
-                chunk = chunk[chunk["model_version"].astype(str) == str(loaded.number)] \
-                    if "model_version" in chunk.columns else chunk
-                if len(chunk) and "timestamp" in chunk.columns:
-                    newest = str(chunk["timestamp"].max())
-                chunk = chunk.reset_index(drop=True)
-                outputs = logged_outputs(chunk)
-                chunk = chunk.drop(columns=[c for c in chunk.columns
-                                            if c in LOG_COLUMNS or c in outputs])
-            if not len(chunk):
-                continue
-            chunk = loaded.transform(chunk, before_schema=True)  # the version's inference path
-            report = validate_frame(app.host, chunk, config=config, project_dir=project_dir,
-                                    purpose=purpose)
-            if not report.ok:
-                summary = report.summary()
-                for failure in summary["failures"]:  # rows of the whole batch, not the chunk
-                    failure["examples"] = [[None if row is None else row + rows, value]
-                                           for row, value in failure["examples"]]
-                whose = f"{loaded.name} v{loaded.number}'s" if contract else "the project's"
-                invalid = {"reason": f"{batch.source} fails {whose} schema "
-                                     f"({config['data'].get('schema')})", "validation": summary}
-                rows += len(chunk)
-                break
-            frame = loaded.transform(report.data if report.data is not None else chunk,
-                                     before_schema=False)
-            absent = [f for f in features if f not in frame.columns]
-            if absent:
-                invalid = {"reason": f"{batch.source} lacks feature(s) the model needs: "
-                                     + ", ".join(absent), "missing_features": absent}
-                rows += len(chunk)
-                break
-            rows += len(frame)
-            for feature in features:
-                counter.add(feature, frame[feature])
-            if settings.prediction_drift and profile.predictions:
-                if not batch.logged:
-                    outputs = predictions(loaded.model, frame[features])
-                for output, values in outputs.items():
-                    if output in counter.counters:
-                        counter.add(output, values)
-            if labels is not None:
-                if id_column not in frame.columns:
-                    raise conveyor.UsageError(
-                        f"--labels: the batch has no id column '{id_column}' (data.id_column) "
-                        "to join the labels on")
-                ids = frame[id_column].astype(str)
-                hit = ids.isin(labels.index).to_numpy()
-                if hit.any():
-                    labelled_x.append(frame.loc[hit, features])
-                    labelled_y.append(labels.loc[ids[hit]].to_numpy())
-            elif target and target in frame.columns:
-                labels_in_batch = True
-                known = frame[target].notna().to_numpy()
-                if known.any():
-                    labelled_x.append(frame.loc[known, features])
-                    labelled_y.append(frame.loc[known, target].to_numpy())
-    except reading.BadBatch as exc:
-        invalid = {"reason": str(exc)}
-    result = assess(app.host, counter, profile, chosen, settings, rows, invalid)
+        scan_batch(app, config, settings, loaded, features, batch, layout, labels, target,
+                   id_column, scan, dtypes)
+    except reading.Unconvertible:
+        # Words where numbers belong: read again with those columns as text, and set the
+        # rows that hold them aside (the batch is invalid only if there are too many).
+        say(request, f"{batch.source}: a number column holds text; reading it again to set "
+                     "those rows aside")
+        batch = open_batch(project_dir, request, loaded.name, profile, dtypes, settings,
+                           numbers_as_text=True)
+        scan = Scan(profile, batch.log_until)
+        scan_batch(app, config, settings, loaded, features, batch, layout, labels, target,
+                   id_column, scan, dtypes)
+    rows, invalid, counter, quality = scan.rows, scan.invalid, scan.counter, scan.quality
+    labelled_x, labelled_y, labels_in_batch = scan.labelled_x, scan.labelled_y, \
+        scan.labels_in_batch
+    newest = scan.newest
+    if invalid is None:
+        invalid = judge_quality(batch, quality, settings, config)
+    if invalid is not None:  # nothing of an invalid batch is used, its labels neither
+        labelled_x, labelled_y = [], []
+    else:
+        for feature, entry in counter.counters.items():
+            if feature in profile.features:
+                quality.unseen(feature, entry.unseen)
+    result = assess(app.host, counter, profile, chosen, settings, quality.checked_rows, invalid)
     perf, perf_problem = performance(loaded, labelled_x, labelled_y, metrics)
     breached, perf_reasons = judge_performance(conditions, perf, loaded)
     problem = ""
@@ -388,7 +541,9 @@ def check_batch(app: Any, request: Request) -> Outcome:
     status = result["status"]
     if status == "ok" and breached:
         status = "drift"
-    message = summary_line(result, status, breached, perf_reasons, rows)
+    message = summary_line(result, status, breached, perf_reasons, rows) + \
+        quality_note(quality, invalid)
+    quality_figures = quality.as_dict(settings.max_invalid_share)
     from conveyor_monitor.report import write_reports
 
     store = open_store(project_dir)
@@ -412,7 +567,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
             "champion_metrics": {k: v for k, v in loaded.version.metrics.items()
                                  if k in perf},
             "settings": as_dict(settings), "invalid": invalid, "problem": problem or None,
-            "created_at": time.time(),
+            "quality": quality_figures, "created_at": time.time(),
         }
         paths = write_reports(report, history, request.report_dir
                               or Path(project_dir) / settings.reports / batch_id,
@@ -424,7 +579,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
                    "thresholds": {k: m.threshold for k, m in chosen.items()},
                    "methods": {k: m.detector.name for k, m in chosen.items()},
                    "drift_share_threshold": settings.drift_share, "problem": problem or None,
-                   "alerts": [a.kind for a in alerts]}
+                   "quality": quality_figures, "alerts": [a.kind for a in alerts]}
         if batch.logged:
             details["log_until"] = newest
         prediction = result["prediction"].get(PREDICTION) or {}
@@ -450,6 +605,24 @@ def check_batch(app: Any, request: Request) -> Outcome:
     if problem:
         code = EXIT_USAGE
     return Outcome(record, report, code, problem, failures)
+
+
+def quality_note(quality: Quality, invalid: dict[str, Any] | None) -> str:
+    """The data-quality part of the summary line ('' when there is nothing to say)."""
+    if invalid is not None:
+        return ""
+    parts = []
+    if quality.set_aside:
+        parts.append(f"{quality.set_aside:,} row{'s' if quality.set_aside != 1 else ''} set "
+                     f"aside ({quality.top_reasons(2)})")
+    if quality.unexpected_rows:
+        columns = sorted(n for n, c in quality.columns.items() if c.get("unexpected"))
+        parts.append(f"{quality.unexpected_rows:,} rows with values outside expectations "
+                     f"({', '.join(columns)})")
+    unseen = sorted(n for n, c in quality.columns.items() if c.get("unseen_categories"))
+    if unseen:
+        parts.append("unseen categories in " + ", ".join(unseen))
+    return ("; data quality: " + "; ".join(parts)) if parts else ""
 
 
 def with_purpose(chunks: Iterator[Any], min_rows: int) -> Iterator[tuple[Any, str]]:

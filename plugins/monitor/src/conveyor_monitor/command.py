@@ -24,8 +24,17 @@ breach, and a report is written (JSON and a self-contained HTML page).
   conveyor monitor --from-log                  # what the service predicted since the last check
   conveyor monitor --list [--json]             # the batches checked so far
 
+Rows that break the schema's hard checks (or hold text where a number belongs) are set aside
+and counted; the batch is invalid only when it cannot be scored: a column is missing, it is not
+a table or has no rows, or more than monitor.max_invalid_share (default 0.5) of its rows break
+the schema. Values outside the schema's expectations (the observed ranges and categories that
+`conveyor schema infer` writes) and categories the model never saw are counted per column: the
+report's data quality, also usable in retrain.when (quality.invalid_share,
+quality.unexpected_share). Drift is measured on the rows kept.
+
 exit codes: 0 no drift (or too little data to tell) · 1 drift, a performance breach or an
-invalid batch · 2 bad usage or config, or labels that match no row (the check is recorded)"""
+invalid batch · 2 bad usage or config (a schema that does not parse or shares no column with
+the model's data), or labels that match no row (the check is recorded)"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +104,7 @@ def show(outcome: Any) -> None:
         examples = ", ".join(f"row {row}: {value!r}" for row, value in failure["examples"][:3])
         out.print(f"  {failure['column'] or '(frame)'}: {failure['check']} fails on "
                   f"{failure['failing_rows']:,} row(s)" + (f" ({examples})" if examples else ""))
+    show_quality(out, report)
     rows = list(report["feature_results"].items()) + list(report["prediction"].items())
     if rows:
         from rich.table import Table
@@ -122,6 +132,37 @@ def show(outcome: Any) -> None:
               f"{report['batch']}")
 
 
+def show_quality(out: Any, report: dict[str, Any]) -> None:
+    """The data-quality figures: rows set aside, values outside expectations, per column."""
+    quality = report.get("quality") or {}
+    if report.get("invalid"):
+        for reason, count in (report["invalid"].get("set_aside") or {}).get(
+                "invalid_by_reason", {}).items():
+            examples = ", ".join(f"row {row}: {value!r}" for row, value in
+                                 quality["invalid_examples"].get(reason, [])[:3])
+            out.print(f"  {reason}: {count:,} row(s)" + (f" ({examples})" if examples else ""))
+        return
+    if not (quality.get("invalid_rows") or quality.get("columns")):
+        return
+    out.print(f"data quality: {quality['invalid_rows']:,} of {quality['rows']:,} rows set aside "
+              f"({quality['invalid_share']:.1%}; invalid above "
+              f"{quality['max_invalid_share']:.0%}), {quality['unexpected_rows']:,} of the "
+              f"{quality['checked_rows']:,} rows kept with values outside expectations "
+              f"({quality['unexpected_share']:.1%})")
+    for reason, count in quality["invalid_by_reason"].items():
+        examples = ", ".join(f"row {row}: {value!r}" for row, value in
+                             quality["invalid_examples"].get(reason, [])[:3])
+        out.print(f"  set aside: {reason}: {count:,} row(s)"
+                  + (f" ({examples})" if examples else ""))
+    for name, column in quality["columns"].items():
+        checks = ", ".join(f"{check} {count:,}" for check, count in column["checks"].items())
+        unseen = ", ".join(f"{category!r} {count:,}" for category, count
+                           in (column.get("unseen_categories") or {}).items())
+        out.print(f"  {name}: {column['unexpected']:,} value(s) outside expectations"
+                  + (f" ({checks})" if checks else "")
+                  + (f"; unseen categories: {unseen}" if unseen else ""))
+
+
 def list_batches(args: argparse.Namespace, app: Any) -> int:
     from conveyor.store import Monitoring, open_store
 
@@ -140,14 +181,24 @@ def list_batches(args: argparse.Namespace, app: Any) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("batch", "model", "source", "rows", "status", "drift share", "performance"):
+    for column in ("batch", "model", "source", "rows", "status", "drift share", "set aside",
+                   "unexpected", "performance"):
         table.add_column(column)
     for b in batches:
+        quality = (b.details or {}).get("quality") or {}
         table.add_row(b.id, f"{b.model_name} v{b.model_version}", b.source, f"{b.rows:,}",
                       b.status, "-" if b.drift_share is None else f"{b.drift_share:.0%}",
+                      _share(quality, "invalid_rows", "invalid_share"),
+                      _share(quality, "unexpected_rows", "unexpected_share"),
                       "  ".join(f"{k}={v:.3f}" for k, v in b.performance.items()))
     console().print(table)
     return 0
+
+
+def _share(quality: dict[str, Any], rows: str, share: str) -> str:
+    if rows not in quality:
+        return "-"  # recorded before data-quality figures existed
+    return f"{quality[rows]:,} ({quality[share]:.1%})" if quality[rows] else "0"
 
 
 MONITOR = conveyor.CliCommand("monitor", HELP, configure, run, description=DESCRIPTION)

@@ -1,8 +1,10 @@
 """Reading batches in chunks (CSV, TSV, Parquet through pyarrow) and the serving prediction log.
 
 Only one chunk is in memory at a time. CSV columns the reference knows are read with the
-reference's types, so a chunk's type never depends on which rows happen to be in it; a value
-that does not fit (text in a number column) is reported as an invalid batch.
+reference's types, so a chunk's type never depends on which rows happen to be in it. A value
+that does not fit (text in a number column) stops that reading (`Unconvertible`); the batch is
+then read again with its number columns as text, and the rows holding words where numbers
+belong are set aside (`conveyor_monitor.quality`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ class BadBatch(Exception):
     """The batch cannot be read as a table of the expected columns: an invalid batch."""
 
 
+class Unconvertible(BadBatch):
+    """A CSV value does not fit its column's type (text in a number column)."""
+
+
 def check_file(path: Path, what: str) -> None:
     if not path.is_file():
         raise conveyor.UsageError(f"{what} {path}: no such file")
@@ -31,8 +37,10 @@ def check_file(path: Path, what: str) -> None:
                                   hint="use .csv, .tsv or .parquet")
 
 
-def arrow_types(reference_dtypes: dict[str, Any]) -> dict[str, Any]:
-    """Arrow types for CSV columns, from the reference frame's dtypes (numbers stay numbers)."""
+def arrow_types(reference_dtypes: dict[str, Any], *, numbers_as_text: bool = False
+                ) -> dict[str, Any]:
+    """Arrow types for CSV columns, from the reference frame's dtypes (numbers stay numbers,
+    or, with `numbers_as_text`, are read as text to be converted row by row)."""
     import pandas as pd
     import pyarrow as pa
 
@@ -40,6 +48,9 @@ def arrow_types(reference_dtypes: dict[str, Any]) -> dict[str, Any]:
     for name, dtype in reference_dtypes.items():
         if pd.api.types.is_bool_dtype(dtype):
             types[name] = pa.bool_()
+        elif numbers_as_text and (pd.api.types.is_integer_dtype(dtype)
+                                  or pd.api.types.is_float_dtype(dtype)):
+            types[name] = pa.string()
         elif pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
             # Whole numbers are read as floats: a column with a gap comes out of pandas, Excel
             # and most exports as "23.0", which is the same number; the schema's coerce and
@@ -81,7 +92,12 @@ def read_chunks(path: Path, *, chunk_rows: int, types: dict[str, Any] | None = N
             for start in range(0, batch.num_rows, chunk_rows):
                 yield batch.slice(start, chunk_rows).to_pandas()
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise BadBatch(f"{path.name} cannot be read as a table: {_arrow_message(exc)}") from exc
+        message = f"{path.name} cannot be read as a table: {_arrow_message(exc)}"
+        if types and "conversion error" in str(exc):
+            raise Unconvertible(message) from exc
+        raise BadBatch(message) from exc
+    except OSError as exc:  # a damaged Parquet file, say
+        raise BadBatch(f"{path.name} cannot be read as a table: {exc}") from exc
 
 
 def _arrow_message(exc: Exception) -> str:

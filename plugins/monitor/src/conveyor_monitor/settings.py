@@ -50,6 +50,10 @@ class MonitorConfig:
     grid: int = 10000
     # Categories kept per categorical feature; rarer ones are counted together as "(other)".
     max_categories: int = 100
+    # Rows that break the schema's hard checks (or hold text where a number belongs) are set
+    # aside and counted; the batch is invalid only when more than this share of its rows do.
+    # Values outside the schema's expectations are only counted (report: quality).
+    max_invalid_share: float = 0.5
     # Rows read per chunk: memory is bounded by one chunk, whatever the batch's size.
     chunk_rows: int = 100000
     # Test the model's predictions (class, or value for regression) for drift as well.
@@ -68,7 +72,12 @@ SCHEMA = conveyor.ConfigSchema("monitor", MonitorConfig,
 
 def settings_from(config: Mapping[str, Any] | None) -> MonitorConfig:
     """The section from a resolved config mapping, defaults where absent, typed as the schema."""
-    return SCHEMA.read(config)
+    settings = SCHEMA.read(config)
+    if not 0 <= settings.max_invalid_share <= 1:
+        raise conveyor.ConfigError(
+            f"monitor.max_invalid_share={settings.max_invalid_share:g}: the share of a batch's "
+            "rows that may break the schema must be between 0 and 1")
+    return settings
 
 
 def as_dict(settings: MonitorConfig) -> dict[str, Any]:

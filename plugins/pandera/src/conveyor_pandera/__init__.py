@@ -41,16 +41,27 @@ def conveyor_check_schema(schema: str, project_dir: Path,
 def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: Path,
                             target: str | None, import_target: Callable[[str], Any]
                             ) -> conveyor.ValidationReport | None:
-    from conveyor_pandera import fast, report, schemas
+    import dataclasses
+
+    from conveyor_pandera import expectations, fast, report, schemas
 
     if not schemas.handles(schema):
         return None
     loaded = schemas.load(schema, project_dir, import_target)
     applied = schemas.for_purpose(loaded, purpose, target)
+    if purpose == "train":
+        schemas.check_overlap(loaded, frame, schema)
     if fast.passes(applied, frame):
-        return conveyor.ValidationReport(ok=True, rows=len(frame), schema=schema,
-                                         validator=_validator(), data=frame)
-    return report.detailed(applied, frame, schema, _validator())
+        result = conveyor.ValidationReport(ok=True, rows=len(frame), schema=schema,
+                                           validator=_validator(), data=frame)
+    else:
+        result = report.detailed(applied, frame, schema, _validator())
+    if loaded.expectations:
+        found, rows = expectations.count(
+            loaded.expectations, result.data if result.data is not None else frame)
+        if found:
+            result = dataclasses.replace(result, expectations=found, unexpected_rows=rows)
+    return result
 
 
 @conveyor.hookimpl

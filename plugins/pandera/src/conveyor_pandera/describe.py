@@ -1,6 +1,7 @@
 """`data.schema` described field by field (`conveyor_describe_schema`), for servers that check
 each request's fields before building a frame (conveyor-bentoml builds its request model from
-this). What a field cannot say is listed in `unchecked`, never silently dropped."""
+this). What a field cannot say is listed in `unchecked`, never silently dropped. Expectations
+(checks marked `raise_warning: true`) are not rules a record must follow, so they are left out."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def describe(schema: Any, name: str, target: str | None, validator: str) -> Sche
         isin = None
         checks = []
         for check in column.checks:
+            if getattr(check, "raise_warning", False):
+                continue  # an expectation: counted by validation, never refuses a record
             stats = check.statistics or {}
             checks.append(_label(check.name, stats))
             if check.name in RANGES:

@@ -16,14 +16,25 @@ SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 HEADER = """\
 # Pandera schema for {source}, inferred by `conveyor schema infer` from {rows:,} rows.
-# Edit it: the ranges (ge/le) and categories (isin) are what that file happened to contain.
 # Every column: dtype, nullable (may it have missing values?), checks such as ge, le, isin,
 # unique. Rows that break it fail the validate stage (or are quarantined:
-# validate.on_failure=quarantine). strict: true fails data with a column not listed here.
+# validate.on_failure=quarantine); in monitoring they are set aside and counted, and a batch is
+# invalid only when more than monitor.max_invalid_share of its rows break it.
+{ranges}
+# strict: true fails data with a column not listed here.
 # coerce: true converts a column to its dtype, explicitly: numbers that arrived as text, or
 # whole numbers read as floats because of a gap; a value that cannot be converted fails.
 # Format: https://pandera.readthedocs.io/en/stable/dataframe_schemas.html
 """
+EXPECTATIONS = """\
+# The ranges (ge/le) and categories (isin) are what that file happened to contain, written as
+# expectations (raise_warning: true): a value outside them is counted and reported (a warning
+# in training, a data-quality figure in monitoring), never refused. To make one a hard check,
+# delete its `raise_warning: true` (or infer with --strict)."""
+HARD = """\
+# The ranges (ge/le) and categories (isin) are what that file happened to contain, written as
+# hard checks (--strict): a value outside them fails validation. Edit them; or write
+# `ge: {{min_value: 0, raise_warning: true}}` for an expectation, counted but never refused."""
 
 
 def read_table(path: Path) -> Any:
@@ -41,19 +52,25 @@ def read_table(path: Path) -> Any:
 
 
 def infer_yaml(frame: Any, *, source: str, target: str | None = None,
-               id_column: str | None = None, written_by: str = "conveyor schema infer") -> str:
-    """The schema of `frame` as commented Pandera YAML (it loads with pandera.io). Its
+               id_column: str | None = None, strict: bool = False,
+               written_by: str = "conveyor schema infer") -> str:
+    """The schema of `frame` as commented Pandera YAML (it loads with pandera.io).
+
+    Observed ranges and categories are written as expectations (`raise_warning: true`: counted,
+    never refused) unless `strict`, which writes them as hard checks. Types, nullability, the
+    id column's uniqueness and the row count are hard checks either way. Its
     `metadata.conveyor` records the file it describes and what wrote it: Conveyor does not
     apply it to another data file that lacks its columns."""
     import yaml
 
     columns = {str(name): _column(frame[name], is_target=name == target,
-                                  is_id=name == id_column) for name in frame.columns}
+                                  is_id=name == id_column, strict=strict)
+               for name in frame.columns}
     body = {"schema_type": "dataframe", "api": "pandas", "columns": columns,
             "strict": True, "coerce": False,
             "checks": {"min_rows": int(min(len(frame), 100))},
             "metadata": {"conveyor": {"describes": source, "written_by": written_by}}}
-    text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
+    text = yaml.dump(body, Dumper=_dumper(), sort_keys=False, allow_unicode=True, width=100)
     text = text.replace("\nmetadata:\n", "\nmetadata:  # the data file this schema was written "
                                           "for: not applied to another file lacking its columns\n")
     if target in frame.columns:
@@ -61,7 +78,8 @@ def infer_yaml(frame: Any, *, source: str, target: str | None = None,
                       f"  {target}:  # the target (data.target): every row needs a value",
                       text, count=1, flags=re.MULTILINE)
     text = text.replace("\nchecks:\n", "\nchecks:  # the frame as a whole\n")
-    return HEADER.format(source=source, rows=len(frame)) + text
+    return HEADER.format(source=source, rows=len(frame),
+                         ranges=(HARD if strict else EXPECTATIONS).format()) + text
 
 
 def infer_contract(frame: Any, *, source: str | None, target: str | None = None,
@@ -91,7 +109,7 @@ def infer_contract(frame: Any, *, source: str | None, target: str | None = None,
     return header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
 
 
-def _column(series: Any, *, is_target: bool, is_id: bool) -> dict[str, Any]:
+def _column(series: Any, *, is_target: bool, is_id: bool, strict: bool) -> dict[str, Any]:
     import pandas as pd
 
     dtype = series.dtype
@@ -110,15 +128,35 @@ def _column(series: Any, *, is_target: bool, is_id: bool) -> dict[str, Any]:
         rules["coerce"] = True
         present = series.dropna()
         if len(present):
-            rules["ge"] = _plain(present.min())
-            rules["le"] = _plain(present.max())
+            rules["ge"] = _rule("min_value", _plain(present.min()), strict)
+            rules["le"] = _rule("max_value", _plain(present.max()), strict)
     if is_id:
         rules["unique"] = True
     elif rules.get("dtype") in ("str", "category"):
         distinct = series.dropna().unique()
         if 0 < len(distinct) <= MAX_CATEGORIES and len(distinct) < max(2, len(series) // 2):
-            rules["isin"] = sorted(str(v) for v in distinct)
+            rules["isin"] = _rule("allowed_values", sorted(str(v) for v in distinct), strict)
     return rules
+
+
+def _rule(name: str, value: Any, strict: bool) -> Any:
+    """A check's value: as is for a hard check, with `raise_warning: true` for an expectation."""
+    return value if strict else _Flow({name: value, "raise_warning": True})
+
+
+class _Flow(dict):
+    """A mapping written on one line: `ge: {min_value: 0, raise_warning: true}`."""
+
+
+def _dumper() -> Any:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(_Flow, lambda dumper, data: dumper.represent_mapping(
+        "tag:yaml.org,2002:map", data.items(), flow_style=True))
+    return Dumper
 
 
 def _all_text(series: Any) -> bool:
@@ -138,12 +176,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "infer", help="infer a Pandera schema (YAML) from a CSV or Parquet file",
         description="Infer a Pandera schema from a data file: column types, nullability, "
                     "observed ranges, the categories of low-cardinality text columns. It is "
-                    "written as Pandera YAML to edit, and validates the file it came from.")
+                    "written as Pandera YAML to edit, and validates the file it came from. "
+                    "Types and nullability are hard checks; the observed ranges and categories "
+                    "are expectations (raise_warning: true): a value outside them is counted "
+                    "and reported, in training and in monitoring, but never refused. --strict "
+                    "writes them as hard checks instead.")
     infer.add_argument("data", help="a .csv, .tsv or .parquet file")
     infer.add_argument("-o", "--output", help="write the schema here (default: print it)")
     infer.add_argument("--target", help="the target column: every row needs a value "
                                         "(default: data.target of the project, if any)")
     infer.add_argument("--id-column", help="a column of unique ids (default: data.id_column)")
+    infer.add_argument("--strict", action="store_true",
+                       help="write the observed ranges (ge/le) and categories (isin) as hard "
+                            "checks that refuse other values, not as expectations that count "
+                            "them")
     infer.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
 
@@ -164,7 +210,8 @@ def run(args: argparse.Namespace, app: Any) -> int:
         raise conveyor.UsageError(f"cannot read {args.data}: {type(exc).__name__}: {exc}") from exc
     text = infer_yaml(frame, source=_relative(path, app, args.data),
                       target=args.target or defaults.get("target"),
-                      id_column=args.id_column or defaults.get("id_column"))
+                      id_column=args.id_column or defaults.get("id_column"),
+                      strict=args.strict)
     if not args.output:
         print(text, end="")
         return 0
@@ -172,7 +219,10 @@ def run(args: argparse.Namespace, app: Any) -> int:
     if output.exists() and not args.force:
         raise conveyor.UsageError(f"{output} already exists", hint="pass --force to overwrite it")
     output.write_text(text)
-    print(f"wrote {output}: {frame.shape[1]} columns, from {len(frame):,} rows of {args.data}")
+    print(f"wrote {output}: {frame.shape[1]} columns, from {len(frame):,} rows of {args.data}; "
+          + ("ranges and categories as hard checks (--strict)" if args.strict else
+             "ranges and categories as expectations (counted, not refused; --strict for hard "
+             "checks)"))
     return 0
 
 
@@ -222,8 +272,9 @@ def add_schema_to_project(project_dir: Path, name: str = "schema.yaml") -> bool:
             Path(source).suffix.lower() not in SUFFIXES or not (project_dir / source).is_file():
         return False
     frame = read_table(project_dir / source)
+    # The template's schema is its sample data's contract: hard checks, as it always shipped.
     (project_dir / name).write_text(infer_yaml(frame, source=source, target=data.get("target"),
-                                               id_column=data.get("id_column"),
+                                               id_column=data.get("id_column"), strict=True,
                                                written_by="conveyor init"))
     text = config.read_text()
     line = re.search(r"^(\s+)source:.*$", text, flags=re.MULTILINE)

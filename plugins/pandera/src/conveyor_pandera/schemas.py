@@ -32,9 +32,18 @@ def handles(schema: str) -> bool:
 
 @dataclass
 class Loaded:
-    schema: Any  # pandera DataFrameSchema
+    schema: Any  # pandera DataFrameSchema, as written (expectations included)
     description: str
     variants: dict[tuple[str, str | None], Any]
+    hard: Any = None  # the schema without its expectations (see `expectations`)
+    expectations: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        from conveyor_pandera.expectations import split
+
+        self.hard, self.expectations = split(self.schema)
+        if self.expectations:
+            self.description += f" ({len(self.expectations)} expectations)"
 
 
 _CACHE: dict[tuple[str, str], tuple[tuple[int, int] | None, Loaded]] = {}
@@ -167,11 +176,12 @@ def _from_import(path: str, project_dir: Path, import_target: Any) -> Loaded:
 
 
 def for_purpose(loaded: Loaded, purpose: str, target: str | None) -> Any:
-    """The schema as it applies to a purpose: a monitoring batch or a serving request may lack
-    the target column, and a request (a few rows) is not held to the row-count checks."""
+    """The schema's hard checks as they apply to a purpose: a monitoring batch or a serving
+    request may lack the target column, and a request (a few rows) is not held to the
+    row-count checks."""
     key = (purpose, target)
     if key not in loaded.variants:
-        schema = loaded.schema
+        schema = loaded.hard  # expectations are counted apart (`expectations.count`)
         if purpose != "train":
             if target and target in schema.columns and schema.columns[target].required:
                 schema = schema.update_column(target, required=False)
@@ -206,3 +216,21 @@ def snapshot(schema: str, project_dir: Path, import_target: Any, validator: str)
         text=text, suffix=".yaml", describes=mine.get("describes"),
         written_by=mine.get("written_by"), columns=tuple(str(c) for c in loaded.schema.columns),
         validator=validator)
+
+
+def check_overlap(loaded: Loaded, frame: Any, name: str) -> None:
+    """A schema that names none of the data's columns was written for other data: say so
+    (exit 2, naming the file) rather than list every column as missing."""
+    columns = [c for c in loaded.schema.columns.values() if not c.regex]
+    if not columns or len(loaded.schema.columns) != len(columns):
+        return
+    present = {str(c) for c in frame.columns}
+    if not any(str(c.name) in present for c in columns):
+        listed = ", ".join(str(c.name) for c in columns[:8])
+        found = ", ".join(sorted(present)[:8]) or "none"
+        raise conveyor.ConfigError(
+            f"data.schema: {name} shares no column with the data: it lists {listed}"
+            + ("..." if len(columns) > 8 else "") + f"; the data has {found}"
+            + ("..." if len(present) > 8 else ""),
+            hint="point data.schema at the schema of this data, or write one with "
+                 "`conveyor schema infer DATA -o schema.yaml`")

@@ -21,7 +21,7 @@ from conveyor import ConveyorError, UsageError, api
 from conveyor.gate import parse_condition
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 
-from conveyor_retrain import policy
+from conveyor_retrain import locks, policy
 from conveyor_retrain.settings import RetrainConfig, settings_from
 
 WINDOWS_DIR = Path("data") / "windows"
@@ -38,12 +38,21 @@ class Window:
 def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | None = None,
           log: Callable[[str], None] = print, quiet: bool = True) -> RetrainDecision:
     """Apply the project's `retrain` policy once and return the recorded decision."""
-    from conveyor.store import Monitoring
-
     project_dir = Path(project_dir).resolve()
     config = api.load_config(project_dir).data
     settings = settings_from(config)
     policy.parse_when(settings)  # a bad policy is a config error before anything is recorded
+    # Read the batches and decisions, act, record: never interleaved with another process
+    # deciding for the same model (a second watcher, a retrain by hand).
+    with locks.decision_lock(project_dir, settings.model_name, log=log):
+        return _apply(project_dir, host, config, settings, force=force, trigger=trigger,
+                      log=log, quiet=quiet)
+
+
+def _apply(project_dir: Path, host: Any, config: dict, settings: RetrainConfig, *, force: bool,
+           trigger: str | None, log: Callable[[str], None], quiet: bool) -> RetrainDecision:
+    from conveyor.store import Monitoring
+
     name = settings.model_name
     store = open_store(project_dir)
     try:
@@ -53,28 +62,61 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
         moved_by = {h["reason"].split(":", 1)[0].removeprefix("retrain decision ")
                     for h in registry.history(name) if h["action"] == "retrain"
                     and str(h["reason"]).startswith("retrain decision ")}
-        acted = [d for d in decisions.list(model_name=name)
+        earlier = decisions.list(model_name=name)
+        acted = [d for d in earlier
                  if d.acted or (d.outcome == "interrupted" and d.id in moved_by)]
         last_retrain_at = acted[-1].created_at if acted else None
         champion = registry.alias(name, "champion")
-        verdict = policy.decide(settings, batches, last_retrain_at)
+        champion_metrics = {v.version: v.metrics for v in registry.versions(name)}
+        known = last_change(earlier)
+        verdict = policy.decide(settings, batches, last_retrain_at, change=known,
+                                champion_metrics=champion_metrics)
+        change = verdict.change
+        if (change is not None and known is not None and not verdict.refresh
+                and known.at < change.at and (last_retrain_at is None
+                                              or known.at > _newest_window_batch(acted[-1],
+                                                                                 batches))):
+            # A change detected earlier that no retrain has caught up with yet (its decision
+            # was skipped for too few rows, say) is where the new behaviour began.
+            change = known
         if force:
             verdict.reasons.append("forced with --force: retraining whatever the policy says")
+        details: dict[str, Any] = {"policy": asdict(settings)}
+        if change is not None:
+            details["change"] = change.as_dict()
+        if verdict.refresh:
+            details["refresh"] = True
         decision_id = decisions.start(model_name=name, trigger=trigger,
-                                      batches=verdict.considered, forced=force,
-                                      details={"policy": asdict(settings)})
+                                      batches=verdict.considered, forced=force, details=details)
         if not (verdict.retrain or force):
             return decisions.finish(decision_id, outcome="no_action", reasons=verdict.reasons,
                                     champion_version=champion.version if champion else None)
     finally:
         store.close()
     return _retrain(project_dir, host, config, settings, decision_id, verdict.reasons,
-                    batches, champion, log, quiet)
+                    batches, champion, log, quiet, change=change)
+
+
+def last_change(decisions: list[Any]) -> policy.Change | None:
+    """The newest change an earlier decision detected (recorded in its details)."""
+    for decision in reversed(decisions):
+        found = (decision.details or {}).get("change")
+        if isinstance(found, dict) and "batch" in found and "at" in found:
+            return policy.Change(str(found["batch"]), float(found["at"]))
+    return None
+
+
+def _newest_window_batch(decision: Any, batches: list[Any]) -> float:
+    """When the newest batch a decision trained on was monitored (0 if unknown)."""
+    at = {b.id: b.created_at for b in batches}
+    times = [at[b] for b in decision.batches if b in at]
+    return max(times) if times else 0.0
 
 
 def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
              decision_id: str, reasons: list[str], batches: list[Any], champion: Any,
-             log: Callable[[str], None], quiet: bool) -> RetrainDecision:
+             log: Callable[[str], None], quiet: bool, *,
+             change: policy.Change | None = None) -> RetrainDecision:
     name = settings.model_name
     champion_version = champion.version if champion else None
 
@@ -89,7 +131,8 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
 
     target = config["data"]["target"]
     try:
-        window = build_window(project_dir, config, settings, batches)
+        window = build_window(project_dir, config, settings, batches, host=host,
+                              change=change)
     except UsageError as exc:
         return finish("skipped", f"no window to train on: {exc.message}")
     rows = len(window.train)
@@ -155,21 +198,38 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
 
 
 def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
-                 batches: list[Any]) -> Window:
-    """The newest labelled batches (and the history, if asked), minus the hold-out."""
+                 batches: list[Any], host: Any = None, *,
+                 change: policy.Change | None = None) -> Window:
+    """The labelled batches the policy's window takes (and the history, if asked), minus the
+    hold-out: the newest `window.batches`, or with `window.since: change` every one since the
+    change (at most `window.max_batches`). Rows the monitor set aside for breaking the schema
+    stay out (with `host`, to validate them)."""
     import pandas as pd
 
     target = config["data"]["target"]
     frames: list[tuple[str, Any]] = []
     notes: list[str] = []
-    for batch in reversed([b for b in batches if b.status in policy.USABLE]):
-        if len(frames) == settings.window.batches:
+    usable = [b for b in batches if b.status in policy.USABLE]
+    limit = settings.window.batches
+    if settings.window.since == "change" and change is not None:
+        usable = [b for b in usable if b.created_at >= change.at]
+        limit = settings.window.max_batches
+        notes.append(f"window: {len(usable)} batch(es) since the change at batch {change.batch}")
+    elif settings.window.since == "change":
+        notes.append("window: no change detected yet, so the newest "
+                     f"{settings.window.batches} batch(es)")
+    for batch in reversed(usable):
+        if len(frames) == limit:
             break
         path = _batch_file(project_dir, batch.source)
         if path is None:
             notes.append(f"batch {batch.id} ({batch.source}): no file to train on")
             continue
         frame = read_table(path)
+        if host is not None and ((batch.details or {}).get("quality") or {}).get("invalid_rows"):
+            frame, dropped = _without_rows_set_aside(host, project_dir, config, frame)
+            notes.append(f"batch {batch.id} ({batch.source}): {dropped:,} rows set aside by "
+                         "monitoring (they break the schema) left out")
         if target not in frame.columns or frame[target].isna().all():
             notes.append(f"batch {batch.id} ({batch.source}): no labels ('{target}')")
             continue
@@ -191,6 +251,17 @@ def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
         files.insert(0, config["data"]["source"])
     train = pd.concat(parts, ignore_index=True)
     return Window(train=train, holdout=holdout.reset_index(drop=True), files=files, notes=notes)
+
+
+def _without_rows_set_aside(host: Any, project_dir: Path, config: dict, frame: Any
+                            ) -> tuple[Any, int]:
+    """The rows of a monitored batch that pass the schema, as monitoring kept them."""
+    from conveyor.validation import validate_frame
+
+    report = validate_frame(host, frame, config=config, project_dir=project_dir, purpose="batch")
+    if report.ok or report.not_about_rows:
+        return frame, 0
+    return report.valid_part(frame).reset_index(drop=True), len(report.invalid_rows)
 
 
 def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,

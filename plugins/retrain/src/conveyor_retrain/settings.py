@@ -8,11 +8,19 @@ from typing import Any
 
 import conveyor
 
+WINDOW_SINCE = ("last", "change")
+
 
 @dataclass
 class WindowConfig:
-    # The challenger trains on the newest N labelled batches that passed validation...
+    # Which labelled batches (that passed validation) the challenger trains on:
+    #   last:   the newest `batches` of them;
+    #   change: every one since the change the policy detected (the first batch of the breaching
+    #           streak that triggered a retrain), at most `max_batches` of the newest. Training on
+    #           the new behaviour only, and on all of it, is what catches up after a shift.
+    since: str = "last"
     batches: int = 2
+    max_batches: int = 12
     # ...plus the project's original training data (data.source) when true.
     include_history: bool = False
 
@@ -21,7 +29,11 @@ class WindowConfig:
 class RetrainConfig:
     # Conditions on monitored batches, e.g. {"drift.share": "> 0.3", "metrics.roc_auc": "< 0.78"}.
     # Keys: drift.share (drifted features / features tested), drift.features (their number),
-    # prediction.drift (the prediction drift score), metrics.NAME (performance on the labels).
+    # prediction.drift (the prediction drift score), metrics.NAME (performance on the labels),
+    # quality.invalid_share (rows set aside for breaking the schema / rows read),
+    # quality.unexpected_share (rows with a value outside the schema's expectations / rows kept).
+    # A metrics.NAME condition may be relative to the champion's own validation score (the
+    # value its training run measured on its test split): "< champion - 0.05".
     # Empty: the policy never triggers on its own (`conveyor retrain --force` still works).
     when: dict[str, Any] = field(default_factory=dict)
     mode: str = "any"  # any | all: which of the conditions must hold for a batch to breach
@@ -35,6 +47,11 @@ class RetrainConfig:
     # "+0.005"} (beat it by 0.005) or {"accuracy": ">= champion"}. Empty: not be worse on the
     # project's primary metric (evaluate.primary, else the first of evaluate.metrics).
     promote_if: dict[str, Any] = field(default_factory=dict)
+    # After a change was detected, each newly labelled batch trains a refresh challenger on the
+    # window since the change (window.since: change), which must clear promote_if like any
+    # other, until the change lies window.max_batches batches back. A champion trained on the
+    # first week after a shift thus grows into one trained on all of the new behaviour.
+    refresh: bool = False
     model_name: str | None = None  # default: registry.model_name
 
 

@@ -6,6 +6,17 @@ and "done" after the policy was applied. After a crash (`kill -9` mid-retrain, s
 file is taken up again: its batch is not monitored twice (the monitoring record of the same
 content is reused) and the policy is applied again, which cannot half-promote (alias moves are
 single transactions). A file whose content changes later is a new batch.
+
+Watchers on the same inbox take turns file by file (`locks.inbox_lock`): each re-reads the state
+under the lock, so two or four `watch` processes still monitor each batch once and apply the
+policy once per batch; `retrain.apply` holds the model's decision lock too, so a
+`conveyor retrain` by hand waits for a watcher's decision instead of racing it.
+
+A batch that cannot be scored (a missing column, not a table, no rows, too many rows breaking
+the schema) is recorded by the monitor as invalid, with its reason, and is done: it is never
+processed again, and the loop goes on. A broken project config (a schema that does not parse,
+or shares no column with the model's data) stops the loop with exit 2, naming the file; the
+batch stays pending.
 """
 
 from __future__ import annotations
@@ -19,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConveyorError, UsageError
+from conveyor import ConfigError, ConveyorError, UsageError
 from conveyor.store import sha256_file
 
-from conveyor_retrain import retrain
+from conveyor_retrain import locks, retrain
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 SETTLE_SECONDS = 2.0  # a file written in place (not renamed in) must be still this long
@@ -40,6 +51,10 @@ def parse_every(text: str) -> float:
 class WatchState:
     def __init__(self, project_dir: Path) -> None:
         self.path = project_dir / ".conveyor" / "watch" / "state.json"
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the state again: another watcher may have processed files meanwhile."""
         try:
             self.files: dict[str, dict[str, Any]] = json.loads(self.path.read_text())["files"]
         except FileNotFoundError:
@@ -127,14 +142,24 @@ def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool
         + "; Ctrl-C stops")
     while True:
         for path, sha in pending(inbox, state, settle=0.0 if once else SETTLE_SECONDS):
-            try:
-                handled.append(process(project_dir, host, path, sha, state, log))
-            except ConveyorError as exc:
-                # One bad batch must not stop the loop; it is not retried until it changes.
-                state.mark(sha, file=_display(path, project_dir), status="failed", stamp=stamp(path),
-                           error=exc.message)
-                log(f"watch: {_display(path, project_dir)}: failed: {exc.message}")
-                handled.append({"file": path.name, "status": "failed", "error": exc.message})
+            # Check-then-mark under the inbox's lock: a second watcher on the same inbox waits,
+            # then finds the file done and skips it.
+            with locks.inbox_lock(project_dir, inbox, log=log):
+                state.reload()
+                if state.status(sha) in ("done", "failed"):
+                    continue
+                try:
+                    handled.append(process(project_dir, host, path, sha, state, log))
+                except ConfigError:
+                    # The project is broken (its schema does not parse, say), not the batch:
+                    # stop (exit 2) and leave the file to be taken up once the config is fixed.
+                    raise
+                except ConveyorError as exc:
+                    # One bad batch must not stop the loop; not retried until it changes.
+                    state.mark(sha, file=_display(path, project_dir), status="failed",
+                               stamp=stamp(path), error=exc.message)
+                    log(f"watch: {_display(path, project_dir)}: failed: {exc.message}")
+                    handled.append({"file": path.name, "status": "failed", "error": exc.message})
         if once:
             return handled
         time.sleep(every)
