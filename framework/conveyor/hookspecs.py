@@ -208,9 +208,9 @@ def conveyor_infer_schema(frame: Any, source: str | None, target: str | None,
     Called by the ``conveyor.validate`` stage on the training data (a pandas DataFrame, read
     from ``source``; ``target`` and ``id_column`` are ``data.target`` and ``data.id_column``).
     Return a ``conveyor.SchemaSnapshot`` (``origin`` None; ``describes`` the source) whose rules
-    are what a model cannot score without: the columns, their types, the target's values
-    present. Leave observed ranges and categories out: new data may go beyond them, and that is
-    drift to measure, not a broken contract. The run says in one line that it inferred the
+    are what a model cannot score without: the columns and their types. Observed ranges and
+    categories are at most expectations (counted, never refused): new data may go beyond them,
+    and that is drift to measure, not a broken contract. The run says in one line that it inferred the
     schema, records it as the version's contract, and ``predict``, ``monitor`` and ``serve``
     validate with it. Return None to let another plugin answer (with none, the version records
     no schema and inference is not validated).

@@ -86,27 +86,33 @@ def infer_contract(frame: Any, *, source: str | None, target: str | None = None,
                    id_column: str | None = None) -> str:
     """A schema of what a model trained on `frame` cannot score without, as Pandera YAML: each
     column present, numbers as numbers (whole numbers too: a missing value makes them floats),
-    the id column unique. No ranges, categories or nullability: new data may differ there, and
-    that is drift to measure, not a broken contract. Not strict: extra columns are ignored."""
+    the id column unique and always there. The observed ranges and categories are only
+    expectations (counted by monitoring, never refused), and any value may be missing: new
+    data may differ there, and that is drift to measure, not a broken contract. Not strict:
+    extra columns are ignored."""
     import pandas as pd
     import yaml
 
     columns: dict[str, Any] = {}
     for name in frame.columns:
         series = frame[name]
-        rules: dict[str, Any] = {"nullable": True}
-        if name == id_column:
-            rules = {"nullable": False, "unique": True}
-        elif pd.api.types.is_numeric_dtype(series.dtype) and \
+        rules = _column(series, is_target=name == target, is_id=name == id_column, strict=False)
+        rules.pop("dtype", None)
+        rules["nullable"] = name != id_column
+        if name != target and pd.api.types.is_numeric_dtype(series.dtype) and \
                 not pd.api.types.is_bool_dtype(series.dtype):
-            rules = {"dtype": "float64", "nullable": True, "coerce": True}
+            rules = {"dtype": "float64", **rules, "coerce": True}
+        else:
+            rules.pop("coerce", None)
         columns[str(name)] = rules
     body = {"schema_type": "dataframe", "api": "pandas", "columns": columns, "strict": False,
             "coerce": False, "metadata": {"conveyor": {"describes": source,
                                                        "written_by": "inferred by the run"}}}
     header = (f"# The contract inferred from {source or 'the training data'} ({len(frame):,} "
-              "rows): the columns a model trained on it needs, and which are numbers.\n")
-    return header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
+              "rows): the columns a model\n# trained on it needs and which are numbers (hard "
+              "checks); the ranges and categories\n# it held are expectations, never refused.\n")
+    return header + yaml.dump(body, Dumper=_dumper(), sort_keys=False, allow_unicode=True,
+                              width=100)
 
 
 def _column(series: Any, *, is_target: bool, is_id: bool, strict: bool) -> dict[str, Any]:
