@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.errors import UsageError
 
 __all__ = ["LoadedModel", "RunRecord", "RunResult", "code_version", "get_run", "load_config",
-           "load_model", "load_output", "resolve_model", "run"]
+           "load_model", "load_output", "model_contract", "resolve_model", "run"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ class LoadedModel:
     """A registered model version, loaded: `model` is the object the training stage stored (for
     conveyor-sklearn, the fitted scikit-learn Pipeline with its preprocessing), `version` its
     registry record (metrics, gate decision, lineage), `config` the resolved config of the run
-    that trained it (its `data.schema`, `data.target`, ... describe the model's inputs)."""
+    that trained it, and `contract` the `conveyor.ModelContract` recorded with the version (the
+    schema content, target, id column and features the model was validated and trained with;
+    None for a version registered before contracts were recorded: its `config` describes it)."""
 
     name: str
     number: int
@@ -75,6 +77,26 @@ class LoadedModel:
     version: Any  # conveyor.store.registry.ModelVersion
     config: dict[str, Any]
     sha256: str
+    contract: Any = None  # conveyor.ModelContract | None
+    project_dir: Path | None = None
+    stage_types: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def transform(self, frame: Any, *, before_schema: bool | None = None) -> Any:
+        """Raw records (a DataFrame) through the version's inference path, the row transforms
+        recorded with it (`ModelContract.transform`); unchanged without any."""
+        if self.contract is None or not self.contract.transforms:
+            return frame
+        return self.contract.transform(frame, self.stage_types, before_schema=before_schema)
+
+    def data_config(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """`config` (default: the training run's) with the `data` section this version was
+        validated with: its contract's schema (a file under .conveyor/contracts/), target and
+        id column. Without a contract, the training run's `data` section."""
+        base = dict(self.config if config is None else config)
+        if self.contract is None:
+            return {**base, "data": {**(base.get("data") or {}),
+                                     **(self.config.get("data") or {})}}
+        return self.contract.data_config(base, self.project_dir or Path.cwd())
 
 
 def load_model(project_dir: Path, name: str | None = None, *, version: int | None = None,
@@ -87,13 +109,14 @@ def load_model(project_dir: Path, name: str | None = None, *, version: int | Non
     deserialisation, and a model with no champion yet raises UsageError naming the fix.
     """
     from conveyor.cli.app import load_host
-    from conveyor.store import ArtifactRef, open_store
+    from conveyor.store import ArtifactRef, Registry, open_store
 
     project_dir = Path(project_dir).resolve()
     record = resolve_model(project_dir, name, version=version, alias=alias)
     name = record.name
     store = open_store(project_dir)
     try:
+        contract = Registry(store).contract(name, record.version)
         ref = ArtifactRef.from_dict(record.artifact)
         host = load_host(project_dir, [])
         codec = next((c for c in host.contributions.codecs if c.name == ref.codec), None)
@@ -105,7 +128,24 @@ def load_model(project_dir: Path, name: str | None = None, *, version: int | Non
     finally:
         store.close()
     return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
-                       version=record, config=run.config, sha256=ref.sha256)
+                       version=record, config=run.config, sha256=ref.sha256, contract=contract,
+                       project_dir=project_dir, stage_types=dict(host.contributions.stage_types))
+
+
+def model_contract(project_dir: Path, name: str | None = None, *, version: int | None = None,
+                   alias: str = "champion") -> Any:
+    """The `conveyor.ModelContract` recorded with a registered version (chosen as in
+    `load_model`), without loading the model; None for a version registered before contracts
+    were recorded. UsageError as in `resolve_model`."""
+    from conveyor.store import Registry, open_store
+
+    project_dir = Path(project_dir).resolve()
+    record = resolve_model(project_dir, name, version=version, alias=alias)
+    store = open_store(project_dir)
+    try:
+        return Registry(store).contract(record.name, record.version)
+    finally:
+        store.close()
 
 
 def resolve_model(project_dir: Path, name: str | None = None, *, version: int | None = None,

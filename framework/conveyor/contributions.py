@@ -29,6 +29,14 @@ class StageType:
     loaded from a file); a downstream stage that needs one re-runs its producer.
     `check(settings, ctx)` validates settings before anything runs (raise ConfigError); it is
     called only for stages that will actually run, so it may import heavy libraries.
+    `row_transform(frame, settings)`, when given, declares the stage a row transform: it
+    transforms rows before training (derives features, say), row for row, and returns the new
+    frame; the stage's `run` must produce the same as its `data` output (typically
+    `{"data": row_transform(ctx.inputs["data"], ctx.settings)}`). The `conveyor.register`
+    stage records the row transforms upstream of it with the version (its inference path), and
+    `predict`, `monitor` and `serve` apply them, in order, to raw records before scoring, so
+    training and serving cannot skew. It must not depend on other rows than the one it
+    transforms (a request has a few) and should be fast.
     """
 
     name: str
@@ -39,6 +47,7 @@ class StageType:
     input_files: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
     ephemeral_outputs: frozenset[str] = frozenset()
     check: Callable[[Mapping[str, Any], CheckContext], None] | None = None
+    row_transform: Callable[[Any, Mapping[str, Any]], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,11 @@ def conveyor_stage_types(register: Callable[..., None]) -> None:
     too is an error naming both plugins. ``run(context)`` gets a ``conveyor.StageContext`` (its
     settings, inputs, ``log_metrics``, ``log``) and returns a mapping of named outputs;
     ``settings_schema`` (a dataclass) types the stage's settings and ``check`` validates them
-    before anything runs. Called once per command, with the other extension hooks.
+    before anything runs. A stage type that transforms rows before training (derives features)
+    declares itself a row transform with ``row_transform=fn(frame, settings)``: registered
+    versions record it in their inference path (``conveyor.ModelContract.transforms``), and
+    ``predict``, ``monitor`` and ``serve`` apply it to raw records. Called once per command,
+    with the other extension hooks.
     """
 
 
@@ -174,6 +178,45 @@ def conveyor_describe_schema(schema: str, project_dir: Path, target: str | None,
     request model from it (conveyor-bentoml) and still validates through
     ``conveyor_validate_frame`` whatever ``unchecked`` lists. ``target`` is ``data.target``
     (not required in a request). Return None when your plugin does not handle this schema.
+    """
+
+
+@hookspec(firstresult=True)
+def conveyor_schema_snapshot(schema: str, project_dir: Path,
+                             import_target: Callable[[str], Any]) -> Any:
+    """The content of ``data.schema``, to record with a model version. First result.
+
+    Return a ``conveyor.SchemaSnapshot``: ``text``, the schema written out whole in a form your
+    plugin validates again when given it as a file with ``suffix`` (so a schema given as an
+    import path is exported, e.g. as YAML); ``columns`` it lists; and, when the schema says so,
+    ``describes`` (the data file it was written for, relative to the project) and
+    ``written_by`` (``"conveyor init"`` for a template's schema of its own sample data,
+    ``"conveyor schema infer"``). ``origin`` is filled in by the core. Return None when your
+    plugin does not handle this schema.
+
+    Every version registered by a run that validated against ``data.schema`` records this
+    snapshot (``conveyor.ModelContract``), and ``predict``, ``monitor`` and ``serve`` validate
+    with it, not with the project's current schema file. A schema that ``describes`` another
+    data file than the run's ``data.source``, and whose columns the data lacks, is not applied
+    (see ``conveyor.validate``).
+    """
+
+
+@hookspec(firstresult=True)
+def conveyor_infer_schema(frame: Any, source: str | None, target: str | None,
+                          id_column: str | None, project_dir: Path) -> Any:
+    """Infer the schema a model trained on ``frame`` needs, when no ``data.schema`` is set.
+    First result.
+
+    Called by the ``conveyor.validate`` stage on the training data (a pandas DataFrame, read
+    from ``source``; ``target`` and ``id_column`` are ``data.target`` and ``data.id_column``).
+    Return a ``conveyor.SchemaSnapshot`` (``origin`` None; ``describes`` the source) whose rules
+    are what a model cannot score without: the columns and their types. Observed ranges and
+    categories are at most expectations (counted, never refused): new data may go beyond them,
+    and that is drift to measure, not a broken contract. The run says in one line that it inferred the
+    schema, records it as the version's contract, and ``predict``, ``monitor`` and ``serve``
+    validate with it. Return None to let another plugin answer (with none, the version records
+    no schema and inference is not validated).
     """
 
 

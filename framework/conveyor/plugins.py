@@ -205,6 +205,10 @@ class PluginHost:
 
         def add_stage_type(plugin: str, stage_type: StageType) -> None:
             _expect(plugin, stage_type, StageType, "conveyor_stage_types", self)
+            if stage_type.row_transform is not None and not callable(stage_type.row_transform):
+                raise PluginError(f"plugin {self.describe(plugin)} registered stage type "
+                                  f"'{stage_type.name}' with a row_transform that is not a "
+                                  "function (frame, settings) -> frame")
             _no_duplicate(found.stage_types, stage_type.name, "stage type", plugin, found, self)
             version = stage_type.version or self.info[plugin].version
             found.stage_types[stage_type.name] = replace(stage_type, version=version)

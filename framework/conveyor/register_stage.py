@@ -10,6 +10,8 @@ where `comparison` scores champion and challenger on the same rows (those the ch
 trained on) and `unavailable` says why they could not be compared: relative conditions then
 fail closed. A stored `training_rows` input (a frame with a `fingerprint` column, one per
 training row) is kept with the version, so later comparisons leave those rows out.
+The version is recorded with its contract (`conveyor.ModelContract`, `StageContext.contract`):
+the schema the data was validated against, target, id column, features, inference path.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
     version = ctx.registry.register(
         name=name, run_id=ctx.run.id, stage=ctx.name, artifact=model_ref.as_dict(),
         metrics=metrics, gate=record, decision=decision, config_hash=ctx.run.config_hash,
-        data=dict(ctx.run.data_versions))
+        data=dict(ctx.run.data_versions), contract=ctx.contract())
     promoted = passed and settings["promote"]
     if promoted:
         # Promotion waits for the whole run: a stage after this one, or a plugin's

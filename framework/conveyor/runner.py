@@ -102,6 +102,7 @@ class Runner:
 
     def run(self) -> RunResult:
         plan, decisions, store = self.plan()
+        self._plan = {stage.name: stage for stage in plan}
         # Only the codecs of plugins whose stage types run here are worth warming up: a project
         # without scikit-learn stages should not import skops behind the user's back.
         running = {self.found.provider.get(f"stage:{d.stage.uses}") for d in decisions
@@ -238,7 +239,9 @@ class Runner:
             inputs=self._inputs(store, stage, outputs), registry=Registry(store),
             load_artifact=lambda ref: self._load(store, ref), import_target=importer,
             log_metrics=log_metrics, log=lambda message: self.display.log(stage.name, message),
-            validate=validate,
+            validate=validate, contract=lambda: self._contract(store, run, stage, outputs),
+            schemas=_Schemas(self.host, run.project_dir, importer),
+            stage_types=self.found.stage_types,
             on_run_success=lambda action: self._on_success.append((stage.name, action)))
         try:
             threads = choose_threads(stage.threads, self.threads, stage.name)
@@ -293,6 +296,46 @@ class Runner:
                             outputs=produced, cached=False)
         self.display.finish(stage.name, "completed", duration)
         return stage_metrics
+
+    def _contract(self, store: Store, run: RunInfo, stage: PlannedStage,
+                  outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]]) -> Any:
+        """The model contract made up by the stages `stage` depends on (`StageContext.contract`)."""
+        from conveyor.contract import RowTransform, assemble
+
+        ancestors = self._upstream(stage.name)
+        ordered = sorted(ancestors, key=lambda n: self._plan[n].position)
+        parts, reference = [], {}
+        schema_stage = None
+        for name in ordered:
+            produced = outputs.get(name, {})
+            if "contract" in produced:
+                value, ref = produced["contract"]
+                part = value if value is not None or ref is None \
+                    else self._load(store, _resolve(ref, "contract"))
+                parts.append(part)
+                if isinstance(part, Mapping) and part.get("schema"):
+                    schema_stage = name
+            for output in ("train", "test"):
+                if output in produced and produced[output][1] is not None and \
+                        output not in reference:
+                    reference[output] = {"stage": name, "output": output}
+        # Row transforms upstream of the stage that validated (its schema describes their
+        # output) apply before validating a raw record; the others after.
+        validated_after = self._upstream(schema_stage) if schema_stage else set()
+        transforms = [RowTransform(name, self._plan[name].uses, dict(self._plan[name].settings),
+                                   before_schema=name in validated_after)
+                      for name in ordered if self._plan[name].type.row_transform is not None]
+        return assemble(run.config, parts, transforms, reference)
+
+    def _upstream(self, stage: str) -> set[str]:
+        found: set[str] = set()
+        pending = list(self._plan[stage].needs)
+        while pending:
+            name = pending.pop()
+            if name not in found and name in self._plan:
+                found.add(name)
+                pending += self._plan[name].needs
+        return found
 
     def _wrapper_that_raised(self, exc: BaseException) -> str | None:
         """The plugin whose `conveyor_run_stage` wrapper raised `exc`, or None when the stage
@@ -503,6 +546,28 @@ class Runner:
         if self.config.redactor is None:  # a ProjectConfig made without check_config
             object.__setattr__(self.config, "redactor", Redactor.for_config(self.config.data))
         return self.config.redactor
+
+
+@dataclass(frozen=True)
+class _Schemas:
+    """What `StageContext.schema_snapshot` and `infer_schema` ask the validation plugins."""
+
+    host: PluginHost
+    project_dir: Path
+    importer: Any
+
+    def snapshot(self, schema: str) -> Any:
+        from conveyor.validation import schema_snapshot
+
+        return schema_snapshot(self.host, schema, project_dir=self.project_dir,
+                               import_target=self.importer)
+
+    def infer(self, frame: Any, *, source: str | None, target: str | None,
+              id_column: str | None) -> Any:
+        from conveyor.validation import infer_schema
+
+        return infer_schema(self.host, frame, source=source, target=target,
+                            id_column=id_column, project_dir=self.project_dir)
 
 
 def _resolve(ref: ArtifactRef | Future, name: str) -> ArtifactRef:

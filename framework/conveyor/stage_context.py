@@ -70,6 +70,8 @@ class StageContext:
                  import_target: Callable[[str], Any], log_metrics: Callable[[Mapping], None],
                  log: Callable[[str], None],
                  validate: Callable[[Any, str, str | None], ValidationReport] | None = None,
+                 contract: Callable[[], Any] | None = None,
+                 schemas: Any = None, stage_types: Mapping[str, Any] | None = None,
                  on_run_success: Callable[[Callable[[], str | None]], None] | None = None
                  ) -> None:
         self.name = name
@@ -86,6 +88,11 @@ class StageContext:
         # The native threads this stage runs with (conveyor.threads): pools the stage starts
         # itself (n_jobs, torch.set_num_threads) should follow it. Set by the runner.
         self.threads: int | None = None
+        self._contract = contract
+        self._schemas = schemas
+        #: The installed stage types by name (`conveyor.StageType`), e.g. for
+        #: `ModelContract.transform`, which applies a model's inference path.
+        self.stage_types: Mapping[str, Any] = stage_types or {}
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -133,3 +140,26 @@ class StageContext:
         if self._validate is None:
             raise StageFailed(f"stage '{self.name}' cannot validate: no validator was given")
         return self._validate(frame, purpose, schema)
+
+    def contract(self) -> Any:
+        """The model contract this stage's upstream stages make up (a `conveyor.ModelContract`):
+        the run's `data` section, overridden by the `contract` outputs of the stages this one
+        depends on, directly or not, in pipeline order, and the row transforms among them (the
+        inference path). The `conveyor.register` stage records it with the version."""
+        if self._contract is None:
+            from conveyor.contract import assemble
+
+            return assemble(self.run.config, [], [], {})
+        return self._contract()
+
+    def schema_snapshot(self, schema: str) -> Any:
+        """The content of a `data.schema` (a `conveyor.SchemaSnapshot`, or None when no
+        installed plugin writes it out): `conveyor.validation.schema_snapshot`."""
+        return None if self._schemas is None else self._schemas.snapshot(schema)
+
+    def infer_schema(self, frame: Any, *, source: str | None, target: str | None,
+                     id_column: str | None) -> Any:
+        """A schema inferred from `frame` by the validation plugin (a `conveyor.SchemaSnapshot`,
+        or None when none infers): `conveyor.validation.infer_schema`."""
+        return None if self._schemas is None else self._schemas.infer(
+            frame, source=source, target=target, id_column=id_column)

@@ -119,17 +119,23 @@ class Replay:
 
 def paired_scores(champion: Any, challenger: Any, frame: Any, features: Callable[[Any], list],
                   target: str, metrics: list[str], *, get_scorer: Callable[[str], Any],
-                  resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
+                  resamples: int = RESAMPLES, seed: int = 0,
+                  inputs: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Both fitted models on the rows of `frame` (`features(model)` names each model's
     columns): {"champion": {metric: score}, "challenger": {...}, "bootstrap": {metric:
     [challenger - champion per resample]}}. `get_scorer(name)` gives a scorer(model, X, y)
-    (scikit-learn's `sklearn.metrics.get_scorer`: the caller owns that dependency)."""
+    (scikit-learn's `sklearn.metrics.get_scorer`: the caller owns that dependency).
+    `inputs(model)`, when given, is that model's input frame for the same rows in the same order
+    (its own inference path applied to them), instead of `frame[features(model)]`."""
     import numpy as np
 
     y = frame[target].to_numpy()
     rows = np.arange(len(frame))
-    old = Replay(champion, frame[features(champion)])
-    new = Replay(challenger, frame[features(challenger)])
+    if inputs is None:
+        def inputs(model: Any) -> Any:
+            return frame[features(model)]
+    old = Replay(champion, inputs(champion))
+    new = Replay(challenger, inputs(challenger))
     result: dict[str, Any] = {"champion": {}, "challenger": {}, "bootstrap": {}}
     for metric in metrics:
         scorer = get_scorer(metric)

@@ -13,8 +13,23 @@ Values outside the schema's expectations (checks it marks as such, e.g. the obse
 
 Outputs: `data` (in memory only: the rows to go on with), `validation` (a JSON summary),
 `failures` (every failing cell, a DataFrame) when something failed, `quarantine` when rows were
-dropped. Failure counts are recorded as metrics. With `data.schema` unset, `data` passes through
-untouched. The schema itself is a validation plugin's business (`conveyor.validation`).
+dropped, and `contract`: the schema's content (a `conveyor.SchemaSnapshot`), the data source,
+target and id column, which the register stage records with the model version. Failure counts
+are recorded as metrics. The schema itself is a validation plugin's business
+(`conveyor.validation`).
+
+With `data.schema` unset, the validation plugin infers a schema from the data (its columns and
+types: what a model cannot score without), the stage says so in one line, and the inferred
+schema becomes the model's contract; `data` passes through untouched.
+
+A schema that records the data file it was written for (`SchemaSnapshot.describes`: a schema
+inferred from a file does) is not applied to another `data.source` that lacks most of its
+columns: the run stops (exit 2) naming both files and the fix. A template's schema of its own
+sample data (`written_by` "conveyor init") is instead replaced by a schema inferred from the new
+source, with a line saying so, and so is the template's id column when the new data lacks it.
+With at least half of its columns (a new batch of the same data, a broken one too), the schema
+applies, and the log says whose it is.
+A `data.id_column` the data lacks stops the run here, not when the model is used.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from conveyor.contributions import CheckContext, StageType
@@ -39,6 +55,9 @@ class ValidateSettings:
     schema: str | None = None
     on_failure: str = "fail"
     max_invalid_fraction: float = 0.05
+    source: str | None = None     # data.source (default: the run's)
+    target: str | None = None     # data.target (default: the run's)
+    id_column: str | None = None  # data.id_column (default: the run's)
 
 
 def _check(settings: Mapping[str, Any], ctx: CheckContext) -> None:
@@ -59,8 +78,51 @@ def _input_files(settings: Mapping[str, Any]) -> Iterable[str]:
 def _validate(ctx: StageContext) -> Mapping[str, Any]:
     frame = ctx.inputs["data"]
     schema = ctx.settings["schema"]
+    data = ctx.config.get("data") or {}
+    source, target, id_column = (ctx.settings.get(key) or data.get(key)
+                                 for key in ("source", "target", "id_column"))
+    snapshot = ctx.schema_snapshot(schema) if schema else None
+    replaced = ""
+    if snapshot is not None and not _fits(ctx, snapshot, source, frame):
+        if snapshot.written_by != "conveyor init":
+            missing = [c for c in snapshot.columns if c not in frame.columns]
+            raise ConfigError(
+                f"data.schema {schema} was written for {snapshot.describes}, not for "
+                f"data.source {source}: {source} lacks its column(s) "
+                + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""),
+                hint=f"write a schema for {source} with `conveyor schema infer {source} -o "
+                     f"{Path(str(source)).stem}.schema.yaml` and point data.schema at it, or set "
+                     "data.schema=null to have the run infer one")
+        replaced = f"{schema} describes the template's sample data {snapshot.describes}"
+        if id_column and id_column not in frame.columns and id_column in snapshot.columns:
+            ctx.log(f"data.id_column {id_column} is the sample's id column, not a column of "
+                    f"{source}: rows are identified by position (set data.id_column to name one)")
+            id_column = None
+        schema, snapshot = None, None
+    if id_column and id_column not in frame.columns:
+        import difflib
+
+        close = difflib.get_close_matches(str(id_column), [str(c) for c in frame.columns], n=1)
+        raise StageFailed(
+            f"data.id_column '{id_column}' is not a column of {source}"
+            + (f"; did you mean '{close[0]}'?" if close else ""),
+            hint="set data.id_column to the column that identifies rows, or data.id_column=null "
+                 "(predictions are then identified by row position); columns: "
+                 + ", ".join(map(str, frame.columns[:30])))
+    contract = {"source": source, "target": target, "id_column": id_column,
+                "schema": None if snapshot is None else snapshot.to_dict(),
+                "schema_ref": schema if schema and snapshot is None else None}
     if not schema:
-        return {"data": frame, "validation": {"ok": True, "schema": None, "rows": len(frame)}}
+        inferred = ctx.infer_schema(frame, source=source, target=target, id_column=id_column)
+        if inferred is not None:
+            contract["schema"] = inferred.to_dict()
+            ctx.log(f"{replaced + ', not ' + str(source) if replaced else 'no data.schema'}: "
+                    f"inferred one from {source or 'the data'} ({len(inferred.columns)} columns, "
+                    "their types) as this model's contract; `conveyor schema infer "
+                    f"{source or 'DATA'} -o FILE` writes one to edit (then set data.schema)")
+        return {"data": frame, "validation": {"ok": True, "schema": None, "rows": len(frame),
+                                              "inferred": inferred is not None},
+                "contract": contract}
     clock = time.perf_counter()
     report = ctx.validate(frame, "train", schema=schema)
     took = time.perf_counter() - clock
@@ -69,7 +131,8 @@ def _validate(ctx: StageContext) -> Mapping[str, Any]:
         _warn_expectations(ctx, report, schema)
     if report.ok:
         ctx.log(f"{report.rows:,} rows valid against {schema} ({report.validator}, {took:.2f}s)")
-        return {"data": frame if report.data is None else report.data, "validation": summary}
+        return {"data": frame if report.data is None else report.data, "validation": summary,
+                "contract": contract}
 
     ctx.log_metrics({"validation.failed_checks": len(report.failures),
                      "validation.invalid_rows": len(report.invalid_rows)})
@@ -78,11 +141,11 @@ def _validate(ctx: StageContext) -> Mapping[str, Any]:
     policy = ctx.settings["on_failure"]
     if policy == "warn":
         ctx.log("warning: going on with every row, the invalid ones too (validate.on_failure=warn)")
-        return {"data": frame, "validation": summary, **evidence}
+        return {"data": frame, "validation": summary, "contract": contract, **evidence}
     if policy == "quarantine":
         outputs, problem = _quarantine(ctx, frame, report, summary, evidence)
         if outputs is not None:
-            return outputs
+            return {**outputs, "contract": contract}
         raise StageFailed(f"validation failed, and quarantine cannot save the run: {problem}",
                           hint="fix the data or the schema; every failing cell is stored as "
                                "artifact 'failures' of this run",
@@ -122,6 +185,25 @@ def _quarantine(ctx: StageContext, frame: Any, report: ValidationReport, summary
     data = valid if again.data is None else again.data
     return {"data": data, "validation": summary, "quarantine": report.invalid_part(frame),
             **evidence}, ""
+
+
+def _fits(ctx: StageContext, snapshot: Any, source: str | None, frame: Any) -> bool:
+    """May the schema be applied to this data? Yes unless it says it was written for another
+    file and this data lacks most of its columns (it is then another kind of file, not the same
+    data with problems, which validation reports); otherwise the log says whose it is."""
+    if not snapshot.describes or not source:
+        return True
+    here = Path(ctx.project_dir)
+    if (here / snapshot.describes).resolve() == (here / source).resolve():
+        return True
+    shared = [c for c in snapshot.columns if c in frame.columns]
+    if not snapshot.columns or len(shared) * 2 >= len(snapshot.columns):
+        ctx.log(f"{snapshot.origin} was written for {snapshot.describes}; {source} has "
+                + ("its columns" if len(shared) == len(snapshot.columns) else
+                   f"{len(shared)} of its {len(snapshot.columns)} columns")
+                + ", so it applies")
+        return True
+    return False
 
 
 def _warn_expectations(ctx: StageContext, report: ValidationReport, schema: str) -> None:

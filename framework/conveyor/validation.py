@@ -286,3 +286,41 @@ def schema_files(schema: str | None) -> list[str]:
         module = "/".join(parts[:cut])
         files += [f"{module}.py", f"{module}/__init__.py"]
     return files
+
+
+def schema_snapshot(host: Any, schema: str, *, project_dir: Path,
+                    import_target: Callable[[str], Any] | None = None) -> Any:
+    """The content of `data.schema` as a `conveyor.SchemaSnapshot` (`conveyor_schema_snapshot`),
+    its `origin` set to `schema`; None when no installed plugin can write it out."""
+    from dataclasses import replace
+
+    from conveyor.contract import SchemaSnapshot
+
+    answer, plugin = host.call_first(
+        "conveyor_schema_snapshot", schema=schema, project_dir=Path(project_dir),
+        import_target=import_target or _importer(host, project_dir, {}))
+    if answer is None:
+        return None
+    if not isinstance(answer, SchemaSnapshot):
+        raise PluginError(f"plugin {host.describe(plugin)} answered conveyor_schema_snapshot "
+                          f"with {type(answer).__name__}, not a conveyor.SchemaSnapshot")
+    return replace(answer, origin=schema)
+
+
+def infer_schema(host: Any, frame: Any, *, source: str | None, target: str | None,
+                 id_column: str | None, project_dir: Path) -> Any:
+    """A schema inferred from training data (`conveyor_infer_schema`), as a
+    `conveyor.SchemaSnapshot` with no `origin`; None when no installed plugin infers one."""
+    from dataclasses import replace
+
+    from conveyor.contract import SchemaSnapshot
+
+    answer, plugin = host.call_first("conveyor_infer_schema", frame=frame, source=source,
+                                     target=target, id_column=id_column,
+                                     project_dir=Path(project_dir))
+    if answer is None:
+        return None
+    if not isinstance(answer, SchemaSnapshot):
+        raise PluginError(f"plugin {host.describe(plugin)} answered conveyor_infer_schema "
+                          f"with {type(answer).__name__}, not a conveyor.SchemaSnapshot")
+    return replace(answer, origin=None, written_by=answer.written_by or "inferred by the run")

@@ -19,8 +19,9 @@ from typing import Any
 
 from conveyor.errors import StoreError
 
-# 2: monitor_batches (conveyor.store.monitoring). Opening an older store adds the new tables.
-SCHEMA_VERSION = 2
+# 2: monitor_batches (conveyor.store.monitoring). 3: model_contracts (conveyor.contract).
+# Opening an older store adds the new tables.
+SCHEMA_VERSION = 3
 STORE_DIR = ".conveyor"
 
 # data_inputs.sha256 holds each data file's version as the run recorded it: the core's own
@@ -57,6 +58,8 @@ CREATE TABLE IF NOT EXISTS model_versions (
     name TEXT, version INTEGER, run_id TEXT, stage TEXT, artifact TEXT, metrics TEXT,
     gate TEXT, decision TEXT, config_hash TEXT, data TEXT, created_at REAL,
     PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS model_contracts (
+    name TEXT, version INTEGER, contract TEXT NOT NULL, PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS aliases (
     name TEXT, alias TEXT, version INTEGER, updated_at REAL, PRIMARY KEY (name, alias));
 CREATE TABLE IF NOT EXISTS alias_history (

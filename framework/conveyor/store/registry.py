@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.contract import ModelContract
 from conveyor.errors import GateRejected, StoreError, UsageError
 from conveyor.names import check_name
 from conveyor.store.db import Store, as_number, dumps, loads, numeric_metrics
@@ -85,7 +86,9 @@ class Registry:
 
     def register(self, *, name: str, run_id: str, stage: str, artifact: dict[str, Any],
                  metrics: dict[str, float], gate: dict[str, Any], decision: str,
-                 config_hash: str, data: dict[str, Any]) -> int:
+                 config_hash: str, data: dict[str, Any],
+                 contract: ModelContract | None = None) -> int:
+        """Record a new version (numbered after the last one) with its contract, if given."""
         check_name(name, "model name")  # it becomes a folder (profiles, the prediction log)
         with self.store.write() as conn:
             row = conn.execute("SELECT MAX(version) FROM model_versions WHERE name=?",
@@ -95,7 +98,17 @@ class Registry:
                 "INSERT INTO model_versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (name, version, run_id, stage, dumps(artifact), dumps(metrics), dumps(gate),
                  decision, config_hash, dumps(data), time.time()))
+            if contract is not None:
+                conn.execute("INSERT OR REPLACE INTO model_contracts VALUES (?,?,?)",
+                             (name, version, dumps(contract.to_dict())))
         return version
+
+    def contract(self, name: str, version: int) -> ModelContract | None:
+        """The contract recorded with a version; None for versions registered before Conveyor
+        recorded contracts (their run's config describes them)."""
+        rows = self.store.query("SELECT contract FROM model_contracts WHERE name=? AND version=?",
+                                (name, int(version)))
+        return ModelContract.from_dict(loads(rows[0]["contract"], {})) if rows else None
 
     def note(self, name: str, version: int, reason: str) -> None:
         """Append a reason to a version's recorded gate decision."""

@@ -38,7 +38,13 @@ def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
     name = model or (config.data.get("registry") or {}).get("model_name")
     loaded = api.load_model(project_dir, name, version=version)
     features = [str(c) for c in getattr(loaded.model, "feature_names_in_", [])]
-    description = describe_schema(host, config=loaded.config, project_dir=project_dir)
+    # The schema recorded with the version (its contract), not the project's current file.
+    description = describe_schema(host, config=loaded.data_config(), project_dir=project_dir)
+    contract = loaded.contract
+    if contract is not None and any(t.before_schema for t in contract.transforms):
+        # Requests are raw records; the schema describes them after the row transforms of
+        # the version's inference path, so requests are typed by the transforms, not by it.
+        description, features = None, []
     spec = specs.ServeSpec(project_dir=str(project_dir), model_name=loaded.name,
                            features=features,
                            schema=description.to_dict() if description else None,

@@ -25,6 +25,8 @@ _prefix = f"{os.getpid():x}"
 
 def request_type(description: SchemaDescription | None, features: list[str]) -> Any:
     """`list[Record]`, at least one record, each stamped with its request's id once valid."""
+    if description is None and not features:  # raw records for the model's row transforms
+        return Annotated[list[dict[str, Any]], Field(min_length=1), AfterValidator(_stamp([]))]
     if description is None:  # no data.schema: the model's own feature names, any JSON values
         fields: dict[str, Any] = {name: Any for name in features}
         record = TypedDict("Record", fields)  # type: ignore[misc]

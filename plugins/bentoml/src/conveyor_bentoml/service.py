@@ -70,6 +70,7 @@ class Serving:
     features: list[str]
     classes: list[Any] | None
     loaded_at: float = field(default_factory=time.time)
+    transform: Any = None  # the version's inference path (LoadedModel.transform), if any
 
 
 @dataclass
@@ -93,7 +94,9 @@ def load(version: int | None) -> Serving:
     classes = getattr(model, "classes_", None) if hasattr(model, "predict_proba") else None
     return Serving(model=model, name=loaded.name, version=loaded.number, run_id=loaded.run_id,
                    sha256=loaded.sha256, features=features,
-                   classes=None if classes is None else [_plain(c) for c in classes])
+                   classes=None if classes is None else [_plain(c) for c in classes],
+                   transform=loaded.transform if loaded.contract is not None
+                   and loaded.contract.transforms else None)
 
 
 def _plain(value: Any) -> Any:
@@ -169,7 +172,11 @@ class Predictor:
         import pandas as pd
 
         request_ids = [record.pop(REQUEST_ID) for record in records]
-        inputs = pd.DataFrame.from_records(records, columns=serving.features)
+        if serving.transform is None:
+            inputs = pd.DataFrame.from_records(records, columns=serving.features)
+        else:  # raw records through the row transforms the model was trained after
+            inputs = serving.transform(pd.DataFrame.from_records(records)).reindex(
+                columns=serving.features)
         if serving.classes is not None:
             proba = serving.model.predict_proba(inputs)
             predictions = [serving.classes[i] for i in proba.argmax(axis=1)]

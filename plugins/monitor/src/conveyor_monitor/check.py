@@ -370,6 +370,7 @@ def scan_batch(app: Any, config: Any, settings: MonitorConfig, loaded: Any, feat
                                             if c in LOG_COLUMNS or c in outputs])
             if not len(chunk):
                 continue
+            chunk = loaded.transform(chunk, before_schema=True)  # the version's inference path
             first = scan.rows
             scan.rows += len(chunk)
             quality.rows += len(chunk)
@@ -398,8 +399,10 @@ def scan_batch(app: Any, config: Any, settings: MonitorConfig, loaded: Any, feat
                 broken = "; ".join(f"{f.column + ': ' if f.column else ''}{f.check}"
                                    for f in report.not_about_rows)
                 schema = layout.schema if layout else config["data"].get("schema")
+                whose = f"{loaded.name} v{loaded.number}'s" if loaded.contract is not None \
+                    else "the project's"
                 scan.invalid = {"reason": f"{batch.source} cannot be scored: {broken} "
-                                          f"(the project's schema, {schema})",
+                                          f"({whose} schema, {schema})",
                                 "validation": summary}
                 break
             if not report.ok:
@@ -427,7 +430,8 @@ def scan_batch(app: Any, config: Any, settings: MonitorConfig, loaded: Any, feat
             if report.expectations:
                 quality.expectations(report.expectations, report.unexpected_rows,
                                      lambda row, origin=origin: int(origin[row]))
-            frame = report.data if report.data is not None else chunk
+            frame = loaded.transform(report.data if report.data is not None else chunk,
+                                     before_schema=False)
             absent = [f for f in features if f not in frame.columns]
             if absent:
                 scan.invalid = {"reason": f"{batch.source} lacks feature(s) the model needs: "
@@ -492,6 +496,10 @@ def check_batch(app: Any, request: Request) -> Outcome:
     data = config.get("data") or {}
     target = data.get("target") or run_data.get("target")
     id_column = data.get("id_column") or run_data.get("id_column")
+    contract = loaded.contract  # the version's schema, target and id column, not today's files
+    if contract is not None:
+        config = contract.data_config(config, project_dir)
+        target, id_column = contract.target, contract.id_column
     metrics = list((config.get("evaluate") or {}).get("metrics") or [])
     conditions = performance_conditions(settings)
     labels = load_labels(request.labels, id_column, target) if request.labels else None

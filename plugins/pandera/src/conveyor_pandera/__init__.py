@@ -76,6 +76,26 @@ def conveyor_describe_schema(schema: str, project_dir: Path, target: str | None,
 
 
 @conveyor.hookimpl
+def conveyor_schema_snapshot(schema: str, project_dir: Path,
+                             import_target: Callable[[str], Any]) -> Any:
+    from conveyor_pandera import schemas
+
+    if not schemas.handles(schema):
+        return None
+    return schemas.snapshot(schema, project_dir, import_target, _validator())
+
+
+@conveyor.hookimpl
+def conveyor_infer_schema(frame: Any, source: str | None, target: str | None,
+                          id_column: str | None, project_dir: Path) -> Any:
+    text = infer.infer_contract(frame, source=source, target=target, id_column=id_column)
+    return conveyor.SchemaSnapshot(text=text, suffix=".yaml", describes=source,
+                                   written_by="inferred by the run",
+                                   columns=tuple(str(c) for c in frame.columns),
+                                   validator=_validator())
+
+
+@conveyor.hookimpl
 def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
     register(infer.SCHEMA)
 

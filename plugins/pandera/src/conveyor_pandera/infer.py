@@ -52,12 +52,15 @@ def read_table(path: Path) -> Any:
 
 
 def infer_yaml(frame: Any, *, source: str, target: str | None = None,
-               id_column: str | None = None, strict: bool = False) -> str:
+               id_column: str | None = None, strict: bool = False,
+               written_by: str = "conveyor schema infer") -> str:
     """The schema of `frame` as commented Pandera YAML (it loads with pandera.io).
 
     Observed ranges and categories are written as expectations (`raise_warning: true`: counted,
     never refused) unless `strict`, which writes them as hard checks. Types, nullability, the
-    id column's uniqueness and the row count are hard checks either way."""
+    id column's uniqueness and the row count are hard checks either way. Its
+    `metadata.conveyor` records the file it describes and what wrote it: Conveyor does not
+    apply it to another data file that lacks its columns."""
     import yaml
 
     columns = {str(name): _column(frame[name], is_target=name == target,
@@ -65,8 +68,11 @@ def infer_yaml(frame: Any, *, source: str, target: str | None = None,
                for name in frame.columns}
     body = {"schema_type": "dataframe", "api": "pandas", "columns": columns,
             "strict": True, "coerce": False,
-            "checks": {"min_rows": int(min(len(frame), 100))}}
+            "checks": {"min_rows": int(min(len(frame), 100))},
+            "metadata": {"conveyor": {"describes": source, "written_by": written_by}}}
     text = yaml.dump(body, Dumper=_dumper(), sort_keys=False, allow_unicode=True, width=100)
+    text = text.replace("\nmetadata:\n", "\nmetadata:  # the data file this schema was written "
+                                          "for: not applied to another file lacking its columns\n")
     if target in frame.columns:
         text = re.sub(rf"^  {re.escape(str(target))}:$",
                       f"  {target}:  # the target (data.target): every row needs a value",
@@ -74,6 +80,39 @@ def infer_yaml(frame: Any, *, source: str, target: str | None = None,
     text = text.replace("\nchecks:\n", "\nchecks:  # the frame as a whole\n")
     return HEADER.format(source=source, rows=len(frame),
                          ranges=(HARD if strict else EXPECTATIONS).format()) + text
+
+
+def infer_contract(frame: Any, *, source: str | None, target: str | None = None,
+                   id_column: str | None = None) -> str:
+    """A schema of what a model trained on `frame` cannot score without, as Pandera YAML: each
+    column present, numbers as numbers (whole numbers too: a missing value makes them floats),
+    the id column unique and always there. The observed ranges and categories are only
+    expectations (counted by monitoring, never refused), and any value may be missing: new
+    data may differ there, and that is drift to measure, not a broken contract. Not strict:
+    extra columns are ignored."""
+    import pandas as pd
+    import yaml
+
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        series = frame[name]
+        rules = _column(series, is_target=name == target, is_id=name == id_column, strict=False)
+        rules.pop("dtype", None)
+        rules["nullable"] = name != id_column
+        if name != target and pd.api.types.is_numeric_dtype(series.dtype) and \
+                not pd.api.types.is_bool_dtype(series.dtype):
+            rules = {"dtype": "float64", **rules, "coerce": True}
+        else:
+            rules.pop("coerce", None)
+        columns[str(name)] = rules
+    body = {"schema_type": "dataframe", "api": "pandas", "columns": columns, "strict": False,
+            "coerce": False, "metadata": {"conveyor": {"describes": source,
+                                                       "written_by": "inferred by the run"}}}
+    header = (f"# The contract inferred from {source or 'the training data'} ({len(frame):,} "
+              "rows): the columns a model\n# trained on it needs and which are numbers (hard "
+              "checks); the ranges and categories\n# it held are expectations, never refused.\n")
+    return header + yaml.dump(body, Dumper=_dumper(), sort_keys=False, allow_unicode=True,
+                              width=100)
 
 
 def _column(series: Any, *, is_target: bool, is_id: bool, strict: bool) -> dict[str, Any]:
@@ -175,7 +214,8 @@ def run(args: argparse.Namespace, app: Any) -> int:
         frame = read_table(path)
     except Exception as exc:
         raise conveyor.UsageError(f"cannot read {args.data}: {type(exc).__name__}: {exc}") from exc
-    text = infer_yaml(frame, source=args.data, target=args.target or defaults.get("target"),
+    text = infer_yaml(frame, source=_relative(path, app, args.data),
+                      target=args.target or defaults.get("target"),
                       id_column=args.id_column or defaults.get("id_column"),
                       strict=args.strict)
     if not args.output:
@@ -190,6 +230,14 @@ def run(args: argparse.Namespace, app: Any) -> int:
              "ranges and categories as expectations (counted, not refused; --strict for hard "
              "checks)"))
     return 0
+
+
+def _relative(path: Path, app: Any, given: str) -> str:
+    """`path` as `data.source` would name it: relative to the project, when in one."""
+    try:
+        return path.resolve().relative_to(app.project_dir.resolve()).as_posix()
+    except (conveyor.UsageError, ValueError):
+        return given
 
 
 def _project_data_section(app: Any) -> dict[str, Any]:
@@ -232,7 +280,8 @@ def add_schema_to_project(project_dir: Path, name: str = "schema.yaml") -> bool:
     frame = read_table(project_dir / source)
     # The template's schema is its sample data's contract: hard checks, as it always shipped.
     (project_dir / name).write_text(infer_yaml(frame, source=source, target=data.get("target"),
-                                               id_column=data.get("id_column"), strict=True))
+                                               id_column=data.get("id_column"), strict=True,
+                                               written_by="conveyor init"))
     text = config.read_text()
     line = re.search(r"^(\s+)source:.*$", text, flags=re.MULTILINE)
     if line is None:

@@ -194,6 +194,30 @@ def for_purpose(loaded: Loaded, purpose: str, target: str | None) -> Any:
     return loaded.variants[key]
 
 
+def snapshot(schema: str, project_dir: Path, import_target: Any, validator: str) -> Any:
+    """The schema's content for a model's contract (`conveyor_schema_snapshot`): a YAML file as
+    it is, a DataFrameModel written out as Pandera YAML; with the file it describes and what
+    wrote it, from its `metadata.conveyor`."""
+    loaded = load(schema, project_dir, import_target)
+    if schema.lower().endswith(YAML_SUFFIXES):
+        text = (project_dir / schema).read_text()
+    else:
+        try:
+            text = loaded.schema.to_yaml()
+        except Exception as exc:
+            raise conveyor.ConfigError(
+                f"data.schema {schema} cannot be written out as Pandera YAML to record with the "
+                f"model: {type(exc).__name__}: {exc}",
+                hint="write the schema as a YAML file (`conveyor schema infer DATA -o FILE`)"
+            ) from exc
+    mine = ((loaded.schema.metadata or {}).get("conveyor") or {}) \
+        if isinstance(loaded.schema.metadata, dict) else {}
+    return conveyor.SchemaSnapshot(
+        text=text, suffix=".yaml", describes=mine.get("describes"),
+        written_by=mine.get("written_by"), columns=tuple(str(c) for c in loaded.schema.columns),
+        validator=validator)
+
+
 def check_overlap(loaded: Loaded, frame: Any, name: str) -> None:
     """A schema that names none of the data's columns was written for other data: say so
     (exit 2, naming the file) rather than list every column as missing."""

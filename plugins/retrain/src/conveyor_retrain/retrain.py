@@ -326,15 +326,17 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     names = list(dict.fromkeys([*rules, *evaluate.get("metrics", [])]))
     # scikit-learn's scorers apply their sign (errors become neg_*): higher is always better
     directions = dict.fromkeys(names, "higher")
-    challenger_model = api.load_model(project_dir, settings.model_name,
-                                      version=challenger.version).model
-    features = _features(challenger_model, holdout, target, config)
+    challenger_loaded = api.load_model(project_dir, settings.model_name,
+                                       version=challenger.version)
+    challenger_model = challenger_loaded.model
+    rows = challenger_loaded.transform(holdout)  # its own inference path, on raw rows
+    features = _features(challenger_model, rows, target, config)
     metrics: dict[str, Any] = {"challenger": {
-        metric: float(get_scorer(metric)(challenger_model, holdout[features], holdout[target]))
+        metric: float(get_scorer(metric)(challenger_model, rows[features], rows[target]))
         for metric in names}, "directions": directions}
     if champion is None:
         return metrics, ["no champion to compare with"], True
-    comparison = _paired(project_dir, config, settings, champion, challenger_model, holdout,
+    comparison = _paired(project_dir, config, settings, champion, challenger_loaded, holdout,
                          target, names, get_scorer)
     if not comparison.unavailable:
         metrics["champion"] = dict(comparison.champion)
@@ -356,18 +358,21 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
 
 
 def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
-            challenger_model: Any, holdout: Any, target: str, names: list[str],
+            challenger_loaded: Any, holdout: Any, target: str, names: list[str],
             get_scorer: Any) -> Any:
-    """The champion and the challenger on the hold-out rows the champion never trained on."""
+    """The champion and the challenger on the hold-out rows the champion never trained on,
+    each through its own inference path."""
     from conveyor.gate import Comparison
     from conveyor.uncertainty import paired_scores
 
     evaluate = config.get("evaluate") or {}
     label = f"champion v{champion.version}"
     base = {"version": champion.version, "shortfall": champion.gate.get("shortfall") or {}}
+    challenger_model = challenger_loaded.model
     try:
-        champion_model = api.load_model(project_dir, settings.model_name,
-                                        version=champion.version).model
+        champion_loaded = api.load_model(project_dir, settings.model_name,
+                                         version=champion.version)
+        champion_model = champion_loaded.model
     except ConveyorError as exc:
         return Comparison(**base, unavailable=f"{label} cannot be loaded: {exc.message}")
     rows = holdout
@@ -377,18 +382,27 @@ def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
             from conveyor.fingerprints import unseen
 
             known = api.load_output(project_dir, champion.run_id, "training_rows")["fingerprint"]
-            columns = [*_features(champion_model, holdout, target, config), target]
-            rows = holdout[unseen(holdout, columns, known.to_numpy())].reset_index(drop=True)
+            seen_by_champion = champion_loaded.transform(holdout)
+            columns = [*_features(champion_model, seen_by_champion, target, config), target]
+            keep = unseen(seen_by_champion, columns, known.to_numpy())
+            rows = holdout[keep].reset_index(drop=True)
         minimum = int(evaluate.get("champion_min_rows", 100))
         if len(rows) < minimum:
             return Comparison(**base, rows=len(rows), unavailable=(
                 f"only {len(rows):,} of the {len(holdout):,} hold-out rows are rows {label} "
                 f"never trained on; evaluate.champion_min_rows is {minimum:,}"))
+        through = {id(champion_model): champion_loaded.transform(rows),
+                   id(challenger_model): challenger_loaded.transform(rows)}
+
+        def inputs(model: Any) -> Any:
+            frame = through[id(model)]
+            return frame[_features(model, frame, target, config)]
+
         paired = paired_scores(
             champion_model, challenger_model, rows,
             lambda model: _features(model, rows, target, config), target, names,
             get_scorer=get_scorer, resamples=int(evaluate.get("bootstrap", 1000)),
-            seed=int(config.get("seed", 0)))
+            seed=int(config.get("seed", 0)), inputs=inputs)
     except (ConveyorError, ValueError, KeyError) as exc:
         message = exc.message if isinstance(exc, ConveyorError) else str(exc)
         return Comparison(**base, rows=len(rows),

@@ -59,6 +59,15 @@ def run(args: argparse.Namespace, app: Any) -> int:
     model = to_onnx(loaded.model, description=f"{loaded.name} v{loaded.number}")
     meta = {"conveyor.model": loaded.name, "conveyor.version": str(loaded.number),
             "conveyor.run_id": loaded.run_id, "conveyor.sha256": loaded.sha256}
+    if loaded.contract is not None:  # the version's contract travels with the file
+        import json
+
+        meta["conveyor.contract"] = json.dumps(loaded.contract.to_dict(), sort_keys=True)
+        if loaded.contract.transforms:
+            print("note: the ONNX graph starts after this model's row transforms ("
+                  + ", ".join(f"{t.stage} ({t.uses})" for t in loaded.contract.transforms)
+                  + "): apply them to raw records first; metadata 'conveyor.contract' "
+                    "records them")
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value

@@ -10,12 +10,13 @@ is the config of the run that trained the model, with `pipeline` replaced by tha
 
 Memory: the file is read by pyarrow in chunks of `--chunk-rows` rows (Parquet: row batches;
 CSV/TSV: pyarrow's streaming reader, whose blocks are cut to that size). Each chunk is validated
-against `data.schema` (purpose "request": the rules that apply to the model's inputs row by
-row), scored, and appended to the output as one row group (Parquet) or block (CSV). At most one
-chunk, its predictions and one reader block are held at a time, so peak memory grows with
-`--chunk-rows` times the row width, not with the file's length. Frame-wide checks of the schema
-that need every row at once (`unique`) hold within each chunk only; row-count checks
-(`min_rows`) do not apply to scoring.
+against the schema recorded with the model version (`conveyor.ModelContract`; for a version
+registered before contracts, its run's `data.schema`), purpose "request": the rules that apply
+to the model's inputs row by row, scored, and appended to the output as one row group (Parquet)
+or block (CSV). At most one chunk, its predictions and one reader block are held at a time, so
+peak memory grows with `--chunk-rows` times the row width, not with the file's length.
+Frame-wide checks of the schema that need every row at once (`unique`) hold within each chunk only;
+row-count checks (`min_rows`) do not apply to scoring.
 
 Nothing is half-written: predictions go to a temporary file beside the output, renamed into
 place once every chunk passed validation and was scored. If any chunk fails validation, the
@@ -55,6 +56,7 @@ class PredictSettings:
     id_column: str | None = None
     schema: str | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    transforms: list[Any] = field(default_factory=list)  # the version's inference path
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -67,9 +69,10 @@ examples:
   conveyor predict --data data/new.csv                  # the champion; -> data/new.predictions.parquet
   conveyor predict --data new.parquet -o scores.csv --model churn:3
 
-The output has the model run's id column (data.id_column; else `row`, the position in the
+The output has the model's id column (its data.id_column; else `row`, the position in the
 file), `prediction`, and for classifiers one `proba__<class>` column per class. The file is
-validated against data.schema first; a file that fails is reported and nothing is written.
+validated first against the schema recorded with the model version (its contract); a file
+that fails is reported and nothing is written.
 The scoring is recorded as a run with command "predict" (see `conveyor runs list`)."""
     parser.add_argument("--data", required=True, metavar="FILE",
                         help="the CSV, TSV or Parquet file to score")
@@ -132,12 +135,16 @@ def run(args: argparse.Namespace, app: Any) -> int:
     project_dir = app.project_dir
     record = api.resolve_model(project_dir, name, version=version, alias=alias)
     trained = api.get_run(project_dir, record.run_id).config
+    contract = api.model_contract(project_dir, record.name, version=record.version)
+    if contract is not None:  # what the version was validated with, not today's data.schema
+        trained = contract.data_config(trained, project_dir)
     data_section = trained.get("data") or {}
     settings = {
         "uses": "sklearn.predict", "data": _relative(data, project_dir),
         "output": str(output), "model_name": record.name, "model_version": record.version,
         "artifact": record.artifact, "id_column": data_section.get("id_column"),
-        "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows}
+        "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows,
+        "transforms": [] if contract is None else contract.to_dict()["transforms"]}
     config = {**trained, "pipeline": {"predict": settings}}
     result = api.run(project_dir, config=config, force=True, quiet=False, command="predict")
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
@@ -215,9 +222,10 @@ def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path
     invalid_rows = 0
     started = last = time.perf_counter()
     total = _row_count(data)
+    path = conveyor.ModelContract.from_dict({"transforms": settings.get("transforms") or []})
     try:
         for chunk in _chunks(data, settings["chunk_rows"], overrides):
-            frame = chunk.to_pandas()
+            frame = path.transform(chunk.to_pandas(), ctx.stage_types, before_schema=True)
             chunks += 1
             report = ctx.validate(frame, "request", schema=settings.get("schema")) \
                 if settings.get("schema") else None
@@ -226,6 +234,7 @@ def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path
                 _collect(failures, report, offset=rows)
             elif not failures:
                 frame = frame if report is None or report.data is None else report.data
+                frame = path.transform(frame, ctx.stage_types, before_schema=False)
                 writer.write(_predictions(model, frame, features, classes, id_column, rows))
                 scored += len(frame)
             rows += len(frame)
@@ -237,7 +246,8 @@ def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path
                         f"{rows / (now - started):,.0f} rows/s")
         if failures:
             raise conveyor.StageFailed(
-                f"{settings['data']} does not match the schema {settings.get('schema')}: "
+                f"{settings['data']} does not match the schema of {settings['model_name']} "
+                f"v{settings['model_version']} ({settings.get('schema')}): "
                 f"{len(failures)} check(s) failed on {invalid_rows:,} of {rows:,} rows; "
                 "nothing was written\n" + _failure_lines(failures),
                 hint="fix the file (rows are positions in it, counted from 0) or the schema")

@@ -200,7 +200,11 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     from conveyor.fingerprints import row_fingerprints
 
     fingerprints = row_fingerprints(train, [*features, target])
-    return {"model": pipeline, "training_rows": pd.DataFrame({"fingerprint": fingerprints})}
+    # The model's part of its contract (conveyor.ModelContract), recorded with the version.
+    contract = {"target": target, "features": [{"name": str(c), "dtype": str(train[c].dtype)}
+                                               for c in features]}
+    return {"model": pipeline, "training_rows": pd.DataFrame({"fingerprint": fingerprints}),
+            "contract": contract}
 
 
 def _accepts(estimator_class: Any, name: str) -> bool:
