@@ -139,3 +139,27 @@ def test_predict_follows_the_champion_after_a_rollback(trained):
     text = project.cli("models", "history", "proj", check=True).stdout
     assert f"promote (forced) by {history[1]['actor']}: try it" in text
     assert f"rollback by {history[2]['actor']}: worse" in text
+
+
+def test_a_plugin_gone_from_the_recorded_config_is_named_as_coming_from_it(new_project):
+    """Issue 14.9: predict on an old model failed when a plugin named in its recorded config
+    was gone, without saying the key came from that run's recorded config."""
+    import yaml
+
+    project = new_project("classification")
+    (project.path / "helper.py").write_text(
+        "import conveyor\n\n\n@conveyor.hookimpl\ndef conveyor_alert(alert):\n    pass\n")
+    config = yaml.safe_load((project.path / "conveyor.yaml").read_text())
+    config.setdefault("plugins", {})["local"] = ["helper"]
+    (project.path / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    project.run(check=True)
+    run_id = project.runs()[0]["id"]
+    (project.path / "helper.py").unlink()
+    config["plugins"]["local"] = []
+    (project.path / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    data = pd.read_csv(project.path / "data" / "customers.csv").head(20)
+    data.to_csv(project.path / "new.csv", index=False)
+    result = project.cli("predict", "--data", "new.csv")
+    assert_usage_error(result, "'helper'", f"in the recorded config of run {run_id}",
+                       "not the project's conveyor.yaml")
+    assert not (project.path / "new.predictions.parquet").exists()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import UsageError
+from conveyor.errors import ConveyorError, UsageError
 
 __all__ = ["LoadedModel", "RunRecord", "RunResult", "code_version", "get_run", "load_config",
            "load_model", "load_output", "model_contract", "resolve_model", "run"]
@@ -238,7 +238,7 @@ def load_config(project_dir: Path, overrides: Sequence[str] = ()) -> Any:
 
 def run(project_dir: Path, *, config: Mapping[str, Any] | None = None,
         overrides: Sequence[str] = (), force: bool = False, quiet: bool = True,
-        command: str = "run") -> RunResult:
+        command: str = "run", config_from: str | None = None) -> RunResult:
     """Run a project's pipeline and record the run in its store, as `conveyor run` does.
 
     Without `config`, the project's conveyor.yaml is composed with `overrides`. With `config`
@@ -247,6 +247,9 @@ def run(project_dir: Path, *, config: Mapping[str, Any] | None = None,
     plugins loaded are the ones the config's `plugins` section asks for, with the project
     folder as the home of local plugin modules. `force` runs every stage even when cached;
     `command` is recorded with the run. Raises the usual ConveyorError subclasses.
+    `config_from` says where a given `config` came from ("the recorded config of run R, which
+    trained churn v3"): a plugin or key of it that no longer loads is reported as coming from
+    there, not from the project's conveyor.yaml.
     """
     from conveyor.cli.app import load_host
     from conveyor.config import load_config as compose
@@ -260,8 +263,19 @@ def run(project_dir: Path, *, config: Mapping[str, Any] | None = None,
     else:
         if overrides:
             raise UsageError("api.run takes either a resolved config or overrides, not both")
-        host = _host_for(project_dir, config)
-        resolved = _checked(project_dir, config, host)
+        try:
+            host = _host_for(project_dir, config)
+            resolved = _checked(project_dir, config, host)
+        except ConveyorError as exc:
+            if config_from is None:
+                raise
+            error = type(exc)(
+                f"{exc.message} (in {config_from}, not the project's conveyor.yaml)",
+                hint="that run's config names it: restore what it needs"
+                     + (f" ({exc.hint})" if exc.hint else "")
+                     + ", or train a new version without it")
+            error.exit_code = exc.exit_code
+            raise error from exc
     result = Runner(host, resolved, display=StageDisplay(quiet=quiet), force=force,
                     command=command).run()
     return RunResult(result.run_id, result.status, dict(result.metrics), list(result.verdicts))

@@ -146,7 +146,9 @@ def run(args: argparse.Namespace, app: Any) -> int:
         "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows,
         "transforms": [] if contract is None else contract.to_dict()["transforms"]}
     config = {**trained, "pipeline": {"predict": settings}}
-    result = api.run(project_dir, config=config, force=True, quiet=False, command="predict")
+    result = api.run(project_dir, config=config, force=True, quiet=False, command="predict",
+                     config_from=f"the recorded config of run {record.run_id}, which trained "
+                                 f"{record.name} v{record.version}")
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
           f"(run {result.run_id})")
     return 0
