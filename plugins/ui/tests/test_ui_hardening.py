@@ -140,3 +140,31 @@ def test_secrets_are_not_shown_on_the_runs_run_and_compare_pages(tmp_path: Path)
     run_page = pages[f"/runs/{second}"][1]
     assert "postgres://app:***@db/x" in run_page and "plain-visible" in run_page
     assert "env.db.password=***" in run_page
+
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def test_text_from_the_store_is_escaped_on_every_page(tiny: Path):
+    """The probe's XSS case, kept as a regression test: text anyone who can run a pipeline or
+    promote a model puts in the store (a run's error, a gate reason, a promotion reason, a
+    param) is shown escaped, never as markup."""
+    store = open_store(tiny)
+    try:
+        run = store.query("SELECT id FROM runs")[0]["id"]
+        with store.write() as conn:
+            conn.execute("UPDATE runs SET error=? WHERE id=?", (XSS, run))
+            conn.execute("INSERT INTO params VALUES (?,?,?)", (run, "note", f'"{XSS}"'))
+        registry = Registry(store)
+        registry.register(name="tiny", run_id=run, stage="register", artifact={},
+                          metrics={"accuracy": 0.5}, gate={"reasons": [XSS]},
+                          decision="rejected", config_hash="h", data={})
+        registry.set_alias("tiny", "champion", 2, action="promote", reason=XSS)
+    finally:
+        store.close()
+    with running_ui(tiny) as ui:
+        for page in ("/runs", f"/runs/{run}", f"/compare?runs={run}&runs={run}",
+                     "/models", "/pipeline", "/monitoring"):
+            status, body, _ = ui.get(page)
+            assert status == 200, (page, status)
+            assert "<script>alert" not in body and "<img src=x" not in body, page
