@@ -314,7 +314,9 @@ async def _deadline(self: Any, scope: dict[str, Any], receive: Any, send: Any) -
     try:
         await waiter
     except TimeoutError:
-        if task.cancel():
+        if task.cancel():  # its queued predict work is dropped too (conveyor_bentoml.batching)
+            logger.warning("%s %s timed out after %s s: answered 504", scope.get("method", ""),
+                           scope.get("path", ""), self.timeout)
             await JSONResponse({"error": f"Not able to process the request in {self.timeout} "
                                 "seconds"}, status_code=504)(scope, receive, send)
     else:
