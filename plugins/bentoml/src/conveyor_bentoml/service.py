@@ -55,7 +55,10 @@ SPEC = specs.current()
 SETTINGS = SPEC.settings
 BATCHING = SETTINGS["batching"]
 DESCRIPTION = SchemaDescription.from_dict(SPEC.schema) if SPEC.schema else None
-Records = request_type(DESCRIPTION, SPEC.features)
+# Fields checked against the model's features only when they were not known at start and the
+# model takes them as they come (no row transforms).
+Records = request_type(DESCRIPTION, SPEC.features, lambda: STATE.serving.features
+                       if STATE.serving and STATE.serving.transform is None else None)
 
 
 @dataclass(frozen=True)
