@@ -173,8 +173,8 @@ SERVE = conveyor.CliCommand(
         "(tampered, missing, unreadable) does not stop the server: it starts not ready\n"
         "(/readyz and /predict answer 503 naming why, /metadata shows the error) and becomes\n"
         "ready once a loadable version is promoted; no champion at all is exit 2.\n"
-        "Every prediction is logged under\n"
-        ".conveyor/predictions/. Settings: the `serve` config section.\n\n"
+        "Every prediction is logged under .conveyor/predictions/. Settings: the `serve`\n"
+        "config section.\n\n"
         "example:\n  conveyor serve --port 3000\n"
         "  curl -H 'content-type: application/json' -d '[{...}]' localhost:3000/predict"),
     configure=_configure_serve,
