@@ -27,17 +27,34 @@ def project_of(args: argparse.Namespace, app: Any) -> Path:
 
 
 def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
-              host: Any, version: int | None = None) -> tuple[specs.ServeSpec, Any]:
+              host: Any, version: int | None = None, unloadable: list[str] | None = None
+              ) -> tuple[specs.ServeSpec, Any]:
     """Load the champion (sha256 checked: a tampered or missing champion stops here with a
-    clear error) and describe what the server needs: features, the schema's fields, settings."""
+    clear error) and describe what the server needs: features, the schema's fields, settings.
+
+    With `unloadable` (a list, for `serve`), a champion that is set but cannot be loaded does
+    not stop here: the reason is appended to the list, the loaded model returned is None, and
+    the schema and features come from what the store records with the version (its contract;
+    none for an old version without one: the server takes the features from the first model
+    it loads). No champion at all still stops here."""
     from conveyor import api
     from conveyor.validation import describe_schema
 
     config = api.load_config(project_dir, overrides)
     settings = settings_from(config.data)
     name = model or (config.data.get("registry") or {}).get("model_name")
-    loaded = api.load_model(project_dir, name, version=version)
+    record = api.resolve_model(project_dir, name, version=version)  # no champion: stops here
+    try:
+        loaded = api.load_model(project_dir, name, version=version)
+    except Exception as exc:
+        if unloadable is None:
+            raise
+        reason = getattr(exc, "message", None) or str(exc)  # a ConveyorError's, no hint
+        unloadable.append(f"{record.name} v{record.version}: {type(exc).__name__}: {reason}")
+        loaded = _recorded_version(project_dir, record)
     features = [str(c) for c in getattr(loaded.model, "feature_names_in_", [])]
+    if loaded.model is None and loaded.contract is not None:
+        features = list(loaded.contract.feature_names)
     # The schema recorded with the version (its contract), not the project's current file.
     description = describe_schema(host, config=loaded.data_config(), project_dir=project_dir)
     contract = loaded.contract
@@ -49,7 +66,22 @@ def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
                            features=features,
                            schema=description.to_dict() if description else None,
                            settings=as_dict(settings))
-    return spec, loaded
+    return spec, None if loaded.model is None else loaded
+
+
+def _recorded_version(project_dir: Path, record: Any) -> Any:
+    """What the store records of a version whose model cannot be loaded, read without
+    deserialising anything: a `LoadedModel` with no model, its training run's config and its
+    contract (schema, features)."""
+    from conveyor import api
+
+    project_dir = Path(project_dir).resolve()
+    return api.LoadedModel(
+        name=record.name, number=record.version, run_id=record.run_id, model=None,
+        version=record, config=api.get_run(project_dir, record.run_id).config,
+        sha256=str(record.artifact.get("sha256", "")),
+        contract=api.model_contract(project_dir, record.name, version=record.version),
+        project_dir=project_dir)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -94,7 +126,9 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace, app: Any) -> int:
     project_dir = project_of(args, app)
-    spec, loaded = make_spec(project_dir, list(args.overrides), model=args.model, host=app.host)
+    unloadable: list[str] = []
+    spec, loaded = make_spec(project_dir, list(args.overrides), model=args.model, host=app.host,
+                             unloadable=unloadable)
     settings = spec.settings
     host = args.host or settings["host"]
     port = args.port if args.port is not None else settings["port"]
@@ -102,7 +136,16 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
     tmp = project_dir / ".conveyor" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     path = spec.dump(tmp / f"serve-{os.getpid()}.json")
-    print(f"serving {loaded.name} v{loaded.number} (run {loaded.run_id}) on http://{host}:{port}"
+    if loaded is None:
+        # One line, and the server still starts: not ready (503) until a loadable champion is
+        # promoted, which the server picks up within serve.poll_seconds.
+        print(f"conveyor serve: cannot load the champion {unloadable[0]}; starting not ready "
+              "(/readyz and /predict answer 503) until a loadable version is promoted",
+              file=sys.stderr, flush=True)
+        serving = f"{spec.model_name} (no loadable champion yet)"
+    else:
+        serving = f"{loaded.name} v{loaded.number} (run {loaded.run_id})"
+    print(f"serving {serving} on http://{host}:{port}"
           f"  POST /predict  GET /metadata  /livez /readyz", flush=True)
     env = {**os.environ, specs.ENV: str(path), "BENTOML_DO_NOT_TRACK": "True"}
     # One OpenMP thread per predict: requests are already concurrent, and OpenMP pools
@@ -126,8 +169,12 @@ SERVE = conveyor.CliCommand(
         "  /livez /readyz  liveness and readiness\n\n"
         "Requests are checked against data.schema (400 naming the field and the rule). When the\n"
         "champion changes (conveyor models promote/rollback, a new run), the server answers\n"
-        "with the new version within serve.poll_seconds. Every prediction is logged under\n"
-        ".conveyor/predictions/. Settings: the `serve` config section.\n\n"
+        "with the new version within serve.poll_seconds. A champion that cannot be loaded\n"
+        "(tampered, missing, unreadable) does not stop the server: it starts not ready\n"
+        "(/readyz and /predict answer 503 naming why, /metadata shows the error) and becomes\n"
+        "ready once a loadable version is promoted; no champion at all is exit 2.\n"
+        "Every prediction is logged under .conveyor/predictions/. Settings: the `serve`\n"
+        "config section.\n\n"
         "example:\n  conveyor serve --port 3000\n"
         "  curl -H 'content-type: application/json' -d '[{...}]' localhost:3000/predict"),
     configure=_configure_serve,

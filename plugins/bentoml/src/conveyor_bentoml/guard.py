@@ -24,6 +24,11 @@ class RequestGuard:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
+            if scope["type"] == "http" and scope["path"] == "/readyz" and \
+                    self.state is not None and self.state.serving is None:
+                # BentoML's own 503 says only that __is_ready__ returned False
+                return await _refuse(send, 503, "not ready: no model is loaded: "
+                                     + (self.state.error or "starting"))
             return await self.app(scope, receive, send)
         content_type = b""
         length = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired
 
 from conveyor.validation import FieldDescription, SchemaDescription
@@ -23,10 +24,16 @@ _ids = itertools.count()
 _prefix = f"{os.getpid():x}"
 
 
-def request_type(description: SchemaDescription | None, features: list[str]) -> Any:
-    """`list[Record]`, at least one record, each stamped with its request's id once valid."""
-    if description is None and not features:  # raw records for the model's row transforms
-        return Annotated[list[dict[str, Any]], Field(min_length=1), AfterValidator(_stamp([]))]
+def request_type(description: SchemaDescription | None, features: list[str],
+                 loaded_features: Callable[[], list[str] | None] | None = None) -> Any:
+    """`list[Record]`, at least one record, each stamped with its request's id once valid.
+
+    With no schema and no features, records are taken as they come: raw records for the
+    model's row transforms, or the server started before a model could be loaded and knew no
+    features; `loaded_features()` then gives the loaded model's (None: not to be checked)."""
+    if description is None and not features:
+        return Annotated[list[dict[str, Any]], Field(min_length=1),
+                         AfterValidator(_stamp([], loaded_features))]
     if description is None:  # no data.schema: the model's own feature names, any JSON values
         fields: dict[str, Any] = {name: Any for name in features}
         record = TypedDict("Record", fields)  # type: ignore[misc]
@@ -60,8 +67,19 @@ def _field_type(spec: FieldDescription) -> Any:
     return kind if spec.required else NotRequired[kind]
 
 
-def _stamp(unique: list[str]) -> Any:
+def _stamp(unique: list[str], loaded_features: Callable[[], list[str] | None] | None = None
+           ) -> Any:
     def check(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = loaded_features() if loaded_features is not None else None
+        if names is not None:
+            for index, record in enumerate(records):
+                wrong = sorted(set(record) ^ set(names))
+                if wrong:
+                    raise PydanticCustomError(
+                        "fields", "record {index}: field {field} is "
+                        + ("unknown" if wrong[0] in record else "missing")
+                        + " (the model's features: {features})",
+                        {"index": index, "field": wrong[0], "features": ", ".join(names)})
         for name in unique:
             seen: set[Any] = set()
             for index, record in enumerate(records):

@@ -55,7 +55,10 @@ SPEC = specs.current()
 SETTINGS = SPEC.settings
 BATCHING = SETTINGS["batching"]
 DESCRIPTION = SchemaDescription.from_dict(SPEC.schema) if SPEC.schema else None
-Records = request_type(DESCRIPTION, SPEC.features)
+# Fields checked against the model's features only when they were not known at start and the
+# model takes them as they come (no row transforms).
+Records = request_type(DESCRIPTION, SPEC.features, lambda: STATE.serving.features
+                       if STATE.serving and STATE.serving.transform is None else None)
 
 
 @dataclass(frozen=True)
@@ -314,7 +317,9 @@ async def _deadline(self: Any, scope: dict[str, Any], receive: Any, send: Any) -
     try:
         await waiter
     except TimeoutError:
-        if task.cancel():
+        if task.cancel():  # its queued predict work is dropped too (conveyor_bentoml.batching)
+            logger.warning("%s %s timed out after %s s: answered 504", scope.get("method", ""),
+                           scope.get("path", ""), self.timeout)
             await JSONResponse({"error": f"Not able to process the request in {self.timeout} "
                                 "seconds"}, status_code=504)(scope, receive, send)
     else:
