@@ -392,3 +392,39 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path):
     assert pipe.wait(timeout=300) == 0
     [run] = project.runs()
     assert run["status"] == "completed", project.show(run["id"]).get("error")
+
+
+@pytest.mark.slow
+def test_kill_9_ten_times_at_random_moments_never_leaves_a_lie_or_a_broken_store(tmp_path):
+    """The reliability probe's case: `kill -9` ten times at random moments of a registering
+    run (import, planning, a stage, the writer, promotion). The store stays whole, no killed
+    run is recorded completed, the champion is only ever a version that passed its gate, and
+    the next run works."""
+    import random
+
+    from conveyor.store import Registry, open_store
+
+    project = local_project(tmp_path / "p", pipeline=REGISTERING,
+                            local=["faultstages", "fakemodel"], modules={"fakemodel": FAKE_MODEL})
+    chance = random.Random(14)
+    for _ in range(10):
+        process = subprocess.Popen([conveyor_executable(), "run", "--force"], cwd=project.path,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(0.05, 1.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    runs = project.runs()
+    assert runs and {r["status"] for r in runs} <= {"completed", "interrupted"}
+    assert_artifacts_whole(project)
+    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = open_store(project.path)
+    try:
+        registry = Registry(store)
+        champion = registry.aliases("m").get("champion")
+        if champion is not None:
+            assert registry.get("m", champion).decision == "passed"
+    finally:
+        store.close()
+    assert project.run().returncode == 0
+    assert project.runs()[0]["status"] == "completed"
