@@ -143,9 +143,12 @@ def check_metrics(settings: RetrainConfig, config: dict) -> None:
             close = difflib.get_close_matches(metric, allowed, n=1)
             what = ("is not a scikit-learn metric name" if metric not in known else
                     "is not among evaluate.metrics (" + ", ".join(computed) + ")")
-            raise ConfigError(f"{where}: '{metric}' {what}",
-                              hint=f"did you mean '{close[0]}'?" if close else
-                              "see sklearn.metrics.get_scorer_names()")
+            hint = (f"did you mean '{close[0]}'?" if close else
+                    "see sklearn.metrics.get_scorer_names()")
+            if metric in known:  # a real metric the project does not compute: say how to
+                hint = (f"add it to evaluate.metrics (evaluate.metrics=[{', '.join(computed)}, "
+                        f"{metric}]), or use one of those")
+            raise ConfigError(f"{where}: '{metric}' {what}", hint=hint)
     for metric, text in settings.promote_if.items():
         parse_condition(text, f"retrain.promote_if.{metric}", metric)
     for key, text in flatten(settings.when).items():
