@@ -1,14 +1,16 @@
 """The project store: `.conveyor/store.db` (SQLite, WAL) and `.conveyor/artifacts/`.
 
 `Registry` is the model registry; `Monitoring` (module `conveyor.store.monitoring`) the record
-of monitored batches.
+of monitored batches. `as_number` and `numeric_metrics` read metric values back the way the
+listings do: a value damaged by hand or another tool is flagged, never a crash.
 """
 
 from conveyor.store.artifacts import ArtifactRef, ArtifactStore, sha256_file
-from conveyor.store.db import Store, open_store
+from conveyor.store.db import Store, as_number, numeric_metrics, open_store
 from conveyor.store.decisions import RetrainDecision, RetrainDecisions
 from conveyor.store.monitoring import BatchRecord, Monitoring
 from conveyor.store.registry import AliasMoved, Registry
 
 __all__ = ["AliasMoved", "ArtifactRef", "ArtifactStore", "BatchRecord", "Monitoring", "Registry",
-           "RetrainDecision", "RetrainDecisions", "Store", "open_store", "sha256_file"]
+           "RetrainDecision", "RetrainDecisions", "Store", "as_number", "numeric_metrics",
+           "open_store", "sha256_file"]

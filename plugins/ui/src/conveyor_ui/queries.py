@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.secrets import Redactor
-from conveyor.store import ArtifactRef, Registry, Store
-from conveyor.store.db import as_number, numeric_metrics
+from conveyor.store import ArtifactRef, Registry, Store, as_number, numeric_metrics
 from conveyor.uncertainty import comparison_lines
 
 PAGE_SIZES = (25, 50, 100, 200)
