@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +235,15 @@ def evaluate_gate(
             if not ok:
                 reasons.append(f"slice {slice_column}={slice_value}: {why}")
     return passed, reasons
+
+
+FAILING = (" misses ", "not computed", "fails closed")
+
+
+def failing(reasons: Iterable[str]) -> list[str]:
+    """The reasons of `evaluate_gate` (or `Condition.check`) that say a condition did not hold,
+    for showing why a gate or policy said no."""
+    return [r for r in reasons if any(word in r for word in FAILING)]
 
 
 def shortfall_after(comparison: Comparison | None, directions: Mapping[str, str] | None = None

@@ -22,7 +22,7 @@ from typing import Any
 
 from conveyor.contributions import CheckContext, StageType
 from conveyor.errors import StageFailed, UsageError
-from conveyor.gate import Comparison, evaluate_gate, parse_gate, shortfall_after
+from conveyor.gate import Comparison, evaluate_gate, failing, parse_gate, shortfall_after
 from conveyor.stage_context import StageContext
 from conveyor.store.registry import CHAMPION, AliasMoved
 
@@ -87,8 +87,7 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
         message = f"{name} v{version} registered" + (
             ", to be promoted to champion once the run completes" if promoted else "")
     else:
-        message = f"{name} v{version} registered, not promoted: " + "; ".join(
-            r for r in reasons if _failing(r))
+        message = f"{name} v{version} registered, not promoted: " + "; ".join(failing(reasons))
     ctx.log(message)
     return {"registration": {"model": name, "version": version, "decision": decision,
                              "promoted": promoted, "reasons": reasons},
@@ -109,10 +108,6 @@ def _promote(registry: Any, name: str, version: int, reasons: list[str],
         registry.note(name, version, why)
         return f"{name} v{version} registered ({why})"
     return f"{name} v{version} registered and promoted to champion"
-
-
-def _failing(reason: str) -> bool:
-    return any(word in reason for word in (" misses ", "not computed", "fails closed"))
 
 
 def summarise(comparison: Comparison | None, evaluation: Mapping[str, Any]

@@ -213,6 +213,7 @@ def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
     """Promote the best run's version if it passed its gate and beats the champion on the
     primary metric, as both were scored on the same rows during that run (those the champion
     never trained on); one that could not be compared with the champion is not promoted."""
+    from conveyor.gate import failing
     from conveyor.metrics import greater_is_better
     from conveyor.store import Registry
     from conveyor.store.registry import CHAMPION
@@ -227,8 +228,7 @@ def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
         directions = version.gate.get("directions")
         if version.decision != "passed":
             print(f"✗ {label} did not pass the gate: "
-                  + "; ".join(r for r in version.gate.get("reasons", [])
-                              if " misses " in r or "fails closed" in r))
+                  + "; ".join(failing(version.gate.get("reasons", []))))
         elif comparison.get("unavailable"):
             print(f"✗ {label} not promoted: it could not be compared with champion "
                   f"v{comparison.get('champion_version')}: {comparison['unavailable']} "

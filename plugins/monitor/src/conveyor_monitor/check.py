@@ -20,6 +20,7 @@ from typing import Any
 
 import conveyor
 from conveyor import DriftResult, api
+from conveyor.gate import failing
 from conveyor.names import path_part
 from conveyor.store import BatchRecord, Monitoring, open_store, sha256_file
 from conveyor.store.monitoring import new_batch_id
@@ -811,7 +812,7 @@ def summary_line(result: dict[str, Any], status: str, breached: bool, reasons: l
     if any(e["drifted"] for e in result["prediction"].values()):
         parts.append("predictions drifted")
     if breached:
-        parts.append("performance breach: " + "; ".join(r for r in reasons if "misses" in r))
+        parts.append("performance breach: " + "; ".join(failing(reasons)))
     return f"{status}: " + "; ".join(parts) + f" ({rows:,} rows)"
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import conveyor
 
+from conveyor_pandera.report import _plain  # failing values are never missing
+
 EXAMPLES = 5
 
 
@@ -93,12 +95,3 @@ def _label(check: Any) -> str:
     stats = check.statistics or {}
     args = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in stats.values())
     return f"{check.name}({args})"
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, str):
-        try:
-            return value.item()
-        except (ValueError, AttributeError):
-            return str(value)
-    return value

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import ConfigError, ConveyorError, UsageError, api
-from conveyor.gate import parse_condition, shortfall_after
+from conveyor.gate import failing, parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 
 from conveyor_retrain import locks, policy
@@ -39,10 +39,7 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
           log: Callable[[str], None] = print, quiet: bool = True) -> RetrainDecision:
     """Apply the project's `retrain` policy once and return the recorded decision."""
     project_dir = Path(project_dir).resolve()
-    config = api.load_config(project_dir).data
-    settings = settings_from(config)
-    policy.parse_when(settings)  # a bad policy is a config error before anything is recorded
-    check_metrics(settings, config)
+    config, settings = check_policy(project_dir)  # a bad policy: nothing is recorded
     # Read the batches and decisions, act, record: never interleaved with another process
     # deciding for the same model (a second watcher, a retrain by hand).
     with locks.decision_lock(project_dir, settings.model_name, log=log):
@@ -114,13 +111,14 @@ def _newest_window_batch(decision: Any, batches: list[Any]) -> float:
     return max(times) if times else 0.0
 
 
-def check_policy(project_dir: Path) -> None:
-    """The project's `retrain` policy, checked as `apply` checks it: a ConfigError naming the
-    key for a condition that does not parse or a metric that is not computed."""
+def check_policy(project_dir: Path) -> tuple[dict, RetrainConfig]:
+    """The project's resolved config and its `retrain` policy, checked: a ConfigError naming
+    the key for a condition that does not parse or a metric that is not computed."""
     config = api.load_config(Path(project_dir).resolve()).data
     settings = settings_from(config)
     policy.parse_when(settings)
     check_metrics(settings, config)
+    return config, settings
 
 
 def check_metrics(settings: RetrainConfig, config: dict) -> None:
@@ -215,10 +213,10 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     fields: dict[str, Any] = {"run_id": result.run_id, "challenger_version": challenger.version,
                               "details": details}
     if challenger.decision != "passed":
-        failed = [r for r in challenger.gate.get("reasons", [])
-                  if " misses " in r or "fails closed" in r or "not computed" in r] or ["gate"]
-        if challenger.comparison():  # the gate's own comparison with the champion
-            fields["metrics"] = {"comparison": challenger.comparison()}
+        failed = failing(challenger.gate.get("reasons", [])) or ["gate"]
+        gate_comparison = challenger.comparison()  # the gate's own comparison with the champion
+        if gate_comparison:
+            fields["metrics"] = {"comparison": gate_comparison}
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
     metrics, comparison, better = compare(project_dir, config, settings, champion, challenger,
@@ -379,22 +377,22 @@ def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     except ConveyorError as exc:
         return Comparison(**base, unavailable=f"{label} cannot be loaded: {exc.message}")
     rows = holdout
-    seen = champion.gate.get("training_rows")
     try:
-        if seen:
+        champion_view = champion_loaded.transform(holdout)  # its own inference path
+        if champion.gate.get("training_rows"):
             from conveyor.fingerprints import unseen
 
             known = api.load_output(project_dir, champion.run_id, "training_rows")["fingerprint"]
-            seen_by_champion = champion_loaded.transform(holdout)
-            columns = [*_features(champion_model, seen_by_champion, target, config), target]
-            keep = unseen(seen_by_champion, columns, known.to_numpy())
+            columns = [*_features(champion_model, champion_view, target, config), target]
+            keep = unseen(champion_view, columns, known.to_numpy())
             rows = holdout[keep].reset_index(drop=True)
+            champion_view = champion_view[keep].reset_index(drop=True)
         minimum = int(evaluate.get("champion_min_rows", 100))
         if len(rows) < minimum:
             return Comparison(**base, rows=len(rows), unavailable=(
                 f"only {len(rows):,} of the {len(holdout):,} hold-out rows are rows {label} "
                 f"never trained on; evaluate.champion_min_rows is {minimum:,}"))
-        through = {id(champion_model): champion_loaded.transform(rows),
+        through = {id(champion_model): champion_view,
                    id(challenger_model): challenger_loaded.transform(rows)}
 
         def inputs(model: Any) -> Any:
