@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _support import local_project
 from conveyor import api
-from conveyor.errors import UsageError
+from conveyor.errors import ConveyorError, UsageError
 
 
 def test_run_then_get_run_then_run_the_recorded_config_again(tmp_path):
@@ -80,3 +80,31 @@ def test_resolve_model_names_the_version_without_loading_it(tmp_path):
             .version) == (1, 2)
     with pytest.raises(UsageError, match="no model named 'x'"):
         api.resolve_model(tmp_path, "x")
+
+
+def test_list_runs_lists_newest_first_and_filters(tmp_path):
+    """Issue 15: a plugin author could read one run but not list them."""
+    project = local_project(tmp_path / "p")
+    first = api.run(project.path)
+    (project.path / "BREAK").write_text("")
+    with pytest.raises(ConveyorError):
+        api.run(project.path, overrides=["seed=7"], force=True)
+    (project.path / "BREAK").unlink()
+    again = api.run(project.path, force=True, command="reproduce")
+    runs = api.list_runs(project.path)
+    failed = api.get_run(project.path, runs[1].id)
+    assert [r.id for r in runs] == [again.run_id, failed.id, first.run_id]
+    assert isinstance(runs[0], api.RunSummary)
+    assert runs[2].status == "completed" and runs[2].exit_code == 0 and runs[2].duration >= 0
+    assert runs[1].status == "failed" and runs[1].exit_code == 1
+    assert [r.id for r in api.list_runs(project.path, status="failed")] == [failed.id]
+    assert [r.id for r in api.list_runs(project.path, command="reproduce")] == [again.run_id]
+    assert [r.id for r in api.list_runs(project.path, params={"seed": 7})] == [failed.id]
+    assert [r.id for r in api.list_runs(project.path, limit=1)] == [again.run_id]
+    assert [r.id for r in api.list_runs(project.path, since=runs[1].created_at)] == \
+        [again.run_id, failed.id]
+    assert api.list_runs(project.path, metrics=[("nothing", ">", 0)]) == []
+    with pytest.raises(UsageError):
+        api.list_runs(project.path, metrics=[("accuracy", "~", 1)])
+    with pytest.raises(UsageError):
+        api.list_runs(project.path, order="bogus")

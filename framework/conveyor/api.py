@@ -3,6 +3,7 @@
     from conveyor import api
 
     record = api.get_run(project_dir, "20250101-120000")      # a recorded run (prefix is enough)
+    latest = api.list_runs(project_dir, status="completed", limit=5)   # newest first
     result = api.run(workspace, config=record.config, force=True, command="reproduce")
     print(result.metrics == record.metrics)
 
@@ -20,8 +21,9 @@ from typing import Any
 
 from conveyor.errors import ConveyorError, UsageError
 
-__all__ = ["LoadedModel", "RunRecord", "RunResult", "code_version", "get_run", "load_config",
-           "load_model", "load_output", "model_contract", "resolve_model", "run"]
+__all__ = ["LoadedModel", "RunRecord", "RunResult", "RunSummary", "code_version", "get_run",
+           "list_runs", "load_config", "load_model", "load_output", "model_contract",
+           "resolve_model", "run"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,26 @@ class RunRecord:
     data: dict[str, str]
     metrics: dict[str, float]
     error: str | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A recorded run as `list_runs` lists it: `created_at` in Unix seconds, `duration` in
+    seconds (None while running), `exit_code` what `conveyor run` exited with (None while
+    running, or for runs recorded before it was kept), `metrics` by name across its stages
+    (values that are not numbers left out and named in `problems`)."""
+
+    id: str
+    project: str | None
+    status: str
+    command: str | None
+    created_at: float | None
+    duration: float | None
+    exit_code: int | None
+    error: str | None
+    git_commit: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,21 +216,19 @@ def load_output(project_dir: Path, run_id: str, name: str, *, stage: str | None 
     such output (or it was never stored, being ephemeral).
     """
     from conveyor.cli.app import load_host
-    from conveyor.store import ArtifactRef, open_store
+    from conveyor.store import ArtifactRef, Runs, open_store
 
     project_dir = Path(project_dir).resolve()
     run = get_run(project_dir, run_id)
     store = open_store(project_dir)
     try:
-        rows = store.query("SELECT name, outputs FROM stages WHERE run_id=? AND status='completed'"
-                           " ORDER BY position", (run.id,))
         found = None
         available = []
-        for row in rows:
-            outputs = _json(row["outputs"], {})
-            available += [f"{row['name']}.{key}" for key, value in outputs.items()
+        for row in Runs(store).stages(run.id, status="completed"):
+            outputs = row.json("outputs", {})
+            available += [f"{row.name}.{key}" for key, value in outputs.items()
                           if isinstance(value, dict) and "sha256" in value]
-            if found is None and name in outputs and (stage is None or row["name"] == stage) \
+            if found is None and name in outputs and (stage is None or row.name == stage) \
                     and "sha256" in (outputs[name] or {}):
                 found = outputs[name]
         if found is None:
@@ -312,32 +332,90 @@ def _checked(project_dir: Path, config: Mapping[str, Any], host: Any) -> Any:
 def get_run(project_dir: Path, run_id: str) -> RunRecord:
     """The recorded run whose id is `run_id` or starts with it. UsageError when there is no
     such run or the prefix is ambiguous."""
-    from conveyor.store import open_store
+    from conveyor.store import Runs, open_store
 
     store = open_store(Path(project_dir).resolve())
     try:
-        rows = store.query("SELECT * FROM runs WHERE substr(id, 1, length(?)) = ? "
-                           "ORDER BY created_at DESC", (run_id, run_id))
-        if not rows:
-            raise UsageError(f"no run with id '{run_id}' in this project",
-                             hint="see `conveyor runs list`")
-        exact = [r for r in rows if r["id"] == run_id]
-        if len(rows) > 1 and not exact:
-            raise UsageError(f"run id '{run_id}' is ambiguous: "
-                             + ", ".join(r["id"] for r in rows[:5]))
-        row = (exact or rows)[0]
-        data = {r["path"]: r["sha256"] for r in store.query(
-            "SELECT path, sha256 FROM data_inputs WHERE run_id=? ORDER BY path", (row["id"],))}
-        metrics = {r["key"]: r["value"] for r in store.query(
-            "SELECT key, value FROM metrics WHERE run_id=? ORDER BY stage, key", (row["id"],))}
+        runs = Runs(store)
+        row = runs.find(run_id)
+        data = runs.data(row.id)
+        metrics = runs.metrics(row.id)
     finally:
         store.close()
     return RunRecord(
-        id=row["id"], project=row["project"], status=row["status"], command=row["command"],
-        config=_resolved(_json(row["config"], {})), config_hash=row["config_hash"],
-        git_commit=row["git_commit"],
-        git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
-        packages=_json(row["packages"], {}), data=data, metrics=metrics, error=row["error"])
+        id=row.id, project=row.project, status=row.status, command=row.command,
+        config=_resolved(row.json("config", {})), config_hash=row.config_hash,
+        git_commit=row.git_commit, git_dirty=row.git_dirty, packages=row.json("packages", {}),
+        data=data, metrics=metrics, error=row.error)
+
+
+def list_runs(project_dir: Path, *, status: str | None = None, command: str | None = None,
+              since: float | None = None, until: float | None = None,
+              params: Mapping[str, Any] | None = None,
+              metrics: Sequence[tuple[str, str, float]] = (), order: str = "created",
+              descending: bool = True, limit: int | None = 20, offset: int = 0
+              ) -> list[RunSummary]:
+    """The project's recorded runs, newest first, as `RunSummary`s (`get_run` reads one in
+    full). Every filter given must hold:
+
+    * `status`: "completed", "failed", "interrupted", "running", ...;
+    * `command`: what recorded it, e.g. "run" or "reproduce";
+    * `since` / `until`: the run started at or after / before this Unix time;
+    * `params`: {flattened config key: value}, e.g. {"model.params.max_depth": 3};
+    * `metrics`: (name, op, number) tests, op one of = != > < >= <=, e.g.
+      [("accuracy", ">=", 0.8)].
+
+    `order` is "created", "status", "duration", "id" or "metric:NAME"; `limit` None for all.
+    Runs whose process was killed are reported "interrupted", as `conveyor runs list` does.
+
+        for run in api.list_runs(project_dir, status="completed", limit=5):
+            print(run.id, run.metrics.get("accuracy"))
+    """
+    from conveyor.secrets import Redactor
+    from conveyor.store import MetricTest, ParamTest, RunQuery, Runs, numeric_metrics, open_store
+
+    param_tests = tuple(ParamTest(key, _stored_forms(value)) for key, value in
+                        (params or {}).items())
+    try:
+        metric_tests = tuple(MetricTest(str(key), op, float(value))
+                             for key, op, value in metrics)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"metrics filters are (name, op, number) with op one of "
+                         f"= != > < >= <=: {exc}") from exc
+    query = RunQuery(status=status, command=command, since=since, until=until,
+                     params=param_tests, metrics=metric_tests)
+    store = open_store(Path(project_dir).resolve())
+    try:
+        store.mark_interrupted()
+        repo = Runs(store)
+        try:
+            rows = repo.list(query, order=order, descending=descending, limit=limit,
+                             offset=offset)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        values = repo.metrics_of([r.id for r in rows])
+    finally:
+        store.close()
+    result = []
+    for row in rows:
+        redactor = Redactor.for_record(row.json("config", {}))
+        problems: list[str] = []
+        numbers = numeric_metrics(values.get(row.id, {}), problems)
+        result.append(RunSummary(
+            id=row.id, project=row.project, status=row.status,
+            command=redactor.text(row.command), created_at=row.created_at,
+            duration=row.duration, exit_code=row.exit_code, error=redactor.text(row.error),
+            git_commit=row.git_commit, metrics=numbers, problems=tuple(problems)))
+    return result
+
+
+def _stored_forms(value: Any) -> tuple[str, ...]:
+    """How a param value may be stored: JSON text; a string also as typed (as the UI's search
+    box matches it)."""
+    forms = [json.dumps(value, sort_keys=True, default=str)]
+    if isinstance(value, str):
+        forms.append(value)
+    return tuple(dict.fromkeys(forms))
 
 
 def code_version(project_dir: Path) -> tuple[str | None, bool | None]:
@@ -346,13 +424,6 @@ def code_version(project_dir: Path) -> tuple[str | None, bool | None]:
     from conveyor.lineage import git_state
 
     return git_state(Path(project_dir))
-
-
-def _json(text: str | None, default: Any) -> Any:
-    try:
-        return json.loads(text) if text else default
-    except ValueError:
-        return default
 
 
 def _resolved(config: Any) -> Any:

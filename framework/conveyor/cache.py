@@ -19,6 +19,7 @@ from conveyor.config import flatten
 from conveyor.planner import PlannedStage
 from conveyor.store.artifacts import ArtifactRef, sha256_file
 from conveyor.store.db import Store, dumps, loads
+from conveyor.store.runs import Runs, StoredStage
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Decision:
     fingerprint: str
     files: dict[str, str]
     upstream: dict[str, str]
-    cached_from: Any | None = None  # the stages row being reused
+    cached_from: StoredStage | None = None  # the stage being reused
     reason: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -41,14 +42,11 @@ def file_sha256(store: Store, path: Path, *, verify: bool = False) -> str:
     read again; with `verify`, read again whatever the cache says (and refresh it)."""
     stat = path.stat()
     key = str(path.resolve())
-    row = store.query("SELECT size, mtime_ns, inode, sha256 FROM file_hashes WHERE path=?", (key,))
-    if not verify and row and (row[0]["size"], row[0]["mtime_ns"], row[0]["inode"]) == (
-            stat.st_size, stat.st_mtime_ns, stat.st_ino):
-        return row[0]["sha256"]
+    known = store.file_hash(key)
+    if not verify and known and known[:3] == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+        return known[3]
     digest = sha256_file(path)
-    with store.write() as conn:
-        conn.execute("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)",
-                     (key, stat.st_size, stat.st_mtime_ns, stat.st_ino, digest))
+    store.remember_file_hash(key, stat.st_size, stat.st_mtime_ns, stat.st_ino, digest)
     return digest
 
 
@@ -90,16 +88,14 @@ def decide(plan: list[PlannedStage], store: Store, project_dir: Path, force: boo
 
 
 def _look_up(decision: Decision, store: Store) -> None:
-    rows = store.query(
-        "SELECT * FROM stages WHERE fingerprint=? AND status='completed' "
-        "ORDER BY cached, started_at DESC LIMIT 5", (decision.fingerprint,))
+    rows = Runs(store).completed_stages(decision.fingerprint, limit=5)
     for row in rows:
-        outputs = loads(row["outputs"], {})
+        outputs = loads(row.outputs, {})
         if all(value.get("ephemeral") or store.artifacts.exists(ArtifactRef.from_dict(value))
                for value in outputs.values()):
             decision.cached_from = row
             decision.outputs = outputs
-            decision.reason = f"unchanged since run {row['run_id']}"  # the run that computed it
+            decision.reason = f"unchanged since run {row.run_id}"  # the run that computed it
             return
     if rows:
         decision.reason = "its cached outputs are missing from the store"
@@ -107,26 +103,24 @@ def _look_up(decision: Decision, store: Store) -> None:
 
 def _why_changed(decision: Decision, store: Store) -> str:
     stage = decision.stage
-    rows = store.query("SELECT * FROM stages WHERE name=? AND status='completed' "
-                       "ORDER BY started_at DESC LIMIT 1", (stage.name,))
-    if not rows:
+    before = Runs(store).last_completed_stage(stage.name)
+    if before is None:
         return "no earlier result"
-    before = rows[0]
-    if before["type"] != stage.uses:
-        return f"stage type changed: {before['type']} → {stage.uses}"
-    if before["type_version"] != stage.type.version:
-        return f"code of {stage.uses} changed: {before['type_version']} → {stage.type.version}"
-    old, new = flatten(loads(before["settings"], {})), flatten(stage.settings)
+    if before.type != stage.uses:
+        return f"stage type changed: {before.type} → {stage.uses}"
+    if before.type_version != stage.type.version:
+        return f"code of {stage.uses} changed: {before.type_version} → {stage.type.version}"
+    old, new = flatten(loads(before.settings, {})), flatten(stage.settings)
     changed = [k for k in sorted(set(old) | set(new)) if old.get(k, "∅") != new.get(k, "∅")]
     if changed:
         parts = [f"{k}: {_show(old.get(k, '∅'))} → {_show(new.get(k, '∅'))}" for k in changed[:3]]
         more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
         return "setting changed: " + "; ".join(parts) + more
-    old_files = loads(before["files"], {})
+    old_files = loads(before.files, {})
     for name, digest in decision.files.items():
         if old_files.get(name) != digest:
             return f"data file {name} changed"
-    old_upstream = loads(before["upstream"], {})
+    old_upstream = loads(before.upstream, {})
     changed_inputs = [n for n, fp in decision.upstream.items() if old_upstream.get(n) != fp]
     if changed_inputs:
         return "input from " + ", ".join(f"'{n}'" for n in changed_inputs) + " changed"

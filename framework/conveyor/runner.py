@@ -6,7 +6,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from conveyor.plugins import PluginHost
 from conveyor.progress import StageDisplay
 from conveyor.stage_context import Inputs, RunInfo, StageContext
 from conveyor.store import ArtifactRef, Registry, Store, open_store
-from conveyor.store.db import dumps
+from conveyor.store.runs import Runs
 from conveyor.targets import TargetImporter, project_importer
 from conveyor.threads import choose as choose_threads
 from conveyor.threads import limited as limited_threads
@@ -138,7 +137,7 @@ class Runner:
                     from conveyor.register_stage import replayed
 
                     verdict = replayed(Registry(store), verdict,
-                                       decision.cached_from["run_id"])
+                                       decision.cached_from.run_id)
                 if verdict is not None:
                     verdicts.append({**verdict, "stage": decision.stage.name})
             self.writer.drain()
@@ -180,12 +179,8 @@ class Runner:
         return RunResult(run.id, status, metrics, verdicts)
 
     def _unsettle(self, store: Store, run: RunInfo, stages: list[str]) -> None:
-        with contextlib.suppress(BaseException), store.write() as conn:
-            conn.executemany(
-                "UPDATE stages SET status='unsettled', error=? WHERE run_id=? AND name=?",
-                [("completed, but what it deferred to the run's success (see "
-                  "StageContext.on_run_success) did not happen: the run failed", run.id, name)
-                 for name in dict.fromkeys(stages)])
+        with contextlib.suppress(BaseException):
+            Runs(store).unsettle(run.id, stages)
 
     def _succeeded(self, verdicts: list[dict[str, Any]]) -> None:
         """Every stage and `conveyor_finish_run` succeeded: do what the stages deferred to this
@@ -394,9 +389,7 @@ class Runner:
         outputs[decision.stage.name] = {
             name: (None, None if value.get("ephemeral") else ArtifactRef.from_dict(value))
             for name, value in refs.items()}
-        cached_metrics = {r["key"]: r["value"] for r in store.query(
-            "SELECT key, value FROM metrics WHERE run_id=? AND stage=?",
-            (row["run_id"], decision.stage.name))}
+        cached_metrics = Runs(store).metrics(row.run_id, stage=decision.stage.name)
         self._record_stage(store, run, decision, "completed", time.time(), 0.0, refs, None,
                            cached_metrics, cached=True)
         self.host.call_each("conveyor_after_stage", run=run, stage=decision.stage,
@@ -492,21 +485,14 @@ class Runner:
         redactor = self._redactor()
         config = redactor.config(self.config.data)
         params = flatten({k: v for k, v in config.items() if k != "pipeline"})
-        with store.write() as conn:
-            conn.execute(
-                "INSERT INTO runs (id, project, status, created_at, pid, host, invocation, command,"
-                " overrides, config, config_hash, git_commit, git_dirty, packages) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run.id, run.project, "running", time.time(), os.getpid(), socket.gethostname(),
-                 os.environ.get(INVOCATION_ENV), redactor.text(self.command),
-                 dumps(redactor.overrides(self.config.overrides)), dumps(config),
-                 self.config.hash, commit,
-                 None if dirty is None else int(dirty), dumps(package_versions(dists))))
-            conn.executemany("INSERT INTO params VALUES (?,?,?)",
-                             [(run.id, k, dumps(v)) for k, v in params.items()])
-            conn.executemany("INSERT INTO data_inputs VALUES (?,?,?,?)",
-                             [(run.id, name, digest, _size(self.config.project_dir / name))
-                              for name, digest in run.data_versions.items()])
+        Runs(store).open(
+            run.id, project=run.project, command=redactor.text(self.command),
+            invocation=os.environ.get(INVOCATION_ENV),
+            overrides=redactor.overrides(self.config.overrides), config=config,
+            config_hash=self.config.hash, git_commit=commit, git_dirty=dirty,
+            packages=package_versions(dists), params=params,
+            data=[(name, digest, _size(self.config.project_dir / name))
+                  for name, digest in run.data_versions.items()])
 
     def _record_stage(self, store: Store, run: RunInfo, decision: Decision, status: str,
                       started: float, duration: float, refs: dict[str, Any], error: str | None,
@@ -515,30 +501,19 @@ class Runner:
         redactor = self._redactor()
         settings = redactor.config(stage.settings, f"pipeline.{stage.name}") \
             if isinstance(stage.settings, Mapping) else stage.settings
-        with store.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run.id, stage.name, stage.position, stage.uses, stage.type.version, status,
-                 decision.fingerprint, int(cached), decision.reason, started, duration,
-                 dumps(settings), dumps(decision.upstream), dumps(decision.files),
-                 dumps(refs), redactor.text(error)))
-            conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
-                             [(run.id, stage.name, k, v) for k, v in (metrics or {}).items()])
-            conn.executemany(
-                "INSERT OR REPLACE INTO run_artifacts VALUES (?,?,?,?)",
-                [(run.id, stage.name, n, r["sha256"]) for n, r in refs.items() if "sha256" in r])
+        Runs(store).record_stage(
+            run.id, name=stage.name, position=stage.position, type=stage.uses,
+            type_version=stage.type.version, status=status, fingerprint=decision.fingerprint,
+            cached=cached, reason=decision.reason, started_at=started, duration=duration,
+            settings=settings, upstream=decision.upstream, files=decision.files, outputs=refs,
+            error=redactor.text(error), metrics=metrics)
 
     def _close_run(self, store: Store, run: RunInfo, status: str, error: str | None,
                    exit_code: int) -> None:
         """`exit_code` is the one `conveyor run` exits with for this run: 0, 1 (a stage failed
         or a gate said no), 70 (a bug), 130 (interrupted)."""
-        with store.write() as conn:
-            row = conn.execute("SELECT created_at FROM runs WHERE id=?", (run.id,)).fetchone()
-            now = time.time()
-            conn.execute("UPDATE runs SET status=?, finished_at=?, duration=?, error=?, "
-                         "exit_code=? WHERE id=?",
-                         (status, now, now - row["created_at"], self._redactor().text(error),
-                          exit_code, run.id))
+        Runs(store).close(run.id, status=status, error=self._redactor().text(error),
+                          exit_code=exit_code)
 
     def _redactor(self) -> Any:
         from conveyor.secrets import Redactor

@@ -173,6 +173,27 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the store (SQLite's data_version):
+        cheap enough to poll."""
+        return int(self.query("PRAGMA data_version")[0][0])
+
+    # --- file hashes ---------------------------------------------------------------------------
+
+    def file_hash(self, path: str) -> tuple[int, int, int, str] | None:
+        """(size, mtime_ns, inode, sha256) remembered for the file at absolute `path`."""
+        rows = self.query("SELECT size, mtime_ns, inode, sha256 FROM file_hashes WHERE path=?",
+                          (path,))
+        return (rows[0]["size"], rows[0]["mtime_ns"], rows[0]["inode"], rows[0]["sha256"]) \
+            if rows else None
+
+    def remember_file_hash(self, path: str, size: int, mtime_ns: int, inode: int,
+                           sha256: str) -> None:
+        """Remember a file's sha256 with the (size, mtime_ns, inode) it was read at."""
+        with self.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)",
+                         (path, size, mtime_ns, inode, sha256))
+
     # --- runs ------------------------------------------------------------------------------
 
     def mark_interrupted(self) -> None:
