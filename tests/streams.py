@@ -161,7 +161,8 @@ def run_loop(root: Path, kind: str, *, conveyor: Callable[..., subprocess.Comple
              log: Callable[[str], None] = lambda line: None) -> StreamFigures:
     """The whole loop on one stream: train on the history, then one `watch --once` per week."""
     from conveyor import api
-    from conveyor.store import Registry, RetrainDecisions, open_store
+    from conveyor.store import Registry, open_store
+    from conveyor_retrain.records import RetrainDecisions
 
     started = time.perf_counter()
     change = history_weeks + change_after
@@ -196,7 +197,7 @@ def run_loop(root: Path, kind: str, *, conveyor: Callable[..., subprocess.Comple
     trigger_week = {}
     store = open_store(root)
     try:
-        from conveyor.store import Monitoring
+        from conveyor_monitor.records import Monitoring
 
         for batch in Monitoring(store).batches(model_name="credit"):
             trigger_week[batch.id] = int(Path(batch.source).stem.split("-")[-1])

@@ -1,5 +1,5 @@
-"""The core pieces monitoring builds on: the monitor_batches table (and its migration onto
-older stores), the Monitoring API, `conveyor.alerts.fire`, the drift detector hook, and
+"""The core pieces monitoring builds on: the monitor_batches table (conveyor-monitor's, and its
+migration onto older stores), the Monitoring API, `conveyor.alerts.fire`, the drift detector hook, and
 `api.load_output`."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from _support import local_project
 from conveyor import api
 from conveyor.alerts import Alert, fire
 from conveyor.plugins import PluginHost
-from conveyor.store import Monitoring, open_store
+from conveyor.store import open_store
 from conveyor.store.db import SCHEMA_VERSION
+from conveyor_monitor.records import TABLES as MONITOR_TABLES
+from conveyor_monitor.records import Monitoring
 
 
 def _tables(db: Path) -> set[str]:
@@ -28,16 +30,17 @@ def test_an_older_store_gains_the_monitoring_table_and_keeps_its_rows(tmp_path):
     with store.write() as conn:
         conn.execute("INSERT INTO runs (id, status, created_at) VALUES ('r1', 'completed', 1.0)")
         # What a store made by schema version 1 looks like: no monitor_batches.
-        conn.execute("DROP TABLE monitor_batches")
+        conn.execute("DROP TABLE IF EXISTS monitor_batches")
         conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     store.close()
     db = tmp_path / ".conveyor" / "store.db"
     assert "monitor_batches" not in _tables(db)
-    store = open_store(tmp_path)
+    store = open_store(tmp_path, [MONITOR_TABLES])  # conveyor-monitor's table, by its hook
     try:
         assert "monitor_batches" in _tables(db)
         assert store.query("SELECT value FROM meta WHERE key='schema_version'")[0][0] == \
             str(SCHEMA_VERSION)
+        assert store.table_version("conveyor-monitor") == 1
         assert [r["id"] for r in store.query("SELECT id FROM runs")] == ["r1"]
         Monitoring(store).record(model_name="m", model_version=1, source="b.csv",
                                  source_sha256="ab", rows=10, status="ok")

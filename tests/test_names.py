@@ -12,8 +12,9 @@ import pytest
 from _support import local_project
 from conveyor.errors import UsageError
 from conveyor.names import NAME_RULE, check_name, is_valid_name, path_part
-from conveyor.store import Monitoring, Registry, open_store
+from conveyor.store import Registry, open_store
 from conveyor.testing import assert_usage_error
+from conveyor_monitor.records import Monitoring
 
 TRAVERSAL = "../../../../elsewhere/x"
 BAD_NAMES = [TRAVERSAL, "..", ".", ".hidden", "-rf", "a/b", "a\\b", "/abs", "", "a b",

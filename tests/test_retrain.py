@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conveyor.store import Monitoring, Registry, RetrainDecisions, open_store
+from conveyor.store import Registry, open_store
 from conveyor.testing import conveyor_executable
+from conveyor_monitor.records import Monitoring
+from conveyor_retrain.records import RetrainDecisions
 
 RETAIL = Path(__file__).resolve().parents[1] / "projects" / "retail"
 ROWS = 1500  # per week: enough for the policy's min_rows with two weeks, quick to train

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.stage_context import StageContext
+    from conveyor.store.tables import TableSet
 
 
 @dataclass(frozen=True)
@@ -240,4 +241,5 @@ class Contributions:
     config_dirs: list[Path] = field(default_factory=list)
     target_prefixes: list[str] = field(default_factory=list)
     drift_detectors: dict[str, DriftDetector] = field(default_factory=dict)
+    store_tables: list[TableSet] = field(default_factory=list)
     provider: dict[str, str] = field(default_factory=dict)

@@ -127,6 +127,21 @@ def conveyor_target_prefixes(register: Callable[..., None]) -> None:
     """
 
 
+@hookspec
+def conveyor_store_tables(register: Callable[..., None]) -> None:
+    """Keep tables of the plugin's own in the project store: call
+    ``register(TableSet(owner, version, create, upgrades))`` (``conveyor.store.TableSet``).
+
+    ``create`` makes the tables at ``version`` (write it with ``IF NOT EXISTS``), ``upgrades``
+    maps each later version to the statements taking the one before to it. Opening the store
+    applies what a store lacks, in order and in one transaction, and records the owner's
+    version in its ``meta`` table; a plugin's repository also calls
+    ``Store.ensure_tables`` itself. Read and write the tables only from the plugin's own
+    records module: SQL anywhere else fails Conveyor's layering test. Called once per command,
+    with the other extension hooks.
+    """
+
+
 # --- Validation: one schema for training data, monitoring batches and serving requests -------
 #
 # ``data.schema`` names a schema in whatever form a validation plugin understands (a file, an

@@ -264,6 +264,18 @@ class PluginHost:
             found.drift_detectors[detector.name] = detector
             found.provider[f"drift detector:{detector.name}"] = plugin
 
+        def add_tables(plugin: str, tables: Any) -> None:
+            from conveyor.store.tables import TableSet
+
+            _expect(plugin, tables, TableSet, "conveyor_store_tables", self)
+            if any(t.owner == tables.owner for t in found.store_tables):
+                raise PluginError(f"plugin {self.describe(plugin)} registers store tables of "
+                                  f"'{tables.owner}', which plugin "
+                                  f"{self.describe(found.provider[f'tables:{tables.owner}'])} "
+                                  "registers too")
+            found.store_tables.append(tables)
+            found.provider[f"tables:{tables.owner}"] = plugin
+
         for hook, adder in [
             ("conveyor_stage_types", add_stage_type),
             ("conveyor_codecs", add_codec),
@@ -273,6 +285,7 @@ class PluginHost:
             ("conveyor_config_dirs", add_dir),
             ("conveyor_target_prefixes", add_prefix),
             ("conveyor_drift_detectors", add_detector),
+            ("conveyor_store_tables", add_tables),
         ]:
             for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
                 register = _bind(adder, impl.plugin_name)

@@ -80,7 +80,7 @@ class Runner:
         core_meter().prime()  # the window the first stage's free cores are measured over
         self.threads = parse_threads(self.config.get("runner.threads", "auto"), "runner.threads")
         plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
-        store = open_store(self.config.project_dir)
+        store = open_store(self.config.project_dir, self.found.store_tables)
         decisions = decide(plan, store, self.config.project_dir, force=self.force,
                            file_version=lambda path: self.fingerprint(store, path))
         return plan, decisions, store

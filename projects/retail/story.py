@@ -141,7 +141,9 @@ def request(port: int, method: str, path: str, body: object = None) -> dict | li
 
 
 def summarise(week: int, batch, handled: list[dict], answered: dict | None) -> dict:
-    from conveyor.store import Monitoring, RetrainDecisions, open_store
+    from conveyor.store import open_store
+    from conveyor_monitor.records import Monitoring
+    from conveyor_retrain.records import RetrainDecisions
 
     item = handled[-1] if handled else {}
     store = open_store(HERE)

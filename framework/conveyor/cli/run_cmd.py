@@ -162,7 +162,7 @@ def _first_job(args: list[str]) -> list[str]:
 
 def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
     from conveyor.metrics import greater_is_better
-    from conveyor.store import Registry
+    from conveyor.store import Registry, Runs
 
     jobs_dir = app.project_dir / ".conveyor" / "hydra" / "multirun" / invocation / "jobs"
     jobs = sorted((json.loads(p.read_text()) for p in jobs_dir.glob("*.json")),
@@ -184,12 +184,10 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
             print(f"  job {job['job']:<3} failed ({where}): {job['error']}  {overrides}")
             continue
         if primary is None:
-            config = json.loads(store.query("SELECT config FROM runs WHERE id=?",
-                                            (job["run_id"],))[0]["config"])
+            config = json.loads(Runs(store).get(job["run_id"]).config or "{}")
             evaluate = config.get("evaluate") or {}
             primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
-        values = {r["key"]: r["value"] for r in store.query(
-            "SELECT key, value FROM metrics WHERE run_id=?", (job["run_id"],))}
+        values = Runs(store).metrics(job["run_id"])
         if directions is None:  # as the evaluate stage reported them (its scorers know)
             directions = next((v.gate.get("directions") for v in Registry(store).versions()
                                if v.run_id == job["run_id"] and v.gate.get("directions")), None)

@@ -12,6 +12,7 @@ from conveyor.errors import UsageError
 from conveyor.secrets import Redactor
 from conveyor.store.artifacts import ArtifactRef
 from conveyor.store.db import numeric_metrics
+from conveyor.store.runs import RunQuery, Runs, StoredRun, StoredStage
 
 
 def configure(commands: Any) -> None:
@@ -34,43 +35,34 @@ def configure(commands: Any) -> None:
 
 
 def _resolve(store: Any, prefix: str) -> str:
-    # Compared as text, not with LIKE: '%' or '_' in what was typed are not wildcards.
-    rows = store.query("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? "
-                       "ORDER BY created_at DESC", (prefix, prefix)) if prefix else []
-    if not rows:
-        raise UsageError(f"no run with id '{prefix}' in this project",
-                         hint="see `conveyor runs list`")
-    if len(rows) > 1 and rows[0]["id"] != prefix:
-        raise UsageError(f"run id '{prefix}' is ambiguous: "
-                         + ", ".join(r["id"] for r in rows[:5]))
-    return rows[0]["id"]
+    return Runs(store).resolve(prefix)
 
 
-def summary(store: Any, row: Any) -> dict[str, Any]:
+def summary(store: Any, row: StoredRun) -> dict[str, Any]:
     """One run as a dict; problems with the row or its artifacts are flagged, never raised."""
     problems: list[str] = []
-    data: dict[str, Any] = {"id": row["id"], "status": row["status"], "project": row["project"],
-                            "command": Redactor().text(row["command"])}
+    data: dict[str, Any] = {"id": row.id, "status": row.status, "project": row.project,
+                            "command": Redactor().text(row.command)}
     try:
-        data["created_at"] = _when(row["created_at"])
-        data["duration"] = round(row["duration"], 3) if row["duration"] is not None else None
-        config = json.loads(row["config"]) if row["config"] else {}
+        data["created_at"] = _when(row.created_at)
+        data["duration"] = round(row.duration, 3) if row.duration is not None else None
+        config = json.loads(row.config) if row.config else {}
         target = (config.get("model") or {}).get("_target_") if isinstance(config, dict) else None
         data["model"] = str(target or "").rsplit(".", 1)[-1]
     except Exception as exc:
         problems.append(f"unreadable row: {exc}")
     try:
-        data["metrics"] = _metrics(store, row["id"], problems)
-        data["data"] = {r["path"]: str(r["sha256"] or "?")[:12] for r in store.query(
-            "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (row["id"],))}
-        stages = store.query("SELECT name, status, cached, outputs FROM stages WHERE run_id=?",
-                             (row["id"],))
+        runs = Runs(store)
+        data["metrics"] = _metrics(store, row.id, problems)
+        data["data"] = {path: str(version or "?")[:12]
+                        for path, version in runs.data(row.id).items()}
+        stages = runs.stages(row.id)
         data["stages"] = len(stages)
-        data["cached"] = sum(1 for s in stages if s["cached"])
+        data["cached"] = sum(1 for s in stages if s.cached)
         for stage in stages:
             for name, ref in _outputs(stage, problems).items():
                 if "sha256" in ref and not store.artifacts.exists(ArtifactRef.from_dict(ref)):
-                    problems.append(f"artifact {stage['name']}.{name} missing or truncated")
+                    problems.append(f"artifact {stage.name}.{name} missing or truncated")
     except Exception as exc:
         problems.append(f"unreadable records: {type(exc).__name__}: {exc}")
     if problems:
@@ -81,14 +73,9 @@ def summary(store: Any, row: Any) -> dict[str, Any]:
 def _params(store: Any, run_id: str) -> dict[str, str]:
     """A run's params as stored (JSON text), secrets redacted (for runs recorded before
     Conveyor redacted them: by key name, by the run's own `security` settings)."""
-    rows = store.query("SELECT config FROM runs WHERE id=?", (run_id,))
-    try:
-        config = json.loads(rows[0]["config"]) if rows and rows[0]["config"] else {}
-    except ValueError:
-        config = {}
-    redactor = Redactor.for_record(config)
-    params = {r["key"]: r["value"] for r in store.query(
-        "SELECT key, value FROM params WHERE run_id=?", (run_id,))}
+    runs = Runs(store)
+    redactor = Redactor.for_record(runs.get(run_id).json("config", {}))
+    params = runs.params(run_id)
     return {key: json.dumps(redactor.value(key, _value(text)), sort_keys=True)
             if redactor.is_secret(key) or "@" in str(text) else text
             for key, text in params.items()}
@@ -96,18 +83,17 @@ def _params(store: Any, run_id: str) -> dict[str, str]:
 
 def _metrics(store: Any, run_id: str, problems: list[str]) -> dict[str, float]:
     """A run's metrics; a value that is not a number is left out and named in `problems`."""
-    return numeric_metrics({r["key"]: r["value"] for r in store.query(
-        "SELECT key, value FROM metrics WHERE run_id=?", (run_id,))}, problems)
+    return numeric_metrics(Runs(store).metrics(run_id), problems)
 
 
-def _outputs(stage: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+def _outputs(stage: StoredStage, problems: list[str]) -> dict[str, dict[str, Any]]:
     """A stage's recorded outputs; unreadable ones are named in `problems`."""
     try:
-        outputs = json.loads(stage["outputs"] or "{}")
+        outputs = json.loads(stage.outputs or "{}")
     except ValueError:
         outputs = None
     if not isinstance(outputs, dict):
-        problems.append(f"stage {stage['name']}: outputs are unreadable")
+        problems.append(f"stage {stage.name}: outputs are unreadable")
         return {}
     return {name: ref for name, ref in outputs.items() if isinstance(ref, dict)}
 
@@ -122,10 +108,7 @@ def _when(timestamp: float | None) -> str | None:
 def list_runs(args: argparse.Namespace, app: App) -> int:
     store = app.store()
     store.mark_interrupted()
-    sql, params = "SELECT * FROM runs", []
-    if args.status:
-        sql, params = sql + " WHERE status=?", [args.status]
-    rows = store.query(sql + " ORDER BY created_at DESC LIMIT ?", (*params, args.limit))
+    rows = Runs(store).list(RunQuery(status=args.status or None), limit=args.limit)
     runs = [summary(store, row) for row in rows]
     if args.json:
         print_json(runs)
@@ -157,13 +140,14 @@ def list_runs(args: argparse.Namespace, app: App) -> int:
 
 
 def _detail(store: Any, run_id: str) -> dict[str, Any]:
-    row = store.query("SELECT * FROM runs WHERE id=?", (run_id,))[0]
+    runs = Runs(store)
+    row = runs.get(run_id)
     data = summary(store, row)
     for key in ("git_commit", "git_dirty", "config_hash", "error", "command", "exit_code"):
-        data[key] = row[key]
+        data[key] = getattr(row, key)
     for key in ("config", "overrides", "packages"):
         try:
-            data[key] = json.loads(row[key]) if row[key] else None
+            data[key] = json.loads(getattr(row, key)) if getattr(row, key) else None
         except ValueError:
             data.setdefault("problems", []).append(f"{key} is unreadable")
     # Recorded redacted; redacted again for runs recorded before that (conveyor.secrets).
@@ -175,12 +159,11 @@ def _detail(store: Any, run_id: str) -> dict[str, Any]:
     data["error"], data["command"] = redactor.text(data["error"]), redactor.text(data["command"])
     problems: list[str] = []  # summary() flagged these stages' outputs already
     data["stages"] = [
-        {"name": s["name"], "type": s["type"], "status": s["status"], "cached": bool(s["cached"]),
-         "duration": s["duration"], "reason": s["reason"], "error": redactor.text(s["error"]),
-         "fingerprint": s["fingerprint"], "outputs": _outputs(s, problems)}
-        for s in store.query("SELECT * FROM stages WHERE run_id=? ORDER BY position", (run_id,))]
-    data["data"] = {r["path"]: str(r["sha256"] or "?") for r in store.query(
-        "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (run_id,))}
+        {"name": s.name, "type": s.type, "status": s.status, "cached": s.cached,
+         "duration": s.duration, "reason": s.reason, "error": redactor.text(s.error),
+         "fingerprint": s.fingerprint, "outputs": _outputs(s, problems)}
+        for s in runs.stages(run_id)]
+    data["data"] = {path: str(version or "?") for path, version in runs.data(run_id).items()}
     return data
 
 
@@ -230,8 +213,7 @@ def compare_runs(args: argparse.Namespace, app: App) -> int:
     flagged: dict[str, list[str]] = {i: [] for i in ids}
     metrics = {i: _metrics(store, i, flagged[i]) for i in ids}
     problems = [f"run {i}: {p}" for i in ids for p in flagged[i]]
-    data = {i: {r["path"]: r["sha256"] for r in store.query(
-        "SELECT path, sha256 FROM data_inputs WHERE run_id=?", (i,))} for i in ids}
+    data = {i: Runs(store).data(i) for i in ids}
     keys = sorted(set().union(*params.values()))
     differing = {k: {i: _value(params[i].get(k)) for i in ids} for k in keys
                  if len({params[i].get(k) for i in ids}) > 1}

@@ -12,15 +12,21 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StoreError
 
-# 2: monitor_batches (conveyor.store.monitoring). 3: model_contracts (conveyor.contract).
-# Opening an older store adds the new tables.
+if TYPE_CHECKING:
+    from conveyor.store.tables import TableSet
+
+# 2: monitor_batches (now conveyor-monitor's, see conveyor_monitor.records). 3: model_contracts
+# (conveyor.contract). Opening an older store adds the new tables. Tables a plugin owns are not
+# here: it declares them with `conveyor_store_tables` (conveyor.store.tables), versioned apart;
+# stores made before that keep the monitor_batches and retrain_decisions tables this schema
+# used to create, and the plugins' own (IF NOT EXISTS) statements keep them as they are.
 SCHEMA_VERSION = 3
 STORE_DIR = ".conveyor"
 
@@ -65,21 +71,6 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE TABLE IF NOT EXISTS alias_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, alias TEXT, version INTEGER,
     previous INTEGER, action TEXT, actor TEXT, reason TEXT, forced INTEGER, at REAL);
-CREATE TABLE IF NOT EXISTS retrain_decisions (
-    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, created_at REAL NOT NULL, outcome TEXT NOT NULL,
-    reasons TEXT, trigger_batch TEXT, batches TEXT, forced INTEGER, run_id TEXT,
-    challenger_version INTEGER, champion_version INTEGER, metrics TEXT, details TEXT,
-    finished_at REAL, pid INTEGER, host TEXT);
-CREATE INDEX IF NOT EXISTS retrain_decisions_model ON retrain_decisions(model_name, created_at);
-CREATE TABLE IF NOT EXISTS monitor_batches (
-    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, model_version INTEGER, source TEXT,
-    source_sha256 TEXT, rows INTEGER, created_at REAL NOT NULL, status TEXT NOT NULL,
-    drift_share REAL, drifted_features INTEGER, features INTEGER, prediction_drift REAL,
-    prediction_drifted INTEGER, labelled_rows INTEGER, performance TEXT,
-    performance_breached INTEGER, feature_results TEXT, report_json TEXT, report_html TEXT,
-    message TEXT, details TEXT);
-CREATE INDEX IF NOT EXISTS monitor_batches_model ON monitor_batches(model_name, created_at);
-CREATE INDEX IF NOT EXISTS monitor_batches_source ON monitor_batches(source_sha256);
 """
 
 WRITE_RETRIES = 50
@@ -88,8 +79,9 @@ WRITE_RETRIES = 50
 class Store:
     """The project's database plus its artifact folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tables: Iterable[TableSet] = ()) -> None:
         self.root = root
+        self._tables: dict[str, int] = {}  # owner: version this connection made sure of
         self.path = root / "store.db"
         # One connection per process, shared by the runner and its output writer thread.
         self._lock = threading.RLock()
@@ -106,6 +98,11 @@ class Store:
         from conveyor.store.artifacts import ArtifactStore
 
         self.artifacts = ArtifactStore(root, self)
+        try:
+            self.ensure_tables(tables)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def _migrate(self) -> None:
         for attempt in range(WRITE_RETRIES):
@@ -127,6 +124,48 @@ class Store:
                     conn.execute(statement)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                          (str(max(SCHEMA_VERSION, self._schema_version())),))
+
+    def ensure_tables(self, tables: Iterable[TableSet]) -> None:
+        """Create or upgrade the tables plugins keep in the store (`conveyor.store.TableSet`,
+        from the `conveyor_store_tables` hook): whatever is needed, in one transaction, with each
+        owner's new version recorded in `meta`. Cheap when nothing is: a plugin's repository
+        calls it every time it is made."""
+        pending = [t for t in tables if self._tables.get(t.owner) != t.version]
+        if not pending:
+            return
+        if any(self._table_version(t.owner) < t.version for t in pending):
+            with self.write() as conn:
+                for table_set in pending:  # read again: another process may have done it
+                    current = self._table_version(table_set.owner)
+                    if current >= table_set.version:
+                        continue
+                    statements = table_set.create if current == 0 else [
+                        statement for version in range(current + 1, table_set.version + 1)
+                        for statement in table_set.upgrades[version]]
+                    for statement in statements:
+                        try:
+                            conn.execute(statement)
+                        except sqlite3.Error as exc:
+                            raise StoreError(
+                                f"the tables of {table_set.owner} in {self.path} could not be "
+                                f"brought from version {current} to {table_set.version}: {exc}",
+                                hint=f"nothing was changed; the plugin providing "
+                                     f"{table_set.owner}'s tables has a faulty upgrade") from exc
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 (table_set.meta_key, str(table_set.version)))
+        for table_set in pending:
+            self._tables[table_set.owner] = table_set.version
+
+    def table_version(self, owner: str) -> int:
+        """The schema version of `owner`'s tables in this store (0: none recorded)."""
+        return self._table_version(owner)
+
+    def _table_version(self, owner: str) -> int:
+        rows = self.query("SELECT value FROM meta WHERE key=?", (f"tables:{owner}",))
+        try:
+            return int(rows[0][0]) if rows else 0
+        except (TypeError, ValueError):
+            return 0
 
     def _schema_version(self) -> int:
         """The schema version recorded in `meta` (0: no store yet)."""
@@ -223,8 +262,11 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def open_store(project_dir: Path) -> Store:
-    return Store(project_dir / STORE_DIR)
+def open_store(project_dir: Path, tables: Iterable[TableSet] = ()) -> Store:
+    """The project's store (`.conveyor/` under `project_dir`), made if missing, with the tables
+    of `tables` (the plugins' `conveyor_store_tables`, e.g. `host.contributions.store_tables`)
+    created or upgraded."""
+    return Store(project_dir / STORE_DIR, tables)
 
 
 def dumps(value: Any) -> str:

@@ -48,7 +48,7 @@ def open_project(app: Any, remote: str | None) -> tuple[Any, Any]:
 
 def needed_versions(project_dir: Path) -> list[Version]:
     """The current version of each DVC-tracked data file and every version runs read."""
-    from conveyor.store import open_store
+    from conveyor.store import Runs, open_store
 
     from conveyor_dvc.dvcrepo import tracked_files
 
@@ -58,15 +58,13 @@ def needed_versions(project_dir: Path) -> list[Version]:
         versions[(rel, md5)] = Version(md5, rel, current=True)
     store = open_store(project_dir)
     try:
-        rows = store.query("SELECT d.run_id, d.path, d.sha256 FROM data_inputs d "
-                           "JOIN runs r ON r.id = d.run_id WHERE d.sha256 LIKE 'md5:%' "
-                           "ORDER BY r.created_at")
+        inputs = Runs(store).data_inputs_versioned("md5:")
     finally:
         store.close()
-    for row in rows:
-        rel = state.relative(project_dir / row["path"], project_dir) or row["path"]
-        key = (rel, row["sha256"][4:])
-        versions.setdefault(key, Version(key[1], rel)).runs.append(row["run_id"])
+    for item in inputs:
+        rel = state.relative(project_dir / item.path, project_dir) or item.path
+        key = (rel, str(item.version)[4:])
+        versions.setdefault(key, Version(key[1], rel)).runs.append(item.run_id)
     return sorted(versions.values(), key=lambda v: (v.path, not v.current, v.md5))
 
 

@@ -1,11 +1,12 @@
 """Conveyor's monitoring plugin: `conveyor monitor` checks batches (or the serving log) against
-the champion for drift and performance, records each in the store (`conveyor.store.Monitoring`),
+the champion for drift and performance, records each in the store (`conveyor_monitor.records.Monitoring`),
 fires alerts (`conveyor_alert`) and writes JSON and HTML reports.
 
 Hooks: `conveyor_config_schemas` (the `monitor` section), `conveyor_config_dirs` (monitor
 presets), `conveyor_drift_detectors` (psi, ks, chi2, js), `conveyor_alert` (log and webhook
-deliveries), `conveyor_cli_commands` (`monitor`). numpy, scipy, pandas and scikit-learn are
-imported inside functions only.
+deliveries), `conveyor_cli_commands` (`monitor`), `conveyor_store_tables` (`monitor_batches`,
+see `conveyor_monitor.records`). numpy, scipy, pandas and scikit-learn are imported inside
+functions only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ import conveyor
 from conveyor_monitor.settings import SCHEMA
 
 __version__ = "0.1.0"
+
+
+@conveyor.hookimpl
+def conveyor_store_tables(register: Callable[..., None]) -> None:
+    from conveyor_monitor.records import TABLES
+
+    register(TABLES)
 
 
 @conveyor.hookimpl

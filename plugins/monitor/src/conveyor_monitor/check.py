@@ -22,13 +22,13 @@ import conveyor
 from conveyor import DriftResult, api
 from conveyor.gate import failing
 from conveyor.names import path_part
-from conveyor.store import BatchRecord, Monitoring, open_store, sha256_file
-from conveyor.store.monitoring import new_batch_id
+from conveyor.store import open_store, sha256_file
 from conveyor.validation import validate_frame
 
 from conveyor_monitor import profile as prof
 from conveyor_monitor import reading
 from conveyor_monitor.quality import Quality, numbers_from_text
+from conveyor_monitor.records import BatchRecord, Monitoring, new_batch_id
 from conveyor_monitor.settings import MonitorConfig, as_dict, settings_from
 
 PREDICTION = "prediction"

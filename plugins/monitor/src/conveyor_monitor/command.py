@@ -164,7 +164,9 @@ def show_quality(out: Any, report: dict[str, Any]) -> None:
 
 
 def list_batches(args: argparse.Namespace, app: Any) -> int:
-    from conveyor.store import Monitoring, open_store
+    from conveyor.store import open_store
+
+    from conveyor_monitor.records import Monitoring
 
     store = open_store(app.project_dir)
     try:

@@ -53,6 +53,13 @@ examples:
 
 
 @conveyor.hookimpl
+def conveyor_store_tables(register: Callable[..., None]) -> None:
+    from conveyor_retrain.records import TABLES
+
+    register(TABLES)
+
+
+@conveyor.hookimpl
 def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
     register(SCHEMA)
 
@@ -83,9 +90,8 @@ def _configure_watch(parser: argparse.ArgumentParser) -> None:
 
 
 def _retrain(args: argparse.Namespace, app: Any) -> int:
-    from conveyor.store import RetrainDecisions
-
     from conveyor_retrain import retrain, watch
+    from conveyor_retrain.records import RetrainDecisions
 
     if args.list:
         store = app.store()

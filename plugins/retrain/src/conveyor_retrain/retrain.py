@@ -19,9 +19,10 @@ from typing import Any
 
 from conveyor import ConfigError, ConveyorError, UsageError, api
 from conveyor.gate import failing, parse_condition, shortfall_after
-from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
+from conveyor.store import AliasMoved, Registry, open_store
 
 from conveyor_retrain import locks, policy
+from conveyor_retrain.records import RetrainDecision, RetrainDecisions
 from conveyor_retrain.settings import RetrainConfig, settings_from
 
 WINDOWS_DIR = Path("data") / "windows"
@@ -49,7 +50,7 @@ def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | N
 
 def _apply(project_dir: Path, host: Any, config: dict, settings: RetrainConfig, *, force: bool,
            trigger: str | None, log: Callable[[str], None], quiet: bool) -> RetrainDecision:
-    from conveyor.store import Monitoring
+    from conveyor_monitor.records import Monitoring
 
     name = settings.model_name
     store = open_store(project_dir)

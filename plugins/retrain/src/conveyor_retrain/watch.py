@@ -100,7 +100,8 @@ def pending(inbox: Path, state: WatchState, *, settle: float = SETTLE_SECONDS
 def process(project_dir: Path, host: Any, path: Path, sha: str, state: WatchState,
             log: Callable[[str], None]) -> dict[str, Any]:
     """Monitor one batch file, then apply the retraining policy; record both in the state."""
-    from conveyor.store import Monitoring, open_store
+    from conveyor.store import open_store
+    from conveyor_monitor.records import Monitoring
 
     name = _display(path, project_dir)
     state.mark(sha, file=name, status="started", stamp=stamp(path))

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlencode
 
 from conveyor.errors import ConveyorError
 from conveyor.secrets import scrub
-from conveyor.store import Registry, Store, open_store
+from conveyor.store import Registry, Runs, Store, open_store
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import URL
@@ -291,8 +291,7 @@ def create_app(project_dir: Path, *, allow_actions: bool = False, token: str | N
         picked = [r for value in request.query_params.getlist("run") for r in value.split(",")
                   if r.strip()]
         if len(picked) < 2:
-            latest = [row["id"] for row in state.store.query(
-                "SELECT id FROM runs ORDER BY created_at DESC LIMIT 20")]
+            latest = [run.id for run in Runs(state.store).list(limit=20)]
             return render(request, "compare_pick.html", "compare", latest=latest,
                           picked=picked)
         result = _found(queries.compare, state.store, [p.strip() for p in picked])

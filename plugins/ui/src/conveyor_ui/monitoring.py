@@ -1,13 +1,15 @@
-"""The monitoring page's data: monitored batches from `conveyor.store.Monitoring` (recorded by
-`conveyor monitor`), drawn as drift per feature against its threshold and performance over time,
-with the champion's moves and retraining decisions on the same timeline."""
+"""The monitoring page's data: monitored batches from `conveyor_monitor.records.Monitoring`
+(recorded by `conveyor monitor`), drawn as drift per feature against its threshold and
+performance over time, with the champion's moves and retraining decisions
+(`conveyor_retrain.records`) on the same timeline. Without conveyor-monitor installed the page
+says there is nothing to show; without conveyor-retrain it shows no decisions."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from conveyor.store import Monitoring, Registry, Store
+from conveyor.store import Registry, Store
 
 MAX_BATCHES = 200
 # A p-value method (chi-square, KS) drifts when its score falls below the threshold; a distance
@@ -17,9 +19,12 @@ RATIO_CAP = 3.0
 
 
 def page(store: Store, params: Any) -> dict[str, Any]:
+    try:
+        from conveyor_monitor.records import Monitoring
+    except ImportError:  # conveyor-monitor is not installed: nothing was monitored
+        return {"available": False}
     monitoring = Monitoring(store)
-    names = [row[0] for row in store.query(
-        "SELECT DISTINCT model_name FROM monitor_batches ORDER BY model_name")]
+    names = monitoring.models()
     if not names:
         return {"available": False}
     model = params.get("model") if params.get("model") in names else names[-1]
@@ -38,9 +43,13 @@ def page(store: Store, params: Any) -> dict[str, Any]:
 
 
 def retraining_decisions(store: Store, model: str) -> list[dict[str, Any]]:
-    """The model's retraining decisions (`conveyor.store.RetrainDecisions`, recorded by
-    `conveyor retrain` and `conveyor watch`), oldest first, with the last reason of each."""
-    from conveyor.store import RetrainDecisions
+    """The model's retraining decisions (`conveyor_retrain.records.RetrainDecisions`, recorded
+    by `conveyor retrain` and `conveyor watch`), oldest first, with the last reason of each;
+    none without conveyor-retrain."""
+    try:
+        from conveyor_retrain.records import RetrainDecisions
+    except ImportError:
+        return []
 
     return [{"at": d.created_at, "decision": d.outcome
              + (f" v{d.challenger_version}" if d.challenger_version else ""),

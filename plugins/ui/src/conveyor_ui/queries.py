@@ -1,5 +1,5 @@
-"""What the pages show, read from the project store through the core's public API: SQL through
-`conveyor.store.Store.query` on the store's tables, `conveyor.store.Registry` for models.
+"""What the pages show, read from the project store through the core's public API: runs through
+`conveyor.store.Runs`, models through `conveyor.store.Registry`.
 
 Every function takes an open `Store` and returns plain dicts and lists for the templates. A run
 that does not exist raises `NotFound`; nothing here writes to the store.
@@ -13,14 +13,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.errors import UsageError
 from conveyor.secrets import Redactor
-from conveyor.store import ArtifactRef, Registry, Store, as_number, numeric_metrics
+from conveyor.store import (
+    ArtifactRef,
+    MetricTest,
+    ParamTest,
+    Registry,
+    RunQuery,
+    Runs,
+    Store,
+    StoredRun,
+    as_number,
+    numeric_metrics,
+)
 from conveyor.uncertainty import comparison_lines
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
-# The runs table's sortable columns; metrics sort as "metric:NAME".
-SORTS = {"created": "r.created_at", "status": "r.status", "duration": "r.duration", "id": "r.id"}
+# The runs table's sortable columns (`conveyor.store.Runs.list`); metrics sort as "metric:NAME".
+SORTS = ("created", "status", "duration", "id")
 KEY_PARAM_COLUMNS = 5
 METRIC_COLUMNS = 6
 INLINE_JSON_BYTES = 64 * 1024
@@ -78,52 +90,40 @@ class RunsQuery:
 def change_token(store: Store) -> str:
     """Changes whenever another connection commits to the store (a run, a promotion): SQLite's
     data_version costs nothing to read, so pages can poll it every few seconds."""
-    return str(store.query("PRAGMA data_version")[0][0])
+    return str(store.data_version())
 
 
 def project_name(store: Store) -> str | None:
-    rows = store.query("SELECT project FROM runs ORDER BY created_at DESC LIMIT 1")
-    return rows[0]["project"] if rows else None
+    latest = Runs(store).latest()
+    return latest.project if latest else None
 
 
 # --- runs ----------------------------------------------------------------------------------
 
 
 def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
-    """One page of the runs table, sorted and filtered in SQL: a store with thousands of runs
-    costs what one page costs."""
-    where, params = _filters(query)
-    total = store.query(f"SELECT COUNT(*) FROM runs r {where}", params)[0][0]
+    """One page of the runs table, sorted and filtered in the store: a store with thousands of
+    runs costs what one page costs."""
+    repo = Runs(store)
+    run_query = _filters(query)
+    total = repo.count(run_query)
     pages = max(1, -(-total // query.per_page))
     query.page = min(query.page, pages)
-    direction = "DESC" if query.descending else "ASC"
-    if query.sort.startswith("metric:"):
-        order_value = ("(SELECT MAX(m.value) FROM metrics m WHERE m.run_id = r.id AND m.key = ?)")
-        order_params: tuple = (query.sort[len("metric:"):],)
-    else:
-        order_value, order_params = SORTS[query.sort], ()
-    rows = store.query(
-        f"SELECT r.id, r.created_at, r.status, r.duration, r.command, r.overrides, r.error, "
-        f"r.config "
-        f"FROM runs r {where} ORDER BY {order_value} IS NULL, {order_value} {direction}, "
-        f"r.created_at DESC LIMIT ? OFFSET ?",
-        (*params, *order_params, *order_params, query.per_page,
-         (query.page - 1) * query.per_page))
-    runs = [dict(row) for row in rows]
+    rows = repo.list(run_query, order=query.sort, descending=query.descending,
+                     limit=query.per_page, offset=(query.page - 1) * query.per_page)
+    runs = [{"id": r.id, "created_at": r.created_at, "status": r.status, "duration": r.duration,
+             "command": r.command, "overrides": r.overrides, "error": r.error, "config": r.config}
+            for r in rows]
     ids = [run["id"] for run in runs]
-    metrics = _by_run(store, "SELECT run_id, key, value FROM metrics WHERE run_id IN ({})", ids)
-    data = _by_run(store, "SELECT run_id, path AS key, sha256 AS value FROM data_inputs "
-                          "WHERE run_id IN ({})", ids)
-    params_by_run = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})",
-                            ids)
+    metrics = repo.metrics_of(ids)
+    data = repo.data_of(ids)
+    params_by_run = repo.params_of(ids)
     for run in runs:  # secrets redacted, also in runs recorded before Conveyor redacted them
         redactor = Redactor.for_record(_json(run.pop("config"), {}))
         params_by_run[run["id"]] = _redact_params(redactor, params_by_run.get(run["id"], {}))
         run["command"], run["error"] = redactor.text(run["command"]), redactor.text(run["error"])
         run["_overrides"] = redactor.overrides(_json(run["overrides"], []))
-    stages = {row["run_id"]: (row["cached"], row["total"]) for row in _in(
-        store, "SELECT run_id, SUM(cached) AS cached, COUNT(*) AS total FROM stages "
-               "WHERE run_id IN ({}) GROUP BY run_id", ids)}
+    stages = repo.stage_counts(ids)
     key_params = _differing(params_by_run, ids)[:KEY_PARAM_COLUMNS]
     metric_names = sorted({k for values in metrics.values() for k in values})
     if query.sort.startswith("metric:") and query.sort[7:] not in metric_names:
@@ -135,76 +135,63 @@ def runs_page(store: Store, query: RunsQuery) -> dict[str, Any]:
         run["data"] = {path: _short_version(v) for path, v in data.get(run["id"], {}).items()}
         run["params"] = {k: _display(params_by_run.get(run["id"], {}).get(k)) for k in key_params}
         run["cached"], run["stages"] = stages.get(run["id"], (0, 0))
-    statuses = [row[0] for row in store.query("SELECT DISTINCT status FROM runs ORDER BY status")]
     return {"runs": runs, "total": total, "pages": pages, "query": query,
             "metric_names": metric_names[:METRIC_COLUMNS], "key_params": key_params,
-            "statuses": statuses, "page_sizes": PAGE_SIZES}
+            "statuses": repo.statuses(), "page_sizes": PAGE_SIZES}
 
 
-def _filters(query: RunsQuery) -> tuple[str, tuple]:
-    """WHERE clause for the status and the search box: words match the run id, command or
-    overrides; `key=value` (or `!=`) matches a param, a flattened config key such as
+def _filters(query: RunsQuery) -> RunQuery:
+    """The runs to show, from the status and the search box: words match the run id, command
+    or overrides; `key=value` (or `!=`) matches a param, a flattened config key such as
     `model.params.max_depth=3`; `accuracy>0.8` (`<`, `>=`, `<=`) matches a metric."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if query.status:
-        clauses.append("r.status = ?")
-        params.append(query.status)
+    text: list[str] = []
+    params: list[ParamTest] = []
+    metrics: list[MetricTest] = []
     for term in query.q.split():
         match = FILTER_TERM.match(term)
         if match is None:
-            clauses.append("(instr(r.id, ?) > 0 OR instr(coalesce(r.command, ''), ?) > 0 "
-                           "OR instr(coalesce(r.overrides, ''), ?) > 0)")
-            params += [term] * 3
+            text.append(term)
             continue
         key, op, value = match["key"], match["op"], match["value"]
         if op in ("=", "!="):
-            test = "EXISTS" if op == "=" else "NOT EXISTS"
-            clauses.append(f"{test} (SELECT 1 FROM params p WHERE p.run_id = r.id AND p.key = ? "
-                           "AND p.value IN (?, ?))")
-            params += [key, value, json.dumps(value)]  # params are stored as JSON text
+            # params are stored as JSON text
+            params.append(ParamTest(key, (value, json.dumps(value)), equal=op == "="))
         elif (number := _float(value)) is not None:
-            clauses.append("EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.key = ? "
-                           f"AND m.value {op} ?)")
-            params += [key, number]
+            metrics.append(MetricTest(key, op, number))
         else:
             query.problems.append(f"'{term}': compare a metric with a number, e.g. accuracy>0.8")
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+    return RunQuery(status=query.status or None, text=tuple(text), params=tuple(params),
+                    metrics=tuple(metrics))
 
 
 def resolve_run(store: Store, run_id: str) -> str:
     """The id of the run named by `run_id` or a unique prefix of it; NotFound otherwise."""
-    exact = store.query("SELECT id FROM runs WHERE id = ?", (run_id,))
-    if exact:
-        return exact[0]["id"]
-    rows = store.query("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? LIMIT 2",
-                       (run_id, run_id)) if run_id else []
-    if len(rows) != 1:
-        raise NotFound(f"no run '{run_id}' in this project")
-    return rows[0]["id"]
+    try:
+        return Runs(store).resolve(run_id)
+    except UsageError as exc:
+        raise NotFound(f"no run '{run_id}' in this project") from exc
 
 
 def run_detail(store: Store, run_id: str) -> dict[str, Any]:
     """One run: lineage, stages (cached or why it ran), metrics, artifacts, registered model
     versions, and the validation report of a failed validation."""
+    repo = Runs(store)
     run_id = resolve_run(store, run_id)
-    row = dict(store.query("SELECT * FROM runs WHERE id = ?", (run_id,))[0])
-    run: dict[str, Any] = {key: row[key] for key in (
+    row = repo.get(run_id)
+    run: dict[str, Any] = {key: getattr(row, key) for key in (
         "id", "project", "status", "created_at", "finished_at", "duration", "command",
-        "config_hash", "git_commit", "error", "exit_code", "host", "invocation")}
-    run["git_dirty"] = None if row["git_dirty"] is None else bool(row["git_dirty"])
-    config = _json(row["config"], {})
+        "config_hash", "git_commit", "error", "exit_code", "host", "invocation", "git_dirty")}
+    config = row.json("config", {})
     redactor = Redactor.for_record(config)
-    run["overrides"] = redactor.overrides(_json(row["overrides"], []))
+    run["overrides"] = redactor.overrides(row.json("overrides", []))
     run["config"] = redactor.config(config) if isinstance(config, dict) else config
     run["command"], run["error"] = redactor.text(run["command"]), redactor.text(run["error"])
-    run["packages"] = _json(row["packages"], {})
-    run["data"] = [dict(r) for r in store.query(
-        "SELECT path, sha256 AS version, size FROM data_inputs WHERE run_id = ? ORDER BY path",
-        (run_id,))]
+    run["packages"] = row.json("packages", {})
+    run["data"] = [{"path": d.path, "version": d.version, "size": d.size}
+                   for d in repo.data_inputs(run_id)]
     run["problems"] = []
-    run["metrics"] = [dict(r) for r in store.query(
-        "SELECT stage, key, value FROM metrics WHERE run_id = ? ORDER BY stage, key", (run_id,))]
+    run["metrics"] = [{"stage": m.stage, "key": m.key, "value": m.value}
+                      for m in repo.metric_values(run_id)]
     for metric in run["metrics"]:
         if as_number(metric["value"]) is None:
             numeric_metrics({metric["key"]: metric["value"]}, run["problems"])
@@ -212,27 +199,26 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
     run["stages"] = []
     run["artifacts"] = []
     run["validation"] = []
-    for stage in store.query("SELECT * FROM stages WHERE run_id = ? ORDER BY position, started_at",
-                             (run_id,)):
-        outputs = _json(stage["outputs"], {})
+    for stage in repo.stages(run_id):
+        outputs = stage.json("outputs", {})
         run["stages"].append({
-            "name": stage["name"], "type": stage["type"], "status": stage["status"],
-            "cached": bool(stage["cached"]), "reason": stage["reason"],
-            "duration": stage["duration"], "started_at": stage["started_at"],
-            "error": redactor.text(stage["error"]), "needs": sorted(_json(stage["upstream"], {}) or {})})
+            "name": stage.name, "type": stage.type, "status": stage.status,
+            "cached": stage.cached, "reason": stage.reason,
+            "duration": stage.duration, "started_at": stage.started_at,
+            "error": redactor.text(stage.error), "needs": sorted(stage.json("upstream", {}) or {})})
         for name, ref in sorted(outputs.items()):
             if not isinstance(ref, dict) or "sha256" not in ref:
                 continue
-            artifact = {"stage": stage["name"], "name": name, **ref, "content": None}
+            artifact = {"stage": stage.name, "name": name, **ref, "content": None}
             if ref.get("codec") == "json" and _int(ref.get("size"), 0) <= INLINE_JSON_BYTES:
                 artifact["content"] = read_json_artifact(store, ref)
             run["artifacts"].append(artifact)
             report = artifact["content"]
             if name == "validation" and isinstance(report, dict) and report.get("ok") is False:
-                run["validation"].append({"stage": stage["name"], **report})
-    run["models"] = [dict(r) for r in store.query(
-        "SELECT name, version, decision FROM model_versions WHERE run_id = ? ORDER BY name, version",
-        (run_id,))]
+                run["validation"].append({"stage": stage.name, **report})
+    run["models"] = sorted(({"name": v.name, "version": v.version, "decision": v.decision}
+                            for v in Registry(store).versions() if v.run_id == run_id),
+                           key=lambda v: (v["name"], v["version"]))
     return run
 
 
@@ -252,21 +238,21 @@ def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
         resolved = resolve_run(store, run_id)
         if resolved not in ids:
             ids.append(resolved)
-    runs = [dict(r) for r in _in(store, "SELECT id, status, created_at, duration FROM runs "
-                                        "WHERE id IN ({})", ids)]
-    runs.sort(key=lambda r: ids.index(r["id"]))
-    params = _by_run(store, "SELECT run_id, key, value FROM params WHERE run_id IN ({})", ids)
-    for row in _in(store, "SELECT id, config FROM runs WHERE id IN ({})", ids):
-        params[row["id"]] = _redact_params(Redactor.for_record(_json(row["config"], {})),
-                                           params.get(row["id"], {}))
-    metrics = _by_run(store, "SELECT run_id, key, value FROM metrics WHERE run_id IN ({})", ids)
+    repo = Runs(store)
+    found: list[StoredRun] = repo.get_many(ids)
+    runs = [{"id": r.id, "status": r.status, "created_at": r.created_at, "duration": r.duration}
+            for r in found]
+    params = repo.params_of(ids)
+    for row in found:
+        params[row.id] = _redact_params(Redactor.for_record(row.json("config", {})),
+                                        params.get(row.id, {}))
+    metrics = repo.metrics_of(ids)
     problems: list[str] = []
     for run_id in ids:
         flagged: list[str] = []
         metrics[run_id] = numeric_metrics(metrics.get(run_id, {}), flagged)
         problems += [f"run {run_id}: {problem}" for problem in flagged]
-    data = _by_run(store, "SELECT run_id, path AS key, sha256 AS value FROM data_inputs "
-                          "WHERE run_id IN ({})", ids)
+    data = repo.data_of(ids)
 
     def table(values: dict[str, dict[str, Any]], show: Any) -> list[dict[str, Any]]:
         keys = sorted({k for run in values.values() for k in run})
@@ -298,24 +284,24 @@ def compare(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
 def last_stage_status(store: Store, names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Each stage's outcome in the latest run that has it."""
     result: dict[str, dict[str, Any]] = {}
+    repo = Runs(store)
     for name in names:
-        rows = store.query(
-            "SELECT s.status, s.cached, s.duration, s.run_id, s.reason, s.type FROM stages s "
-            "JOIN runs r ON r.id = s.run_id WHERE s.name = ? ORDER BY r.created_at DESC LIMIT 1",
-            (name,))
-        if rows:
-            result[name] = dict(rows[0])
+        stage = repo.latest_stage(name)
+        if stage is not None:
+            result[name] = {"status": stage.status, "cached": int(stage.cached),
+                            "duration": stage.duration, "run_id": stage.run_id,
+                            "reason": stage.reason, "type": stage.type}
     return result
 
 
 def recorded_pipeline(store: Store) -> dict[str, dict[str, Any]]:
     """The stage graph the latest run recorded (when the project's config cannot be composed)."""
-    rows = store.query("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1")
-    if not rows:
+    repo = Runs(store)
+    latest = repo.latest()
+    if latest is None:
         return {}
-    return {s["name"]: {"uses": s["type"], "needs": sorted(_json(s["upstream"], {}))}
-            for s in store.query("SELECT name, type, upstream FROM stages WHERE run_id = ? "
-                                 "ORDER BY position", (rows[0]["id"],))}
+    return {s.name: {"uses": s.type, "needs": sorted(s.json("upstream", {}))}
+            for s in repo.stages(latest.id)}
 
 
 # --- models --------------------------------------------------------------------------------
@@ -384,20 +370,6 @@ def _vline(version: int, action: str) -> dict[str, Any]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _in(store: Store, sql: str, ids: Sequence[str]) -> list[Any]:
-    if not ids:
-        return []
-    return store.query(sql.format(",".join("?" * len(ids))), tuple(ids))
-
-
-def _by_run(store: Store, sql: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{run_id: {key: value}} from a query selecting run_id, key, value."""
-    result: dict[str, dict[str, Any]] = {}
-    for row in _in(store, sql, ids):
-        result.setdefault(row["run_id"], {})[row["key"]] = row["value"]
-    return result
 
 
 def _differing(params: dict[str, dict[str, Any]], ids: Sequence[str]) -> list[str]:

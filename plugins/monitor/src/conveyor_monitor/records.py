@@ -1,6 +1,7 @@
 """Monitored batches: one row per batch a model was checked against, in `monitor_batches`.
 
-    from conveyor.store import Monitoring, open_store
+    from conveyor.store import open_store
+    from conveyor_monitor.records import Monitoring
 
     store = open_store(project_dir)
     log = Monitoring(store)
@@ -22,6 +23,10 @@ schema's expectations, per column) in `details["quality"]`.
 
 Each record is written in one transaction, so a killed process leaves either the whole row or
 none. Files named by `report_json` / `report_html` are written before the row (temp + rename).
+
+The table is conveyor-monitor's own (`TABLES`, declared with the `conveyor_store_tables` hook);
+`Monitoring(store)` makes sure it exists, so a store opened without the plugins' tables works.
+Stores made before the plugin declared it have the same table from Conveyor's core schema.
 """
 
 from __future__ import annotations
@@ -33,9 +38,23 @@ from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.names import check_name
-from conveyor.store.db import Store, dumps, loads
+from conveyor.store import Store, TableSet
+from conveyor.store.db import dumps, loads
 
 STATUSES = ("ok", "drift", "insufficient", "invalid")
+
+# Version 1 is the table as Conveyor's core schema (versions 2 and 3) made it.
+TABLES = TableSet(owner="conveyor-monitor", version=1, create=(
+    """CREATE TABLE IF NOT EXISTS monitor_batches (
+    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, model_version INTEGER, source TEXT,
+    source_sha256 TEXT, rows INTEGER, created_at REAL NOT NULL, status TEXT NOT NULL,
+    drift_share REAL, drifted_features INTEGER, features INTEGER, prediction_drift REAL,
+    prediction_drifted INTEGER, labelled_rows INTEGER, performance TEXT,
+    performance_breached INTEGER, feature_results TEXT, report_json TEXT, report_html TEXT,
+    message TEXT, details TEXT)""",
+    "CREATE INDEX IF NOT EXISTS monitor_batches_model ON monitor_batches(model_name, created_at)",
+    "CREATE INDEX IF NOT EXISTS monitor_batches_source ON monitor_batches(source_sha256)",
+))
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,7 @@ class Monitoring:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        store.ensure_tables([TABLES])
 
     def record(self, *, model_name: str, model_version: int | None, source: str,
                source_sha256: str | None, rows: int, status: str,
@@ -157,6 +177,11 @@ class Monitoring:
             raise UsageError(f"batch id '{batch_id}' is ambiguous: "
                              + ", ".join(r["id"] for r in rows[:5]))
         return BatchRecord.from_row((exact or rows)[0])
+
+    def models(self) -> list[str]:
+        """The names of the models with monitored batches, sorted."""
+        return [row[0] for row in self.store.query(
+            "SELECT DISTINCT model_name FROM monitor_batches ORDER BY model_name")]
 
     def batches(self, *, model_name: str | None = None, model_version: int | None = None,
                 status: str | None = None, source_sha256: str | None = None,

@@ -1,6 +1,7 @@
 """Retraining decisions: one row per time a retraining policy was applied, in `retrain_decisions`.
 
-    from conveyor.store import RetrainDecisions, open_store
+    from conveyor.store import open_store
+    from conveyor_retrain.records import RetrainDecisions
 
     for decision in RetrainDecisions(open_store(project_dir)).list(model_name="retail"):
         print(decision.id, decision.outcome, decision.reasons)
@@ -16,6 +17,10 @@ read them. `outcome` is one of:
 * "promoted": the challenger became champion;
 * "running": being applied now; a row left "running" by a killed process is read as
   "interrupted" (the alias moves themselves are atomic: nothing is ever half-promoted).
+
+The table is conveyor-retrain's own (`TABLES`, declared with the `conveyor_store_tables` hook);
+`RetrainDecisions(store)` makes sure it exists. Stores made before the plugin declared it have
+the same table from Conveyor's core schema.
 """
 
 from __future__ import annotations
@@ -28,7 +33,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import UsageError
-from conveyor.store.db import Store, _alive, dumps, loads
+from conveyor.store import Store, TableSet
+from conveyor.store.db import _alive, dumps, loads
+
+# Version 1 is the table as Conveyor's core schema made it.
+TABLES = TableSet(owner="conveyor-retrain", version=1, create=(
+    """CREATE TABLE IF NOT EXISTS retrain_decisions (
+    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, created_at REAL NOT NULL, outcome TEXT NOT NULL,
+    reasons TEXT, trigger_batch TEXT, batches TEXT, forced INTEGER, run_id TEXT,
+    challenger_version INTEGER, champion_version INTEGER, metrics TEXT, details TEXT,
+    finished_at REAL, pid INTEGER, host TEXT)""",
+    "CREATE INDEX IF NOT EXISTS retrain_decisions_model ON retrain_decisions(model_name, created_at)",
+))
 
 OUTCOMES = ("no_action", "skipped", "blocked", "kept", "promoted", "running", "interrupted")
 
@@ -73,6 +89,7 @@ class RetrainDecisions:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        store.ensure_tables([TABLES])
 
     def start(self, *, model_name: str, trigger: str | None, batches: list[str],
               forced: bool = False, details: dict[str, Any] | None = None) -> str:
