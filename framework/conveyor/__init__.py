@@ -7,11 +7,13 @@ The public API for plugin authors is exactly what `__all__` lists, plus the docu
 (one fingerprint per data row: which rows a model trained on), `conveyor.names` (the rule for
 names that become paths: project and model names, batch ids), `conveyor.predictions` (the
 prediction log a server writes and monitoring reads), `conveyor.secrets` (redacting secrets
-from what is stored and shown), `conveyor.store` (with `conveyor.store.monitoring`, the
-monitored batches, and `conveyor.store.decisions`, the retraining decisions),
-`conveyor.testing`, `conveyor.uncertainty` (paired comparisons of two models on the same rows,
-with bootstrap intervals) and `conveyor.validation` (validating data against `data.schema`
-through whichever plugin validates it). Everything else is private and may change.
+from what is stored and shown), `conveyor.store` (with `conveyor.store.runs`, the recorded
+runs, and `conveyor.store.tables`, the tables a plugin keeps in the store; conveyor-monitor's
+batches and conveyor-retrain's decisions are in `conveyor_monitor.records` and
+`conveyor_retrain.records`), `conveyor.testing`, `conveyor.uncertainty` (paired comparisons
+of two models on the same rows, with bootstrap intervals) and `conveyor.validation`
+(validating data against `data.schema` through whichever plugin validates it). Everything else
+is private and may change.
 """
 
 from conveyor.alerts import Alert

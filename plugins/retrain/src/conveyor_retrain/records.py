@@ -25,6 +25,7 @@ the same table from Conveyor's core schema.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -34,7 +35,6 @@ from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.store import Store, TableSet
-from conveyor.store.db import _alive, dumps, loads
 
 # Version 1 is the table as Conveyor's core schema made it.
 TABLES = TableSet(owner="conveyor-retrain", version=1, create=(
@@ -155,3 +155,24 @@ def _from_row(row: Any) -> RetrainDecision:
         challenger_version=row["challenger_version"], champion_version=row["champion_version"],
         metrics=loads(row["metrics"], {}), details=loads(row["details"], {}),
         finished_at=row["finished_at"])
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether the process `pid` (of this host) still runs."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
