@@ -143,8 +143,9 @@ def _detail(store: Any, run_id: str) -> dict[str, Any]:
     runs = Runs(store)
     row = runs.get(run_id)
     data = summary(store, row)
-    for key in ("git_commit", "git_dirty", "config_hash", "error", "command", "exit_code"):
+    for key in ("git_commit", "config_hash", "error", "command", "exit_code"):
         data[key] = getattr(row, key)
+    data["git_dirty"] = None if row.git_dirty is None else int(row.git_dirty)  # as stored: 0/1
     for key in ("config", "overrides", "packages"):
         try:
             data[key] = json.loads(getattr(row, key)) if getattr(row, key) else None
