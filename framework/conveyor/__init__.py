@@ -37,6 +37,7 @@ from conveyor.errors import (
     UsageError,
 )
 from conveyor.markers import hookimpl, hookspec
+from conveyor.session import Session
 from conveyor.stage_context import Inputs, RunInfo, StageContext
 from conveyor.validation import ValidationFailure, ValidationReport
 
@@ -62,6 +63,7 @@ __all__ = [
     "RowTransform",
     "RunInfo",
     "SchemaSnapshot",
+    "Session",
     "StageContext",
     "StageFailed",
     "StageType",

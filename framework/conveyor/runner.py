@@ -42,8 +42,6 @@ from conveyor.threads import parse_threads
 from conveyor.validation import check_schema, validate_frame
 from conveyor.writer import OutputWriter
 
-INVOCATION_ENV = "CONVEYOR_INVOCATION"
-
 
 @dataclass
 class RunResult:
@@ -64,8 +62,10 @@ def importer_for(config: ProjectConfig, host: PluginHost) -> TargetImporter:
 
 class Runner:
     def __init__(self, host: PluginHost, config: ProjectConfig, *, display: StageDisplay,
-                 force: bool = False, command: str = "run") -> None:
+                 force: bool = False, command: str = "run", invocation: str | None = None) -> None:
         self.host = host
+        # The command's id when it runs several jobs (`conveyor run --multirun`); None else.
+        self.invocation = invocation
         self.config = config
         self.display = display
         self.force = force
@@ -498,7 +498,7 @@ class Runner:
                 " overrides, config, config_hash, git_commit, git_dirty, packages) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.id, run.project, "running", time.time(), os.getpid(), socket.gethostname(),
-                 os.environ.get(INVOCATION_ENV), redactor.text(self.command),
+                 self.invocation, redactor.text(self.command),
                  dumps(redactor.overrides(self.config.overrides)), dumps(config),
                  self.config.hash, commit,
                  None if dirty is None else int(dirty), dumps(package_versions(dists))))

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from conveyor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ConveyorError, UsageError
 
@@ -123,7 +124,7 @@ def _command_index(argv: list[str]) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    from conveyor.cli.app import App, load_host
+    from conveyor.session import Session
 
     split = _command_index(argv)
     global_args, rest = argv[:split], argv[split:]
@@ -147,10 +148,13 @@ def _dispatch(argv: list[str]) -> int:
         raise UsageError(f"unknown option {unknown[0]}", hint="see `conveyor --help`")
 
     command = rest[0] if rest else None
-    project_dir = _maybe_project(directory)
     overrides = [a for a in rest[1:] if "=" in a and not a.startswith("-")]
-    host = load_host(project_dir, overrides)
-    app = App(directory=directory, debug="--debug" in global_args, host=host)
+    with Session(directory=directory, overrides=overrides, debug="--debug" in global_args) as session:
+        return _command(command, rest, global_args, session)
+
+
+def _command(command: str | None, rest: list[str], global_args: list[str], app: Any) -> int:
+    host = app.host
 
     if command in PASSTHROUGH:
         from conveyor.cli import run_cmd
@@ -173,10 +177,3 @@ def _dispatch(argv: list[str]) -> int:
     return handler(args, app) or 0
 
 
-def _maybe_project(directory: Path | None) -> Path | None:
-    from conveyor.config import find_project
-
-    try:
-        return find_project(directory or Path.cwd())
-    except UsageError:
-        return None

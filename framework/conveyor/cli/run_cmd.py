@@ -71,12 +71,11 @@ def run(args: list[str], app: App) -> int:
         rewrite_query_line(search_path_override(app.host.contributions.config_dirs))
     if needs_hydra_runtime(rest):
         return _run_hydra(rest, app, force="--force" in own)
-    from conveyor.config import load_config
     from conveyor.progress import StageDisplay
     from conveyor.runner import Runner
 
     _reject_flags(rest)
-    config = load_config(app.project_dir, rest, app.host)
+    config = app.compose(rest)
     result = Runner(app.host, config, display=StageDisplay(quiet="--quiet" in own),
                     force="--force" in own).run()
     return report(result)
@@ -102,7 +101,7 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
     from hydra.errors import OverrideParseException
 
     from conveyor import collection
-    from conveyor.config import load_config, typed_keys_to_add
+    from conveyor.config import typed_keys_to_add
     from conveyor.config.hydra_app import run_with_hydra
 
     # A sweep's parent may run for hours (an Optuna study, a launcher waiting on its jobs):
@@ -118,7 +117,7 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
                               "group=option") from exc
     if multirun:
         # Compose the first job up front, so bad config stops the sweep with exit 2.
-        load_config(app.project_dir, first, app.host)
+        app.compose(first)
     # Hydra's runtime composes the overrides itself: a typed key the YAML lacks goes as ++key.
     adding: set[str] = set()
     completing = any(a in ("-sc", "--shell-completion") for a in args)
@@ -126,7 +125,7 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
         with contextlib.suppress(ConveyorError):  # bad config: Hydra's runtime says so itself
             adding = typed_keys_to_add(app.project_dir, first, app.host)
     args = [f"++{a}" if _plain_override(a) and a.split("=", 1)[0] in adding else a for a in args]
-    invocation = run_with_hydra(app.project_dir, args, app.host, force=force)
+    invocation = run_with_hydra(app, args, force=force)
     if not multirun:
         return EXIT_OK
     return _summarise_sweep(app, invocation, typed_keys=adding)
@@ -251,11 +250,10 @@ def plan(args: list[str], app: App) -> int:
         print(PLAN_HELP)
         return EXIT_OK
     _reject_flags(rest)
-    from conveyor.config import load_config
     from conveyor.progress import StageDisplay
     from conveyor.runner import Runner
 
-    config = load_config(app.project_dir, rest, app.host)
+    config = app.compose(rest)
     runner = Runner(app.host, config, display=StageDisplay(quiet=True), force="--force" in own)
     _, decisions, _ = runner.plan()
     rows: list[dict[str, Any]] = [

@@ -35,22 +35,23 @@ class Window:
     notes: list[str] = field(default_factory=list)
 
 
-def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | None = None,
+def apply(session: Any, *, force: bool = False, trigger: str | None = None,
           log: Callable[[str], None] = print, quiet: bool = True) -> RetrainDecision:
-    """Apply the project's `retrain` policy once and return the recorded decision."""
-    project_dir = Path(project_dir).resolve()
-    config, settings = check_policy(project_dir)  # a bad policy: nothing is recorded
+    """Apply the project's `retrain` policy once, in the command's `conveyor.Session` (its
+    plugins, config and store), and return the recorded decision."""
+    config, settings = check_policy(session)  # a bad policy: nothing is recorded
     # Read the batches and decisions, act, record: never interleaved with another process
     # deciding for the same model (a second watcher, a retrain by hand).
-    with locks.decision_lock(project_dir, settings.model_name, log=log):
-        return _apply(project_dir, host, config, settings, force=force, trigger=trigger,
+    with locks.decision_lock(session.project_dir, settings.model_name, log=log):
+        return _apply(session, config, settings, force=force, trigger=trigger,
                       log=log, quiet=quiet)
 
 
-def _apply(project_dir: Path, host: Any, config: dict, settings: RetrainConfig, *, force: bool,
+def _apply(session: Any, config: dict, settings: RetrainConfig, *, force: bool,
            trigger: str | None, log: Callable[[str], None], quiet: bool) -> RetrainDecision:
     from conveyor.store import Monitoring
 
+    project_dir = session.project_dir
     name = settings.model_name
     store = open_store(project_dir)
     try:
@@ -91,7 +92,7 @@ def _apply(project_dir: Path, host: Any, config: dict, settings: RetrainConfig, 
                                     champion_version=champion.version if champion else None)
     finally:
         store.close()
-    return _retrain(project_dir, host, config, settings, decision_id, verdict.reasons,
+    return _retrain(session, config, settings, decision_id, verdict.reasons,
                     batches, champion, log, quiet, change=change)
 
 
@@ -111,10 +112,10 @@ def _newest_window_batch(decision: Any, batches: list[Any]) -> float:
     return max(times) if times else 0.0
 
 
-def check_policy(project_dir: Path) -> tuple[dict, RetrainConfig]:
-    """The project's resolved config and its `retrain` policy, checked: a ConfigError naming
+def check_policy(session: Any) -> tuple[dict, RetrainConfig]:
+    """The session's resolved config and its `retrain` policy, checked: a ConfigError naming
     the key for a condition that does not parse or a metric that is not computed."""
-    config = api.load_config(Path(project_dir).resolve()).data
+    config = api.load_config(session).data
     settings = settings_from(config)
     policy.parse_when(settings)
     check_metrics(settings, config)
@@ -156,10 +157,11 @@ def check_metrics(settings: RetrainConfig, config: dict) -> None:
                               hint="drop 'at L%' here; promote_if can ask for it")
 
 
-def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
+def _retrain(session: Any, config: dict, settings: RetrainConfig,
              decision_id: str, reasons: list[str], batches: list[Any], champion: Any,
              log: Callable[[str], None], quiet: bool, *,
              change: policy.Change | None = None) -> RetrainDecision:
+    project_dir, host = session.project_dir, session.host
     name = settings.model_name
     champion_version = champion.version if champion else None
 
@@ -188,14 +190,14 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
                "holdout_rows": len(window.holdout), "notes": window.notes}
     log(f"retrain: training a challenger on {rows:,} rows ({', '.join(window.files)})")
     try:
-        result = api.run(project_dir, overrides=[f"data.source={relative}",
-                                                 "registry.promote_on_gate=false"],
+        result = api.run(session, overrides=[f"data.source={relative}",
+                                             "registry.promote_on_gate=false"],
                          force=True, quiet=quiet, command="retrain")
     except ConveyorError as exc:
         return finish("blocked", f"the challenger could not be trained: {exc.message}",
                       details=details)
     if result.status != "completed":
-        error = api.get_run(project_dir, result.run_id).error or result.status
+        error = api.get_run(session, result.run_id).error or result.status
         return finish("blocked", f"the challenger's training run {result.run_id} {result.status}:"
                                  f" {error}", run_id=result.run_id, details=details)
     store = open_store(project_dir)
@@ -219,7 +221,7 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
             fields["metrics"] = {"comparison": gate_comparison}
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
-    metrics, comparison, better = compare(project_dir, config, settings, champion, challenger,
+    metrics, comparison, better = compare(session, config, settings, champion, challenger,
                                           window.holdout, target)
     fields["metrics"] = metrics
     if not better:
@@ -314,7 +316,7 @@ def _without_rows_set_aside(host: Any, project_dir: Path, config: dict, frame: A
     return report.valid_part(frame).reset_index(drop=True), len(report.invalid_rows)
 
 
-def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
+def compare(session: Any, config: dict, settings: RetrainConfig, champion: Any,
             challenger: Any, holdout: Any, target: str) -> tuple[dict, list[str], bool]:
     """Score both models on the same hold-out rows (those the champion never trained on);
     does the challenger clear `promote_if`? The metrics record carries the paired difference
@@ -327,7 +329,7 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     names = list(dict.fromkeys([*rules, *evaluate.get("metrics", [])]))
     # scikit-learn's scorers apply their sign (errors become neg_*): higher is always better
     directions = dict.fromkeys(names, "higher")
-    challenger_loaded = api.load_model(project_dir, settings.model_name,
+    challenger_loaded = api.load_model(session, settings.model_name,
                                        version=challenger.version)
     challenger_model = challenger_loaded.model
     rows = challenger_loaded.transform(holdout)  # its own inference path, on raw rows
@@ -337,7 +339,7 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
         for metric in names}, "directions": directions}
     if champion is None:
         return metrics, ["no champion to compare with"], True
-    comparison = _paired(project_dir, config, settings, champion, challenger_loaded, holdout,
+    comparison = _paired(session, config, settings, champion, challenger_loaded, holdout,
                          target, names, get_scorer)
     if not comparison.unavailable:
         metrics["champion"] = dict(comparison.champion)
@@ -358,7 +360,7 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     return metrics, lines, better
 
 
-def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
+def _paired(session: Any, config: dict, settings: RetrainConfig, champion: Any,
             challenger_loaded: Any, holdout: Any, target: str, names: list[str],
             get_scorer: Any) -> Any:
     """The champion and the challenger on the hold-out rows the champion never trained on,
@@ -371,7 +373,7 @@ def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     base = {"version": champion.version, "shortfall": champion.gate.get("shortfall") or {}}
     challenger_model = challenger_loaded.model
     try:
-        champion_loaded = api.load_model(project_dir, settings.model_name,
+        champion_loaded = api.load_model(session, settings.model_name,
                                          version=champion.version)
         champion_model = champion_loaded.model
     except ConveyorError as exc:
@@ -382,7 +384,7 @@ def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
         if champion.gate.get("training_rows"):
             from conveyor.fingerprints import unseen
 
-            known = api.load_output(project_dir, champion.run_id, "training_rows")["fingerprint"]
+            known = api.load_output(session, champion.run_id, "training_rows")["fingerprint"]
             columns = [*_features(champion_model, champion_view, target, config), target]
             keep = unseen(champion_view, columns, known.to_numpy())
             rows = holdout[keep].reset_index(drop=True)

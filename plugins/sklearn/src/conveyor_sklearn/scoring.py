@@ -133,9 +133,9 @@ def run(args: argparse.Namespace, app: Any) -> int:
     if not output.parent.is_dir():
         raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
     project_dir = app.project_dir
-    record = api.resolve_model(project_dir, name, version=version, alias=alias)
-    trained = api.get_run(project_dir, record.run_id).config
-    contract = api.model_contract(project_dir, record.name, version=record.version)
+    record = api.resolve_model(app, name, version=version, alias=alias)
+    trained = api.get_run(app, record.run_id).config
+    contract = api.model_contract(app, record.name, version=record.version)
     if contract is not None:  # what the version was validated with, not today's data.schema
         trained = contract.data_config(trained, project_dir)
     data_section = trained.get("data") or {}
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
         "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows,
         "transforms": [] if contract is None else contract.to_dict()["transforms"]}
     config = {**trained, "pipeline": {"predict": settings}}
-    result = api.run(project_dir, config=config, force=True, quiet=False, command="predict",
+    result = api.run(app, config=config, force=True, quiet=False, command="predict",
                      config_from=f"the recorded config of run {record.run_id}, which trained "
                                  f"{record.name} v{record.version}")
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
