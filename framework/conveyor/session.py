@@ -113,6 +113,12 @@ class Session:
 
     # --- the config ----------------------------------------------------------------------------
 
+    def set_overrides(self, overrides: Sequence[str]) -> None:
+        """The overrides `config` applies (a command's, once its arguments are parsed)."""
+        if tuple(overrides) != self.overrides:
+            self.overrides = tuple(overrides)
+            self._config = None
+
     @property
     def config(self) -> ProjectConfig:
         """The project's config composed with the session's overrides, resolved and checked

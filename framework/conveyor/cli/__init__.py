@@ -28,6 +28,7 @@ A project is a folder with a conveyor.yaml. Start one, run it, look at what it r
 EPILOG = """\
 exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or plugin
             70 internal error (a bug: please report it) · 130 interrupted
+every command takes config overrides (key=value, Hydra's grammar) after its options
 more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
 
 PASSTHROUGH = {"run", "plan"}
@@ -153,6 +154,10 @@ def _dispatch(argv: list[str]) -> int:
         return _command(command, rest, global_args, session)
 
 
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
+
+
 def _command(command: str | None, rest: list[str], global_args: list[str], app: Any) -> int:
     host = app.host
 
@@ -166,7 +171,12 @@ def _command(command: str | None, rest: list[str], global_args: list[str], app: 
     if command is None:
         parser.print_help()
         return 0 if ("-h" in global_args or "--help" in global_args) else EXIT_USAGE
-    args = parser.parse_args(rest)
+    args, extra = parser.parse_known_args(rest)
+    if any(not _is_override(a) for a in extra):
+        parser.parse_args(rest)  # argparse's own message and exit code for what it does not know
+    # Every command takes config overrides (key=value, Hydra's grammar) after its options, as
+    # `conveyor run` does: those its parser did not take itself are the session's.
+    app.set_overrides([*(getattr(args, "overrides", None) or []), *extra])
     from conveyor import collection
 
     collection.resume()  # before commands that may serve or watch for hours
