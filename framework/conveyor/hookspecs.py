@@ -357,8 +357,11 @@ def conveyor_after_run(run: Any, status: str) -> None:
 
 
 @hookspec
-def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float]) -> None:
-    """Called whenever a stage logs metrics (``context.log_metrics``), with the stage's name.
+def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float],
+                         cached: bool) -> None:
+    """Called whenever a stage logs metrics (``context.log_metrics``), with the stage's name,
+    and once for each stage taken from the cache with the metrics its earlier run logged
+    (``cached`` is True then): every run reports every stage's metrics.
 
     ``metrics`` maps names to floats; Conveyor records them with the stage in the project
     store. Implement it to mirror metrics to an external tracker (MLflow, W&B, ...). An
