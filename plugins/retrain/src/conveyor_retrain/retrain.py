@@ -20,6 +20,7 @@ from typing import Any
 from conveyor import ConfigError, ConveyorError, UsageError, api
 from conveyor.gate import failing, parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
+from conveyor.tables import read_table
 
 from conveyor_retrain import locks, policy
 from conveyor_retrain.settings import RetrainConfig, settings_from
@@ -436,14 +437,6 @@ def _batch_file(project_dir: Path, source: str) -> Path | None:
     path = Path(source)
     path = path if path.is_absolute() else project_dir / path
     return path if path.is_file() else None
-
-
-def read_table(path: Path) -> Any:
-    import pandas as pd
-
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
 
 
 def write_csv(frame: Any, path: Path) -> Path:
