@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +100,6 @@ def read_table(path: Path) -> Any:
 
 
 # --- the serving prediction log -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LogSlice:
-    model: str
-    parts: list[Path]
-    since: Any  # the newest timestamp of the previous slice (exclusive), or None
-    digest: str
 
 
 def prediction_log_dir(project_dir: Path, model: str) -> Path:
