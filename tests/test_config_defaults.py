@@ -161,3 +161,39 @@ def test_the_library_restates_no_schema_default():
                     offenders.append(f"{where} differs from the schema default "
                                      f"{defaults[full]!r}: change it in the schema")
     assert offenders == []
+
+
+# A stage's own default applies only in a hand-written pipeline that omits the setting; the
+# library's pipeline hands every one over from its section. `model_name` is the exception: the
+# registry's default is the project's name, which a stage type cannot know ("model" there).
+NOT_THE_SECTIONS = {"model_name"}
+
+
+def test_a_stage_setting_defaults_to_what_its_section_defaults_to():
+    """Stage settings dataclasses (sklearn.split's `test_size`, conveyor.validate's
+    `on_failure`, ...) keep a default of their own for pipelines written by hand, so it is
+    held here to the section's: a setting the library's pipeline interpolates from a typed
+    key (`test_size: ${data.test_size}`) defaults to that key's schema default."""
+    from conveyor.testing import plugin_host
+
+    defaults = schema_defaults()
+    stage_types = plugin_host().contributions.stage_types
+    pipeline = yaml.safe_load((library_dirs()[0] / "pipeline" / "train.yaml").read_text())
+    offenders, compared = [], 0
+    for settings in pipeline.values():
+        kind = stage_types[settings["uses"]].settings_schema
+        own = {f.name: f for f in fields(kind)} if kind is not None else {}
+        for name, value in settings.items():
+            if not (isinstance(value, str) and value.startswith("${") and value.endswith("}")):
+                continue
+            key = value[2:-1]
+            if name not in own or key not in defaults or name in NOT_THE_SECTIONS:
+                continue
+            f = own[name]
+            mine = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else MISSING)
+            compared += 1
+            if mine != defaults[key]:
+                offenders.append(f"{settings['uses']}.{name} defaults to {mine!r}, "
+                                 f"{key} to {defaults[key]!r}")
+    assert compared > 10 and offenders == []

@@ -109,7 +109,7 @@ def prediction_log_dir(project_dir: Path, model: str) -> Path:
 
 
 def read_prediction_log(project_dir: Path, model: str, *, since: Any = None,
-                        chunk_rows: int = 100000) -> Iterator[Any]:
+                        chunk_rows: int) -> Iterator[Any]:
     """The serving prediction log of `model` (`conveyor.predictions`), rows strictly newer
     than `since` (the newest timestamp the previous `--from-log` check saw), in time order."""
     import pandas as pd
