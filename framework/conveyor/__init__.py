@@ -9,9 +9,10 @@ names that become paths: project and model names, batch ids), `conveyor.predicti
 prediction log a server writes and monitoring reads), `conveyor.secrets` (redacting secrets
 from what is stored and shown), `conveyor.store` (with `conveyor.store.monitoring`, the
 monitored batches, and `conveyor.store.decisions`, the retraining decisions),
-`conveyor.testing`, `conveyor.uncertainty` (paired comparisons of two models on the same rows,
-with bootstrap intervals) and `conveyor.validation` (validating data against `data.schema`
-through whichever plugin validates it). Everything else is private and may change.
+`conveyor.tables` (reading a data table, CSV, TSV or Parquet, the one way every stage and
+plugin reads it), `conveyor.testing`, `conveyor.uncertainty` (paired comparisons of two models
+on the same rows, with bootstrap intervals) and `conveyor.validation` (validating data against
+`data.schema` through whichever plugin validates it). Everything else is private and may change.
 """
 
 from conveyor.alerts import Alert

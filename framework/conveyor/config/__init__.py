@@ -361,9 +361,6 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
     return ProjectConfig(project_dir, data, overrides, choices, digest, redactor)
 
 
-NAME_KEYS = ("project", "model_name")  # a top-level `project`, and `model_name` at any depth
-
-
 def _check_names(data: dict[str, Any], where: Any) -> None:
     """Names that become paths (`project`, every `*.model_name`, e.g. `registry.model_name`)
     follow `conveyor.names`' rule, for every command that loads the config."""

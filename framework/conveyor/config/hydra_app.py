@@ -36,7 +36,8 @@ def run_with_hydra(session: Any, args: list[str], *, force: bool) -> str:
     ]
     if any(a in ("-m", "--multirun") for a in args):
         # Jobs register their models but do not promote; the best one is promoted afterwards.
-        extra.append(f"{SWEEP_NO_PROMOTE}=false")
+        # `++`: the key is typed (the schema's default), whether or not the YAML states it.
+        extra.append(f"++{SWEEP_NO_PROMOTE}=false")
     argv = sys.argv
     sys.argv = ["conveyor run", *args, *extra]
     try:
@@ -92,7 +93,7 @@ def hydra_job(cfg: Any, session: Any, *, force: bool) -> float | None:
     job = hydra_cfg.job.get("num", None)
     choices = {k: str(v) for k, v in hydra_cfg.runtime.choices.items()
                if not k.startswith("hydra/") and v is not None}
-    shown = [o for o in overrides if not o.startswith(SWEEP_NO_PROMOTE + "=")]
+    shown = [o for o in overrides if not o.startswith(f"++{SWEEP_NO_PROMOTE}=")]
     outcome: dict[str, Any] = {"job": job, "overrides": shown, "run_id": None}
     runner = None
     try:

@@ -20,6 +20,7 @@ from typing import Any
 from conveyor import ConfigError, ConveyorError, UsageError, api
 from conveyor.gate import failing, parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
+from conveyor.tables import read_table
 
 from conveyor_retrain import locks, policy
 from conveyor_retrain.settings import RetrainConfig, settings_from
@@ -129,7 +130,7 @@ def check_metrics(settings: RetrainConfig, config: dict) -> None:
 
     from conveyor_retrain.settings import flatten
 
-    computed = list((config.get("evaluate") or {}).get("metrics") or [])
+    computed = list(config["evaluate"]["metrics"])
     known = set(get_scorer_names())
     checks = [(f"retrain.promote_if.{m}", m, computed or sorted(known))
               for m in settings.promote_if]
@@ -325,8 +326,7 @@ def compare(session: Any, config: dict, settings: RetrainConfig, champion: Any,
     from sklearn.metrics import get_scorer
 
     rules = dict(settings.promote_if) or {_primary(config): "+0"}
-    evaluate = config.get("evaluate") or {}
-    names = list(dict.fromkeys([*rules, *evaluate.get("metrics", [])]))
+    names = list(dict.fromkeys([*rules, *config["evaluate"]["metrics"]]))
     # scikit-learn's scorers apply their sign (errors become neg_*): higher is always better
     directions = dict.fromkeys(names, "higher")
     challenger_loaded = api.load_model(session, settings.model_name,
@@ -368,7 +368,7 @@ def _paired(session: Any, config: dict, settings: RetrainConfig, champion: Any,
     from conveyor.gate import Comparison
     from conveyor.uncertainty import paired_scores
 
-    evaluate = config.get("evaluate") or {}
+    evaluate = config["evaluate"]  # the resolved config (check_policy): the schema's defaults
     label = f"champion v{champion.version}"
     base = {"version": champion.version, "shortfall": champion.gate.get("shortfall") or {}}
     challenger_model = challenger_loaded.model
@@ -389,7 +389,7 @@ def _paired(session: Any, config: dict, settings: RetrainConfig, champion: Any,
             keep = unseen(champion_view, columns, known.to_numpy())
             rows = holdout[keep].reset_index(drop=True)
             champion_view = champion_view[keep].reset_index(drop=True)
-        minimum = int(evaluate.get("champion_min_rows", 100))
+        minimum = int(evaluate["champion_min_rows"])
         if len(rows) < minimum:
             return Comparison(**base, rows=len(rows), unavailable=(
                 f"only {len(rows):,} of the {len(holdout):,} hold-out rows are rows {label} "
@@ -404,8 +404,8 @@ def _paired(session: Any, config: dict, settings: RetrainConfig, champion: Any,
         paired = paired_scores(
             champion_model, challenger_model, rows,
             lambda model: _features(model, rows, target, config), target, names,
-            get_scorer=get_scorer, resamples=int(evaluate.get("bootstrap", 1000)),
-            seed=int(config.get("seed", 0)), inputs=inputs)
+            get_scorer=get_scorer, resamples=int(evaluate["bootstrap"]),
+            seed=int(config["seed"]), inputs=inputs)
     except (ConveyorError, ValueError, KeyError) as exc:
         message = exc.message if isinstance(exc, ConveyorError) else str(exc)
         return Comparison(**base, rows=len(rows),
@@ -419,13 +419,13 @@ def _features(model: Any, frame: Any, target: str, config: dict) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         return list(names)
-    id_column = config["data"].get("id_column")
+    id_column = config["data"]["id_column"]
     return [c for c in frame.columns if c not in (target, id_column)]
 
 
 def _primary(config: dict) -> str:
-    evaluate = config.get("evaluate") or {}
-    primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
+    evaluate = config["evaluate"]
+    primary = evaluate["primary"] or next(iter(evaluate["metrics"]), None)
     if primary is None:
         raise UsageError("retrain.promote_if is empty and the project names no metric",
                          hint="set retrain.promote_if, e.g. {accuracy: '+0.005'}")
@@ -438,14 +438,6 @@ def _batch_file(project_dir: Path, source: str) -> Path | None:
     path = Path(source)
     path = path if path.is_absolute() else project_dir / path
     return path if path.is_file() else None
-
-
-def read_table(path: Path) -> Any:
-    import pandas as pd
-
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
 
 
 def write_csv(frame: Any, path: Path) -> Path:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor.tables import read_table
 
 from conveyor_sklearn import settings as s
 
@@ -45,19 +45,6 @@ def _check_load(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None
     if path.suffix.lower() not in (".csv", ".parquet", ".pq", ".tsv"):
         raise conveyor.ConfigError(f"data.source {source}: unsupported file type "
                                    f"'{path.suffix}'", hint="use .csv, .tsv or .parquet")
-
-
-def read_table(path: Path) -> Any:
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    try:
-        return pd.read_csv(path, engine="pyarrow", sep="\t" if suffix == ".tsv" else ",")
-    except Exception:
-        # pyarrow's reader is fast but strict; pandas' own parser copes with ragged files.
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
 
 
 def _load(ctx: conveyor.StageContext) -> Mapping[str, Any]:

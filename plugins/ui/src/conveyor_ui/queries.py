@@ -81,11 +81,6 @@ def change_token(store: Store) -> str:
     return str(store.query("PRAGMA data_version")[0][0])
 
 
-def project_name(store: Store) -> str | None:
-    rows = store.query("SELECT project FROM runs ORDER BY created_at DESC LIMIT 1")
-    return rows[0]["project"] if rows else None
-
-
 # --- runs ----------------------------------------------------------------------------------
 
 
