@@ -23,7 +23,6 @@ from typing import Any
 
 from conveyor import ConfigError
 from conveyor.gate import Condition, parse_condition
-from conveyor.metrics import greater_is_better
 
 from conveyor_retrain.settings import WINDOW_SINCE, RetrainConfig, flatten
 
@@ -117,10 +116,11 @@ def breaches(batch: Any, conditions: dict[str, Condition], mode: str,
                 notes.append(f"{key}: v{version}, which the batch was checked against, "
                              "recorded no validation score to compare with")
                 continue
-        # The direction (is higher better?) follows the metric's own name, not the key's.
+        # The direction (is higher better?) follows the metric's own name, not the key's
+        # ("metrics.neg_log_loss" reads as a loss); the line still names the key.
         metric = key.removeprefix("metrics.")
-        direction = {key: "higher" if greater_is_better(metric) else "lower"}
-        ok, text = condition.check(key, float(value), reference, directions=direction)
+        ok, text = condition.check(metric, float(value), reference)
+        text = key + text[len(metric):]
         held.append(ok)
         notes.append(text.replace("meets", "breaches").replace("misses", "within"))
     hit = any(held) if mode == "any" else bool(held) and all(held)
