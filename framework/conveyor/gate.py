@@ -53,30 +53,14 @@ class Comparison:
     where: str = "the same rows"
 
     @classmethod
-    def from_evaluation(cls, evaluation: Mapping[str, Any],
+    def from_evaluation(cls, evaluation: Any,
                         shortfall: Mapping[str, float] | None = None) -> Comparison | None:
-        """From an evaluate stage's output: its `comparison` section, or (older stages) its
-        `champion` metrics next to the challenger's overall ones on the same test set."""
-        shortfall = dict(shortfall or {})
-        section = evaluation.get("comparison")
-        if section:
-            rows = section.get("rows")
-            return cls(champion=section.get("champion") or {},
-                       challenger=section.get("challenger") or {}, rows=rows,
-                       version=section.get("champion_version"),
-                       diffs=section.get("bootstrap") or {},
-                       unavailable=section.get("unavailable"), shortfall=shortfall,
-                       where=f"{rows:,} test rows it never trained on" if rows else
-                       "the same rows")
-        if evaluation.get("champion"):
-            return cls(champion=evaluation["champion"], challenger=evaluation.get("overall", {}),
-                       version=evaluation.get("champion_version"), shortfall=shortfall,
-                       where="the same test set")
-        if evaluation.get("champion_version") is not None:
-            return cls(version=evaluation["champion_version"], shortfall=shortfall,
-                       unavailable=f"champion v{evaluation['champion_version']} could not be "
-                                   "scored")
-        return None
+        """From an evaluate stage's output (a `conveyor.EvaluationResult` or its stored form):
+        its `comparison` section, or (older stages) its `champion` metrics next to the
+        challenger's overall ones on the same test set."""
+        from conveyor.evaluation import EvaluationResult
+
+        return EvaluationResult.from_dict(evaluation).gate_comparison(shortfall)
 
     def interval(self, metric: str, level: float) -> dict[str, Any] | None:
         """The paired difference for `metric` with its interval at `level` (None when the
