@@ -13,6 +13,11 @@ scored, or too few rows are left that it never trained on), relative conditions 
 with the reason. A tolerance (">= champion - 0.02") is anchored to the best recent champion:
 the ground earlier promotions already gave up (each version's recorded `shortfall`) is taken
 off it, so a chain of slightly worse models cannot slide quality down step by step.
+
+A checked condition is a `ConditionResult` (metric, op, threshold, value, met, and for a
+relative one the champion's value and the interval); its `message` (and `str()`) is the line
+users see. `failing` keeps the results not met; `gate_results` reads a registered version's
+gate decision back as results, also from registries that kept only the text.
 """
 
 from __future__ import annotations
