@@ -160,7 +160,7 @@ def _first_job(args: list[str]) -> list[str]:
 
 
 def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
-    from conveyor.metrics import greater_is_better
+    from conveyor.promotion import better
     from conveyor.store import Registry
 
     jobs_dir = app.project_dir / ".conveyor" / "hydra" / "multirun" / invocation / "jobs"
@@ -195,11 +195,9 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
         value = values.get(primary) if primary else None
         shown = f"{primary}={value:.4g}" if value is not None else ""
         print(f"  job {job['job']:<3} {job['run_id']}  {shown:<18} {overrides}")
-        if value is not None:
-            better = best is None or (value > best[1] if greater_is_better(primary, directions)
-                                      else value < best[1])
-            if better:
-                best = (job["run_id"], value, overrides)
+        if value is not None and (best is None or better(value, best[1], primary,
+                                                         directions)):
+            best = (job["run_id"], value, overrides)
     if best:
         print(f"best run: {best[0]} with {primary}={best[1]:.4g} ({best[2]})")
         _promote_best(store, best[0], primary,
@@ -209,39 +207,12 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
 
 
 def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
-    """Promote the best run's version if it passed its gate and beats the champion on the
-    primary metric, as both were scored on the same rows during that run (those the champion
-    never trained on); one that could not be compared with the champion is not promoted."""
-    from conveyor.gate import failing
-    from conveyor.metrics import greater_is_better
+    """The sweep's best run: `conveyor.promotion.best_of_sweep` decides, this prints."""
+    from conveyor.promotion import best_of_sweep
     from conveyor.store import Registry
-    from conveyor.store.registry import CHAMPION
 
-    registry = Registry(store)
-    for version in (v for v in registry.versions() if v.run_id == run_id):
-        label = f"{version.name} v{version.version} (best run)"
-        # Both on the rows the champion never trained on, when the run could compare them.
-        comparison = version.gate.get("comparison") or {}
-        champion = (comparison.get("champion") or version.gate.get("champion") or {}).get(primary)
-        value = (comparison.get("challenger") or version.metrics).get(primary)
-        directions = version.gate.get("directions")
-        if version.decision != "passed":
-            print(f"✗ {label} did not pass the gate: "
-                  + "; ".join(failing(version.gate.get("reasons", []))))
-        elif comparison.get("unavailable"):
-            print(f"✗ {label} not promoted: it could not be compared with champion "
-                  f"v{comparison.get('champion_version')}: {comparison['unavailable']} "
-                  f"(`conveyor models promote {version.name} {version.version} --force` "
-                  "overrides, recorded as forced)")
-        elif champion is not None and value is not None and not (
-                value > champion if greater_is_better(primary, directions)
-                else value < champion):
-            print(f"✗ {label} not promoted: {primary} {value:.4g} does not beat the champion's "
-                  f"{champion:.4g} on the same test rows")
-        elif registry.aliases(version.name).get(CHAMPION) != version.version:
-            registry.set_alias(version.name, CHAMPION, version.version, action="sweep",
-                               actor="conveyor", reason=reason)
-            print(f"✓ {version.name} v{version.version} promoted to champion ({reason})")
+    for promotion in best_of_sweep(Registry(store), run_id, primary, reason):
+        print(("✓ " if promotion.promoted else "✗ ") + promotion.message)
 
 
 def plan(args: list[str], app: App) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 import conveyor
 from conveyor import DriftResult, api
-from conveyor.gate import failing
+from conveyor.gate import ConditionResult, failing
 from conveyor.names import path_part
 from conveyor.store import BatchRecord, Monitoring, open_store, sha256_file
 from conveyor.store.monitoring import new_batch_id
@@ -540,7 +540,8 @@ def check_batch(app: Any, request: Request) -> Outcome:
                 quality.unseen(feature, entry.unseen)
     result = assess(app.host, counter, profile, chosen, settings, quality.checked_rows, invalid)
     perf, perf_problem = performance(loaded, labelled_x, labelled_y, metrics)
-    breached, perf_reasons = judge_performance(conditions, perf, loaded)
+    breached, perf_results = judge_performance(conditions, perf, loaded)
+    perf_reasons = [result.message for result in perf_results]  # as stored and shown
     problem = ""
     labelled_rows = sum(len(y) for y in labelled_y)
     if labels is not None and invalid is None and rows and not labelled_rows:
@@ -549,7 +550,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
     status = result["status"]
     if status == "ok" and breached:
         status = "drift"
-    message = summary_line(result, status, breached, perf_reasons, rows) + \
+    message = summary_line(result, status, breached, perf_results, rows) + \
         quality_note(quality, invalid)
     quality_figures = quality.as_dict(settings.max_invalid_share)
     from conveyor_monitor.report import write_reports
@@ -784,22 +785,25 @@ def performance(loaded: Any, xs: list[Any], ys: list[Any], metrics: list[str]
 
 
 def judge_performance(conditions: dict[str, Any], perf: dict[str, float], loaded: Any
-                      ) -> tuple[bool, list[str]]:
+                      ) -> tuple[bool, list[ConditionResult]]:
     if not perf:
         return False, []
-    breached, reasons = False, []
+    breached, results = False, []
     for metric, condition in conditions.items():
         if metric not in perf:
-            reasons.append(f"{metric}: not computed (add it to evaluate.metrics)")
+            results.append(ConditionResult(
+                metric=metric, op=condition.op, met=False, closed=True,
+                condition=condition.text,
+                message=f"{metric}: not computed (add it to evaluate.metrics)"))
             continue
-        ok, why = condition.check(metric, perf[metric], loaded.version.metrics.get(metric))
-        breached |= not ok
-        reasons.append(why)
-    return breached, reasons
+        checked = condition.result(metric, perf[metric], loaded.version.metrics.get(metric))
+        breached |= not checked.met
+        results.append(checked)
+    return breached, results
 
 
-def summary_line(result: dict[str, Any], status: str, breached: bool, reasons: list[str],
-                 rows: int) -> str:
+def summary_line(result: dict[str, Any], status: str, breached: bool,
+                 reasons: list[ConditionResult] | list[str], rows: int) -> str:
     if status == "invalid":
         return f"invalid batch: {result['reason']}"
     if result["status"] == "insufficient":

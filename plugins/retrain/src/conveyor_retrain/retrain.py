@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConfigError, ConveyorError, UsageError, api
-from conveyor.gate import failing, parse_condition, shortfall_after
+from conveyor import ConfigError, ConveyorError, UsageError, api, promotion
+from conveyor.gate import failing, gate_results, parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, RetrainDecision, RetrainDecisions, open_store
 from conveyor.tables import read_table
 
@@ -216,14 +216,19 @@ def _retrain(session: Any, config: dict, settings: RetrainConfig,
     fields: dict[str, Any] = {"run_id": result.run_id, "challenger_version": challenger.version,
                               "details": details}
     if challenger.decision != "passed":
-        failed = failing(challenger.gate.get("reasons", [])) or ["gate"]
+        failed = failing(gate_results(challenger.gate)) or ["gate"]
         gate_comparison = challenger.comparison()  # the gate's own comparison with the champion
         if gate_comparison:
             fields["metrics"] = {"comparison": gate_comparison}
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
-    metrics, comparison, better = compare(session, config, settings, champion, challenger,
-                                          window.holdout, target)
+    try:
+        metrics, comparison, better = compare(session, config, settings, champion,
+                                              challenger, window.holdout, target)
+    except Exception as exc:  # the decision must not stay "running"
+        message = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+        return finish("blocked", f"challenger v{challenger.version} could not be compared with "
+                                 f"the champion on the hold-out: {message}", **fields)
     fields["metrics"] = metrics
     if not better:
         return finish("kept", f"challenger v{challenger.version} stays challenger: "
@@ -235,8 +240,8 @@ def _retrain(session: Any, config: dict, settings: RetrainConfig,
     try:
         try:
             registry = Registry(store)
-            registry.set_alias(name, "champion", challenger.version, action="retrain",
-                               actor="conveyor-retrain", reason=reason, expect=champion_version)
+            promotion.over(registry, name, challenger.version, champion_version,
+                           action="retrain", actor="conveyor-retrain", reason=reason)
             if "shortfall" in metrics:
                 # What this champion gave up since the best recent one, on the hold-out.
                 registry.annotate(name, challenger.version, shortfall=metrics["shortfall"],
