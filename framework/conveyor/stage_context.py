@@ -60,6 +60,11 @@ class Inputs(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def producer(self, name: str) -> str:
+        """The name of the stage that produced the input `name` (for messages that say where
+        a malformed input came from)."""
+        return self._entries[name][0]
+
     def ref(self, name: str) -> ArtifactRef | None:
         """The stored artifact behind an input, if it is stored (None for in-memory ones).
         Waits until the producing stage's outputs are written."""
