@@ -115,10 +115,10 @@ def conveyor_alert(alert, project_dir):
 
 def test_every_alert_plugin_is_called_and_a_failing_one_is_named(tmp_path, capsys):
     project = local_project(tmp_path / "p", local=list(ALERT_MODULES), modules=ALERT_MODULES)
-    host = PluginHost().load(local_modules=list(ALERT_MODULES), project_dir=project.path)
     alert = Alert(kind="drift", severity="warning", message="3 of 6 features drifted",
                   model="churn:2", details={"drift_share": 0.5})
-    failures = fire(host, alert, project_dir=project.path)
+    with conveyor.Session(project.path) as session:
+        failures = fire(session, alert)
     assert len(failures) == 1 and "alert_broken" in failures[0]
     assert "pager service down" in failures[0]
     assert "warning: alert not delivered" in capsys.readouterr().err

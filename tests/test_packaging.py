@@ -27,13 +27,33 @@ def test_core_never_imports_a_plugin():
     assert offenders == []
 
 
+def test_the_library_never_imports_the_command_line():
+    """`conveyor.cli` sits on top of the library: a core module outside it (the package's
+    `__main__` aside) importing it would make the API depend on the CLI."""
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        relative = path.relative_to(CORE)
+        if relative.parts[0] == "cli" or relative.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names
+                          if n == "conveyor.cli" or n.startswith("conveyor.cli.")]
+    assert offenders == []
+
+
 def test_plugins_import_only_the_public_api():
     public = {"conveyor"}
     documented = {"conveyor.hookspecs", "conveyor.api", "conveyor.alerts", "conveyor.errors",
                   "conveyor.gate", "conveyor.contract", "conveyor.fingerprints", "conveyor.names",
                   "conveyor.predictions", "conveyor.secrets", "conveyor.store",
-                  "conveyor.store.runs", "conveyor.store.tables", "conveyor.testing",
-                  "conveyor.uncertainty", "conveyor.validation"}
+                  "conveyor.store.runs", "conveyor.store.tables", "conveyor.tables",
+                  "conveyor.testing", "conveyor.uncertainty", "conveyor.validation",
+                  "conveyor.evaluation", "conveyor.promotion"}
     offenders = []
     for path in (REPO / "plugins").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

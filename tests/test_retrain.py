@@ -276,3 +276,22 @@ def test_watchers_on_one_inbox_process_each_batch_once(project, retail_data, wat
         store.close()
     # a retrain by hand waits for the watcher's decision rather than racing it; none runs now
     assert conveyor("retrain", cwd=project).returncode == 1
+
+
+def test_an_error_comparing_the_challenger_blocks_the_decision_with_the_reason(
+        project, retail_data, monkeypatch):
+    from conveyor.testing import plugin_host
+    from conveyor_retrain import retrain
+
+    drop(retail_data, project, 9)
+    watch_once(project)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the challenger's scorer exploded")
+
+    monkeypatch.setattr(retrain, "compare", broken)
+    decision = retrain.apply(project, host=plugin_host(project), force=True, log=lambda m: None)
+    assert decision.outcome == "blocked"  # not left "running"
+    assert "could not be compared" in decision.reasons[-1]
+    assert "RuntimeError: the challenger's scorer exploded" in decision.reasons[-1]
+    assert decisions(project)[-1].outcome == "blocked"

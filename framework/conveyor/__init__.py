@@ -3,15 +3,18 @@
 The public API for plugin authors is exactly what `__all__` lists, plus the documented modules
 `conveyor.hookspecs` (the hook reference), `conveyor.api` (run a project, read a recorded run),
 `conveyor.alerts` (fire an `Alert` to every `conveyor_alert` plugin), `conveyor.errors`,
-`conveyor.gate`, `conveyor.contract` (a model version's contract), `conveyor.fingerprints`
-(one fingerprint per data row: which rows a model trained on), `conveyor.names` (the rule for
-names that become paths: project and model names, batch ids), `conveyor.predictions` (the
-prediction log a server writes and monitoring reads), `conveyor.secrets` (redacting secrets
-from what is stored and shown), `conveyor.store` (with `conveyor.store.runs`, the recorded
-runs, and `conveyor.store.tables`, the tables a plugin keeps in the store; conveyor-monitor's
-batches and conveyor-retrain's decisions are in `conveyor_monitor.records` and
-`conveyor_retrain.records`), `conveyor.testing`, `conveyor.uncertainty` (paired comparisons
-of two models on the same rows, with bootstrap intervals) and `conveyor.validation`
+`conveyor.evaluation` (what an evaluate stage hands the register stage), `conveyor.gate`,
+`conveyor.promotion` (when a registered version becomes champion), `conveyor.contract` (a model
+version's contract), `conveyor.fingerprints` (one fingerprint per data row: which rows a model
+trained on), `conveyor.names` (the rule for names that become paths: project and model names,
+batch ids), `conveyor.predictions` (the prediction log a server writes and monitoring reads),
+`conveyor.secrets` (redacting secrets from what is stored and shown), `conveyor.store` (with
+`conveyor.store.runs`, the recorded runs, and `conveyor.store.tables`, the tables a plugin
+keeps in the store; conveyor-monitor's batches and conveyor-retrain's decisions are in
+`conveyor_monitor.records` and `conveyor_retrain.records`), `conveyor.tables` (reading a data
+table, CSV, TSV or Parquet, the one way every stage and plugin reads it), `conveyor.testing`,
+`conveyor.uncertainty` (paired comparisons of two models on the same rows, with bootstrap
+intervals) and `conveyor.validation`
 (validating data against `data.schema` through whichever plugin validates it). Everything else
 is private and may change.
 """
@@ -38,7 +41,9 @@ from conveyor.errors import (
     StoreError,
     UsageError,
 )
+from conveyor.evaluation import ChampionComparison, EvaluationResult
 from conveyor.markers import hookimpl, hookspec
+from conveyor.session import Session
 from conveyor.stage_context import Inputs, RunInfo, StageContext
 from conveyor.validation import ValidationFailure, ValidationReport
 
@@ -46,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Alert",
+    "ChampionComparison",
     "CheckContext",
     "CliCommand",
     "Codec",
@@ -54,6 +60,7 @@ __all__ = [
     "ConveyorError",
     "DriftDetector",
     "DriftResult",
+    "EvaluationResult",
     "Feature",
     "FeatureDistributions",
     "GateRejected",
@@ -64,6 +71,7 @@ __all__ = [
     "RowTransform",
     "RunInfo",
     "SchemaSnapshot",
+    "Session",
     "StageContext",
     "StageFailed",
     "StageType",

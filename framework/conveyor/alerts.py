@@ -2,8 +2,8 @@
 
     from conveyor.alerts import Alert, fire
 
-    fire(app.host, Alert(kind="drift", severity="warning", message="3 of 8 features drifted",
-                         model="churn:4", details={...}), project_dir=app.project_dir)
+    fire(session, Alert(kind="drift", severity="warning", message="3 of 8 features drifted",
+                        model="churn:4", details={...}))
 
 Every installed plugin implementing `conveyor_alert` gets the alert (conveyor-monitor ships a
 log and a webhook delivery). A delivery that fails is named and does not stop the others, nor
@@ -16,8 +16,10 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.session import Session
 
 KINDS = ("drift", "performance", "retrain_decision", "promotion")
 SEVERITIES = ("info", "warning", "critical")
@@ -50,15 +52,22 @@ class Alert:
         return {**asdict(self), "details": dict(self.details)}
 
 
-def fire(host: Any, alert: Alert, *, project_dir: Path, quiet: bool = False) -> list[str]:
-    """Deliver `alert` to every `conveyor_alert` implementation; returns the failures.
+def fire(session: Session, alert: Alert, *, quiet: bool = False) -> list[str]:
+    """Deliver `alert` to every `conveyor_alert` implementation of the session's plugins, with
+    the session's config (the command's overrides included); returns the failures.
 
     Each failure is one message naming the plugin; unless `quiet`, it is also printed to
     stderr as a warning. Failures never raise: an alert that cannot be delivered must not
     stop monitoring or retraining.
     """
-    errors = host.call_each("conveyor_alert", keep_going=True, alert=alert,
-                            project_dir=Path(project_dir))
+    from conveyor.errors import ConveyorError
+
+    try:
+        config = session.config.data
+    except ConveyorError:
+        config = {}  # a config that does not compose: deliveries fall back to their defaults
+    errors = session.host.call_each("conveyor_alert", keep_going=True, alert=alert,
+                                    project_dir=session.project_dir, config=config)
     messages = [str(error.message) for error in errors]
     if not quiet:
         for message in messages:

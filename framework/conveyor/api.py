@@ -7,6 +7,11 @@
     result = api.run(workspace, config=record.config, force=True, command="reproduce")
     print(result.metrics == record.metrics)
 
+Every function takes the project as a folder or as a `conveyor.Session`. Given a session (a
+command's, or one you opened), it uses that session's plugins, config and store: a command
+that calls several functions loads its plugins once. Given a folder, it opens a session for
+the call and closes it before returning.
+
 Everything here goes through the same plugin host, planner, runner and store as the command
 line. Heavy modules are imported inside the functions: importing this module is cheap.
 """
@@ -14,12 +19,17 @@ line. Heavy modules are imported inside the functions: importing this module is 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import ConveyorError, UsageError
+from conveyor.errors import UsageError
+from conveyor.session import Session
+
+#: What every function takes: the project's folder, or a session of it (`conveyor.Session`).
+Project = Session | Path | str
 
 __all__ = ["LoadedModel", "RunRecord", "RunResult", "RunSummary", "code_version", "get_run",
            "list_runs", "load_config", "load_model", "load_output", "model_contract",
@@ -121,7 +131,7 @@ class LoadedModel:
         return self.contract.data_config(base, self.project_dir or Path.cwd())
 
 
-def load_model(project_dir: Path, name: str | None = None, *, version: int | None = None,
+def load_model(project: Project, name: str | None = None, *, version: int | None = None,
                alias: str = "champion") -> LoadedModel:
     """Load a registered model version from the project store, its sha256 checked first.
 
@@ -130,55 +140,55 @@ def load_model(project_dir: Path, name: str | None = None, *, version: int | Non
     content does not match the recorded sha256 is refused with StoreError before any
     deserialisation, and a model with no champion yet raises UsageError naming the fix.
     """
-    from conveyor.cli.app import load_host
-    from conveyor.store import ArtifactRef, Registry, open_store
+    from conveyor.store import ArtifactRef, Registry
 
-    project_dir = Path(project_dir).resolve()
-    record = resolve_model(project_dir, name, version=version, alias=alias)
-    name = record.name
-    store = open_store(project_dir)
-    try:
-        contract = Registry(store).contract(name, record.version)
-        ref = ArtifactRef.from_dict(record.artifact)
-        host = load_host(project_dir, [])
-        codec = next((c for c in host.contributions.codecs if c.name == ref.codec), None)
-        if codec is None:
-            raise UsageError(f"model '{name}' v{record.version} was stored with codec "
-                             f"'{ref.codec}', which no installed plugin provides")
-        model = store.artifacts.load(ref, codec)
-        run = get_run(project_dir, record.run_id)
-    finally:
-        store.close()
-    return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
-                       version=record, config=run.config, sha256=ref.sha256, contract=contract,
-                       project_dir=project_dir, stage_types=dict(host.contributions.stage_types))
+    with _session(project) as session:
+        record = resolve_model(session, name, version=version, alias=alias)
+        name = record.name
+        store = session.store()
+        try:
+            contract = Registry(store).contract(name, record.version)
+            ref = ArtifactRef.from_dict(record.artifact)
+            codec = session.codec(ref.codec)
+            if codec is None:
+                raise UsageError(f"model '{name}' v{record.version} was stored with codec "
+                                 f"'{ref.codec}', which no installed plugin provides")
+            model = store.artifacts.load(ref, codec)
+            run = get_run(session, record.run_id)
+        finally:
+            store.close()
+        return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
+                           version=record, config=run.config, sha256=ref.sha256,
+                           contract=contract, project_dir=session.project_dir,
+                           stage_types=dict(session.host.contributions.stage_types))
 
 
-def model_contract(project_dir: Path, name: str | None = None, *, version: int | None = None,
+def model_contract(project: Project, name: str | None = None, *, version: int | None = None,
                    alias: str = "champion") -> Any:
     """The `conveyor.ModelContract` recorded with a registered version (chosen as in
     `load_model`), without loading the model; None for a version registered before contracts
     were recorded. UsageError as in `resolve_model`."""
-    from conveyor.store import Registry, open_store
+    from conveyor.store import Registry
 
-    project_dir = Path(project_dir).resolve()
-    record = resolve_model(project_dir, name, version=version, alias=alias)
-    store = open_store(project_dir)
-    try:
-        return Registry(store).contract(record.name, record.version)
-    finally:
-        store.close()
+    with _session(project) as session:
+        record = resolve_model(session, name, version=version, alias=alias)
+        store = session.store()
+        try:
+            return Registry(store).contract(record.name, record.version)
+        finally:
+            store.close()
 
 
-def resolve_model(project_dir: Path, name: str | None = None, *, version: int | None = None,
+def resolve_model(project: Project, name: str | None = None, *, version: int | None = None,
                   alias: str = "champion") -> Any:
     """The registry record (`conveyor.store.registry.ModelVersion`) of the version `load_model`
     would load, without loading it: for commands that check their arguments before starting
     work. Raises UsageError naming the fix for an unknown model or version, an ambiguous
     `name=None`, or an alias not set yet."""
-    from conveyor.store import Registry, open_store
+    from conveyor.store import Registry
 
-    store = open_store(Path(project_dir).resolve())
+    with _session(project) as session:
+        store = session.store()
     try:
         registry = Registry(store)
         if name is None:
@@ -206,7 +216,7 @@ def resolve_model(project_dir: Path, name: str | None = None, *, version: int | 
         store.close()
 
 
-def load_output(project_dir: Path, run_id: str, name: str, *, stage: str | None = None) -> Any:
+def load_output(project: Project, run_id: str, name: str, *, stage: str | None = None) -> Any:
     """A stored output of a recorded run (a stage's artifact, e.g. the `train` split), loaded by
     the codec that stored it after its sha256 is checked.
 
@@ -215,12 +225,16 @@ def load_output(project_dir: Path, run_id: str, name: str, *, stage: str | None 
     cache count as the run's own. UsageError names what the run does have when there is no
     such output (or it was never stored, being ephemeral).
     """
-    from conveyor.cli.app import load_host
-    from conveyor.store import ArtifactRef, Runs, open_store
 
-    project_dir = Path(project_dir).resolve()
-    run = get_run(project_dir, run_id)
-    store = open_store(project_dir)
+    with _session(project) as session:
+        return _load_output(session, run_id, name, stage)
+
+
+def _load_output(session: Session, run_id: str, name: str, stage: str | None) -> Any:
+    from conveyor.store import ArtifactRef, Runs
+
+    run = get_run(session, run_id)
+    store = session.store()
     try:
         found = None
         available = []
@@ -236,8 +250,7 @@ def load_output(project_dir: Path, run_id: str, name: str, *, stage: str | None 
             raise UsageError(f"{where} has no stored output '{name}'",
                              hint="stored outputs: " + (", ".join(available) or "none"))
         ref = ArtifactRef.from_dict(found)
-        codec = next((c for c in load_host(project_dir, []).contributions.codecs
-                      if c.name == ref.codec), None)
+        codec = session.codec(ref.codec)
         if codec is None:
             raise UsageError(f"output '{name}' of run {run.id} was stored with codec "
                              f"'{ref.codec}', which no installed plugin provides")
@@ -246,22 +259,23 @@ def load_output(project_dir: Path, run_id: str, name: str, *, stage: str | None 
         store.close()
 
 
-def load_config(project_dir: Path, overrides: Sequence[str] = ()) -> Any:
+def load_config(project: Project, overrides: Sequence[str] = ()) -> Any:
     """The project's composed, resolved and checked config (a `ProjectConfig`: `.data` is the
-    plain mapping, `.get("a.b")` reads one key). Raises ConfigError for an invalid config."""
-    from conveyor.cli.app import load_host
-    from conveyor.config import load_config as compose
+    plain mapping, `.get("a.b")` reads one key). Raises ConfigError for an invalid config.
+    Given a session and no `overrides`, the session's config (with the session's overrides)."""
+    if isinstance(project, Session) and not overrides:
+        return project.config
+    with _session(project) as session:
+        return session.compose(overrides)
 
-    project_dir = Path(project_dir).resolve()
-    return compose(project_dir, list(overrides), load_host(project_dir, list(overrides)))
 
-
-def run(project_dir: Path, *, config: Mapping[str, Any] | None = None,
+def run(project: Project, *, config: Mapping[str, Any] | None = None,
         overrides: Sequence[str] = (), force: bool = False, quiet: bool = True,
         command: str = "run", config_from: str | None = None) -> RunResult:
     """Run a project's pipeline and record the run in its store, as `conveyor run` does.
 
-    Without `config`, the project's conveyor.yaml is composed with `overrides`. With `config`
+    Without `config`, the project's conveyor.yaml is composed with `overrides` (given a
+    session and no overrides: the session's config). With `config`
     (an already resolved config, such as `RunRecord.config`), that config is used as it is,
     checked again against the installed plugins' schemas, and `overrides` must be empty. The
     plugins loaded are the ones the config's `plugins` section asks for, with the project
@@ -271,70 +285,28 @@ def run(project_dir: Path, *, config: Mapping[str, Any] | None = None,
     trained churn v3"): a plugin or key of it that no longer loads is reported as coming from
     there, not from the project's conveyor.yaml.
     """
-    from conveyor.cli.app import load_host
-    from conveyor.config import load_config as compose
     from conveyor.progress import StageDisplay
     from conveyor.runner import Runner
 
-    project_dir = Path(project_dir).resolve()
-    if config is None:
-        host = load_host(project_dir, list(overrides))
-        resolved = compose(project_dir, list(overrides), host)
-    else:
-        if overrides:
-            raise UsageError("api.run takes either a resolved config or overrides, not both")
-        try:
-            host = _host_for(project_dir, config)
-            resolved = _checked(project_dir, config, host)
-        except ConveyorError as exc:
-            if config_from is None:
-                raise
-            error = type(exc)(
-                f"{exc.message} (in {config_from}, not the project's conveyor.yaml)",
-                hint="that run's config names it: restore what it needs"
-                     + (f" ({exc.hint})" if exc.hint else "")
-                     + ", or train a new version without it")
-            error.exit_code = exc.exit_code
-            raise error from exc
-    result = Runner(host, resolved, display=StageDisplay(quiet=quiet), force=force,
-                    command=command).run()
+    if config is not None and overrides:
+        raise UsageError("api.run takes either a resolved config or overrides, not both")
+    with _session(project) as session:
+        if config is None:
+            resolved = load_config(session, overrides)
+        else:
+            resolved = session.check(config, source=config_from)
+        result = Runner(session.host, resolved, display=StageDisplay(quiet=quiet), force=force,
+                        command=command).run()
     return RunResult(result.run_id, result.status, dict(result.metrics), list(result.verdicts))
 
 
-def _host_for(project_dir: Path, config: Mapping[str, Any]) -> Any:
-    from conveyor.plugins import PluginHost
-
-    plugins = config.get("plugins") or {}
-    return PluginHost().load(disable=list(plugins.get("disable") or []),
-                             local_modules=list(plugins.get("local") or []),
-                             project_dir=project_dir)
-
-
-def _checked(project_dir: Path, config: Mapping[str, Any], host: Any) -> Any:
-    """A resolved config checked against the schemas; its values are kept literally (a string
-    that looks like an interpolation is not resolved a second time)."""
-    from omegaconf import OmegaConf
-
-    from conveyor.config import check_config
-
-    def escape(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.replace("${", "\\${")
-        if isinstance(value, Mapping):
-            return {k: escape(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [escape(v) for v in value]
-        return value
-
-    return check_config(OmegaConf.create(escape(dict(config))), project_dir, (), host)
-
-
-def get_run(project_dir: Path, run_id: str) -> RunRecord:
+def get_run(project: Project, run_id: str) -> RunRecord:
     """The recorded run whose id is `run_id` or starts with it. UsageError when there is no
     such run or the prefix is ambiguous."""
-    from conveyor.store import Runs, open_store
+    from conveyor.store import Runs
 
-    store = open_store(Path(project_dir).resolve())
+    with _session(project) as session:
+        store = session.store()
     try:
         runs = Runs(store)
         row = runs.find(run_id)
@@ -349,14 +321,14 @@ def get_run(project_dir: Path, run_id: str) -> RunRecord:
         data=data, metrics=metrics, error=row.error)
 
 
-def list_runs(project_dir: Path, *, status: str | None = None, command: str | None = None,
+def list_runs(project: Project, *, status: str | None = None, command: str | None = None,
               since: float | None = None, until: float | None = None,
               params: Mapping[str, Any] | None = None,
               metrics: Sequence[tuple[str, str, float]] = (), order: str = "created",
               descending: bool = True, limit: int | None = 20, offset: int = 0
               ) -> list[RunSummary]:
-    """The project's recorded runs, newest first, as `RunSummary`s (`get_run` reads one in
-    full). Every filter given must hold:
+    """The project's recorded runs (`project`: its folder or a `Session`), newest first, as
+    `RunSummary`s (`get_run` reads one in full). Every filter given must hold:
 
     * `status`: "completed", "failed", "interrupted", "running", ...;
     * `command`: what recorded it, e.g. "run" or "reproduce";
@@ -372,7 +344,7 @@ def list_runs(project_dir: Path, *, status: str | None = None, command: str | No
             print(run.id, run.metrics.get("accuracy"))
     """
     from conveyor.secrets import Redactor
-    from conveyor.store import MetricTest, ParamTest, RunQuery, Runs, numeric_metrics, open_store
+    from conveyor.store import MetricTest, ParamTest, RunQuery, Runs, numeric_metrics
 
     param_tests = tuple(ParamTest(key, _stored_forms(value)) for key, value in
                         (params or {}).items())
@@ -384,7 +356,8 @@ def list_runs(project_dir: Path, *, status: str | None = None, command: str | No
                          f"= != > < >= <=: {exc}") from exc
     query = RunQuery(status=status, command=command, since=since, until=until,
                      params=param_tests, metrics=metric_tests)
-    store = open_store(Path(project_dir).resolve())
+    with _session(project) as session:
+        store = session.store()
     try:
         store.mark_interrupted()
         repo = Runs(store)
@@ -418,12 +391,24 @@ def _stored_forms(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))
 
 
-def code_version(project_dir: Path) -> tuple[str | None, bool | None]:
+def code_version(project: Project) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the git checkout holding the project, as runs record it; (None, None)
     outside git."""
     from conveyor.lineage import git_state
 
-    return git_state(Path(project_dir))
+    with _session(project) as session:
+        return git_state(session.project_dir)
+
+
+@contextmanager
+def _session(project: Project) -> Iterator[Session]:
+    """The session to work in: `project` itself when it is one, else one opened (and closed)
+    for this call."""
+    if isinstance(project, Session):
+        yield project
+        return
+    with Session(Path(project).resolve()) as session:
+        yield session
 
 
 def _resolved(config: Any) -> Any:

@@ -13,6 +13,11 @@ scored, or too few rows are left that it never trained on), relative conditions 
 with the reason. A tolerance (">= champion - 0.02") is anchored to the best recent champion:
 the ground earlier promotions already gave up (each version's recorded `shortfall`) is taken
 off it, so a chain of slightly worse models cannot slide quality down step by step.
+
+A checked condition is a `ConditionResult` (metric, op, threshold, value, met, and for a
+relative one the champion's value and the interval); its `message` (and `str()`) is the line
+users see. `failing` keeps the results not met; `gate_results` reads a registered version's
+gate decision back as results, also from registries that kept only the text.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.errors import ConfigError
@@ -53,30 +58,14 @@ class Comparison:
     where: str = "the same rows"
 
     @classmethod
-    def from_evaluation(cls, evaluation: Mapping[str, Any],
+    def from_evaluation(cls, evaluation: Any,
                         shortfall: Mapping[str, float] | None = None) -> Comparison | None:
-        """From an evaluate stage's output: its `comparison` section, or (older stages) its
-        `champion` metrics next to the challenger's overall ones on the same test set."""
-        shortfall = dict(shortfall or {})
-        section = evaluation.get("comparison")
-        if section:
-            rows = section.get("rows")
-            return cls(champion=section.get("champion") or {},
-                       challenger=section.get("challenger") or {}, rows=rows,
-                       version=section.get("champion_version"),
-                       diffs=section.get("bootstrap") or {},
-                       unavailable=section.get("unavailable"), shortfall=shortfall,
-                       where=f"{rows:,} test rows it never trained on" if rows else
-                       "the same rows")
-        if evaluation.get("champion"):
-            return cls(champion=evaluation["champion"], challenger=evaluation.get("overall", {}),
-                       version=evaluation.get("champion_version"), shortfall=shortfall,
-                       where="the same test set")
-        if evaluation.get("champion_version") is not None:
-            return cls(version=evaluation["champion_version"], shortfall=shortfall,
-                       unavailable=f"champion v{evaluation['champion_version']} could not be "
-                                   "scored")
-        return None
+        """From an evaluate stage's output (a `conveyor.EvaluationResult` or its stored form):
+        its `comparison` section, or (older stages) its `champion` metrics next to the
+        challenger's overall ones on the same test set."""
+        from conveyor.evaluation import EvaluationResult
+
+        return EvaluationResult.from_dict(evaluation).gate_comparison(shortfall)
 
     def interval(self, metric: str, level: float) -> dict[str, Any] | None:
         """The paired difference for `metric` with its interval at `level` (None when the
@@ -100,23 +89,43 @@ class Condition:
     def check(self, metric: str, value: float, champion: float | None = None, *,
               directions: Mapping[str, str] | None = None,
               comparison: Comparison | None = None) -> tuple[bool, str]:
-        """(holds, why). Relative conditions compare with `comparison` (champion and challenger
-        on the same rows) when given, else with the bare `champion` value."""
+        """(holds, why): `result`'s `met` and `message`."""
+        result = self.result(metric, value, champion, directions=directions,
+                             comparison=comparison)
+        return result.met, result.message
+
+    def result(self, metric: str, value: float, champion: float | None = None, *,
+               directions: Mapping[str, str] | None = None,
+               comparison: Comparison | None = None) -> ConditionResult:
+        """Does the condition hold for `metric` at `value`? Relative conditions compare with
+        `comparison` (champion and challenger on the same rows) when given, else with the bare
+        `champion` value."""
+        base = {"metric": metric, "condition": self.text, "relative": self.relative,
+                "level": self.level}
         if not self.relative:
             ok = OPERATORS[self.op](value, self.value)  # type: ignore[index]
             verdict = "meets" if ok else "misses"
-            return ok, f"{metric} {value:.4g} {verdict} {self.op} {self.value:.4g} ({self.text})"
+            return ConditionResult(
+                **base, op=self.op, threshold=self.value, value=value, met=ok,
+                message=f"{metric} {value:.4g} {verdict} {self.op} {self.value:.4g} "
+                        f"({self.text})")
         if comparison is not None and comparison.unavailable:
-            return False, (f"{metric}: '{self.text}' fails closed: {comparison.unavailable} "
-                           f"(`conveyor models promote NAME VERSION --force` overrides, "
-                           f"recorded as forced)")
+            return ConditionResult(
+                **base, op=self.op, value=value, met=False, closed=True,
+                message=f"{metric}: '{self.text}' fails closed: {comparison.unavailable} "
+                        f"(`conveyor models promote NAME VERSION --force` overrides, "
+                        f"recorded as forced)")
         if comparison is not None:
             if metric not in comparison.champion or metric not in comparison.challenger:
-                return False, (f"{metric}: '{self.text}' fails closed: the champion was not "
-                               f"scored on {metric}")
+                return ConditionResult(
+                    **base, op=self.op, value=value, met=False, closed=True,
+                    message=f"{metric}: '{self.text}' fails closed: the champion was not "
+                            f"scored on {metric}")
             champion, value = comparison.champion[metric], comparison.challenger[metric]
         if champion is None:
-            return True, f"{metric}: no champion yet, '{self.text}' holds trivially"
+            return ConditionResult(
+                **base, op=self.op, value=value, met=True,
+                message=f"{metric}: no champion yet, '{self.text}' holds trivially")
         higher = greater_is_better(metric, directions)
         op, delta = self.op, self.value
         if op is None:  # a margin: beat the champion by it, in the better direction
@@ -132,10 +141,13 @@ class Condition:
             delta = -left if higher else left
         threshold = champion + delta
         record = comparison.interval(metric, self.level or 0.95) if comparison else None
+        extra: dict[str, Any] = {"champion": champion, "interval": record}
         if self.level is not None:
             if record is None or record["low"] is None:
-                return False, (f"{metric}: '{self.text}' fails closed: no interval of the "
-                               f"difference with the champion")
+                return ConditionResult(
+                    **base, op=op, value=value, met=False, closed=True, champion=champion,
+                    message=f"{metric}: '{self.text}' fails closed: no interval of the "
+                            f"difference with the champion")
             # The interval's worse end must clear the margin.
             bound = record["low"] if op in (">=", ">") else record["high"]
             ok = OPERATORS[op](bound, delta)
@@ -143,17 +155,77 @@ class Condition:
             side = "lower" if op in (">=", ">") else "upper"
             line = (f"{metric} difference's {side} bound {bound:+.4g} at "
                     f"{self.level * 100:g}% {verdict} {op} {delta:+.4g} ({self.text})")
+            extra.update(threshold=delta, bound=bound)
         else:
             ok = OPERATORS[op](value, threshold)
             verdict = "meets" if ok else "misses"
             line = f"{metric} {value:.4g} {verdict} {op} {threshold:.4g} ({self.text})"
+            extra.update(threshold=threshold)
         if comparison is not None:
             from conveyor.uncertainty import describe
 
             who = f"champion v{comparison.version}" if comparison.version else "champion"
             notes.insert(0, f"{who} {champion:.4g} on {comparison.where}"
                          + (f", {describe({**record, 'rows': None})}" if record else ""))
-        return ok, line + (f" [{'; '.join(notes)}]" if notes else "")
+        return ConditionResult(**base, **extra, op=op, value=value, met=ok,
+                               message=line + (f" [{'; '.join(notes)}]" if notes else ""))
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """One condition of a gate or policy, checked: `metric` `op` `threshold` against `value`,
+    `met` or not. For a relative condition `threshold` is the champion's value moved by the
+    condition's offset (or, with an interval, the margin the difference's bound must clear:
+    `bound` at `level`), `champion` the champion's value and `interval` the paired difference
+    with its interval. `closed` says the condition failed closed (no champion comparison, the
+    metric not computed). `message` is the line shown to users (and `str()` of it); `slice`
+    names the slice ("column=value") a slice condition was checked on."""
+
+    metric: str
+    op: str | None
+    threshold: float | None = None
+    value: float | None = None
+    met: bool = False
+    message: str = ""
+    condition: str = ""
+    relative: bool = False
+    level: float | None = None
+    champion: float | None = None
+    interval: Mapping[str, Any] | None = None
+    bound: float | None = None
+    closed: bool = False
+    slice: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: (dict(value) if isinstance(value, Mapping) else value)
+                for key, value in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConditionResult:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_text(cls, text: str) -> ConditionResult:
+        """A reason stored as text (registries written before results were structured): the
+        metric is its first word; it failed when it says so."""
+        metric = text.split(":", 1)[0].split(" ", 1)[0] if text else ""
+        if text.startswith("slice "):
+            metric = text.split(": ", 1)[-1].split(":", 1)[0].split(" ", 1)[0]
+        return cls(metric=metric, op=None, met=not any(word in text for word in FAILING),
+                   message=text, closed="fails closed" in text or "not computed" in text)
+
+    @classmethod
+    def read(cls, item: Any) -> ConditionResult:
+        """A stored or given reason: a result, its dict, or its text."""
+        if isinstance(item, ConditionResult):
+            return item
+        if isinstance(item, Mapping):
+            return cls.from_dict(item)
+        return cls.from_text(str(item))
 
 
 def parse_condition(text: object, where: str, metric: str = "") -> Condition:
@@ -212,38 +284,57 @@ def evaluate_gate(
     slice_column: str | None = None,
     directions: Mapping[str, str] | None = None,
     comparison: Comparison | None = None,
-) -> tuple[bool, list[str]]:
-    """(passed, reasons): every condition, overall and on every slice, must hold."""
-    passed, reasons = True, []
+) -> tuple[bool, list[ConditionResult]]:
+    """(passed, results): every condition, overall and on every slice, must hold. The results
+    hold every overall condition and the slice conditions that failed."""
+    passed, results = True, []
     for metric, condition in gate.items():
         if metric not in metrics:
             passed = False
-            reasons.append(f"{metric}: not computed, so the gate cannot pass "
-                           f"(add it to evaluate.metrics)")
+            results.append(ConditionResult(
+                metric=metric, op=condition.op, met=False, closed=True, condition=condition.text,
+                relative=condition.relative, level=condition.level,
+                message=f"{metric}: not computed, so the gate cannot pass "
+                        f"(add it to evaluate.metrics)"))
             continue
-        ok, why = condition.check(metric, metrics[metric], (champion or {}).get(metric),
+        result = condition.result(metric, metrics[metric], (champion or {}).get(metric),
                                   directions=directions,
                                   comparison=comparison if condition.relative else None)
-        passed &= ok
-        reasons.append(why)
+        passed &= result.met
+        results.append(result)
     for slice_value, slice_metrics in (slices or {}).items():
         for metric, condition in (slice_gate or {}).items():
             if metric not in slice_metrics:
                 continue
-            ok, why = condition.check(metric, slice_metrics[metric], None, directions=directions)
-            passed &= ok
-            if not ok:
-                reasons.append(f"slice {slice_column}={slice_value}: {why}")
-    return passed, reasons
+            result = condition.result(metric, slice_metrics[metric], None,
+                                      directions=directions)
+            passed &= result.met
+            if not result.met:
+                where = f"{slice_column}={slice_value}"
+                results.append(replace(result, slice=where,
+                                       message=f"slice {where}: {result.message}"))
+    return passed, results
 
 
 FAILING = (" misses ", "not computed", "fails closed")
 
 
-def failing(reasons: Iterable[str]) -> list[str]:
-    """The reasons of `evaluate_gate` (or `Condition.check`) that say a condition did not hold,
-    for showing why a gate or policy said no."""
-    return [r for r in reasons if any(word in r for word in FAILING)]
+def failing(reasons: Iterable[ConditionResult | Mapping[str, Any] | str]) -> list[str]:
+    """The messages of the conditions that did not hold, for showing why a gate or policy said
+    no. Takes `evaluate_gate`'s results, or reasons as a registry stores them (result dicts, or
+    the text lines of registries written before results were structured)."""
+    return [result.message for result in map(ConditionResult.read, reasons) if not result.met]
+
+
+def gate_results(gate: Mapping[str, Any]) -> list[ConditionResult]:
+    """A registered version's gate decision (`ModelVersion.gate`) as condition results: from
+    its `conditions` when recorded, else read from its `reasons` text."""
+    stored = gate.get("conditions")
+    if isinstance(stored, list) and stored:
+        return [ConditionResult.read(item) for item in stored]
+    reasons = gate.get("reasons", [])
+    return [ConditionResult.read(r) for r in (reasons if isinstance(reasons, list)
+                                               else [reasons])]
 
 
 def shortfall_after(comparison: Comparison | None, directions: Mapping[str, str] | None = None

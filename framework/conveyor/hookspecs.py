@@ -372,8 +372,11 @@ def conveyor_after_run(run: Any, status: str) -> None:
 
 
 @hookspec
-def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float]) -> None:
-    """Called whenever a stage logs metrics (``context.log_metrics``), with the stage's name.
+def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float],
+                         cached: bool) -> None:
+    """Called whenever a stage logs metrics (``context.log_metrics``), with the stage's name,
+    and once for each stage taken from the cache with the metrics its earlier run logged
+    (``cached`` is True then): every run reports every stage's metrics.
 
     ``metrics`` maps names to floats; Conveyor records them with the stage in the project
     store. Implement it to mirror metrics to an external tracker (MLflow, W&B, ...). An
@@ -398,12 +401,14 @@ def conveyor_drift_detectors(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def conveyor_alert(alert: Any, project_dir: Path) -> None:
+def conveyor_alert(alert: Any, project_dir: Path, config: Mapping[str, Any]) -> None:
     """Called when monitoring or retraining has something to tell people.
 
     ``alert`` is a ``conveyor.Alert``: ``kind`` ("drift", "performance", "retrain_decision",
     "promotion"), ``severity`` ("info", "warning", "critical"), a one-line ``message``, the
-    ``model`` ("name:version") and JSON-able ``details``. Every plugin's implementation is
+    ``model`` ("name:version") and JSON-able ``details``. ``config`` is the resolved config of
+    the command that fired it (its overrides included): read your settings there rather than
+    composing the project again. Every plugin's implementation is
     called; one that raises is reported by name (on stderr) and the others still run, and the
     command that fired the alert carries on: deliver best-effort, with your own timeouts.
     Fire alerts with ``conveyor.alerts.fire``.
@@ -412,7 +417,7 @@ def conveyor_alert(alert: Any, project_dir: Path) -> None:
 
 @hookspec(firstresult=True)
 def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
-                           model: str | None, quiet: bool, host: Any) -> Any:
+                           model: str | None, quiet: bool, host: Any, session: Any) -> Any:
     """Monitor one batch file against a registered model and record the result in the store.
 
     Called by tools that process batches unattended (``conveyor watch`` of conveyor-retrain)
@@ -420,10 +425,12 @@ def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
     (CSV, TSV or Parquet); ``labels`` an optional file of ground truth joined on the project's
     ``data.id_column`` (a ``data.target`` column in the batch serves as well); ``model`` is
     ``"NAME"`` or ``"NAME:VERSION"`` (None: the champion of the project's only model).
-    ``quiet`` asks for no progress output. ``host`` is the caller's plugin host (the ``app.host``
-    a CLI command gets): call validation, drift detector and alert hooks through it.
+    ``quiet`` asks for no progress output. ``session`` is the caller's ``conveyor.Session``
+    (the command's: its plugins, config and store); ``host`` is ``session.host``, kept for
+    plugins written before sessions: call validation, drift detector and alert hooks through
+    it, and ``conveyor.api`` functions with the session.
 
-    Return the recorded ``conveyor.store.BatchRecord`` -- also for a batch that failed
+    Return the recorded ``conveyor_monitor.records.BatchRecord`` -- also for a batch that failed
     validation (status "invalid") or had too little data ("insufficient"): those are results,
     not errors. Raise a ``conveyor.ConveyorError`` for what stops monitoring altogether (no
     champion, an unreadable file). Return None to leave the batch to another plugin.

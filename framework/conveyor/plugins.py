@@ -7,6 +7,7 @@ exactly the path a third party's does. A project may add modules of its own (`pl
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib
 import re
@@ -75,6 +76,8 @@ class PluginHost:
         self.info: dict[str, PluginInfo] = {}
         self.disabled: list[PluginInfo] = []
         self._contributions: Contributions | None = None
+        self._selection: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
+        self._on_path: list[str] = []
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -89,28 +92,76 @@ class PluginHost:
 
         disabled = set(disable)
         self._register(core_plugin, PluginInfo(CORE_PLUGIN, "conveyor", _version("conveyor"), "core"))
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist else "?"
-            info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", "entry point")
-            if ep.name in disabled or dist in disabled:
+        for ep in _entry_points():
+            info = _entry_point_info(ep)
+            if ep.name in disabled or info.distribution in disabled:
                 self.pm.set_blocked(ep.name)
                 self.disabled.append(info)
                 continue
-            self._check_supported(ep, info)
-            try:
-                plugin = ep.load()
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin '{ep.name}' ({info.distribution} {info.version}) failed to import: "
-                    f"{type(exc).__name__}: {exc}",
-                    hint=f"reinstall or uninstall {info.distribution}, or switch it off with "
-                    f"plugins.disable=[{ep.name}]",
-                ) from exc
-            self._register(plugin, info)
+            self._load_entry_point(ep, info)
         for module_name in local_modules:
             self._register_local(module_name, project_dir)
         self._check_pending()
+        self._selection = (frozenset(disabled), tuple(local_modules))
         return self
+
+    def select(self, *, disable: Iterable[str] = (), local_modules: Iterable[str] = (),
+               project_dir: Path | None = None) -> bool:
+        """Load exactly the plugins a config selects (`plugins.disable`, `plugins.local`),
+        unregistering those it switches off and loading those it switches on; True when what is
+        loaded changed. The host stays the same object: one per invocation."""
+        disabled, local = frozenset(disable), tuple(local_modules)
+        if (disabled, local) == self._selection:
+            return False
+        changed = False
+        for ep in _entry_points():
+            info = _entry_point_info(ep)
+            off = ep.name in disabled or info.distribution in disabled
+            if off and ep.name in self.info:
+                self.pm.unregister(name=ep.name)
+                del self.info[ep.name]
+                self.pm.set_blocked(ep.name)
+                self.disabled.append(info)
+                changed = True
+            elif not off and self.pm.is_blocked(ep.name):
+                self.pm.unblock(ep.name)
+                self.disabled = [d for d in self.disabled if d.name != ep.name]
+                self._load_entry_point(ep, info)
+                changed = True
+        for name, info in list(self.info.items()):
+            if info.origin == "local module" and name not in local:
+                self.pm.unregister(name=name)
+                del self.info[name]
+                changed = True
+        for module_name in local:
+            if module_name not in self.info:
+                self._register_local(module_name, project_dir)
+                changed = True
+        self._check_pending()
+        self._selection = (disabled, local)
+        if changed:
+            self._contributions = None
+        return changed
+
+    def close(self) -> None:
+        """Take the project folder off `sys.path` if loading local plugins put it there."""
+        for folder in self._on_path:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
+        self._on_path.clear()
+
+    def _load_entry_point(self, ep: metadata.EntryPoint, info: PluginInfo) -> None:
+        self._check_supported(ep, info)
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{ep.name}' ({info.distribution} {info.version}) failed to import: "
+                f"{type(exc).__name__}: {exc}",
+                hint=f"reinstall or uninstall {info.distribution}, or switch it off with "
+                f"plugins.disable=[{ep.name}]",
+            ) from exc
+        self._register(plugin, info)
 
     def _check_supported(self, ep: metadata.EntryPoint, info: PluginInfo) -> None:
         """Refuse, before importing it, a plugin whose distribution declares (Requires-Dist) a
@@ -129,7 +180,10 @@ class PluginHost:
 
     def _register_local(self, module_name: str, project_dir: Path | None) -> None:
         if project_dir is not None and str(project_dir) not in sys.path:
+            # A local module may import its neighbours when its hooks run: the folder stays
+            # on sys.path while the host lives (`close` takes it off).
             sys.path.insert(0, str(project_dir))
+            self._on_path.append(str(project_dir))
         info = PluginInfo(module_name, "(project)", "local", "local module")
         try:
             module = importlib.import_module(module_name)
@@ -187,6 +241,16 @@ class PluginHost:
             raise PluginError(
                 f"plugin {who} implements a hook Conveyor does not define: {exc}", hint=hint,
             ) from exc
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        """The plugins loaded now (the core included), in load order."""
+        return list(self.info.values())
+
+    @property
+    def installed(self) -> list[PluginInfo]:
+        """Every installed plugin (the `conveyor` entry points), loaded or switched off."""
+        return [_entry_point_info(ep) for ep in _entry_points()]
 
     def describe(self, plugin_name: str) -> str:
         info = self.info.get(plugin_name)
@@ -347,6 +411,15 @@ class PluginHost:
         if plugin is None:
             return []
         return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+
+def _entry_point_info(ep: metadata.EntryPoint) -> PluginInfo:
+    dist = ep.dist.name if ep.dist else "?"
+    return PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", "entry point")
 
 
 def _bind(adder: Callable[[str, Any], None], plugin: str) -> Callable[[Any], None]:

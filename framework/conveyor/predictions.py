@@ -40,7 +40,6 @@ __all__ = ["PREDICTIONS_DIR", "PredictionLogWriter", "prediction_log_dir", "pred
 
 PREDICTIONS_DIR = Path(".conveyor") / "predictions"
 TMP_DIR = Path(".conveyor") / "tmp"
-META_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
 PROBA_PREFIX = "proba__"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 
@@ -28,7 +27,6 @@ class StageDisplay:
         self._print(text)
 
     def start(self, name: str, reason: str) -> None:
-        self._started = time.perf_counter()
         if self._console is not None:
             self._status = self._console.status(f"[bold]{name}[/] running: {reason}")
             self._status.start()

@@ -1,15 +1,16 @@
 """The core stage type `conveyor.register`: record the trained model as a new version of the
 model in the registry, with its lineage and the gate's decision; make it champion if it passes.
 
-It needs a stage producing `model` (stored) and one producing `metrics`, a JSON mapping
-{"overall": {...}, "champion": {...} | None, "champion_version": int | None,
- "directions": {metric: "higher" | "lower"}, "slices": {value: {...}}, "slice_column": str,
- "comparison": {"champion_version", "rows", "test_rows", "excluded", "champion": {...},
-                "challenger": {...}, "bootstrap": {metric: [differences]}, "unavailable": str}}
-where `comparison` scores champion and challenger on the same rows (those the champion never
-trained on) and `unavailable` says why they could not be compared: relative conditions then
-fail closed. A stored `training_rows` input (a frame with a `fingerprint` column, one per
-training row) is kept with the version, so later comparisons leave those rows out.
+It needs a stage producing `model` (stored) and one producing `metrics`, a
+`conveyor.EvaluationResult` in its stored form (`to_dict()`; see `conveyor.evaluation`),
+checked here: a malformed one fails this stage naming the stage that produced it. Its
+`comparison` scores champion and challenger on the same rows (those the champion never trained
+on) and `unavailable` says why they could not be compared: relative conditions then fail
+closed. The gate's results (`conveyor.gate.ConditionResult`) are recorded with the version, as
+text (`reasons`) and as data (`conditions`); promotion follows `conveyor.promotion.on_gate`
+once the run has completed. A stored `training_rows` input (a frame with a `fingerprint`
+column, one per training row) is kept with the version, so later comparisons leave those rows
+out.
 The version is recorded with its contract (`conveyor.ModelContract`, `StageContext.contract`):
 the schema the data was validated against, target, id column, features, inference path.
 """
@@ -20,11 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor import promotion
 from conveyor.contributions import CheckContext, StageType
-from conveyor.errors import StageFailed, UsageError
+from conveyor.errors import ConfigError, StageFailed, UsageError
+from conveyor.evaluation import EvaluationResult
 from conveyor.gate import Comparison, evaluate_gate, failing, parse_gate, shortfall_after
 from conveyor.stage_context import StageContext
-from conveyor.store.registry import CHAMPION, AliasMoved
+from conveyor.store.registry import CHAMPION
 
 
 @dataclass
@@ -38,7 +41,16 @@ class RegisterSettings:
 
 def _check(settings: Mapping[str, Any], ctx: CheckContext) -> None:
     parse_gate(settings["gate"], "evaluate.gate", known=settings.get("metrics"))
-    parse_gate(settings["slice_gate"], "evaluate.slices.gate", known=settings.get("metrics"))
+    for metric, condition in parse_gate(settings["slice_gate"], "evaluate.slices.gate",
+                                        known=settings.get("metrics")).items():
+        if condition.relative:
+            # Slices are scored for the challenger only: a condition relative to the
+            # champion would hold trivially on every slice.
+            raise ConfigError(
+                f"evaluate.slices.gate.{metric}: '{condition.text}' is relative to the "
+                "champion, which is not scored per slice",
+                hint="give slices an absolute condition (e.g. '>= 0.7'); relative conditions "
+                     "belong in evaluate.gate")
 
 
 def _register(ctx: StageContext) -> Mapping[str, Any]:
@@ -48,26 +60,30 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
     if model_ref is None:
         raise StageFailed(f"stage '{ctx.name}' needs a stored 'model' input; none of "
                           "the stages it needs produced one")
-    evaluation = ctx.inputs["metrics"]
-    metrics = evaluation.get("overall", {})
-    directions = evaluation.get("directions") or {}
-    champion_version = evaluation.get("champion_version")
+    evaluation = EvaluationResult.from_dict(ctx.inputs["metrics"],
+                                            stage=ctx.inputs.producer("metrics"))
+    metrics = dict(evaluation.overall)
+    directions = dict(evaluation.directions)
+    champion_version = evaluation.champion_version
     shortfall: dict[str, float] = {}
     if champion_version is not None:
         try:
             shortfall = ctx.registry.get(name, champion_version).gate.get("shortfall") or {}
         except UsageError:
             shortfall = {}
-    comparison = Comparison.from_evaluation(evaluation, shortfall)
-    passed, reasons = evaluate_gate(
-        parse_gate(settings["gate"], "evaluate.gate"), metrics, evaluation.get("champion"),
+    comparison = evaluation.gate_comparison(shortfall)
+    passed, results = evaluate_gate(
+        parse_gate(settings["gate"], "evaluate.gate"), metrics, evaluation.champion,
         slice_gate=parse_gate(settings["slice_gate"], "evaluate.slices.gate"),
-        slices=evaluation.get("slices"), slice_column=evaluation.get("slice_column"),
+        slices=evaluation.slices, slice_column=evaluation.slice_column,
         directions=directions, comparison=comparison)
+    reasons = [result.message for result in results]
     decision = "passed" if passed else "rejected"
     record: dict[str, Any] = {
         "rules": dict(settings["gate"]), "reasons": reasons,
-        "champion": evaluation.get("champion"), "champion_version": champion_version,
+        "conditions": [result.to_dict() for result in results],
+        "champion": dict(evaluation.champion) if evaluation.champion is not None else None,
+        "champion_version": champion_version,
         "directions": directions, "comparison": summarise(comparison, evaluation),
         "shortfall": shortfall_after(comparison, directions)}
     training_rows = ctx.inputs.ref("training_rows")
@@ -77,49 +93,39 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
         name=name, run_id=ctx.run.id, stage=ctx.name, artifact=model_ref.as_dict(),
         metrics=metrics, gate=record, decision=decision, config_hash=ctx.run.config_hash,
         data=dict(ctx.run.data_versions), contract=ctx.contract())
-    promoted = passed and settings["promote"]
-    if promoted:
+    promoting = passed and settings["promote"]
+    if promoting:
         # Promotion waits for the whole run: a stage after this one, or a plugin's
         # conveyor_finish_run, that fails the run must leave the champion as it was.
-        ctx.on_run_success(lambda: _promote(ctx.registry, name, version, reasons,
-                                            champion_version))
+        ctx.on_run_success(lambda: promotion.on_gate(ctx.registry, name, version, results,
+                                                     champion_version).message)
     if passed:
         message = f"{name} v{version} registered" + (
-            ", to be promoted to champion once the run completes" if promoted else "")
+            ", to be promoted to champion once the run completes" if promoting else "")
     else:
-        message = f"{name} v{version} registered, not promoted: " + "; ".join(failing(reasons))
+        message = f"{name} v{version} registered, not promoted: " + "; ".join(failing(results))
     ctx.log(message)
+    # Not promoted yet: that happens once the run completes (`promotion` says it waits).
     return {"registration": {"model": name, "version": version, "decision": decision,
-                             "promoted": promoted, "reasons": reasons},
+                             "promoted": False,
+                             "promotion": "pending" if promoting else None,
+                             "reasons": reasons},
             "verdict": {"ok": passed, "message": message, "model": name, "version": version}}
 
 
-def _promote(registry: Any, name: str, version: int, reasons: list[str],
-             champion_version: int | None) -> str:
-    """Move the champion alias to `version`, only over the champion it was compared with (a
-    run that finished meanwhile may have promoted another version). Returns the verdict."""
-    try:
-        registry.set_alias(name, CHAMPION, version, action="gate", actor="conveyor",
-                           reason="passed the gate: " + ("; ".join(reasons) or "no rules"),
-                           expect=champion_version)
-    except AliasMoved as moved:
-        why = (f"not promoted: the champion changed to v{moved.actual} during this run; run "
-               "again to compare with it")
-        registry.note(name, version, why)
-        return f"{name} v{version} registered ({why})"
-    return f"{name} v{version} registered and promoted to champion"
-
-
-def summarise(comparison: Comparison | None, evaluation: Mapping[str, Any]
+def summarise(comparison: Comparison | None, evaluation: Mapping[str, Any] | EvaluationResult
               ) -> dict[str, Any] | None:
     """What the registry keeps of a comparison: the rows, both models' scores, and the paired
     difference with its 95% interval per metric (the bootstrap itself is not kept)."""
     if comparison is None:
         return None
-    section = evaluation.get("comparison") or {}
+    if not isinstance(evaluation, EvaluationResult):
+        evaluation = EvaluationResult.from_dict(evaluation)
+    section = evaluation.comparison
     summary: dict[str, Any] = {
         "champion_version": comparison.version, "rows": comparison.rows,
-        "test_rows": section.get("test_rows"), "excluded": section.get("excluded"),
+        "test_rows": section.test_rows if section else None,
+        "excluded": section.excluded if section else None,
         "champion": dict(comparison.champion), "challenger": dict(comparison.challenger),
         "unavailable": comparison.unavailable, "intervals": {}}
     for metric in comparison.champion:

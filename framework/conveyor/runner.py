@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import signal
 import sys
@@ -41,8 +40,6 @@ from conveyor.threads import parse_threads
 from conveyor.validation import check_schema, validate_frame
 from conveyor.writer import OutputWriter
 
-INVOCATION_ENV = "CONVEYOR_INVOCATION"
-
 
 @dataclass
 class RunResult:
@@ -63,8 +60,10 @@ def importer_for(config: ProjectConfig, host: PluginHost) -> TargetImporter:
 
 class Runner:
     def __init__(self, host: PluginHost, config: ProjectConfig, *, display: StageDisplay,
-                 force: bool = False, command: str = "run") -> None:
+                 force: bool = False, command: str = "run", invocation: str | None = None) -> None:
         self.host = host
+        # The command's id when it runs several jobs (`conveyor run --multirun`); None else.
+        self.invocation = invocation
         self.config = config
         self.display = display
         self.force = force
@@ -114,8 +113,11 @@ class Runner:
         store.mark_interrupted()
         store.artifacts.sweep_tmp()
         data_versions = {name: digest for d in decisions for name, digest in d.files.items()}
+        commit, dirty = git_state(self.config.project_dir)
         run = RunInfo(new_run_id(), str(self.config.data.get("project")), self.config.project_dir,
-                      self.config.data, self.config.hash, data_versions)
+                      self.config.data, self.config.hash, data_versions, command=self.command,
+                      overrides=tuple(self._redactor().overrides(self.config.overrides)),
+                      git_commit=commit, git_dirty=dirty)
         self._open_run(store, run)
         self.run_id = run.id
         self.display.header(f"run {run.id} · {run.project} · {len(plan)} stages")
@@ -221,7 +223,8 @@ class Runner:
         def log_metrics(values: Mapping[str, float]) -> None:
             clean = {str(k): float(v) for k, v in values.items()}
             stage_metrics.update(clean)
-            self.host.call_each("conveyor_log_metrics", run=run, stage=stage.name, metrics=clean)
+            self.host.call_each("conveyor_log_metrics", run=run, stage=stage.name, metrics=clean,
+                                cached=False)
 
         def validate(frame: Any, purpose: str, schema: str | None) -> Any:
             config = run.config if schema is None else \
@@ -392,6 +395,9 @@ class Runner:
         cached_metrics = Runs(store).metrics(row.run_id, stage=decision.stage.name)
         self._record_stage(store, run, decision, "completed", time.time(), 0.0, refs, None,
                            cached_metrics, cached=True)
+        if cached_metrics:  # a tracker mirroring runs sees the metrics this run carries over
+            self.host.call_each("conveyor_log_metrics", run=run, stage=decision.stage.name,
+                                metrics=dict(cached_metrics), cached=True)
         self.host.call_each("conveyor_after_stage", run=run, stage=decision.stage,
                             outputs={}, cached=True)
         self.display.finish(decision.stage.name, "cached", 0.0, decision.reason)
@@ -479,7 +485,7 @@ class Runner:
     # --- records -----------------------------------------------------------------------------
 
     def _open_run(self, store: Store, run: RunInfo) -> None:
-        commit, dirty = git_state(self.config.project_dir)
+        commit, dirty = run.git_commit, run.git_dirty
         dists = sorted({i.distribution for i in self.host.info.values()} - {"conveyor", "(project)"})
         # Records hold the redacted config (conveyor.secrets); the stages got the resolved one.
         redactor = self._redactor()
@@ -487,7 +493,7 @@ class Runner:
         params = flatten({k: v for k, v in config.items() if k != "pipeline"})
         Runs(store).open(
             run.id, project=run.project, command=redactor.text(self.command),
-            invocation=os.environ.get(INVOCATION_ENV),
+            invocation=self.invocation,
             overrides=redactor.overrides(self.config.overrides), config=config,
             config_hash=self.config.hash, git_commit=commit, git_dirty=dirty,
             packages=package_versions(dists), params=params,

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """The run, as hooks see it."""
+    """The run, as hooks see it: its id, project, resolved `config` (secrets resolved: do not
+    store it as it is; `conveyor.secrets` redacts), the config's hash, the version of each data
+    file it reads, the `command` that started it ("run", "retrain", "predict", "reproduce"),
+    the command line's `overrides` (secrets redacted), and the code version (`git_commit`,
+    `git_dirty`; None outside git)."""
 
     id: str
     project: str
@@ -24,6 +28,10 @@ class RunInfo:
     config: Mapping[str, Any]
     config_hash: str
     data_versions: Mapping[str, str]
+    command: str = "run"
+    overrides: tuple[str, ...] = ()
+    git_commit: str | None = None
+    git_dirty: bool | None = None
 
 
 class Inputs(Mapping[str, Any]):
@@ -53,6 +61,8 @@ class Inputs(Mapping[str, Any]):
         return len(self._entries)
 
     def producer(self, name: str) -> str:
+        """The name of the stage that produced the input `name` (for messages that say where
+        a malformed input came from)."""
         return self._entries[name][0]
 
     def ref(self, name: str) -> ArtifactRef | None:

@@ -35,9 +35,10 @@ def conveyor_executable() -> str:
 def plugin_host(project_dir: Path | None = None) -> Any:
     """The installed plugins (and a project's `plugins.local`), loaded as `conveyor` loads
     them: for calling `conveyor.validation.validate_frame` and the like from a test."""
-    from conveyor.cli.app import load_host
+    from conveyor.plugins import PluginHost
+    from conveyor.session import Session
 
-    return load_host(project_dir)
+    return Session(project_dir).host if project_dir is not None else PluginHost().load()
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from conveyor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ConveyorError, UsageError
 
@@ -27,6 +28,7 @@ A project is a folder with a conveyor.yaml. Start one, run it, look at what it r
 EPILOG = """\
 exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or plugin
             70 internal error (a bug: please report it) · 130 interrupted
+every command takes config overrides (key=value, Hydra's grammar) after its options
 more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
 
 PASSTHROUGH = {"run", "plan"}
@@ -123,7 +125,7 @@ def _command_index(argv: list[str]) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    from conveyor.cli.app import App, load_host
+    from conveyor.session import Session
 
     split = _command_index(argv)
     global_args, rest = argv[:split], argv[split:]
@@ -147,10 +149,17 @@ def _dispatch(argv: list[str]) -> int:
         raise UsageError(f"unknown option {unknown[0]}", hint="see `conveyor --help`")
 
     command = rest[0] if rest else None
-    project_dir = _maybe_project(directory)
     overrides = [a for a in rest[1:] if "=" in a and not a.startswith("-")]
-    host = load_host(project_dir, overrides)
-    app = App(directory=directory, debug="--debug" in global_args, host=host)
+    with Session(directory=directory, overrides=overrides, debug="--debug" in global_args) as session:
+        return _command(command, rest, global_args, session)
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
+
+
+def _command(command: str | None, rest: list[str], global_args: list[str], app: Any) -> int:
+    host = app.host
 
     if command in PASSTHROUGH:
         from conveyor.cli import run_cmd
@@ -162,7 +171,12 @@ def _dispatch(argv: list[str]) -> int:
     if command is None:
         parser.print_help()
         return 0 if ("-h" in global_args or "--help" in global_args) else EXIT_USAGE
-    args = parser.parse_args(rest)
+    args, extra = parser.parse_known_args(rest)
+    if any(not _is_override(a) for a in extra):
+        parser.parse_args(rest)  # argparse's own message and exit code for what it does not know
+    # Every command takes config overrides (key=value, Hydra's grammar) after its options, as
+    # `conveyor run` does: those its parser did not take itself are the session's.
+    app.set_overrides([*(getattr(args, "overrides", None) or []), *extra])
     from conveyor import collection
 
     collection.resume()  # before commands that may serve or watch for hours
@@ -173,10 +187,3 @@ def _dispatch(argv: list[str]) -> int:
     return handler(args, app) or 0
 
 
-def _maybe_project(directory: Path | None) -> Path | None:
-    from conveyor.config import find_project
-
-    try:
-        return find_project(directory or Path.cwd())
-    except UsageError:
-        return None

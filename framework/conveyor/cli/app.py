@@ -1,81 +1,19 @@
-"""Shared plumbing of the subcommands: finding the project, loading plugins, printing."""
+"""Shared plumbing of the subcommands: the command's session, printing."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from conveyor.config import CONFIG_FILE, find_project
-from conveyor.errors import ConveyorError
-from conveyor.plugins import PluginHost
+from conveyor.messages import print_error
+from conveyor.session import Session
+
+__all__ = ["App", "console", "print_error", "print_json"]
 
 
-class App:
-    """What a subcommand handler gets: options, the project (found lazily) and plugins."""
-
-    def __init__(self, *, directory: Path | None, debug: bool, host: PluginHost) -> None:
-        self.directory = directory or Path.cwd()
-        self.debug = debug
-        self.host = host
-        self._project: Path | None = None
-
-    @property
-    def project_dir(self) -> Path:
-        if self._project is None:
-            self._project = find_project(self.directory)
-        return self._project
-
-    def store(self) -> Any:
-        from conveyor.store import open_store
-
-        return open_store(self.project_dir)
-
-
-def plugin_settings(project_dir: Path | None, overrides: Sequence[str]) -> tuple[list, list]:
-    """`plugins.disable` and `plugins.local`, read before plugins load (they decide what loads),
-    from the project's conveyor.yaml and the command line."""
-    disable: list[str] = []
-    local: list[str] = []
-    if project_dir is not None and (project_dir / CONFIG_FILE).is_file():
-        import yaml
-
-        try:
-            data = yaml.safe_load((project_dir / CONFIG_FILE).read_text()) or {}
-        except yaml.YAMLError:
-            data = {}  # composition reports the syntax error properly later
-        section = data.get("plugins") if isinstance(data, dict) else None
-        if isinstance(section, dict):
-            disable = list(section.get("disable") or [])
-            local = list(section.get("local") or [])
-    for override in overrides:
-        key, _, value = override.lstrip("+").partition("=")
-        if key in ("plugins.disable", "plugins.local"):
-            items = [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
-            if key == "plugins.disable":
-                disable = items
-            else:
-                local = items
-    return disable, local
-
-
-def load_host(project_dir: Path | None, overrides: Sequence[str] = ()) -> PluginHost:
-    disable, local = plugin_settings(project_dir, overrides)
-    return PluginHost().load(disable=disable, local_modules=local, project_dir=project_dir)
-
-
-def print_error(exc: BaseException, *, prefix: str = "") -> None:
-    from conveyor.secrets import scrub
-
-    if isinstance(exc, ConveyorError):
-        text = f"{prefix}error: {exc.message}"
-        if exc.hint:
-            text += f"\n{prefix}  hint: {exc.hint}"
-    else:
-        text = f"{prefix}error: {type(exc).__name__}: {exc}"
-    print(scrub(text), file=sys.stderr, flush=True)
+# A subcommand's handler gets the command's session: its options, project, plugins and store.
+App = Session
 
 
 def print_json(data: Any) -> None:

@@ -71,12 +71,11 @@ def run(args: list[str], app: App) -> int:
         rewrite_query_line(search_path_override(app.host.contributions.config_dirs))
     if needs_hydra_runtime(rest):
         return _run_hydra(rest, app, force="--force" in own)
-    from conveyor.config import load_config
     from conveyor.progress import StageDisplay
     from conveyor.runner import Runner
 
     _reject_flags(rest)
-    config = load_config(app.project_dir, rest, app.host)
+    config = app.compose(rest)
     result = Runner(app.host, config, display=StageDisplay(quiet="--quiet" in own),
                     force="--force" in own).run()
     return report(result)
@@ -102,7 +101,7 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
     from hydra.errors import OverrideParseException
 
     from conveyor import collection
-    from conveyor.config import load_config, typed_keys_to_add
+    from conveyor.config import typed_keys_to_add
     from conveyor.config.hydra_app import run_with_hydra
 
     # A sweep's parent may run for hours (an Optuna study, a launcher waiting on its jobs):
@@ -118,7 +117,7 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
                               "group=option") from exc
     if multirun:
         # Compose the first job up front, so bad config stops the sweep with exit 2.
-        load_config(app.project_dir, first, app.host)
+        app.compose(first)
     # Hydra's runtime composes the overrides itself: a typed key the YAML lacks goes as ++key.
     adding: set[str] = set()
     completing = any(a in ("-sc", "--shell-completion") for a in args)
@@ -126,7 +125,7 @@ def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
         with contextlib.suppress(ConveyorError):  # bad config: Hydra's runtime says so itself
             adding = typed_keys_to_add(app.project_dir, first, app.host)
     args = [f"++{a}" if _plain_override(a) and a.split("=", 1)[0] in adding else a for a in args]
-    invocation = run_with_hydra(app.project_dir, args, app.host, force=force)
+    invocation = run_with_hydra(app, args, force=force)
     if not multirun:
         return EXIT_OK
     return _summarise_sweep(app, invocation, typed_keys=adding)
@@ -161,7 +160,7 @@ def _first_job(args: list[str]) -> list[str]:
 
 
 def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
-    from conveyor.metrics import greater_is_better
+    from conveyor.promotion import better
     from conveyor.store import Registry, Runs
 
     jobs_dir = app.project_dir / ".conveyor" / "hydra" / "multirun" / invocation / "jobs"
@@ -194,11 +193,9 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
         value = values.get(primary) if primary else None
         shown = f"{primary}={value:.4g}" if value is not None else ""
         print(f"  job {job['job']:<3} {job['run_id']}  {shown:<18} {overrides}")
-        if value is not None:
-            better = best is None or (value > best[1] if greater_is_better(primary, directions)
-                                      else value < best[1])
-            if better:
-                best = (job["run_id"], value, overrides)
+        if value is not None and (best is None or better(value, best[1], primary,
+                                                         directions)):
+            best = (job["run_id"], value, overrides)
     if best:
         print(f"best run: {best[0]} with {primary}={best[1]:.4g} ({best[2]})")
         _promote_best(store, best[0], primary,
@@ -208,39 +205,12 @@ def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
 
 
 def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
-    """Promote the best run's version if it passed its gate and beats the champion on the
-    primary metric, as both were scored on the same rows during that run (those the champion
-    never trained on); one that could not be compared with the champion is not promoted."""
-    from conveyor.gate import failing
-    from conveyor.metrics import greater_is_better
+    """The sweep's best run: `conveyor.promotion.best_of_sweep` decides, this prints."""
+    from conveyor.promotion import best_of_sweep
     from conveyor.store import Registry
-    from conveyor.store.registry import CHAMPION
 
-    registry = Registry(store)
-    for version in (v for v in registry.versions() if v.run_id == run_id):
-        label = f"{version.name} v{version.version} (best run)"
-        # Both on the rows the champion never trained on, when the run could compare them.
-        comparison = version.gate.get("comparison") or {}
-        champion = (comparison.get("champion") or version.gate.get("champion") or {}).get(primary)
-        value = (comparison.get("challenger") or version.metrics).get(primary)
-        directions = version.gate.get("directions")
-        if version.decision != "passed":
-            print(f"✗ {label} did not pass the gate: "
-                  + "; ".join(failing(version.gate.get("reasons", []))))
-        elif comparison.get("unavailable"):
-            print(f"✗ {label} not promoted: it could not be compared with champion "
-                  f"v{comparison.get('champion_version')}: {comparison['unavailable']} "
-                  f"(`conveyor models promote {version.name} {version.version} --force` "
-                  "overrides, recorded as forced)")
-        elif champion is not None and value is not None and not (
-                value > champion if greater_is_better(primary, directions)
-                else value < champion):
-            print(f"✗ {label} not promoted: {primary} {value:.4g} does not beat the champion's "
-                  f"{champion:.4g} on the same test rows")
-        elif registry.aliases(version.name).get(CHAMPION) != version.version:
-            registry.set_alias(version.name, CHAMPION, version.version, action="sweep",
-                               actor="conveyor", reason=reason)
-            print(f"✓ {version.name} v{version.version} promoted to champion ({reason})")
+    for promotion in best_of_sweep(Registry(store), run_id, primary, reason):
+        print(("✓ " if promotion.promoted else "✗ ") + promotion.message)
 
 
 def plan(args: list[str], app: App) -> int:
@@ -249,11 +219,10 @@ def plan(args: list[str], app: App) -> int:
         print(PLAN_HELP)
         return EXIT_OK
     _reject_flags(rest)
-    from conveyor.config import load_config
     from conveyor.progress import StageDisplay
     from conveyor.runner import Runner
 
-    config = load_config(app.project_dir, rest, app.host)
+    config = app.compose(rest)
     runner = Runner(app.host, config, display=StageDisplay(quiet=True), force="--force" in own)
     _, decisions, _ = runner.plan()
     rows: list[dict[str, Any]] = [

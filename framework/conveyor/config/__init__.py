@@ -343,7 +343,7 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
     except InterpolationResolutionError as exc:
         key = str(getattr(exc, "full_key", "?"))
         raise ConfigError(f"config key '{key}'{where(key)} cannot be resolved: "
-                          f"{_first_line(exc)}") from exc
+                          f"{_first_line(exc)}", hint=_interpolation_hint(exc, host)) from exc
     except MissingMandatoryValue as exc:
         key = str(exc.full_key)
         raise ConfigError(f"config key '{key}' needs a value, and none was given",
@@ -359,9 +359,6 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
     redactor = secrets.Redactor.for_config(data, raw_plain)
     redactor.remember()
     return ProjectConfig(project_dir, data, overrides, choices, digest, redactor)
-
-
-NAME_KEYS = ("project", "model_name")  # a top-level `project`, and `model_name` at any depth
 
 
 def _check_names(data: dict[str, Any], where: Any) -> None:
@@ -409,13 +406,34 @@ def _field_type(node: type, name: str) -> Any:
 
 
 def _section_hint(key: str, host: Any) -> str | None:
+    if "." not in key:
+        return _missing_plugin(key, host)
+    return None
+
+
+def _interpolation_hint(exc: Exception, host: Any) -> str | None:
+    """When an interpolation points into a section no loaded plugin provides (`${monitor.x}`
+    after conveyor-monitor was uninstalled or switched off), the plugin to bring back."""
+    import re
+
+    found = re.search(r"Interpolation key '([^']+)' not found", str(exc))
+    return _missing_plugin(found.group(1).split(".", 1)[0], host) if found else None
+
+
+def _missing_plugin(section: str, host: Any) -> str | None:
+    """What to do when the config section `section` is missing because its plugin is: which
+    distribution provides it, and whether it is switched off or not installed."""
     from conveyor.plugins import provider_hint
 
-    if "." not in key:
-        provider = provider_hint(key)
-        if provider and provider not in {i.distribution for i in host.info.values()}:
-            return f"the '{key}' section belongs to {provider}, which is not installed"
-    return None
+    provider = provider_hint(section)
+    if provider is None or provider in {i.distribution for i in host.info.values()}:
+        return None
+    off = [i for i in getattr(host, "disabled", []) if i.distribution == provider]
+    if off:
+        return (f"the '{section}' section belongs to plugin '{off[0].name}' ({provider}), "
+                f"which plugins.disable switches off")
+    return f"the '{section}' section belongs to {provider}, which is not installed: " \
+           f"pip install {provider}"
 
 
 def _source_files(project_dir: Path, config_dirs: Sequence[Path],

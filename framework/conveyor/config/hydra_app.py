@@ -5,9 +5,7 @@ completion. Every job is an ordinary Conveyor run recorded in the store."""
 from __future__ import annotations
 
 import math
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +20,14 @@ def needs_hydra_runtime(args: list[str]) -> bool:
     return any(a.split("=", 1)[0] in HYDRA_FLAGS for a in args)
 
 
-def run_with_hydra(project_dir: Path, args: list[str], host: Any, *, force: bool) -> str:
+def run_with_hydra(session: Any, args: list[str], *, force: bool) -> str:
     """Run Hydra's app with the project as primary config; returns this invocation's id."""
     import hydra
 
-    invocation = uuid.uuid4().hex
-    os.environ["CONVEYOR_INVOCATION"] = invocation
-    os.environ["CONVEYOR_PROJECT_DIR"] = str(project_dir)
-    os.environ["CONVEYOR_FORCE"] = "1" if force else ""
+    project_dir = session.project_dir
+    invocation = session.invocation
     extra = [
-        search_path_override(host.contributions.config_dirs),
+        search_path_override(session.host.contributions.config_dirs),
         "hydra/job_logging=disabled",
         "hydra/hydra_logging=disabled",
         "hydra.output_subdir=null",
@@ -40,45 +36,80 @@ def run_with_hydra(project_dir: Path, args: list[str], host: Any, *, force: bool
     ]
     if any(a in ("-m", "--multirun") for a in args):
         # Jobs register their models but do not promote; the best one is promoted afterwards.
-        extra.append(f"{SWEEP_NO_PROMOTE}=false")
+        # `++`: the key is typed (the schema's default), whether or not the YAML states it.
+        extra.append(f"++{SWEEP_NO_PROMOTE}=false")
     argv = sys.argv
     sys.argv = ["conveyor run", *args, *extra]
     try:
         hydra.main(config_path=str(project_dir), config_name=CONFIG_NAME,
-                   version_base="1.3")(hydra_job)()
+                   version_base="1.3")(HydraJob(session, force=force))()
     finally:
         sys.argv = argv
     return invocation
 
 
-def hydra_job(cfg: Any) -> float | None:
+class HydraJob:
+    """Hydra's task function: one job, run in the command's session. Its context travels with
+    it, not through the environment: a launcher running jobs in other processes (joblib) or on
+    other machines (Ray) pickles it, and the job there opens a session of its own for the same
+    project and invocation."""
+
+    __name__ = "conveyor_job"  # what Hydra's wrappers copy (functools.wraps)
+
+    def __init__(self, session: Any, *, force: bool) -> None:
+        self.session = session
+        self.force = force
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The plugin host is this process's; the job's own process loads its own.
+        return {"project_dir": str(self.session.project_dir), "debug": self.session.debug,
+                "invocation": self.session.invocation, "force": self.force}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from conveyor.session import Session
+
+        self.session = Session(state["project_dir"], debug=state["debug"],
+                               invocation=state["invocation"])
+        self.force = state["force"]
+
+    def __call__(self, cfg: Any) -> float | None:
+        return hydra_job(cfg, self.session, force=self.force)
+
+
+def hydra_job(cfg: Any, session: Any, *, force: bool) -> float | None:
     """One Hydra job: check the config and run it. Returns the primary metric for sweepers."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    from conveyor.cli.app import load_host, print_error
     from conveyor.config import check_config
     from conveyor.errors import ConveyorError
+    from conveyor.messages import print_error
     from conveyor.progress import StageDisplay
     from conveyor.runner import Runner
 
-    project_dir = Path(os.environ["CONVEYOR_PROJECT_DIR"])
+    project_dir = session.project_dir
     hydra_cfg = HydraConfig.get()
     overrides = tuple(hydra_cfg.overrides.task)
     job = hydra_cfg.job.get("num", None)
     choices = {k: str(v) for k, v in hydra_cfg.runtime.choices.items()
                if not k.startswith("hydra/") and v is not None}
-    shown = [o for o in overrides if not o.startswith(SWEEP_NO_PROMOTE + "=")]
+    shown = [o for o in overrides if not o.startswith(f"++{SWEEP_NO_PROMOTE}=")]
     outcome: dict[str, Any] = {"job": job, "overrides": shown, "run_id": None}
+    runner = None
     try:
-        host = load_host(project_dir, list(overrides))
-        config = check_config(cfg, project_dir, overrides, host, choices=choices)
+        # The job's plugins are the ones its composed config selects.
+        plain = OmegaConf.to_container(cfg, resolve=False)
+        if session.use_plugins({"plugins": plain.get("plugins")} if isinstance(plain, dict)
+                               else {}):
+            print(f"[job {job}] plugins: {', '.join(sorted(session.host.info))}", flush=True)
+        config = check_config(cfg, project_dir, overrides, session.host, choices=choices)
         print(f"[job {job}] {' '.join(shown)}", flush=True)
-        runner = Runner(host, config, display=StageDisplay(),
-                        force=bool(os.environ.get("CONVEYOR_FORCE")))
+        runner = Runner(session.host, config, display=StageDisplay(), force=force,
+                        invocation=session.invocation)
         result = runner.run()
     except ConveyorError as exc:
         print_error(exc, prefix=f"[job {job}] ")
-        run_id = locals().get("runner") and locals()["runner"].run_id
+        run_id = runner.run_id if runner is not None else None
         _record_job(hydra_cfg, {**outcome, "run_id": run_id, "exit_code": exc.exit_code,
                                 "error": exc.message})
         return math.nan

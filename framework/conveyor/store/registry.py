@@ -18,7 +18,6 @@ from conveyor.names import check_name
 from conveyor.store.db import Store, as_number, dumps, loads, numeric_metrics
 
 CHAMPION = "champion"
-CHALLENGER = "challenger"
 ANY = object()
 
 

@@ -162,15 +162,16 @@ def bento_name(model_name: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", model_name.lower()).strip("-.") or "conveyor"
 
 
-def build(project_dir: Path, overrides: list[str], *, model: str | None, version: int | None,
-          host: Any) -> tuple[str, Any]:
+def build(session: Any, overrides: list[str], *, model: str | None, version: int | None
+          ) -> tuple[str, Any]:
     """Build the Bento into BentoML's store (BENTOML_HOME); returns (tag, the loaded model)."""
     import bentoml
     from conveyor.store import ArtifactRef, open_store
 
     from conveyor_bentoml.commands import make_spec
 
-    spec, loaded = make_spec(project_dir, overrides, model=model, host=host, version=version)
+    project_dir = session.project_dir
+    spec, loaded = make_spec(session, overrides, model=model, version=version)
     ctx = Path(tempfile.mkdtemp(prefix="conveyor-bento-"))  # BentoML refuses hidden paths
     try:
         store = open_store(project_dir)
@@ -220,11 +221,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app: Any) -> int:
-    from conveyor_bentoml.commands import project_of
+    from conveyor_bentoml.commands import session_of
 
-    project_dir = project_of(args, app)
-    tag, loaded = build(project_dir, list(args.overrides), model=args.model,
-                        version=args.version, host=app.host)
+    tag, loaded = build(session_of(args, app), list(args.overrides), model=args.model,
+                        version=args.version)
     print(f"built Bento {tag}: {loaded.name} v{loaded.number} (run {loaded.run_id})\n"
           f"  bentoml list                 shows it\n"
           f"  bentoml serve {tag}   serves it (POST /predict, GET /metadata)\n"

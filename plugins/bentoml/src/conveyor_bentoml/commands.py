@@ -16,18 +16,21 @@ from conveyor_bentoml.settings import as_dict, settings_from
 SERVICE = "conveyor_bentoml.service:Predictor"
 
 
-def project_of(args: argparse.Namespace, app: Any) -> Path:
+def session_of(args: argparse.Namespace, app: Any) -> Any:
+    """The command's session, or with `--project DIR` a session of that project sharing the
+    command's plugin host."""
     if getattr(args, "project_dir", None):
         folder = Path(args.project_dir).resolve()
         if not (folder / "conveyor.yaml").is_file():
             raise conveyor.UsageError(f"--project {args.project_dir}: no conveyor.yaml there",
                                       hint="point --project at a project folder")
-        return folder
-    return app.project_dir
+        if folder != (app.project_dir if app.has_project else None):
+            return app.for_project(folder)
+    return app
 
 
-def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
-              host: Any, version: int | None = None, unloadable: list[str] | None = None
+def make_spec(session: Any, overrides: list[str], *, model: str | None,
+              version: int | None = None, unloadable: list[str] | None = None
               ) -> tuple[specs.ServeSpec, Any]:
     """Load the champion (sha256 checked: a tampered or missing champion stops here with a
     clear error) and describe what the server needs: features, the schema's fields, settings.
@@ -40,23 +43,25 @@ def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
     from conveyor import api
     from conveyor.validation import describe_schema
 
-    config = api.load_config(project_dir, overrides)
+    project_dir = session.project_dir
+    config = api.load_config(session, overrides)
     settings = settings_from(config.data)
     name = model or (config.data.get("registry") or {}).get("model_name")
-    record = api.resolve_model(project_dir, name, version=version)  # no champion: stops here
+    record = api.resolve_model(session, name, version=version)  # no champion: stops here
     try:
-        loaded = api.load_model(project_dir, name, version=version)
+        loaded = api.load_model(session, name, version=version)
     except Exception as exc:
         if unloadable is None:
             raise
         reason = getattr(exc, "message", None) or str(exc)  # a ConveyorError's, no hint
         unloadable.append(f"{record.name} v{record.version}: {type(exc).__name__}: {reason}")
-        loaded = _recorded_version(project_dir, record)
+        loaded = _recorded_version(session, record)
     features = [str(c) for c in getattr(loaded.model, "feature_names_in_", [])]
     if loaded.model is None and loaded.contract is not None:
         features = list(loaded.contract.feature_names)
     # The schema recorded with the version (its contract), not the project's current file.
-    description = describe_schema(host, config=loaded.data_config(), project_dir=project_dir)
+    description = describe_schema(session.host, config=loaded.data_config(),
+                                  project_dir=project_dir)
     contract = loaded.contract
     if contract is not None and any(t.before_schema for t in contract.transforms):
         # Requests are raw records; the schema describes them after the row transforms of
@@ -69,19 +74,18 @@ def make_spec(project_dir: Path, overrides: list[str], *, model: str | None,
     return spec, None if loaded.model is None else loaded
 
 
-def _recorded_version(project_dir: Path, record: Any) -> Any:
+def _recorded_version(session: Any, record: Any) -> Any:
     """What the store records of a version whose model cannot be loaded, read without
     deserialising anything: a `LoadedModel` with no model, its training run's config and its
     contract (schema, features)."""
     from conveyor import api
 
-    project_dir = Path(project_dir).resolve()
     return api.LoadedModel(
         name=record.name, number=record.version, run_id=record.run_id, model=None,
-        version=record, config=api.get_run(project_dir, record.run_id).config,
+        version=record, config=api.get_run(session, record.run_id).config,
         sha256=str(record.artifact.get("sha256", "")),
-        contract=api.model_contract(project_dir, record.name, version=record.version),
-        project_dir=project_dir)
+        contract=api.model_contract(session, record.name, version=record.version),
+        project_dir=session.project_dir)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -125,9 +129,10 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, app: Any) -> int:
-    project_dir = project_of(args, app)
+    session = session_of(args, app)
+    project_dir = session.project_dir
     unloadable: list[str] = []
-    spec, loaded = make_spec(project_dir, list(args.overrides), model=args.model, host=app.host,
+    spec, loaded = make_spec(session, list(args.overrides), model=args.model,
                              unloadable=unloadable)
     settings = spec.settings
     host = args.host or settings["host"]

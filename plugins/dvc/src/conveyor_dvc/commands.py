@@ -27,12 +27,12 @@ class Version:
     runs: list[str] = field(default_factory=list)
 
 
-def _settings(project_dir: Path) -> Any:
+def _settings(app: Any) -> Any:
     from conveyor import api
 
     from conveyor_dvc.settings import settings_from
 
-    return settings_from(api.load_config(project_dir).data)
+    return settings_from(api.load_config(app).data)
 
 
 def open_project(app: Any, remote: str | None) -> tuple[Any, Any]:
@@ -41,7 +41,7 @@ def open_project(app: Any, remote: str | None) -> tuple[Any, Any]:
     project_dir = app.project_dir
     if not state.is_dvc_repo(project_dir):
         raise not_a_dvc_repo(project_dir)
-    settings = _settings(project_dir)
+    settings = _settings(app)
     return DvcProject(project_dir, remote=remote or settings.remote,
                       lock_timeout=settings.lock_timeout), settings
 
@@ -251,7 +251,7 @@ def run_reproduce(args: argparse.Namespace, app: Any) -> int:
 
     project, settings = open_project(app, args.remote)
     try:
-        return reproduce(app.project_dir, args.run, project, settings, keep=args.keep,
+        return reproduce(app, args.run, project, settings, keep=args.keep,
                          as_json=args.json)
     finally:
         project.close()

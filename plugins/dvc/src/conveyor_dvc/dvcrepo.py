@@ -23,6 +23,7 @@ from typing import Any
 import conveyor
 
 from conveyor_dvc import state
+from conveyor_dvc.settings import DvcConfig
 
 MiB = 2**20
 SKIP_DIRS = (".dvc", ".conveyor", ".git")  # not data: DVC's cache, Conveyor's store, git
@@ -119,7 +120,7 @@ class DvcProject:
     """One project's DVC repository for the length of a command or a run."""
 
     def __init__(self, project_dir: Path, *, remote: str | None = None,
-                 lock_timeout: float = 300.0) -> None:
+                 lock_timeout: float = DvcConfig.lock_timeout) -> None:
         self.root = Path(project_dir).resolve()
         self.remote_spec = remote
         self.lock_timeout = lock_timeout

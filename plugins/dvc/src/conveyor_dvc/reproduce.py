@@ -26,11 +26,12 @@ from conveyor_dvc import state
 SKIP = {".git", ".dvc", ".conveyor", ".dvcignore", "__pycache__"}
 
 
-def reproduce(project_dir: Path, run_id: str, project: Any, settings: Any, *, keep: bool,
+def reproduce(session: Any, run_id: str, project: Any, settings: Any, *, keep: bool,
               as_json: bool) -> int:
     from conveyor import api
 
-    record = api.get_run(project_dir, run_id)
+    project_dir = session.project_dir
+    record = api.get_run(session, run_id)
     if record.status != "completed":
         raise conveyor.UsageError(f"run {record.id} is {record.status}: only a completed run has "
                                   "results to reproduce", hint="see `conveyor runs list`")
@@ -41,7 +42,8 @@ def reproduce(project_dir: Path, run_id: str, project: Any, settings: Any, *, ke
             "pipeline (training, evaluating) from its data versions",
             hint="to score the same file again: conveyor predict --data FILE "
                  "--model NAME:VERSION (the version is in `conveyor runs show RUN`)")
-    warnings = code_warnings(project_dir, record)
+    config, plugin_warnings = recorded_plugins(session, record)
+    warnings = [*code_warnings(project_dir, record), *plugin_warnings]
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     root = project_dir / ".conveyor" / "reproduce"
@@ -57,8 +59,8 @@ def reproduce(project_dir: Path, run_id: str, project: Any, settings: Any, *, ke
             shown = version if ":" in version else f"sha256:{version[:16]}"
             print(f"  {rel}: {shown} from {source}", file=out, flush=True)
         try:
-            result = api.run(workspace, config=record.config, force=True, quiet=as_json,
-                             command="reproduce")
+            result = api.run(session.for_project(workspace), config=config, force=True,
+                             quiet=as_json, command="reproduce")
         except conveyor.ConveyorError as exc:
             error = type(exc)(f"reproducing run {record.id}: {exc.message}", hint=exc.hint)
             error.exit_code = exc.exit_code
@@ -67,6 +69,35 @@ def reproduce(project_dir: Path, run_id: str, project: Any, settings: Any, *, ke
         if not keep:
             shutil.rmtree(workspace, ignore_errors=True)
     return report(record, result, sources, warnings, workspace if keep else None, as_json)
+
+
+def recorded_plugins(session: Any, record: Any) -> tuple[dict[str, Any], list[str]]:
+    """The run's config with the plugins it ran with: a plugin installed since is switched off
+    (`plugins.disable`) so that it cannot change the result; what differs is said (a plugin
+    the run used that is missing now, or at another version)."""
+    if not record.plugins:  # recorded before runs recorded their plugins
+        return record.config, []
+    now = {info.name: info for info in session.host.installed}
+    then = {name: p for name, p in record.plugins.items() if p.get("origin") == "entry point"}
+    said = []
+    missing = sorted(set(then) - set(now))
+    if missing:
+        said.append(f"plugins run {record.id} used are not installed now: "
+                    + ", ".join(f"{n} ({then[n]['distribution']} {then[n]['version']})"
+                                for n in missing))
+    changed = sorted(n for n in set(then) & set(now) if then[n]["version"] != now[n].version)
+    if changed:
+        said.append(f"plugin versions differ from run {record.id}'s: "
+                    + ", ".join(f"{n} {then[n]['version']} → {now[n].version}" for n in changed))
+    added = sorted(set(now) - set(then))
+    config = record.config
+    if added:
+        said.append(f"switched off for the reproduction, as run {record.id} ran without them: "
+                    + ", ".join(added))
+        section = dict(config.get("plugins") or {})
+        section["disable"] = [*(section.get("disable") or []), *added]
+        config = {**config, "plugins": section}
+    return config, said
 
 
 def code_warnings(project_dir: Path, record: Any) -> list[str]:

@@ -48,10 +48,11 @@ def conveyor_drift_detectors(register: Callable[[conveyor.DriftDetector], None])
 
 
 @conveyor.hookimpl
-def conveyor_alert(alert: Any, project_dir: Path) -> None:
-    from conveyor_monitor.alerts import _settings, log_alert, webhook_alert
+def conveyor_alert(alert: Any, project_dir: Path, config: Any) -> None:
+    from conveyor_monitor.alerts import log_alert, webhook_alert
+    from conveyor_monitor.settings import settings_from
 
-    settings = _settings(project_dir)
+    settings = settings_from(config)
     log_alert(alert, project_dir, settings)
     webhook_alert(alert, project_dir, settings)
 
@@ -64,14 +65,11 @@ def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> No
 
 
 @conveyor.hookimpl
-def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
-                           model: str | None, quiet: bool, host: Any) -> Any:
+def conveyor_monitor_batch(data: Path, labels: Path | None, model: str | None, quiet: bool,
+                           session: Any) -> Any:
     """`conveyor monitor --data DATA` as a call: the recorded batch (any status)."""
-    from types import SimpleNamespace
-
     from conveyor_monitor.check import Request, check_batch
 
-    app = SimpleNamespace(project_dir=Path(project_dir), host=host)
-    outcome = check_batch(app, Request(data=Path(data), labels=labels, model=model, quiet=quiet))
+    outcome = check_batch(session, Request(data=Path(data), labels=labels, model=model, quiet=quiet))
     return outcome.record
 

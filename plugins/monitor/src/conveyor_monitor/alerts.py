@@ -1,8 +1,8 @@
 """The built-in alert deliveries: a log line, and a JSON POST to `monitor.alerts.webhook.url`.
 
-Both read the project's `monitor` section when an alert arrives. A webhook that is slow, down
-or answers with an error raises, so `conveyor.alerts.fire` names it in a warning; the command
-that fired the alert carries on.
+Both read the `monitor` section of the config the alert comes with (the firing command's). A
+webhook that is slow, down or answers with an error raises, so `conveyor.alerts.fire` names it
+in a warning; the command that fired the alert carries on.
 """
 
 from __future__ import annotations
@@ -18,16 +18,7 @@ from typing import Any
 logger = logging.getLogger("conveyor.alerts")
 
 
-def _settings(project_dir: Path) -> Any:
-    from conveyor import api
-
-    from conveyor_monitor.settings import settings_from
-
-    return settings_from(api.load_config(project_dir).data)
-
-
-def log_alert(alert: Any, project_dir: Path, settings: Any = None) -> None:
-    settings = settings or _settings(project_dir)
+def log_alert(alert: Any, project_dir: Path, settings: Any) -> None:
     if not settings.alerts.log:
         return
     line = f"alert [{alert.kind}, {alert.severity}] {alert.message}"
@@ -37,8 +28,7 @@ def log_alert(alert: Any, project_dir: Path, settings: Any = None) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def webhook_alert(alert: Any, project_dir: Path, settings: Any = None) -> None:
-    settings = settings or _settings(project_dir)
+def webhook_alert(alert: Any, project_dir: Path, settings: Any) -> None:
     hook = settings.alerts.webhook
     if not hook.url:
         return

@@ -20,7 +20,7 @@ from typing import Any
 
 import conveyor
 from conveyor import DriftResult, api
-from conveyor.gate import failing
+from conveyor.gate import ConditionResult, failing
 from conveyor.names import path_part
 from conveyor.store import open_store, sha256_file
 from conveyor.validation import validate_frame
@@ -137,10 +137,11 @@ def model_features(model: Any, reference: Any, target: str | None, id_column: st
     return [c for c in reference.columns if c not in (target, id_column)]
 
 
-def reference_frame(project_dir: Path, loaded: Any) -> tuple[Any, str]:
+def reference_frame(session: Any, loaded: Any) -> tuple[Any, str]:
     """The model's training split as the run stored it, else its whole `data.source`."""
+    project_dir = session.project_dir
     try:
-        return api.load_output(project_dir, loaded.run_id, "train"), \
+        return api.load_output(session, loaded.run_id, "train"), \
             f"run {loaded.run_id}, output 'train'"
     except conveyor.UsageError:
         pass
@@ -176,15 +177,16 @@ def predictions(model: Any, frame: Any) -> dict[str, Any]:
     return {PREDICTION: pd.Series(np.asarray(model.predict(frame), dtype=np.float64))}
 
 
-def get_profile(project_dir: Path, loaded: Any, settings: MonitorConfig, target: str | None,
+def get_profile(session: Any, loaded: Any, settings: MonitorConfig, target: str | None,
                 id_column: str | None, request: Request) -> prof.Profile:
+    project_dir = session.project_dir
     key = prof.profile_key(loaded.sha256, settings)
     path = prof.profile_path(project_dir, loaded.name, loaded.number, key)
     stored = prof.load(path)
     if stored is not None:
         return stored
     started = time.perf_counter()
-    reference, source = reference_frame(project_dir, loaded)
+    reference, source = reference_frame(session, loaded)
     features = model_features(loaded.model, reference, target, id_column)
     missing = [f for f in features if f not in reference.columns]
     if missing:
@@ -194,7 +196,7 @@ def get_profile(project_dir: Path, loaded: Any, settings: MonitorConfig, target:
     # Predictions on the rows a model learnt from are more confident than on new rows: their
     # reference is the held-out test split, when the run stored one.
     try:
-        held_out = api.load_output(project_dir, loaded.run_id, "test")
+        held_out = api.load_output(session, loaded.run_id, "test")
     except conveyor.UsageError:
         held_out = reference
     if any(f not in held_out.columns for f in features):
@@ -488,11 +490,11 @@ def judge_quality(batch: Batch, quality: Quality, settings: MonitorConfig
 
 def check_batch(app: Any, request: Request) -> Outcome:
     project_dir = app.project_dir
-    config = api.load_config(project_dir).data
+    config = api.load_config(app).data
     settings = settings_from(config)
     chosen = methods(app.host, settings)
     name, version = parse_model(request.model)
-    loaded = api.load_model(project_dir, name, version=version)
+    loaded = api.load_model(app, name, version=version)
     run_data = loaded.config.get("data") or {}
     data = config.get("data") or {}
     target = data.get("target") or run_data.get("target")
@@ -504,7 +506,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
     metrics = list((config.get("evaluate") or {}).get("metrics") or [])
     conditions = performance_conditions(settings)
     labels = load_labels(request.labels, id_column, target) if request.labels else None
-    profile = get_profile(project_dir, loaded, settings, target, id_column, request)
+    profile = get_profile(app, loaded, settings, target, id_column, request)
     features = list(profile.features)
     dtypes = _reference_dtypes(profile)
     batch = open_batch(project_dir, request, loaded.name, profile, dtypes, settings)
@@ -538,7 +540,8 @@ def check_batch(app: Any, request: Request) -> Outcome:
                 quality.unseen(feature, entry.unseen)
     result = assess(app.host, counter, profile, chosen, settings, quality.checked_rows, invalid)
     perf, perf_problem = performance(loaded, labelled_x, labelled_y, metrics)
-    breached, perf_reasons = judge_performance(conditions, perf, loaded)
+    breached, perf_results = judge_performance(conditions, perf, loaded)
+    perf_reasons = [result.message for result in perf_results]  # as stored and shown
     problem = ""
     labelled_rows = sum(len(y) for y in labelled_y)
     if labels is not None and invalid is None and rows and not labelled_rows:
@@ -547,7 +550,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
     status = result["status"]
     if status == "ok" and breached:
         status = "drift"
-    message = summary_line(result, status, breached, perf_reasons, rows) + \
+    message = summary_line(result, status, breached, perf_results, rows) + \
         quality_note(quality, invalid)
     quality_figures = quality.as_dict(settings.max_invalid_share)
     from conveyor_monitor.report import write_reports
@@ -607,7 +610,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
     from conveyor.alerts import fire
 
     for alert in alerts:
-        failures += fire(app.host, alert, project_dir=project_dir)
+        failures += fire(app, alert)
     code = EXIT_OK if status in ("ok", "insufficient") else EXIT_FAILED
     if problem:
         code = EXIT_USAGE
@@ -782,22 +785,25 @@ def performance(loaded: Any, xs: list[Any], ys: list[Any], metrics: list[str]
 
 
 def judge_performance(conditions: dict[str, Any], perf: dict[str, float], loaded: Any
-                      ) -> tuple[bool, list[str]]:
+                      ) -> tuple[bool, list[ConditionResult]]:
     if not perf:
         return False, []
-    breached, reasons = False, []
+    breached, results = False, []
     for metric, condition in conditions.items():
         if metric not in perf:
-            reasons.append(f"{metric}: not computed (add it to evaluate.metrics)")
+            results.append(ConditionResult(
+                metric=metric, op=condition.op, met=False, closed=True,
+                condition=condition.text,
+                message=f"{metric}: not computed (add it to evaluate.metrics)"))
             continue
-        ok, why = condition.check(metric, perf[metric], loaded.version.metrics.get(metric))
-        breached |= not ok
-        reasons.append(why)
-    return breached, reasons
+        checked = condition.result(metric, perf[metric], loaded.version.metrics.get(metric))
+        breached |= not checked.met
+        results.append(checked)
+    return breached, results
 
 
-def summary_line(result: dict[str, Any], status: str, breached: bool, reasons: list[str],
-                 rows: int) -> str:
+def summary_line(result: dict[str, Any], status: str, breached: bool,
+                 reasons: list[ConditionResult] | list[str], rows: int) -> str:
     if status == "invalid":
         return f"invalid batch: {result['reason']}"
     if result["status"] == "insufficient":

@@ -1,4 +1,5 @@
-"""Reading batches in chunks (CSV, TSV, Parquet through pyarrow) and the serving prediction log.
+"""Reading batches in chunks (CSV, TSV, Parquet through `conveyor.tables`) and the serving
+prediction log.
 
 Only one chunk is in memory at a time. CSV columns the reference knows are read with the
 reference's types, so a chunk's type never depends on which rows happen to be in it. A value
@@ -11,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import conveyor
-
-SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
-CSV_BLOCK = 8 << 20  # bytes per CSV block: ~20-100k rows of a typical table
+from conveyor import tables
+from conveyor.tables import SUFFIXES
 
 
 class BadBatch(Exception):
@@ -66,28 +65,14 @@ def read_chunks(path: Path, *, chunk_rows: int, types: dict[str, Any] | None = N
     """The file as pandas DataFrames of at most about `chunk_rows` rows each."""
     import pyarrow as pa
 
-    suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            # pre_buffer would read ahead whole column chunks (2.3 GiB RSS at 10M rows x 20
-            # columns); without it memory stays at about one chunk.
-            handle = pq.ParquetFile(path, pre_buffer=False)
-            pool = pa.default_memory_pool()
-            for batch in handle.iter_batches(batch_size=chunk_rows):
+        if tables.is_parquet(path):
+            for batch in tables.parquet_batches(path, chunk_rows=chunk_rows):
                 yield batch.to_pandas()
-                pool.release_unused()  # hand freed chunks back to the OS as we go
             return
-        import pyarrow.csv as csv
-
         if path.stat().st_size == 0:
             raise BadBatch(f"{path.name} is empty: not even a header line")
-        reader = csv.open_csv(
-            path, read_options=csv.ReadOptions(block_size=CSV_BLOCK),
-            parse_options=csv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ","),
-            convert_options=csv.ConvertOptions(column_types=types or {},
-                                               strings_can_be_null=True))
+        reader = tables.open_csv(path, column_types=types)
         for batch in reader:
             for start in range(0, batch.num_rows, chunk_rows):
                 yield batch.slice(start, chunk_rows).to_pandas()
@@ -106,28 +91,15 @@ def _arrow_message(exc: Exception) -> str:
 
 
 def read_table(path: Path) -> Any:
-    """A small table (labels) read whole."""
-    import pandas as pd
-
+    """A small table (labels) read whole (`conveyor.tables.read_table`)."""
     check_file(path, "--labels")
-    suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        return tables.read_table(path)
     except Exception as exc:
         raise conveyor.UsageError(f"--labels {path}: cannot be read: {exc}") from exc
 
 
 # --- the serving prediction log -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LogSlice:
-    model: str
-    parts: list[Path]
-    since: Any  # the newest timestamp of the previous slice (exclusive), or None
-    digest: str
 
 
 def prediction_log_dir(project_dir: Path, model: str) -> Path:
@@ -137,7 +109,7 @@ def prediction_log_dir(project_dir: Path, model: str) -> Path:
 
 
 def read_prediction_log(project_dir: Path, model: str, *, since: Any = None,
-                        chunk_rows: int = 100000) -> Iterator[Any]:
+                        chunk_rows: int) -> Iterator[Any]:
     """The serving prediction log of `model` (`conveyor.predictions`), rows strictly newer
     than `since` (the newest timestamp the previous `--from-log` check saw), in time order."""
     import pandas as pd

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor.tables import read_table  # the way `sklearn.load` reads: the same types
 
 MAX_CATEGORIES = 20  # text columns with at most this many distinct values get an `isin`
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -35,20 +36,6 @@ HARD = """\
 # The ranges (ge/le) and categories (isin) are what that file happened to contain, written as
 # hard checks (--strict): a value outside them fails validation. Edit them; or write
 # `ge: {{min_value: 0, raise_warning: true}}` for an expectation, counted but never refused."""
-
-
-def read_table(path: Path) -> Any:
-    """Read data the way `sklearn.load` does, so the schema sees the same types."""
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    sep = "\t" if suffix == ".tsv" else ","
-    try:
-        return pd.read_csv(path, engine="pyarrow", sep=sep)
-    except Exception:
-        return pd.read_csv(path, sep=sep)
 
 
 def infer_yaml(frame: Any, *, source: str, target: str | None = None,

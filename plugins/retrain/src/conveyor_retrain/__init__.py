@@ -107,9 +107,8 @@ def _retrain(args: argparse.Namespace, app: Any) -> int:
                       f"{d.reasons[-1] if d.reasons else ''}")
         return 0
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    decision = retrain.apply(app.project_dir, host=app.host, force=args.force, log=log,
-                             quiet=args.json)
-    watch.announce(app.host, decision, app.project_dir)
+    decision = retrain.apply(app, force=args.force, log=log, quiet=args.json)
+    watch.announce(app, decision)
     if args.json:
         print(json.dumps(decision.as_dict(), indent=2, default=str))
     else:
@@ -123,7 +122,7 @@ def _watch(args: argparse.Namespace, app: Any) -> int:
     from conveyor_retrain import watch
 
     inbox = args.inbox if args.inbox.is_absolute() else Path.cwd() / args.inbox
-    handled = watch.watch(app.project_dir, app.host, inbox.resolve(),
+    handled = watch.watch(app, inbox.resolve(),
                           every=watch.parse_every(args.every), once=args.once,
                           log=(lambda line: print(line, file=sys.stderr)) if args.json else print)
     if args.json:

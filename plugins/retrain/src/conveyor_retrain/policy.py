@@ -116,7 +116,11 @@ def breaches(batch: Any, conditions: dict[str, Condition], mode: str,
                 notes.append(f"{key}: v{version}, which the batch was checked against, "
                              "recorded no validation score to compare with")
                 continue
-        ok, text = condition.check(key, float(value), reference)
+        # The direction (is higher better?) follows the metric's own name, not the key's
+        # ("metrics.neg_log_loss" reads as a loss); the line still names the key.
+        metric = key.removeprefix("metrics.")
+        ok, text = condition.check(metric, float(value), reference)
+        text = key + text[len(metric):]
         held.append(ok)
         notes.append(text.replace("meets", "breaches").replace("misses", "within"))
     hit = any(held) if mode == "any" else bool(held) and all(held)

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConfigError, ConveyorError, UsageError, api
-from conveyor.gate import failing, parse_condition, shortfall_after
+from conveyor import ConfigError, ConveyorError, UsageError, api, promotion
+from conveyor.gate import failing, gate_results, parse_condition, shortfall_after
 from conveyor.store import AliasMoved, Registry, open_store
+from conveyor.tables import read_table
 
 from conveyor_retrain import locks, policy
 from conveyor_retrain.records import RetrainDecision, RetrainDecisions
@@ -36,22 +37,23 @@ class Window:
     notes: list[str] = field(default_factory=list)
 
 
-def apply(project_dir: Path, *, host: Any, force: bool = False, trigger: str | None = None,
+def apply(session: Any, *, force: bool = False, trigger: str | None = None,
           log: Callable[[str], None] = print, quiet: bool = True) -> RetrainDecision:
-    """Apply the project's `retrain` policy once and return the recorded decision."""
-    project_dir = Path(project_dir).resolve()
-    config, settings = check_policy(project_dir)  # a bad policy: nothing is recorded
+    """Apply the project's `retrain` policy once, in the command's `conveyor.Session` (its
+    plugins, config and store), and return the recorded decision."""
+    config, settings = check_policy(session)  # a bad policy: nothing is recorded
     # Read the batches and decisions, act, record: never interleaved with another process
     # deciding for the same model (a second watcher, a retrain by hand).
-    with locks.decision_lock(project_dir, settings.model_name, log=log):
-        return _apply(project_dir, host, config, settings, force=force, trigger=trigger,
+    with locks.decision_lock(session.project_dir, settings.model_name, log=log):
+        return _apply(session, config, settings, force=force, trigger=trigger,
                       log=log, quiet=quiet)
 
 
-def _apply(project_dir: Path, host: Any, config: dict, settings: RetrainConfig, *, force: bool,
+def _apply(session: Any, config: dict, settings: RetrainConfig, *, force: bool,
            trigger: str | None, log: Callable[[str], None], quiet: bool) -> RetrainDecision:
     from conveyor_monitor.records import Monitoring
 
+    project_dir = session.project_dir
     name = settings.model_name
     store = open_store(project_dir)
     try:
@@ -92,7 +94,7 @@ def _apply(project_dir: Path, host: Any, config: dict, settings: RetrainConfig, 
                                     champion_version=champion.version if champion else None)
     finally:
         store.close()
-    return _retrain(project_dir, host, config, settings, decision_id, verdict.reasons,
+    return _retrain(session, config, settings, decision_id, verdict.reasons,
                     batches, champion, log, quiet, change=change)
 
 
@@ -112,10 +114,10 @@ def _newest_window_batch(decision: Any, batches: list[Any]) -> float:
     return max(times) if times else 0.0
 
 
-def check_policy(project_dir: Path) -> tuple[dict, RetrainConfig]:
-    """The project's resolved config and its `retrain` policy, checked: a ConfigError naming
+def check_policy(session: Any) -> tuple[dict, RetrainConfig]:
+    """The session's resolved config and its `retrain` policy, checked: a ConfigError naming
     the key for a condition that does not parse or a metric that is not computed."""
-    config = api.load_config(Path(project_dir).resolve()).data
+    config = api.load_config(session).data
     settings = settings_from(config)
     policy.parse_when(settings)
     check_metrics(settings, config)
@@ -129,7 +131,7 @@ def check_metrics(settings: RetrainConfig, config: dict) -> None:
 
     from conveyor_retrain.settings import flatten
 
-    computed = list((config.get("evaluate") or {}).get("metrics") or [])
+    computed = list(config["evaluate"]["metrics"])
     known = set(get_scorer_names())
     checks = [(f"retrain.promote_if.{m}", m, computed or sorted(known))
               for m in settings.promote_if]
@@ -157,10 +159,11 @@ def check_metrics(settings: RetrainConfig, config: dict) -> None:
                               hint="drop 'at L%' here; promote_if can ask for it")
 
 
-def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig,
+def _retrain(session: Any, config: dict, settings: RetrainConfig,
              decision_id: str, reasons: list[str], batches: list[Any], champion: Any,
              log: Callable[[str], None], quiet: bool, *,
              change: policy.Change | None = None) -> RetrainDecision:
+    project_dir, host = session.project_dir, session.host
     name = settings.model_name
     champion_version = champion.version if champion else None
 
@@ -189,14 +192,14 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
                "holdout_rows": len(window.holdout), "notes": window.notes}
     log(f"retrain: training a challenger on {rows:,} rows ({', '.join(window.files)})")
     try:
-        result = api.run(project_dir, overrides=[f"data.source={relative}",
-                                                 "registry.promote_on_gate=false"],
+        result = api.run(session, overrides=[f"data.source={relative}",
+                                             "registry.promote_on_gate=false"],
                          force=True, quiet=quiet, command="retrain")
     except ConveyorError as exc:
         return finish("blocked", f"the challenger could not be trained: {exc.message}",
                       details=details)
     if result.status != "completed":
-        error = api.get_run(project_dir, result.run_id).error or result.status
+        error = api.get_run(session, result.run_id).error or result.status
         return finish("blocked", f"the challenger's training run {result.run_id} {result.status}:"
                                  f" {error}", run_id=result.run_id, details=details)
     store = open_store(project_dir)
@@ -214,14 +217,19 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     fields: dict[str, Any] = {"run_id": result.run_id, "challenger_version": challenger.version,
                               "details": details}
     if challenger.decision != "passed":
-        failed = failing(challenger.gate.get("reasons", [])) or ["gate"]
+        failed = failing(gate_results(challenger.gate)) or ["gate"]
         gate_comparison = challenger.comparison()  # the gate's own comparison with the champion
         if gate_comparison:
             fields["metrics"] = {"comparison": gate_comparison}
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
-    metrics, comparison, better = compare(project_dir, config, settings, champion, challenger,
-                                          window.holdout, target)
+    try:
+        metrics, comparison, better = compare(session, config, settings, champion,
+                                              challenger, window.holdout, target)
+    except Exception as exc:  # the decision must not stay "running"
+        message = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+        return finish("blocked", f"challenger v{challenger.version} could not be compared with "
+                                 f"the champion on the hold-out: {message}", **fields)
     fields["metrics"] = metrics
     if not better:
         return finish("kept", f"challenger v{challenger.version} stays challenger: "
@@ -233,8 +241,8 @@ def _retrain(project_dir: Path, host: Any, config: dict, settings: RetrainConfig
     try:
         try:
             registry = Registry(store)
-            registry.set_alias(name, "champion", challenger.version, action="retrain",
-                               actor="conveyor-retrain", reason=reason, expect=champion_version)
+            promotion.over(registry, name, challenger.version, champion_version,
+                           action="retrain", actor="conveyor-retrain", reason=reason)
             if "shortfall" in metrics:
                 # What this champion gave up since the best recent one, on the hold-out.
                 registry.annotate(name, challenger.version, shortfall=metrics["shortfall"],
@@ -315,7 +323,7 @@ def _without_rows_set_aside(host: Any, project_dir: Path, config: dict, frame: A
     return report.valid_part(frame).reset_index(drop=True), len(report.invalid_rows)
 
 
-def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
+def compare(session: Any, config: dict, settings: RetrainConfig, champion: Any,
             challenger: Any, holdout: Any, target: str) -> tuple[dict, list[str], bool]:
     """Score both models on the same hold-out rows (those the champion never trained on);
     does the challenger clear `promote_if`? The metrics record carries the paired difference
@@ -324,11 +332,10 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     from sklearn.metrics import get_scorer
 
     rules = dict(settings.promote_if) or {_primary(config): "+0"}
-    evaluate = config.get("evaluate") or {}
-    names = list(dict.fromkeys([*rules, *evaluate.get("metrics", [])]))
+    names = list(dict.fromkeys([*rules, *config["evaluate"]["metrics"]]))
     # scikit-learn's scorers apply their sign (errors become neg_*): higher is always better
     directions = dict.fromkeys(names, "higher")
-    challenger_loaded = api.load_model(project_dir, settings.model_name,
+    challenger_loaded = api.load_model(session, settings.model_name,
                                        version=challenger.version)
     challenger_model = challenger_loaded.model
     rows = challenger_loaded.transform(holdout)  # its own inference path, on raw rows
@@ -338,7 +345,7 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
         for metric in names}, "directions": directions}
     if champion is None:
         return metrics, ["no champion to compare with"], True
-    comparison = _paired(project_dir, config, settings, champion, challenger_loaded, holdout,
+    comparison = _paired(session, config, settings, champion, challenger_loaded, holdout,
                          target, names, get_scorer)
     if not comparison.unavailable:
         metrics["champion"] = dict(comparison.champion)
@@ -359,7 +366,7 @@ def compare(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     return metrics, lines, better
 
 
-def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: Any,
+def _paired(session: Any, config: dict, settings: RetrainConfig, champion: Any,
             challenger_loaded: Any, holdout: Any, target: str, names: list[str],
             get_scorer: Any) -> Any:
     """The champion and the challenger on the hold-out rows the champion never trained on,
@@ -367,12 +374,12 @@ def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
     from conveyor.gate import Comparison
     from conveyor.uncertainty import paired_scores
 
-    evaluate = config.get("evaluate") or {}
+    evaluate = config["evaluate"]  # the resolved config (check_policy): the schema's defaults
     label = f"champion v{champion.version}"
     base = {"version": champion.version, "shortfall": champion.gate.get("shortfall") or {}}
     challenger_model = challenger_loaded.model
     try:
-        champion_loaded = api.load_model(project_dir, settings.model_name,
+        champion_loaded = api.load_model(session, settings.model_name,
                                          version=champion.version)
         champion_model = champion_loaded.model
     except ConveyorError as exc:
@@ -383,12 +390,12 @@ def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
         if champion.gate.get("training_rows"):
             from conveyor.fingerprints import unseen
 
-            known = api.load_output(project_dir, champion.run_id, "training_rows")["fingerprint"]
+            known = api.load_output(session, champion.run_id, "training_rows")["fingerprint"]
             columns = [*_features(champion_model, champion_view, target, config), target]
             keep = unseen(champion_view, columns, known.to_numpy())
             rows = holdout[keep].reset_index(drop=True)
             champion_view = champion_view[keep].reset_index(drop=True)
-        minimum = int(evaluate.get("champion_min_rows", 100))
+        minimum = int(evaluate["champion_min_rows"])
         if len(rows) < minimum:
             return Comparison(**base, rows=len(rows), unavailable=(
                 f"only {len(rows):,} of the {len(holdout):,} hold-out rows are rows {label} "
@@ -403,8 +410,8 @@ def _paired(project_dir: Path, config: dict, settings: RetrainConfig, champion: 
         paired = paired_scores(
             champion_model, challenger_model, rows,
             lambda model: _features(model, rows, target, config), target, names,
-            get_scorer=get_scorer, resamples=int(evaluate.get("bootstrap", 1000)),
-            seed=int(config.get("seed", 0)), inputs=inputs)
+            get_scorer=get_scorer, resamples=int(evaluate["bootstrap"]),
+            seed=int(config["seed"]), inputs=inputs)
     except (ConveyorError, ValueError, KeyError) as exc:
         message = exc.message if isinstance(exc, ConveyorError) else str(exc)
         return Comparison(**base, rows=len(rows),
@@ -418,13 +425,13 @@ def _features(model: Any, frame: Any, target: str, config: dict) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         return list(names)
-    id_column = config["data"].get("id_column")
+    id_column = config["data"]["id_column"]
     return [c for c in frame.columns if c not in (target, id_column)]
 
 
 def _primary(config: dict) -> str:
-    evaluate = config.get("evaluate") or {}
-    primary = evaluate.get("primary") or next(iter(evaluate.get("metrics") or []), None)
+    evaluate = config["evaluate"]
+    primary = evaluate["primary"] or next(iter(evaluate["metrics"]), None)
     if primary is None:
         raise UsageError("retrain.promote_if is empty and the project names no metric",
                          hint="set retrain.promote_if, e.g. {accuracy: '+0.005'}")
@@ -437,14 +444,6 @@ def _batch_file(project_dir: Path, source: str) -> Path | None:
     path = Path(source)
     path = path if path.is_absolute() else project_dir / path
     return path if path.is_file() else None
-
-
-def read_table(path: Path) -> Any:
-    import pandas as pd
-
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
 
 
 def write_csv(frame: Any, path: Path) -> Path:

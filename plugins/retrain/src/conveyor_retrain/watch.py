@@ -97,12 +97,13 @@ def pending(inbox: Path, state: WatchState, *, settle: float = SETTLE_SECONDS
     return found
 
 
-def process(project_dir: Path, host: Any, path: Path, sha: str, state: WatchState,
+def process(session: Any, path: Path, sha: str, state: WatchState,
             log: Callable[[str], None]) -> dict[str, Any]:
     """Monitor one batch file, then apply the retraining policy; record both in the state."""
     from conveyor.store import open_store
     from conveyor_monitor.records import Monitoring
 
+    project_dir = session.project_dir
     name = _display(path, project_dir)
     state.mark(sha, file=name, status="started", stamp=stamp(path))
     store = open_store(project_dir)
@@ -114,9 +115,9 @@ def process(project_dir: Path, host: Any, path: Path, sha: str, state: WatchStat
         batch = earlier[-1]
         log(f"watch: {name}: monitored before the restart (batch {batch.id}), not again")
     else:
-        batch, _ = host.call_first("conveyor_monitor_batch", project_dir=project_dir,
-                                        data=path, labels=None, model=None, quiet=True,
-                                     host=host)
+        batch, _ = session.host.call_first("conveyor_monitor_batch", project_dir=project_dir,
+                                           data=path, labels=None, model=None, quiet=True,
+                                           host=session.host, session=session)
         if batch is None:
             raise UsageError("no installed plugin monitors batches (conveyor_monitor_batch)",
                              hint="pip install conveyor-monitor")
@@ -125,19 +126,22 @@ def process(project_dir: Path, host: Any, path: Path, sha: str, state: WatchStat
         + "".join(f", {k} {v:.3f}" for k, v in sorted(batch.performance.items()))
         + (f" ({batch.message})" if batch.message and batch.status != "ok" else ""))
     state.mark(sha, batch=batch.id, batch_status=batch.status)
-    decision = retrain.apply(project_dir, host=host, trigger=batch.id, log=log)
-    announce(host, decision, project_dir)
+    decision = retrain.apply(session, trigger=batch.id, log=log)
+    announce(session, decision)
     log(f"watch: {name}: retrain {decision.outcome}: {decision.reasons[-1] if decision.reasons else ''}")
     state.mark(sha, status="done", decision=decision.id, outcome=decision.outcome)
     return {"file": name, "batch": batch.id, "status": batch.status, "decision": decision.id,
             "outcome": decision.outcome}
 
 
-def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool,
+def watch(session: Any, inbox: Path, *, every: float, once: bool,
           log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Monitor every batch file arriving in `inbox` and apply the retraining policy after
+    each, in the command's `conveyor.Session`, until interrupted (or once, with `once`)."""
+    project_dir = session.project_dir
     if not inbox.is_dir():
         raise UsageError(f"the inbox {inbox} is not a folder", hint="create it, or pass --inbox")
-    retrain.check_policy(project_dir)  # a bad policy stops here (exit 2), not at every batch
+    retrain.check_policy(session)  # a bad policy stops here (exit 2), not at every batch
     state = WatchState(project_dir)
     handled: list[dict[str, Any]] = []
     log(f"watch: {_display(inbox, project_dir)} every {every:g}s" + (" (once)" if once else "")
@@ -151,7 +155,7 @@ def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool
                 if state.status(sha) in ("done", "failed"):
                     continue
                 try:
-                    handled.append(process(project_dir, host, path, sha, state, log))
+                    handled.append(process(session, path, sha, state, log))
                 except ConfigError:
                     # The project is broken (its schema does not parse, say), not the batch:
                     # stop (exit 2) and leave the file to be taken up once the config is fixed.
@@ -167,23 +171,23 @@ def watch(project_dir: Path, host: Any, inbox: Path, *, every: float, once: bool
         time.sleep(every)
 
 
-def announce(host: Any, decision: Any, project_dir: Path) -> None:
+def announce(session: Any, decision: Any) -> None:
     """Tell people through `conveyor_alert`: every decision, and promotions on their own."""
     from conveyor.alerts import Alert, fire
 
     model = f"{decision.model_name}:{decision.challenger_version or decision.champion_version}"
     details = decision.as_dict()
     if decision.outcome != "no_action":
-        fire(host, Alert(kind="retrain_decision",
+        fire(session, Alert(kind="retrain_decision",
                          severity="warning" if decision.outcome in ("blocked", "skipped") else "info",
                          message=f"retrain {decision.outcome}: " + (decision.reasons[-1]
                                                                     if decision.reasons else ""),
-                         model=model, details=details), project_dir=project_dir)
+                         model=model, details=details))
     if decision.outcome == "promoted":
-        fire(host, Alert(kind="promotion", severity="info",
+        fire(session, Alert(kind="promotion", severity="info",
                          message=f"{decision.model_name} v{decision.challenger_version} is the new "
                                  f"champion (was v{decision.champion_version})",
-                         model=model, details=details), project_dir=project_dir)
+                         model=model, details=details))
 
 
 def stamp(path: Path) -> tuple[str, int, int]:

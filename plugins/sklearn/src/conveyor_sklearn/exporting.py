@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
 
     name, version, alias = parse_model_spec(args.model)
     _require_extra()
-    loaded = api.load_model(app.project_dir, name, version=version, alias=alias)
+    loaded = api.load_model(app, name, version=version, alias=alias)
     output = (app.directory / args.output).resolve() if args.output else \
         app.directory / f"{loaded.name}-v{loaded.number}.onnx"
     if not output.parent.is_dir():

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor import tables
 
 DEFAULT_CHUNK_ROWS = 50_000
 PROGRESS_SECONDS = 2.0
@@ -133,9 +134,9 @@ def run(args: argparse.Namespace, app: Any) -> int:
     if not output.parent.is_dir():
         raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
     project_dir = app.project_dir
-    record = api.resolve_model(project_dir, name, version=version, alias=alias)
-    trained = api.get_run(project_dir, record.run_id).config
-    contract = api.model_contract(project_dir, record.name, version=record.version)
+    record = api.resolve_model(app, name, version=version, alias=alias)
+    trained = api.get_run(app, record.run_id).config
+    contract = api.model_contract(app, record.name, version=record.version)
     if contract is not None:  # what the version was validated with, not today's data.schema
         trained = contract.data_config(trained, project_dir)
     data_section = trained.get("data") or {}
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
         "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows,
         "transforms": [] if contract is None else contract.to_dict()["transforms"]}
     config = {**trained, "pipeline": {"predict": settings}}
-    result = api.run(project_dir, config=config, force=True, quiet=False, command="predict",
+    result = api.run(app, config=config, force=True, quiet=False, command="predict",
                      config_from=f"the recorded config of run {record.run_id}, which trained "
                                  f"{record.name} v{record.version}")
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
@@ -305,7 +306,7 @@ def _predictions(model: Any, frame: Any, features: list[str], classes: list[Any]
 
 
 def _row_count(path: Path) -> int | None:
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if tables.is_parquet(path):
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
@@ -316,20 +317,12 @@ def _chunks(path: Path, chunk_rows: int, overrides: Mapping[str, Any]) -> Iterat
     """pyarrow Tables of at most `chunk_rows` rows, read as they are needed."""
     import pyarrow as pa
 
-    if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+    if tables.is_parquet(path):
+        for batch in tables.parquet_batches(path, chunk_rows=chunk_rows):
             yield pa.Table.from_batches([batch])
         return
-    import pyarrow.csv as pacsv
-
-    reader = pacsv.open_csv(
-        path, read_options=pacsv.ReadOptions(block_size=1 << 22),
-        parse_options=pacsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ","),
-        # Empty fields are missing values, as `read_table` (pandas) reads them for training.
-        convert_options=pacsv.ConvertOptions(column_types=dict(overrides),
-                                             strings_can_be_null=True))
+    # Empty fields are missing values, as `read_table` reads them for training.
+    reader = tables.open_csv(path, column_types=overrides, block_size=1 << 22)
     names = reader.schema.names
     pending: list[Any] = []
     held = 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor.tables import read_table
 
 from conveyor_sklearn import settings as s
 
@@ -45,19 +45,6 @@ def _check_load(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None
     if path.suffix.lower() not in (".csv", ".parquet", ".pq", ".tsv"):
         raise conveyor.ConfigError(f"data.source {source}: unsupported file type "
                                    f"'{path.suffix}'", hint="use .csv, .tsv or .parquet")
-
-
-def read_table(path: Path) -> Any:
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    try:
-        return pd.read_csv(path, engine="pyarrow", sep="\t" if suffix == ".tsv" else ",")
-    except Exception:
-        # pyarrow's reader is fast but strict; pandas' own parser copes with ragged files.
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
 
 
 def _load(ctx: conveyor.StageContext) -> Mapping[str, Any]:
@@ -277,28 +264,31 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     metrics = list(ctx.settings["metrics"]) or default_metrics(model, test[target])
     overall = score(model, test, target, metrics)
     ctx.log_metrics(overall)
-    result: dict[str, Any] = {"overall": overall, "metrics": metrics, "rows": len(test),
-                              "directions": directions(metrics),
-                              "champion": None, "champion_version": None, "slices": {}}
     champion = ctx.registry.alias(ctx.settings["model_name"])
-    if champion is not None:
-        result["champion_version"] = champion.version  # promotion is only over this one
-        result["comparison"] = _compare(ctx, champion, model, test, target, metrics)
-        result["champion"] = result["comparison"].get("champion")
+    comparison = None
+    if champion is not None:  # promotion is only over this one
+        comparison = conveyor.ChampionComparison.from_dict(
+            _compare(ctx, champion, model, test, target, metrics))
+    slices: dict[str, dict[str, float]] = {}
     column = ctx.settings.get("slice_column")
+    if column and column not in test.columns:
+        ctx.log(f"evaluate.slices.column '{column}' is not in the data: no slice metrics")
+        column = None
     if column:
-        if column not in test.columns:
-            ctx.log(f"evaluate.slices.column '{column}' is not in the data: no slice metrics")
-        else:
-            result["slice_column"] = column
-            for value, part in test.groupby(column, dropna=False):
-                if len(part) < ctx.settings["slice_min_rows"] or part[target].nunique() < 2:
-                    continue
-                try:
-                    result["slices"][str(value)] = score(model, part, target, metrics)
-                except ValueError as exc:
-                    ctx.log(f"slice {column}={value}: {exc}")
-    return {"metrics": result}
+        for value, part in test.groupby(column, dropna=False):
+            if len(part) < ctx.settings["slice_min_rows"] or part[target].nunique() < 2:
+                continue
+            try:
+                slices[str(value)] = score(model, part, target, metrics)
+            except ValueError as exc:
+                ctx.log(f"slice {column}={value}: {exc}")
+    result = conveyor.EvaluationResult(
+        overall=overall, metrics=tuple(metrics), rows=len(test),
+        directions=directions(metrics),
+        champion=(comparison.champion or None) if comparison else None,
+        champion_version=champion.version if champion is not None else None,
+        slices=slices, slice_column=column, comparison=comparison)
+    return {"metrics": result.to_dict()}
 
 
 def _compare(ctx: conveyor.StageContext, champion: Any, model: Any, test: Any, target: str,

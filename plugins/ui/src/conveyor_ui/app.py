@@ -130,8 +130,12 @@ class UIState:
 
     def __init__(self, project_dir: Path, *, allow_actions: bool, token: str | None,
                  store: Store | None = None, hosts: set[str] | None = None,
-                 origins: set[str] | None = None) -> None:
+                 origins: set[str] | None = None, session: Any = None) -> None:
+        from conveyor import Session
+
         self.project_dir = project_dir
+        # The UI command's session (its plugins compose the config), or one of its own.
+        self.session = session if session is not None else Session(project_dir)
         self.store = store or open_store(project_dir)
         self.allow_actions = allow_actions
         self.token = token
@@ -149,10 +153,8 @@ class UIState:
         mtime = config_file.stat().st_mtime if config_file.is_file() else 0.0
         with self._config_lock:
             if self._config is None or self._config[0] != mtime:
-                from conveyor import api
-
                 try:
-                    data, problem = api.load_config(self.project_dir).data, None
+                    data, problem = self.session.compose(self.session.overrides).data, None
                 except ConveyorError as exc:
                     data, problem = None, scrub(exc.message)
                 except Exception as exc:  # a broken plugin must not take the UI down
@@ -256,14 +258,15 @@ def _unauthorized() -> Response:
 
 def create_app(project_dir: Path, *, allow_actions: bool = False, token: str | None = None,
                check_host: bool = True, host: str = "127.0.0.1", port: int = 5000,
-               origins: tuple[str, ...] = ()) -> Any:
+               origins: tuple[str, ...] = (), session: Any = None) -> Any:
     """The UI for the project in `project_dir`, an ASGI application served on `host`:`port`.
     `check_host` refuses requests whose Host is not a loopback name with that port (for a
     loopback bind); `token`, when given, is required on every request; `allow_actions` turns on
-    promote and rollback, accepted only from the configured address's origins (and `origins`)."""
+    promote and rollback, accepted only from the configured address's origins (and `origins`).
+    `session` is the `conveyor.Session` whose plugins read the project (default: a new one)."""
     state = UIState(Path(project_dir).resolve(), allow_actions=allow_actions, token=token,
                     hosts=allowed_hosts(host, port),
-                    origins=allowed_origins(host, port, origins))
+                    origins=allowed_origins(host, port, origins), session=session)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
     env.filters.update(when=_when, secs=_secs, num=_num, short=_short)

@@ -71,7 +71,9 @@ def run(args: argparse.Namespace, app: Any) -> int:
 
     web = create_app(project_dir, allow_actions=args.allow_actions, token=args.token,
                      check_host=loopback, host=args.host, port=args.port,
-                     origins=tuple(args.origins))
+                     origins=tuple(args.origins),
+                     session=app if app.has_project and project_dir == app.project_dir
+                     else app.for_project(project_dir))
     shown_host = args.host if loopback else socket.gethostname()
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"

@@ -93,11 +93,6 @@ def change_token(store: Store) -> str:
     return str(store.data_version())
 
 
-def project_name(store: Store) -> str | None:
-    latest = Runs(store).latest()
-    return latest.project if latest else None
-
-
 # --- runs ----------------------------------------------------------------------------------
 
 
