@@ -169,7 +169,7 @@ class Runner:
                 self._unsettle(store, run, [name for name, _ in self._on_success])
             # The status is final now: every plugin is told the truth, and nothing an after-run
             # hook does can change it (its error is a warning naming the plugin).
-            cleanup_errors = self.host.call_each("conveyor_after_run", keep_going=True, run=run,
+            cleanup_errors = self.host.call_each("conveyor_after_run", run=run,
                                                  status=status)
             for problem in cleanup_errors:
                 print(f"warning: {problem}", file=sys.stderr)
@@ -273,7 +273,7 @@ class Runner:
             self._record_stage(store, run, decision, "failed", started, duration, evidence,
                                message, dict(stage_metrics))
             if not isinstance(exc, KeyboardInterrupt):
-                for problem in self.host.call_each("conveyor_on_stage_error", keep_going=True,
+                for problem in self.host.call_each("conveyor_on_stage_error",
                                                    run=run, stage=stage, error=exc):
                     print(f"warning: {problem}", file=sys.stderr)
             if isinstance(exc, ConveyorError | KeyboardInterrupt):
