@@ -335,6 +335,7 @@ class PluginHost:
                 raise PluginError(f"plugin {self.describe(plugin)} registered stage type "
                                   f"'{stage_type.name}' with a row_transform that is not a "
                                   "function (frame, settings) -> frame")
+            self._check_prefix(plugin, stage_type)
             _no_duplicate(found.stage_types, stage_type.name, "stage type", plugin, found, self)
             version = stage_type.version or self.info[plugin].version
             found.stage_types[stage_type.name] = replace(stage_type, version=version)
@@ -403,6 +404,23 @@ class PluginHost:
             getattr(self.pm.hook, hook)(register=_bind(adder))
         found.codecs.sort(key=lambda c: -c.priority)
         return found
+
+    def _check_prefix(self, plugin: str, stage_type: StageType) -> None:
+        """An installed plugin's stage types are named under its prefix: its entry point's
+        name and a dot (``sklearn.train``), ``conveyor.`` for the core. A project's own
+        modules (plugins.local) are not held to one."""
+        info = self.info.get(plugin)
+        if info is None or info.origin == "local module":
+            return
+        prefix = stage_type_prefix(info)
+        if not stage_type.name.startswith(prefix + "."):
+            last = stage_type.name.rsplit(".", 1)[-1]
+            raise PluginError(
+                f"plugin {info.label()} registered stage type '{stage_type.name}', which is not "
+                f"under its prefix '{prefix}.'",
+                hint=f"name it '{prefix}.{last}': a plugin's stage types start with its entry "
+                "point's name",
+            )
 
     # --- the public Host (conveyor.Host) -------------------------------------------------
 
@@ -705,6 +723,11 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def stage_type_prefix(info: PluginInfo) -> str:
+    """The prefix an installed plugin's stage-type names start with (before a dot)."""
+    return "conveyor" if info.origin == "core" else info.name
 
 
 def provider_hint(name: str) -> str | None:

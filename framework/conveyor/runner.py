@@ -446,6 +446,15 @@ class Runner:
 
     def _codecs_for(self, stage: PlannedStage, produced: Mapping[str, Any]) -> dict[str, Any]:
         """The codec for each output to store, chosen before anything is written."""
+        declared = stage.type.outputs
+        undeclared = [name for name in produced if declared and name not in declared]
+        if undeclared:
+            provider = self.host.describe(self.found.provider.get(f"stage:{stage.uses}", "?"))
+            raise PluginError(
+                f"stage '{stage.name}' ({stage.uses}) returned output '{undeclared[0]}', which "
+                f"stage type '{stage.uses}' of plugin {provider} does not declare; it declares: "
+                f"{', '.join(declared)}",
+                hint=f"add '{undeclared[0]}' to the StageType's outputs, or upgrade the plugin")
         chosen = {}
         for name, value in produced.items():
             if name in stage.type.ephemeral_outputs:
