@@ -205,7 +205,21 @@ def test_the_hook_reference_page_is_generated_from_the_hookspecs_and_up_to_date(
     assert len(specs) >= 18
     for name in specs:
         assert f"## `{name}`" in page, f"{name} is missing from docs/reference/hooks.md"
-    assert set(specs) >= conveyor.hookspecs.WRAPPABLE_HOOKS
+    assert set(specs) >= conveyor.hookspecs.CLEANUP_HOOKS
+    # Each hook's result rule is shown, and so are the public argument types.
+    assert page.count("- **Result**: ") + page.count("- **Cleanup**: ") == len(specs)
+    for name in ("conveyor.Stage", "conveyor.RunInfo", "conveyor.Host", "conveyor.PluginInfo"):
+        assert f"### `{name}`" in page
+    # The stage types page: every built-in stage type with its declared outputs.
+    stages = (REPO / "docs" / "reference" / "stage-types.md").read_text()
+    for name in ("conveyor.register", "conveyor.validate", "sklearn.load", "sklearn.train"):
+        assert f"## `{name}`" in stages
+    assert "- `model`: the fitted scikit-learn Pipeline" in stages
+    stale_stages = tmp_path / "stage-types.md"
+    stale_stages.write_text("# Stage types\n")
+    result = subprocess.run([sys.executable, script, "--check", "--stage-types-output",
+                             str(stale_stages)], capture_output=True, text=True)
+    assert result.returncode == 1 and "stage-types.md is stale" in result.stderr
 
 
 def test_plugins_list_names_codecs_and_drift_detectors_with_their_plugin(tmp_path):
@@ -213,6 +227,9 @@ def test_plugins_list_names_codecs_and_drift_detectors_with_their_plugin(tmp_pat
                           capture_output=True, text=True, check=True)
     rows = {row["name"]: row for row in json.loads(done.stdout)}
     assert rows["monitor"]["drift_detectors"] == ["chi2", "js", "ks", "psi"]
+    # Each stage type's documented outputs, by name.
+    assert set(rows["sklearn"]["stage_type_outputs"]["sklearn.split"]) == {"train", "test"}
+    assert "verdict" in rows["conveyor.core"]["stage_type_outputs"]["conveyor.register"]
     assert "skops" in rows["sklearn"]["codecs"] and rows["conveyor.core"]["codecs"] == ["json"]
 
 

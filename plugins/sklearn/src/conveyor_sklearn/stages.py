@@ -349,8 +349,7 @@ STAGE_TYPES = [
     conveyor.StageType("sklearn.load", _load, "load a CSV, Parquet file or bundled dataset",
                        settings_schema=s.LoadSettings, input_files=_source_files,
                        ephemeral_outputs=frozenset({"data"}), check=_check_load,
-                       outputs={"data": "the rows read (a pandas DataFrame; kept in memory, "
-                                        "not stored)"}),
+                       outputs={"data": "the rows read (a pandas DataFrame)"}),
     conveyor.StageType("sklearn.split", _split, "split into train and test sets",
                        settings_schema=s.SplitSettings, check=_check_split,
                        outputs={"train": "the training rows (a DataFrame)",
