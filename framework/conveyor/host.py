@@ -60,7 +60,9 @@ class Host(Protocol):
       pluggy (tracing, wrappers) and follows the hook's result rule (see `conveyor.hookspecs`).
       An exception in another plugin's implementation arrives as a `conveyor.PluginError`
       naming it.
-    * ``plugins``: the loaded plugins (`PluginInfo`), the core included, in load order.
+    * ``plugins``: the loaded plugins (`PluginInfo`), the core included, in load order;
+      ``installed``: every installed plugin (the ``conveyor`` entry points), loaded or
+      switched off by ``plugins.disable``.
     * the contributions, read-only: ``stage_types``, ``codecs`` (highest priority first),
       ``drift_detectors``, ``templates``, ``config_schemas`` (by section).
     * ``provider(kind, name)``: the plugin that registered a contribution, e.g.
@@ -73,6 +75,9 @@ class Host(Protocol):
 
     @property
     def plugins(self) -> Sequence[PluginInfo]: ...
+
+    @property
+    def installed(self) -> Sequence[PluginInfo]: ...
 
     @property
     def stage_types(self) -> Mapping[str, StageType]: ...
