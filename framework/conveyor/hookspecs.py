@@ -123,10 +123,11 @@ def conveyor_cli_commands(register: Callable[..., None]) -> None:
     """Add ``conveyor`` subcommands: call ``register(CliCommand(name, help, configure, run))``.
 
     ``configure(parser)`` adds argparse arguments; ``run(args, app)`` does the work and returns
-    an exit code (None is 0). ``app.project_dir`` is the project folder (a ``UsageError`` when
-    the command runs outside a project), ``app.host`` the loaded plugins. Raise a
-    ``ConveyorError`` subclass for user errors. A name the core or another plugin uses is an
-    error naming the plugin. Called once per command, with the other extension hooks.
+    an exit code (None is 0). ``app`` is the command's ``conveyor.Session``: ``app.project_dir``
+    is the project folder (a ``UsageError`` when the command runs outside a project),
+    ``app.host`` the loaded plugins (a ``conveyor.Host``). Raise a ``ConveyorError`` subclass
+    for user errors. A name the core or another plugin uses is an error naming the plugin.
+    Called once per command, with the other extension hooks.
 
     Result: none; call register(...) for each contribution.
     """
