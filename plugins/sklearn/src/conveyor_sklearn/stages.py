@@ -365,6 +365,7 @@ STAGE_TYPES = [
     conveyor.StageType("sklearn.evaluate", _evaluate,
                        "score the model (and the champion, and slices) on the test set",
                        settings_schema=s.EvaluateSettings, check=_check_evaluate,
-                       outputs={"metrics": "the scores on the test set, the champion's "
-                                           "comparison and the slices' scores"}),
+                       outputs={"metrics": "the evaluation (conveyor.EvaluationResult, as "
+                                           "a mapping): test-set scores, the champion's "
+                                           "comparison, the slices' scores"}),
 ]
