@@ -305,3 +305,36 @@ def test_a_stage_returning_an_output_its_type_does_not_declare_fails_naming_the_
     """}, pipeline={"make": {"uses": "declared.make"}})
     assert_run_failed(project.run(), "stage 'make'", "output 'extra'",
                       "'declared' (local module", "it declares: value")
+
+
+def test_a_wrapper_on_an_extension_hook_registers_in_its_own_name(tmp_path):
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    (folder / "ext_plain.py").write_text(textwrap.dedent("""
+        import conveyor
+
+        @conveyor.hookimpl
+        def conveyor_stage_types(register):
+            register(conveyor.StageType("ext_plain.make", lambda ctx: {}))
+    """))
+    (folder / "ext_wrap.py").write_text(textwrap.dedent("""
+        import conveyor
+
+        SEEN = []
+
+        @conveyor.hookimpl(wrapper=True)
+        def conveyor_stage_types(register):
+            register(conveyor.StageType("ext_wrap.before", lambda ctx: {}))
+            result = yield
+            SEEN.append("after")
+            return result
+    """))
+    try:
+        host = PluginHost().load(local_modules=["ext_plain", "ext_wrap"], project_dir=folder)
+        assert host.provider("stage type", "ext_plain.make").name == "ext_plain"
+        assert host.provider("stage type", "ext_wrap.before").name == "ext_wrap"
+        assert sys.modules["ext_wrap"].SEEN == ["after"]
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str(folder)]
+        for name in ("ext_plain", "ext_wrap"):
+            sys.modules.pop(name, None)
