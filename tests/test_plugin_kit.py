@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -205,7 +206,21 @@ def test_the_hook_reference_page_is_generated_from_the_hookspecs_and_up_to_date(
     assert len(specs) >= 18
     for name in specs:
         assert f"## `{name}`" in page, f"{name} is missing from docs/reference/hooks.md"
-    assert set(specs) >= conveyor.hookspecs.WRAPPABLE_HOOKS
+    assert set(specs) >= conveyor.hookspecs.CLEANUP_HOOKS
+    # Each hook's result rule is shown, and so are the public argument types.
+    assert page.count("- **Result**: ") + page.count("- **Cleanup**: ") == len(specs)
+    for name in ("conveyor.Stage", "conveyor.RunInfo", "conveyor.Host", "conveyor.PluginInfo"):
+        assert f"### `{name}`" in page
+    # The stage types page: every built-in stage type with its declared outputs.
+    stages = (REPO / "docs" / "reference" / "stage-types.md").read_text()
+    for name in ("conveyor.register", "conveyor.validate", "sklearn.load", "sklearn.train"):
+        assert f"## `{name}`" in stages
+    assert "- `model`: the fitted scikit-learn Pipeline" in stages
+    stale_stages = tmp_path / "stage-types.md"
+    stale_stages.write_text("# Stage types\n")
+    result = subprocess.run([sys.executable, script, "--check", "--stage-types-output",
+                             str(stale_stages)], capture_output=True, text=True)
+    assert result.returncode == 1 and "stage-types.md is stale" in result.stderr
 
 
 def test_plugins_list_names_codecs_and_drift_detectors_with_their_plugin(tmp_path):
@@ -213,6 +228,9 @@ def test_plugins_list_names_codecs_and_drift_detectors_with_their_plugin(tmp_pat
                           capture_output=True, text=True, check=True)
     rows = {row["name"]: row for row in json.loads(done.stdout)}
     assert rows["monitor"]["drift_detectors"] == ["chi2", "js", "ks", "psi"]
+    # Each stage type's documented outputs, by name.
+    assert set(rows["sklearn"]["stage_type_outputs"]["sklearn.split"]) == {"train", "test"}
+    assert "verdict" in rows["conveyor.core"]["stage_type_outputs"]["conveyor.register"]
     assert "skops" in rows["sklearn"]["codecs"] and rows["conveyor.core"]["codecs"] == ["json"]
 
 
@@ -236,3 +254,110 @@ def test_a_config_schema_reads_its_section_typed_with_defaults():
     assert schema.read({}) == Quality() and schema.read(None) == Quality()
     with pytest.raises(conveyor.ConfigError, match=r"quality\.window\.days"):
         schema.read({"quality": {"window": {"days": "a week"}}})
+
+
+# --- docs/writing-a-plugin.md, built for real -------------------------------------------------
+
+GUIDE = REPO / "docs" / "writing-a-plugin.md"
+FRAGMENT = "<!-- fragment: not part of conveyor_quality -->"
+# The documented public modules: those `conveyor`'s docstring names (`conveyor.tables`, ...).
+PUBLIC_MODULES = {name.split(".")[0] for name in
+                  re.findall(r"`conveyor\.([a-z_.]+)`", conveyor.__doc__ or "")}
+
+
+def guide_blocks() -> list[tuple[str, str, bool]]:
+    """The guide's fenced code blocks: (language, text, marked as a fragment)."""
+    blocks, lines = [], GUIDE.read_text().splitlines()
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        if line.startswith("```"):
+            language = line[3:].strip()
+            before = next((lines[i] for i in range(number - 1, -1, -1) if lines[i].strip()), "")
+            end = lines.index("```", number + 1)
+            blocks.append((language, "\n".join(lines[number + 1:end]), before == FRAGMENT))
+            number = end + 1
+            continue
+        number += 1
+    return blocks
+
+
+def test_the_writing_a_plugin_guide_builds_a_plugin_that_works_with_public_names_only(tmp_path):
+    blocks = guide_blocks()
+    code = [text for language, text, fragment in blocks
+            if language == "python" and not fragment and "def test_" not in text]
+    tests = [text for language, text, fragment in blocks
+             if language == "python" and not fragment and "def test_" in text]
+    configs = [text for language, text, _ in blocks
+               if language == "yaml" and text.startswith("# src/conveyor_quality/conf/")]
+    assert len(code) >= 5 and len(tests) == 1 and len(configs) == 2
+    source = "\n\n\n".join(code) + "\n"
+
+    # Only public names: what `conveyor` exports and the documented modules.
+    import ast
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id == "conveyor":
+            assert node.attr in conveyor.__all__ or node.attr in PUBLIC_MODULES, node.attr
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("conveyor"):
+            module = node.module.removeprefix("conveyor").lstrip(".")
+            assert module == "" or module.split(".")[0] in PUBLIC_MODULES, node.module
+            if module == "":
+                assert all(alias.name in conveyor.__all__ or alias.name in PUBLIC_MODULES
+                           for alias in node.names)
+
+    # Install it the way pip would lay it out: a package and a dist-info with the entry point.
+    site = tmp_path / "site"
+    package = site / "conveyor_quality"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(source)
+    for text in configs:
+        path = package / text.splitlines()[0].removeprefix("# src/conveyor_quality/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    info = site / "conveyor_quality-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conveyor-quality\n"
+                                   "Version: 0.1.0\nRequires-Dist: conveyor>=0.1,<0.2\n")
+    (info / "entry_points.txt").write_text("[conveyor]\nquality = conveyor_quality\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "200"}
+
+    listed = subprocess.run([conveyor_executable(), "plugins", "list", "--json"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    row = {r["name"]: r for r in json.loads(listed.stdout)}["quality"]
+    assert row["stage_types"] == ["quality.profile"]
+    assert row["stage_type_outputs"] == {
+        "quality.profile": {"missing": "the share of missing cells, per column"}}
+    assert row["commands"] == ["quality"] and row["config_groups"] == ["quality"]
+    assert row["config_sections"] == ["quality"] and row["drift_detectors"] == ["missing_gap"]
+    assert "conveyor_after_stage" in row["hooks"]
+
+    # The guide's own tests, run by pytest against the installed plugin.
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_quality.py").write_text("\n\n\n".join(tests) + "\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(suite)], cwd=suite, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 passed" in done.stdout
+
+    # Its lifecycle hook ran, typed with the public RunInfo and Stage.
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "data.csv").write_text("x,y,label\n1,2,a\n2,,b\n3,4,a\n4,5,b\n")
+    (project / "conveyor.yaml").write_text(yaml.safe_dump({
+        "defaults": ["conveyor/defaults", {"quality": "lenient"}, "_self_"],
+        "project": "shop",
+        "pipeline": {"load": {"uses": "sklearn.load", "source": "data.csv"},
+                     "profile": {"uses": "quality.profile", "needs": ["load"],
+                                 "max_missing": "${quality.max_missing}"}}}, sort_keys=False))
+    run = subprocess.run([conveyor_executable(), "run", "quality.max_missing=0.3"], cwd=project,
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "profile: worst missing share 0.250" in (project / "quality.log").read_text()
+    strict = subprocess.run([conveyor_executable(), "run", "quality=strict"], cwd=project,
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert strict.returncode == 1 and "miss more than 0.0%" in strict.stderr

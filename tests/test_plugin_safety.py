@@ -202,18 +202,52 @@ def test_plugin_implementing_older_hook_signatures_with_fewer_arguments_still_wo
         "completed: first, ran first, second, ran second"
 
 
-def test_wrapper_on_a_hook_conveyor_calls_one_plugin_at_a_time_is_refused(tmp_path):
+def test_a_wrapper_works_on_every_hook_and_its_own_error_names_the_plugin(tmp_path):
+    # One dispatch path (pluggy's hook callers): a wrapper on a broadcast hook runs around the
+    # other implementations, for every stage.
+    project = local_project(tmp_path / "p", local=["faultstages", "wrapping"], modules={
+        "wrapping": """
+            from pathlib import Path
+
+            import conveyor
+
+
+            @conveyor.hookimpl(wrapper=True)
+            def conveyor_after_stage(run, stage):
+                result = yield
+                with open(Path(run.project_dir) / "wrapped.marker", "a") as out:
+                    out.write(stage.name + ",")
+                return result
+        """})
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    assert (project.path / "wrapped.marker").read_text() == "first,second,"
+
+    failing = local_project(tmp_path / "q", local=["faultstages", "wrapfail"], modules={
+        "wrapfail": """
+            import conveyor
+
+
+            @conveyor.hookimpl(wrapper=True)
+            def conveyor_before_stage(stage):
+                yield
+                raise RuntimeError("wrapper broke")
+        """})
+    assert_run_failed(failing.run(), "'wrapfail'", "conveyor_before_stage", "wrapper broke")
+
+
+def test_an_old_style_hookwrapper_outside_run_stage_is_refused(tmp_path):
     project = local_project(tmp_path / "p", local=["faultstages", "wrapping"], modules={
         "wrapping": """
             import conveyor
 
 
-            @conveyor.hookimpl(wrapper=True)
+            @conveyor.hookimpl(hookwrapper=True)
             def conveyor_after_stage(stage):
-                return (yield)
+                yield
         """})
-    assert_usage_error(project.run(), "'wrapping'", "conveyor_after_stage as a wrapper",
-                       "only conveyor_run_stage can be wrapped")
+    assert_usage_error(project.run(), "'wrapping'", "conveyor_after_stage as an old-style "
+                       "hookwrapper", "wrapper=True")
     assert recorded_runs(project) == []
 
 

@@ -280,7 +280,7 @@ def test_watchers_on_one_inbox_process_each_batch_once(project, retail_data, wat
 
 def test_an_error_comparing_the_challenger_blocks_the_decision_with_the_reason(
         project, retail_data, monkeypatch):
-    from conveyor.testing import plugin_host
+    from conveyor import Session
     from conveyor_retrain import retrain
 
     drop(retail_data, project, 9)
@@ -290,7 +290,8 @@ def test_an_error_comparing_the_challenger_blocks_the_decision_with_the_reason(
         raise RuntimeError("the challenger's scorer exploded")
 
     monkeypatch.setattr(retrain, "compare", broken)
-    decision = retrain.apply(project, host=plugin_host(project), force=True, log=lambda m: None)
+    with Session(project) as session:
+        decision = retrain.apply(session, force=True, log=lambda m: None)
     assert decision.outcome == "blocked"  # not left "running"
     assert "could not be compared" in decision.reasons[-1]
     assert "RuntimeError: the challenger's scorer exploded" in decision.reasons[-1]

@@ -97,9 +97,8 @@ def test_a_config_group_that_switches_a_plugin_off_is_honoured_by_run_and_reprod
     project = new_project("classification")
     group = project.path / "extra"
     group.mkdir()
-    (group / "nopandera.yaml").write_text(yaml.safe_dump(
-        {"plugins": {"disable": ["pandera"]}, "data": {"schema": None}}).replace(
-        "plugins:", "# @package _global_\nplugins:", 1))
+    (group / "nopandera.yaml").write_text(
+        "# @package _global_\nplugins:\n  disable: [pandera]\ndata:\n  schema: null\n")
     assert _cli(project.path, "run", "+extra=nopandera") == 0, capsys.readouterr().err
     record = api.get_run(project.path, project.runs()[0]["id"])
     assert "pandera" not in record.plugins and "sklearn" in record.plugins

@@ -86,3 +86,20 @@ def test_the_chunked_readers_bound_their_batches(tmp_path):
 def _write(path: Path) -> Path:
     path.write_text(CSV)
     return path
+
+
+def test_no_other_table_reader_in_the_core_or_the_plugins():
+    """Data tables are read by `conveyor.tables` only. A codec reading back the artifact it
+    wrote itself (conveyor_sklearn.codecs: a DataFrame stored as Parquet) is not a data table."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    reader = re.compile(r"\b(pd|pandas)\.read_(csv|parquet|table)\b|\bcsv\.open_csv\b"
+                        r"|\bParquetFile\([^)]*\)\.iter_batches\b")
+    allowed = {"framework/conveyor/tables.py", "plugins/sklearn/src/conveyor_sklearn/codecs.py"}
+    sources = [*(repo / "framework" / "conveyor").rglob("*.py"), *repo.glob("plugins/*/src/**/*.py")]
+    offenders = [f"{path.relative_to(repo)}:{number}: {line.strip()}"
+                 for path in sources if str(path.relative_to(repo)) not in allowed
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if reader.search(line)]
+    assert offenders == []

@@ -1,8 +1,10 @@
 """Conveyor: config-driven machine-learning pipelines with pluggy plugins.
 
-The public API for plugin authors is exactly what `__all__` lists, plus the documented modules
-`conveyor.hookspecs` (the hook reference), `conveyor.api` (run a project, read a recorded run),
-`conveyor.alerts` (fire an `Alert` to every `conveyor_alert` plugin), `conveyor.errors`,
+The public API for plugin authors is exactly what `__all__` lists (the hooks' argument types
+among them: `RunInfo`, `Stage`, `StageContext`, `Alert`, `Host` with its `PluginInfo`,
+`Session`), plus the documented modules `conveyor.hookspecs` (the hook reference),
+`conveyor.api` (run a project, read a recorded run), `conveyor.alerts` (fire an `Alert` to
+every `conveyor_alert` plugin), `conveyor.errors`,
 `conveyor.evaluation` (what an evaluate stage hands the register stage), `conveyor.gate`,
 `conveyor.promotion` (when a registered version becomes champion), `conveyor.contract` (a model
 version's contract), `conveyor.fingerprints` (one fingerprint per data row: which rows a model
@@ -42,9 +44,10 @@ from conveyor.errors import (
     UsageError,
 )
 from conveyor.evaluation import ChampionComparison, EvaluationResult
+from conveyor.host import Host, PluginInfo
 from conveyor.markers import hookimpl, hookspec
 from conveyor.session import Session
-from conveyor.stage_context import Inputs, RunInfo, StageContext
+from conveyor.stage_context import Inputs, RunInfo, Stage, StageContext
 from conveyor.validation import ValidationFailure, ValidationReport
 
 __version__ = "0.1.0"
@@ -64,14 +67,17 @@ __all__ = [
     "Feature",
     "FeatureDistributions",
     "GateRejected",
+    "Host",
     "Inputs",
     "ModelContract",
     "PluginError",
+    "PluginInfo",
     "ProjectTemplate",
     "RowTransform",
     "RunInfo",
     "SchemaSnapshot",
     "Session",
+    "Stage",
     "StageContext",
     "StageFailed",
     "StageType",

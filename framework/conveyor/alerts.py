@@ -66,7 +66,7 @@ def fire(session: Session, alert: Alert, *, quiet: bool = False) -> list[str]:
         config = session.config.data
     except ConveyorError:
         config = {}  # a config that does not compose: deliveries fall back to their defaults
-    errors = session.host.call_each("conveyor_alert", keep_going=True, alert=alert,
+    errors = session.host.call_each("conveyor_alert", alert=alert,
                                     project_dir=session.project_dir, config=config)
     messages = [str(error.message) for error in errors]
     if not quiet:

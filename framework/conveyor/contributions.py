@@ -38,6 +38,11 @@ class StageType:
     `predict`, `monitor` and `serve` apply them, in order, to raw records before scoring, so
     training and serving cannot skew. It must not depend on other rows than the one it
     transforms (a request has a few) and should be fast.
+    `outputs` documents the outputs `run` returns: their names, each with a one-line
+    description (`conveyor plugins list --json`, docs/reference/stage-types.md). When given,
+    a stage returning a name not among them fails, naming the plugin; empty means undeclared.
+    The name starts with the registering plugin's prefix, its entry point's name and a dot
+    (`conveyor.hookspecs.conveyor_stage_types`).
     """
 
     name: str
@@ -49,6 +54,7 @@ class StageType:
     ephemeral_outputs: frozenset[str] = frozenset()
     check: Callable[[Mapping[str, Any], CheckContext], None] | None = None
     row_transform: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    outputs: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

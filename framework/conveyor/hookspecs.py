@@ -6,19 +6,34 @@ Conventions (as in pluggy and pytest):
   spec's arguments, so a spec can gain arguments without breaking existing plugins.
 * Extension hooks hand the plugin a ``register`` callback instead of collecting return values:
   the core validates and de-duplicates what is registered and names the plugin on conflict.
-* Lifecycle hooks are called for every registered plugin unless the docstring says
-  "first result": then calling stops at the first implementation returning something other
-  than None.
+* Every hook is called through pluggy's own hook callers (``host.hook.NAME(**kwargs)``), so
+  pluggy's tracing (``pm.trace``, ``pm.add_hookcall_monitoring``) sees every call, and any
+  hook may be wrapped with ``@conveyor.hookimpl(wrapper=True)`` (``result = yield`` runs the
+  other implementations; the wrapper may time, trace, retry, replace the result or raise).
+  Old-style ``hookwrapper=True`` is refused except on ``conveyor_run_stage``.
+* Each hook's docstring ends with its result rule, one of:
+
+  - ``Result: first non-None answer wins.`` (a ``firstresult`` hook: implementations are
+    called in pluggy's order, the plugin registered last first, ``tryfirst``/``trylast``
+    adjusting it, until one returns something other than None);
+  - ``Result: ignored; every implementation runs.`` (an exception stops the others);
+  - ``Cleanup: every implementation runs even if one raises.`` (the errors are reported by
+    name as warnings, the hooks in ``CLEANUP_HOOKS``);
+  - ``Result: none; call register(...) for each contribution.`` (the extension hooks).
+
 * Extension hooks (the ``register`` ones) are called together, once per command, when it first
   needs what plugins contribute (nearly every command does, ``conveyor --help`` included): keep
   them cheap, and import heavy libraries inside the functions you register.
-* An exception raised inside a hook fails the run and names the plugin; cleanup hooks
-  (``conveyor_on_stage_error``, ``conveyor_after_run``) still run for the other plugins. Raise a
-  ``conveyor.ConveyorError`` subclass (``ConfigError``, ``StageFailed``, ...) for a message meant
-  for the user: its text and hint are kept, with the plugin's name added.
-* Wrappers (``@conveyor.hookimpl(wrapper=True)``) are allowed on the hooks listed in
-  ``WRAPPABLE_HOOKS`` only; Conveyor calls the others one implementation at a time and refuses
-  a plugin that wraps them.
+* An exception raised inside a hook names the plugin and the hook (a ``conveyor.PluginError``);
+  outside cleanup hooks it fails the command (a run: exit 1). Raise a
+  ``conveyor.ConveyorError`` subclass (``ConfigError``, ``StageFailed``, ...) for a message
+  meant for the user: its text, hint and exit code are kept, with the plugin's name added
+  (first-result hooks pass it on unchanged).
+* Misspelt hook names fail when the plugin loads, with the closest hook name as a hint.
+* The arguments are public types: ``run`` a ``conveyor.RunInfo``, ``stage`` a
+  ``conveyor.Stage``, ``context`` a ``conveyor.StageContext``, ``alert`` a ``conveyor.Alert``,
+  ``host`` a ``conveyor.Host``, ``session`` a ``conveyor.Session``; the ``register``
+  callbacks take the dataclasses of ``conveyor.contributions`` (``conveyor.StageType``, ...).
 
 Implement hooks with ``@conveyor.hookimpl`` in a module or class registered through the
 ``conveyor`` entry-point group (or listed in ``plugins.local`` of a project). A plugin's
@@ -30,14 +45,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.markers import hookspec
 
-#: The hooks an implementation may wrap (``@hookimpl(wrapper=True)``). Conveyor calls every other
-#: hook one implementation at a time, to name the plugin behind an error, so a wrapper there
-#: would never run: the plugin is refused when it loads.
-WRAPPABLE_HOOKS = frozenset({"conveyor_run_stage"})
+if TYPE_CHECKING:
+    from conveyor.alerts import Alert
+    from conveyor.host import Host
+    from conveyor.session import Session
+    from conveyor.stage_context import RunInfo, Stage, StageContext
+
+#: Cleanup hooks: every implementation runs even if one raises; the errors are collected (each
+#: naming its plugin) and reported as warnings, never raised.
+CLEANUP_HOOKS = frozenset({"conveyor_on_stage_error", "conveyor_after_run", "conveyor_alert"})
+
+#: Hooks whose implementations Conveyor calls unguarded: the runner tells a stage's own failure
+#: from a wrapper's and reports each itself.
+UNGUARDED_HOOKS = frozenset({"conveyor_run_stage"})
 
 # --- Extension points: what a plugin adds -------------------------------------------------------
 
@@ -47,8 +71,14 @@ def conveyor_stage_types(register: Callable[..., None]) -> None:
     """Contribute stage types that pipelines can ``uses:``.
 
     Call ``register(StageType(name=..., run=...))`` once per stage type. Names are dotted and
-    start with the plugin's own prefix (``sklearn.train``); a name another plugin registered
-    too is an error naming both plugins. ``run(context)`` gets a ``conveyor.StageContext`` (its
+    start with the plugin's own prefix, its entry point's name and a dot (``sklearn.train``
+    for the entry point ``sklearn``; ``conveyor.`` is the core's): a plugin registering
+    another name is refused when it loads, naming it. The project's own modules
+    (``plugins.local``) are not held to a prefix. A name another
+    plugin registered too is an error naming both plugins. ``outputs`` declares the names of
+    the outputs the stage type produces, each with a one-line description (shown by
+    ``conveyor plugins list --json`` and docs/reference/stage-types.md); when declared, a stage
+    producing another output fails, naming the plugin. ``run(context)`` gets a ``conveyor.StageContext`` (its
     settings, inputs, ``log_metrics``, ``log``) and returns a mapping of named outputs;
     ``settings_schema`` (a dataclass) types the stage's settings and ``check`` validates them
     before anything runs. A stage type that transforms rows before training (derives features)
@@ -56,6 +86,8 @@ def conveyor_stage_types(register: Callable[..., None]) -> None:
     versions record it in their inference path (``conveyor.ModelContract.transforms``), and
     ``predict``, ``monitor`` and ``serve`` apply it to raw records. Called once per command,
     with the other extension hooks.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
@@ -68,6 +100,8 @@ def conveyor_config_dirs(register: Callable[..., None]) -> None:
     valid choice, in a project's ``defaults`` list or on the command line; its content becomes
     the ``model`` section (type that section with ``conveyor_config_schemas``). Ship the YAML
     files as package data. Called once per command, with the other extension hooks.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
@@ -79,6 +113,8 @@ def conveyor_config_schemas(register: Callable[..., None]) -> None:
     fields all have defaults. Unknown keys and wrong types in that section then stop a run
     before anything executes (exit 2, naming the key, its file and line). A section two plugins
     register is an error naming both. Called once per command, with the other extension hooks.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
@@ -87,10 +123,13 @@ def conveyor_cli_commands(register: Callable[..., None]) -> None:
     """Add ``conveyor`` subcommands: call ``register(CliCommand(name, help, configure, run))``.
 
     ``configure(parser)`` adds argparse arguments; ``run(args, app)`` does the work and returns
-    an exit code (None is 0). ``app.project_dir`` is the project folder (a ``UsageError`` when
-    the command runs outside a project), ``app.host`` the loaded plugins. Raise a
-    ``ConveyorError`` subclass for user errors. A name the core or another plugin uses is an
-    error naming the plugin. Called once per command, with the other extension hooks.
+    an exit code (None is 0). ``app`` is the command's ``conveyor.Session``: ``app.project_dir``
+    is the project folder (a ``UsageError`` when the command runs outside a project),
+    ``app.host`` the loaded plugins (a ``conveyor.Host``). Raise a ``ConveyorError`` subclass
+    for user errors. A name the core or another plugin uses is an error naming the plugin.
+    Called once per command, with the other extension hooks.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
@@ -102,6 +141,8 @@ def conveyor_codecs(register: Callable[..., None]) -> None:
     is true, and loads it back with the codec named in the store. Codecs must not execute
     code found in the file when loading (no pickle). Called once per command, with the other
     extension hooks.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
@@ -112,6 +153,8 @@ def conveyor_project_templates(register: Callable[..., None]) -> None:
     ``create(destination, project_name)`` writes the project's files into an empty folder;
     ``conveyor init`` then calls ``conveyor_after_init``. Called once per command, with the
     other extension hooks.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
@@ -124,6 +167,8 @@ def conveyor_target_prefixes(register: Callable[..., None]) -> None:
     Only targets under an allowed entry are ever imported (the project adds its own with
     ``security.allowed_targets``), never a function or a private name (see
     ``conveyor.targets``). Called once per command, with the other extension hooks.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
@@ -159,6 +204,8 @@ def conveyor_check_schema(schema: str, project_dir: Path, import_target: Callabl
     yours but unusable (the file is missing, not valid YAML, not a valid schema): the run then
     stops with exit 2 before any stage runs. ``import_target`` imports a dotted path under the
     project's `_target_` allowlist; use it for schemas given as an import path.
+
+    Result: first non-None answer wins.
     """
 
 
@@ -179,6 +226,8 @@ def conveyor_validate_frame(frame: Any, schema: str, purpose: str, project_dir: 
     Checks the schema marks as expectations (what data was seen to hold, such as observed
     ranges; conveyor-pandera: ``raise_warning: true``) never fail it: report the values outside
     them in the report's ``expectations`` and ``unexpected_rows``.
+
+    Result: first non-None answer wins.
     """
 
 
@@ -193,6 +242,8 @@ def conveyor_describe_schema(schema: str, project_dir: Path, target: str | None,
     request model from it (conveyor-bentoml) and still validates through
     ``conveyor_validate_frame`` whatever ``unchecked`` lists. ``target`` is ``data.target``
     (not required in a request). Return None when your plugin does not handle this schema.
+
+    Result: first non-None answer wins.
     """
 
 
@@ -214,6 +265,8 @@ def conveyor_schema_snapshot(schema: str, project_dir: Path,
     with it, not with the project's current schema file. A schema that ``describes`` another
     data file than the run's ``data.source``, and whose columns the data lacks, is not applied
     (see ``conveyor.validate``).
+
+    Result: first non-None answer wins.
     """
 
 
@@ -232,6 +285,8 @@ def conveyor_infer_schema(frame: Any, source: str | None, target: str | None,
     schema, records it as the version's contract, and ``predict``, ``monitor`` and ``serve``
     validate with it. Return None to let another plugin answer (with none, the version records
     no schema and inference is not validated).
+
+    Result: first non-None answer wins.
     """
 
 
@@ -247,6 +302,8 @@ def conveyor_after_init(project_dir: Path, template: str) -> None:
     to a new project (a data-versioning repository, a schema file, ...), and print a line
     saying what was done if the user should know. An exception aborts ``conveyor init``: the
     half-made project folder is removed and the error names the plugin.
+
+    Result: ignored; every implementation runs.
     """
 
 
@@ -274,6 +331,8 @@ def conveyor_file_fingerprint(path: Path, project_dir: Path, verify: bool) -> st
     The runner calls it again after each stage that read the file: a different answer means the
     file changed while the run read it, and the stage fails rather than record a version it did
     not read.
+
+    Result: first non-None answer wins.
     """
 
 
@@ -281,28 +340,34 @@ def conveyor_file_fingerprint(path: Path, project_dir: Path, verify: bool) -> st
 
 
 @hookspec
-def conveyor_before_run(run: Any, config: Mapping[str, Any]) -> None:
+def conveyor_before_run(run: RunInfo, config: Mapping[str, Any]) -> None:
     """Called once per run, once the plan is made, before the first stage.
 
     ``run`` is the ``conveyor.RunInfo`` (``id``, ``project``, ``project_dir``, ``config``,
     ``config_hash``, ``data_versions``); ``config`` is the resolved config as plain mappings.
     The run is already recorded (status "running", with its data versions); an exception here
     fails it (exit 1) before any stage runs. Start a tracker's run here.
+
+    Result: ignored; every implementation runs.
     """
 
 
 @hookspec
-def conveyor_before_stage(run: Any, stage: Any) -> None:
+def conveyor_before_stage(run: RunInfo, stage: Stage) -> None:
     """Called before each stage executes (not for stages taken from the cache).
 
-    ``stage`` is the planned stage: ``name``, ``uses``, ``needs``, resolved ``settings`` and its
-    ``type`` (the ``StageType``). An exception fails the stage and the run (exit 1), naming the
-    plugin; ``conveyor_on_stage_error`` and ``conveyor_after_run`` are still called.
+    ``stage`` is the ``conveyor.Stage``: ``name``, ``uses``, ``needs``, resolved ``settings``,
+    ``position``, ``threads`` and its ``type`` (the ``StageType``). An exception fails the
+    stage and the run (exit 1), naming the plugin; ``conveyor_on_stage_error`` and
+    ``conveyor_after_run`` are still called.
+
+    Result: ignored; every implementation runs.
     """
 
 
 @hookspec(firstresult=True)
-def conveyor_run_stage(run: Any, stage: Any, context: Any) -> Mapping[str, Any] | None:
+def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
+                       ) -> Mapping[str, Any] | None:
     """Execute one stage and return its outputs (a mapping of name to object). First result.
 
     Called for each stage that is not taken from the cache, after ``conveyor_before_stage``.
@@ -310,36 +375,43 @@ def conveyor_run_stage(run: Any, stage: Any, context: Any) -> Mapping[str, Any] 
     own implementation (``trylast``) calls the stage type's ``run(context)``; an implementation
     returning a mapping first replaces it (remote execution, say).
 
-    This is the one hook that may be wrapped (``@hookimpl(wrapper=True)``) to add timing,
-    tracing or retries around every other implementation: ``outputs = yield`` gives the result
+    Wrap it (``@hookimpl(wrapper=True)``) to add timing, tracing or retries around every other
+    implementation: ``outputs = yield`` gives the result
     (or raises the stage's exception, which the wrapper may catch and retry or re-raise) and
     ``return outputs`` passes it on, changed or not. An exception the wrapper raises itself
     (or from code it calls) fails the run (exit 1) naming the plugin and the stage; the stage's
     own exception passing through a wrapper stays the stage's failure.
+
+    Result: first non-None answer wins.
     """
 
 
 @hookspec
-def conveyor_after_stage(run: Any, stage: Any, outputs: Mapping[str, Any], cached: bool) -> None:
+def conveyor_after_stage(run: RunInfo, stage: Stage, outputs: Mapping[str, Any],
+                         cached: bool) -> None:
     """Called after each stage completed, or was taken from the cache (``cached`` is True).
 
     ``outputs`` maps the stage's output names to the objects it produced; it is empty for a
     cached stage (its outputs stay in the store until a stage needs them). An exception fails
     the run (exit 1), naming the plugin.
+
+    Result: ignored; every implementation runs.
     """
 
 
 @hookspec
-def conveyor_on_stage_error(run: Any, stage: Any, error: BaseException) -> None:
+def conveyor_on_stage_error(run: RunInfo, stage: Stage, error: BaseException) -> None:
     """Called when a stage raised ``error`` (its exception), before the run fails.
 
     The stage is already recorded as failed. Every plugin's implementation runs even if one
     raises; such an exception is printed as a warning and does not replace the stage's error.
+
+    Cleanup: every implementation runs even if one raises.
     """
 
 
 @hookspec
-def conveyor_finish_run(run: Any) -> None:
+def conveyor_finish_run(run: RunInfo) -> None:
     """Called once every stage of a run has completed, before the run has any effect on others
     (the champion alias moves, see ``StageContext.on_run_success``) and before its status is
     recorded.
@@ -351,11 +423,13 @@ def conveyor_finish_run(run: Any) -> None:
 
     .. versionadded:: 0.1 (issue 14: a run failed by an after-run hook had already promoted
        its model)
+
+    Result: ignored; every implementation runs.
     """
 
 
 @hookspec
-def conveyor_after_run(run: Any, status: str) -> None:
+def conveyor_after_run(run: RunInfo, status: str) -> None:
     """Called once at the end of every run with its final ``status``: "completed", "failed" or
     "interrupted", before the status is recorded.
 
@@ -365,6 +439,8 @@ def conveyor_after_run(run: Any, status: str) -> None:
     change the run's status or exit code (to fail the run, raise in ``conveyor_finish_run``).
 
     .. versionchanged:: 0.1 an exception here no longer turns a completed run into a failed one
+
+    Cleanup: every implementation runs even if one raises.
     """
 
 
@@ -372,7 +448,7 @@ def conveyor_after_run(run: Any, status: str) -> None:
 
 
 @hookspec
-def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float],
+def conveyor_log_metrics(run: RunInfo, stage: str, metrics: Mapping[str, float],
                          cached: bool) -> None:
     """Called whenever a stage logs metrics (``context.log_metrics``), with the stage's name,
     and once for each stage taken from the cache with the metrics its earlier run logged
@@ -381,6 +457,8 @@ def conveyor_log_metrics(run: Any, stage: str, metrics: Mapping[str, float],
     ``metrics`` maps names to floats; Conveyor records them with the stage in the project
     store. Implement it to mirror metrics to an external tracker (MLflow, W&B, ...). An
     exception fails the stage (exit 1), naming the plugin.
+
+    Result: ignored; every implementation runs.
     """
 
 
@@ -397,11 +475,13 @@ def conveyor_drift_detectors(register: Callable[..., None]) -> None:
     bins, never raw rows) and returns a ``conveyor.DriftResult``. Names are unique across
     plugins; the monitoring plugin's built-ins (psi, ks, chi2, js) come through this same hook.
     A detector whose ``test`` raises fails the monitoring of that batch, naming the plugin.
+
+    Result: none; call register(...) for each contribution.
     """
 
 
 @hookspec
-def conveyor_alert(alert: Any, project_dir: Path, config: Mapping[str, Any]) -> None:
+def conveyor_alert(alert: Alert, project_dir: Path, config: Mapping[str, Any]) -> None:
     """Called when monitoring or retraining has something to tell people.
 
     ``alert`` is a ``conveyor.Alert``: ``kind`` ("drift", "performance", "retrain_decision",
@@ -412,12 +492,15 @@ def conveyor_alert(alert: Any, project_dir: Path, config: Mapping[str, Any]) -> 
     called; one that raises is reported by name (on stderr) and the others still run, and the
     command that fired the alert carries on: deliver best-effort, with your own timeouts.
     Fire alerts with ``conveyor.alerts.fire``.
+
+    Cleanup: every implementation runs even if one raises.
     """
 
 
 @hookspec(firstresult=True)
 def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
-                           model: str | None, quiet: bool, host: Any, session: Any) -> Any:
+                           model: str | None, quiet: bool, host: Host, session: Session
+                           ) -> Any:
     """Monitor one batch file against a registered model and record the result in the store.
 
     Called by tools that process batches unattended (``conveyor watch`` of conveyor-retrain)
@@ -435,4 +518,6 @@ def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
     not errors. Raise a ``conveyor.ConveyorError`` for what stops monitoring altogether (no
     champion, an unreadable file). Return None to leave the batch to another plugin.
     First result wins; conveyor-monitor implements it.
+
+    Result: first non-None answer wins.
     """

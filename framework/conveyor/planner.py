@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Any
 
 from conveyor.contributions import Contributions, StageType
 from conveyor.errors import ConfigError
 from conveyor.plugins import provider_hint
+from conveyor.stage_context import Stage
 from conveyor.threads import parse_threads
 
 # `threads` sizes the stage's native thread pools (conveyor.threads): how it runs, not what it
@@ -16,15 +16,8 @@ from conveyor.threads import parse_threads
 RESERVED = ("uses", "needs", "threads")
 
 
-@dataclass(frozen=True)
-class PlannedStage:
-    name: str
-    uses: str
-    needs: tuple[str, ...]
-    settings: dict[str, Any]
-    type: StageType
-    position: int
-    threads: str | int | None = None  # pipeline.<name>.threads: "auto", a number, or unset
+#: A planned stage is the public `conveyor.Stage` the lifecycle hooks receive.
+PlannedStage = Stage
 
 
 def make_plan(pipeline: dict[str, Any], found: Contributions) -> list[PlannedStage]:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import contextvars
 import difflib
 import importlib
 import re
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
@@ -31,6 +34,7 @@ from conveyor.contributions import (
     StageType,
 )
 from conveyor.errors import ConveyorError, PluginError
+from conveyor.host import PROVIDER_KINDS, PluginInfo
 from conveyor.markers import PROJECT_NAME
 
 ENTRY_POINT_GROUP = "conveyor"
@@ -53,22 +57,34 @@ KNOWN_PROVIDERS = {
 }
 
 
-@dataclass(frozen=True)
-class PluginInfo:
-    name: str
-    distribution: str
-    version: str
-    origin: str  # "entry point", "local module" or "core"
+# The key prefixes of `Contributions.provider`, by the kind `Host.provider` is asked for.
+_PROVIDER_KEYS = {"stage type": "stage", "codec": "codec", "command": "command",
+                  "template": "template", "config section": "section",
+                  "config dir": "config_dir", "drift detector": "drift detector"}
+assert set(_PROVIDER_KEYS) == set(PROVIDER_KINDS)
 
-    def label(self) -> str:
-        """How messages name the plugin: with its distribution and version, or as local."""
-        if self.origin == "local module":
-            return f"'{self.name}' (local module of the project, plugins.local)"
-        return f"'{self.name}' ({self.distribution} {self.version})"
+# Set while one plugin's implementation runs: the `register` callbacks of the extension hooks
+# learn from it which plugin registers.
+_CURRENT_PLUGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "conveyor_current_plugin", default=None)
+# Set by `call_first`: the plugin whose implementation gave the first-result answer.
+_ANSWERED_BY: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "conveyor_answered_by", default=None)
+# Set by `collecting_errors`: where the errors of cleanup hooks' implementations go.
+_CLEANUP_ERRORS: contextvars.ContextVar[list[PluginError] | None] = contextvars.ContextVar(
+    "conveyor_cleanup_errors", default=None)
 
 
 class PluginHost:
-    """A typed wrapper around a pluggy manager: loading, contributions and guarded hook calls."""
+    """A pluggy manager with Conveyor's loading rules, its contributions and guarded hook calls.
+
+    It implements `conveyor.Host`, the part plugins may call. Every hook call goes through
+    pluggy's own hook callers (``pm.hook.NAME(**kwargs)``), so pluggy's tracing and hook-call
+    monitoring see them all and wrappers work on every hook. What Conveyor adds is done once,
+    at registration: each implementation's function is guarded (see `_guard`) so that an
+    exception names the plugin and hook, and the implementations of cleanup hooks
+    (`hookspecs.CLEANUP_HOOKS`) all run even when one raises.
+    """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(PROJECT_NAME)
@@ -206,24 +222,70 @@ class PluginHost:
             ) from exc
         self.info[info.name] = info
         self._check_wrappers(plugin, info)
+        self._guard(plugin)
 
     def _check_wrappers(self, plugin: Any, info: PluginInfo) -> None:
-        """Conveyor calls most hooks one implementation at a time (to name the plugin behind an
-        error), so a wrapper there would silently never run: refuse it instead."""
+        """Every hook may be wrapped with a new-style wrapper (``wrapper=True``). An old-style
+        ``hookwrapper=True`` is refused, except on ``conveyor_run_stage`` (which has always
+        allowed it): its outcome object bypasses the guard that names the plugin behind an
+        error."""
         for caller in self.pm.get_hookcallers(plugin) or []:
-            if caller.spec is None or caller.name in hookspecs.WRAPPABLE_HOOKS:
+            if caller.spec is None or caller.name in hookspecs.UNGUARDED_HOOKS:
                 continue
             for impl in caller.get_hookimpls():
-                if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                if impl.plugin is plugin and impl.hookwrapper:
                     self.pm.unregister(plugin)
                     del self.info[info.name]
-                    allowed = ", ".join(sorted(hookspecs.WRAPPABLE_HOOKS))
                     raise PluginError(
-                        f"plugin {info.label()} implements {caller.name} as a wrapper, but only "
-                        f"{allowed} can be wrapped",
-                        hint=f"drop wrapper=True from its {caller.name}: a plain implementation "
-                        "is called for every plugin",
+                        f"plugin {info.label()} implements {caller.name} as an old-style "
+                        "hookwrapper, which Conveyor does not support there",
+                        hint=f"use @conveyor.hookimpl(wrapper=True) for its {caller.name}: "
+                        "`result = yield` gives the other implementations' result",
                     )
+
+    def _guard(self, plugin: Any) -> None:
+        """Replace the function of each of the plugin's hook implementations by a guarded one.
+
+        pluggy keeps calling it through its own hook callers; the guard only says which plugin
+        is running (for the ``register`` callbacks and first-result answers) and turns an
+        exception into a `PluginError` naming the plugin and hook (see `_named`). For cleanup
+        hooks it records the error instead (see `collecting_errors`) and returns None, so the
+        other implementations still run. ``conveyor_run_stage`` is left as it is: the runner
+        reports a stage's own failure and a wrapper's failure itself.
+        """
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.spec is None or caller.name in hookspecs.UNGUARDED_HOOKS:
+                continue
+            first = bool(caller.spec.opts.get("firstresult"))
+            cleanup = caller.name in hookspecs.CLEANUP_HOOKS
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin or getattr(impl.function, "_conveyor_guarded", False):
+                    continue
+                if impl.wrapper:
+                    guarded = _guarded_wrapper(self, caller.name, impl.plugin_name,
+                                               impl.function, first, cleanup)
+                else:
+                    guarded = _guarded_call(self, caller.name, impl.plugin_name, impl.function,
+                                            first, cleanup)
+                guarded._conveyor_guarded = True  # type: ignore[attr-defined]
+                impl.function = guarded
+
+    def _named(self, hook: str, plugin: str, exc: BaseException, first: bool) -> BaseException:
+        """The exception to raise for `exc`, raised by `plugin`'s implementation of `hook`.
+
+        A `PluginError` passes as it is, and so does any Conveyor error from a first-result
+        hook (a ConfigError for a broken schema, say: its exit code matters to the caller).
+        Elsewhere a Conveyor error keeps its message, hint and exit code, with the plugin and
+        hook added; any other exception becomes a PluginError naming them."""
+        if isinstance(exc, PluginError) or (first and isinstance(exc, ConveyorError)):
+            return exc
+        if isinstance(exc, ConveyorError):
+            error = PluginError(f"{exc.message} (plugin {self.describe(plugin)}, in {hook})",
+                                hint=exc.hint)
+            error.exit_code = exc.exit_code
+            return error
+        return PluginError(f"plugin {self.describe(plugin)} raised in {hook}: "
+                           f"{type(exc).__name__}: {exc}")
 
     def _check_pending(self) -> None:
         try:
@@ -273,6 +335,7 @@ class PluginHost:
                 raise PluginError(f"plugin {self.describe(plugin)} registered stage type "
                                   f"'{stage_type.name}' with a row_transform that is not a "
                                   "function (frame, settings) -> frame")
+            self._check_prefix(plugin, stage_type)
             _no_duplicate(found.stage_types, stage_type.name, "stage type", plugin, found, self)
             version = stage_type.version or self.info[plugin].version
             found.stage_types[stage_type.name] = replace(stage_type, version=version)
@@ -351,60 +414,98 @@ class PluginHost:
             ("conveyor_drift_detectors", add_detector),
             ("conveyor_store_tables", add_tables),
         ]:
-            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-                register = _bind(adder, impl.plugin_name)
-                self._call_impl(hook, impl, {"register": register})
+            getattr(self.pm.hook, hook)(register=_bind(adder))
         found.codecs.sort(key=lambda c: -c.priority)
         return found
 
-    # --- guarded calls ---------------------------------------------------------------------
-
-    def _call_impl(self, hook: str, impl: Any, kwargs: dict[str, Any],
-                   passing: tuple[type[BaseException], ...] = (PluginError,)) -> Any:
-        """Call one implementation; an exception other than `passing` names the plugin."""
-        try:
-            return impl.function(**{name: kwargs[name] for name in impl.argnames})
-        except (*passing, KeyboardInterrupt):
-            raise
-        except ConveyorError as exc:
-            # A plugin's own user-facing error: keep its message, hint and exit code, and say
-            # which plugin and hook it came from.
-            error = PluginError(f"{exc.message} (plugin {self.describe(impl.plugin_name)}, "
-                                f"in {hook})", hint=exc.hint)
-            error.exit_code = exc.exit_code
-            raise error from exc
-        except Exception as exc:
+    def _check_prefix(self, plugin: str, stage_type: StageType) -> None:
+        """An installed plugin's stage types are named under its prefix: its entry point's
+        name and a dot (``sklearn.train``), ``conveyor.`` for the core. A project's own
+        modules (plugins.local) are not held to one."""
+        info = self.info.get(plugin)
+        if info is None or info.origin == "local module":
+            return
+        prefix = stage_type_prefix(info)
+        if not stage_type.name.startswith(prefix + "."):
+            last = stage_type.name.rsplit(".", 1)[-1]
             raise PluginError(
-                f"plugin {self.describe(impl.plugin_name)} raised in {hook}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+                f"plugin {info.label()} registered stage type '{stage_type.name}', which is not "
+                f"under its prefix '{prefix}.'",
+                hint=f"name it '{prefix}.{last}': a plugin's stage types start with its entry "
+                "point's name",
+            )
 
-    def call_each(self, hook: str, *, keep_going: bool = False, **kwargs: Any) -> list[PluginError]:
-        """Call every implementation of a broadcast hook, naming the plugin of any that raises.
+    # --- the public Host (conveyor.Host) -------------------------------------------------
 
-        With keep_going (cleanup hooks) every implementation runs and the errors are returned;
-        otherwise the first error is raised.
-        """
+    @property
+    def hook(self) -> Any:
+        """pluggy's hook relay: ``host.hook.conveyor_NAME(**kwargs)``."""
+        return self.pm.hook
+
+    @property
+    def stage_types(self) -> Mapping[str, StageType]:
+        return MappingProxyType(self.contributions.stage_types)
+
+    @property
+    def codecs(self) -> Sequence[Codec]:
+        return tuple(self.contributions.codecs)
+
+    @property
+    def drift_detectors(self) -> Mapping[str, DriftDetector]:
+        return MappingProxyType(self.contributions.drift_detectors)
+
+    @property
+    def templates(self) -> Mapping[str, ProjectTemplate]:
+        return MappingProxyType(self.contributions.templates)
+
+    @property
+    def config_schemas(self) -> Mapping[str, ConfigSchema]:
+        return MappingProxyType(self.contributions.config_schemas)
+
+    def provider(self, kind: str, name: str) -> PluginInfo | None:
+        """The plugin that registered the contribution `name` of `kind` ("stage type",
+        "drift detector", ...: `conveyor.host.PROVIDER_KINDS`), or None."""
+        if kind not in _PROVIDER_KEYS:
+            raise ValueError(f"unknown kind of contribution {kind!r}; "
+                             f"expected one of {', '.join(_PROVIDER_KEYS)}")
+        plugin = self.contributions.provider.get(f"{_PROVIDER_KEYS[kind]}:{name}")
+        return None if plugin is None else self.info.get(plugin)
+
+    # --- calls made by the core --------------------------------------------------------------
+
+    @contextmanager
+    def collecting_errors(self) -> Iterator[list[PluginError]]:
+        """Collect the errors of cleanup hooks' implementations called inside the block (they
+        are otherwise printed as warnings): each names its plugin."""
         errors: list[PluginError] = []
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            try:
-                self._call_impl(hook, impl, kwargs)
-            except PluginError as exc:
-                if not keep_going:
-                    raise
-                errors.append(exc)
+        token = _CLEANUP_ERRORS.set(errors)
+        try:
+            yield errors
+        finally:
+            _CLEANUP_ERRORS.reset(token)
+
+    def call_each(self, hook: str, *, keep_going: bool = False, **kwargs: Any
+                  ) -> list[PluginError]:
+        """Call a broadcast hook through pluggy. An implementation's error names its plugin; for
+        a cleanup hook (`hookspecs.CLEANUP_HOOKS`) every implementation runs and the errors are
+        returned, otherwise the first is raised. (`keep_going` is accepted for callers written
+        before: which hooks keep going is the hook's rule, not the caller's.)"""
+        with self.collecting_errors() as errors:
+            getattr(self.pm.hook, hook)(**kwargs)
         return errors
 
     def call_first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
-        """Call a first-result hook: the first non-None answer and the plugin that gave it.
-
-        A Conveyor error raised by the plugin (a ConfigError for a broken schema, say) passes
-        through as it is; any other exception names the plugin."""
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            answer = self._call_impl(hook, impl, kwargs, passing=(ConveyorError,))
-            if answer is not None:
-                return answer, impl.plugin_name
-        return None, None
+        """Call a first-result hook through pluggy: the answer and the plugin that gave it
+        (None, None when no plugin answers)."""
+        answered: list[str] = []
+        token = _ANSWERED_BY.set(answered)
+        try:
+            answer = getattr(self.pm.hook, hook)(**kwargs)
+        finally:
+            _ANSWERED_BY.reset(token)
+        if answer is None:
+            return None, None
+        return answer, (answered[-1] if answered else None)
 
     def hooks_of(self, plugin_name: str) -> list[str]:
         plugin = self.pm.get_plugin(plugin_name)
@@ -422,9 +523,105 @@ def _entry_point_info(ep: metadata.EntryPoint) -> PluginInfo:
     return PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", "entry point")
 
 
-def _bind(adder: Callable[[str, Any], None], plugin: str) -> Callable[[Any], None]:
+def _report(host: PluginHost, error: PluginError) -> None:
+    """A cleanup hook's error: collected when the caller collects, otherwise a warning."""
+    errors = _CLEANUP_ERRORS.get()
+    if errors is not None:
+        errors.append(error)
+    else:
+        print(f"warning: {error}", file=sys.stderr)
+
+
+def _guarded_call(host: PluginHost, hook: str, plugin: str, function: Callable[..., Any],
+                  first: bool, cleanup: bool) -> Callable[..., Any]:
+    def guarded(*args: Any) -> Any:
+        token = _CURRENT_PLUGIN.set(plugin)
+        try:
+            answer = function(*args)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            error = host._named(hook, plugin, exc, first)
+            if cleanup:
+                _report(host, error if isinstance(error, PluginError)
+                        else PluginError(str(error)))
+                return None
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            _CURRENT_PLUGIN.reset(token)
+        if first and answer is not None:
+            answered = _ANSWERED_BY.get()
+            if answered is not None:
+                answered.append(plugin)
+        return answer
+
+    guarded.__wrapped__ = function  # type: ignore[attr-defined]
+    return guarded
+
+
+def _guarded_wrapper(host: PluginHost, hook: str, plugin: str, function: Callable[..., Any],
+                     first: bool, cleanup: bool) -> Callable[..., Any]:
+    """A new-style wrapper (a generator function) guarded like `_guarded_call`: an exception of
+    its own names the plugin; one thrown into it from the implementations it wraps (already
+    named) passes through unchanged."""
+
+    def fail(exc: BaseException) -> Any:
+        error = host._named(hook, plugin, exc, first)
+        if cleanup:
+            _report(host, error if isinstance(error, PluginError) else PluginError(str(error)))
+            return None
+        if error is exc:
+            raise exc
+        raise error from exc
+
+    def step(action: Callable[[], Any]) -> tuple[bool, Any]:
+        token = _CURRENT_PLUGIN.set(plugin)
+        try:
+            return False, action()
+        except StopIteration as stop:
+            return True, stop.value
+        finally:
+            _CURRENT_PLUGIN.reset(token)
+
+    def guarded(*args: Any) -> Generator[Any, Any, Any]:
+        try:
+            gen = function(*args)
+            done, value = step(lambda: next(gen))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            fail(exc)  # raises, unless the hook is a cleanup hook: then pass the result on
+            return (yield)
+        while not done:
+            try:
+                sent = yield value
+            except BaseException as thrown:
+                try:
+                    done, value = step(lambda thrown=thrown: gen.throw(thrown))
+                except BaseException as exc:
+                    if exc is thrown or isinstance(exc, KeyboardInterrupt | SystemExit):
+                        raise
+                    return fail(exc)
+            else:
+                try:
+                    done, value = step(lambda sent=sent: gen.send(sent))
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as exc:
+                    return fail(exc)
+        return value
+
+    guarded.__wrapped__ = function  # type: ignore[attr-defined]
+    return guarded
+
+
+def _bind(adder: Callable[[str, Any], None]) -> Callable[[Any], None]:
+    """A ``register`` callback: the plugin registering is the one whose implementation runs."""
+
     def register(item: Any) -> None:
-        adder(plugin, item)
+        adder(_CURRENT_PLUGIN.get() or "?", item)
 
     return register
 
@@ -539,6 +736,11 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def stage_type_prefix(info: PluginInfo) -> str:
+    """The prefix an installed plugin's stage-type names start with (before a dot)."""
+    return "conveyor" if info.origin == "core" else info.name
 
 
 def provider_hint(name: str) -> str | None:

@@ -155,4 +155,7 @@ def replayed(registry: Any, verdict: Mapping[str, Any], run_id: str) -> dict[str
 
 REGISTER = StageType(
     name="conveyor.register", run=_register, settings_schema=RegisterSettings, check=_check,
-    description="register the model as a new version; promote it if it passes the gate")
+    description="register the model as a new version; promote it if it passes the gate",
+    outputs={"registration": "the model name, version, gate decision, whether it is promoted "
+                             "and the gate's reasons",
+             "verdict": "ok and a one-line message, shown by `conveyor run`"})

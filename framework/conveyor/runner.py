@@ -167,7 +167,7 @@ class Runner:
                 self._unsettle(store, run, [name for name, _ in self._on_success])
             # The status is final now: every plugin is told the truth, and nothing an after-run
             # hook does can change it (its error is a warning naming the plugin).
-            cleanup_errors = self.host.call_each("conveyor_after_run", keep_going=True, run=run,
+            cleanup_errors = self.host.call_each("conveyor_after_run", run=run,
                                                  status=status)
             for problem in cleanup_errors:
                 print(f"warning: {problem}", file=sys.stderr)
@@ -267,7 +267,7 @@ class Runner:
             self._record_stage(store, run, decision, "failed", started, duration, evidence,
                                message, dict(stage_metrics))
             if not isinstance(exc, KeyboardInterrupt):
-                for problem in self.host.call_each("conveyor_on_stage_error", keep_going=True,
+                for problem in self.host.call_each("conveyor_on_stage_error",
                                                    run=run, stage=stage, error=exc):
                     print(f"warning: {problem}", file=sys.stderr)
             if isinstance(exc, ConveyorError | KeyboardInterrupt):
@@ -438,6 +438,15 @@ class Runner:
 
     def _codecs_for(self, stage: PlannedStage, produced: Mapping[str, Any]) -> dict[str, Any]:
         """The codec for each output to store, chosen before anything is written."""
+        declared = stage.type.outputs
+        undeclared = [name for name in produced if declared and name not in declared]
+        if undeclared:
+            provider = self.host.describe(self.found.provider.get(f"stage:{stage.uses}", "?"))
+            raise PluginError(
+                f"stage '{stage.name}' ({stage.uses}) returned output '{undeclared[0]}', which "
+                f"stage type '{stage.uses}' of plugin {provider} does not declare; it declares: "
+                f"{', '.join(declared)}",
+                hint=f"add '{undeclared[0]}' to the StageType's outputs, or upgrade the plugin")
         chosen = {}
         for name, value in produced.items():
             if name in stage.type.ephemeral_outputs:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.errors import StageFailed
 
 if TYPE_CHECKING:
+    from conveyor.contributions import StageType
     from conveyor.store import ArtifactRef, Registry
     from conveyor.validation import ValidationReport
 
@@ -32,6 +33,27 @@ class RunInfo:
     overrides: tuple[str, ...] = ()
     git_commit: str | None = None
     git_dirty: bool | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the planned pipeline, as the lifecycle hooks see it (``stage=``).
+
+    ``name`` is its key under ``pipeline:``, ``uses`` the stage type's name and ``type`` that
+    `conveyor.StageType`; ``needs`` the stages it depends on; ``settings`` its resolved
+    settings (typed by the stage type's ``settings_schema``; the reserved keys ``uses``,
+    ``needs`` and ``threads`` are not among them; do not change them); ``position`` its place
+    in the run's order (from 0); ``threads`` its ``pipeline.<name>.threads`` ("auto", a number
+    or None when unset).
+    """
+
+    name: str
+    uses: str
+    needs: tuple[str, ...]
+    settings: Mapping[str, Any]
+    type: StageType
+    position: int
+    threads: str | int | None = None
 
 
 class Inputs(Mapping[str, Any]):

@@ -262,4 +262,9 @@ def _show(value: Any) -> str:
 VALIDATE = StageType(
     name="conveyor.validate", run=_validate, settings_schema=ValidateSettings, check=_check,
     input_files=_input_files, ephemeral_outputs=frozenset({"data"}),
-    description="validate the data against data.schema; fail, quarantine or warn on bad rows")
+    description="validate the data against data.schema; fail, quarantine or warn on bad rows",
+    outputs={"data": "the rows to train on: validated, without the quarantined ones",
+             "validation": "the validation summary: checks, failures, rows, seconds",
+             "contract": "the data's part of the model contract (its schema snapshot)",
+             "quarantine": "the invalid rows dropped (validate.on_failure=quarantine)",
+             "failures": "every failing cell (when validation failed and the run went on)"})

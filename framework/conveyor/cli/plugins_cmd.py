@@ -80,6 +80,8 @@ def describe_plugins(app: App) -> list[dict[str, Any]]:
         rows.append({
             **_identity(info), "enabled": True, "hooks": app.host.hooks_of(name),
             "stage_types": sorted(n for kind, n in owned if kind == "stage"),
+            "stage_type_outputs": {n: dict(found.stage_types[n].outputs)
+                                   for kind, n in sorted(owned) if kind == "stage"},
             "commands": sorted(n for kind, n in owned if kind == "command"),
             "templates": sorted(n for kind, n in owned if kind == "template"),
             "config_sections": sorted(n for kind, n in owned if kind == "section"),
@@ -88,7 +90,7 @@ def describe_plugins(app: App) -> list[dict[str, Any]]:
             "drift_detectors": sorted(n for kind, n in owned if kind == "drift detector")})
     for info in app.host.disabled:
         rows.append({**_identity(info), "enabled": False, "hooks": [], "stage_types": [],
-                     "commands": [], "templates": [], "config_sections": [],
+                     "stage_type_outputs": {}, "commands": [], "templates": [], "config_sections": [],
                      "config_groups": [], "codecs": [], "drift_detectors": []})
     return rows
 

@@ -84,8 +84,8 @@ class Method:
     plugin: str
 
 
-def methods(host: Any, settings: MonitorConfig) -> dict[str, Method]:
-    found = host.contributions.drift_detectors
+def methods(host: conveyor.Host, settings: MonitorConfig) -> dict[str, Method]:
+    found = host.drift_detectors
     for name in settings.thresholds:
         if name not in found:
             raise conveyor.ConfigError(
@@ -105,7 +105,8 @@ def methods(host: Any, settings: MonitorConfig) -> dict[str, Method]:
                 hint="detectors for them: " + ", ".join(
                     sorted(n for n, d in found.items() if kind in d.kinds)))
         threshold = float(settings.thresholds.get(name, detector.default_threshold))
-        plugin = host.contributions.provider.get(f"drift detector:{name}", "?")
+        provider = host.provider("drift detector", name)
+        plugin = provider.name if provider is not None else "?"
         chosen[kind] = Method(detector, threshold, plugin)
     return chosen
 

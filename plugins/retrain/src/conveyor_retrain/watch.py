@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conveyor import ConfigError, ConveyorError, UsageError
+from conveyor import ConfigError, ConveyorError, Session, UsageError
 from conveyor.store import sha256_file
 
 from conveyor_retrain import locks, retrain
@@ -97,7 +97,7 @@ def pending(inbox: Path, state: WatchState, *, settle: float = SETTLE_SECONDS
     return found
 
 
-def process(session: Any, path: Path, sha: str, state: WatchState,
+def process(session: Session, path: Path, sha: str, state: WatchState,
             log: Callable[[str], None]) -> dict[str, Any]:
     """Monitor one batch file, then apply the retraining policy; record both in the state."""
     from conveyor.store import open_store
@@ -115,9 +115,9 @@ def process(session: Any, path: Path, sha: str, state: WatchState,
         batch = earlier[-1]
         log(f"watch: {name}: monitored before the restart (batch {batch.id}), not again")
     else:
-        batch, _ = session.host.call_first("conveyor_monitor_batch", project_dir=project_dir,
-                                           data=path, labels=None, model=None, quiet=True,
-                                           host=session.host, session=session)
+        batch = session.host.hook.conveyor_monitor_batch(
+            project_dir=project_dir, data=path, labels=None, model=None, quiet=True,
+            host=session.host, session=session)
         if batch is None:
             raise UsageError("no installed plugin monitors batches (conveyor_monitor_batch)",
                              hint="pip install conveyor-monitor")

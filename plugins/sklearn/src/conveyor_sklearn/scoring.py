@@ -400,7 +400,9 @@ def _failure_lines(failures: Mapping[tuple[str | None, str], list[Any]]) -> str:
 
 PREDICT = conveyor.StageType(
     "sklearn.predict", _predict, "score a file with a registered model (conveyor predict)",
-    settings_schema=PredictSettings, input_files=_input_files, check=_check)
+    settings_schema=PredictSettings, input_files=_input_files, check=_check,
+    outputs={"summary": "what was scored: the file, the output written, rows, the model "
+                        "version, seconds"})
 
 PREDICT_COMMAND = conveyor.CliCommand(
     "predict", "score a CSV/Parquet file with the champion (or --model NAME:VERSION)",

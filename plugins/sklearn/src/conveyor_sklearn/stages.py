@@ -348,13 +348,24 @@ def _compare(ctx: conveyor.StageContext, champion: Any, model: Any, test: Any, t
 STAGE_TYPES = [
     conveyor.StageType("sklearn.load", _load, "load a CSV, Parquet file or bundled dataset",
                        settings_schema=s.LoadSettings, input_files=_source_files,
-                       ephemeral_outputs=frozenset({"data"}), check=_check_load),
+                       ephemeral_outputs=frozenset({"data"}), check=_check_load,
+                       outputs={"data": "the rows read (a pandas DataFrame)"}),
     conveyor.StageType("sklearn.split", _split, "split into train and test sets",
-                       settings_schema=s.SplitSettings, check=_check_split),
+                       settings_schema=s.SplitSettings, check=_check_split,
+                       outputs={"train": "the training rows (a DataFrame)",
+                                "test": "the held-out test rows (a DataFrame)"}),
     conveyor.StageType("sklearn.train", _train,
                        "fit preprocessing + estimator as one scikit-learn Pipeline",
-                       settings_schema=s.TrainSettings, check=_check_train),
+                       settings_schema=s.TrainSettings, check=_check_train,
+                       outputs={"model": "the fitted scikit-learn Pipeline",
+                                "training_rows": "a fingerprint per training row (which rows "
+                                                 "the model trained on)",
+                                "contract": "the model's part of its contract: target and "
+                                            "features with their dtypes"}),
     conveyor.StageType("sklearn.evaluate", _evaluate,
                        "score the model (and the champion, and slices) on the test set",
-                       settings_schema=s.EvaluateSettings, check=_check_evaluate),
+                       settings_schema=s.EvaluateSettings, check=_check_evaluate,
+                       outputs={"metrics": "the evaluation (conveyor.EvaluationResult, as "
+                                           "a mapping): test-set scores, the champion's "
+                                           "comparison, the slices' scores"}),
 ]
