@@ -184,6 +184,8 @@ def conveyor_store_tables(register: Callable[..., None]) -> None:
     ``Store.ensure_tables`` itself. Read and write the tables only from the plugin's own
     records module: SQL anywhere else fails Conveyor's layering test. Called once per command,
     with the other extension hooks.
+
+    Result: none; call register(...) for each table set.
     """
 
 
