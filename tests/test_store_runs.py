@@ -43,6 +43,7 @@ def test_a_recorded_run_reads_back_typed(runs):
     assert stage.name == "train" and stage.cached is False
     assert stage.json("outputs") == {"model": {"sha256": "0" * 64}}
     assert [s.run_id for s in runs.completed_stages(f"fp-{run.id}")] == [run.id]
+    assert runs.store.runs.get(run.id) == run                 # the store's own Runs
 
 
 def test_one_prefix_lookup_exact_unique_ambiguous_unknown(runs):

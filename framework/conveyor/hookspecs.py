@@ -185,7 +185,7 @@ def conveyor_store_tables(register: Callable[..., None]) -> None:
     records module: SQL anywhere else fails Conveyor's layering test. Called once per command,
     with the other extension hooks.
 
-    Result: none; call register(...) for each table set.
+    Result: none; call register(...) for each contribution.
     """
 
 

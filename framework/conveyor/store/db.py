@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.errors import StoreError
 
 if TYPE_CHECKING:
+    from conveyor.store.runs import Runs
     from conveyor.store.tables import TableSet
 
 # 2: monitor_batches (now conveyor-monitor's, see conveyor_monitor.records). 3: model_contracts
@@ -211,6 +212,13 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    @property
+    def runs(self) -> Runs:
+        """The runs recorded in this store (`conveyor.store.Runs`)."""
+        from conveyor.store.runs import Runs
+
+        return Runs(self)
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the store (SQLite's data_version):
