@@ -56,7 +56,11 @@ class RunRecord:
     from this process's environment (its interpolation when the variable is unset),
     `data` maps each data file it read to the version recorded (the `conveyor_file_fingerprint`
     digest, e.g. "md5:..." from DVC, or the core's bare sha256), `git_commit`/`git_dirty` the
-    code version, `packages` the versions of the packages involved.
+    code version, `packages` the versions of the packages involved, `plugins` the plugins it
+    ran with ({name: {"distribution", "version", "origin"}}, origin "entry point" or "local
+    module"; empty for a run recorded before runs recorded them), `overrides` the command
+    line's overrides and `invocation` the id shared by the jobs of one `--multirun` (None for
+    a single run).
     """
 
     id: str
@@ -71,6 +75,9 @@ class RunRecord:
     data: dict[str, str]
     metrics: dict[str, float]
     error: str | None
+    plugins: dict[str, dict[str, str]] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    invocation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,8 @@ def get_run(project: Project, run_id: str) -> RunRecord:
         id=row.id, project=row.project, status=row.status, command=row.command,
         config=_resolved(row.json("config", {})), config_hash=row.config_hash,
         git_commit=row.git_commit, git_dirty=row.git_dirty, packages=row.json("packages", {}),
+        plugins=row.json("plugins", {}), overrides=row.json("overrides", []),
+        invocation=row.invocation,
         data=data, metrics=metrics, error=row.error)
 
 

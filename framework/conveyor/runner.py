@@ -507,7 +507,10 @@ class Runner:
             config_hash=self.config.hash, git_commit=commit, git_dirty=dirty,
             packages=package_versions(dists), params=params,
             data=[(name, digest, _size(self.config.project_dir / name))
-                  for name, digest in run.data_versions.items()])
+                  for name, digest in run.data_versions.items()],
+            plugins={info.name: {"distribution": info.distribution, "version": info.version,
+                                 "origin": info.origin}
+                     for info in self.host.plugins if info.origin != "core"})
 
     def _record_stage(self, store: Store, run: RunInfo, decision: Decision, status: str,
                       started: float, duration: float, refs: dict[str, Any], error: str | None,

@@ -164,10 +164,12 @@ class Session:
 
     def store(self) -> Store:
         """The project's store, opened for the caller (who closes it), with the tables the
-        loaded plugins declare."""
+        loaded plugins declare (`conveyor_store_tables`). Reading the store does not load the
+        plugins: a plugin's repository makes its own tables when it is first used."""
         from conveyor.store import open_store
 
-        return open_store(self.project_dir)
+        tables = self._host.contributions.store_tables if self._host is not None else ()
+        return open_store(self.project_dir, tables)
 
     def codec(self, name: str) -> Any:
         """The loaded codec called `name`, or None when no loaded plugin provides it."""

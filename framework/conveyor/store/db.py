@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 # here: it declares them with `conveyor_store_tables` (conveyor.store.tables), versioned apart;
 # stores made before that keep the monitor_batches and retrain_decisions tables this schema
 # used to create, and the plugins' own (IF NOT EXISTS) statements keep them as they are.
-SCHEMA_VERSION = 3
+# 4: runs.plugins (the plugins a run ran with), a column added to existing stores (UPGRADES).
+SCHEMA_VERSION = 4
 STORE_DIR = ".conveyor"
+# Columns added to tables after they were first created: (table, column, type).
+ADDED_COLUMNS = (("runs", "plugins", "TEXT"),)
 
 # data_inputs.sha256 holds each data file's version as the run recorded it: the core's own
 # sha256 (bare hex), or "ALGORITHM:HEX" from a `conveyor_file_fingerprint` plugin ("md5:..." is
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, project TEXT, status TEXT NOT NULL, created_at REAL NOT NULL,
     finished_at REAL, duration REAL, pid INTEGER, host TEXT, invocation TEXT, command TEXT,
     overrides TEXT, config TEXT, config_hash TEXT, git_commit TEXT, git_dirty INTEGER,
-    packages TEXT, error TEXT, exit_code INTEGER);
+    packages TEXT, error TEXT, exit_code INTEGER, plugins TEXT);
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 CREATE INDEX IF NOT EXISTS runs_invocation ON runs(invocation);
 CREATE TABLE IF NOT EXISTS stages (
@@ -123,6 +126,10 @@ class Store:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table, column, kind in ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:  # a table created by an older Conveyor
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                          (str(max(SCHEMA_VERSION, self._schema_version())),))
 

@@ -72,6 +72,7 @@ class StoredRun:
     packages: str | None = None
     error: str | None = None
     exit_code: int | None = None
+    plugins: str | None = None  # JSON: {name: {distribution, version, origin}}; None before 4
 
     def json(self, column: str, default: Any = None) -> Any:
         """A JSON column decoded; `default` when it is empty or unreadable."""
@@ -223,19 +224,21 @@ class Runs:
              invocation: str | None, overrides: Sequence[str], config: Mapping[str, Any],
              config_hash: str | None, git_commit: str | None, git_dirty: bool | None,
              packages: Mapping[str, Any], params: Mapping[str, Any],
-             data: Iterable[tuple[str, str, int | None]], created_at: float | None = None
-             ) -> None:
+             data: Iterable[tuple[str, str, int | None]], created_at: float | None = None,
+             plugins: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Record a new run as "running" by this process, with its params (values stored as
-        JSON text) and the data files it reads ((path, version, size)), in one transaction."""
+        JSON text), the data files it reads ((path, version, size)) and the plugins it runs
+        with ({name: {"distribution", "version", "origin"}}), in one transaction."""
         with self.store.write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, project, status, created_at, pid, host, invocation, command,"
-                " overrides, config, config_hash, git_commit, git_dirty, packages) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " overrides, config, config_hash, git_commit, git_dirty, packages, plugins) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, project, "running", time.time() if created_at is None else created_at,
                  os.getpid(), socket.gethostname(), invocation, command, dumps(list(overrides)),
                  dumps(dict(config)), config_hash, git_commit,
-                 None if git_dirty is None else int(git_dirty), dumps(dict(packages))))
+                 None if git_dirty is None else int(git_dirty), dumps(dict(packages)),
+                 None if plugins is None else dumps({k: dict(v) for k, v in plugins.items()})))
             conn.executemany("INSERT INTO params VALUES (?,?,?)",
                              [(run_id, k, dumps(v)) for k, v in params.items()])
             conn.executemany("INSERT INTO data_inputs VALUES (?,?,?,?)",

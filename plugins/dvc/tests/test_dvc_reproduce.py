@@ -125,3 +125,38 @@ def test_reproduce_of_a_predict_run_says_how_to_score_again(dvc_project):
     assert_clear_error(result, 2, "scored data with `conveyor predict`", "conveyor predict --data")
     assert not (project.path / ".conveyor" / "reproduce").exists() or \
         not any((project.path / ".conveyor" / "reproduce").iterdir())
+
+
+EXTRA_PLUGIN = '''
+import os
+
+import conveyor
+
+
+@conveyor.hookimpl
+def conveyor_before_run(run):
+    with open(os.environ["EXTRA_MARKER"], "a") as out:
+        out.write(run.command + "\\n")
+'''
+
+
+def test_reproduce_runs_with_the_plugins_the_run_ran_with(dvc_project, tmp_path):
+    """A plugin installed after the run is switched off for its reproduction, and said so."""
+    project = dvc_project()
+    run_id = first_run(project)
+    # "Installed" since the run: a dist-info with a `conveyor` entry point, on PYTHONPATH.
+    site = tmp_path / "site"
+    info = site / "conveyor_extra-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conveyor-extra\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[conveyor]\nextra = conveyor_extra\n")
+    (site / "conveyor_extra.py").write_text(EXTRA_PLUGIN)
+    marker = tmp_path / "extra-ran.txt"
+    env = {"PYTHONPATH": str(site), "EXTRA_MARKER": str(marker)}
+    result = project.cli("reproduce", run_id, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "switched off for the reproduction, as run" in result.stderr
+    assert "ran without them: extra" in result.stderr
+    assert not marker.exists()  # it did not run
+    assert project.cli("run", env=env).returncode == 0
+    assert marker.read_text() == "run\n"  # an ordinary run does load it

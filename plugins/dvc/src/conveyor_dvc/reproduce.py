@@ -89,8 +89,10 @@ def recorded_plugins(session: Any, record: Any) -> tuple[dict[str, Any], list[st
     if changed:
         said.append(f"plugin versions differ from run {record.id}'s: "
                     + ", ".join(f"{n} {then[n]['version']} → {now[n].version}" for n in changed))
-    added = sorted(set(now) - set(then))
     config = record.config
+    already = set((config.get("plugins") or {}).get("disable") or [])
+    added = sorted(n for n in set(now) - set(then)
+                   if n not in already and now[n].distribution not in already)
     if added:
         said.append(f"switched off for the reproduction, as run {record.id} ran without them: "
                     + ", ".join(added))
