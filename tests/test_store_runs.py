@@ -121,3 +121,51 @@ def test_a_stage_that_deferred_then_failed_stays_failed(tmp_path):
     finally:
         store.close()
     assert stage.status == "failed" and "failed after deferring" in (stage.error or "")
+
+
+DEFERRED_ACTIONS = """
+    import conveyor
+
+
+    def _done(ctx):
+        (ctx.project_dir / "deferred.log").open("a").write(ctx.name + "\\n")
+        return "promoted"
+
+
+    def _defers(ctx):
+        ctx.on_run_success(lambda: _done(ctx))
+        return {}
+
+
+    def _defers_a_failure(ctx):
+        def fail():
+            raise ValueError("the deferred action failed")
+
+        ctx.on_run_success(fail)
+        return {}
+
+
+    @conveyor.hookimpl
+    def conveyor_stage_types(register):
+        register(conveyor.StageType("deferred.ok", _defers))
+        register(conveyor.StageType("deferred.fails", _defers_a_failure))
+"""
+
+
+def test_an_action_that_ran_is_not_unsettled_when_a_later_one_fails(tmp_path):
+    """Deferred actions run in stage order; when one fails, the stages whose actions already
+    happened (a promotion, say) stay completed and only the others are run again next time."""
+    project = local_project(tmp_path / "p", local=["deferred"],
+                            modules={"deferred": DEFERRED_ACTIONS},
+                            pipeline={"first": {"uses": "deferred.ok"},
+                                      "second": {"uses": "deferred.fails", "needs": ["first"]}})
+    result = project.run()
+    assert result.returncode == 70 and "the deferred action failed" in result.stderr  # a bug
+    assert (project.path / "deferred.log").read_text() == "first\n"
+    [run] = project.runs()
+    store = open_store(project.path)
+    try:
+        statuses = {s.name: s.status for s in Runs(store).stages(run["id"])}
+    finally:
+        store.close()
+    assert statuses == {"first": "completed", "second": "unsettled"}

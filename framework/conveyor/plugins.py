@@ -626,11 +626,18 @@ def _bind(adder: Callable[[str, Any], None]) -> Callable[[Any], None]:
     return register
 
 
+def _public_name(kind: type) -> str:
+    """Where a plugin author imports `kind` from: conveyor.store's types from there, the
+    others from conveyor."""
+    package = "conveyor.store" if kind.__module__.startswith("conveyor.store") else "conveyor"
+    return f"{package}.{kind.__name__}"
+
+
 def _expect(plugin: str, item: Any, kind: type, hook: str, host: PluginHost) -> None:
     if not isinstance(item, kind):
         raise PluginError(
             f"plugin {host.describe(plugin)} registered {item!r} in {hook}; "
-            f"expected a conveyor.{kind.__name__}"
+            f"expected a {_public_name(kind)}"
         )
 
 

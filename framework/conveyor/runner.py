@@ -187,8 +187,11 @@ class Runner:
     def _succeeded(self, verdicts: list[dict[str, Any]]) -> None:
         """Every stage and `conveyor_finish_run` succeeded: do what the stages deferred to this
         point (`StageContext.on_run_success`), in stage order."""
-        for stage_name, action in self._on_success:
+        while self._on_success:
+            stage_name, action = self._on_success[0]
             message = action()
+            # Done: should a later action fail, only the stages still waiting are unsettled.
+            self._on_success.pop(0)
             if message is None:
                 continue
             self.display.log(stage_name, message)
