@@ -141,3 +141,17 @@ def test_plugin_commands_take_config_overrides(new_project, cli):
     assert bad.returncode == 2 and "monitor.min_rows" in bad.stderr
     unknown = cli("monitor", "--data", str(small), "--frobnicate", cwd=project.path)
     assert unknown.returncode == 2 and "--frobnicate" in unknown.stderr
+
+
+def test_what_a_switched_off_plugin_provides_names_the_plugin(new_project, tmp_path):
+    """Its config group, its stage type: the error says which plugin plugins.disable left out."""
+    project = new_project("classification")
+    result = project.run("plugins.disable=[sklearn]")
+    assert result.returncode == 2
+    assert "config group comes with conveyor-sklearn, which plugins.disable switches off" \
+        in result.stderr, result.stderr
+    bare = local_project(tmp_path / "bare", pipeline={"load": {"uses": "sklearn.load"}})
+    result = bare.run("plugins.disable=[sklearn]")
+    assert result.returncode == 2
+    assert "plugin 'sklearn' (conveyor-sklearn), which plugins.disable switches off" \
+        in result.stderr, result.stderr

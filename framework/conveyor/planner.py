@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 from conveyor.contributions import Contributions, StageType
 from conveyor.errors import ConfigError
+from conveyor.host import PluginInfo
 from conveyor.plugins import provider_hint
 from conveyor.stage_context import Stage
 from conveyor.threads import parse_threads
@@ -20,7 +22,11 @@ RESERVED = ("uses", "needs", "threads")
 PlannedStage = Stage
 
 
-def make_plan(pipeline: dict[str, Any], found: Contributions) -> list[PlannedStage]:
+def make_plan(pipeline: dict[str, Any], found: Contributions,
+              switched_off: Sequence[PluginInfo] = ()) -> list[PlannedStage]:
+    """The pipeline's stages in running order, each with its stage type and typed settings.
+    `switched_off` (the plugins `plugins.disable` names) lets an unknown stage type name the
+    plugin it belongs to."""
     if not pipeline:
         raise ConfigError("the pipeline is empty: there is nothing to run",
                           hint="add a preset to the defaults list (`- pipeline: train`) or "
@@ -50,7 +56,7 @@ def make_plan(pipeline: dict[str, Any], found: Contributions) -> list[PlannedSta
     plan = []
     for position, name in enumerate(order):
         uses, needs, settings = specs[name]
-        stage_type = _stage_type(name, uses, found)
+        stage_type = _stage_type(name, uses, found, switched_off)
         settings = _typed_settings(name, stage_type, settings)
         plan.append(PlannedStage(name, uses, needs, settings, stage_type, position,
                                  threads[name]))
@@ -79,7 +85,8 @@ def _topological(specs: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]) 
     return order
 
 
-def _stage_type(stage: str, uses: str, found: Contributions) -> StageType:
+def _stage_type(stage: str, uses: str, found: Contributions,
+                switched_off: Sequence[PluginInfo] = ()) -> StageType:
     if uses in found.stage_types:
         return found.stage_types[uses]
     available = ", ".join(sorted(found.stage_types)) or "none"
@@ -89,6 +96,12 @@ def _stage_type(stage: str, uses: str, found: Contributions) -> StageType:
     close = difflib.get_close_matches(uses, list(found.stage_types), n=1)
     if close:
         hint = f"did you mean '{close[0]}'?"
+    # A plugin's stage types carry its name as their prefix: one switched off is named.
+    head = uses.split(".", 1)[0]
+    off = next((p for p in switched_off if p.name == head or p.distribution == provider), None)
+    if off is not None:
+        hint = (f"'{uses}' is provided by plugin '{off.name}' ({off.distribution}), which "
+                "plugins.disable switches off")
     raise ConfigError(f"stage '{stage}' uses unknown stage type '{uses}' (pipeline.{stage}.uses); "
                       f"available stage types: {available}", hint=hint)
 

@@ -78,7 +78,8 @@ class Runner:
     def plan(self) -> tuple[list[PlannedStage], list[Decision], Store]:
         core_meter().prime()  # the window the first stage's free cores are measured over
         self.threads = parse_threads(self.config.get("runner.threads", "auto"), "runner.threads")
-        plan = make_plan(self.config.data.get("pipeline") or {}, self.found)
+        plan = make_plan(self.config.data.get("pipeline") or {}, self.found,
+                         self.host.disabled)
         store = open_store(self.config.project_dir, self.found.store_tables)
         decisions = decide(plan, store, self.config.project_dir, force=self.force,
                            file_version=lambda path: self.fingerprint(store, path))

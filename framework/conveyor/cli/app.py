@@ -1,4 +1,4 @@
-"""Shared plumbing of the subcommands: the command's session, printing."""
+"""Shared plumbing of the subcommands: printing. A handler gets the command's `Session`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from typing import Any
 from conveyor.messages import print_error
 from conveyor.session import Session
 
-__all__ = ["App", "console", "print_error", "print_json"]
-
-
-# A subcommand's handler gets the command's session: its options, project, plugins and store.
-App = Session
+__all__ = ["Session", "console", "print_error", "print_json"]
 
 
 def print_json(data: Any) -> None:

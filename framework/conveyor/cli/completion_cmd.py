@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import Any
 
-from conveyor.cli.app import App
+from conveyor.session import Session
 
 SCRIPT = r"""
 _conveyor_complete() {
@@ -41,7 +41,7 @@ def configure(commands: Any) -> None:
     completion.set_defaults(handler=print_script)
 
 
-def print_script(args: argparse.Namespace, app: App) -> int:
+def print_script(args: argparse.Namespace, app: Session) -> int:
     from conveyor.cli import build_parser
 
     parser = build_parser(app.host)

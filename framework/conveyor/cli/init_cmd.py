@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from conveyor.cli.app import App
 from conveyor.errors import UsageError
 from conveyor.names import NAME_RULE, is_valid_name
+from conveyor.session import Session
 
 
 def configure(commands: Any, host: Any) -> None:
@@ -28,7 +28,7 @@ def configure(commands: Any, host: Any) -> None:
     init.set_defaults(handler=init_project)
 
 
-def init_project(args: argparse.Namespace, app: App) -> int:
+def init_project(args: argparse.Namespace, app: Session) -> int:
     templates = app.host.contributions.templates
     if args.template not in templates:
         available = ", ".join(sorted(templates)) or "none"

@@ -6,7 +6,8 @@ import argparse
 import time
 from typing import Any
 
-from conveyor.cli.app import App, console, print_json
+from conveyor.cli.app import console, print_json
+from conveyor.session import Session
 from conveyor.store import Registry
 from conveyor.store.registry import CHAMPION
 from conveyor.uncertainty import comparison_lines
@@ -38,7 +39,7 @@ def configure(commands: Any) -> None:
     history.set_defaults(handler=model_history)
 
 
-def list_models(args: argparse.Namespace, app: App) -> int:
+def list_models(args: argparse.Namespace, app: Session) -> int:
     registry = Registry(app.store())
     versions = registry.versions()
     names = sorted({v.name for v in versions})
@@ -80,7 +81,7 @@ def _reasons(gate: dict[str, Any]) -> list[str]:
     return [str(r) for r in reasons] if isinstance(reasons, list) else [str(reasons)]
 
 
-def promote_model(args: argparse.Namespace, app: App) -> int:
+def promote_model(args: argparse.Namespace, app: Session) -> int:
     previous = Registry(app.store()).promote(
         args.name, args.version, force=args.force,
         reason=args.reason or "promoted from the command line")
@@ -93,7 +94,7 @@ def promote_model(args: argparse.Namespace, app: App) -> int:
     return 0
 
 
-def rollback_model(args: argparse.Namespace, app: App) -> int:
+def rollback_model(args: argparse.Namespace, app: Session) -> int:
     registry = Registry(app.store())
     current, target = registry.rollback(args.name, reason=args.reason)
     if args.json:
@@ -103,7 +104,7 @@ def rollback_model(args: argparse.Namespace, app: App) -> int:
     return 0
 
 
-def model_history(args: argparse.Namespace, app: App) -> int:
+def model_history(args: argparse.Namespace, app: Session) -> int:
     registry = Registry(app.store())
     rows = registry.history(args.name)
     records = {v.version: v for v in registry.versions(args.name)}

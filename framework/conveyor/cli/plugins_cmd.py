@@ -10,8 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from conveyor.cli.app import App, console, print_json
+from conveyor.cli.app import console, print_json
 from conveyor.plugins import PluginInfo, supported_conveyor
+from conveyor.session import Session
 
 NEW_DESCRIPTION = """\
 Write a pip-installable plugin package, conveyor-NAME, into DIR (default: the current folder):
@@ -48,7 +49,7 @@ def configure(commands: Any) -> None:
     new.set_defaults(handler=new_plugin)
 
 
-def new_plugin(args: argparse.Namespace, app: App) -> int:
+def new_plugin(args: argparse.Namespace, app: Session) -> int:
     from conveyor.plugins import CORE_COMMANDS, _version
     from conveyor.scaffold import check_name, compatible_range, create_plugin
 
@@ -69,7 +70,7 @@ def new_plugin(args: argparse.Namespace, app: App) -> int:
     return 0
 
 
-def describe_plugins(app: App) -> list[dict[str, Any]]:
+def describe_plugins(app: Session) -> list[dict[str, Any]]:
     """One row per plugin: the registered ones, then those switched off by plugins.disable."""
     found = app.host.contributions
     rows = []
@@ -104,7 +105,7 @@ def _identity(info: PluginInfo) -> dict[str, Any]:
             "origin": info.origin, "supports_conveyor": supports}
 
 
-def list_plugins(args: argparse.Namespace, app: App) -> int:
+def list_plugins(args: argparse.Namespace, app: Session) -> int:
     rows = describe_plugins(app)
     if args.json:
         print_json(rows)

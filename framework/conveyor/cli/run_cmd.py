@@ -6,8 +6,9 @@ import contextlib
 import json
 from typing import Any
 
-from conveyor.cli.app import App, print_json
+from conveyor.cli.app import print_json
 from conveyor.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConveyorError, UsageError
+from conveyor.session import Session
 
 RUN_HELP = """\
 usage: conveyor run [--force] [--quiet] [OVERRIDE ...] [HYDRA FLAGS]
@@ -53,7 +54,7 @@ def _own_flags(args: list[str], allowed: set[str]) -> tuple[set[str], list[str]]
     return own, rest
 
 
-def run(args: list[str], app: App) -> int:
+def run(args: list[str], app: Session) -> int:
     own, rest = _own_flags(args, {"--force", "--quiet", "-h", "--help"})
     if own & {"-h", "--help"}:
         print(RUN_HELP)
@@ -97,7 +98,7 @@ def _reject_flags(args: list[str]) -> None:
                              hint="see `conveyor run --help`; overrides look like key=value")
 
 
-def _run_hydra(args: list[str], app: App, *, force: bool) -> int:
+def _run_hydra(args: list[str], app: Session, *, force: bool) -> int:
     from hydra.errors import OverrideParseException
 
     from conveyor import collection
@@ -159,7 +160,7 @@ def _first_job(args: list[str]) -> list[str]:
     return first
 
 
-def _summarise_sweep(app: App, invocation: str, *, typed_keys: set[str]) -> int:
+def _summarise_sweep(app: Session, invocation: str, *, typed_keys: set[str]) -> int:
     from conveyor.promotion import better
     from conveyor.store import Registry, Runs
 
@@ -213,7 +214,7 @@ def _promote_best(store: Any, run_id: str, primary: str, reason: str) -> None:
         print(("✓ " if promotion.promoted else "✗ ") + promotion.message)
 
 
-def plan(args: list[str], app: App) -> int:
+def plan(args: list[str], app: Session) -> int:
     own, rest = _own_flags(args, {"--json", "--force", "-h", "--help"})
     if own & {"-h", "--help"}:
         print(PLAN_HELP)

@@ -7,9 +7,10 @@ import json
 import time
 from typing import Any
 
-from conveyor.cli.app import App, console, print_json
+from conveyor.cli.app import console, print_json
 from conveyor.errors import UsageError
 from conveyor.secrets import Redactor
+from conveyor.session import Session
 from conveyor.store.artifacts import ArtifactRef
 from conveyor.store.db import numeric_metrics
 from conveyor.store.runs import RunQuery, Runs, StoredRun, StoredStage
@@ -105,7 +106,7 @@ def _when(timestamp: float | None) -> str | None:
         return f"? ({timestamp!r})"
 
 
-def list_runs(args: argparse.Namespace, app: App) -> int:
+def list_runs(args: argparse.Namespace, app: Session) -> int:
     store = app.store()
     store.mark_interrupted()
     rows = Runs(store).list(RunQuery(status=args.status or None), limit=args.limit)
@@ -168,7 +169,7 @@ def _detail(store: Any, run_id: str) -> dict[str, Any]:
     return data
 
 
-def show_run(args: argparse.Namespace, app: App) -> int:
+def show_run(args: argparse.Namespace, app: Session) -> int:
     store = app.store()
     run = _detail(store, _resolve(store, args.run))
     if args.json:
@@ -205,7 +206,7 @@ def show_run(args: argparse.Namespace, app: App) -> int:
     return 0
 
 
-def compare_runs(args: argparse.Namespace, app: App) -> int:
+def compare_runs(args: argparse.Namespace, app: Session) -> int:
     if len(args.runs) < 2:
         raise UsageError("compare needs at least two runs")
     store = app.store()

@@ -132,6 +132,9 @@ def _compose_raw(project_dir: Path, overrides: Sequence[str], config_dirs: Seque
         if provider and not _installed(provider):
             hint = f"the '{missing.split('/')[0]}' config group comes with {provider}: " \
                    f"pip install {provider}"
+        elif provider:  # installed, yet its config folder is not searched: switched off
+            hint = f"the '{missing.split('/')[0]}' config group comes with {provider}, " \
+                   "which plugins.disable switches off"
         raise ConfigError(f"unknown config choice: {message}", hint=hint) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
