@@ -105,16 +105,7 @@ def contribution_entry(cls: type) -> list[str]:
     name = cls.__name__
     if not dataclasses.is_dataclass(cls):
         return [f"### `conveyor.{name}`", "", markdown(cls.__doc__), ""]
-    rows = ["| field | type | default |", "|---|---|---|"]
-    for field in dataclasses.fields(cls):
-        if field.default is not dataclasses.MISSING:
-            default = f"`{field.default!r}`"
-        elif field.default_factory is not dataclasses.MISSING:
-            default = f"`{field.default_factory()!r}`"
-        else:
-            default = "required"
-        kind = str(field.type).replace("|", "\\|")
-        rows.append(f"| `{field.name}` | `{kind}` | {default} |")
+    rows = ["| field | type | default |", "|---|---|---|", *field_rows(cls)]
     return [f"### `conveyor.{name}`", "", markdown(cls.__doc__), "", *rows, ""]
 
 
@@ -202,17 +193,8 @@ def render_stage_types() -> str:
         out.append("")
         if stage_type.settings_schema is not None:
             out += ["**Settings** (`pipeline.<stage>.<setting>`):", "",
-                    "| setting | type | default |", "|---|---|---|"]
-            for field in dataclasses.fields(stage_type.settings_schema):
-                if field.default is not dataclasses.MISSING:
-                    default = f"`{field.default!r}`"
-                elif field.default_factory is not dataclasses.MISSING:
-                    default = f"`{field.default_factory()!r}`"
-                else:
-                    default = "required"
-                kind = str(field.type).replace("|", "\\|")
-                out.append(f"| `{field.name}` | `{kind}` | {default} |")
-            out.append("")
+                    "| setting | type | default |", "|---|---|---|",
+                    *field_rows(stage_type.settings_schema), ""]
         extras = []
         if stage_type.input_files is not None:
             extras.append("reads data files whose content enters its fingerprint")
@@ -228,6 +210,21 @@ def _write(path: Path, text: str) -> None:
     staging = path.with_suffix(".md.tmp")
     staging.write_text(text)
     staging.replace(path)
+
+
+def field_rows(cls: type) -> list[str]:
+    """One table row per field of a dataclass: its name, type and default."""
+    rows = []
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            default = f"`{field.default!r}`"
+        elif field.default_factory is not dataclasses.MISSING:
+            default = f"`{field.default_factory()!r}`"
+        else:
+            default = "required"
+        kind = str(field.type).replace("|", "\\|")
+        rows.append(f"| `{field.name}` | `{kind}` | {default} |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

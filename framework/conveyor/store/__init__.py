@@ -10,7 +10,7 @@ flagged, never a crash.
 """
 
 from conveyor.store.artifacts import ArtifactRef, ArtifactStore, sha256_file
-from conveyor.store.db import Store, as_number, numeric_metrics, open_store
+from conveyor.store.db import Store, as_number, numeric_metrics, open_store, process_alive
 from conveyor.store.registry import AliasMoved, Registry
 from conveyor.store.runs import (
     DataInput,
@@ -24,7 +24,24 @@ from conveyor.store.runs import (
 )
 from conveyor.store.tables import TableSet
 
-__all__ = ["AliasMoved", "ArtifactRef", "ArtifactStore", "DataInput", "MetricTest",
-           "MetricValue", "ParamTest", "Registry", "RunQuery", "Runs", "Store", "StoredRun",
-           "StoredStage", "TableSet", "as_number", "numeric_metrics", "open_store",
-           "sha256_file"]
+__all__ = [
+    "AliasMoved",
+    "ArtifactRef",
+    "ArtifactStore",
+    "DataInput",
+    "MetricTest",
+    "MetricValue",
+    "ParamTest",
+    "Registry",
+    "RunQuery",
+    "Runs",
+    "Store",
+    "StoredRun",
+    "StoredStage",
+    "TableSet",
+    "as_number",
+    "numeric_metrics",
+    "open_store",
+    "process_alive",
+    "sha256_file",
+]

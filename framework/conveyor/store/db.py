@@ -254,7 +254,7 @@ class Store:
         """Runs of this host whose process is gone were killed: say so instead of 'running'."""
         host = socket.gethostname()
         rows = self.query("SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,))
-        dead = [row["id"] for row in rows if not _alive(row["pid"])]
+        dead = [row["id"] for row in rows if not process_alive(row["pid"])]
         if dead:
             with self.write() as conn:
                 conn.executemany(
@@ -265,7 +265,9 @@ class Store:
                     [(run_id,) for run_id in dead])
 
 
-def _alive(pid: int | None) -> bool:
+def process_alive(pid: int | None) -> bool:
+    """Whether the process `pid` of this host still runs: how a record left "running" by a
+    process that was killed is told from one still being written."""
     if not pid:
         return False
     try:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import UsageError
-from conveyor.store import Store, TableSet
+from conveyor.store import Store, TableSet, process_alive
 
 # Version 1 is the table as Conveyor's core schema made it.
 TABLES = TableSet(owner="conveyor-retrain", version=1, create=(
@@ -146,7 +146,7 @@ class RetrainDecisions:
 
 def _from_row(row: Any) -> RetrainDecision:
     outcome = row["outcome"]
-    if outcome == "running" and row["host"] == socket.gethostname() and not _alive(row["pid"]):
+    if outcome == "running" and row["host"] == socket.gethostname() and not process_alive(row["pid"]):
         outcome = "interrupted"
     return RetrainDecision(
         id=row["id"], model_name=row["model_name"], created_at=row["created_at"],
@@ -163,16 +163,4 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | None, default: Any = None) -> Any:
     return default if text is None else json.loads(text)
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether the process `pid` (of this host) still runs."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
