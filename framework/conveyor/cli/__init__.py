@@ -149,13 +149,14 @@ def _dispatch(argv: list[str]) -> int:
         raise UsageError(f"unknown option {unknown[0]}", hint="see `conveyor --help`")
 
     command = rest[0] if rest else None
-    overrides = [a for a in rest[1:] if "=" in a and not a.startswith("-")]
+    overrides = [a for a in rest[1:] if _is_override(a)]
     with Session(directory=directory, overrides=overrides, debug="--debug" in global_args) as session:
         return _command(command, rest, global_args, session)
 
 
 def _is_override(arg: str) -> bool:
-    return "=" in arg and not arg.startswith("-")
+    """key=value, +key=value, ++key=value or ~key (Hydra's grammar)."""
+    return (arg.startswith("~") and len(arg) > 1) or ("=" in arg and not arg.startswith("-"))
 
 
 def _command(command: str | None, rest: list[str], global_args: list[str], app: Any) -> int:

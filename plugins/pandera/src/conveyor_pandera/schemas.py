@@ -160,9 +160,16 @@ def _from_import(path: str, project_dir: Path, import_target: Any) -> Loaded:
     import sys
 
     pa = pandera()
-    if str(project_dir) not in sys.path:  # `schemas.Customers` is the project's schemas.py
+    # `schemas.Customers` is the project's schemas.py: importable while it is imported, and
+    # the folder is off the import path again afterwards.
+    added = str(project_dir) not in sys.path
+    if added:
         sys.path.insert(0, str(project_dir))
-    obj = import_target(path.replace(":", "."))
+    try:
+        obj = import_target(path.replace(":", "."))
+    finally:
+        if added:
+            sys.path.remove(str(project_dir))
     if isinstance(obj, type) and issubclass(obj, pa.DataFrameModel):
         try:
             schema = obj.to_schema()
