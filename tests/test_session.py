@@ -6,8 +6,10 @@ be counted and the process's environment and import path inspected after them.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,27 @@ from _support import local_project
 from conveyor import Session, api
 from conveyor.cli import run_cli
 from conveyor.plugins import PluginHost
+
+
+@pytest.fixture(autouse=True)
+def _own_logging() -> Iterator[None]:
+    """Commands run in-process here configure logging as they would in their own process
+    (DVC binds its handlers to the stderr pytest captures): put every logger back afterwards,
+    so later tests in this worker do not write to a closed capture."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger(), *(v for v in manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger))]
+    saved = {id(lg): (lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers}
+    yield
+    for logger in [logging.getLogger(), *(v for v in manager.loggerDict.values()
+                                          if isinstance(v, logging.Logger))]:
+        if id(logger) in saved:
+            _, handlers, level, propagate = saved[id(logger)]
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        else:
+            logger.handlers.clear()
 
 
 @pytest.fixture
