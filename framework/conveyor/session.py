@@ -83,8 +83,9 @@ class Session:
 
     @property
     def host(self) -> PluginHost:
-        """The plugin host of this session: the one pluggy manager every hook call goes
-        through (`host.hook.conveyor_...(...)`), with what plugins contribute."""
+        """The plugin host of this session, a `conveyor.Host`: the one pluggy manager every
+        hook call goes through (`host.hook.conveyor_...(...)`), with what plugins contribute.
+        Plugins use what `conveyor.Host` lists; the rest of the object is Conveyor's own."""
         if self._host is None:
             from conveyor.plugins import PluginHost
 
