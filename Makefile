@@ -4,6 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+comma := ,
 PLUGINS := $(sort $(wildcard plugins/*))
 PYTEST_WORKERS ?= 2
 BENCH_VENV ?= .venv-bench-baselines
@@ -15,13 +16,13 @@ BENCH_KEDRO := kedro==1.7.0
 
 install: $(VENV)/.installed
 
-# conveyor-sklearn with its [onnx] extra (skl2onnx, onnxruntime), which `conveyor export` and
-# its tests need.
+# conveyor-sklearn with its extras: [onnx] (skl2onnx, onnxruntime) for `conveyor export`, and
+# [lightgbm] for the `model=lightgbm` options; their tests need both.
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev,demo]" \
-		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx])")
+		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx$(comma)lightgbm])")
 	touch $@
 
 # The browser tests (reports, `conveyor ui`) drive Debian's Chromium headless; a test tool's own

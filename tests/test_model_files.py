@@ -210,7 +210,7 @@ def _fit_config_group_model(config: Path):
     from conveyor_sklearn.preprocess import build_pipeline
 
     spec = yaml.safe_load(config.read_text())
-    estimator_class = TargetImporter(["sklearn"])(spec["_target_"])
+    estimator_class = TargetImporter(["sklearn", "lightgbm"])(spec["_target_"])
     params = {k: v for k, v in (spec.get("params") or {}).items()
               if not (isinstance(v, str) and v.startswith("${"))}
     rng = np.random.default_rng(0)

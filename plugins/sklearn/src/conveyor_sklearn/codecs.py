@@ -66,6 +66,11 @@ TRUSTED_TYPES = frozenset({
     # what a fitted MLP keeps: plain Python objects holding arrays
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    # LightGBM's scikit-learn estimators (the `model=lightgbm*` options). A fitted one holds a
+    # Booster whose state is LightGBM's own text model, parsed by LGBM_BoosterLoadModelFromString
+    # when it is restored: data, not code.
+    "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor",
+    "lightgbm.sklearn.LGBMRanker", "lightgbm.basic.Booster",
 })
 # Functions a stored model may refer to (and call when it predicts): the pipeline's own step.
 TRUSTED_FUNCTIONS = frozenset({"conveyor_sklearn.preprocess.as_model_input"})

@@ -153,8 +153,9 @@ def _validate_params(estimator_class: Any, params: Mapping[str, Any], target: st
         estimator = estimator_class(**params)
     except Exception as exc:
         raise conveyor.ConfigError(f"model.params do not fit {target}: {exc}") from exc
-    if getattr(type(estimator), "_validate_params", None) is not BaseEstimator._validate_params:
-        return
+    if getattr(type(estimator), "_validate_params", None) is not BaseEstimator._validate_params \
+            or not hasattr(type(estimator), "_parameter_constraints"):
+        return  # not scikit-learn's own validation (LightGBM checks its parameters in fit)
     validate = BaseEstimator._validate_params.__get__(estimator)
     try:
         validate()
