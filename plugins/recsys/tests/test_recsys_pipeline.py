@@ -35,21 +35,27 @@ def test_the_template_trains_evaluates_and_registers_item_item(shop):
     assert metrics["interactions"] == 6000 and metrics["duplicates_dropped"] == 0
     assert metrics["test_users_unseen"] == metrics["fallback_users"]
     models = json.loads(shop.cli("models", "list", "--json", check=True).stdout)
-    assert "shop" in json.dumps(models)
+    assert [(m["name"], m["version"], m["aliases"]) for m in models] == [
+        ("shop", 1, ["champion"])]
 
 
 def test_als_registers_a_second_version_with_its_own_scores(shop):
-    result = shop.run("recsys.model=als", check=True)
-    assert "als" in result.stdout + result.stderr
+    result = shop.run("recsys.model=als")
+    # the template's gate: recall@10 no worse than the champion (item_item v1) less 0.02;
+    # ALS on this small data does not make it, so v2 is registered, not promoted (exit 1)
+    assert "als on" in result.stdout and "champion v1 (item_item)" in result.stdout, result.stdout
     run = shop.last_run()
     assert run.status == "completed"
     assert run.metrics["ndcg@10"] > run.metrics["baseline.ndcg@10"]
-    listed = shop.cli("models", "list", check=True).stdout
-    assert "v2" in listed or " 2 " in listed, listed
+    models = json.loads(shop.cli("models", "list", "--json", check=True).stdout)
+    by_version = {m["version"]: m for m in models if m["name"] == "shop"}
+    assert 2 in by_version and "champion" in by_version[1]["aliases"], models
+    assert by_version[2]["decision"] == "rejected"
 
 
 def test_leave_last_out_holds_out_one_interaction_per_user(shop):
-    run = shop.run_recorded("recsys.split.method=leave_last_out", "recsys.model=popularity")
+    run = shop.run_recorded("recsys.split.method=leave_last_out", "recsys.model=popularity",
+                            check=False)
     assert run.status == "completed"
     assert run.metrics["test_rows"] == run.metrics["test_users"]
     assert run.metrics["test_users_unseen"] == 0

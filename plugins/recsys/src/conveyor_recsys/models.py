@@ -212,11 +212,14 @@ def _als(matrix: Any, *, factors: int, iterations: int, regularization: float, a
          seed: int, threads: int | None) -> dict[str, Any]:
     import numpy as np
     from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(factors=factors, iterations=iterations,
-                                    regularization=regularization, alpha=alpha,
-                                    random_state=seed, num_threads=threads or 0,
-                                    calculate_training_loss=False)
-    model.fit(matrix.tocsr().astype("float32"), show_progress=False)
+    # implicit parallelises ALS itself (num_threads); a BLAS pool inside it only competes
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, iterations=iterations,
+                                        regularization=regularization, alpha=alpha,
+                                        random_state=seed, num_threads=threads or 0,
+                                        calculate_training_loss=False)
+        model.fit(matrix.tocsr().astype("float32"), show_progress=False)
     return {"user_factors": np.asarray(model.user_factors, dtype="float32"),
             "item_factors": np.asarray(model.item_factors, dtype="float32")}
