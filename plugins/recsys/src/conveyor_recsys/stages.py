@@ -298,6 +298,9 @@ def _champion(ctx: conveyor.StageContext, relevant: Mapping[Any, set[Any]], k: i
         ctx.log(f"champion v{champion.version} is not a recommender; not compared")
         return champion.version, None
     recommended, _ = model.recommend_many(list(relevant), k, exclude_seen)
+    # a champion trained on other data may know items this model does not
+    known = set(catalogue)
+    catalogue = catalogue + [item for item in model.item_ids.tolist() if item not in known]
     result = ranking_metrics(recommended, relevant, k=k, item_popularity=popularity,
                              catalogue=catalogue)
     scores = {metric: float(value) for metric, value in result.items() if metric != "users"}
