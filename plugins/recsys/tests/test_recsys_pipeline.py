@@ -39,6 +39,25 @@ def test_the_template_trains_evaluates_and_registers_item_item(shop):
         ("shop", 1, ["champion"])]
 
 
+PROBE = """
+import json, sys
+from conveyor.cli import run_cli
+code = run_cli(["run", "--quiet"])
+heavy = sorted({m.split(".")[0] for m in sys.modules}
+               & {"numpy", "pandas", "scipy", "implicit", "pyarrow", "sklearn"})
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def test_a_fully_cached_run_imports_no_heavy_library(shop):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=shop.path, capture_output=True,
+                          text=True, timeout=300)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 0, "heavy": []}, done
+
+
 def test_als_registers_a_second_version_with_its_own_scores(shop):
     result = shop.run("recsys.model=als")
     # the template's gate: recall@10 no worse than the champion (item_item v1) less 0.02;
@@ -94,3 +113,17 @@ def _config(**recsys):
             "project": "tiny",
             "recsys": {"event_column": None, "weight_column": None, "model": "popularity",
                        "exclude_seen": False, **recsys}}
+
+
+def test_duplicates_and_out_of_order_rows_are_counted_in_the_run(conveyor_project):
+    rows = ["user_id,item_id,timestamp"]
+    for day in range(1, 21):
+        rows.append(f"u{day % 4},i{day % 5},2024-01-{day:02d}T10:00:00")
+    rows += [rows[3], rows[3], "u1,i2,2024-01-02T09:00:00"]   # 2 duplicates, 1 late arrival
+    project = conveyor_project(_config(split={"method": "temporal", "test_fraction": 0.3}),
+                               files={"data/interactions.csv": "\n".join(rows) + "\n"})
+    run = project.run_recorded()
+    assert run.status == "completed"
+    assert run.metrics["duplicates_dropped"] == 2
+    assert run.metrics["out_of_order"] == 1
+    assert run.metrics["interactions"] == 21
