@@ -127,3 +127,22 @@ def test_duplicates_and_out_of_order_rows_are_counted_in_the_run(conveyor_projec
     assert run.metrics["duplicates_dropped"] == 2
     assert run.metrics["out_of_order"] == 1
     assert run.metrics["interactions"] == 21
+
+
+def test_the_champion_is_compared_only_on_test_users_it_never_trained_on(tmp_path):
+    import subprocess
+
+    subprocess.run([conveyor_executable(), "init", "shop", "--template", "recommender"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    project = Project(tmp_path / "shop")
+    # the champion trains on 90% of the time range; the challenger is tested on the last 30%
+    project.run("recsys.split.test_fraction=0.1", check=True)
+    result = project.run("recsys.model=popularity", "recsys.split.test_fraction=0.3")
+    assert "champion v1 (item_item) on the" in result.stdout, result.stdout
+    line = next(x for x in result.stdout.splitlines() if "champion v1 (item_item)" in x)
+    left_out = int(line.split("(")[2].split(" left out")[0].replace(",", ""))
+    assert left_out > 0
+    from conveyor_recsys import metrics
+
+    if hasattr(metrics, "per_user"):                # the paired bootstrap's interval
+        assert "95% CI" in result.stdout

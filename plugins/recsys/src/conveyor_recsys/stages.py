@@ -258,8 +258,8 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
         scores[name] = {metric: float(value) for metric, value in result.items()
                         if metric != "users"}
     names = tuple(scores["model"])
-    champion_version, champion_scores = _champion(ctx, relevant, k, exclude_seen, popularity,
-                                                  catalogue)
+    champion_version, champion_scores, comparison = _champion(
+        ctx, relevant, k, exclude_seen, popularity, catalogue, model)
     ctx.log_metrics({**scores["model"],
                      **{f"baseline.{metric}": value for metric, value in
                         scores["baseline"].items()},
@@ -271,42 +271,97 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     result = conveyor.EvaluationResult(
         overall=scores["model"], metrics=names, rows=len(relevant),
         directions={metric: "higher" for metric in names}, primary=primary,
-        champion=champion_scores, champion_version=champion_version,
+        champion=champion_scores, champion_version=champion_version, comparison=comparison,
         extra={"baseline": scores["baseline"], "fallback_users": fallbacks, "k": k,
                "kind": model.kind})
     return {"metrics": result.to_dict()}
 
 
 def _champion(ctx: conveyor.StageContext, relevant: Mapping[Any, set[Any]], k: int,
-              exclude_seen: bool, popularity: Mapping[Any, float], catalogue: list[Any]
-              ) -> tuple[int | None, dict[str, float] | None]:
+              exclude_seen: bool, popularity: Mapping[Any, float], catalogue: list[Any],
+              challenger: Any) -> tuple[int | None, dict[str, float] | None, Any]:
     """The current champion scored on the same test users, for relative gate conditions
-    (`ndcg@10: ">= champion - 0.01"`). A champion that is not a Recommender, or that fails to
-    load, is reported and left unscored: relative conditions then fail closed."""
+    (`recall@10: ">= champion - 0.02"`), with the paired bootstrap of the per-user differences
+    (challenger - champion, users resampled) when `conveyor_recsys.metrics.per_user` is there.
+    A champion that is not a Recommender, or that fails to load, is left unscored: relative
+    conditions then fail closed."""
     from conveyor_recsys.metrics import ranking_metrics
     from conveyor_recsys.models import Recommender
 
     champion = ctx.registry.alias(ctx.settings["model_name"])
     if champion is None:
-        return None, None
+        return None, None, None
+    reason = None
     try:
         model = ctx.load_artifact(champion.artifact)
     except conveyor.ConveyorError as exc:
-        ctx.log(f"champion v{champion.version} could not be loaded: {exc}")
-        return champion.version, None
-    if not isinstance(model, Recommender):
-        ctx.log(f"champion v{champion.version} is not a recommender; not compared")
-        return champion.version, None
-    recommended, _ = model.recommend_many(list(relevant), k, exclude_seen)
+        reason = f"champion v{champion.version} could not be loaded: {exc}"
+    else:
+        if not isinstance(model, Recommender):
+            reason = f"champion v{champion.version} is not a recommender"
+    if reason is not None:
+        ctx.log(reason)
+        return champion.version, None, conveyor.ChampionComparison(
+            champion_version=champion.version, unavailable=reason)
+    # Only users none of whose test items the champion trained on (it may have trained on
+    # later data than this split's training period): the comparison is on what neither saw.
+    fair = {user: items for user, items in relevant.items()
+            if not items & set(model.seen(user))}
+    excluded = len(relevant) - len(fair)
+    if not fair:
+        reason = (f"champion v{champion.version} trained on interactions of every test user's "
+                  "held-out items")
+        ctx.log(reason)
+        return champion.version, None, conveyor.ChampionComparison(
+            champion_version=champion.version, unavailable=reason, test_rows=len(relevant),
+            excluded=excluded)
+    users = list(fair)
     # a champion trained on other data may know items this model does not
     known = set(catalogue)
     catalogue = catalogue + [item for item in model.item_ids.tolist() if item not in known]
-    result = ranking_metrics(recommended, relevant, k=k, item_popularity=popularity,
-                             catalogue=catalogue)
-    scores = {metric: float(value) for metric, value in result.items() if metric != "users"}
-    ctx.log(f"champion v{champion.version} ({model.kind}) on the same test users: "
-            + ", ".join(f"{m}={v:.4g}" for m, v in scores.items()))
-    return champion.version, scores
+    lists = {"champion": model.recommend_many(users, k, exclude_seen)[0],
+             "challenger": challenger.recommend_many(users, k, exclude_seen)[0]}
+    scores = {}
+    for name, recommended in lists.items():
+        result = ranking_metrics(recommended, fair, k=k, item_popularity=popularity,
+                                 catalogue=catalogue)
+        scores[name] = {metric: float(v) for metric, v in result.items() if metric != "users"}
+    ctx.log(f"champion v{champion.version} ({model.kind}) on the {len(users):,} test users "
+            f"it never trained on ({excluded:,} left out): "
+            + ", ".join(f"{m}={v:.4g}" for m, v in scores["champion"].items()))
+    bootstrap = _paired_bootstrap(lists["champion"], lists["challenger"], fair, k, popularity,
+                                  ctx.seed)
+    comparison = conveyor.ChampionComparison(
+        champion_version=champion.version, champion=scores["champion"],
+        challenger=scores["challenger"], rows=len(users), test_rows=len(relevant),
+        excluded=excluded, bootstrap=bootstrap,
+        note="rows are test users (their recommendation lists), resampled; coverage is "
+             "catalogue-level and has no interval")
+    return champion.version, scores["champion"], comparison
+
+
+def _paired_bootstrap(champion: Mapping[Any, list[Any]], challenger: Mapping[Any, list[Any]],
+                      relevant: Mapping[Any, set[Any]], k: int,
+                      popularity: Mapping[Any, float], seed: int) -> dict[str, list[float]]:
+    try:
+        from conveyor_recsys.metrics import per_user
+    except ImportError:  # the metrics module without per-user values: point comparison only
+        return {}
+    import numpy as np
+    from conveyor.uncertainty import paired_differences
+
+    before = per_user(champion, relevant, k=k, item_popularity=popularity)
+    after = per_user(challenger, relevant, k=k, item_popularity=popularity)
+    rows = len(before["user"])
+    if not rows or list(before["user"]) != list(after["user"]):
+        return {}
+    out: dict[str, list[float]] = {}
+    for metric in before:
+        if metric == "user":
+            continue
+        diff = np.asarray(after[metric], dtype=float) - np.asarray(before[metric], dtype=float)
+        out[metric] = paired_differences(lambda idx, d=diff: d[idx].mean(), rows, seed=seed)
+    return out
 
 
 STAGE_TYPES = [
