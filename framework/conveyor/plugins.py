@@ -53,6 +53,7 @@ KNOWN_PROVIDERS = {
     "bentoml": "conveyor-bentoml",
     "monitor": "conveyor-monitor",
     "retrain": "conveyor-retrain",
+    "recsys": "conveyor-recsys",
     "ui": "conveyor-ui",
 }
 

@@ -1,0 +1,47 @@
+"""Conveyor's recommendation plugin: interactions, temporal splits, candidate generators
+(popularity, item-item, implicit's ALS), ranking evaluation, the `recommend` pipeline and the
+`recommender` template.
+
+Only light modules are imported here: numpy, scipy, pandas and implicit are imported inside
+the stages, so `conveyor --help` and fully cached runs never pay for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import conveyor
+
+from conveyor_recsys import codecs, settings, templates
+
+__version__ = "0.1.0"
+
+
+@conveyor.hookimpl
+def conveyor_stage_types(register: Callable[[conveyor.StageType], None]) -> None:
+    from conveyor_recsys import stages
+
+    for stage_type in stages.STAGE_TYPES:
+        register(stage_type)
+
+
+@conveyor.hookimpl
+def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
+    register(settings.SCHEMA)
+
+
+@conveyor.hookimpl
+def conveyor_config_dirs(register: Callable[[Path], None]) -> None:
+    register(Path(__file__).parent / "conf")
+
+
+@conveyor.hookimpl
+def conveyor_codecs(register: Callable[[conveyor.Codec], None]) -> None:
+    register(codecs.NPZ)
+    register(codecs.FRAMES)
+
+
+@conveyor.hookimpl
+def conveyor_project_templates(register: Callable[[conveyor.ProjectTemplate], None]) -> None:
+    register(templates.RECOMMENDER)

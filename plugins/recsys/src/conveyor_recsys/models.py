@@ -1,0 +1,225 @@
+"""`Recommender`: a trained candidate generator, as plain numpy arrays.
+
+Every kind keeps the same arrays, so a model saves to one `.npz` and loads with
+`numpy.load(allow_pickle=False)` (codecs.NPZ): nothing in the file is code.
+
+* `user_ids`, `item_ids`: the ids seen in training (numbers, or text stored as unicode arrays);
+  row i of the user-item matrix is `user_ids[i]`, column j is `item_ids[j]`.
+* `popularity`: the summed interaction weight per item: the baseline, and the fallback for
+  users the model never saw (their slates are flagged `fallback`).
+* `history_indptr`, `history_indices`: the training user-item matrix (CSR, no values): what
+  each known user has seen, which `exclude_seen` leaves out and `item_item` scores from.
+* `popularity`: item score; `item_item`: an item-item cosine similarity kept as CSR
+  (`similarity_*`, the `neighbours` most similar items per item); `als`: `user_factors`,
+  `item_factors` from implicit's AlternatingLeastSquares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Iterable, Mapping
+from typing import Any
+
+KINDS = ("popularity", "item_item", "als")
+
+
+class Slate(list):
+    """A list of (item, score), best first; `fallback` is True when the user was unknown and
+    the slate is the popularity fallback."""
+
+    fallback: bool = False
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+class Recommender:
+    """A trained candidate generator (`kind`: popularity, item_item or als)."""
+
+    def __init__(self, kind: str, arrays: Mapping[str, Any]) -> None:
+        import numpy as np
+
+        if kind not in KINDS:
+            raise ValueError(f"unknown recommender kind {kind!r}; one of {', '.join(KINDS)}")
+        self.kind = kind
+        self.arrays = {name: np.asarray(value) for name, value in arrays.items()}
+        self.user_ids = self.arrays["user_ids"]
+        self.item_ids = self.arrays["item_ids"]
+        self.popularity = self.arrays["popularity"].astype("float64")
+        self._user_index = {_plain(u): i for i, u in enumerate(self.user_ids)}
+        self._item_index = {_plain(v): j for j, v in enumerate(self.item_ids)}
+
+    # --- building -------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, kind: str, users: Any, items: Any, weights: Any, *, factors: int = 32,
+            iterations: int = 15, regularization: float = 0.01, alpha: float = 1.0,
+            neighbours: int = 50, seed: int = 0, threads: int | None = None) -> Recommender:
+        """Train `kind` on interactions given as three equal-length arrays."""
+        import numpy as np
+        import scipy.sparse as sp
+
+        user_ids, user_codes = np.unique(np.asarray(users), return_inverse=True)
+        item_ids, item_codes = np.unique(np.asarray(items), return_inverse=True)
+        matrix = sp.csr_matrix((np.asarray(weights, dtype="float32"), (user_codes, item_codes)),
+                               shape=(len(user_ids), len(item_ids)))
+        matrix.sum_duplicates()
+        popularity = np.asarray(matrix.sum(axis=0)).ravel().astype("float64")
+        arrays: dict[str, Any] = {
+            "user_ids": _storable(user_ids), "item_ids": _storable(item_ids),
+            "popularity": popularity,
+            "history_indptr": matrix.indptr.astype("int64"),
+            "history_indices": matrix.indices.astype("int64")}
+        if kind == "item_item":
+            arrays.update(_item_similarity(matrix, neighbours))
+        elif kind == "als":
+            arrays.update(_als(matrix, factors=factors, iterations=iterations,
+                               regularization=regularization, alpha=alpha, seed=seed,
+                               threads=threads))
+        elif kind != "popularity":
+            raise ValueError(f"unknown recommender kind {kind!r}; one of {', '.join(KINDS)}")
+        return cls(kind, arrays)
+
+    def baseline(self) -> Recommender:
+        """The popularity model over the same training data."""
+        keep = ("user_ids", "item_ids", "popularity", "history_indptr", "history_indices")
+        return Recommender("popularity", {name: self.arrays[name] for name in keep})
+
+    # --- scoring --------------------------------------------------------------------------
+
+    def knows(self, user_id: Hashable) -> bool:
+        return _plain(user_id) in self._user_index
+
+    def seen(self, user_id: Hashable) -> list[Any]:
+        """The items a known user interacted with in training (empty for an unknown user)."""
+        row = self._user_index.get(_plain(user_id))
+        if row is None:
+            return []
+        indptr, indices = self.arrays["history_indptr"], self.arrays["history_indices"]
+        return [_plain(self.item_ids[j]) for j in indices[indptr[row]:indptr[row + 1]]]
+
+    def scores(self, user_id: Hashable) -> tuple[Any, bool]:
+        """A score per item (aligned with `item_ids`) and whether it is the fallback."""
+        import numpy as np
+
+        row = self._user_index.get(_plain(user_id))
+        if row is None or self.kind == "popularity":
+            return self.popularity, row is None
+        if self.kind == "als":
+            return self.arrays["item_factors"] @ self.arrays["user_factors"][row], False
+        indptr, indices = self.arrays["history_indptr"], self.arrays["history_indices"]
+        history = indices[indptr[row]:indptr[row + 1]]
+        sim_ptr, sim_idx = self.arrays["similarity_indptr"], self.arrays["similarity_indices"]
+        sim_val = self.arrays["similarity_data"]
+        scores = np.zeros(len(self.item_ids))
+        for j in history:
+            np.add.at(scores, sim_idx[sim_ptr[j]:sim_ptr[j + 1]], sim_val[sim_ptr[j]:sim_ptr[j + 1]])
+        # ties (and users whose items have no neighbours) fall back to popularity, scaled below 1
+        scores += self.popularity / (self.popularity.max() or 1.0) * 1e-6
+        return scores, False
+
+    def recommend(self, user_id: Hashable, k: int = 10, exclude_seen: bool = True,
+                  seen: Iterable[Hashable] | None = None) -> Slate:
+        """The top `k` items for `user_id` as (item, score), best first.
+
+        `exclude_seen` leaves out what the user interacted with in training, and `seen` (if
+        given) too. An unknown user gets the popularity fallback, flagged `slate.fallback`."""
+        import numpy as np
+
+        if k < 1:
+            raise ValueError(f"k is {k}; it must be at least 1")
+        scores, fallback = self.scores(user_id)
+        scores = np.array(scores, dtype="float64")
+        excluded: set[int] = set()
+        if exclude_seen:
+            row = self._user_index.get(_plain(user_id))
+            if row is not None:
+                indptr = self.arrays["history_indptr"]
+                excluded.update(self.arrays["history_indices"][indptr[row]:indptr[row + 1]]
+                                .tolist())
+        for item in seen or ():
+            j = self._item_index.get(_plain(item))
+            if j is not None:
+                excluded.add(j)
+        if excluded:
+            scores[list(excluded)] = -np.inf
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.lexsort((top, -scores[top]))]
+        slate = Slate((_plain(self.item_ids[j]), float(scores[j])) for j in top
+                      if np.isfinite(scores[j]))
+        slate.fallback = fallback
+        return slate
+
+    def recommend_many(self, users: Collection[Hashable], k: int, exclude_seen: bool = True
+                       ) -> tuple[dict[Hashable, list[Hashable]], int]:
+        """Top-k item lists for many users, and how many of them got the fallback."""
+        out: dict[Hashable, list[Hashable]] = {}
+        fallbacks = 0
+        for user in users:
+            slate = self.recommend(user, k, exclude_seen=exclude_seen)
+            fallbacks += slate.fallback
+            out[user] = [item for item, _ in slate]
+        return out, fallbacks
+
+    def __repr__(self) -> str:
+        return (f"Recommender({self.kind!r}, users={len(self.user_ids)}, "
+                f"items={len(self.item_ids)})")
+
+
+def _storable(ids: Any) -> Any:
+    """Ids as an array numpy saves without pickle: numbers stay numbers, the rest is text."""
+    import numpy as np
+
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "iufbU":
+        return ids
+    return ids.astype(str)
+
+
+def _item_similarity(matrix: Any, neighbours: int) -> dict[str, Any]:
+    """Cosine similarity between items' user vectors (binary co-occurrence), keeping the
+    `neighbours` most similar other items of each item."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    binary = matrix.copy().tocsc()
+    binary.data[:] = 1.0
+    norms = np.sqrt(np.asarray(binary.multiply(binary).sum(axis=0)).ravel())
+    norms[norms == 0] = 1.0
+    normalised = binary @ sp.diags(1.0 / norms)
+    similarity = (normalised.T @ normalised).tocsr()
+    similarity.setdiag(0.0)
+    similarity.eliminate_zeros()
+    rows_ptr, rows_idx, rows_val = [0], [], []
+    for j in range(similarity.shape[0]):
+        start, end = similarity.indptr[j], similarity.indptr[j + 1]
+        idx, val = similarity.indices[start:end], similarity.data[start:end]
+        if len(val) > neighbours:
+            keep = np.argpartition(-val, neighbours - 1)[:neighbours]
+            idx, val = idx[keep], val[keep]
+        rows_idx.append(idx)
+        rows_val.append(val)
+        rows_ptr.append(rows_ptr[-1] + len(idx))
+    return {"similarity_indptr": np.asarray(rows_ptr, dtype="int64"),
+            "similarity_indices": (np.concatenate(rows_idx) if rows_idx else np.zeros(0))
+            .astype("int64"),
+            "similarity_data": (np.concatenate(rows_val) if rows_val else np.zeros(0))
+            .astype("float32")}
+
+
+def _als(matrix: Any, *, factors: int, iterations: int, regularization: float, alpha: float,
+         seed: int, threads: int | None) -> dict[str, Any]:
+    import numpy as np
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    # implicit parallelises ALS itself (num_threads); a BLAS pool inside it only competes
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, iterations=iterations,
+                                        regularization=regularization, alpha=alpha,
+                                        random_state=seed, num_threads=threads or 0,
+                                        calculate_training_loss=False)
+        model.fit(matrix.tocsr().astype("float32"), show_progress=False)
+    return {"user_factors": np.asarray(model.user_factors, dtype="float32"),
+            "item_factors": np.asarray(model.item_factors, dtype="float32")}

@@ -1,0 +1,87 @@
+"""The `recsys` config section (`conveyor.ConfigSchema`) and the stage settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import conveyor
+
+METHODS = ("temporal", "leave_last_out")
+
+
+@dataclass
+class SplitConfig:
+    method: str = "temporal"          # temporal | leave_last_out
+    test_days: float | None = None    # temporal: the last N days are the test period ...
+    test_fraction: float = 0.2        # ... or else this share of the time range
+
+
+@dataclass
+class AlsConfig:
+    factors: int = 16
+    iterations: int = 15
+    regularization: float = 0.1
+    alpha: float = 10.0               # confidence = 1 + alpha * weight
+
+
+@dataclass
+class ItemItemConfig:
+    neighbours: int = 50              # similar items kept per item
+
+
+@dataclass
+class RecsysConfig:
+    source: str = "data/interactions.csv"
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    timestamp_column: str = "timestamp"
+    event_column: str | None = "event"       # None: no event column
+    weight_column: str | None = "weight"     # None: every interaction weighs 1
+    event_weights: dict[str, float] = field(default_factory=dict)  # e.g. {view: 1, purchase: 5}
+    k: int = 10
+    exclude_seen: bool = True
+    model: str = "item_item"                 # popularity | item_item | als
+    split: SplitConfig = field(default_factory=SplitConfig)
+    als: AlsConfig = field(default_factory=AlsConfig)
+    item_item: ItemItemConfig = field(default_factory=ItemItemConfig)
+
+
+SCHEMA = conveyor.ConfigSchema(
+    "recsys", RecsysConfig,
+    "recommendation: interaction columns, split, candidate model, k")
+
+
+@dataclass
+class LoadSettings:
+    source: str = ""
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    timestamp_column: str = "timestamp"
+    event_column: str | None = "event"
+    weight_column: str | None = "weight"
+    event_weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SplitSettings:
+    method: str = "temporal"
+    test_days: float | None = None
+    test_fraction: float = 0.2
+
+
+@dataclass
+class TrainSettings:
+    model: str = "item_item"
+    factors: int = 16
+    iterations: int = 15
+    regularization: float = 0.1
+    alpha: float = 10.0
+    neighbours: int = 50
+    seed: int = 0
+
+
+@dataclass
+class EvaluateSettings:
+    k: int = 10
+    exclude_seen: bool = True
+    model_name: str = "model"      # registry.model_name: whose champion is scored beside

@@ -1,0 +1,390 @@
+"""The stage types: recsys.load, recsys.split, recsys.train, recsys.evaluate.
+
+Every frame passed between them has the canonical columns `user`, `item`, `timestamp`
+(datetime64), `event` (text, or None without an event column) and `weight` (float), whatever
+the source file calls them (`recsys.*_column`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import conveyor
+from conveyor.tables import read_table
+
+from conveyor_recsys import settings as s
+from conveyor_recsys.models import KINDS
+
+COLUMNS = ("user", "item", "timestamp", "event", "weight")
+
+# --- load -------------------------------------------------------------------------------------
+
+
+def _source_files(settings: Mapping[str, Any]) -> Iterable[str]:
+    return [settings["source"]] if settings.get("source") else []
+
+
+def _check_load(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    if not settings.get("source"):
+        raise conveyor.ConfigError("recsys.source is not set: there are no interactions to load",
+                                   hint="set recsys.source=path/to/interactions.csv")
+    for key in ("user_column", "item_column", "timestamp_column"):
+        if not settings.get(key):
+            raise conveyor.ConfigError(f"recsys.{key} is empty: which column holds it?",
+                                       hint=f"set recsys.{key}=COLUMN")
+    for event, weight in (settings.get("event_weights") or {}).items():
+        if weight < 0:
+            raise conveyor.ConfigError(f"recsys.event_weights.{event} is {weight}; an event's "
+                                       "weight cannot be negative")
+
+
+def _load(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    """Reads the interactions and normalises them.
+
+    The documented rules: rows missing a user, an item or a timestamp are dropped; rows that
+    repeat another row's user, item, timestamp and event are duplicates, and only the first is
+    kept; rows are sorted by timestamp (stable: ties keep the file's order), and the rows that
+    came earlier in time than the row before them in the file are counted as out of order. All
+    three counts are logged and recorded as metrics."""
+    import pandas as pd
+
+    st = ctx.settings
+    source = st["source"]
+    path = ctx.project_dir / source
+    if not path.is_file():
+        raise conveyor.StageFailed(f"{source}: no such file", hint="set recsys.source")
+    frame = read_table(path)
+    wanted = {"user": ("user_column", st["user_column"]),
+              "item": ("item_column", st["item_column"]),
+              "timestamp": ("timestamp_column", st["timestamp_column"])}
+    if st.get("event_column"):
+        wanted["event"] = ("event_column", st["event_column"])
+    if st.get("weight_column"):
+        wanted["weight"] = ("weight_column", st["weight_column"])
+    missing = [(key, column) for key, column in wanted.values() if column not in frame.columns]
+    if missing:
+        listed = "; ".join(f"column '{column}' (recsys.{key})" for key, column in missing)
+        raise conveyor.StageFailed(
+            f"{source} has no {listed}; its columns are: {', '.join(map(str, frame.columns))}",
+            hint="name the right columns, e.g. " + " ".join(
+                f"recsys.{key}=COLUMN" for key, _ in missing)
+            + " (or recsys.event_column=null / recsys.weight_column=null when there is none)")
+    out = pd.DataFrame({name: frame[column] for name, (_, column) in wanted.items()})
+    if "event" not in out:
+        out["event"] = None
+    if "weight" not in out:
+        out["weight"] = 1.0
+    out["weight"] = pd.to_numeric(out["weight"], errors="coerce").fillna(1.0).astype("float64")
+    raw = out["timestamp"]
+    if pd.api.types.is_numeric_dtype(raw):
+        out["timestamp"] = pd.to_datetime(raw, unit="s", errors="coerce")
+    else:
+        out["timestamp"] = pd.to_datetime(raw, errors="coerce", utc=True).dt.tz_localize(None)
+    unparsed = int(out["timestamp"].isna().sum() - raw.isna().sum())
+    if unparsed and unparsed == len(out):
+        raise conveyor.StageFailed(
+            f"no value of column '{st['timestamp_column']}' (recsys.timestamp_column) is a "
+            "timestamp", hint="use ISO dates (2024-05-01T12:00:00) or Unix seconds")
+    rows = len(out)
+    incomplete = out[["user", "item", "timestamp"]].isna().any(axis=1)
+    out = out[~incomplete]
+    weights = st.get("event_weights") or {}
+    if weights and st.get("event_column"):
+        out["weight"] = out["weight"] * out["event"].map(weights).fillna(1.0).astype("float64")
+    duplicated = out.duplicated(subset=["user", "item", "timestamp", "event"], keep="first")
+    out = out[~duplicated]
+    stamps = out["timestamp"]
+    out_of_order = int((stamps < stamps.cummax().shift(1)).sum())
+    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    out = out[list(COLUMNS)]
+    if out.empty:
+        raise conveyor.StageFailed(f"{source} has no complete interactions "
+                                   f"({rows:,} rows, none with a user, item and timestamp)")
+    counts = {"interactions": len(out), "rows_read": rows,
+              "duplicates_dropped": int(duplicated.sum()), "incomplete_dropped":
+              int(incomplete.sum()), "out_of_order": out_of_order,
+              "users": int(out["user"].nunique()), "items": int(out["item"].nunique())}
+    ctx.log_metrics(counts)
+    ctx.log(f"{len(out):,} interactions of {counts['users']:,} users on {counts['items']:,} "
+            f"items from {source}; dropped {counts['duplicates_dropped']:,} duplicate(s) and "
+            f"{counts['incomplete_dropped']:,} incomplete row(s); sorted "
+            f"{out_of_order:,} out-of-order row(s) by timestamp")
+    return {"interactions": out}
+
+
+# --- split ------------------------------------------------------------------------------------
+
+
+def _check_split(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    if settings["method"] not in s.METHODS:
+        raise conveyor.ConfigError(f"recsys.split.method is '{settings['method']}'; it is one of "
+                                   f"{', '.join(s.METHODS)}")
+    days = settings.get("test_days")
+    if days is not None and days <= 0:
+        raise conveyor.ConfigError(f"recsys.split.test_days is {days}; it must be positive",
+                                   hint="or set recsys.split.test_days=null and use "
+                                        "recsys.split.test_fraction")
+    fraction = settings.get("test_fraction")
+    if not 0 < fraction < 1:
+        raise conveyor.ConfigError(f"recsys.split.test_fraction is {fraction}; the share of the "
+                                   "time range held out must be between 0 and 1",
+                                   hint="e.g. recsys.split.test_fraction=0.2")
+
+
+def _split(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    """`temporal`: everything before the cutoff trains, everything from it on tests (the last
+    `test_days`, or the last `test_fraction` of the time range). `leave_last_out`: each user's
+    latest interaction tests (users with a single interaction only train). Users and items of
+    the test set that training never saw are counted, not dropped: evaluation scores unseen
+    users with the popularity fallback and counts unseen items as relevant but unreachable."""
+    import pandas as pd
+
+    frame = ctx.inputs["interactions"]
+    st = ctx.settings
+    summary: dict[str, Any] = {"method": st["method"]}
+    if st["method"] == "temporal":
+        start, end = frame["timestamp"].min(), frame["timestamp"].max()
+        if st.get("test_days") is not None:
+            cutoff = end - pd.Timedelta(days=float(st["test_days"]))
+        else:
+            cutoff = start + (end - start) * (1 - float(st["test_fraction"]))
+        is_test = frame["timestamp"] > cutoff
+        summary["cutoff"] = cutoff.isoformat()
+        where = f"cutoff {cutoff.isoformat()}"
+    else:
+        position = frame.groupby("user", sort=False).cumcount(ascending=False)
+        counts = frame.groupby("user", sort=False)["user"].transform("size")
+        is_test = (position == 0) & (counts > 1)
+        summary["single_interaction_users"] = int((frame.groupby("user").size() == 1).sum())
+        where = "each user's latest interaction held out"
+    train = frame[~is_test].reset_index(drop=True)
+    test = frame[is_test].reset_index(drop=True)
+    if train.empty or test.empty:
+        side = "training" if train.empty else "test"
+        raise conveyor.StageFailed(
+            f"the {side} period is empty ({where}; {len(frame):,} interactions from "
+            f"{frame['timestamp'].min()} to {frame['timestamp'].max()})",
+            hint="change recsys.split.test_days or recsys.split.test_fraction")
+    train_users, train_items = set(train["user"]), set(train["item"])
+    unseen_users = set(test["user"]) - train_users
+    unseen_items = set(test["item"]) - train_items
+    summary.update({
+        "train_rows": len(train), "test_rows": len(test),
+        "test_users": int(test["user"].nunique()), "test_items": int(test["item"].nunique()),
+        "test_users_unseen": len(unseen_users), "test_items_unseen": len(unseen_items),
+        "test_rows_unseen_user": int(test["user"].isin(unseen_users).sum()),
+        "test_rows_unseen_item": int(test["item"].isin(unseen_items).sum())})
+    ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, int)})
+    ctx.log(f"{st['method']} split ({where}): {len(train):,} training and {len(test):,} test "
+            f"interactions; test has {len(unseen_users):,} user(s) and {len(unseen_items):,} "
+            "item(s) unseen in training (kept, counted)")
+    return {"train": train, "test": test, "split": summary}
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def _check_train(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    if settings["model"] not in KINDS:
+        raise conveyor.ConfigError(f"recsys.model is '{settings['model']}'; it is one of "
+                                   f"{', '.join(KINDS)}", hint="e.g. recsys.model=als")
+    for key, low in (("factors", 1), ("iterations", 1), ("neighbours", 1)):
+        if settings[key] < low:
+            section = "item_item" if key == "neighbours" else "als"
+            raise conveyor.ConfigError(f"recsys.{section}.{key} is {settings[key]}; it must be "
+                                       f"at least {low}")
+    if settings["regularization"] < 0 or settings["alpha"] <= 0:
+        raise conveyor.ConfigError("recsys.als.regularization must be >= 0 and recsys.als.alpha "
+                                   "> 0")
+
+
+def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    from conveyor_recsys.models import Recommender
+
+    train = ctx.inputs["train"]
+    st = ctx.settings
+    model = Recommender.fit(
+        st["model"], train["user"].to_numpy(), train["item"].to_numpy(),
+        train["weight"].to_numpy(), factors=st["factors"], iterations=st["iterations"],
+        regularization=st["regularization"], alpha=st["alpha"], neighbours=st["neighbours"],
+        seed=st["seed"], threads=ctx.threads)
+    ctx.log_metrics({"train_users": len(model.user_ids), "train_items": len(model.item_ids)})
+    ctx.log(f"{st['model']} on {len(train):,} interactions: {len(model.user_ids):,} users x "
+            f"{len(model.item_ids):,} items")
+    return {"model": model}
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+
+def _check_evaluate(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    if settings["k"] < 1:
+        raise conveyor.ConfigError(f"recsys.k is {settings['k']}; it must be at least 1")
+
+
+def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    """Scores the model and the popularity baseline on the held-out interactions: per test
+    user, the top k (leaving out what they saw in training when `exclude_seen`) against the
+    items they interacted with in the test period (less those seen in training, which cannot
+    be recommended then). Unseen users get the popularity fallback and are counted."""
+    from conveyor_recsys.metrics import ranking_metrics
+
+    model = ctx.inputs["model"]
+    test = ctx.inputs["test"]
+    k, exclude_seen = ctx.settings["k"], ctx.settings["exclude_seen"]
+    relevant: dict[Any, set[Any]] = {}
+    for user, items in test.groupby("user", sort=True)["item"]:
+        wanted = set(items.tolist())
+        if exclude_seen:
+            wanted -= set(model.seen(user))
+        if wanted:
+            relevant[user] = wanted
+    if not relevant:
+        raise conveyor.StageFailed("no test user has an item to find: every test interaction "
+                                   "repeats one seen in training",
+                                   hint="set recsys.exclude_seen=false, or test on a longer "
+                                        "period (recsys.split.test_fraction)")
+    popularity = {item: float(count) for item, count in
+                  zip(model.item_ids.tolist(), model.popularity.tolist(), strict=True)}
+    catalogue = list(popularity)
+    scores: dict[str, dict[str, float]] = {}
+    fallbacks = 0
+    for name, candidate in (("model", model), ("baseline", model.baseline())):
+        recommended, fell_back = candidate.recommend_many(list(relevant), k, exclude_seen)
+        fallbacks = fallbacks or fell_back
+        result = ranking_metrics(recommended, relevant, k=k, item_popularity=popularity,
+                                 catalogue=catalogue)
+        scores[name] = {metric: float(value) for metric, value in result.items()
+                        if metric != "users"}
+    names = tuple(scores["model"])
+    champion_version, champion_scores, comparison = _champion(
+        ctx, relevant, k, exclude_seen, popularity, catalogue, model)
+    ctx.log_metrics({**scores["model"],
+                     **{f"baseline.{metric}": value for metric, value in
+                        scores["baseline"].items()},
+                     "evaluated_users": len(relevant), "fallback_users": fallbacks})
+    primary = f"ndcg@{k}" if f"ndcg@{k}" in names else names[0]
+    ctx.log(f"{model.kind}: {primary} {scores['model'][primary]:.4f} (popularity baseline "
+            f"{scores['baseline'][primary]:.4f}) over {len(relevant):,} test users, "
+            f"{fallbacks:,} of them unseen in training (popularity fallback)")
+    result = conveyor.EvaluationResult(
+        overall=scores["model"], metrics=names, rows=len(relevant),
+        directions={metric: "higher" for metric in names}, primary=primary,
+        champion=champion_scores, champion_version=champion_version, comparison=comparison,
+        extra={"baseline": scores["baseline"], "fallback_users": fallbacks, "k": k,
+               "kind": model.kind})
+    return {"metrics": result.to_dict()}
+
+
+def _champion(ctx: conveyor.StageContext, relevant: Mapping[Any, set[Any]], k: int,
+              exclude_seen: bool, popularity: Mapping[Any, float], catalogue: list[Any],
+              challenger: Any) -> tuple[int | None, dict[str, float] | None, Any]:
+    """The current champion scored on the same test users, for relative gate conditions
+    (`recall@10: ">= champion - 0.02"`), with the paired bootstrap of the per-user differences
+    (challenger - champion, users resampled) when `conveyor_recsys.metrics.per_user` is there.
+    A champion that is not a Recommender, or that fails to load, is left unscored: relative
+    conditions then fail closed."""
+    from conveyor_recsys.metrics import ranking_metrics
+    from conveyor_recsys.models import Recommender
+
+    champion = ctx.registry.alias(ctx.settings["model_name"])
+    if champion is None:
+        return None, None, None
+    reason = None
+    try:
+        model = ctx.load_artifact(champion.artifact)
+    except conveyor.ConveyorError as exc:
+        reason = f"champion v{champion.version} could not be loaded: {exc}"
+    else:
+        if not isinstance(model, Recommender):
+            reason = f"champion v{champion.version} is not a recommender"
+    if reason is not None:
+        ctx.log(reason)
+        return champion.version, None, conveyor.ChampionComparison(
+            champion_version=champion.version, unavailable=reason)
+    # Only users none of whose test items the champion trained on (it may have trained on
+    # later data than this split's training period): the comparison is on what neither saw.
+    fair = {user: items for user, items in relevant.items()
+            if not items & set(model.seen(user))}
+    excluded = len(relevant) - len(fair)
+    if not fair:
+        reason = (f"champion v{champion.version} trained on interactions of every test user's "
+                  "held-out items")
+        ctx.log(reason)
+        return champion.version, None, conveyor.ChampionComparison(
+            champion_version=champion.version, unavailable=reason, test_rows=len(relevant),
+            excluded=excluded)
+    users = list(fair)
+    # a champion trained on other data may know items this model does not
+    known = set(catalogue)
+    catalogue = catalogue + [item for item in model.item_ids.tolist() if item not in known]
+    lists = {"champion": model.recommend_many(users, k, exclude_seen)[0],
+             "challenger": challenger.recommend_many(users, k, exclude_seen)[0]}
+    scores = {}
+    for name, recommended in lists.items():
+        result = ranking_metrics(recommended, fair, k=k, item_popularity=popularity,
+                                 catalogue=catalogue)
+        scores[name] = {metric: float(v) for metric, v in result.items() if metric != "users"}
+    ctx.log(f"champion v{champion.version} ({model.kind}) on the {len(users):,} test users "
+            f"it never trained on ({excluded:,} left out): "
+            + ", ".join(f"{m}={v:.4g}" for m, v in scores["champion"].items()))
+    bootstrap = _paired_bootstrap(lists["champion"], lists["challenger"], fair, k, popularity,
+                                  ctx.seed)
+    comparison = conveyor.ChampionComparison(
+        champion_version=champion.version, champion=scores["champion"],
+        challenger=scores["challenger"], rows=len(users), test_rows=len(relevant),
+        excluded=excluded, bootstrap=bootstrap,
+        note="rows are test users (their recommendation lists), resampled; coverage is "
+             "catalogue-level and has no interval")
+    return champion.version, scores["champion"], comparison
+
+
+def _paired_bootstrap(champion: Mapping[Any, list[Any]], challenger: Mapping[Any, list[Any]],
+                      relevant: Mapping[Any, set[Any]], k: int,
+                      popularity: Mapping[Any, float], seed: int) -> dict[str, list[float]]:
+    try:
+        from conveyor_recsys.metrics import per_user
+    except ImportError:  # the metrics module without per-user values: point comparison only
+        return {}
+    import numpy as np
+    from conveyor.uncertainty import paired_differences
+
+    before = per_user(champion, relevant, k=k, item_popularity=popularity)
+    after = per_user(challenger, relevant, k=k, item_popularity=popularity)
+    rows = len(before["user"])
+    if not rows or list(before["user"]) != list(after["user"]):
+        return {}
+    out: dict[str, list[float]] = {}
+    for metric in before:
+        if metric == "user":
+            continue
+        diff = np.asarray(after[metric], dtype=float) - np.asarray(before[metric], dtype=float)
+        out[metric] = paired_differences(lambda idx, d=diff: d[idx].mean(), rows, seed=seed)
+    return out
+
+
+STAGE_TYPES = [
+    conveyor.StageType("recsys.load", _load, "read interactions (user, item, timestamp, "
+                       "event, weight): dedupe, sort by time",
+                       settings_schema=s.LoadSettings, input_files=_source_files,
+                       ephemeral_outputs=frozenset({"interactions"}), check=_check_load,
+                       outputs={"interactions": "the interactions, canonical columns, in "
+                                                "time order (a DataFrame)"}),
+    conveyor.StageType("recsys.split", _split, "temporal or leave-last-out split",
+                       settings_schema=s.SplitSettings, check=_check_split,
+                       outputs={"train": "the training interactions (a DataFrame)",
+                                "test": "the held-out interactions (a DataFrame)",
+                                "split": "the cutoff and the counts, unseen users and "
+                                         "items included"}),
+    conveyor.StageType("recsys.train", _train,
+                       "fit a candidate generator: popularity, item_item or als",
+                       settings_schema=s.TrainSettings, check=_check_train,
+                       outputs={"model": "the conveyor_recsys.models.Recommender"}),
+    conveyor.StageType("recsys.evaluate", _evaluate,
+                       "ranking metrics of the model and the popularity baseline on the "
+                       "held-out period", settings_schema=s.EvaluateSettings,
+                       check=_check_evaluate,
+                       outputs={"metrics": "the evaluation (conveyor.EvaluationResult, as a "
+                                           "mapping); the baseline's scores under 'baseline'"}),
+]
