@@ -194,9 +194,7 @@ def resolve_model(project: Project, name: str | None = None, *, version: int | N
     `name=None`, or an alias not set yet."""
     from conveyor.store import Registry
 
-    with _session(project) as session:
-        store = session.store()
-    try:
+    with _store(project) as store:
         registry = Registry(store)
         if name is None:
             names = sorted({v.name for v in registry.versions()})
@@ -219,8 +217,6 @@ def resolve_model(project: Project, name: str | None = None, *, version: int | N
                 f"model '{name}' has no {alias} yet ({len(known)} version(s) registered, "
                 "none promoted)", hint=f"promote one with `conveyor models promote {name} VERSION`")
         return record
-    finally:
-        store.close()
 
 
 def load_output(project: Project, run_id: str, name: str, *, stage: str | None = None) -> Any:
@@ -312,15 +308,11 @@ def get_run(project: Project, run_id: str) -> RunRecord:
     such run or the prefix is ambiguous."""
     from conveyor.store import Runs
 
-    with _session(project) as session:
-        store = session.store()
-    try:
+    with _store(project) as store:
         runs = Runs(store)
         row = runs.find(run_id)
         data = runs.data(row.id)
         metrics = runs.metrics(row.id)
-    finally:
-        store.close()
     return RunRecord(
         id=row.id, project=row.project, status=row.status, command=row.command,
         config=_resolved(row.json("config", {})), config_hash=row.config_hash,
@@ -365,9 +357,7 @@ def list_runs(project: Project, *, status: str | None = None, command: str | Non
                          f"= != > < >= <=: {exc}") from exc
     query = RunQuery(status=status, command=command, since=since, until=until,
                      params=param_tests, metrics=metric_tests)
-    with _session(project) as session:
-        store = session.store()
-    try:
+    with _store(project) as store:
         store.mark_interrupted()
         repo = Runs(store)
         try:
@@ -376,8 +366,6 @@ def list_runs(project: Project, *, status: str | None = None, command: str | Non
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         values = repo.metrics_of([r.id for r in rows])
-    finally:
-        store.close()
     result = []
     for row in rows:
         redactor = Redactor.for_record(row.json("config", {}))
@@ -407,6 +395,17 @@ def code_version(project: Project) -> tuple[str | None, bool | None]:
 
     with _session(project) as session:
         return git_state(session.project_dir)
+
+
+@contextmanager
+def _store(project: Project) -> Iterator[Any]:
+    """The project's store (`conveyor.store.Store`), open for the block."""
+    with _session(project) as session:
+        store = session.store()
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 from conveyor.contributions import Contributions, StageType
 from conveyor.errors import ConfigError
 from conveyor.host import PluginInfo
-from conveyor.plugins import provider_hint
+from conveyor.plugins import provider_hint, switched_off_provider
 from conveyor.stage_context import Stage
 from conveyor.threads import parse_threads
 
@@ -91,17 +91,19 @@ def _stage_type(stage: str, uses: str, found: Contributions,
         return found.stage_types[uses]
     available = ", ".join(sorted(found.stage_types)) or "none"
     provider = provider_hint(uses)
-    head = uses.split(".", 1)[0]
-    hint = (f"'{uses}' is provided by {provider}: pip install {provider}" if provider
-            else f"'{uses}' belongs to a plugin named '{head}' (a stage type starts with its "
-                 "plugin's name), which is not loaded: is it installed? see `conveyor plugins "
-                 "list`" if "." in uses
-            else "is the plugin that provides it installed? see `conveyor plugins list`")
+    if provider:
+        hint = f"'{uses}' is provided by {provider}: pip install {provider}"
+    elif "." in uses:
+        hint = (f"'{uses}' belongs to a plugin named '{uses.split('.', 1)[0]}' (a stage type "
+                "starts with its plugin's name), which is not loaded: is it installed? see "
+                "`conveyor plugins list`")
+    else:
+        hint = "is the plugin that provides it installed? see `conveyor plugins list`"
     close = difflib.get_close_matches(uses, list(found.stage_types), n=1)
     if close:
         hint = f"did you mean '{close[0]}'?"
     # A plugin's stage types carry its name as their prefix: one switched off is named.
-    off = next((p for p in switched_off if p.name == head or p.distribution == provider), None)
+    off = switched_off_provider(uses, switched_off)
     if off is not None:
         hint = (f"'{uses}' is provided by plugin '{off.name}' ({off.distribution}), which "
                 "plugins.disable switches off")

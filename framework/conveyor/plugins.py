@@ -485,12 +485,10 @@ class PluginHost:
         finally:
             _CLEANUP_ERRORS.reset(token)
 
-    def call_each(self, hook: str, *, keep_going: bool = False, **kwargs: Any
-                  ) -> list[PluginError]:
+    def call_each(self, hook: str, **kwargs: Any) -> list[PluginError]:
         """Call a broadcast hook through pluggy. An implementation's error names its plugin; for
         a cleanup hook (`hookspecs.CLEANUP_HOOKS`) every implementation runs and the errors are
-        returned, otherwise the first is raised. (`keep_going` is accepted for callers written
-        before: which hooks keep going is the hook's rule, not the caller's.)"""
+        returned, otherwise the first is raised: which hooks keep going is the hook's rule."""
         with self.collecting_errors() as errors:
             getattr(self.pm.hook, hook)(**kwargs)
         return errors
@@ -524,8 +522,10 @@ def _entry_point_info(ep: metadata.EntryPoint) -> PluginInfo:
     return PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", "entry point")
 
 
-def _report(host: PluginHost, error: PluginError) -> None:
+def _report(error: BaseException) -> None:
     """A cleanup hook's error: collected when the caller collects, otherwise a warning."""
+    if not isinstance(error, PluginError):
+        error = PluginError(str(error))
     errors = _CLEANUP_ERRORS.get()
     if errors is not None:
         errors.append(error)
@@ -544,8 +544,7 @@ def _guarded_call(host: PluginHost, hook: str, plugin: str, function: Callable[.
         except BaseException as exc:
             error = host._named(hook, plugin, exc, first)
             if cleanup:
-                _report(host, error if isinstance(error, PluginError)
-                        else PluginError(str(error)))
+                _report(error)
                 return None
             if error is exc:
                 raise
@@ -571,7 +570,7 @@ def _guarded_wrapper(host: PluginHost, hook: str, plugin: str, function: Callabl
     def fail(exc: BaseException) -> Any:
         error = host._named(hook, plugin, exc, first)
         if cleanup:
-            _report(host, error if isinstance(error, PluginError) else PluginError(str(error)))
+            _report(error)
             return None
         if error is exc:
             raise exc
@@ -646,7 +645,7 @@ def _no_duplicate(
     existing: dict, name: str, what: str, plugin: str, found: Contributions, host: PluginHost
 ) -> None:
     if name in existing:
-        key = {"stage type": "stage", "config section": "section"}.get(what, what)
+        key = _PROVIDER_KEYS.get(what, what)
         first = found.provider.get(f"{key}:{name}", "?")
         raise PluginError(
             f"{what} '{name}' is registered twice: by {host.describe(first)} and by "
@@ -749,6 +748,17 @@ def _version(dist: str) -> str:
 def stage_type_prefix(info: PluginInfo) -> str:
     """The prefix an installed plugin's stage-type names start with (before a dot)."""
     return "conveyor" if info.origin == "core" else info.name
+
+
+def switched_off_provider(name: str, disabled: Iterable[PluginInfo]) -> PluginInfo | None:
+    """The plugin `plugins.disable` switched off that provides `name` (a stage type, config
+    section or group): by the name's prefix (a plugin's stage types start with its name) or by
+    the distribution known to provide it. None when no switched-off plugin does."""
+    head = name.split(".", 1)[0].split("/", 1)[0]
+    provider = provider_hint(name)
+    return next((p for p in disabled
+                 if p.name == head or (provider is not None and p.distribution == provider)),
+                None)
 
 
 def provider_hint(name: str) -> str | None:

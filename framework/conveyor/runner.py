@@ -498,7 +498,6 @@ class Runner:
     # --- records -----------------------------------------------------------------------------
 
     def _open_run(self, store: Store, run: RunInfo) -> None:
-        commit, dirty = run.git_commit, run.git_dirty
         dists = sorted({i.distribution for i in self.host.info.values()} - {"conveyor", "(project)"})
         # Records hold the redacted config (conveyor.secrets); the stages got the resolved one.
         redactor = self._redactor()
@@ -507,8 +506,8 @@ class Runner:
         Runs(store).open(
             run.id, project=run.project, command=redactor.text(self.command),
             invocation=self.invocation,
-            overrides=redactor.overrides(self.config.overrides), config=config,
-            config_hash=self.config.hash, git_commit=commit, git_dirty=dirty,
+            overrides=run.overrides, config=config,
+            config_hash=self.config.hash, git_commit=run.git_commit, git_dirty=run.git_dirty,
             packages=package_versions(dists), params=params,
             data=[(name, digest, _size(self.config.project_dir / name))
                   for name, digest in run.data_versions.items()],

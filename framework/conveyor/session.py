@@ -262,11 +262,3 @@ def _checked(project_dir: Path, config: Mapping[str, Any], host: Any) -> Project
 
     return check_config(OmegaConf.create(escape(dict(config))), project_dir, (), host)
 
-
-def session_for(project: Session | Path | str | None, *,
-                overrides: Sequence[str] = ()) -> tuple[Session, bool]:
-    """`project` as a session: itself when it is one, else a new session for that folder (the
-    caller closes it: the second value says so)."""
-    if isinstance(project, Session):
-        return project, False
-    return Session(project, overrides=overrides), True

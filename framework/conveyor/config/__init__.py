@@ -426,14 +426,14 @@ def _interpolation_hint(exc: Exception, host: Any) -> str | None:
 def _missing_plugin(section: str, host: Any) -> str | None:
     """What to do when the config section `section` is missing because its plugin is: which
     distribution provides it, and whether it is switched off or not installed."""
-    from conveyor.plugins import provider_hint
+    from conveyor.plugins import provider_hint, switched_off_provider
 
     provider = provider_hint(section)
     if provider is None or provider in {i.distribution for i in host.info.values()}:
         return None
-    off = [i for i in getattr(host, "disabled", []) if i.distribution == provider]
-    if off:
-        return (f"the '{section}' section belongs to plugin '{off[0].name}' ({provider}), "
+    off = switched_off_provider(section, getattr(host, "disabled", []))
+    if off is not None:
+        return (f"the '{section}' section belongs to plugin '{off.name}' ({provider}), "
                 f"which plugins.disable switches off")
     return f"the '{section}' section belongs to {provider}, which is not installed: " \
            f"pip install {provider}"

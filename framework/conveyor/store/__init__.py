@@ -10,7 +10,15 @@ flagged, never a crash.
 """
 
 from conveyor.store.artifacts import ArtifactRef, ArtifactStore, sha256_file
-from conveyor.store.db import Store, as_number, numeric_metrics, open_store, process_alive
+from conveyor.store.db import (
+    Store,
+    as_number,
+    dumps,
+    loads,
+    numeric_metrics,
+    open_store,
+    process_alive,
+)
 from conveyor.store.registry import AliasMoved, Registry
 from conveyor.store.runs import (
     DataInput,
@@ -40,6 +48,8 @@ __all__ = [
     "StoredStage",
     "TableSet",
     "as_number",
+    "dumps",
+    "loads",
     "numeric_metrics",
     "open_store",
     "process_alive",

@@ -141,10 +141,10 @@ class Store:
         pending = [t for t in tables if self._tables.get(t.owner) != t.version]
         if not pending:
             return
-        if any(self._table_version(t.owner) < t.version for t in pending):
+        if any(self.table_version(t.owner) < t.version for t in pending):
             with self.write() as conn:
                 for table_set in pending:  # read again: another process may have done it
-                    current = self._table_version(table_set.owner)
+                    current = self.table_version(table_set.owner)
                     if current >= table_set.version:
                         continue
                     statements = table_set.create if current == 0 else [
@@ -166,10 +166,9 @@ class Store:
 
     def table_version(self, owner: str) -> int:
         """The schema version of `owner`'s tables in this store (0: none recorded)."""
-        return self._table_version(owner)
+        from conveyor.store.tables import meta_key
 
-    def _table_version(self, owner: str) -> int:
-        rows = self.query("SELECT value FROM meta WHERE key=?", (f"tables:{owner}",))
+        rows = self.query("SELECT value FROM meta WHERE key=?", (meta_key(owner),))
         try:
             return int(rows[0][0]) if rows else 0
         except (TypeError, ValueError):
@@ -287,10 +286,12 @@ def open_store(project_dir: Path, tables: Iterable[TableSet] = ()) -> Store:
 
 
 def dumps(value: Any) -> str:
+    """A value as the store keeps it in a JSON text column (keys sorted, other types as text)."""
     return json.dumps(value, sort_keys=True, default=str)
 
 
 def loads(text: str | None, default: Any = None) -> Any:
+    """A JSON text column read back; `default` for NULL."""
     if text is None:
         return default
     return json.loads(text)

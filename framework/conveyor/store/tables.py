@@ -54,4 +54,9 @@ class TableSet:
     @property
     def meta_key(self) -> str:
         """The key of this owner's version in the store's `meta` table."""
-        return f"tables:{self.owner}"
+        return meta_key(self.owner)
+
+
+def meta_key(owner: str) -> str:
+    """The key of `owner`'s table version in the store's `meta` table."""
+    return f"tables:{owner}"

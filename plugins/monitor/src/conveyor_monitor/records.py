@@ -31,7 +31,6 @@ Stores made before the plugin declared it have the same table from Conveyor's co
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.names import check_name
-from conveyor.store import Store, TableSet
+from conveyor.store import Store, TableSet, dumps, loads
 
 STATUSES = ("ok", "drift", "insufficient", "invalid")
 
@@ -205,11 +204,3 @@ class Monitoring:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [BatchRecord.from_row(r) for r in reversed(self.store.query(sql, tuple(params)))]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def loads(text: str | None, default: Any = None) -> Any:
-    return default if text is None else json.loads(text)

@@ -343,12 +343,10 @@ def _champion(ctx: conveyor.StageContext, relevant: Mapping[Any, set[Any]], k: i
 def _paired_bootstrap(champion: Mapping[Any, list[Any]], challenger: Mapping[Any, list[Any]],
                       relevant: Mapping[Any, set[Any]], k: int,
                       popularity: Mapping[Any, float], seed: int) -> dict[str, list[float]]:
-    try:
-        from conveyor_recsys.metrics import per_user
-    except ImportError:  # the metrics module without per-user values: point comparison only
-        return {}
     import numpy as np
     from conveyor.uncertainty import paired_differences
+
+    from conveyor_recsys.metrics import per_user
 
     before = per_user(champion, relevant, k=k, item_popularity=popularity)
     after = per_user(challenger, relevant, k=k, item_popularity=popularity)

@@ -25,7 +25,6 @@ the same table from Conveyor's core schema.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import UsageError
-from conveyor.store import Store, TableSet, process_alive
+from conveyor.store import Store, TableSet, dumps, loads, process_alive
 
 # Version 1 is the table as Conveyor's core schema made it.
 TABLES = TableSet(owner="conveyor-retrain", version=1, create=(
@@ -155,12 +154,4 @@ def _from_row(row: Any) -> RetrainDecision:
         challenger_version=row["challenger_version"], champion_version=row["champion_version"],
         metrics=loads(row["metrics"], {}), details=loads(row["details"], {}),
         finished_at=row["finished_at"])
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def loads(text: str | None, default: Any = None) -> Any:
-    return default if text is None else json.loads(text)
     return True

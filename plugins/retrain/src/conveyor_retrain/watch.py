@@ -100,13 +100,12 @@ def pending(inbox: Path, state: WatchState, *, settle: float = SETTLE_SECONDS
 def process(session: Session, path: Path, sha: str, state: WatchState,
             log: Callable[[str], None]) -> dict[str, Any]:
     """Monitor one batch file, then apply the retraining policy; record both in the state."""
-    from conveyor.store import open_store
     from conveyor_monitor.records import Monitoring
 
     project_dir = session.project_dir
     name = _display(path, project_dir)
     state.mark(sha, file=name, status="started", stamp=stamp(path))
-    store = open_store(project_dir)
+    store = session.store()
     try:
         earlier = Monitoring(store).batches(source_sha256=sha)
     finally:
