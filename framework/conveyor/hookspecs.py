@@ -51,6 +51,7 @@ from conveyor.markers import hookspec
 
 if TYPE_CHECKING:
     from conveyor.alerts import Alert
+    from conveyor.feedback import FeedbackResult, FeedbackSettings
     from conveyor.host import Host
     from conveyor.session import Session
     from conveyor.stage_context import RunInfo, Stage, StageContext
@@ -520,6 +521,34 @@ def conveyor_monitor_batch(project_dir: Path, data: Path, labels: Path | None,
     not errors. Raise a ``conveyor.ConveyorError`` for what stops monitoring altogether (no
     champion, an unreadable file). Return None to leave the batch to another plugin.
     First result wins; conveyor-monitor implements it.
+
+    Result: first non-None answer wins.
+    """
+
+
+@hookspec(firstresult=True)
+def conveyor_join_feedback(session: Session, model_name: str | None, events: Path, source: str,
+                           settings: FeedbackSettings) -> FeedbackResult | None:
+    """Join a file of delayed feedback to what a model served, and score it per period.
+
+    Called by ``conveyor feedback --data FILE`` (conveyor-monitor) and ``conveyor watch
+    --feedback DIR`` (conveyor-retrain). ``events`` is the file (CSV, TSV or Parquet: purchases
+    and clicks for a recommender, ground-truth labels for a classifier or regressor), ``source``
+    its path relative to the project (as recorded), ``model_name`` the registered model whose
+    prediction log (``conveyor.predictions``) holds what was served (None: the project's only
+    model), ``settings`` the ``feedback`` config section (``conveyor.feedback.FeedbackSettings``:
+    period, window, relevant events, join kind). ``session`` is the caller's
+    ``conveyor.Session`` (its config, store and plugins).
+
+    Return a ``conveyor.feedback.FeedbackResult``: one ``FeedbackPeriod`` per period of the
+    serving time that the file covers (empty periods included, status "insufficient"), with
+    the online metrics keyed like the offline evaluation's, the matched and unmatched event
+    counts (feedback that matches nothing is counted, never dropped silently) and drift
+    figures; the caller records each period as a monitored batch. Raise a
+    ``conveyor.ConveyorError`` for a file that cannot be joined (a missing column, no
+    prediction log), naming the file and the setting. Return None when the project's model is
+    not yours (conveyor-recsys answers for recommenders; conveyor-monitor's own implementation,
+    ``trylast``, for classifiers and regressors).
 
     Result: first non-None answer wins.
     """

@@ -4,9 +4,10 @@ fires alerts (`conveyor_alert`) and writes JSON and HTML reports.
 
 Hooks: `conveyor_config_schemas` (the `monitor` section), `conveyor_config_dirs` (monitor
 presets), `conveyor_drift_detectors` (psi, ks, chi2, js), `conveyor_alert` (log and webhook
-deliveries), `conveyor_cli_commands` (`monitor`), `conveyor_store_tables` (`monitor_batches`,
-see `conveyor_monitor.records`). numpy, scipy, pandas and scikit-learn are imported inside
-functions only.
+deliveries), `conveyor_cli_commands` (`monitor`, `feedback`), `conveyor_join_feedback`
+(delayed labels of classifiers and regressors, `conveyor_monitor.delayed`),
+`conveyor_store_tables` (`monitor_batches`, see `conveyor_monitor.records`). numpy, scipy,
+pandas and scikit-learn are imported inside functions only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import conveyor
 
-from conveyor_monitor.settings import SCHEMA
+from conveyor_monitor.settings import FEEDBACK_SCHEMA, SCHEMA
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ def conveyor_store_tables(register: Callable[..., None]) -> None:
 @conveyor.hookimpl
 def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
     register(SCHEMA)
+    register(FEEDBACK_SCHEMA)
 
 
 @conveyor.hookimpl
@@ -60,8 +62,10 @@ def conveyor_alert(alert: Any, project_dir: Path, config: Any) -> None:
 @conveyor.hookimpl
 def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
     from conveyor_monitor.command import MONITOR
+    from conveyor_monitor.feedback import FEEDBACK
 
     register(MONITOR)
+    register(FEEDBACK)
 
 
 @conveyor.hookimpl
@@ -73,3 +77,12 @@ def conveyor_monitor_batch(data: Path, labels: Path | None, model: str | None, q
     outcome = check_batch(session, Request(data=Path(data), labels=labels, model=model, quiet=quiet))
     return outcome.record
 
+
+
+@conveyor.hookimpl(trylast=True)
+def conveyor_join_feedback(session: Any, model_name: str | None, events: Path, source: str,
+                           settings: Any) -> Any:
+    """Delayed labels joined to logged predictions (classification, regression)."""
+    from conveyor_monitor.delayed import join_labels
+
+    return join_labels(session, model_name, events, source, settings)

@@ -164,6 +164,21 @@ class Monitoring:
                  record.message, dumps(record.details)))
         return record
 
+    def backfill(self, batch_id: str, *, performance: dict[str, float], labelled_rows: int,
+                 details: dict[str, Any]) -> BatchRecord:
+        """Set a recorded batch's performance from labels that arrived later (`conveyor
+        feedback`), merging `details` into its own (one transaction); the batch as stored."""
+        with self.store.write() as conn:
+            row = conn.execute("SELECT details FROM monitor_batches WHERE id = ?",
+                               (batch_id,)).fetchone()
+            if row is None:
+                raise UsageError(f"no monitored batch with id '{batch_id}'")
+            merged = {**loads(row[0], {}), **details}
+            conn.execute("UPDATE monitor_batches SET performance = ?, labelled_rows = ?, "
+                         "details = ? WHERE id = ?",
+                         (dumps(dict(performance)), int(labelled_rows), dumps(merged), batch_id))
+        return self.get(batch_id)
+
     def get(self, batch_id: str) -> BatchRecord:
         """The batch whose id is `batch_id` or starts with it (UsageError if none or several)."""
         rows = self.store.query("SELECT * FROM monitor_batches WHERE substr(id, 1, length(?)) = ?"

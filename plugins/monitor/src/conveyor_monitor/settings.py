@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import conveyor
+from conveyor.feedback import FeedbackSettings
 
 
 @dataclass
@@ -90,3 +91,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+FEEDBACK_SCHEMA = conveyor.ConfigSchema(
+    "feedback", FeedbackSettings,
+    "delayed feedback (`conveyor feedback`): period, join window, relevant events, join kind")
+
+
+def feedback_settings_from(config: Mapping[str, Any] | None) -> FeedbackSettings:
+    """The `feedback` section, checked: a bad period, window or join stops early (exit 2)."""
+    from conveyor.feedback import JOINS, period_starts
+
+    settings = FEEDBACK_SCHEMA.read(config)
+    settings.window_seconds()
+    if settings.join not in JOINS:
+        raise conveyor.ConfigError(f"feedback.join is '{settings.join}'; it is one of "
+                                   + ", ".join(JOINS))
+    if settings.min_rows < 1:
+        raise conveyor.ConfigError(f"feedback.min_rows is {settings.min_rows}; it must be at "
+                                   "least 1")
+    import pandas as pd
+
+    period_starts(pd.Series(pd.to_datetime(["2024-01-01"])), settings.period)
+    return settings

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import conveyor
 
@@ -45,3 +46,13 @@ def conveyor_codecs(register: Callable[[conveyor.Codec], None]) -> None:
 @conveyor.hookimpl
 def conveyor_project_templates(register: Callable[[conveyor.ProjectTemplate], None]) -> None:
     register(templates.RECOMMENDER)
+
+
+@conveyor.hookimpl
+def conveyor_join_feedback(session: conveyor.Session, model_name: str | None, events: Path,
+                           source: str, settings: Any) -> Any:
+    """Purchases and clicks joined to the served slates (`conveyor_recsys.feedback`); None
+    when the model is not a recommender."""
+    from conveyor_recsys.feedback import join_feedback
+
+    return join_feedback(session, model_name, events, source, settings)

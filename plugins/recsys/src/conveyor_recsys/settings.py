@@ -44,6 +44,10 @@ class RecsysConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     als: AlsConfig = field(default_factory=AlsConfig)
     item_item: ItemItemConfig = field(default_factory=ItemItemConfig)
+    # Optional feature tables (CSV or Parquet) keyed by user_column / item_column: their
+    # features' drift over the interactions is in `conveyor feedback`'s monitoring results.
+    user_features: str | None = None
+    item_features: str | None = None
 
 
 SCHEMA = conveyor.ConfigSchema(

@@ -49,6 +49,11 @@ examples:
   conveyor watch --inbox incoming/               # poll every 10 minutes until Ctrl-C
   conveyor watch --inbox incoming/ --every 30s
   conveyor watch --inbox incoming/ --once        # process what is there now, then stop
+  conveyor watch --feedback events/ --once       # join each new feedback file (conveyor feedback)
+  conveyor watch --inbox incoming/ --feedback events/
+
+Feedback files (a recommender's purchases and clicks, a classifier's delayed labels) are joined
+to what was served by `conveyor feedback`: one monitored batch per period, then the policy.
 """
 
 
@@ -80,7 +85,10 @@ def _configure_retrain(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_watch(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--inbox", type=Path, required=True, help="folder that batches arrive in")
+    parser.add_argument("--inbox", type=Path, help="folder that batches arrive in")
+    parser.add_argument("--feedback", type=Path, metavar="DIR",
+                        help="folder that feedback files arrive in (purchases, clicks, delayed "
+                             "labels): each joined once with `conveyor feedback`")
     parser.add_argument("--every", default="10m",
                         help="how often to look for new files: 30s, 10m, 1h (default 10m)")
     parser.add_argument("--once", action="store_true",
@@ -121,8 +129,11 @@ def _retrain(args: argparse.Namespace, app: Any) -> int:
 def _watch(args: argparse.Namespace, app: Any) -> int:
     from conveyor_retrain import watch
 
-    inbox = args.inbox if args.inbox.is_absolute() else Path.cwd() / args.inbox
-    handled = watch.watch(app, inbox.resolve(),
+    def folder(path: Path | None) -> Path | None:
+        return None if path is None else (path if path.is_absolute() else Path.cwd() / path
+                                          ).resolve()
+
+    handled = watch.watch(app, folder(args.inbox), feedback=folder(args.feedback),
                           every=watch.parse_every(args.every), once=args.once,
                           log=(lambda line: print(line, file=sys.stderr)) if args.json else print)
     if args.json:

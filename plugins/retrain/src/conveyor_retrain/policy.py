@@ -27,8 +27,11 @@ from conveyor.gate import Condition, parse_condition
 from conveyor_retrain.settings import WINDOW_SINCE, RetrainConfig, flatten
 
 USABLE = ("ok", "drift")
+# drift.popularity, drift.new_items, drift.new_users: a recommender's drift figures, which
+# `conveyor feedback` records per period (details["drift"]).
+RECOMMENDER_DRIFT = ("drift.popularity", "drift.new_items", "drift.new_users")
 KEYS = ("drift.share", "drift.features", "prediction.drift", "quality.invalid_share",
-        "quality.unexpected_share")
+        "quality.unexpected_share", *RECOMMENDER_DRIFT)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ def measure(batch: Any, key: str) -> float | None:
         return float(batch.drifted_features)
     if key == "prediction.drift":
         return batch.prediction_drift
+    if key in RECOMMENDER_DRIFT:
+        return ((getattr(batch, "details", None) or {}).get("drift") or {}).get(
+            key.removeprefix("drift."))
     if key.startswith("quality."):  # the batch's data quality (conveyor-monitor's figures)
         quality = (getattr(batch, "details", None) or {}).get("quality") or {}
         return quality.get(key.removeprefix("quality."))

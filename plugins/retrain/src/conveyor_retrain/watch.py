@@ -1,5 +1,10 @@
 """`conveyor watch --inbox DIR`: each new batch file, exactly once, monitored then the policy applied.
 
+`--feedback DIR` beside (or instead of) the inbox: each new feedback file (purchases, clicks,
+delayed labels) is joined once by `conveyor feedback` (conveyor-monitor's documented
+`conveyor_monitor.feedback.record_feedback`: one batch per period, never recorded twice for
+the same content), then the policy is applied, as for a monitored batch.
+
 What was processed lives in `.conveyor/watch/state.json` (rewritten whole through a temp file
 and a rename), keyed by the file's sha256: a file is "started" before its batch is monitored
 and "done" after the policy was applied. After a crash (`kill -9` mid-retrain, say) a started
@@ -133,38 +138,78 @@ def process(session: Session, path: Path, sha: str, state: WatchState,
             "outcome": decision.outcome}
 
 
-def watch(session: Any, inbox: Path, *, every: float, once: bool,
+def process_feedback(session: Session, path: Path, sha: str, state: WatchState,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """Join one feedback file (`conveyor feedback`: a batch per period, recorded once per
+    content), then apply the retraining policy; record both in the state."""
+    from conveyor_monitor.feedback import record_feedback
+
+    name = _display(path, session.project_dir)
+    state.mark(sha, file=name, status="started", stamp=stamp(path), kind="feedback")
+    outcome = record_feedback(session, path)
+    for batch in outcome.batches:
+        log(f"watch: {name}: feedback batch {batch.id} {batch.status}"
+            + "".join(f", {k} {v:.3f}" for k, v in sorted(batch.performance.items()))
+            + (" (recorded before the restart)" if outcome.reused else ""))
+    if not outcome.batches:
+        state.mark(sha, status="done", outcome="no_period")
+        log(f"watch: {name}: no period to record")
+        return {"file": name, "kind": "feedback", "batches": [], "outcome": "no_period"}
+    last = outcome.batches[-1]
+    state.mark(sha, batch=last.id, batch_status=last.status)
+    decision = retrain.apply(session, trigger=last.id, log=log)
+    announce(session, decision)
+    log(f"watch: {name}: retrain {decision.outcome}: "
+        f"{decision.reasons[-1] if decision.reasons else ''}")
+    state.mark(sha, status="done", decision=decision.id, outcome=decision.outcome)
+    return {"file": name, "kind": "feedback", "batches": [b.id for b in outcome.batches],
+            "status": last.status, "decision": decision.id, "outcome": decision.outcome}
+
+
+def watch(session: Any, inbox: Path | None, *, every: float, once: bool,
+          feedback: Path | None = None,
           log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Monitor every batch file arriving in `inbox` and apply the retraining policy after
-    each, in the command's `conveyor.Session`, until interrupted (or once, with `once`)."""
+    """Monitor every batch file arriving in `inbox`, and join every feedback file arriving in
+    `feedback` (`conveyor feedback`), applying the retraining policy after each, in the
+    command's `conveyor.Session`, until interrupted (or once, with `once`)."""
     project_dir = session.project_dir
-    if not inbox.is_dir():
-        raise UsageError(f"the inbox {inbox} is not a folder", hint="create it, or pass --inbox")
+    folders = [(folder, handler) for folder, handler in ((inbox, process),
+                                                         (feedback, process_feedback))
+               if folder is not None]
+    if not folders:
+        raise UsageError("say what to watch: --inbox DIR (batches), --feedback DIR (feedback)")
+    for folder, handler in folders:
+        if not folder.is_dir():
+            option = "--inbox" if handler is process else "--feedback"
+            raise UsageError(f"{option} {folder} is not a folder",
+                             hint=f"create it, or pass {option}")
     retrain.check_policy(session)  # a bad policy stops here (exit 2), not at every batch
     state = WatchState(project_dir)
     handled: list[dict[str, Any]] = []
-    log(f"watch: {_display(inbox, project_dir)} every {every:g}s" + (" (once)" if once else "")
-        + "; Ctrl-C stops")
+    log("watch: " + " and ".join(_display(f, project_dir) for f, _ in folders)
+        + f" every {every:g}s" + (" (once)" if once else "") + "; Ctrl-C stops")
     while True:
-        for path, sha in pending(inbox, state, settle=0.0 if once else SETTLE_SECONDS):
-            # Check-then-mark under the inbox's lock: a second watcher on the same inbox waits,
-            # then finds the file done and skips it.
-            with locks.inbox_lock(project_dir, inbox, log=log):
-                state.reload()
-                if state.status(sha) in ("done", "failed"):
-                    continue
-                try:
-                    handled.append(process(session, path, sha, state, log))
-                except ConfigError:
-                    # The project is broken (its schema does not parse, say), not the batch:
-                    # stop (exit 2) and leave the file to be taken up once the config is fixed.
-                    raise
-                except ConveyorError as exc:
-                    # One bad batch must not stop the loop; not retried until it changes.
-                    state.mark(sha, file=_display(path, project_dir), status="failed",
-                               stamp=stamp(path), error=exc.message)
-                    log(f"watch: {_display(path, project_dir)}: failed: {exc.message}")
-                    handled.append({"file": path.name, "status": "failed", "error": exc.message})
+        for folder, handler in folders:
+            for path, sha in pending(folder, state, settle=0.0 if once else SETTLE_SECONDS):
+                # Check-then-mark under the folder's lock: a second watcher on the same folder
+                # waits, then finds the file done and skips it.
+                with locks.inbox_lock(project_dir, folder, log=log):
+                    state.reload()
+                    if state.status(sha) in ("done", "failed"):
+                        continue
+                    try:
+                        handled.append(handler(session, path, sha, state, log))
+                    except ConfigError:
+                        # The project is broken (its schema does not parse, say), not the
+                        # file: stop (exit 2) and leave it to be taken up once it is fixed.
+                        raise
+                    except ConveyorError as exc:
+                        # One bad file must not stop the loop; not retried until it changes.
+                        state.mark(sha, file=_display(path, project_dir), status="failed",
+                                   stamp=stamp(path), error=exc.message)
+                        log(f"watch: {_display(path, project_dir)}: failed: {exc.message}")
+                        handled.append({"file": path.name, "status": "failed",
+                                        "error": exc.message})
         if once:
             return handled
         time.sleep(every)

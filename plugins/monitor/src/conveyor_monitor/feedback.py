@@ -1,0 +1,276 @@
+"""`conveyor feedback --data FILE`: delayed feedback joined to what was served, recorded as
+monitored batches.
+
+The documented API (used by conveyor-retrain's `watch --feedback`)::
+
+    from conveyor_monitor.feedback import record_feedback
+    outcome = record_feedback(session, Path("events/week-09.csv"), model=None)
+    outcome.batches        # the BatchRecords, one per period (new, reused or back-filled)
+    outcome.reused         # True when this content was recorded before (nothing new written)
+
+A plugin joins the file (`conveyor_join_feedback`: conveyor-recsys for recommenders,
+conveyor-monitor's `delayed` for classifiers and regressors); each period becomes one batch
+(`conveyor_monitor.records`): `source` the file's path relative to the project,
+`source_sha256` its content hash, `performance` the online metrics, `labelled_rows` the rows
+matched, `details["feedback"]` the period, join and counts. A period whose predictions a
+`conveyor monitor --from-log` batch already covers updates that batch's performance instead
+(back-fill). The same content is never recorded twice: a second run shows the batches of the
+first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import conveyor
+from conveyor import api
+from conveyor.names import path_part
+from conveyor.store import sha256_file
+
+from conveyor_monitor.records import BatchRecord, Monitoring, new_batch_id
+
+HELP = "join delayed feedback (purchases, clicks, labels) to what was served; record it"
+DESCRIPTION = """\
+Join a file of feedback that arrived after the model answered to what it served (the
+prediction log that `conveyor serve` writes), compute the online metrics per period of the
+serving time, and record each period as a monitored batch that `conveyor retrain`'s policy
+reads (e.g. retrain.when: {metrics.hit_rate@10: "< champion - 0.05"}).
+
+  conveyor feedback --data events/week-09.csv          # a recommender's purchases and clicks
+  conveyor feedback --data labels-0312.csv --json      # a classifier's delayed labels
+  conveyor feedback --data week-09.csv feedback.period=D feedback.window=2d
+
+Recommenders: events (user, item, timestamp, event; optional request_id) are joined to the
+slates by request id when the file carries one, else by user and time: an event counts for the
+user's latest slate served at most feedback.window (7d) before it. Only feedback.events
+([purchase]) are feedback. Per period (feedback.period, W = weeks): slates, slates with
+feedback, hit_rate@k, ndcg@k, recall@k, map@k, mrr, and drift (popularity shift, new items and
+users share, feature drift with recsys.user_features / item_features).
+Classifiers and regressors: a labels file with data.id_column (or request_id) and data.target
+is joined to the logged predictions; the project's metrics are computed per period, and a
+batch that `conveyor monitor --from-log` recorded for those predictions gets them (back-fill).
+
+Duplicate events are dropped and counted, out-of-order ones sorted and counted, feedback that
+matches nothing counted and reported; a period with fewer than feedback.min_rows (20) matched
+rows is "insufficient" (recorded, never a retrain trigger). The same file is recorded once: a
+second run shows the first run's batches.
+
+exit codes: 0 recorded (or recorded before) · 1 a period drifted · 2 bad usage, config or
+file (a missing column, no prediction log, no model)"""
+
+
+@dataclass
+class FeedbackOutcome:
+    batches: list[BatchRecord]
+    result: dict[str, Any]
+    reused: bool = False
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--data", type=Path, metavar="FILE", required=True,
+                        help="the feedback: a .csv, .tsv or .parquet file of events or labels")
+    parser.add_argument("--model", metavar="NAME",
+                        help="the registered model that served (default: the project's only "
+                             "model)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="write report.json and report.html here (default: "
+                             "monitor.reports/feedback-FIRST_BATCH_ID)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("overrides", nargs="*",
+                        help="config overrides, e.g. feedback.period=D feedback.window=2d")
+
+
+def run(args: argparse.Namespace, app: Any) -> int:
+    if args.overrides:
+        app.set_overrides(list(args.overrides))
+    path = args.data if args.data.is_absolute() else Path.cwd() / args.data
+    outcome = record_feedback(app, path, model=args.model, report_dir=args.report,
+                              quiet=args.json)
+    if args.json:
+        print(json.dumps({**outcome.result, "reused": outcome.reused,
+                          "batches": [b.as_dict() for b in outcome.batches]},
+                         indent=2, sort_keys=True, default=str))
+    else:
+        show(outcome)
+    return 1 if any(b.status == "drift" for b in outcome.batches) else 0
+
+
+def record_feedback(session: Any, path: Path, *, model: str | None = None,
+                    report_dir: Path | None = None, quiet: bool = True) -> FeedbackOutcome:
+    """Join `path` to what `model` served and record one batch per period (see the module)."""
+    from conveyor_monitor.settings import feedback_settings_from
+
+    project_dir = Path(session.project_dir)
+    if not path.is_file():
+        raise conveyor.UsageError(f"--data {path}: no such file")
+    config = api.load_config(session).data
+    settings = feedback_settings_from(config)
+    source = _relative(path, project_dir)
+    digest = sha256_file(path)
+    name = (model or "").partition(":")[0] or api.resolve_model(session).name
+    store = session.store()
+    try:
+        earlier = [b for b in Monitoring(store).batches(model_name=name)
+                   if digest in ((b.details or {}).get("feedback") or {}).get("files", [])]
+    finally:
+        store.close()
+    if earlier:
+        result = dict(earlier[0].details["feedback"].get("result") or {})
+        return FeedbackOutcome(earlier, result, reused=True)
+    started = time.perf_counter()
+    if not quiet:
+        print(f"joining {source} to what {name} served ...", flush=True)
+    joined = session.host.hook.conveyor_join_feedback(
+        session=session, model_name=name, events=path, source=source, settings=settings)
+    if joined is None:
+        raise conveyor.UsageError("no installed plugin joins feedback for this project's model "
+                                  "(conveyor_join_feedback)",
+                                  hint="install conveyor-recsys for recommenders")
+    result = joined.as_dict()
+    result["source"], result["sha256"] = source, digest
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    batches = _record(session, joined, result, source, digest, settings, report_dir)
+    return FeedbackOutcome(batches, result)
+
+
+def _record(session: Any, joined: Any, result: dict[str, Any], source: str, digest: str,
+            settings: Any, report_dir: Path | None) -> list[BatchRecord]:
+    from conveyor_monitor.report import write_reports
+
+    project_dir = Path(session.project_dir)
+    store = session.store()
+    try:
+        log = Monitoring(store)
+        history = log.batches(model_name=joined.model_name)
+        batches: list[BatchRecord] = []
+        now = time.time()
+        for index, period in enumerate(joined.periods):
+            feedback = {"start": period.start, "end": period.end, "join": joined.join,
+                        "kind": joined.kind, "k": joined.k, "served": period.served,
+                        "matched": period.matched, "events_matched": period.events_matched,
+                        "events": joined.counts(), "notes": list(period.notes),
+                        "file_notes": list(joined.notes), "settings": settings.as_dict(),
+                        "files": [digest], "source": source}
+            if index == 0:
+                feedback["result"] = result  # what a second run shows
+            message = _message(joined, period)
+            if period.backfill:
+                batch = log.get(period.backfill)
+                old = (batch.details or {}).get("feedback") or {}
+                feedback["files"] = sorted({*old.get("files", []), digest})
+                batches.append(log.backfill(
+                    period.backfill, performance={**batch.performance, **period.performance},
+                    labelled_rows=batch.labelled_rows + period.matched,
+                    details={"feedback": feedback, "drift": period.drift}))
+                continue
+            batch_id = new_batch_id()
+            report = {"batch": batch_id, "model": {"name": joined.model_name,
+                                                   "version": period.model_version},
+                      "source": source, "source_sha256": digest, "rows": period.served,
+                      "status": period.status, "message": message, "feedback": feedback,
+                      "recommender_drift": {k: v for k, v in period.drift.items()
+                                            if k != "features"},
+                      "drift_share": _share(period.drift), "feature_results":
+                      period.drift.get("features") or {}, "prediction": {},
+                      "performance": period.performance, "labelled_rows": period.matched,
+                      "performance_checks": [], "quality": {}, "created_at": now + index * 1e-3,
+                      "reference": {"rows": period.drift.get("reference_interactions") or 0,
+                                    "source": "training interactions"},
+                      "champion_metrics": {}, "drift_share_threshold": 1.0,
+                      "labels": f"feedback joined by {joined.join}"}
+            folder = (report_dir / f"{index + 1:02d}" if report_dir and len(joined.periods) > 1
+                      else report_dir) or path_part(project_dir / _reports(session), batch_id,
+                                                    "batch id")
+            paths = write_reports(report, history + batches, folder, project_dir)
+            features = period.drift.get("features") or {}
+            batches.append(log.record(
+                batch_id=batch_id, model_name=joined.model_name,
+                model_version=period.model_version, source=source, source_sha256=digest,
+                rows=period.served, status=period.status, drift_share=report["drift_share"],
+                drifted_features=sum(bool(e.get("drifted")) for e in features.values()),
+                features=len(features), labelled_rows=period.matched,
+                performance=period.performance, feature_results=features,
+                report_json=paths["json"], report_html=paths["html"], message=message,
+                details={"feedback": feedback, "drift": {k: v for k, v in period.drift.items()
+                                                         if k != "features"}},
+                created_at=report["created_at"]))
+        return batches
+    finally:
+        store.close()
+
+
+def _share(drift: dict[str, Any]) -> float | None:
+    judged = [e for e in (drift.get("features") or {}).values() if not e.get("insufficient")]
+    return sum(bool(e["drifted"]) for e in judged) / len(judged) if judged else None
+
+
+def _reports(session: Any) -> str:
+    from conveyor_monitor.settings import settings_from
+
+    return settings_from(api.load_config(session).data).reports
+
+
+def _message(joined: Any, period: Any) -> str:
+    what = "slates" if joined.kind == "recommender" else "predictions"
+    head = f"{period.status}: {period.matched:,} of {period.served:,} {what} with feedback"
+    metrics = "  ".join(f"{k}={v:.4f}" for k, v in period.performance.items())
+    drift = "; ".join(period.drift.get("reasons") or [])
+    notes = "; ".join(period.notes)
+    return "; ".join(part for part in (head, metrics, drift, notes) if part)
+
+
+def _relative(path: Path, project_dir: Path) -> str:
+    try:
+        return path.resolve().relative_to(project_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def show(outcome: FeedbackOutcome) -> None:
+    from rich.table import Table
+
+    from conveyor_monitor.command import console
+
+    out = console()
+    result = outcome.result
+    if outcome.reused:
+        out.print(f"{result.get('source', 'this file')} was recorded before (same content): "
+                  "its batches, nothing new recorded")
+    counts = result.get("events") or {}
+    k = result.get("k")
+    out.print(f"{result.get('source')} · {result.get('model_name')} · {result.get('kind')} · "
+              f"joined by {result.get('join')} · {counts.get('events', 0):,} events read, "
+              f"{counts.get('matched', 0):,} matched, {counts.get('unmatched', 0):,} unmatched")
+    table = Table(box=None, pad_edge=False)
+    served = "slates" if result.get("kind") == "recommender" else "predictions"
+    shown = [f"hit_rate@{k}", f"ndcg@{k}"] if k else list(result.get("metric_names") or [])
+    for column in ("period", "batch", "status", served, "matched", *shown, "events matched"):
+        table.add_column(column)
+    for batch in outcome.batches:
+        feedback = batch.details.get("feedback") or {}
+        table.add_row(f"{feedback.get('start', '')[:10]} to {feedback.get('end', '')[:10]}",
+                      batch.id, batch.status, f"{feedback.get('served', batch.rows):,}",
+                      f"{feedback.get('matched', batch.labelled_rows):,}",
+                      *[f"{batch.performance[m]:.4f}" if m in batch.performance else "-"
+                        for m in shown], f"{feedback.get('events_matched', 0):,}")
+    out.print(table)
+    for batch in outcome.batches:
+        drift = batch.details.get("drift") or {}
+        if drift.get("popularity") is not None:
+            out.print(f"  {batch.id}: popularity shift {drift['popularity']:.3f}, new items "
+                      f"{drift['new_items']:.1%}, new users {drift['new_users']:.1%}"
+                      + (f" · {'; '.join(drift['reasons'])}" if drift.get("reasons") else ""))
+    for note in result.get("notes") or []:
+        out.print(f"note: {note}")
+    if outcome.batches and outcome.batches[0].report_html:
+        out.print(f"report: {outcome.batches[0].report_html} (one per period)")
+
+
+FEEDBACK = conveyor.CliCommand("feedback", HELP, configure, run, description=DESCRIPTION)

@@ -1,0 +1,303 @@
+"""Delayed feedback for recommenders: purchases and clicks joined to the slates served.
+
+`join_feedback` answers the `conveyor_join_feedback` hook for a project whose champion is a
+`Recommender`. The rules (documented in conveyor-monitor's README, "Feedback that arrives
+later"):
+
+Events
+    The file has the interactions' columns (`recsys.user_column`, `item_column`,
+    `timestamp_column`, `event_column`) and optionally `feedback.request_id_column`. Rows
+    missing a user, item or time are dropped and counted; exact repeats are dropped and
+    counted; rows earlier than the row before them are counted and sorted. Only the events
+    named by `feedback.events` are feedback (the rest are counted as irrelevant); every
+    event's item and user count for drift.
+Join
+    By request id when the file carries one (`feedback.join: auto` or `request_id`), else by
+    user and time (`user_window`): an event counts for the user's latest slate served at or
+    before it, at most `feedback.window` earlier. Events that find no slate are unmatched:
+    counted and reported, never dropped silently.
+Scores
+    The slates served between the file's first and last event are scored, per period of their
+    serving time (`feedback.period`): a slate's relevant items are the items of its matched
+    events (less the items the user had in training when the slate excluded them, as the
+    offline evaluation does); slates with a relevant item are evaluated with
+    `conveyor_recsys.metrics.ranking_metrics` at the slates' k, so `hit_rate@10` online and
+    offline mean the same. Slates without feedback are counted.
+Drift
+    Per period, the events of that period against the training interactions of the version
+    that served it: `popularity` (Jensen-Shannon distance, base 2, of the item shares),
+    `new_items` and `new_users` (share of events on items, or by users, the model never saw),
+    and with `recsys.user_features` / `recsys.item_features` each feature's distribution over
+    the interactions, tested with the monitor's detectors (`monitor.drift`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import conveyor
+from conveyor import api
+from conveyor.feedback import FeedbackPeriod, FeedbackResult, FeedbackSettings, period_range, period_starts
+from conveyor.predictions import read_prediction_log
+from conveyor.tables import read_table
+
+SLATE_COLUMNS = ("request_id", "timestamp", "model_version", "user_id", "k", "exclude_seen",
+                 "prediction")
+ONLINE_METRICS = ("ndcg@{k}", "recall@{k}", "map@{k}", "mrr", "hit_rate@{k}")
+
+
+def join_feedback(session: Any, model_name: str | None, events: Path, source: str,
+                  settings: FeedbackSettings) -> FeedbackResult | None:
+    from conveyor_recsys.models import Recommender
+
+    champion = api.load_model(session, model_name)
+    if not isinstance(champion.model, Recommender):
+        return None  # not a recommender project: the monitor's own join answers
+    config = api.load_config(session).data
+    section = config.get("recsys") or {}
+    window = settings.window_seconds()
+    frame, counts = read_events(events, source, section, settings)
+    slates = read_slates(session.project_dir, champion.name)
+    models = _Models(session, champion)
+    relevant_kinds = set(settings.events or ())
+    # without an event column every event is feedback
+    is_feedback = frame["event"].astype(str).isin(relevant_kinds) \
+        if relevant_kinds and frame["event"].notna().any() else frame["user"].notna()
+    counts["irrelevant"] = int((~is_feedback).sum())
+    feedback = frame[is_feedback.to_numpy()].reset_index(drop=True)
+    join = choose_join(settings, feedback)
+    matched_slate = match(feedback, slates, join, window)
+    counts["matched"] = int(matched_slate.notna().sum())
+    counts["unmatched"] = len(feedback) - counts["matched"]
+    k = int(slates["k"].mode().iloc[0])
+    first, last = frame["timestamp"].min(), frame["timestamp"].max()
+    in_span = (slates["timestamp"] >= first) & (slates["timestamp"] <= last)
+    outside = int((~in_span[matched_slate.dropna().astype(int)]).sum()) if counts["matched"] \
+        else 0
+    periods = []
+    slate_period = period_starts(slates["timestamp"], settings.period)
+    event_period = period_starts(frame["timestamp"], settings.period)
+    for start, end in period_range(first, last, settings.period):
+        chosen = slates.index[in_span & (slate_period == start)]
+        periods.append(_score_period(
+            start, end, slates.loc[chosen], feedback, matched_slate, frame[event_period == start],
+            k, models, settings, section, session))
+    notes = [f"{counts['unmatched']:,} of {len(feedback):,} feedback event(s) matched no slate"
+             + (f" (no slate of that user within feedback.window={settings.window})"
+                if join == "user_window" else " (unknown request id)")] \
+        if counts["unmatched"] else []
+    if outside:
+        notes.append(f"{outside:,} matched event(s) belong to slates served before this file's "
+                     "first event: scored with the file that covers them, not this one")
+    for name, what in (("duplicates", "duplicate row(s) dropped"),
+                       ("out_of_order", "row(s) out of time order (sorted)"),
+                       ("incomplete", "row(s) missing a user, item or time dropped")):
+        if counts[name]:
+            notes.append(f"{counts[name]:,} {what}")
+    return FeedbackResult(
+        model_name=champion.name, kind="recommender", join=join, periods=tuple(periods), k=k,
+        notes=tuple(notes), metric_names=tuple(m.format(k=k) for m in ONLINE_METRICS), **counts)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_events(path: Path, source: str, section: Mapping[str, Any],
+                settings: FeedbackSettings) -> tuple[Any, dict[str, int]]:
+    """The events as `user`, `item`, `timestamp` (naive UTC), `event`, `request_id` (text or
+    None), cleaned and sorted, with the counts of what cleaning did."""
+    import pandas as pd
+
+    try:
+        raw = read_table(path)
+    except Exception as exc:  # a file that is not a table: say which and why
+        raise conveyor.UsageError(f"--data {source}: not a readable table ({exc})") from exc
+    wanted = {"user": ("user_column", section.get("user_column") or "user_id"),
+              "item": ("item_column", section.get("item_column") or "item_id"),
+              "timestamp": ("timestamp_column", section.get("timestamp_column") or "timestamp")}
+    missing = [(key, column) for key, column in wanted.values() if column not in raw.columns]
+    if missing:
+        raise conveyor.UsageError(
+            f"--data {source} has no " + "; ".join(f"column '{c}' (recsys.{k})"
+                                                  for k, c in missing)
+            + "; its columns are: " + ", ".join(map(str, raw.columns)),
+            hint="name the right columns, e.g. recsys.user_column=COLUMN")
+    out = pd.DataFrame({name: raw[column] for name, (_, column) in wanted.items()})
+    event_column = section.get("event_column")
+    out["event"] = raw[event_column] if event_column and event_column in raw.columns else None
+    rid = settings.request_id_column
+    out["request_id"] = raw[rid].astype("string") if rid in raw.columns else pd.NA
+    out["timestamp"] = _utc(out["timestamp"])
+    rows = len(out)
+    incomplete = out[["user", "item", "timestamp"]].isna().any(axis=1)
+    out = out[~incomplete]
+    duplicated = out.duplicated(keep="first")
+    out = out[~duplicated]
+    stamps = out["timestamp"]
+    out_of_order = int((stamps < stamps.cummax().shift(1)).sum())
+    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    if out.empty:
+        raise conveyor.UsageError(f"--data {source} has no complete event ({rows:,} rows, none "
+                                  "with a user, an item and a readable time)")
+    out["user_key"] = out["user"].astype(str)
+    out["item_key"] = out["item"].astype(str)
+    return out, {"events": rows, "incomplete": int(incomplete.sum()),
+                 "duplicates": int(duplicated.sum()), "out_of_order": out_of_order}
+
+
+def _utc(values: Any) -> Any:
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.to_datetime(values, unit="s", errors="coerce")
+    parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None)
+
+
+def read_slates(project_dir: Path, model_name: str) -> Any:
+    """The slate log (the prediction log's recommender rows) as one frame, oldest first."""
+    import pandas as pd
+
+    parts = list(read_prediction_log(project_dir, model_name, columns=SLATE_COLUMNS))
+    if not parts:
+        raise conveyor.UsageError(
+            f"no slate was logged for model '{model_name}' (.conveyor/predictions/{model_name}/)",
+            hint="serve it (`conveyor serve`) and ask POST /recommend first: feedback is "
+                 "joined to the slates served")
+    slates = pd.concat(parts, ignore_index=True)
+    slates = slates[slates["prediction"].notna() & slates["user_id"].notna()]
+    if slates.empty:
+        raise conveyor.UsageError(f"the prediction log of '{model_name}' holds no slate "
+                                  "(rows with user_id and a list of items)")
+    slates["timestamp"] = pd.to_datetime(slates["timestamp"], utc=True).dt.tz_localize(None)
+    slates["k"] = pd.to_numeric(slates["k"], errors="coerce").fillna(
+        slates["prediction"].map(len)).astype(int)
+    slates["exclude_seen"] = slates["exclude_seen"].fillna(False).astype(bool)
+    slates["user_key"] = slates["user_id"].astype(str)
+    slates["items"] = slates["prediction"].map(lambda items: [str(i) for i in items])
+    slates = slates.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return slates
+
+
+# --- joining ----------------------------------------------------------------------------------
+
+
+def choose_join(settings: FeedbackSettings, feedback: Any) -> str:
+    has_ids = bool(feedback["request_id"].notna().any()) if len(feedback) else False
+    join = settings.join
+    if join == "auto":
+        return "request_id" if has_ids else "user_window"
+    if join == "request_id" and not has_ids:
+        raise conveyor.UsageError(
+            f"feedback.join is request_id but the file has no '{settings.request_id_column}' "
+            "values (feedback.request_id_column)",
+            hint="set feedback.join=user_window (or auto) to join by user and time")
+    if join not in ("request_id", "user_window"):
+        raise conveyor.ConfigError(f"feedback.join is '{join}'; for a recommender it is one of "
+                                   "auto, request_id, user_window")
+    return join
+
+
+def match(feedback: Any, slates: Any, join: str, window: float) -> Any:
+    """For each feedback event, the index (in `slates`) of its slate, or NaN."""
+    import pandas as pd
+
+    if not len(feedback):
+        return pd.Series([], dtype="float64")
+    if join == "request_id":
+        index = pd.Series(slates.index, index=slates["request_id"].astype(str))
+        index = index[~index.index.duplicated(keep="last")]
+        return feedback["request_id"].astype(str).map(index).astype("float64")
+    left = feedback[["timestamp", "user_key"]].assign(order=range(len(feedback)))
+    right = slates[["timestamp", "user_key"]].assign(slate=slates.index.astype("float64"))
+    joined = pd.merge_asof(left.sort_values("timestamp"), right.sort_values("timestamp"),
+                           on="timestamp", by="user_key", direction="backward",
+                           tolerance=pd.Timedelta(seconds=window))
+    return joined.sort_values("order")["slate"].reset_index(drop=True)
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+class _Models:
+    """Registered versions loaded once each (the champion already is)."""
+
+    def __init__(self, session: Any, champion: Any) -> None:
+        self.session = session
+        self.name = champion.name
+        self.loaded = {champion.number: champion}
+        self.trained: dict[str, Any] = {}
+
+    def get(self, version: int) -> Any:
+        if version not in self.loaded:
+            try:
+                self.loaded[version] = api.load_model(self.session, self.name, version=version)
+            except conveyor.ConveyorError:
+                self.loaded[version] = None  # gone from the registry: no seen items, no drift
+        return self.loaded[version]
+
+    def train(self, loaded: Any) -> Any:
+        """The training interactions of a loaded version (None when its run stored none)."""
+        from conveyor_recsys.drift import training_interactions
+
+        if loaded.run_id not in self.trained:
+            self.trained[loaded.run_id] = training_interactions(self.session, loaded)
+        return self.trained[loaded.run_id]
+
+
+def _score_period(start: Any, end: Any, slates: Any, feedback: Any, matched_slate: Any,
+                  events: Any, k: int, models: _Models, settings: FeedbackSettings,
+                  section: Mapping[str, Any], session: Any) -> FeedbackPeriod:
+    from conveyor_recsys.metrics import ranking_metrics
+
+    versions = slates["model_version"].dropna()
+    version = int(versions.mode().iloc[0]) if len(versions) else None
+    loaded = models.get(version) if version is not None else None
+    model = loaded.model if loaded is not None else None
+    mine = matched_slate.isin(slates.index)
+    joined = feedback[mine.to_numpy()].assign(slate=matched_slate[mine].astype(int).to_numpy())
+    relevant: dict[int, set[str]] = {}
+    for slate, items in joined.groupby("slate")["item_key"]:
+        wanted = set(items)
+        row = slates.loc[slate]
+        if row["exclude_seen"] and model is not None:
+            wanted -= {str(i) for i in model.seen(row["user_id"])}
+        if wanted:
+            relevant[int(slate)] = wanted
+    recommended = {int(i): items for i, items in slates["items"].items()}
+    performance: dict[str, float] = {}
+    if relevant:
+        scores = ranking_metrics(recommended, relevant, k=k)
+        performance = {name.format(k=k): float(scores[name.format(k=k)])
+                       for name in ONLINE_METRICS}
+    drift = period_drift(events, loaded, models, session, section, settings)
+    notes = []
+    if not len(slates):
+        status = "insufficient"
+        notes.append("no slate was served in this period")
+    elif len(relevant) < settings.min_rows:
+        status = "insufficient"
+        notes.append(f"{len(relevant):,} slate(s) with feedback, fewer than "
+                     f"feedback.min_rows={settings.min_rows}")
+    else:
+        status = "drift" if drift.get("drifted") else "ok"
+    without = len(slates) - len(relevant)
+    if without:
+        notes.append(f"{without:,} of {len(slates):,} slate(s) got no relevant feedback")
+    return FeedbackPeriod(
+        start=start.isoformat() + "Z", end=end.isoformat() + "Z", served=len(slates),
+        matched=len(relevant), status=status, model_version=version, performance=performance,
+        events_matched=len(joined), drift=drift, notes=tuple(notes))
+
+
+def period_drift(events: Any, loaded: Any, models: _Models, session: Any,
+                 section: Mapping[str, Any], settings: FeedbackSettings) -> dict[str, Any]:
+    """Popularity shift, new items and users, feature drift: the period's events against the
+    training interactions of the version that served it."""
+    if loaded is None or not len(events):
+        return {}
+    from conveyor_recsys import drift
+
+    return drift.measure(events, loaded, models.train(loaded), session, section, settings)
