@@ -48,8 +48,10 @@ class FeedbackSettings:
     # A period with fewer matched slates (or labelled predictions) than this: "insufficient".
     min_rows: int = 20
     # Recommenders: the period drifted when the popularity shift (Jensen-Shannon distance of
-    # the item shares, training vs the period's events) reaches this.
-    popularity_threshold: float = 0.2
+    # the item shares, training vs the period's events, over the items the model knows)
+    # reaches this. Sampling alone gives a floor that falls as a period's events grow (about
+    # 0.2 for 2,000 events over 150 items): tune it to your traffic.
+    popularity_threshold: float = 0.35
     # Recommenders: ... or when the share of events on items (or of users) the model never
     # saw reaches this.
     new_items_threshold: float = 0.3

@@ -17,8 +17,8 @@ Join
     before it, at most `feedback.window` earlier. Events that find no slate are unmatched:
     counted and reported, never dropped silently.
 Scores
-    The slates served between the file's first and last event are scored, per period of their
-    serving time (`feedback.period`): a slate's relevant items are the items of its matched
+    The slates served in the periods (`feedback.period`) that the file's events cover are
+    scored, per period of their serving time: a slate's relevant items are the items of its matched
     events (less the items the user had in training when the slate excluded them, as the
     offline evaluation does); slates with a relevant item are evaluated with
     `conveyor_recsys.metrics.ranking_metrics` at the slates' k, so `hit_rate@10` online and
@@ -73,13 +73,14 @@ def join_feedback(session: Any, model_name: str | None, events: Path, source: st
     counts["unmatched"] = len(feedback) - counts["matched"]
     k = int(slates["k"].mode().iloc[0])
     first, last = frame["timestamp"].min(), frame["timestamp"].max()
-    in_span = (slates["timestamp"] >= first) & (slates["timestamp"] <= last)
+    spans = period_range(first, last, settings.period)
+    in_span = (slates["timestamp"] >= spans[0][0]) & (slates["timestamp"] < spans[-1][1])
     outside = int((~in_span[matched_slate.dropna().astype(int)]).sum()) if counts["matched"] \
         else 0
     periods = []
     slate_period = period_starts(slates["timestamp"], settings.period)
     event_period = period_starts(frame["timestamp"], settings.period)
-    for start, end in period_range(first, last, settings.period):
+    for start, end in spans:
         chosen = slates.index[in_span & (slate_period == start)]
         periods.append(_score_period(
             start, end, slates.loc[chosen], feedback, matched_slate, frame[event_period == start],
@@ -89,8 +90,9 @@ def join_feedback(session: Any, model_name: str | None, events: Path, source: st
                 if join == "user_window" else " (unknown request id)")] \
         if counts["unmatched"] else []
     if outside:
-        notes.append(f"{outside:,} matched event(s) belong to slates served before this file's "
-                     "first event: scored with the file that covers them, not this one")
+        notes.append(f"{outside:,} matched event(s) belong to slates served before this "
+                     "file's first period: not scored here (a file scores the slates served "
+                     "in the periods its events cover)")
     for name, what in (("duplicates", "duplicate row(s) dropped"),
                        ("out_of_order", "row(s) out of time order (sorted)"),
                        ("incomplete", "row(s) missing a user, item or time dropped")):
@@ -151,9 +153,9 @@ def _utc(values: Any) -> Any:
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(values):
-        return pd.to_datetime(values, unit="s", errors="coerce")
+        return pd.to_datetime(values, unit="s", errors="coerce").astype("datetime64[us]")
     parsed = pd.to_datetime(values, errors="coerce", utc=True)
-    return parsed.dt.tz_localize(None)
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
 
 def read_slates(project_dir: Path, model_name: str) -> Any:
@@ -171,7 +173,8 @@ def read_slates(project_dir: Path, model_name: str) -> Any:
     if slates.empty:
         raise conveyor.UsageError(f"the prediction log of '{model_name}' holds no slate "
                                   "(rows with user_id and a list of items)")
-    slates["timestamp"] = pd.to_datetime(slates["timestamp"], utc=True).dt.tz_localize(None)
+    slates["timestamp"] = pd.to_datetime(slates["timestamp"], utc=True).dt.tz_localize(
+        None).astype("datetime64[us]")
     slates["k"] = pd.to_numeric(slates["k"], errors="coerce").fillna(
         slates["prediction"].map(len)).astype(int)
     slates["exclude_seen"] = slates["exclude_seen"].fillna(False).astype(bool)
