@@ -1,0 +1,103 @@
+"""`conveyor feedback` for a classifier: labels that arrive after the predictions were served,
+joined by the id column (or request id), back-filling the `--from-log` batch that covers them
+or recorded per period."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conveyor.testing import Project, assert_usage_error
+from monitor_support import customers
+
+
+def log_predictions(project: Project, frame: Any, start: str, prefix: str) -> None:
+    """What `conveyor serve` logs for these records: the champion's predictions, one second
+    apart from `start`."""
+    import pandas as pd
+    from conveyor import api
+    from conveyor.predictions import PredictionLogWriter
+
+    loaded = api.load_model(project.path)
+    records = frame.drop(columns=["churned"])
+    features = records[list(loaded.model.feature_names_in_)]
+    predicted = loaded.model.predict(features)
+    proba = loaded.model.predict_proba(features)
+    begin = pd.Timestamp(start, tz="UTC").timestamp()
+    with PredictionLogWriter(project.path, "shop") as writer:
+        for i, record in enumerate(records.to_dict("records")):
+            writer.append([record], [predicted[i]], proba[i:i + 1], loaded.number,
+                          f"{prefix}-{i}", classes=list(loaded.model.classes_),
+                          timestamp=begin + i)
+
+
+def feedback(project: Project, *args: str) -> dict[str, Any]:
+    result = project.cli("feedback", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def batches(project: Project) -> list[dict[str, Any]]:
+    return json.loads(project.cli("monitor", "--list", "--json", check=True).stdout)
+
+
+def test_labels_back_fill_the_log_batch_then_make_their_own(shop):
+    import pandas as pd
+
+    first = customers(300, 71)
+    log_predictions(shop, first, "2026-03-02", "a")
+    checked = shop.cli("monitor", "--from-log", "--json")
+    assert checked.returncode in (0, 1), checked.stderr
+    [log_batch] = batches(shop)
+    assert log_batch["source"] == "log:shop" and log_batch["labelled_rows"] == 0
+    # labels for 250 of the 300, a repeated row, and 5 ids nobody predicted
+    labels = first[["customer_id", "churned"]].iloc[:250]
+    extra = pd.DataFrame({"customer_id": [f"nobody-{i}" for i in range(5)], "churned": 1})
+    pd.concat([labels, labels.iloc[:3], extra]).to_csv(shop.path / "labels-1.csv", index=False)
+    out = feedback(shop, "--data", "labels-1.csv")
+    assert out["kind"] == "predictions" and out["join"] == "id"
+    assert out["events"]["matched"] == 250 and out["events"]["unmatched"] == 5
+    assert out["events"]["duplicates"] == 3
+    [filled] = out["batches"]
+    assert filled["id"] == log_batch["id"]  # back-filled, not a new batch
+    [stored] = batches(shop)
+    assert stored["labelled_rows"] == 250 and "accuracy" in stored["performance"]
+    # the same figure `conveyor monitor --labels` computes on those rows
+    first.iloc[:250].to_csv(shop.path / "same.csv", index=False)
+    direct = json.loads(shop.cli("monitor", "--data", "same.csv", "--json").stdout)
+    assert stored["performance"]["accuracy"] == direct["performance"]["accuracy"]
+
+    # later predictions no --from-log check covers: their labels make a batch of their own
+    second = customers(120, 72)
+    second["customer_id"] = "late-" + second["customer_id"]  # the generator repeats its ids
+    log_predictions(shop, second, "2026-03-10", "b")
+    second[["customer_id", "churned"]].to_csv(shop.path / "labels-2.csv", index=False)
+    out = feedback(shop, "--data", "labels-2.csv", "feedback.min_rows=100")
+    [new] = out["batches"]
+    assert new["source"] == "labels-2.csv" and new["labelled_rows"] == 120
+    assert new["status"] == "ok" and "accuracy" in new["performance"]
+    assert new["details"]["feedback"]["start"] == "2026-03-09T00:00:00Z"  # its week
+    assert len(batches(shop)) == 3  # log batch, same.csv, labels-2.csv
+    again = shop.cli("feedback", "--data", "labels-2.csv")
+    assert "recorded before" in again.stdout and len(batches(shop)) == 3
+
+
+def test_labels_join_by_request_id_and_bad_labels(shop):
+    first = customers(50, 73)
+    log_predictions(shop, first, "2026-03-02", "c")
+    labels = first[["churned"]].assign(request_id=[f"c-{i}" for i in range(50)])
+    labels.to_csv(shop.path / "by-request.csv", index=False)
+    out = feedback(shop, "--data", "by-request.csv")
+    assert out["join"] == "request_id" and out["events"]["matched"] == 50
+    [batch] = out["batches"]
+    assert batch["status"] == "insufficient" or batch["labelled_rows"] >= 20
+    first[["customer_id"]].to_csv(shop.path / "no-target.csv", index=False)
+    assert_usage_error(shop.cli("feedback", "--data", "no-target.csv"),
+                       "no label column 'churned' (data.target)")
+    first[["churned"]].to_csv(shop.path / "no-key.csv", index=False)
+    assert_usage_error(shop.cli("feedback", "--data", "no-key.csv"),
+                       "no column to join on", "customer_id")
+    labels.assign(request_id="zzz").drop_duplicates().to_csv(shop.path / "strangers.csv",
+                                                             index=False)
+    assert_usage_error(shop.cli("feedback", "--data", "strangers.csv"),
+                       "matches a logged prediction")
