@@ -257,3 +257,22 @@ def test_bad_input_is_a_clear_usage_error(shop):
                                 "feedback.join=request_id"), "no 'request_id' values")
     listed = json.loads(shop.cli("monitor", "--list", "--json", check=True).stdout)
     assert listed == []  # nothing half-recorded
+
+
+def test_watch_joins_each_feedback_file_once_then_applies_the_policy(shop):
+    serve_slates(shop, 5)
+    serve_slates(shop, 6)
+    config = shop.path / "conveyor.yaml"
+    config.write_text(config.read_text() + "retrain:\n  when:\n    drift.popularity: '> 0.99'\n")
+    result = shop.cli("watch", "--feedback", "events", "--once", "--json")
+    assert result.returncode == 0, result.stderr
+    handled = json.loads(result.stdout)
+    assert [(h["file"], h["kind"], h["outcome"]) for h in handled] == [
+        ("events/week-05.csv", "feedback", "no_action"),
+        ("events/week-06.csv", "feedback", "no_action")]
+    assert "retrain no_action" in result.stderr
+    listed = json.loads(shop.cli("monitor", "--list", "--json", check=True).stdout)
+    assert [b["source"] for b in listed] == ["events/week-05.csv", "events/week-06.csv"]
+    again = shop.cli("watch", "--feedback", "events", "--once", "--json")
+    assert json.loads(again.stdout) == []
+    assert_usage_error(shop.cli("watch", "--once"), "--inbox DIR", "--feedback DIR")
