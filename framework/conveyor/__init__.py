@@ -5,7 +5,8 @@ among them: `RunInfo`, `Stage`, `StageContext`, `Alert`, `Host` with its `Plugin
 `Session`), plus the documented modules `conveyor.hookspecs` (the hook reference),
 `conveyor.api` (run a project, read a recorded run), `conveyor.alerts` (fire an `Alert` to
 every `conveyor_alert` plugin), `conveyor.errors`,
-`conveyor.evaluation` (what an evaluate stage hands the register stage), `conveyor.gate`,
+`conveyor.evaluation` (what an evaluate stage hands the register stage), `conveyor.feedback`
+(delayed feedback joined to what was served: `conveyor_join_feedback`'s types), `conveyor.gate`,
 `conveyor.promotion` (when a registered version becomes champion), `conveyor.contract` (a model
 version's contract), `conveyor.fingerprints` (one fingerprint per data row: which rows a model
 trained on), `conveyor.names` (the rule for names that become paths: project and model names,
@@ -44,6 +45,7 @@ from conveyor.errors import (
     UsageError,
 )
 from conveyor.evaluation import ChampionComparison, EvaluationResult
+from conveyor.feedback import FeedbackPeriod, FeedbackResult, FeedbackSettings
 from conveyor.host import Host, PluginInfo
 from conveyor.markers import hookimpl, hookspec
 from conveyor.session import Session
@@ -66,6 +68,9 @@ __all__ = [
     "EvaluationResult",
     "Feature",
     "FeatureDistributions",
+    "FeedbackPeriod",
+    "FeedbackResult",
+    "FeedbackSettings",
     "GateRejected",
     "Host",
     "Inputs",

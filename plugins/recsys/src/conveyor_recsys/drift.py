@@ -32,11 +32,11 @@ from typing import Any
 
 import conveyor
 from conveyor import api
-from conveyor.contributions import CATEGORICAL, NUMERIC
 from conveyor.feedback import FeedbackSettings
 from conveyor.tables import read_table
 
 DEFAULT_METHODS = {"numeric": "psi", "categorical": "chi2"}
+NUMERIC, CATEGORICAL = "numeric", "categorical"  # conveyor.FeatureDistributions.kind
 
 
 def measure(events: Any, loaded: Any, reference: Any, session: Any,
