@@ -160,6 +160,7 @@ def test_request_id_join_counts_unknown_request_ids(shop):
     purchases = events["event"] == "purchase"
     unknown = events.index[purchases][:7]
     events.loc[unknown, "request_id"] = "no-such-request"
+    events.loc[events.index[purchases][10:15], "request_id"] = None  # these join by user
     events.to_csv(shop.path / "events" / "with-ids.csv", index=False)
     out = feedback(shop, "--data", "events/with-ids.csv")
     assert out["join"] == "request_id"

@@ -9,7 +9,8 @@ arrives later has `data.id_column` (or `feedback.request_id_column`) and `data.t
   repeats dropped and counted, and for a key labelled twice differently the last row wins
   (counted as a duplicate); labels matching no logged prediction are counted and reported;
 * metrics: the project's `evaluate.metrics`, scored as `conveyor monitor --labels` scores them
-  (the model on the logged records, `conveyor_monitor.check.performance`);
+  (the model on the logged records, `conveyor_monitor.check.performance`); a period that
+  misses a `monitor.performance` condition is "drift", as a monitored batch is;
 * periods: matched predictions that a `conveyor monitor --from-log` batch covers (served after
   the previous log check and up to its `log_until`) back-fill that batch's performance; the
   rest are grouped by `feedback.period` of their serving time, one new batch each.
@@ -27,8 +28,17 @@ from conveyor.predictions import read_prediction_log
 from conveyor.store import open_store
 from conveyor.tables import read_table
 
-from conveyor_monitor.check import LOG_COLUMNS, PREDICTION, PROBA, model_features, performance
+from conveyor_monitor.check import (
+    LOG_COLUMNS,
+    PREDICTION,
+    PROBA,
+    judge_performance,
+    model_features,
+    performance,
+    performance_conditions,
+)
 from conveyor_monitor.records import Monitoring
+from conveyor_monitor.settings import settings_from
 
 
 def join_labels(session: Any, model_name: str | None, events: Path, source: str,
@@ -78,7 +88,8 @@ def join_labels(session: Any, model_name: str | None, events: Path, source: str,
             hint="check the file's ids, or the join: feedback.join=id|request_id")
     log["label"] = log["key"].map(truth)
     served = log[hit].reset_index(drop=True)
-    periods = _periods(session, loaded, served, settings, metrics)
+    periods = _periods(session, loaded, log, served, settings, metrics,
+                       performance_conditions(settings_from(config)))
     notes = []
     if counts["unmatched"]:
         notes.append(f"{counts['unmatched']:,} of {len(truth):,} label(s) matched no logged "
@@ -147,8 +158,8 @@ def _covering_batches(project_dir: Path, name: str) -> list[tuple[Any, Any, str]
     return out
 
 
-def _periods(session: Any, loaded: Any, served: Any, settings: FeedbackSettings,
-             metrics: list[str]) -> list[FeedbackPeriod]:
+def _periods(session: Any, loaded: Any, log: Any, served: Any, settings: FeedbackSettings,
+             metrics: list[str], conditions: dict[str, Any]) -> list[FeedbackPeriod]:
     import pandas as pd
 
     covering = _covering_batches(session.project_dir, loaded.name)
@@ -162,20 +173,29 @@ def _periods(session: Any, loaded: Any, served: Any, settings: FeedbackSettings,
     for batch in dict.fromkeys(owner.dropna()):
         rows = served[owner == batch]
         after, until = next((a, u) for a, u, b in covering if b == batch)
-        start = after if after is not None else rows["timestamp"].min()
-        periods.append(_period(loaded, rows, start, until, settings, metrics, backfill=batch))
+        start = after if after is not None else log["timestamp"].min()
+        covered = log["timestamp"] <= until
+        if after is not None:
+            covered &= log["timestamp"] > after
+        total = int(covered.sum())
+        periods.append(_period(loaded, rows, total, start, until, settings, metrics,
+                               conditions, backfill=batch))
     rest = served[owner.isna()]
     if len(rest):
         starts = period_starts(rest["timestamp"], settings.period)
         for start in sorted(starts.unique()):
             rows = rest[starts == start]
             end = (pd.Timestamp(start).to_period(settings.period) + 1).start_time
-            periods.append(_period(loaded, rows, start, end, settings, metrics))
+            total = int(((log["timestamp"] >= start) & (log["timestamp"] < end)).sum())
+            periods.append(_period(loaded, rows, total, start, end, settings, metrics,
+                                   conditions))
     return periods
 
 
-def _period(loaded: Any, rows: Any, start: Any, end: Any, settings: FeedbackSettings,
-            metrics: list[str], backfill: str | None = None) -> FeedbackPeriod:
+def _period(loaded: Any, rows: Any, total: int, start: Any, end: Any,
+            settings: FeedbackSettings, metrics: list[str], conditions: dict[str, Any],
+            backfill: str | None = None) -> FeedbackPeriod:
+    """One period: `rows` the labelled predictions, `total` all predictions logged in it."""
     records = rows.drop(columns=[c for c in rows.columns if c in LOG_COLUMNS
                                  or c in ("key", "label", PREDICTION) or c.startswith(PROBA)])
     frame = loaded.transform(records.reset_index(drop=True), before_schema=True)
@@ -192,12 +212,15 @@ def _period(loaded: Any, rows: Any, start: Any, end: Any, settings: FeedbackSett
         if problem:
             notes.append(problem)
     versions = rows["model_version"].dropna()
-    status = "ok" if perf and len(rows) >= settings.min_rows else "insufficient"
+    breached, checks = judge_performance(conditions, perf, loaded)
+    notes += [check.message for check in checks if not check.met]
+    status = ("drift" if breached else "ok") if perf and len(rows) >= settings.min_rows \
+        else "insufficient"
     if len(rows) < settings.min_rows:
         notes.append(f"{len(rows):,} labelled prediction(s), fewer than "
                      f"feedback.min_rows={settings.min_rows}")
     return FeedbackPeriod(
-        start=_iso(start), end=_iso(end), served=len(rows), matched=len(rows), status=status,
+        start=_iso(start), end=_iso(end), served=total, matched=len(rows), status=status,
         model_version=int(versions.mode().iloc[0]) if len(versions) else loaded.number,
         performance=perf, events_matched=len(rows), notes=tuple(notes), backfill=backfill)
 

@@ -12,10 +12,11 @@ Events
     named by `feedback.events` are feedback (the rest are counted as irrelevant); every
     event's item and user count for drift.
 Join
-    By request id when the file carries one (`feedback.join: auto` or `request_id`), else by
-    user and time (`user_window`): an event counts for the user's latest slate served at or
-    before it, at most `feedback.window` earlier. Events that find no slate are unmatched:
-    counted and reported, never dropped silently.
+    By request id when the file carries one (`feedback.join: auto` or `request_id`; rows of
+    such a file without one join by user and time), else by user and time (`user_window`):
+    an event counts for the user's latest slate served at or before it, at most
+    `feedback.window` earlier. Events that find no slate are unmatched: counted and reported,
+    never dropped silently.
 Scores
     The slates served in the periods (`feedback.period`) that the file's events cover are
     scored, per period of their serving time: a slate's relevant items are the items of its matched
@@ -212,7 +213,13 @@ def match(feedback: Any, slates: Any, join: str, window: float) -> Any:
     if join == "request_id":
         index = pd.Series(slates.index, index=slates["request_id"].astype(str))
         index = index[~index.index.duplicated(keep="last")]
-        return feedback["request_id"].astype(str).map(index).astype("float64")
+        found = feedback["request_id"].astype(str).map(index).astype("float64")
+        # rows without a request id (a feed mixing sources) join by user and time
+        bare = feedback["request_id"].isna().to_numpy()
+        if bare.any():
+            found[bare] = match(feedback[bare].reset_index(drop=True), slates, "user_window",
+                                window).to_numpy()
+        return found
     left = feedback[["timestamp", "user_key"]].assign(order=range(len(feedback)))
     right = slates[["timestamp", "user_key"]].assign(slate=slates.index.astype("float64"))
     joined = pd.merge_asof(left.sort_values("timestamp"), right.sort_values("timestamp"),
