@@ -142,6 +142,8 @@ def record_feedback(session: Any, path: Path, *, model: str | None = None,
 
 def _record(session: Any, joined: Any, result: dict[str, Any], source: str, digest: str,
             settings: Any, report_dir: Path | None) -> list[BatchRecord]:
+    """The reports first (temp file + rename each), then every period's batch or back-fill in
+    one transaction: a killed run records all periods of the file or none."""
     from conveyor_monitor.report import write_reports
 
     project_dir = Path(session.project_dir)
@@ -149,7 +151,8 @@ def _record(session: Any, joined: Any, result: dict[str, Any], source: str, dige
     try:
         log = Monitoring(store)
         history = log.batches(model_name=joined.model_name)
-        batches: list[BatchRecord] = []
+        new: list[dict[str, Any]] = []
+        backfills: list[dict[str, Any]] = []
         now = time.time()
         for index, period in enumerate(joined.periods):
             feedback = {"start": period.start, "end": period.end, "join": joined.join,
@@ -160,50 +163,60 @@ def _record(session: Any, joined: Any, result: dict[str, Any], source: str, dige
                         "files": [digest], "source": source}
             if index == 0:
                 feedback["result"] = result  # what a second run shows
-            message = _message(joined, period)
+            drift = {k: v for k, v in period.drift.items() if k != "features"}
             if period.backfill:
                 batch = log.get(period.backfill)
                 old = (batch.details or {}).get("feedback") or {}
                 feedback["files"] = sorted({*old.get("files", []), digest})
-                batches.append(log.backfill(
-                    period.backfill, performance={**batch.performance, **period.performance},
-                    labelled_rows=batch.labelled_rows + period.matched,
-                    details={"feedback": feedback, "drift": period.drift}))
+                backfills.append({"batch_id": batch.id,
+                                  "performance": {**batch.performance, **period.performance},
+                                  "labelled_rows": batch.labelled_rows + period.matched,
+                                  "details": {"feedback": feedback}})
                 continue
             batch_id = new_batch_id()
+            features = period.drift.get("features") or {}
+            entry = {"batch_id": batch_id, "model_name": joined.model_name,
+                     "model_version": period.model_version, "source": source,
+                     "source_sha256": digest, "rows": period.served, "status": period.status,
+                     "drift_share": _share(period.drift),
+                     "drifted_features": sum(bool(e.get("drifted")) for e in features.values()),
+                     "features": len(features), "labelled_rows": period.matched,
+                     "performance": period.performance, "feature_results": features,
+                     "message": _message(joined, period),
+                     "details": {"feedback": feedback, "drift": drift},
+                     "created_at": now + index * 1e-3}
             report = {"batch": batch_id, "model": {"name": joined.model_name,
                                                    "version": period.model_version},
                       "source": source, "source_sha256": digest, "rows": period.served,
-                      "status": period.status, "message": message, "feedback": feedback,
-                      "recommender_drift": {k: v for k, v in period.drift.items()
-                                            if k != "features"},
-                      "drift_share": _share(period.drift), "feature_results":
-                      period.drift.get("features") or {}, "prediction": {},
-                      "performance": period.performance, "labelled_rows": period.matched,
-                      "performance_checks": [], "quality": {}, "created_at": now + index * 1e-3,
-                      "reference": {"rows": period.drift.get("reference_interactions") or 0,
+                      "status": period.status, "message": entry["message"],
+                      "feedback": feedback, "recommender_drift": drift,
+                      "drift_share": entry["drift_share"], "feature_results": features,
+                      "prediction": {}, "performance": period.performance,
+                      "labelled_rows": period.matched, "performance_checks": [],
+                      "quality": {}, "created_at": entry["created_at"],
+                      "reference": {"rows": drift.get("reference_interactions") or 0,
                                     "source": "training interactions"},
                       "champion_metrics": {}, "drift_share_threshold": 1.0,
                       "labels": f"feedback joined by {joined.join}"}
             folder = (report_dir / f"{index + 1:02d}" if report_dir and len(joined.periods) > 1
                       else report_dir) or path_part(project_dir / _reports(session), batch_id,
                                                     "batch id")
-            paths = write_reports(report, history + batches, folder, project_dir)
-            features = period.drift.get("features") or {}
-            batches.append(log.record(
-                batch_id=batch_id, model_name=joined.model_name,
-                model_version=period.model_version, source=source, source_sha256=digest,
-                rows=period.served, status=period.status, drift_share=report["drift_share"],
-                drifted_features=sum(bool(e.get("drifted")) for e in features.values()),
-                features=len(features), labelled_rows=period.matched,
-                performance=period.performance, feature_results=features,
-                report_json=paths["json"], report_html=paths["html"], message=message,
-                details={"feedback": feedback, "drift": {k: v for k, v in period.drift.items()
-                                                         if k != "features"}},
-                created_at=report["created_at"]))
-        return batches
+            shown = [_shown(e) for e in new]
+            paths = write_reports(report, history + shown, folder, project_dir)
+            entry.update(report_json=paths["json"], report_html=paths["html"])
+            new.append(entry)
+        return log.record_many(new, backfills)
     finally:
         store.close()
+
+
+def _shown(entry: dict[str, Any]) -> Any:
+    """A batch about to be recorded, as the report's history reads it."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(id=entry["batch_id"], model_version=entry["model_version"],
+                           status=entry["status"], drift_share=entry["drift_share"],
+                           performance=entry["performance"], rows=entry["rows"])
 
 
 def _share(drift: dict[str, Any]) -> float | None:

@@ -22,7 +22,8 @@ conveyor-monitor keeps a batch's data-quality figures (rows set aside, values ou
 schema's expectations, per column) in `details["quality"]`.
 
 Each record is written in one transaction, so a killed process leaves either the whole row or
-none. Files named by `report_json` / `report_html` are written before the row (temp + rename).
+none; `record_many` writes several (and back-fills the performance of recorded ones, as
+`conveyor feedback` does with labels that arrive later) in one. Files named by `report_json` / `report_html` are written before the row (temp + rename).
 
 The table is conveyor-monitor's own (`TABLES`, declared with the `conveyor_store_tables` hook);
 `Monitoring(store)` makes sure it exists, so a store opened without the plugins' tables works.
@@ -112,6 +113,30 @@ class BatchRecord:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+def _build(*, model_name: str, model_version: int | None, source: str,
+           source_sha256: str | None, rows: int, status: str, drift_share: float | None = None,
+           drifted_features: int = 0, features: int = 0, prediction_drift: float | None = None,
+           prediction_drifted: bool = False, labelled_rows: int = 0,
+           performance: dict[str, float] | None = None, performance_breached: bool = False,
+           feature_results: dict[str, Any] | None = None, report_json: str | None = None,
+           report_html: str | None = None, message: str = "",
+           details: dict[str, Any] | None = None, batch_id: str | None = None,
+           created_at: float | None = None) -> BatchRecord:
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    return BatchRecord(
+        id=check_name(batch_id or new_batch_id(), "batch id"),
+        model_name=check_name(model_name, "model name"), model_version=model_version,
+        source=source, source_sha256=source_sha256, rows=int(rows),
+        created_at=created_at if created_at is not None else time.time(), status=status,
+        drift_share=drift_share, drifted_features=int(drifted_features),
+        features=int(features), prediction_drift=prediction_drift,
+        prediction_drifted=bool(prediction_drifted), labelled_rows=int(labelled_rows),
+        performance=dict(performance or {}), performance_breached=bool(performance_breached),
+        feature_results=dict(feature_results or {}), report_json=report_json,
+        report_html=report_html, message=message, details=dict(details or {}))
+
+
 def new_batch_id() -> str:
     """A sortable id: the time, then a random suffix (two batches in one second differ)."""
     return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + uuid.uuid4().hex[:6]
@@ -135,49 +160,46 @@ class Monitoring:
                details: dict[str, Any] | None = None, batch_id: str | None = None,
                created_at: float | None = None) -> BatchRecord:
         """Record one monitored batch (one transaction) and return it as stored."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        record = BatchRecord(
-            id=check_name(batch_id or new_batch_id(), "batch id"),
-            model_name=check_name(model_name, "model name"), model_version=model_version,
-            source=source, source_sha256=source_sha256, rows=int(rows),
-            created_at=created_at if created_at is not None else time.time(), status=status,
-            drift_share=drift_share, drifted_features=int(drifted_features),
-            features=int(features), prediction_drift=prediction_drift,
-            prediction_drifted=bool(prediction_drifted), labelled_rows=int(labelled_rows),
-            performance=dict(performance or {}), performance_breached=bool(performance_breached),
-            feature_results=dict(feature_results or {}), report_json=report_json,
-            report_html=report_html, message=message, details=dict(details or {}))
-        with self.store.write() as conn:
-            conn.execute(
-                "INSERT INTO monitor_batches (id, model_name, model_version, source, "
-                "source_sha256, rows, created_at, status, drift_share, drifted_features, "
-                "features, prediction_drift, prediction_drifted, labelled_rows, performance, "
-                "performance_breached, feature_results, report_json, report_html, message, "
-                "details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (record.id, record.model_name, record.model_version, record.source,
-                 record.source_sha256, record.rows, record.created_at, record.status,
-                 record.drift_share, record.drifted_features, record.features,
-                 record.prediction_drift, int(record.prediction_drifted), record.labelled_rows,
-                 dumps(record.performance), int(record.performance_breached),
-                 dumps(record.feature_results), record.report_json, record.report_html,
-                 record.message, dumps(record.details)))
-        return record
+        fields = dict(locals())
+        del fields["self"]
+        return self.record_many([fields])[0]
 
-    def backfill(self, batch_id: str, *, performance: dict[str, float], labelled_rows: int,
-                 details: dict[str, Any]) -> BatchRecord:
-        """Set a recorded batch's performance from labels that arrived later (`conveyor
-        feedback`), merging `details` into its own (one transaction); the batch as stored."""
+    def record_many(self, batches: list[dict[str, Any]],
+                    backfills: list[dict[str, Any]] = ()) -> list[BatchRecord]:
+        """Record several batches (each a mapping of `record`'s arguments) and back-fill
+        others (each {"batch_id", "performance", "labelled_rows", "details"}: the batch's
+        performance set from labels that arrived later, `details` merged into its own), all in
+        one transaction: all or none. Returns the recorded batches, then the back-filled ones,
+        as stored."""
+        records = [_build(**fields) for fields in batches]
         with self.store.write() as conn:
-            row = conn.execute("SELECT details FROM monitor_batches WHERE id = ?",
-                               (batch_id,)).fetchone()
-            if row is None:
-                raise UsageError(f"no monitored batch with id '{batch_id}'")
-            merged = {**loads(row[0], {}), **details}
-            conn.execute("UPDATE monitor_batches SET performance = ?, labelled_rows = ?, "
-                         "details = ? WHERE id = ?",
-                         (dumps(dict(performance)), int(labelled_rows), dumps(merged), batch_id))
-        return self.get(batch_id)
+            for record in records:
+                conn.execute(
+                    "INSERT INTO monitor_batches (id, model_name, model_version, source, "
+                    "source_sha256, rows, created_at, status, drift_share, drifted_features, "
+                    "features, prediction_drift, prediction_drifted, labelled_rows, "
+                    "performance, performance_breached, feature_results, report_json, "
+                    "report_html, message, details) VALUES "
+                    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (record.id, record.model_name, record.model_version, record.source,
+                     record.source_sha256, record.rows, record.created_at, record.status,
+                     record.drift_share, record.drifted_features, record.features,
+                     record.prediction_drift, int(record.prediction_drifted),
+                     record.labelled_rows, dumps(record.performance),
+                     int(record.performance_breached), dumps(record.feature_results),
+                     record.report_json, record.report_html, record.message,
+                     dumps(record.details)))
+            for fill in backfills:
+                row = conn.execute("SELECT details FROM monitor_batches WHERE id = ?",
+                                   (fill["batch_id"],)).fetchone()
+                if row is None:
+                    raise UsageError(f"no monitored batch with id '{fill['batch_id']}'")
+                merged = {**loads(row[0], {}), **fill["details"]}
+                conn.execute("UPDATE monitor_batches SET performance = ?, labelled_rows = ?, "
+                             "details = ? WHERE id = ?",
+                             (dumps(dict(fill["performance"])), int(fill["labelled_rows"]),
+                              dumps(merged), fill["batch_id"]))
+        return records + [self.get(fill["batch_id"]) for fill in backfills]
 
     def get(self, batch_id: str) -> BatchRecord:
         """The batch whose id is `batch_id` or starts with it (UsageError if none or several)."""
