@@ -63,6 +63,49 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
     return process.returncode
 
 
+class serving:
+    """`conveyor serve` of a project on a free port, ready (its /readyz answers 200) on entry,
+    stopped with SIGTERM on exit (which flushes the prediction log)::
+
+        with serving(project.path) as url:
+            httpx.post(f"{url}/predict", json=[record])
+    """
+
+    def __init__(self, project_dir: Path, *args: str, timeout: float = 90) -> None:
+        self.project_dir = Path(project_dir)
+        self.args, self.timeout = args, timeout
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.project_dir / f"serve-{self.port}.log"
+
+    def __enter__(self) -> str:
+        import time
+
+        import httpx
+
+        self.process = subprocess.Popen(
+            [conveyor_executable(), "serve", "--port", str(self.port), *self.args],
+            cwd=self.project_dir, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "CONVEYOR_TEST": "1"})
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"conveyor serve exited {self.process.returncode}:\n"
+                                     + self.log.read_text(errors="replace"))
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        stop_process(self.process)
+        raise AssertionError(f"conveyor serve not ready in {self.timeout:g}s:\n"
+                             + self.log.read_text(errors="replace"))
+
+    def __exit__(self, *exc: object) -> None:
+        stop_process(self.process)
+
+
 def assert_clear_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> str:
     """The user contract for bad input: exit `code`, exactly one `error:` line on stderr that
     (with its hint) names every needle, and no traceback anywhere. Returns stderr."""

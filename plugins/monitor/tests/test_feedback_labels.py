@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conveyor.testing import Project, assert_usage_error
+import pytest
+from conveyor.testing import Project, assert_usage_error, serving
 from monitor_support import customers
 
 
@@ -101,3 +102,21 @@ def test_labels_join_by_request_id_and_bad_labels(shop):
                                                              index=False)
     assert_usage_error(shop.cli("feedback", "--data", "strangers.csv"),
                        "matches a logged prediction")
+
+
+@pytest.mark.slow
+def test_labels_join_what_a_real_server_predicted(shop):
+    httpx = pytest.importorskip("httpx")
+    frame = customers(60, 74)
+    frame["customer_id"] = "live-" + frame["customer_id"]
+    records = json.loads(frame.drop(columns=["churned"]).to_json(orient="records"))
+    with serving(shop.path) as url:  # stopped on exit: the prediction log flushed
+        for start in range(0, len(records), 20):
+            reply = httpx.post(f"{url}/predict", json=records[start:start + 20], timeout=30)
+            assert reply.status_code == 200, reply.text
+    frame[["customer_id", "churned"]].iloc[:50].to_csv(shop.path / "labels.csv", index=False)
+    out = feedback(shop, "--data", "labels.csv")
+    assert out["join"] == "id" and out["events"]["matched"] == 50
+    [batch] = out["batches"]
+    assert batch["rows"] == 60 and batch["labelled_rows"] == 50  # served, labelled
+    assert batch["status"] == "ok" and 0 <= batch["performance"]["accuracy"] <= 1

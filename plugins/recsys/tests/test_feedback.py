@@ -11,7 +11,6 @@ written to the prediction log in the agreed shape with `PredictionLogWriter`, as
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.testing import Project, assert_usage_error, conveyor_executable, free_port, stop_process
+from conveyor.testing import Project, assert_usage_error, conveyor_executable, serving
 
 WORLD = {"users": 300, "items": 120, "weeks": 6, "change_week": 5, "change": "price_shock",
          "seed": 7, "messy": True}
@@ -289,33 +288,16 @@ def test_slates_served_over_http_then_joined_with_the_next_week(shop):
     import pandas as pd
 
     httpx = pytest.importorskip("httpx")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (shop.path / "serve.log").open("w")
-    server = subprocess.Popen([conveyor_executable(), "serve", "--port", str(port)],
-                              cwd=shop.path, stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "CONVEYOR_TEST": "1"})
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert server.poll() is None, (shop.path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        events = pd.read_csv(shop.path / "events" / "week-05.csv")
-        users = sorted(int(u) for u in events["user_id"].unique())[:60]
-        answers = []
+    events = pd.read_csv(shop.path / "events" / "week-05.csv")
+    users = sorted(int(u) for u in events["user_id"].unique())[:60]
+    answers = []
+    with serving(shop.path) as url:  # stopped on exit: the slate log flushed
         for user in users:
             reply = httpx.post(f"{url}/recommend", json={"user_id": user, "k": 10}, timeout=30)
             if reply.status_code == 404:
                 pytest.skip("this build's service has no POST /recommend yet")
             assert reply.status_code == 200, reply.text
             answers.append(reply.json())
-    finally:
-        stop_process(server)  # flushes the slate log
     assert all(len(a["items"]) == 10 and a["items"][0]["position"] == 1 for a in answers)
     served_at = time.time() - 60
     # the following week, moved so that it starts when the slates were served

@@ -23,7 +23,8 @@ schema's expectations, per column) in `details["quality"]`.
 
 Each record is written in one transaction, so a killed process leaves either the whole row or
 none; `record_many` writes several (and back-fills the performance of recorded ones, as
-`conveyor feedback` does with labels that arrive later) in one. Files named by `report_json` / `report_html` are written before the row (temp + rename).
+`conveyor feedback` does with labels that arrive later) in one. Files named by `report_json` /
+`report_html` are written before the row (temp + rename).
 
 The table is conveyor-monitor's own (`TABLES`, declared with the `conveyor_store_tables` hook);
 `Monitoring(store)` makes sure it exists, so a store opened without the plugins' tables works.
