@@ -237,6 +237,7 @@ class _Models:
     def __init__(self, session: Any, champion: Any) -> None:
         self.session = session
         self.name = champion.name
+        self.champion: int = champion.number
         self.loaded = {champion.number: champion}
         self.trained: dict[str, Any] = {}
 
@@ -263,8 +264,9 @@ def _score_period(start: Any, end: Any, slates: Any, feedback: Any, matched_slat
     from conveyor_recsys.metrics import ranking_metrics
 
     versions = slates["model_version"].dropna()
-    version = int(versions.mode().iloc[0]) if len(versions) else None
-    loaded = models.get(version) if version is not None else None
+    # an empty period is the champion's (its drift figures are still worth having)
+    version = int(versions.mode().iloc[0]) if len(versions) else models.champion
+    loaded = models.get(version)
     model = loaded.model if loaded is not None else None
     mine = matched_slate.isin(slates.index)
     joined = feedback[mine.to_numpy()].assign(slate=matched_slate[mine].astype(int).to_numpy())
