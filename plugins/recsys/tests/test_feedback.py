@@ -116,7 +116,7 @@ def test_user_window_join_scores_the_week_as_computed_by_hand(shop):
     import pandas as pd
 
     served = serve_slates(shop, 5)
-    out = feedback(shop, "--data", "events/week-05.csv")
+    out = feedback(shop, "--data", "events/week-05.csv", "feedback.events=[purchase]")
     expected = expected_scores(shop, 5, served)
     assert out["join"] == "user_window" and out["kind"] == "recommender" and out["k"] == 10
     [batch] = out["batches"]
@@ -131,6 +131,8 @@ def test_user_window_join_scores_the_week_as_computed_by_hand(shop):
     raw = pd.read_csv(shop.path / "events" / "week-05.csv")
     assert events["duplicates"] == int(raw.duplicated().sum()) > 0
     assert events["out_of_order"] > 0
+    views = raw.drop_duplicates()["event"].eq("view").sum()
+    assert events["irrelevant"] == views  # not feedback here, counted
     # purchases of users without a slate are counted, not dropped
     assert events["unmatched"] == expected["unmatched"] > 0
     assert events["matched"] + events["unmatched"] == expected["purchases"]

@@ -47,8 +47,8 @@ reads (e.g. retrain.when: {metrics.hit_rate@10: "< champion - 0.05"}).
 
 Recommenders: events (user, item, timestamp, event; optional request_id) are joined to the
 slates by request id when the file carries one, else by user and time: an event counts for the
-user's latest slate served at most feedback.window (7d) before it. Only feedback.events
-([purchase]) are feedback. Per period (feedback.period, W = weeks): slates, slates with
+user's latest slate served at most feedback.window (7d) before it. Every event is feedback,
+as in the offline evaluation, unless feedback.events names some (e.g. [purchase]). Per period (feedback.period, W = weeks): slates, slates with
 feedback, hit_rate@k, ndcg@k, recall@k, map@k, mrr, and drift (popularity shift, new items and
 users share, feature drift with recsys.user_features / item_features).
 Classifiers and regressors: a labels file with data.id_column (or request_id) and data.target
