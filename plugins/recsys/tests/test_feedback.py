@@ -316,3 +316,34 @@ def test_slates_served_over_http_then_joined_with_the_next_week(shop):
     assert sum(b["rows"] for b in scored) == len(answers)
     assert out["events"]["matched"] > 0 and out["events"]["unmatched"] > 0
     assert any("hit_rate@10" in b["performance"] for b in scored)
+
+
+@pytest.mark.slow
+def test_without_a_change_online_hit_rate_matches_offline_and_with_one_it_drops(tmp_path):
+    """The default (every event is feedback) measures what the offline evaluation measured:
+    a week like the training weeks scores about the champion's hit rate, a week after the
+    season changed scores much lower and shows the popularity shift."""
+    from conveyor_recsys.simulate import RetailWorld, simulate
+
+    figures = {}
+    for change in (None, 5):
+        root = tmp_path / f"change-{change}"
+        root.mkdir()
+        subprocess.run([conveyor_executable(), "init", "shop", "--template", "recommender"],
+                       cwd=root, check=True, capture_output=True)
+        project = Project(root / "shop")
+        sim = simulate(RetailWorld(users=800, items=200, weeks=5, change_week=change, seed=11))
+        sim.weeks(1, 4).drop(columns=["week"]).to_csv(
+            project.path / "data" / "interactions.csv", index=False, date_format=STAMP)
+        sim.write_weeks(project.path / "events", [5])
+        project.run(check=True)
+        champion = json.loads(project.cli("models", "list", "--json", check=True).stdout)[0]
+        serve_slates(project, 5, share=1.0)
+        [batch] = feedback(project, "--data", "events/week-05.csv")["batches"]
+        figures[change] = (champion["metrics"]["hit_rate@10"],
+                           batch["performance"]["hit_rate@10"],
+                           batch["details"]["drift"]["popularity"])
+    offline, online, popularity = figures[None]
+    assert abs(online - offline) < 0.05, figures
+    _, changed, shifted = figures[5]
+    assert changed < offline - 0.05 and shifted > popularity + 0.1, figures
