@@ -48,9 +48,10 @@ reads (e.g. retrain.when: {metrics.hit_rate@10: "< champion - 0.05"}).
 Recommenders: events (user, item, timestamp, event; optional request_id) are joined to the
 slates by request id when the file carries one, else by user and time: an event counts for the
 user's latest slate served at most feedback.window (7d) before it. Every event is feedback,
-as in the offline evaluation, unless feedback.events names some (e.g. [purchase]). Per period (feedback.period, W = weeks): slates, slates with
-feedback, hit_rate@k, ndcg@k, recall@k, map@k, mrr, and drift (popularity shift, new items and
-users share, feature drift with recsys.user_features / item_features).
+as in the offline evaluation, unless feedback.events names some (e.g. [purchase]). Per period
+(feedback.period, W = weeks): slates, slates with feedback, hit_rate@k, ndcg@k, recall@k,
+map@k, mrr, and drift (popularity shift, new items and users share, feature drift with
+recsys.user_features / item_features).
 Classifiers and regressors: a labels file with data.id_column (or request_id) and data.target
 is joined to the logged predictions; the project's metrics are computed per period, and a
 batch that `conveyor monitor --from-log` recorded for those predictions gets them (back-fill).
@@ -258,8 +259,9 @@ def show(outcome: FeedbackOutcome) -> None:
                   "its batches, nothing new recorded")
     counts = result.get("events") or {}
     k = result.get("k")
+    what = "events" if result.get("kind") == "recommender" else "labels"
     out.print(f"{result.get('source')} · {result.get('model_name')} · {result.get('kind')} · "
-              f"joined by {result.get('join')} · {counts.get('events', 0):,} events read, "
+              f"joined by {result.get('join')} · {counts.get('events', 0):,} {what} read, "
               f"{counts.get('matched', 0):,} matched, {counts.get('unmatched', 0):,} unmatched")
     table = Table(box=None, pad_edge=False)
     served = "slates" if result.get("kind") == "recommender" else "predictions"
