@@ -95,10 +95,8 @@ async def ready() -> str:
 uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 '''
 
-WRK_SCRIPT = """\
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
+# wrk's summary as one JSON line (shared by bench_recommend.py's script)
+WRK_REPORT = """\
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -108,6 +106,11 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 """
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+""" + WRK_REPORT
 
 
 def load_average() -> str:
@@ -174,12 +177,12 @@ class Server:
 
 
 def wrk(server: Server, script: Path, body: str, connections: int,
-        seconds: float) -> dict[str, Any]:
-    """One wrk run of `seconds`; a non-200 answer, a timeout (10 s) or a socket error is an
-    error."""
+        seconds: float, path: str = "/predict") -> dict[str, Any]:
+    """One wrk run of `seconds` against `path` (the script reads BENCH_BODY); a non-200
+    answer, a timeout (10 s) or a socket error is an error."""
     env = {**os.environ, "BENCH_BODY": body}
     done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout",
-                           "10s", "-s", str(script), f"{server.url}/predict"],
+                           "10s", "-s", str(script), f"{server.url}{path}"],
                           env=env, text=True, capture_output=True)
     line = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
     if done.returncode != 0 or not line:

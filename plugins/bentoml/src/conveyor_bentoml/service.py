@@ -7,7 +7,16 @@ One class, `Predictor`, in BentoML 1.4's `@bentoml.service` style:
   The body is checked by the request type of `conveyor_bentoml.records` (derived from the
   project's schema) while BentoML parses it, and by `RequestGuard` before that (415, 413).
   Records of concurrent requests are predicted together (BentoML's adaptive batching).
-* `GET /metadata`: model name, version, run id, sha256, features, input schema.
+* `POST /recommend` (a recommender champion: `conveyor.serving.RecommendingModel`):
+  `{"user_id": ..., "k": 10, "exclude_seen": true}` -> the top-k items with scores and positions,
+  `fallback` (the user was unknown: the popularity fallback) and `k_clipped` (fewer items than
+  k could be given: the catalogue, less what the user saw, is smaller). The body is checked by
+  `records.recommend_request_type` (400 naming the field); a user id of the other type than the
+  model's ids (text for a model of numeric ids, or the reverse) is a 400 too, never a fallback.
+  /predict on a recommender, and /recommend on any other model, answer 409 naming the other.
+  Each slate is one row of the prediction log (its module documents the row).
+* `GET /metadata`: model name, version, run id, sha256, task, features, input schema, and for
+  a recommender its catalogue (items, users, max_k).
 * `/livez`, `/healthz`, `/readyz`: BentoML's; ready once a verified model is loaded.
 
 The model is loaded only through `conveyor.api.load_model` (sha256 checked before anything is
@@ -28,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import json
 import logging
 import threading
 import time
@@ -37,17 +47,23 @@ from typing import Any
 
 import bentoml
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
+from conveyor.serving import is_recommender
 from conveyor.validation import SchemaDescription
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conveyor_bentoml import batching
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
-from conveyor_bentoml.records import REQUEST_ID, request_type
+from conveyor_bentoml.records import (
+    REQUEST_ID,
+    new_request_id,
+    recommend_request_type,
+    request_type,
+)
 
 logger = logging.getLogger("conveyor.serve")
 
@@ -59,6 +75,8 @@ DESCRIPTION = SchemaDescription.from_dict(SPEC.schema) if SPEC.schema else None
 # model takes them as they come (no row transforms).
 Records = request_type(DESCRIPTION, SPEC.features, lambda: STATE.serving.features
                        if STATE.serving and STATE.serving.transform is None else None)
+MAX_K = int(SETTINGS["recommend"]["max_k"])
+RecommendRequest = recommend_request_type(MAX_K)
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,7 @@ class Serving:
     classes: list[Any] | None
     loaded_at: float = field(default_factory=time.time)
     transform: Any = None  # the version's inference path (LoadedModel.transform), if any
+    recommends: bool = False  # a conveyor.serving.RecommendingModel: /recommend, not /predict
 
 
 @dataclass
@@ -81,7 +100,21 @@ class State:
     serving: Serving | None = None
     error: str | None = None
     swaps: int = 0
-    in_flight: int = 0  # /predict requests being answered (counted by RequestGuard)
+    in_flight: int = 0  # /predict and /recommend requests being answered (RequestGuard)
+    log: Any = None  # the PredictionLogWriter, when serve.log_predictions
+
+    def refusal(self, path: str) -> str | None:
+        """Why a request to `path` is for the other kind of model than the one serving."""
+        serving = self.serving
+        if serving is None:
+            return None
+        if serving.recommends and path == "/predict":
+            return (f"{serving.name} v{serving.version} is a recommender: it recommends, it does "
+                    'not predict; POST /recommend {"user_id": ..., "k": 10}')
+        if not serving.recommends and path == "/recommend":
+            return (f"{serving.name} v{serving.version} is not a recommender; POST /predict "
+                    "with a list of records")
+        return None
 
 
 STATE = State()
@@ -99,7 +132,8 @@ def load(version: int | None) -> Serving:
                    sha256=loaded.sha256, features=features,
                    classes=None if classes is None else [_plain(c) for c in classes],
                    transform=loaded.transform if loaded.contract is not None
-                   and loaded.contract.transforms else None)
+                   and loaded.contract.transforms else None,
+                   recommends=is_recommender(model))
 
 
 def _plain(value: Any) -> Any:
@@ -117,7 +151,9 @@ async def metadata(_: Request) -> JSONResponse:
         "swaps": STATE.swaps,
         "ready": serving is not None,
         "error": STATE.error,
-        "task": "classification" if serving and serving.classes is not None else "regression",
+        "task": _task(serving),
+        "catalogue": {"items": serving.model.item_count, "users": serving.model.user_count,
+                      "max_k": MAX_K} if serving and serving.recommends else None,
         "classes": serving.classes if serving else None,
         "features": serving.features if serving else SPEC.features,
         "input_schema": SPEC.schema,
@@ -125,9 +161,65 @@ async def metadata(_: Request) -> JSONResponse:
     })
 
 
+def _task(serving: Serving | None) -> str:
+    if serving is not None and serving.recommends:
+        return "recommendation"
+    return "classification" if serving and serving.classes is not None else "regression"
+
+
+async def recommend(request: Request) -> Response:
+    """POST /recommend. RequestGuard has already refused what is not JSON, too large, or for
+    another kind of model. Scored on the event loop: a slate costs tens of microseconds
+    (conveyor_recsys's vectorised path), less than a hop to a worker thread would."""
+    serving = STATE.serving  # one snapshot: a swap never splits an answer
+    refusal = STATE.refusal("/recommend") if serving is not None else "no model is loaded"
+    if refusal:
+        return JSONResponse({"error": refusal}, status_code=409 if serving else 503)
+    try:
+        asked = RecommendRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return _rejected(exc)
+    model = serving.model
+    id_type = getattr(model, "user_id_type", object)
+    if id_type in (int, str) and not isinstance(asked.user_id, id_type):
+        kind = "whole numbers" if id_type is int else "text"
+        return JSONResponse({"error": f"user_id: {asked.user_id!r} is not of the model's "
+                             f"user id type: {serving.name} v{serving.version} knows users by "
+                             f"{kind}", "errors": [{"loc": ["user_id"], "type": "user_id_type"}]},
+                            status_code=400)
+    slate = model.recommend(asked.user_id, asked.k, exclude_seen=asked.exclude_seen)
+    request_id = new_request_id()
+    items = [item for item, _ in slate]
+    scores = [score for _, score in slate]
+    fallback = bool(slate.fallback)
+    answer = {"request_id": request_id, "model": serving.name, "model_version": serving.version,
+              "user_id": asked.user_id, "k": asked.k, "fallback": fallback,
+              "k_clipped": len(items) < asked.k,
+              "items": [{"item_id": item, "score": score, "position": position}
+                        for position, (item, score) in enumerate(slate, 1)]}
+    if STATE.log is not None:  # one row per slate (conveyor.predictions documents it)
+        STATE.log.append([{"user_id": asked.user_id, "k": asked.k,
+                           "exclude_seen": asked.exclude_seen, "fallback": fallback,
+                           "scores": scores}], [items], None, serving.version, request_id)
+    return Response(json.dumps(answer), media_type="application/json")
+
+
+def _rejected(exc: ValidationError) -> JSONResponse:
+    """400 naming each field (`loc`) and rule (`type`), as /predict's rejections do."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    logger.warning("rejected /recommend request: %s: %s (%s)", where, first["msg"],
+                   first["type"])
+    return JSONResponse({"error": f"{where}: {first['msg']} ({first['type']})",
+                         "errors": [{"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]}
+                                    for e in errors]}, status_code=400)
+
+
 # Mounted at the root: BentoML matches a mount passively, so /predict and the probes still
 # reach their own routes, and GET /metadata needs no trailing slash.
-metadata_app = Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
+metadata_app = Starlette(routes=[Route("/metadata", metadata, methods=["GET"]),
+                                 Route("/recommend", recommend, methods=["POST"])])
 
 
 @bentoml.asgi_app(metadata_app, path="/")
@@ -138,7 +230,7 @@ metadata_app = Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
              "max_concurrency": int(SETTINGS["max_concurrency"])},
     metrics={"enabled": False},
     logging={"access": {"enabled": bool(SETTINGS["access_log"])}},
-    tracing={"excluded_urls": ["predict", "metadata"]},
+    tracing={"excluded_urls": ["predict", "metadata", "recommend"]},
 )
 class Predictor:
     def __init__(self) -> None:
@@ -150,6 +242,7 @@ class Predictor:
             self._log = PredictionLogWriter(
                 Path(SPEC.project_dir), SPEC.model_name, flush_rows=SETTINGS["log_flush_rows"],
                 flush_seconds=SETTINGS["log_flush_seconds"])
+        STATE.log = self._log
         try:
             STATE.serving = load(SPEC.version)
             logger.info("serving %s v%s", SPEC.model_name, STATE.serving.version)
@@ -246,7 +339,7 @@ class Predictor:
                         serving.version if serving else None)
 
 
-Predictor.add_asgi_middleware(RequestGuard, paths=("/predict",),
+Predictor.add_asgi_middleware(RequestGuard, paths=("/predict", "/recommend"),
                               max_body_bytes=int(float(SETTINGS["max_body_mb"]) * 2**20),
                               state=STATE)
 
