@@ -71,7 +71,7 @@ end
 response = function(status, headers, body)
   if status ~= 200 then io.write("unexpected ", status, " ", body, "\\n") end
 end
-""" + WRK_REPORT
+"""
 
 
 def interactions(users: int = USERS, items: int = ITEMS, seed: int = SEED) -> Any:
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         project, generated_s, run_s = make_project(root, env)
         print(f"  data in {generated_s:.1f} s, conveyor run in {run_s:.1f} s", flush=True)
         script = root / "recommend.lua"
-        script.write_text(WRK_SCRIPT % {"seed": SEED, "last": USERS + UNKNOWN - 1, "k": K})
+        script.write_text(WRK_SCRIPT % {"seed": SEED, "last": USERS + UNKNOWN - 1, "k": K}
+                          + WRK_REPORT)
         server = Server("conveyor", [str(BIN / "conveyor"), "serve", "--port",
                                      str(port := free_port())], project, env, port)
         server.wait_ready()

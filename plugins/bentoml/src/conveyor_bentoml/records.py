@@ -39,11 +39,23 @@ def recommend_request_type(max_k: int) -> type[BaseModel]:
     class RecommendRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
 
-        user_id: int | str
+        user_id: Annotated[Any, AfterValidator(_whole_number_or_text)]
         k: Annotated[int, Field(ge=1, le=max_k)] = 10
         exclude_seen: bool = True
 
     return RecommendRequest
+
+
+JSON_KINDS = {bool: "true/false", float: "a number with a fraction", type(None): "null",
+              list: "a list", dict: "an object"}
+
+
+def _whole_number_or_text(value: Any) -> int | str:
+    # one error naming the field, rather than pydantic's one per member of `int | str`
+    if type(value) not in (int, str):
+        raise PydanticCustomError("user_id_type", "user_id must be a whole number or text, "
+                                  "not {kind}", {"kind": JSON_KINDS.get(type(value), "that")})
+    return value
 
 
 def request_type(description: SchemaDescription | None, features: list[str],

@@ -209,6 +209,8 @@ def _rejected(exc: ValidationError) -> JSONResponse:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
+    if first["loc"] == ("k",) and first["type"] == "less_than_equal":
+        first["msg"] += " (serve.recommend.max_k)"
     logger.warning("rejected /recommend request: %s: %s (%s)", where, first["msg"],
                    first["type"])
     return JSONResponse({"error": f"{where}: {first['msg']} ({first['type']})",
