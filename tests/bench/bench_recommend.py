@@ -23,7 +23,6 @@ summed). Every process gets OMP_NUM_THREADS=1. The table and bench-results/recom
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -34,7 +33,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_serve import BIN, RESULTS, WRK_REPORT, Server, check, load_average, median_run, ms, wrk
+from bench_serve import (
+    BIN,
+    RESULTS,
+    WRK_REPORT,
+    Server,
+    check,
+    load_arguments,
+    load_average,
+    load_setup,
+    median_run,
+    ms,
+    wrk,
+)
 from conveyor.testing import free_port
 
 SEED = 5
@@ -159,21 +170,8 @@ def table(figures: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs: checks the harness")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per concurrency")
-    parser.add_argument("--seconds32", type=float, default=15.0, help="length of a c=32 run")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of a c=1 run")
-    parser.add_argument("--json", type=Path, default=RESULTS / "recommend.json")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.repeat, args.seconds32, args.seconds = 1, 3.0, 2.0
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "BENTOML_DO_NOT_TRACK": "True",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    args = load_arguments(__doc__, RESULTS / "recommend.json", seconds32=15.0).parse_args(argv)
+    env = load_setup(args)
     load_before = load_average()
     root = Path(tempfile.mkdtemp(prefix="conveyor-bench-recommend-"))
     print(f"recommend benchmark · {os.cpu_count()} cores · load average {load_before} · {root}",
