@@ -105,7 +105,12 @@ class RequestGuard:
 
 
 async def _refuse(send: Any, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+    await send_json(send, status, {"error": message})
+
+
+async def send_json(send: Any, status: int, answer: Any) -> None:
+    """One whole JSON response (what the guard refuses with, and /recommend answers)."""
+    body = json.dumps(answer).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})

@@ -14,7 +14,8 @@ One class, `Predictor`, in BentoML 1.4's `@bentoml.service` style:
   `records.recommend_request_type` (400 naming the field); a user id of the other type than the
   model's ids (text for a model of numeric ids, or the reverse) is a 400 too, never a fallback.
   /predict on a recommender, and /recommend on any other model, answer 409 naming the other.
-  Each slate is one row of the prediction log (its module documents the row).
+  Each slate is one row of the prediction log (its module documents the row). Answered by
+  `conveyor_bentoml.recommend.RecommendEndpoint`, a middleware inside `RequestGuard`.
 * `GET /metadata`: model name, version, run id, sha256, task, features, input schema, and for
   a recommender its catalogue (items, users, max_k).
 * `/livez`, `/healthz`, `/readyz`: BentoML's; ready once a verified model is loaded.
@@ -37,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
-import json
 import logging
 import threading
 import time
@@ -49,21 +49,17 @@ import bentoml
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from conveyor.serving import is_recommender
 from conveyor.validation import SchemaDescription
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from conveyor_bentoml import batching
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
-from conveyor_bentoml.records import (
-    REQUEST_ID,
-    new_request_id,
-    recommend_request_type,
-    request_type,
-)
+from conveyor_bentoml.recommend import RecommendEndpoint
+from conveyor_bentoml.records import REQUEST_ID, recommend_request_type, request_type
 
 logger = logging.getLogger("conveyor.serve")
 
@@ -167,61 +163,9 @@ def _task(serving: Serving | None) -> str:
     return "classification" if serving and serving.classes is not None else "regression"
 
 
-async def recommend(request: Request) -> Response:
-    """POST /recommend. RequestGuard has already refused what is not JSON, too large, or for
-    another kind of model. Scored on the event loop: a slate costs tens of microseconds
-    (conveyor_recsys's vectorised path), less than a hop to a worker thread would."""
-    serving = STATE.serving  # one snapshot: a swap never splits an answer
-    refusal = STATE.refusal("/recommend") if serving is not None else "no model is loaded"
-    if refusal:
-        return JSONResponse({"error": refusal}, status_code=409 if serving else 503)
-    try:
-        asked = RecommendRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return _rejected(exc)
-    model = serving.model
-    id_type = getattr(model, "user_id_type", object)
-    if id_type in (int, str) and not isinstance(asked.user_id, id_type):
-        kind = "whole numbers" if id_type is int else "text"
-        return JSONResponse({"error": f"user_id: {asked.user_id!r} is not of the model's "
-                             f"user id type: {serving.name} v{serving.version} knows users by "
-                             f"{kind}", "errors": [{"loc": ["user_id"], "type": "user_id_type"}]},
-                            status_code=400)
-    slate = model.recommend(asked.user_id, asked.k, exclude_seen=asked.exclude_seen)
-    request_id = new_request_id()
-    items = [item for item, _ in slate]
-    scores = [score for _, score in slate]
-    fallback = bool(slate.fallback)
-    answer = {"request_id": request_id, "model": serving.name, "model_version": serving.version,
-              "user_id": asked.user_id, "k": asked.k, "fallback": fallback,
-              "k_clipped": len(items) < asked.k,
-              "items": [{"item_id": item, "score": score, "position": position}
-                        for position, (item, score) in enumerate(slate, 1)]}
-    if STATE.log is not None:  # one row per slate (conveyor.predictions documents it)
-        STATE.log.append([{"user_id": asked.user_id, "k": asked.k,
-                           "exclude_seen": asked.exclude_seen, "fallback": fallback,
-                           "scores": scores}], [items], None, serving.version, request_id)
-    return Response(json.dumps(answer), media_type="application/json")
-
-
-def _rejected(exc: ValidationError) -> JSONResponse:
-    """400 naming each field (`loc`) and rule (`type`), as /predict's rejections do."""
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    if first["loc"] == ("k",) and first["type"] == "less_than_equal":
-        first["msg"] += " (serve.recommend.max_k)"
-    logger.warning("rejected /recommend request: %s: %s (%s)", where, first["msg"],
-                   first["type"])
-    return JSONResponse({"error": f"{where}: {first['msg']} ({first['type']})",
-                         "errors": [{"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]}
-                                    for e in errors]}, status_code=400)
-
-
 # Mounted at the root: BentoML matches a mount passively, so /predict and the probes still
 # reach their own routes, and GET /metadata needs no trailing slash.
-metadata_app = Starlette(routes=[Route("/metadata", metadata, methods=["GET"]),
-                                 Route("/recommend", recommend, methods=["POST"])])
+metadata_app = Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
 
 
 @bentoml.asgi_app(metadata_app, path="/")
@@ -344,6 +288,8 @@ class Predictor:
 Predictor.add_asgi_middleware(RequestGuard, paths=("/predict", "/recommend"),
                               max_body_bytes=int(float(SETTINGS["max_body_mb"]) * 2**20),
                               state=STATE)
+# Inside the guard (added after it): /recommend is answered there (conveyor_bentoml.recommend).
+Predictor.add_asgi_middleware(RecommendEndpoint, state=STATE, request_type=RecommendRequest)
 
 
 def _parse_with(adapter: Any) -> Any:
