@@ -175,7 +175,7 @@ class Recommender:
         return slate
 
     def _top(self, scores: Any, k: int) -> list[tuple[Any, float]]:
-        """(item, score) of the k best finite scores, best first, ties by item order."""
+        """(item, score) of the k best finite scores, best first, equal scores in item order."""
         import numpy as np
 
         k = min(k, len(scores))
