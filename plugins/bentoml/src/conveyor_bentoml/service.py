@@ -60,6 +60,7 @@ from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
 from conveyor_bentoml.recommend import RecommendEndpoint
 from conveyor_bentoml.records import REQUEST_ID, recommend_request_type, request_type
+from conveyor_bentoml.settings import RecommendConfig
 
 logger = logging.getLogger("conveyor.serve")
 
@@ -71,7 +72,8 @@ DESCRIPTION = SchemaDescription.from_dict(SPEC.schema) if SPEC.schema else None
 # model takes them as they come (no row transforms).
 Records = request_type(DESCRIPTION, SPEC.features, lambda: STATE.serving.features
                        if STATE.serving and STATE.serving.transform is None else None)
-MAX_K = int(SETTINGS["recommend"]["max_k"])
+# A Bento built before serve.recommend existed has no such key in its spec: the default then.
+MAX_K = int(SETTINGS.get("recommend", {}).get("max_k", RecommendConfig.max_k))
 RecommendRequest = recommend_request_type(MAX_K)
 
 
