@@ -6,6 +6,7 @@ champion, and the slate log read back after shutdown. One server for all of it."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -44,6 +45,31 @@ def recommender_trained(tmp_path_factory: pytest.TempPathFactory):
 def ask(server, body, path="/recommend"):
     content = body if isinstance(body, str | bytes) else json.dumps(body)
     return httpx.post(f"{server.url}{path}", content=content, headers=JSON, timeout=30)
+
+
+async def swap_under_load(url: str, user_id, during) -> list:
+    """/recommend from 8 clients while `during()` runs (0.3 s in) and until 50 answers came
+    from a version other than the first one seen (or 60 s): (status, version, request id)."""
+    results: list = []
+    body = json.dumps({"user_id": user_id, "k": 5})
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        def answered_by_another() -> int:
+            return sum(v != results[0][1] for _, v, _ in results) if results else 0
+
+        async def worker() -> None:
+            while time.monotonic() < deadline and answered_by_another() < 50:
+                resp = await client.post(f"{url}/recommend", content=body, headers=JSON)
+                answer = resp.json() if resp.status_code == 200 else {}
+                results.append((resp.status_code, answer.get("model_version"),
+                                answer.get("request_id")))
+
+        tasks = [asyncio.create_task(worker()) for _ in range(8)]
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(during)
+        await asyncio.gather(*tasks)
+    return results
 
 
 BAD = [
@@ -109,12 +135,14 @@ def test_recommends_refuses_bad_input_swaps_and_logs_every_slate(tmp_path, recom
                       headers={"content-type": "application/x-www-form-urlencoded"})
     assert resp.status_code == 415 and "user_id" in resp.json()["error"]
 
-    done = run_cli("models", "promote", "shop", "2", "--force", cwd=project.path)
-    assert done.returncode == 0, done.stderr
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{server.url}/metadata").json()["version"] != 2:
-        assert time.monotonic() < deadline, "v2 not picked up"
-        time.sleep(0.1)
+    def promote() -> None:
+        done = run_cli("models", "promote", "shop", "2", "--force", cwd=project.path)
+        assert done.returncode == 0, done.stderr
+
+    under_load = asyncio.run(swap_under_load(server.url, known, promote))
+    assert {status for status, _, _ in under_load} == {200}, under_load[:5]
+    versions = [version for _, version, _ in under_load]
+    assert versions[0] == 1 and versions[-1] == 2 and versions.index(2) >= 8
     after = ask(server, {"user_id": known, "k": 5}).json()
     v2 = api.load_model(project.path, "shop", version=2).model
     assert after["model_version"] == 2
@@ -123,6 +151,9 @@ def test_recommends_refuses_bad_input_swaps_and_logs_every_slate(tmp_path, recom
     assert server.stop() == 0  # SIGTERM: the slate log flushed
     assert "Traceback" not in server.output()
     log = next(read_prediction_log(project.path, "shop"))
+    swapped = log["request_id"].isin([rid for _, _, rid in under_load])
+    assert swapped.sum() == len(under_load)
+    log = log[~swapped].reset_index(drop=True)
     assert list(log.columns) == ["request_id", "timestamp", "model_name", "model_version",
                                  "user_id", "k", "exclude_seen", "fallback", "scores",
                                  "prediction"]
