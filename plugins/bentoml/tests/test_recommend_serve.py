@@ -168,3 +168,9 @@ def test_recommends_refuses_bad_input_swaps_and_logs_every_slate(tmp_path, recom
         # position = index + 1 in both
         assert list(row.prediction) == [i["item_id"] for i in answer["items"]]
         assert list(row.scores) == [i["score"] for i in answer["items"]]
+
+
+def test_a_max_k_below_one_stops_serve_before_it_starts(recommender_trained):
+    done = run_cli("serve", "--port", "1", "serve.recommend.max_k=0", cwd=recommender_trained)
+    assert done.returncode == 2 and "serve.recommend.max_k is 0" in done.stderr
+    assert "Traceback" not in done.stderr
