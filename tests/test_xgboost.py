@@ -53,3 +53,44 @@ def test_text_class_labels_are_a_clear_failure_naming_the_target(new_project):
     frame.to_csv(data, index=False)
     result = project.run("model=xgboost", "model.params.n_estimators=5", "data.schema=null")
     assert_run_failed(result, "XGBClassifier takes class labels 0..n-1", "'churned'")
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_an_xgboost_champion_is_served_by_conveyor_serve(new_project, tmp_path):
+    import os
+    import subprocess
+    import time
+
+    import httpx
+    import pandas as pd
+    from conveyor.testing import conveyor_executable, free_port, stop_process
+
+    project = new_project("classification")
+    assert project.run("model=xgboost", "model.params.n_estimators=30").returncode == 0
+    records = pd.read_csv(project.path / "data" / "customers.csv").drop(columns=["churned"])
+    records = json.loads(records.head(3).to_json(orient="records"))
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = subprocess.Popen([conveyor_executable(), "serve", "--port", str(port)],
+                              cwd=project.path, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              env={**os.environ, "CONVEYOR_TEST": "1"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert server.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        resp = httpx.post(f"{url}/predict", content=json.dumps(records),
+                          headers={"content-type": "application/json"}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        answers = resp.json()
+        assert len(answers) == 3 and all(a["prediction"] in (0, 1) for a in answers), answers
+        assert {a["model_version"] for a in answers} == {1}
+    finally:
+        stop_process(server)
