@@ -204,7 +204,9 @@ def _retrain(session: Any, config: dict, settings: RetrainConfig,
     source = write_csv(window.train, project_dir / WINDOWS_DIR / f"{decision_id}.csv")
     relative = source.relative_to(project_dir).as_posix()
     details = {"window": window.files, "window_file": relative, "train_rows": rows,
-               "holdout_rows": len(window.holdout), "notes": window.notes}
+               "notes": window.notes}
+    if settings.compare == "holdout":
+        details["holdout_rows"] = len(window.holdout)
     log(f"retrain: training a challenger on {rows:,} rows ({', '.join(window.files)})")
     try:
         result = api.run(session, overrides=[f"{settings.source_key}={relative}",
