@@ -236,3 +236,14 @@ def test_the_templates_retrain_block_uncommented_is_a_working_policy(tmp_path):
     done, decision = retrain(project, "--force")     # the history alone, compared by evaluation
     assert decision["outcome"] in ("promoted", "kept"), decision
     assert decision["details"]["window"] == ["data/interactions.csv"]
+
+
+def test_a_feedback_file_gone_since_it_was_monitored_is_noted_and_left_out(project):
+    feedback(project, 0.40, 5, 6, 7)
+    (project / "data" / "feedback" / "week-06.csv").unlink()
+    _, decision = retrain(project)
+    assert decision["outcome"] in ("promoted", "kept"), decision
+    assert decision["details"]["window"] == ["data/history.csv", "data/feedback/week-05.csv",
+                                             "data/feedback/week-07.csv"]
+    assert any("data/feedback/week-06.csv): no file to train on" in note
+               for note in decision["details"]["notes"]), decision["details"]["notes"]
