@@ -17,12 +17,13 @@ BENCH_KEDRO := kedro==1.7.0
 install: $(VENV)/.installed
 
 # conveyor-sklearn with its extras: [onnx] (skl2onnx, onnxruntime) for `conveyor export`, and
-# [lightgbm] for the `model=lightgbm` options; their tests need both.
+# [lightgbm] and [xgboost] for the `model=lightgbm` and `model=xgboost` options; their tests need
+# them all.
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev,demo]" \
-		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx$(comma)lightgbm])")
+		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx$(comma)lightgbm$(comma)xgboost])")
 	touch $@
 
 # The browser tests (reports, `conveyor ui`) drive Debian's Chromium headless; a test tool's own

@@ -38,6 +38,14 @@ evaluate:
   gate:                          # a model that misses the gate is registered, not promoted
     ndcg@10: ">= 0.05"
     recall@10: ">= champion - 0.02"   # and no worse than the champion on the same test users
+
+# Retraining from feedback (with conveyor-retrain; see its README, "Recommenders"): uncomment.
+# retrain:
+#   source_key: recsys.source    # the challenger trains on the history + the feedback files
+#   compare: evaluation          # and its own evaluation compares it with the champion
+#   when: {{metrics.hit_rate@10: "< champion - 0.05"}}
+#   window: {{since: change, include_history: true}}
+#   promote_if: {{ndcg@10: "+0"}}
 """
 
 README = """\
