@@ -30,6 +30,18 @@ class ItemItemConfig:
 
 
 @dataclass
+class RankerConfig:
+    candidates: int = 50              # items the candidate model proposes per user, re-ranked
+    label_fraction: float = 0.3       # the last share of the training period labels the ranker
+    label_days: float | None = None   # ... or its last N days
+    category_column: str | None = "category"  # item table column for user-category affinity
+    n_estimators: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 20
+
+
+@dataclass
 class RecsysConfig:
     source: str = "data/interactions.csv"
     user_column: str = "user_id"
@@ -38,12 +50,15 @@ class RecsysConfig:
     event_column: str | None = "event"       # None: no event column
     weight_column: str | None = "weight"     # None: every interaction weighs 1
     event_weights: dict[str, float] = field(default_factory=dict)  # e.g. {view: 1, purchase: 5}
+    user_features: str | None = None         # CSV/Parquet keyed by user_column; None: none
+    item_features: str | None = None         # CSV/Parquet keyed by item_column; None: none
     k: int = 10
     exclude_seen: bool = True
     model: str = "item_item"                 # popularity | item_item | als
     split: SplitConfig = field(default_factory=SplitConfig)
     als: AlsConfig = field(default_factory=AlsConfig)
     item_item: ItemItemConfig = field(default_factory=ItemItemConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
 
 
 SCHEMA = conveyor.ConfigSchema(
@@ -85,3 +100,32 @@ class EvaluateSettings:
     k: int = 10
     exclude_seen: bool = True
     model_name: str = "model"      # registry.model_name: whose champion is scored beside
+
+
+@dataclass
+class FeaturesSettings:
+    user_features: str | None = None
+    item_features: str | None = None
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+
+
+@dataclass
+class RankSettings:
+    candidates: int = 50
+    label_fraction: float = 0.3
+    label_days: float | None = None
+    category_column: str | None = "category"
+    n_estimators: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 20
+    exclude_seen: bool = True
+    # the candidate model's settings (recsys.train's), to refit it on the ranker's early period
+    model: str = "item_item"
+    factors: int = 16
+    iterations: int = 15
+    regularization: float = 0.1
+    alpha: float = 10.0
+    neighbours: int = 50
+    seed: int = 0

@@ -250,7 +250,10 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     catalogue = list(popularity)
     scores: dict[str, dict[str, float]] = {}
     fallbacks = 0
-    for name, candidate in (("model", model), ("baseline", model.baseline())):
+    compared = [("model", model), ("baseline", model.baseline())]
+    if getattr(model, "candidates", None) is not None:   # a two-stage model: its first stage too
+        compared.append(("candidates", model.candidates))
+    for name, candidate in compared:
         recommended, fell_back = candidate.recommend_many(list(relevant), k, exclude_seen)
         fallbacks = fallbacks or fell_back
         result = ranking_metrics(recommended, relevant, k=k, item_popularity=popularity,
@@ -261,18 +264,21 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     champion_version, champion_scores, comparison = _champion(
         ctx, relevant, k, exclude_seen, popularity, catalogue, model)
     ctx.log_metrics({**scores["model"],
-                     **{f"baseline.{metric}": value for metric, value in
-                        scores["baseline"].items()},
+                     **{f"{name}.{metric}": value for name in scores if name != "model"
+                        for metric, value in scores[name].items()},
                      "evaluated_users": len(relevant), "fallback_users": fallbacks})
     primary = f"ndcg@{k}" if f"ndcg@{k}" in names else names[0]
+    first = (f", {model.candidates.kind} candidates alone {scores['candidates'][primary]:.4f}"
+             if "candidates" in scores else "")
     ctx.log(f"{model.kind}: {primary} {scores['model'][primary]:.4f} (popularity baseline "
-            f"{scores['baseline'][primary]:.4f}) over {len(relevant):,} test users, "
+            f"{scores['baseline'][primary]:.4f}{first}) over {len(relevant):,} test users, "
             f"{fallbacks:,} of them unseen in training (popularity fallback)")
     result = conveyor.EvaluationResult(
         overall=scores["model"], metrics=names, rows=len(relevant),
         directions={metric: "higher" for metric in names}, primary=primary,
         champion=champion_scores, champion_version=champion_version, comparison=comparison,
-        extra={"baseline": scores["baseline"], "fallback_users": fallbacks, "k": k,
+        extra={**{name: scores[name] for name in scores if name != "model"},
+               "fallback_users": fallbacks, "k": k,
                "kind": model.kind})
     return {"metrics": result.to_dict()}
 

@@ -1,0 +1,224 @@
+"""The stage types of the second stage: recsys.features (the optional user and item tables)
+and recsys.rank (a LightGBM lambdarank ranker over the candidate model; see ranker.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import conveyor
+
+from conveyor_recsys import settings as s
+from conveyor_recsys.models import KINDS
+
+TABLES = (("user_features", "user_column", "user"), ("item_features", "item_column", "item"))
+
+# --- features ---------------------------------------------------------------------------------
+
+
+def _table_files(settings: Mapping[str, Any]) -> Iterable[str]:
+    return [settings[name] for name, _, _ in TABLES if settings.get(name)]
+
+
+def _tables(settings: Mapping[str, Any], project_dir: Any) -> dict[str, Any]:
+    from conveyor_recsys.features import empty_table, feature_table
+
+    out = {}
+    for name, key_setting, key in TABLES:
+        source = settings.get(name)
+        out[name] = empty_table(key) if not source else feature_table(
+            project_dir, source, settings[key_setting], setting=f"recsys.{name}",
+            key_setting=f"recsys.{key_setting}", key=key)
+    return out
+
+
+def _check_features(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    _tables(settings, ctx.project_dir)    # a broken table stops the run before anything runs
+
+
+def _features(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    """Reads and encodes the feature tables (conveyor_recsys.features has the rules)."""
+    tables = _tables(ctx.settings, ctx.project_dir)
+    for name, _, key in TABLES:
+        table = tables[name]
+        if ctx.settings.get(name):
+            ctx.log(f"{ctx.settings[name]}: {len(table):,} {key}s, {table.shape[1] - 1} "
+                    "feature column(s) after one-hot encoding")
+        else:
+            ctx.log(f"no {key} feature table (recsys.{name} is not set)")
+        ctx.log_metrics({f"{name}_rows": len(table), f"{name}_columns": table.shape[1] - 1})
+    return tables
+
+
+# --- rank -------------------------------------------------------------------------------------
+
+
+def _check_rank(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    if settings["model"] not in KINDS:
+        raise conveyor.ConfigError(f"recsys.model is '{settings['model']}'; it is one of "
+                                   f"{', '.join(KINDS)}")
+    for key, low in (("candidates", 1), ("n_estimators", 1), ("num_leaves", 2),
+                     ("min_child_samples", 1)):
+        if settings[key] < low:
+            raise conveyor.ConfigError(f"recsys.ranker.{key} is {settings[key]}; it must be at "
+                                       f"least {low}")
+    if settings["learning_rate"] <= 0:
+        raise conveyor.ConfigError(f"recsys.ranker.learning_rate is "
+                                   f"{settings['learning_rate']}; it must be positive")
+    days = settings.get("label_days")
+    if days is not None and days <= 0:
+        raise conveyor.ConfigError(f"recsys.ranker.label_days is {days}; it must be positive",
+                                   hint="or set recsys.ranker.label_days=null and use "
+                                        "recsys.ranker.label_fraction")
+    if not 0 < settings["label_fraction"] < 1:
+        raise conveyor.ConfigError(f"recsys.ranker.label_fraction is "
+                                   f"{settings['label_fraction']}; the share of the training "
+                                   "period that labels the ranker must be between 0 and 1")
+
+
+def label_split(train: Any, settings: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """The training period split in time for the ranker: (earlier part, later part, cutoff).
+    The earlier part (timestamps up to the cutoff) gives candidates and features, the later
+    part the labels."""
+    import pandas as pd
+
+    start, end = train["timestamp"].min(), train["timestamp"].max()
+    if settings.get("label_days") is not None:
+        cutoff = end - pd.Timedelta(days=float(settings["label_days"]))
+    else:
+        cutoff = start + (end - start) * (1 - float(settings["label_fraction"]))
+    early = train[train["timestamp"] <= cutoff].reset_index(drop=True)
+    later = train[train["timestamp"] > cutoff].reset_index(drop=True)
+    if early.empty or later.empty:
+        side = "earlier (candidate)" if early.empty else "later (label)"
+        raise conveyor.StageFailed(
+            f"the ranker's {side} part of the training period is empty (cutoff "
+            f"{cutoff.isoformat()}, training from {start} to {end})",
+            hint="change recsys.ranker.label_fraction or recsys.ranker.label_days")
+    return early, later, cutoff
+
+
+def training_examples(early: Any, later: Any, candidates: Any, state: Any, pool: int,
+                      exclude_seen: bool) -> dict[str, Any]:
+    """The ranker's training set: per user of the later part whom the candidate model knows,
+    its top `pool` candidates, their features (from `state`, built from the earlier part) and
+    labels (1 when the user interacted with the item in the later part). Users none of whose
+    candidates is relevant are left out: lambdarank learns nothing from them."""
+    import numpy as np
+
+    from conveyor_recsys.ranker import candidate_pools, pair_features
+
+    wanted = {user: set(items.tolist())
+              for user, items in later.groupby("user", sort=True)["item"]}
+    users, rows, cols, scores, ranks, share = candidate_pools(
+        candidates, list(wanted), pool, exclude_seen)
+    item_ids = candidates.item_ids.tolist()
+    labels = np.zeros(len(rows))
+    starts = np.concatenate([[0], np.flatnonzero(ranks[1:] == 1) + 1, [len(rows)]]).astype(int)
+    keep = np.zeros(len(rows), dtype=bool)
+    groups = []
+    relevant_total = found = 0
+    for user, start, end in zip(users, starts[:-1], starts[1:], strict=True):
+        relevant = wanted[user]
+        if exclude_seen:
+            relevant = relevant - set(candidates.seen(user))
+        hits = np.asarray([item_ids[j] in relevant for j in cols[start:end]], dtype=float)
+        relevant_total += len(relevant)
+        found += int(hits.sum())
+        labels[start:end] = hits
+        if hits.any():
+            keep[start:end] = True
+            groups.append(end - start)
+    matrix = pair_features(state, rows, cols, scores, ranks, share)
+    return {"X": matrix[keep], "y": labels[keep], "group": np.asarray(groups, dtype=int),
+            "users": len(users), "users_kept": len(groups),
+            "candidate_recall": found / relevant_total if relevant_total else 0.0}
+
+
+def train_ranker(train: Any, candidates: Any, user_table: Any, item_table: Any,
+                 settings: Mapping[str, Any], threads: int | None,
+                 log: Any = print) -> tuple[Any, dict[str, Any]]:
+    """The RankedRecommender over `candidates` (trained on all of `train`), and what its
+    training measured."""
+    import numpy as np
+    from lightgbm import LGBMRanker
+
+    from conveyor_recsys.models import Recommender
+    from conveyor_recsys.ranker import RankedRecommender, build_state
+
+    st = settings
+    early, later, cutoff = label_split(train, st)
+    early_model = Recommender.fit(
+        st["model"], early["user"].to_numpy(), early["item"].to_numpy(),
+        early["weight"].to_numpy(), factors=st["factors"], iterations=st["iterations"],
+        regularization=st["regularization"], alpha=st["alpha"], neighbours=st["neighbours"],
+        seed=st["seed"], threads=threads)
+    state = build_state(early, early_model.user_ids, early_model.item_ids, user_table,
+                        item_table, st.get("category_column"))
+    log(f"ranker: {st['model']} candidates from {len(early):,} interactions up to "
+        f"{cutoff.isoformat()}, labels from the {len(later):,} after")
+    examples = training_examples(early, later, early_model, state, st["candidates"],
+                                 st.get("exclude_seen", True))
+    if not len(examples["group"]):
+        raise conveyor.StageFailed(
+            f"no user of the ranker's label period ({len(later):,} interactions after "
+            f"{cutoff.isoformat()}) has a relevant item among their {st['candidates']} "
+            "candidates: there is nothing to learn a ranking from",
+            hint="raise recsys.ranker.candidates or recsys.ranker.label_fraction")
+    ranker = LGBMRanker(
+        objective="lambdarank", n_estimators=st["n_estimators"],
+        learning_rate=st["learning_rate"], num_leaves=st["num_leaves"],
+        min_child_samples=st["min_child_samples"], random_state=st["seed"],
+        deterministic=True, force_row_wise=True, n_jobs=threads or -1, verbose=-1)
+    ranker.fit(examples["X"], examples["y"], group=examples["group"],
+               feature_name=[_safe(name) for name in state.names])
+    booster_text = ranker.booster_.model_to_string()
+    full_state = build_state(train, candidates.user_ids, candidates.item_ids, user_table,
+                             item_table, st.get("category_column"))
+    model = RankedRecommender(candidates, booster_text, full_state, st["candidates"])
+    gains = ranker.booster_.feature_importance(importance_type="gain")
+    order = np.argsort(-gains)[:5]
+    summary = {"ranker_users": examples["users"], "ranker_users_kept": examples["users_kept"],
+               "ranker_rows": len(examples["y"]), "ranker_positives": int(examples["y"].sum()),
+               "ranker_features": len(state.names),
+               "ranker_candidate_recall": float(examples["candidate_recall"]),
+               "top_features": [state.names[j] for j in order if gains[j] > 0]}
+    log(f"ranker: LGBMRanker (lambdarank) on {summary['ranker_rows']:,} candidates of "
+        f"{summary['ranker_users_kept']:,} users ({summary['ranker_positives']:,} relevant; the "
+        f"candidates held {summary['ranker_candidate_recall']:.1%} of the label items), "
+        f"{len(state.names)} features, {threads or 'all'} thread(s); most used: "
+        + ", ".join(summary["top_features"]))
+    return model, summary
+
+
+def _safe(name: str) -> str:
+    """LightGBM refuses some characters in feature names (JSON ones)."""
+    return "".join(c if c.isalnum() or c in "_-=." else "_" for c in name)
+
+
+def _rank(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    st = dict(ctx.settings)
+    model, summary = train_ranker(ctx.inputs["train"], ctx.inputs["model"],
+                                  ctx.inputs["user_features"], ctx.inputs["item_features"], st,
+                                  ctx.threads, log=ctx.log)
+    ctx.log_metrics({key: value for key, value in summary.items()
+                     if isinstance(value, int | float)})
+    return {"model": model}
+
+
+STAGE_TYPES = [
+    conveyor.StageType("recsys.features", _features,
+                       "read the optional user and item feature tables: keys checked, text "
+                       "one-hot encoded", settings_schema=s.FeaturesSettings,
+                       input_files=_table_files, check=_check_features,
+                       outputs={"user_features": "the encoded user table (a DataFrame keyed "
+                                                 "by 'user'; no row when there is none)",
+                                "item_features": "the encoded item table (a DataFrame keyed "
+                                                 "by 'item'; no row when there is none)"}),
+    conveyor.StageType("recsys.rank", _rank,
+                       "re-rank the candidate model's top items with LightGBM lambdarank "
+                       "over user, item and candidate features",
+                       settings_schema=s.RankSettings, check=_check_rank,
+                       outputs={"model": "the two-stage conveyor_recsys.ranker."
+                                         "RankedRecommender"}),
+]
