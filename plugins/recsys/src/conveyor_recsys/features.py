@@ -70,7 +70,7 @@ def feature_table(project_dir: Path, source: str, key_column: str, *, setting: s
         values = frame[column]
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             out[str(column)] = values.astype("float64").to_numpy()
-        elif pd.api.types.is_datetime64_any_dtype(values):
+        elif pd.api.types.is_datetime64_any_dtype(values) or _holds_dates(values):
             raise conveyor.ConfigError(
                 f"{where}: column '{column}' holds dates; a feature is a number or a category",
                 hint="turn it into a number (e.g. days since it) or drop the column")
@@ -87,6 +87,14 @@ def feature_table(project_dir: Path, source: str, key_column: str, *, setting: s
     if len(out) == 1:
         raise conveyor.ConfigError(f"{where} has no feature column besides '{key_column}'")
     return pd.DataFrame(out)
+
+
+def _holds_dates(values: Any) -> bool:
+    """A column the reader parsed into dates (pyarrow reads ISO dates as `datetime.date`)."""
+    import datetime
+
+    present = values.dropna()
+    return not present.empty and isinstance(present.iloc[0], datetime.date)
 
 
 def empty_table(key: str) -> Any:
