@@ -54,7 +54,7 @@ def test_text_columns_are_one_hot_and_numbers_kept(world, tmp_path):
     assert "segment=bargain" in users.columns and "price_sensitivity" in users.columns
     assert set(items.filter(like="category=").sum(axis=1)) == {1.0}
     assert items["price"].tolist() == sim.items["price"].tolist()
-    assert list(items.columns)[0] == "item" and len(items) == len(sim.items)
+    assert items.columns[0] == "item" and len(items) == len(sim.items)
 
 
 @pytest.mark.parametrize(("table", "needles"), [
@@ -115,7 +115,7 @@ def test_users_and_items_without_features_are_scored_from_interactions(world, tm
     assert len(slate) == 10 and not slate.fallback
     assert [s for _, s in slate] == sorted((s for _, s in slate), reverse=True)
     assert not set(model.seen(odd_user)) & {item for item, _ in slate}
-    lists, fallbacks = model.recommend_many(candidates.user_ids.tolist()[:50] + [10**9], k=10)
+    lists, fallbacks = model.recommend_many([*candidates.user_ids.tolist()[:50], 10**9], k=10)
     assert fallbacks == 1 and lists[10**9] == [i for i, _ in candidates.recommend(10**9, 10)]
     recommended = {item for items_ in lists.values() for item in items_}
     assert any(item % 2 for item in recommended)        # items missing from the table too
