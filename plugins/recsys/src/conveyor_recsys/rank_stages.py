@@ -9,7 +9,7 @@ from typing import Any
 import conveyor
 
 from conveyor_recsys import settings as s
-from conveyor_recsys.models import KINDS
+from conveyor_recsys.stages import check_period, check_train, period_cutoff
 
 TABLES = (("user_features", "user_column", "user"), ("item_features", "item_column", "item"))
 
@@ -54,9 +54,7 @@ def _features(ctx: conveyor.StageContext) -> Mapping[str, Any]:
 
 
 def _check_rank(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
-    if settings["model"] not in KINDS:
-        raise conveyor.ConfigError(f"recsys.model is '{settings['model']}'; it is one of "
-                                   f"{', '.join(KINDS)}")
+    check_train(settings, ctx)      # the candidate model it refits
     for key, low in (("candidates", 1), ("n_estimators", 1), ("num_leaves", 2),
                      ("min_child_samples", 1)):
         if settings[key] < low:
@@ -65,35 +63,25 @@ def _check_rank(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None
     if settings["learning_rate"] <= 0:
         raise conveyor.ConfigError(f"recsys.ranker.learning_rate is "
                                    f"{settings['learning_rate']}; it must be positive")
-    days = settings.get("label_days")
-    if days is not None and days <= 0:
-        raise conveyor.ConfigError(f"recsys.ranker.label_days is {days}; it must be positive",
-                                   hint="or set recsys.ranker.label_days=null and use "
-                                        "recsys.ranker.label_fraction")
-    if not 0 < settings["label_fraction"] < 1:
-        raise conveyor.ConfigError(f"recsys.ranker.label_fraction is "
-                                   f"{settings['label_fraction']}; the share of the training "
-                                   "period that labels the ranker must be between 0 and 1")
+    check_period(settings.get("label_days"), settings["label_fraction"],
+                 "recsys.ranker.label_days", "recsys.ranker.label_fraction",
+                 "of the training period that labels the ranker")
 
 
 def label_split(train: Any, settings: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     """The training period split in time for the ranker: (earlier part, later part, cutoff).
     The earlier part (timestamps up to the cutoff) gives candidates and features, the later
     part the labels."""
-    import pandas as pd
-
-    start, end = train["timestamp"].min(), train["timestamp"].max()
-    if settings.get("label_days") is not None:
-        cutoff = end - pd.Timedelta(days=float(settings["label_days"]))
-    else:
-        cutoff = start + (end - start) * (1 - float(settings["label_fraction"]))
+    cutoff = period_cutoff(train["timestamp"], settings.get("label_days"),
+                           settings["label_fraction"])
     early = train[train["timestamp"] <= cutoff].reset_index(drop=True)
     later = train[train["timestamp"] > cutoff].reset_index(drop=True)
     if early.empty or later.empty:
         side = "earlier (candidate)" if early.empty else "later (label)"
         raise conveyor.StageFailed(
             f"the ranker's {side} part of the training period is empty (cutoff "
-            f"{cutoff.isoformat()}, training from {start} to {end})",
+            f"{cutoff.isoformat()}, training from {train['timestamp'].min()} to "
+            f"{train['timestamp'].max()})",
             hint="change recsys.ranker.label_fraction or recsys.ranker.label_days")
     return early, later, cutoff
 

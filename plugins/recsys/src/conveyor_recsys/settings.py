@@ -111,7 +111,10 @@ class FeaturesSettings:
 
 
 @dataclass
-class RankSettings:
+class RankSettings(TrainSettings):
+    """recsys.rank's settings: the ranker's, after the candidate model's (recsys.train's), which
+    it refits on the earlier part of the training period."""
+
     candidates: int = 50
     label_fraction: float = 0.3
     label_days: float | None = None
@@ -121,11 +124,3 @@ class RankSettings:
     num_leaves: int = 15
     min_child_samples: int = 20
     exclude_seen: bool = True
-    # the candidate model's settings (recsys.train's), to refit it on the ranker's early period
-    model: str = "item_item"
-    factors: int = 16
-    iterations: int = 15
-    regularization: float = 0.1
-    alpha: float = 10.0
-    neighbours: int = 50
-    seed: int = 0
