@@ -50,15 +50,18 @@ class RecsysConfig:
     event_column: str | None = "event"       # None: no event column
     weight_column: str | None = "weight"     # None: every interaction weighs 1
     event_weights: dict[str, float] = field(default_factory=dict)  # e.g. {view: 1, purchase: 5}
-    user_features: str | None = None         # CSV/Parquet keyed by user_column; None: none
-    item_features: str | None = None         # CSV/Parquet keyed by item_column; None: none
     k: int = 10
     exclude_seen: bool = True
     model: str = "item_item"                 # popularity | item_item | als
+    # the second stage of `pipeline: recommend_ranked` (LightGBM lambdarank; feature tables below)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     als: AlsConfig = field(default_factory=AlsConfig)
     item_item: ItemItemConfig = field(default_factory=ItemItemConfig)
-    ranker: RankerConfig = field(default_factory=RankerConfig)
+    # Optional feature tables (CSV or Parquet) keyed by user_column / item_column: their
+    # features' drift over the interactions is in `conveyor feedback`'s monitoring results.
+    user_features: str | None = None
+    item_features: str | None = None
 
 
 SCHEMA = conveyor.ConfigSchema(
