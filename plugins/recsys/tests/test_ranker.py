@@ -17,7 +17,8 @@ from conveyor_recsys.simulate import RetailWorld, simulate
 
 SETTINGS = {"candidates": 20, "label_fraction": 0.3, "label_days": None,
             "category_column": "category", "n_estimators": 20, "learning_rate": 0.1,
-            "num_leaves": 7, "min_child_samples": 5, "exclude_seen": True, "model": "item_item",
+            "num_leaves": 7, "min_child_samples": 5, "validation_fraction": 0.2, "k": 10,
+            "exclude_seen": True, "model": "item_item",
             "factors": 8, "iterations": 5, "regularization": 0.1, "alpha": 10.0,
             "neighbours": 30, "seed": 3}
 
@@ -120,6 +121,10 @@ def test_users_and_items_without_features_are_scored_from_interactions(world, tm
     recommended = {item for items_ in lists.values() for item in items_}
     assert any(item % 2 for item in recommended)        # items missing from the table too
     assert summary["ranker_positives"] > 0
+    # a seeded fifth of the users early-stops the boosting; the file keeps the trees used
+    assert summary["ranker_validation_users"] >= 20
+    assert 1 <= summary["ranker_trees"] <= SETTINGS["n_estimators"]
+    assert model.booster.current_iteration() == summary["ranker_trees"]
 
 
 def test_the_two_stage_model_round_trips_without_pickle(world, tmp_path):

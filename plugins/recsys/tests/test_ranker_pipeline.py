@@ -124,6 +124,8 @@ def test_a_bad_feature_table_stops_the_run_naming_file_and_column(shop, table, o
 @pytest.mark.parametrize(("override", "needles"), [
     ("recsys.ranker.label_fraction=1.5", ("recsys.ranker.label_fraction", "between 0 and 1")),
     ("recsys.ranker.candidates=0", ("recsys.ranker.candidates",)),
+    ("recsys.ranker.validation_fraction=1", ("recsys.ranker.validation_fraction",)),
+    ("recsys.model=deep", ("recsys.model", "deep")),
 ])
 def test_bad_ranker_settings_stop_before_anything_runs(shop, override, needles):
     assert_usage_error(shop.run(*FAST, override), *needles)

@@ -63,6 +63,10 @@ def _check_rank(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None
     if settings["learning_rate"] <= 0:
         raise conveyor.ConfigError(f"recsys.ranker.learning_rate is "
                                    f"{settings['learning_rate']}; it must be positive")
+    if not 0 <= settings["validation_fraction"] < 1:
+        raise conveyor.ConfigError(f"recsys.ranker.validation_fraction is "
+                                   f"{settings['validation_fraction']}; the share of users held "
+                                   "out to stop the boosting is at least 0 and below 1")
     check_period(settings.get("label_days"), settings["label_fraction"],
                  "recsys.ranker.label_days", "recsys.ranker.label_fraction",
                  "of the training period that labels the ranker")
@@ -128,8 +132,8 @@ def train_ranker(train: Any, candidates: Any, user_table: Any, item_table: Any,
                  log: Any = print) -> tuple[Any, dict[str, Any]]:
     """The RankedRecommender over `candidates` (trained on all of `train`), and what its
     training measured."""
+    import lightgbm
     import numpy as np
-    from lightgbm import LGBMRanker
 
     from conveyor_recsys.models import Recommender
     from conveyor_recsys.ranker import RankedRecommender, build_state
@@ -153,30 +157,73 @@ def train_ranker(train: Any, candidates: Any, user_table: Any, item_table: Any,
             f"{cutoff.isoformat()}) has a relevant item among their {st['candidates']} "
             "candidates: there is nothing to learn a ranking from",
             hint="raise recsys.ranker.candidates or recsys.ranker.label_fraction")
-    ranker = LGBMRanker(
-        objective="lambdarank", n_estimators=st["n_estimators"],
-        learning_rate=st["learning_rate"], num_leaves=st["num_leaves"],
-        min_child_samples=st["min_child_samples"], random_state=st["seed"],
-        deterministic=True, force_row_wise=True, n_jobs=threads or -1, verbose=-1)
-    ranker.fit(examples["X"], examples["y"], group=examples["group"],
-               feature_name=[_safe(name) for name in state.names])
-    booster_text = ranker.booster_.model_to_string()
+    booster_text, trees, validation = _fit(examples, state.names, st, threads)
     full_state = build_state(train, candidates.user_ids, candidates.item_ids, user_table,
                              item_table, st.get("category_column"))
     model = RankedRecommender(candidates, booster_text, full_state, st["candidates"])
-    gains = ranker.booster_.feature_importance(importance_type="gain")
+    gains = lightgbm.Booster(model_str=booster_text).feature_importance(importance_type="gain")
     order = np.argsort(-gains)[:5]
     summary = {"ranker_users": examples["users"], "ranker_users_kept": examples["users_kept"],
                "ranker_rows": len(examples["y"]), "ranker_positives": int(examples["y"].sum()),
                "ranker_features": len(state.names),
                "ranker_candidate_recall": float(examples["candidate_recall"]),
+               "ranker_trees": trees, **validation,
                "top_features": [state.names[j] for j in order if gains[j] > 0]}
     log(f"ranker: LGBMRanker (lambdarank) on {summary['ranker_rows']:,} candidates of "
         f"{summary['ranker_users_kept']:,} users ({summary['ranker_positives']:,} relevant; the "
         f"candidates held {summary['ranker_candidate_recall']:.1%} of the label items), "
-        f"{len(state.names)} features, {threads or 'all'} thread(s); most used: "
+        f"{len(state.names)} features, {trees} trees"
+        + (f" (early-stopped on {validation['ranker_validation_users']:,} held-out users' "
+           f"ndcg@{st['k']} {validation['ranker_validation_ndcg']:.4f})" if validation else "")
+        + f", {threads or 'all'} thread(s); most used: "
         + ", ".join(summary["top_features"]))
     return model, summary
+
+
+MIN_VALIDATION_USERS = 20
+
+
+def _fit(examples: Mapping[str, Any], names: list[str], st: Mapping[str, Any],
+         threads: int | None) -> tuple[str, int, dict[str, Any]]:
+    """LGBMRanker (lambdarank) on the examples; the booster as text, its number of trees, and
+    the validation figures. A seeded `validation_fraction` of the users is held out and stops
+    the boosting when their ndcg@k has not improved for 20 rounds: the number of trees fits
+    the data (200 over-fit a small shop) instead of being tuned by hand."""
+    import inspect
+
+    import lightgbm
+    import numpy as np
+
+    group = examples["group"]
+    rng = np.random.default_rng(st["seed"])
+    held = rng.random(len(group)) < st["validation_fraction"]
+    if held.sum() < MIN_VALIDATION_USERS or (~held).sum() < MIN_VALIDATION_USERS:
+        held[:] = False          # too few users to spare: all of them train, no early stop
+    rows = np.repeat(held, group)
+    ranker = lightgbm.LGBMRanker(
+        objective="lambdarank", n_estimators=st["n_estimators"],
+        learning_rate=st["learning_rate"], num_leaves=st["num_leaves"],
+        min_child_samples=st["min_child_samples"], random_state=st["seed"],
+        deterministic=True, force_row_wise=True, n_jobs=threads or -1, verbose=-1)
+    fit: dict[str, Any] = {}
+    if held.any():
+        held_out = (examples["X"][rows], examples["y"][rows])
+        # LightGBM 4.7 renamed eval_set to eval_X / eval_y (the old name warns)
+        fit = ({"eval_X": (held_out[0],), "eval_y": (held_out[1],)}
+               if "eval_X" in inspect.signature(ranker.fit).parameters
+               else {"eval_set": [held_out]})
+        fit |= {"eval_group": [group[held]], "eval_at": [st["k"]],
+               "callbacks": [lightgbm.early_stopping(20, verbose=False)]}
+    ranker.fit(examples["X"][~rows], examples["y"][~rows], group=group[~held],
+               feature_name=[_safe(name) for name in names], **fit)
+    booster = ranker.booster_
+    trees = int(booster.best_iteration or booster.current_iteration())
+    validation = {}
+    if held.any():
+        score = ranker.best_score_["valid_0"][f"ndcg@{st['k']}"]
+        validation = {"ranker_validation_users": int(held.sum()),
+                      "ranker_validation_ndcg": float(score)}
+    return booster.model_to_string(num_iteration=trees), trees, validation
 
 
 def _safe(name: str) -> str:

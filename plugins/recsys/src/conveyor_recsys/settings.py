@@ -39,6 +39,7 @@ class RankerConfig:
     learning_rate: float = 0.05
     num_leaves: int = 15
     min_child_samples: int = 20
+    validation_fraction: float = 0.2  # users held out to early-stop the boosting
 
 
 @dataclass
@@ -126,4 +127,6 @@ class RankSettings(TrainSettings):
     learning_rate: float = 0.05
     num_leaves: int = 15
     min_child_samples: int = 20
+    validation_fraction: float = 0.2
     exclude_seen: bool = True
+    k: int = 10
