@@ -33,6 +33,7 @@ from conveyor_recsys.models import Recommender, Slate, _plain
 
 KIND = "ranked"
 RECENT_DAYS = 7.0
+BATCH = 2000          # users scored per LightGBM call by recommend_many
 CANDIDATE_PREFIX = "candidates__"
 PAIR_NAMES = ("candidate_score", "candidate_rank", "candidate_score_share")
 USER_ACTIVITY = ("user_interactions", "user_weight", "user_items", "user_days_since_last")
@@ -162,7 +163,7 @@ def pair_features(state: FeatureState, rows: Any, cols: Any, scores: Any, ranks:
         parts.append(affinity[:, None])
     if state.numeric.shape[1]:
         parts.append(state.numeric[cols] - state.means[rows])
-    return np.hstack(parts)
+    return np.hstack(parts).astype("float32")    # half the memory; LightGBM bins anyway
 
 
 def candidate_pools(model: Recommender, users: Iterable[Hashable], size: int,
@@ -285,8 +286,12 @@ class RankedRecommender(Recommender):
 
     def recommend_many(self, users: Collection[Hashable], k: int, exclude_seen: bool = True
                        ) -> tuple[dict[Hashable, list[Hashable]], int]:
-        """Top-k item lists for many users (one LightGBM call), and how many got the fallback."""
-        slates = self._ranked(list(users), k, exclude_seen)
+        """Top-k item lists for many users (one LightGBM call per `BATCH` users, so the
+        feature matrix stays small), and how many of them got the fallback."""
+        users = list(users)
+        slates: dict[Hashable, Slate] = {}
+        for start in range(0, len(users), BATCH):
+            slates.update(self._ranked(users[start:start + BATCH], k, exclude_seen))
         fallbacks = sum(slate.fallback for slate in slates.values())
         return {user: [item for item, _ in slate] for user, slate in slates.items()}, fallbacks
 
