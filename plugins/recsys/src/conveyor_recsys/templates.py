@@ -12,6 +12,8 @@ CONFIG = """\
 #   conveyor run recsys.model=als recsys.als.factors=64
 #   conveyor run recsys.split.method=leave_last_out
 #   conveyor run recsys.split.test_days=7
+#   conveyor run pipeline=recommend_ranked   # + a LightGBM ranker over the candidates
+#   (feature tables for it: recsys.user_features=FILE recsys.item_features=FILE)
 defaults:
   - conveyor/defaults
   - pipeline: recommend          # load -> split -> train -> evaluate -> register
@@ -55,6 +57,7 @@ A Conveyor recommender project. Run it:
 
     conveyor run                         # load, split, train item_item, evaluate, register
     conveyor run recsys.model=als        # implicit's ALS instead
+    conveyor run pipeline=recommend_ranked   # candidates re-ranked by LightGBM (lambdarank)
     conveyor runs list                   # what ran, with ndcg@10 and the baseline's
     conveyor models list                 # registered versions and the champion
 
