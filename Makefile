@@ -17,12 +17,13 @@ BENCH_KEDRO := kedro==1.7.0
 install: $(VENV)/.installed
 
 # conveyor-sklearn with its extras: [onnx] (skl2onnx, onnxruntime) for `conveyor export`, and
-# [lightgbm] for the `model=lightgbm` options; their tests need both.
+# [lightgbm] and [xgboost] for the `model=lightgbm` and `model=xgboost` options; their tests need
+# them all.
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev,demo]" \
-		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx$(comma)lightgbm])")
+		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx$(comma)lightgbm$(comma)xgboost])")
 	touch $@
 
 # The browser tests (reports, `conveyor ui`) drive Debian's Chromium headless; a test tool's own
@@ -62,6 +63,7 @@ bench: install wrk $(BENCH_VENV)/.installed $(EVIDENTLY_VENV)/.installed
 		--evidently-python $(EVIDENTLY_VENV)/bin/python
 	$(BIN)/python tests/bench/bench_ui.py --runs 5000 --repeat 7 --output bench-results/ui.json
 	$(BIN)/python tests/bench/bench_serve.py --repeat 2 --json bench-results/serve.json
+	$(BIN)/python tests/bench/bench_recommend.py --repeat 2 --json bench-results/recommend.json
 	$(BIN)/python tests/bench/bench_streams.py --output bench-results/streams.json
 	$(BIN)/python tests/bench/bench_threads.py --repeat 3 --output bench-results/threads.json
 

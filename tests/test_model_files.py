@@ -191,7 +191,7 @@ def test_trusted_types_are_exact_classes_and_builtins_only_plain_containers():
     import importlib
 
     plain = {"dict", "list", "tuple", "set", "frozenset", "slice", "str", "int", "float", "bool",
-             "complex", "NoneType"}
+             "complex", "NoneType", "bytearray"}
     for name in codecs.TRUSTED_TYPES:
         module, _, attr = name.rpartition(".")
         if module == "builtins":
@@ -210,7 +210,7 @@ def _fit_config_group_model(config: Path):
     from conveyor_sklearn.preprocess import build_pipeline
 
     spec = yaml.safe_load(config.read_text())
-    estimator_class = TargetImporter(["sklearn", "lightgbm"])(spec["_target_"])
+    estimator_class = TargetImporter(["sklearn", "lightgbm", "xgboost"])(spec["_target_"])
     params = {k: v for k, v in (spec.get("params") or {}).items()
               if not (isinstance(v, str) and v.startswith("${"))}
     rng = np.random.default_rng(0)
@@ -220,7 +220,8 @@ def _fit_config_group_model(config: Path):
     frame.loc[::7, "a"] = np.nan
     from sklearn.base import is_regressor
 
-    y = rng.normal(size=n) if is_regressor(estimator_class()) else rng.choice(["no", "yes"], n)
+    labels = [0, 1] if spec["_target_"].startswith("xgboost.") else ["no", "yes"]  # 0..n-1 only
+    y = rng.normal(size=n) if is_regressor(estimator_class()) else rng.choice(labels, n)
     return build_pipeline(frame, estimator_class(**params)).fit(frame, y), frame
 
 

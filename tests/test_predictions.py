@@ -72,3 +72,26 @@ def test_one_part_of_unlike_batches_keeps_every_row_and_column(tmp_path):
     assert frame["extra"].iloc[-1] == "e" and frame["extra"].iloc[:-1].isna().all()
     assert frame["proba__2"].iloc[-1] == 0.5 and frame["proba__2"].iloc[:-1].isna().all()
     assert frame["proba__1"].iloc[-2] == 0.9 and frame["prediction"].iloc[-1] == 2
+
+
+def test_recommender_slates_keep_their_list_columns(tmp_path):
+    """One row per slate (the contract conveyor-bentoml's /recommend writes): the item ids and
+    scores are lists, best first; a part of only empty slates still reads back with the rest."""
+    with PredictionLogWriter(tmp_path, "shop", flush_rows=10**6, flush_seconds=60) as log:
+        log.append([{"user_id": "u1", "k": 3, "exclude_seen": True, "fallback": False,
+                     "scores": [0.9, 0.5, 0.25]}], [["i3", "i1", "i7"]], None, 2, "r1")
+        log.append([{"user_id": "new", "k": 2, "exclude_seen": False, "fallback": True,
+                     "scores": [12.0, 11.0]}], [["i1", "i2"]], None, 2, "r2")
+        log.flush()
+        log.append([{"user_id": "all-seen", "k": 2, "exclude_seen": True, "fallback": False,
+                     "scores": []}], [[]], None, 3, "r3")
+    assert len(prediction_log_parts(tmp_path, "shop")) == 2
+    frame = next(read_prediction_log(tmp_path, "shop"))
+    assert list(frame.columns) == ["request_id", "timestamp", "model_name", "model_version",
+                                   "user_id", "k", "exclude_seen", "fallback", "scores",
+                                   "prediction"]
+    assert [list(p) for p in frame["prediction"]] == [["i3", "i1", "i7"], ["i1", "i2"], []]
+    assert [list(s) for s in frame["scores"]] == [[0.9, 0.5, 0.25], [12.0, 11.0], []]
+    assert frame["fallback"].tolist() == [False, True, False]
+    assert frame["k"].tolist() == [3, 2, 2] and frame["model_version"].tolist() == [2, 2, 3]
+    assert frame["exclude_seen"].tolist() == [True, False, True]

@@ -11,6 +11,7 @@ every `conveyor_alert` plugin), `conveyor.errors`,
 version's contract), `conveyor.fingerprints` (one fingerprint per data row: which rows a model
 trained on), `conveyor.names` (the rule for names that become paths: project and model names,
 batch ids), `conveyor.predictions` (the prediction log a server writes and monitoring reads),
+`conveyor.serving` (what a server needs from a model: `RecommendingModel`),
 `conveyor.secrets` (redacting secrets from what is stored and shown), `conveyor.store` (with
 `conveyor.store.runs`, the recorded runs, and `conveyor.store.tables`, the tables a plugin
 keeps in the store; conveyor-monitor's batches and conveyor-retrain's decisions are in
@@ -48,6 +49,7 @@ from conveyor.evaluation import ChampionComparison, EvaluationResult
 from conveyor.feedback import FeedbackPeriod, FeedbackResult, FeedbackSettings
 from conveyor.host import Host, PluginInfo
 from conveyor.markers import hookimpl, hookspec
+from conveyor.serving import RecommendedSlate, RecommendingModel
 from conveyor.session import Session
 from conveyor.stage_context import Inputs, RunInfo, Stage, StageContext
 from conveyor.validation import ValidationFailure, ValidationReport
@@ -78,6 +80,8 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "ProjectTemplate",
+    "RecommendedSlate",
+    "RecommendingModel",
     "RowTransform",
     "RunInfo",
     "SchemaSnapshot",

@@ -14,6 +14,12 @@ Columns
     them (the id column included, if the records carry it), `prediction`, and for classifiers
     one `proba__<class>` (float64) per class. Parts of different model versions may differ in
     their input or class columns; `read_prediction_log` aligns them.
+Recommender slates
+    A served recommender (`conveyor.serving.RecommendingModel`) logs one row per slate: the
+    fixed columns (`timestamp` is when the slate was served), then `user_id` (as the request
+    sent it), `k` (int64, as asked), `exclude_seen` (bool), `fallback` (bool: the user was
+    unknown and got the popularity fallback), `scores` (list<float64>, best first) and
+    `prediction`, the list of item ids, best first: an item's position is its index + 1.
 
 Writing goes through `PredictionLogWriter`: `append` only buffers (cheap, on the request path);
 a background thread writes a part every `flush_rows` rows or `flush_seconds` seconds, and
@@ -311,6 +317,8 @@ def _normalised_schema(schema: Any) -> Any:
             field = field.with_type(fixed[field.name])
         elif field.name.startswith(PROBA_PREFIX):
             field = field.with_type(pa.float64())
+        elif field.name == "scores" and pa.types.is_list(field.type):
+            field = field.with_type(pa.list_(pa.float64()))  # list<null> when all were empty
         elif pa.types.is_large_string(field.type):
             field = field.with_type(pa.string())
         fields.append(field)

@@ -95,10 +95,8 @@ async def ready() -> str:
 uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 '''
 
-WRK_SCRIPT = """\
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
+# wrk's summary as one JSON line (shared by bench_recommend.py's script)
+WRK_REPORT = """\
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -108,6 +106,11 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 """
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+""" + WRK_REPORT
 
 
 def load_average() -> str:
@@ -174,12 +177,12 @@ class Server:
 
 
 def wrk(server: Server, script: Path, body: str, connections: int,
-        seconds: float) -> dict[str, Any]:
-    """One wrk run of `seconds`; a non-200 answer, a timeout (10 s) or a socket error is an
-    error."""
+        seconds: float, path: str = "/predict") -> dict[str, Any]:
+    """One wrk run of `seconds` against `path` (the script reads BENCH_BODY); a non-200
+    answer, a timeout (10 s) or a socket error is an error."""
     env = {**os.environ, "BENCH_BODY": body}
     done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout",
-                           "10s", "-s", str(script), f"{server.url}/predict"],
+                           "10s", "-s", str(script), f"{server.url}{path}"],
                           env=env, text=True, capture_output=True)
     line = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
     if done.returncode != 0 or not line:
@@ -252,23 +255,35 @@ def table(figures: dict[str, Any]) -> list[str]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def load_arguments(doc: str, json_path: Path, seconds32: float) -> argparse.ArgumentParser:
+    """The options every wrk benchmark takes (bench_recommend.py's too)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs: checks the harness")
     parser.add_argument("--repeat", type=int, default=2, help="runs per case and concurrency")
-    parser.add_argument("--seconds32", type=float, default=20.0, help="length of a c=32 run")
+    parser.add_argument("--seconds32", type=float, default=seconds32,
+                        help="length of a c=32 run")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a c=1 run")
-    parser.add_argument("--rows", type=int, default=20_000, help="training rows")
-    parser.add_argument("--json", type=Path, default=RESULTS / "serve.json")
+    parser.add_argument("--json", type=Path, default=json_path)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def load_setup(args: argparse.Namespace) -> dict[str, str]:
+    """--quick applied, wrk checked, one OpenMP thread here; the environment for children."""
     if args.quick:
         args.repeat, args.seconds32, args.seconds = 1, 3.0, 2.0
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (make wrk)")
     os.environ["OMP_NUM_THREADS"] = "1"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "BENTOML_DO_NOT_TRACK": "True",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "BENTOML_DO_NOT_TRACK": "True",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = load_arguments(__doc__, RESULTS / "serve.json", seconds32=20.0)
+    parser.add_argument("--rows", type=int, default=20_000, help="training rows")
+    args = parser.parse_args(argv)
+    env = load_setup(args)
     load_before = load_average()
     root = Path(tempfile.mkdtemp(prefix="conveyor-bench-serve-"))
     print(f"serve benchmark · {os.cpu_count()} cores · load average {load_before} · {root}",

@@ -125,6 +125,8 @@ def test_every_bad_input_gets_a_4xx_naming_the_field_and_the_rule(project, serve
     chunked = httpx.post(f"{server.url}/predict", headers=JSON,
                          content=iter([big[:5000].encode(), big[5000:].encode()]))
     assert chunked.status_code == 413
+    resp = httpx.post(f"{server.url}/recommend", json={"user_id": 1, "k": 3})
+    assert resp.status_code == 409 and "POST /predict" in resp.json()["error"]  # a classifier
     assert post(server, [RECORD]).status_code == 200  # and it still serves
     assert "Traceback" not in server.output()
 

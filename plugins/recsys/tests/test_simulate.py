@@ -68,6 +68,15 @@ def test_same_seed_same_frames_and_another_seed_other_frames():
     assert not first.items.equals(other.items)
 
 
+def test_another_stream_keeps_the_customers_and_catalogue_and_draws_other_sessions():
+    first, parallel = (simulate(RetailWorld(**SMALL, seed=3, stream=s)) for s in (0, 1))
+    for name in ("items", "users"):
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(parallel, name))
+    assert not first.week(2).reset_index(drop=True).equals(parallel.week(2).reset_index(drop=True))
+    # the same behaviour, other sessions: the categories bought stay close
+    assert (first.category_shares(1, 4) - parallel.category_shares(1, 4)).abs().max() < 0.05
+
+
 def test_every_change_shares_the_population_and_the_weeks_before_it():
     worlds = [RetailWorld(**SMALL, change="season"), RetailWorld(**SMALL, change="price_shock"),
               RetailWorld(**{**SMALL, "change_week": None})]

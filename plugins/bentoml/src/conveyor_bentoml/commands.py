@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor.serving import is_recommender
 
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.settings import as_dict, settings_from
@@ -46,6 +47,9 @@ def make_spec(session: Any, overrides: list[str], *, model: str | None,
     project_dir = session.project_dir
     config = api.load_config(session, overrides)
     settings = settings_from(config.data)
+    if settings.recommend.max_k < 1:
+        raise conveyor.ConfigError(f"serve.recommend.max_k is {settings.recommend.max_k}; it "
+                                   "must be at least 1", hint="e.g. serve.recommend.max_k=100")
     name = model or (config.data.get("registry") or {}).get("model_name")
     record = api.resolve_model(session, name, version=version)  # no champion: stops here
     try:
@@ -150,8 +154,9 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
         serving = f"{spec.model_name} (no loadable champion yet)"
     else:
         serving = f"{loaded.name} v{loaded.number} (run {loaded.run_id})"
+    endpoint = "/recommend" if loaded is not None and is_recommender(loaded.model) else "/predict"
     print(f"serving {serving} on http://{host}:{port}"
-          f"  POST /predict  GET /metadata  /livez /readyz", flush=True)
+          f"  POST {endpoint}  GET /metadata  /livez /readyz", flush=True)
     env = {**os.environ, specs.ENV: str(path), "BENTOML_DO_NOT_TRACK": "True"}
     # One OpenMP thread per predict: requests are already concurrent, and OpenMP pools
     # spin-waiting on a busy machine turned a 9 ms predict into 100-300 ms spikes.
@@ -170,6 +175,9 @@ SERVE = conveyor.CliCommand(
     description=(
         "Start a BentoML server for the project's champion model.\n\n"
         "  POST /predict   a JSON list of records -> predictions (+ class probabilities)\n"
+        "  POST /recommend (a recommender) {\"user_id\": 42, \"k\": 10, \"exclude_seen\": true}\n"
+        "                  -> the top-k items with scores; an unknown user gets the popularity\n"
+        "                  fallback, flagged \"fallback\": true (k up to serve.recommend.max_k)\n"
         "  GET  /metadata  model name, version, run id and the input schema\n"
         "  /livez /readyz  liveness and readiness\n\n"
         "Requests are checked against data.schema (400 naming the field and the rule). When the\n"
@@ -181,7 +189,9 @@ SERVE = conveyor.CliCommand(
         "Every prediction is logged under .conveyor/predictions/. Settings: the `serve`\n"
         "config section.\n\n"
         "example:\n  conveyor serve --port 3000\n"
-        "  curl -H 'content-type: application/json' -d '[{...}]' localhost:3000/predict"),
+        "  curl -H 'content-type: application/json' -d '[{...}]' localhost:3000/predict\n"
+        "  curl -H 'content-type: application/json' -d '{\"user_id\": \"u0007\", \"k\": 5}' "
+        "localhost:3000/recommend"),
     configure=_configure_serve,
     run=_serve,
 )

@@ -3,7 +3,9 @@
 A pure ASGI middleware, so a refused request costs no parsing: a body that is not
 `application/json` (a pickle, a form, no content type at all) gets 415 before a byte of it is
 read, and one over the limit gets 413, from its Content-Length or, for a chunked body, as
-soon as the bytes read so far pass the limit.
+soon as the bytes read so far pass the limit. A request for the other kind of model (/predict
+while a recommender is served, /recommend while a classifier or regressor is) gets 409 naming
+the endpoint to use (`state.refusal(path)`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 from typing import Any
 
 JSON_TYPES = (b"application/json",)
+BODIES = {"/predict": "a list of records",
+          "/recommend": 'an object such as {"user_id": 42, "k": 10}'}
 
 
 class RequestGuard:
@@ -39,11 +43,14 @@ class RequestGuard:
                 length = value
         if content_type not in JSON_TYPES:
             shown = content_type.decode("latin-1") or "none"
+            body = BODIES.get(scope["path"], "JSON")
             return await _refuse(send, 415, f"content type {shown} is not accepted: send "
-                                 "application/json (a list of records); nothing was read")
+                                 f"application/json ({body}); nothing was read")
         if self.state is not None and self.state.serving is None:
             return await _refuse(send, 503, "no model is loaded: "
                                  + (self.state.error or "starting"))
+        if self.state is not None and (refusal := self.state.refusal(scope["path"])):
+            return await _refuse(send, 409, refusal)
         if length is not None:
             try:
                 size = int(length)
@@ -98,7 +105,12 @@ class RequestGuard:
 
 
 async def _refuse(send: Any, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+    await send_json(send, status, {"error": message})
+
+
+async def send_json(send: Any, status: int, answer: Any) -> None:
+    """One whole JSON response (what the guard refuses with, and /recommend answers)."""
+    body = json.dumps(answer).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})

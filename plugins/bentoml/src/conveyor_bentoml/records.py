@@ -1,4 +1,5 @@
-"""The request body's type, derived from the project's schema (`conveyor_describe_schema`).
+"""The request bodies' types: /predict's, derived from the project's schema
+(`conveyor_describe_schema`), and /recommend's (`recommend_request_type`).
 
 A request is a JSON list of records. Each record is a TypedDict whose fields are the schema's
 columns, typed strictly (a string is never taken for a number), with the schema's ranges and
@@ -15,13 +16,46 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired
 
 from conveyor.validation import FieldDescription, SchemaDescription
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 REQUEST_ID = "_conveyor_request_id"
 _ids = itertools.count()
 _prefix = f"{os.getpid():x}"
+
+
+def new_request_id() -> str:
+    """A request id unique in this server's life: `<pid in hex>-<counter in hex>`, as every
+    answer of /predict and /recommend (and the prediction log) carries it."""
+    return f"{_prefix}-{next(_ids):x}"
+
+
+def recommend_request_type(max_k: int) -> type[BaseModel]:
+    """POST /recommend's body: `{"user_id": ..., "k": 10, "exclude_seen": true}`, strictly
+    typed (a string is never taken for a number, nor a number for a bool), unknown fields
+    forbidden, k from 1 to `max_k` (serve.recommend.max_k). A 400 names the field (`loc`)."""
+
+    class RecommendRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        user_id: Annotated[Any, AfterValidator(_whole_number_or_text)]
+        k: Annotated[int, Field(ge=1, le=max_k)] = 10
+        exclude_seen: bool = True
+
+    return RecommendRequest
+
+
+JSON_KINDS = {bool: "true/false", float: "a number with a fraction", type(None): "null",
+              list: "a list", dict: "an object"}
+
+
+def _whole_number_or_text(value: Any) -> int | str:
+    # one error naming the field, rather than pydantic's one per member of `int | str`
+    if type(value) not in (int, str):
+        raise PydanticCustomError("user_id_type", "user_id must be a whole number or text, "
+                                  "not {kind}", {"kind": JSON_KINDS.get(type(value), "that")})
+    return value
 
 
 def request_type(description: SchemaDescription | None, features: list[str],
@@ -90,7 +124,7 @@ def _stamp(unique: list[str], loaded_features: Callable[[], list[str] | None] | 
                         "record's (the schema's rule: unique)",
                         {"index": index, "field": name, "value": value})
                 seen.add(value)
-        request_id = f"{_prefix}-{next(_ids):x}"
+        request_id = new_request_id()
         for record in records:
             record[REQUEST_ID] = request_id
         return records

@@ -7,7 +7,17 @@ One class, `Predictor`, in BentoML 1.4's `@bentoml.service` style:
   The body is checked by the request type of `conveyor_bentoml.records` (derived from the
   project's schema) while BentoML parses it, and by `RequestGuard` before that (415, 413).
   Records of concurrent requests are predicted together (BentoML's adaptive batching).
-* `GET /metadata`: model name, version, run id, sha256, features, input schema.
+* `POST /recommend` (a recommender champion: `conveyor.serving.RecommendingModel`):
+  `{"user_id": ..., "k": 10, "exclude_seen": true}` -> the top-k items with scores and positions,
+  `fallback` (the user was unknown: the popularity fallback) and `k_clipped` (fewer items than
+  k could be given: the catalogue, less what the user saw, is smaller). The body is checked by
+  `records.recommend_request_type` (400 naming the field); a user id of the other type than the
+  model's ids (text for a model of numeric ids, or the reverse) is a 400 too, never a fallback.
+  /predict on a recommender, and /recommend on any other model, answer 409 naming the other.
+  Each slate is one row of the prediction log (its module documents the row). Answered by
+  `conveyor_bentoml.recommend.RecommendEndpoint`, a middleware inside `RequestGuard`.
+* `GET /metadata`: model name, version, run id, sha256, task, features, input schema, and for
+  a recommender its catalogue (items, users, max_k).
 * `/livez`, `/healthz`, `/readyz`: BentoML's; ready once a verified model is loaded.
 
 The model is loaded only through `conveyor.api.load_model` (sha256 checked before anything is
@@ -37,6 +47,7 @@ from typing import Any
 
 import bentoml
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
+from conveyor.serving import is_recommender
 from conveyor.validation import SchemaDescription
 from pydantic import TypeAdapter
 from starlette.applications import Starlette
@@ -47,7 +58,9 @@ from starlette.routing import Route
 from conveyor_bentoml import batching
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
-from conveyor_bentoml.records import REQUEST_ID, request_type
+from conveyor_bentoml.recommend import RecommendEndpoint
+from conveyor_bentoml.records import REQUEST_ID, recommend_request_type, request_type
+from conveyor_bentoml.settings import RecommendConfig
 
 logger = logging.getLogger("conveyor.serve")
 
@@ -59,6 +72,9 @@ DESCRIPTION = SchemaDescription.from_dict(SPEC.schema) if SPEC.schema else None
 # model takes them as they come (no row transforms).
 Records = request_type(DESCRIPTION, SPEC.features, lambda: STATE.serving.features
                        if STATE.serving and STATE.serving.transform is None else None)
+# A Bento built before serve.recommend existed has no such key in its spec: the default then.
+MAX_K = int(SETTINGS.get("recommend", {}).get("max_k", RecommendConfig.max_k))
+RecommendRequest = recommend_request_type(MAX_K)
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,7 @@ class Serving:
     classes: list[Any] | None
     loaded_at: float = field(default_factory=time.time)
     transform: Any = None  # the version's inference path (LoadedModel.transform), if any
+    recommends: bool = False  # a conveyor.serving.RecommendingModel: /recommend, not /predict
 
 
 @dataclass
@@ -81,7 +98,21 @@ class State:
     serving: Serving | None = None
     error: str | None = None
     swaps: int = 0
-    in_flight: int = 0  # /predict requests being answered (counted by RequestGuard)
+    in_flight: int = 0  # /predict and /recommend requests being answered (RequestGuard)
+    log: Any = None  # the PredictionLogWriter, when serve.log_predictions
+
+    def refusal(self, path: str) -> str | None:
+        """Why a request to `path` is for the other kind of model than the one serving."""
+        serving = self.serving
+        if serving is None:
+            return None
+        if serving.recommends and path == "/predict":
+            return (f"{serving.name} v{serving.version} is a recommender: it recommends, it does "
+                    'not predict; POST /recommend {"user_id": ..., "k": 10}')
+        if not serving.recommends and path == "/recommend":
+            return (f"{serving.name} v{serving.version} is not a recommender; POST /predict "
+                    "with a list of records")
+        return None
 
 
 STATE = State()
@@ -99,7 +130,8 @@ def load(version: int | None) -> Serving:
                    sha256=loaded.sha256, features=features,
                    classes=None if classes is None else [_plain(c) for c in classes],
                    transform=loaded.transform if loaded.contract is not None
-                   and loaded.contract.transforms else None)
+                   and loaded.contract.transforms else None,
+                   recommends=is_recommender(model))
 
 
 def _plain(value: Any) -> Any:
@@ -117,12 +149,20 @@ async def metadata(_: Request) -> JSONResponse:
         "swaps": STATE.swaps,
         "ready": serving is not None,
         "error": STATE.error,
-        "task": "classification" if serving and serving.classes is not None else "regression",
+        "task": _task(serving),
+        "catalogue": {"items": serving.model.item_count, "users": serving.model.user_count,
+                      "max_k": MAX_K} if serving and serving.recommends else None,
         "classes": serving.classes if serving else None,
         "features": serving.features if serving else SPEC.features,
         "input_schema": SPEC.schema,
         "hot_swap": SPEC.hot_swap,
     })
+
+
+def _task(serving: Serving | None) -> str:
+    if serving is not None and serving.recommends:
+        return "recommendation"
+    return "classification" if serving and serving.classes is not None else "regression"
 
 
 # Mounted at the root: BentoML matches a mount passively, so /predict and the probes still
@@ -138,7 +178,7 @@ metadata_app = Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
              "max_concurrency": int(SETTINGS["max_concurrency"])},
     metrics={"enabled": False},
     logging={"access": {"enabled": bool(SETTINGS["access_log"])}},
-    tracing={"excluded_urls": ["predict", "metadata"]},
+    tracing={"excluded_urls": ["predict", "metadata", "recommend"]},
 )
 class Predictor:
     def __init__(self) -> None:
@@ -150,6 +190,7 @@ class Predictor:
             self._log = PredictionLogWriter(
                 Path(SPEC.project_dir), SPEC.model_name, flush_rows=SETTINGS["log_flush_rows"],
                 flush_seconds=SETTINGS["log_flush_seconds"])
+        STATE.log = self._log
         try:
             STATE.serving = load(SPEC.version)
             logger.info("serving %s v%s", SPEC.model_name, STATE.serving.version)
@@ -246,9 +287,11 @@ class Predictor:
                         serving.version if serving else None)
 
 
-Predictor.add_asgi_middleware(RequestGuard, paths=("/predict",),
+Predictor.add_asgi_middleware(RequestGuard, paths=("/predict", "/recommend"),
                               max_body_bytes=int(float(SETTINGS["max_body_mb"]) * 2**20),
                               state=STATE)
+# Inside the guard (added after it): /recommend is answered there (conveyor_bentoml.recommend).
+Predictor.add_asgi_middleware(RecommendEndpoint, state=STATE, request_type=RecommendRequest)
 
 
 def _parse_with(adapter: Any) -> Any:

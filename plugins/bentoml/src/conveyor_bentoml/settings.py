@@ -25,6 +25,14 @@ class BatchingConfig:
 
 
 @dataclass
+class RecommendConfig:
+    # POST /recommend (a recommender champion): the largest k a request may ask for; a larger
+    # one gets 400. A k above the catalogue's size is not an error: the answer holds every item
+    # the user may get and says "k_clipped": true.
+    max_k: int = 100
+
+
+@dataclass
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 3000
@@ -40,6 +48,7 @@ class ServeConfig:
     # How often the server looks at the champion alias in the store (hot swap), in seconds.
     poll_seconds: float = 1.0
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
     # The prediction log (.conveyor/predictions/<model>/): every request's inputs and outputs,
     # written by a background thread every flush_rows rows or flush_seconds seconds.
     log_predictions: bool = True

@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 
 @conveyor.hookimpl
 def conveyor_stage_types(register: Callable[[conveyor.StageType], None]) -> None:
-    from conveyor_recsys import stages
+    from conveyor_recsys import rank_stages, stages
 
-    for stage_type in stages.STAGE_TYPES:
+    for stage_type in [*stages.STAGE_TYPES, *rank_stages.STAGE_TYPES]:
         register(stage_type)
 
 

@@ -1,4 +1,5 @@
-"""Artifact codecs: a `Recommender` as numpy arrays in one `.npz` (no pickle), and DataFrames
+"""Artifact codecs: a `Recommender` (or a two-stage `RankedRecommender`, whose LightGBM
+model is its text form in a unicode array) as numpy arrays in one `.npz` (no pickle), and DataFrames
 as Arrow IPC when no other plugin stores them (conveyor-sklearn's `arrow` codec wins if it is
 installed: it has the higher priority)."""
 
@@ -25,7 +26,8 @@ def _is_recommender(obj: Any) -> bool:
 def _dump(model: Any, path: Path) -> None:
     import numpy as np
 
-    arrays = dict(model.arrays)
+    # a two-stage model (ranker.RankedRecommender) saves its candidate model's arrays and more
+    arrays = model.saved_arrays() if hasattr(model, "saved_arrays") else dict(model.arrays)
     arrays[KIND] = np.asarray(model.kind)
     with open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
@@ -44,6 +46,16 @@ def _load(path: Path) -> Any:
         raise UnreadableModel(f"the recommender {path.name} is not a readable .npz of arrays: "
                               f"{type(exc).__name__}: {exc}") from exc
     kind = str(arrays.pop(KIND, ""))
+    if kind == "ranked":
+        from lightgbm.basic import LightGBMError
+
+        from conveyor_recsys.ranker import RankedRecommender
+
+        try:
+            return RankedRecommender.from_arrays(arrays)
+        except (KeyError, ValueError, LightGBMError) as exc:
+            raise UnreadableModel(f"the two-stage recommender {path.name} is incomplete or its "
+                                  f"LightGBM model unreadable: {exc}") from exc
     try:
         return Recommender(kind, arrays)
     except (KeyError, ValueError) as exc:

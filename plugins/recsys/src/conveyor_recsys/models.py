@@ -46,8 +46,17 @@ class Recommender:
         self.user_ids = self.arrays["user_ids"]
         self.item_ids = self.arrays["item_ids"]
         self.popularity = self.arrays["popularity"].astype("float64")
-        self._user_index = {_plain(u): i for i, u in enumerate(self.user_ids)}
-        self._item_index = {_plain(v): j for j, v in enumerate(self.item_ids)}
+        # tolist() gives the same plain Python ids as _plain(), without a call per id
+        self._user_index = dict(zip(self.user_ids.tolist(), range(len(self.user_ids)),
+                                    strict=True))
+        self._item_index = dict(zip(self.item_ids.tolist(), range(len(self.item_ids)),
+                                    strict=True))
+        # conveyor.serving.RecommendingModel: what a server reads without importing this plugin
+        self.item_count = len(self.item_ids)
+        self.user_count = len(self.user_ids)
+        self.user_id_type: type = {"i": int, "u": int, "U": str}.get(self.user_ids.dtype.kind,
+                                                                      object)
+        self._fallback_slates: dict[int, list[tuple[Any, float]]] = {}
 
     # --- building -------------------------------------------------------------------------
 
@@ -100,56 +109,83 @@ class Recommender:
 
     def scores(self, user_id: Hashable) -> tuple[Any, bool]:
         """A score per item (aligned with `item_ids`) and whether it is the fallback."""
-        import numpy as np
-
         row = self._user_index.get(_plain(user_id))
         if row is None or self.kind == "popularity":
             return self.popularity, row is None
+        return self._known_scores(row), False
+
+    def _known_scores(self, row: int) -> Any:
+        """A known user's scores as a new float64 array: one matrix-vector product (als), or
+        the summed similarity rows of the user's items gathered in one go (item_item)."""
+        import numpy as np
+
         if self.kind == "als":
-            return self.arrays["item_factors"] @ self.arrays["user_factors"][row], False
-        indptr, indices = self.arrays["history_indptr"], self.arrays["history_indices"]
-        history = indices[indptr[row]:indptr[row + 1]]
-        sim_ptr, sim_idx = self.arrays["similarity_indptr"], self.arrays["similarity_indices"]
-        sim_val = self.arrays["similarity_data"]
-        scores = np.zeros(len(self.item_ids))
-        for j in history:
-            np.add.at(scores, sim_idx[sim_ptr[j]:sim_ptr[j + 1]], sim_val[sim_ptr[j]:sim_ptr[j + 1]])
+            return (self.arrays["item_factors"] @ self.arrays["user_factors"][row]).astype(
+                "float64")
+        history = self._history(row)
+        sim_ptr = self.arrays["similarity_indptr"]
+        starts, ends = sim_ptr[history], sim_ptr[history + 1]
+        lengths = ends - starts
+        # the positions of every similarity entry of every history item, in history order, so
+        # the sums are added up in the same order as one row at a time would
+        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
+            lengths.sum())
+        scores = np.bincount(self.arrays["similarity_indices"][positions],
+                             weights=self.arrays["similarity_data"][positions],
+                             minlength=len(self.item_ids))
         # ties (and users whose items have no neighbours) fall back to popularity, scaled below 1
         scores += self.popularity / (self.popularity.max() or 1.0) * 1e-6
-        return scores, False
+        return scores
+
+    def _history(self, row: int) -> Any:
+        indptr = self.arrays["history_indptr"]
+        return self.arrays["history_indices"][indptr[row]:indptr[row + 1]]
 
     def recommend(self, user_id: Hashable, k: int = 10, exclude_seen: bool = True,
                   seen: Iterable[Hashable] | None = None) -> Slate:
         """The top `k` items for `user_id` as (item, score), best first.
 
         `exclude_seen` leaves out what the user interacted with in training, and `seen` (if
-        given) too. An unknown user gets the popularity fallback, flagged `slate.fallback`."""
+        given) too. An unknown user gets the popularity fallback, flagged `slate.fallback`.
+        Equal scores are in item order. A slate is one vectorised scoring and a partial sort
+        (no loop over items); the fallback slate of each k is computed once and kept."""
         import numpy as np
 
         if k < 1:
             raise ValueError(f"k is {k}; it must be at least 1")
-        scores, fallback = self.scores(user_id)
-        scores = np.array(scores, dtype="float64")
-        excluded: set[int] = set()
-        if exclude_seen:
-            row = self._user_index.get(_plain(user_id))
-            if row is not None:
-                indptr = self.arrays["history_indptr"]
-                excluded.update(self.arrays["history_indices"][indptr[row]:indptr[row + 1]]
-                                .tolist())
-        for item in seen or ():
-            j = self._item_index.get(_plain(item))
-            if j is not None:
-                excluded.add(j)
+        row = self._user_index.get(_plain(user_id))
+        excluded = [j for j in map(self._item_index.get, map(_plain, seen or ())) if j is not None]
+        if row is None and not excluded:
+            cached = self._fallback_slates.get(k)
+            if cached is None:
+                cached = self._fallback_slates[k] = self._top(self.popularity.copy(), k)
+            slate = Slate(cached)
+            slate.fallback = True
+            return slate
+        if row is None or self.kind == "popularity":
+            scores = self.popularity.copy()
+        else:
+            scores = self._known_scores(row)
+        if exclude_seen and row is not None:
+            scores[self._history(row)] = -np.inf
         if excluded:
-            scores[list(excluded)] = -np.inf
+            scores[excluded] = -np.inf
+        slate = Slate(self._top(scores, k))
+        slate.fallback = row is None
+        return slate
+
+    def _top(self, scores: Any, k: int) -> list[tuple[Any, float]]:
+        """(item, score) of the k best finite scores, best first, equal scores in item order."""
+        import numpy as np
+
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.lexsort((top, -scores[top]))]
-        slate = Slate((_plain(self.item_ids[j]), float(scores[j])) for j in top
-                      if np.isfinite(scores[j]))
-        slate.fallback = fallback
-        return slate
+        best = scores[top]
+        keep = np.isfinite(best)
+        if not keep.all():
+            top, best = top[keep], best[keep]
+        return list(zip(self.item_ids[top].tolist(), best.tolist(), strict=True))
 
     def recommend_many(self, users: Collection[Hashable], k: int, exclude_seen: bool = True
                        ) -> tuple[dict[Hashable, list[Hashable]], int]:

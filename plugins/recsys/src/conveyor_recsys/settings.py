@@ -30,6 +30,19 @@ class ItemItemConfig:
 
 
 @dataclass
+class RankerConfig:
+    candidates: int = 50              # items the candidate model proposes per user, re-ranked
+    label_fraction: float = 0.3       # the last share of the training period labels the ranker
+    label_days: float | None = None   # ... or its last N days
+    category_column: str | None = "category"  # item table column for user-category affinity
+    n_estimators: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 20
+    validation_fraction: float = 0.2  # users held out to early-stop the boosting
+
+
+@dataclass
 class RecsysConfig:
     source: str = "data/interactions.csv"
     user_column: str = "user_id"
@@ -41,6 +54,8 @@ class RecsysConfig:
     k: int = 10
     exclude_seen: bool = True
     model: str = "item_item"                 # popularity | item_item | als
+    # the second stage of `pipeline: recommend_ranked` (LightGBM lambdarank; feature tables below)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     als: AlsConfig = field(default_factory=AlsConfig)
     item_item: ItemItemConfig = field(default_factory=ItemItemConfig)
@@ -89,3 +104,29 @@ class EvaluateSettings:
     k: int = 10
     exclude_seen: bool = True
     model_name: str = "model"      # registry.model_name: whose champion is scored beside
+
+
+@dataclass
+class FeaturesSettings:
+    user_features: str | None = None
+    item_features: str | None = None
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+
+
+@dataclass
+class RankSettings(TrainSettings):
+    """recsys.rank's settings: the ranker's, after the candidate model's (recsys.train's), which
+    it refits on the earlier part of the training period."""
+
+    candidates: int = 50
+    label_fraction: float = 0.3
+    label_days: float | None = None
+    category_column: str | None = "category"
+    n_estimators: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 20
+    validation_fraction: float = 0.2
+    exclude_seen: bool = True
+    k: int = 10

@@ -99,6 +99,10 @@ class RetailWorld:
     sessions_per_user_week: float = 1.5  # Poisson mean
     views_per_session: float = 4.0  # mean; at least one view
     seed: int = 0
+    # The weekly sessions' random stream: another stream gives the same customers, catalogue
+    # and change with other sessions (a parallel week, e.g. to train a reference model on a
+    # week's behaviour without its own events).
+    stream: int = 0
     start: str = "2026-01-05"  # a Monday; week 1 starts at its midnight UTC
     messy: bool = False
     duplicate_share: float = 0.02  # with messy: rows delivered twice
@@ -109,7 +113,7 @@ class RetailWorld:
         for name in ("users", "items", "weeks"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
-        for name in ("new_items_per_week", "new_users_per_week", "seed"):
+        for name in ("new_items_per_week", "new_users_per_week", "seed", "stream"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 problems.append(f"{name} must be a whole number >= 0, got {getattr(self, name)!r}")
         if not isinstance(self.categories, int) or self.categories < 3:
@@ -302,7 +306,7 @@ def _simulate_week(world: RetailWorld, w: int, start: int, joined: np.ndarray, s
     """The events of week `w` (0-based ids, timestamps in epoch seconds), from its own random stream."""
     import numpy as np
 
-    rng = np.random.default_rng([world.seed, 1, w])
+    rng = np.random.default_rng([world.seed, 1, w] + ([world.stream] if world.stream else []))
     users = np.flatnonzero(joined <= w)
     items = np.flatnonzero(introduced <= w)
     age = w - introduced[items]

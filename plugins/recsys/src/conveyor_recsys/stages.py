@@ -116,20 +116,36 @@ def _load(ctx: conveyor.StageContext) -> Mapping[str, Any]:
 # --- split ------------------------------------------------------------------------------------
 
 
+def check_period(days: float | None, fraction: float, days_key: str, fraction_key: str,
+                 what: str) -> None:
+    """A trailing period is the last `days` days, or else the last `fraction` of the time
+    range (`what` it is for, in the message)."""
+    if days is not None and days <= 0:
+        raise conveyor.ConfigError(f"{days_key} is {days}; it must be positive",
+                                   hint=f"or set {days_key}=null and use {fraction_key}")
+    if not 0 < fraction < 1:
+        raise conveyor.ConfigError(f"{fraction_key} is {fraction}; the share of the time range "
+                                   f"{what} must be between 0 and 1",
+                                   hint=f"e.g. {fraction_key}=0.2")
+
+
+def period_cutoff(timestamps: Any, days: float | None, fraction: float) -> Any:
+    """Where a trailing period starts: the last `days` days, or else the last `fraction` of
+    the range of `timestamps` (everything after the cutoff is in the period)."""
+    import pandas as pd
+
+    start, end = timestamps.min(), timestamps.max()
+    if days is not None:
+        return end - pd.Timedelta(days=float(days))
+    return start + (end - start) * (1 - float(fraction))
+
+
 def _check_split(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
     if settings["method"] not in s.METHODS:
         raise conveyor.ConfigError(f"recsys.split.method is '{settings['method']}'; it is one of "
                                    f"{', '.join(s.METHODS)}")
-    days = settings.get("test_days")
-    if days is not None and days <= 0:
-        raise conveyor.ConfigError(f"recsys.split.test_days is {days}; it must be positive",
-                                   hint="or set recsys.split.test_days=null and use "
-                                        "recsys.split.test_fraction")
-    fraction = settings.get("test_fraction")
-    if not 0 < fraction < 1:
-        raise conveyor.ConfigError(f"recsys.split.test_fraction is {fraction}; the share of the "
-                                   "time range held out must be between 0 and 1",
-                                   hint="e.g. recsys.split.test_fraction=0.2")
+    check_period(settings.get("test_days"), settings.get("test_fraction"),
+                 "recsys.split.test_days", "recsys.split.test_fraction", "held out")
 
 
 def _split(ctx: conveyor.StageContext) -> Mapping[str, Any]:
@@ -138,17 +154,12 @@ def _split(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     latest interaction tests (users with a single interaction only train). Users and items of
     the test set that training never saw are counted, not dropped: evaluation scores unseen
     users with the popularity fallback and counts unseen items as relevant but unreachable."""
-    import pandas as pd
 
     frame = ctx.inputs["interactions"]
     st = ctx.settings
     summary: dict[str, Any] = {"method": st["method"]}
     if st["method"] == "temporal":
-        start, end = frame["timestamp"].min(), frame["timestamp"].max()
-        if st.get("test_days") is not None:
-            cutoff = end - pd.Timedelta(days=float(st["test_days"]))
-        else:
-            cutoff = start + (end - start) * (1 - float(st["test_fraction"]))
+        cutoff = period_cutoff(frame["timestamp"], st.get("test_days"), st["test_fraction"])
         is_test = frame["timestamp"] > cutoff
         summary["cutoff"] = cutoff.isoformat()
         where = f"cutoff {cutoff.isoformat()}"
@@ -185,7 +196,7 @@ def _split(ctx: conveyor.StageContext) -> Mapping[str, Any]:
 # --- train ------------------------------------------------------------------------------------
 
 
-def _check_train(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+def check_train(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
     if settings["model"] not in KINDS:
         raise conveyor.ConfigError(f"recsys.model is '{settings['model']}'; it is one of "
                                    f"{', '.join(KINDS)}", hint="e.g. recsys.model=als")
@@ -250,7 +261,10 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     catalogue = list(popularity)
     scores: dict[str, dict[str, float]] = {}
     fallbacks = 0
-    for name, candidate in (("model", model), ("baseline", model.baseline())):
+    compared = [("model", model), ("baseline", model.baseline())]
+    if getattr(model, "candidates", None) is not None:   # a two-stage model: its first stage too
+        compared.append(("candidates", model.candidates))
+    for name, candidate in compared:
         recommended, fell_back = candidate.recommend_many(list(relevant), k, exclude_seen)
         fallbacks = fallbacks or fell_back
         result = ranking_metrics(recommended, relevant, k=k, item_popularity=popularity,
@@ -261,18 +275,21 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     champion_version, champion_scores, comparison = _champion(
         ctx, relevant, k, exclude_seen, popularity, catalogue, model)
     ctx.log_metrics({**scores["model"],
-                     **{f"baseline.{metric}": value for metric, value in
-                        scores["baseline"].items()},
+                     **{f"{name}.{metric}": value for name in scores if name != "model"
+                        for metric, value in scores[name].items()},
                      "evaluated_users": len(relevant), "fallback_users": fallbacks})
     primary = f"ndcg@{k}" if f"ndcg@{k}" in names else names[0]
+    first = (f", {model.candidates.kind} candidates alone {scores['candidates'][primary]:.4f}"
+             if "candidates" in scores else "")
     ctx.log(f"{model.kind}: {primary} {scores['model'][primary]:.4f} (popularity baseline "
-            f"{scores['baseline'][primary]:.4f}) over {len(relevant):,} test users, "
+            f"{scores['baseline'][primary]:.4f}{first}) over {len(relevant):,} test users, "
             f"{fallbacks:,} of them unseen in training (popularity fallback)")
     result = conveyor.EvaluationResult(
         overall=scores["model"], metrics=names, rows=len(relevant),
         directions={metric: "higher" for metric in names}, primary=primary,
         champion=champion_scores, champion_version=champion_version, comparison=comparison,
-        extra={"baseline": scores["baseline"], "fallback_users": fallbacks, "k": k,
+        extra={**{name: scores[name] for name in scores if name != "model"},
+               "fallback_users": fallbacks, "k": k,
                "kind": model.kind})
     return {"metrics": result.to_dict()}
 
@@ -377,7 +394,7 @@ STAGE_TYPES = [
                                          "items included"}),
     conveyor.StageType("recsys.train", _train,
                        "fit a candidate generator: popularity, item_item or als",
-                       settings_schema=s.TrainSettings, check=_check_train,
+                       settings_schema=s.TrainSettings, check=check_train,
                        outputs={"model": "the conveyor_recsys.models.Recommender"}),
     conveyor.StageType("recsys.evaluate", _evaluate,
                        "ranking metrics of the model and the popularity baseline on the "

@@ -12,6 +12,8 @@ CONFIG = """\
 #   conveyor run recsys.model=als recsys.als.factors=64
 #   conveyor run recsys.split.method=leave_last_out
 #   conveyor run recsys.split.test_days=7
+#   conveyor run pipeline=recommend_ranked   # + a LightGBM ranker over the candidates
+#   (feature tables for it: recsys.user_features=FILE recsys.item_features=FILE)
 defaults:
   - conveyor/defaults
   - pipeline: recommend          # load -> split -> train -> evaluate -> register
@@ -38,6 +40,14 @@ evaluate:
   gate:                          # a model that misses the gate is registered, not promoted
     ndcg@10: ">= 0.05"
     recall@10: ">= champion - 0.02"   # and no worse than the champion on the same test users
+
+# Retraining from feedback (with conveyor-retrain; see its README, "Recommenders"): uncomment.
+# retrain:
+#   source_key: recsys.source    # the challenger trains on the history + the feedback files
+#   compare: evaluation          # and its own evaluation compares it with the champion
+#   when: {{metrics.hit_rate@10: "< champion - 0.05"}}
+#   window: {{since: change, include_history: true}}
+#   promote_if: {{ndcg@10: "+0"}}
 """
 
 README = """\
@@ -47,6 +57,7 @@ A Conveyor recommender project. Run it:
 
     conveyor run                         # load, split, train item_item, evaluate, register
     conveyor run recsys.model=als        # implicit's ALS instead
+    conveyor run pipeline=recommend_ranked   # candidates re-ranked by LightGBM (lambdarank)
     conveyor runs list                   # what ran, with ndcg@10 and the baseline's
     conveyor models list                 # registered versions and the champion
 

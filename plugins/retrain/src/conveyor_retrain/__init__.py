@@ -30,6 +30,10 @@ challenger with the project's own pipeline on the newest labelled batches (`retr
 scores challenger and champion on the same hold-out rows of the newest batch, and promotes the
 challenger only if it clears `retrain.promote_if`. Every decision is recorded with its reasons.
 
+A recommender (`retrain.source_key: recsys.source`, `retrain.compare: evaluation`) trains on
+its history plus the monitored feedback files, each once, and its own evaluate stage compares
+it with the champion on the newest held-out period (see the plugin's README, "Recommenders").
+
 exit codes: 0 the challenger was promoted; 1 no promotion (the policy did not trigger, too little
 data, the challenger failed its gate or did not beat the champion); 2 bad usage or config.
 

@@ -1,9 +1,11 @@
 """Apply the retraining policy once: decide, train a challenger, compare, promote, record.
 
-The challenger is trained by the project's own pipeline (`conveyor.api.run` with `data.source`
-pointed at the window of recent data, written under `data/windows/`, so a DVC project versions
-it like any input), registered as a new version, and compared with the champion on the same
-hold-out rows that neither model trained on. The champion alias moves in one compare-and-set
+The challenger is trained by the project's own pipeline (`conveyor.api.run` with the config key
+`retrain.source_key`, `data.source` by default, pointed at the window of recent data, written
+under `data/windows/`, so a DVC project versions it like any input), registered as a new
+version, and compared with the champion on the same hold-out rows that neither model trained
+on (`retrain.compare: holdout`), or through its own evaluation (`evaluation`, see
+`conveyor_retrain.evaluation`). The champion alias moves in one compare-and-set
 transaction, so a process killed at any point leaves either the old champion or the new one.
 """
 
@@ -22,7 +24,7 @@ from conveyor.gate import failing, gate_results, parse_condition, shortfall_afte
 from conveyor.store import AliasMoved, Registry, open_store
 from conveyor.tables import read_table
 
-from conveyor_retrain import locks, policy
+from conveyor_retrain import evaluation, locks, policy
 from conveyor_retrain.records import RetrainDecision, RetrainDecisions
 from conveyor_retrain.settings import RetrainConfig, settings_from
 
@@ -120,6 +122,8 @@ def check_policy(session: Any) -> tuple[dict, RetrainConfig]:
     config = api.load_config(session).data
     settings = settings_from(config)
     policy.parse_when(settings)
+    evaluation.check(config, settings)
+    evaluation.check_source(config, settings)
     check_metrics(settings, config)
     return config, settings
 
@@ -127,16 +131,30 @@ def check_policy(session: Any) -> tuple[dict, RetrainConfig]:
 def check_metrics(settings: RetrainConfig, config: dict) -> None:
     """Every metric `promote_if` and `when` name is one that will be computed, and every
     `promote_if` condition parses: a ConfigError naming the key otherwise."""
-    from sklearn.metrics import get_scorer_names
-
     from conveyor_retrain.settings import flatten
+
+    named = [(f"retrain.promote_if.{m}", m) for m in settings.promote_if]
+    named += [(f"retrain.when.{key}", key.removeprefix("metrics."))
+              for key in flatten(settings.when) if key.startswith("metrics.")]
+    if settings.compare == "evaluation":  # the evaluation's own metrics, not scikit-learn's
+        evaluation.check_metrics(config, settings, named)
+    else:
+        _check_scorers(config, named)
+    for metric, text in settings.promote_if.items():
+        parse_condition(text, f"retrain.promote_if.{metric}", metric)
+    for key, text in flatten(settings.when).items():
+        if parse_condition(text, f"retrain.when.{key}", key).level is not None:
+            raise ConfigError(f"retrain.when.{key}: '{text}' asks for an interval, which needs "
+                              "two models scored on the same rows; a monitored batch has one",
+                              hint="drop 'at L%' here; promote_if can ask for it")
+
+
+def _check_scorers(config: dict, named: list[tuple[str, str]]) -> None:
+    from sklearn.metrics import get_scorer_names
 
     computed = list(config["evaluate"]["metrics"])
     known = set(get_scorer_names())
-    checks = [(f"retrain.promote_if.{m}", m, computed or sorted(known))
-              for m in settings.promote_if]
-    checks += [(f"retrain.when.{key}", key.removeprefix("metrics."), computed or sorted(known))
-               for key in flatten(settings.when) if key.startswith("metrics.")]
+    checks = [(where, metric, computed or sorted(known)) for where, metric in named]
     for where, metric, allowed in checks:
         if metric not in known or metric not in allowed:
             import difflib
@@ -150,13 +168,6 @@ def check_metrics(settings: RetrainConfig, config: dict) -> None:
                 hint = (f"add it to evaluate.metrics (evaluate.metrics=[{', '.join(computed)}, "
                         f"{metric}]), or use one of those")
             raise ConfigError(f"{where}: '{metric}' {what}", hint=hint)
-    for metric, text in settings.promote_if.items():
-        parse_condition(text, f"retrain.promote_if.{metric}", metric)
-    for key, text in flatten(settings.when).items():
-        if parse_condition(text, f"retrain.when.{key}", key).level is not None:
-            raise ConfigError(f"retrain.when.{key}: '{text}' asks for an interval, which needs "
-                              "two models scored on the same rows; a monitored batch has one",
-                              hint="drop 'at L%' here; promote_if can ask for it")
 
 
 def _retrain(session: Any, config: dict, settings: RetrainConfig,
@@ -176,10 +187,14 @@ def _retrain(session: Any, config: dict, settings: RetrainConfig,
         finally:
             store.close()
 
-    target = config["data"]["target"]
     try:
-        window = build_window(project_dir, config, settings, batches, host=host,
-                              change=change)
+        if settings.compare == "evaluation":
+            train, files, notes = evaluation.files_window(project_dir, config, settings,
+                                                          batches, change)
+            window = Window(train=train, holdout=train.iloc[:0], files=files, notes=notes)
+        else:
+            window = build_window(project_dir, config, settings, batches, host=host,
+                                  change=change)
     except UsageError as exc:
         return finish("skipped", f"no window to train on: {exc.message}")
     rows = len(window.train)
@@ -189,10 +204,12 @@ def _retrain(session: Any, config: dict, settings: RetrainConfig,
     source = write_csv(window.train, project_dir / WINDOWS_DIR / f"{decision_id}.csv")
     relative = source.relative_to(project_dir).as_posix()
     details = {"window": window.files, "window_file": relative, "train_rows": rows,
-               "holdout_rows": len(window.holdout), "notes": window.notes}
+               "notes": window.notes}
+    if settings.compare == "holdout":
+        details["holdout_rows"] = len(window.holdout)
     log(f"retrain: training a challenger on {rows:,} rows ({', '.join(window.files)})")
     try:
-        result = api.run(session, overrides=[f"data.source={relative}",
+        result = api.run(session, overrides=[f"{settings.source_key}={relative}",
                                              "registry.promote_on_gate=false"],
                          force=True, quiet=quiet, command="retrain")
     except ConveyorError as exc:
@@ -223,19 +240,28 @@ def _retrain(session: Any, config: dict, settings: RetrainConfig,
             fields["metrics"] = {"comparison": gate_comparison}
         return finish("kept", f"challenger v{challenger.version} failed its gate: "
                               + "; ".join(failed), **fields)
+    where = "in its evaluation" if settings.compare == "evaluation" else "on the hold-out"
     try:
-        metrics, comparison, better = compare(session, config, settings, champion,
-                                              challenger, window.holdout, target)
+        if settings.compare == "evaluation":
+            metrics, comparison, better = evaluation.compare(
+                session, config, settings, champion, result.run_id, _primary(config))
+        else:
+            metrics, comparison, better = compare(session, config, settings, champion,
+                                                  challenger, window.holdout,
+                                                  config["data"]["target"])
     except Exception as exc:  # the decision must not stay "running"
         message = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
-        return finish("blocked", f"challenger v{challenger.version} could not be compared with "
-                                 f"the champion on the hold-out: {message}", **fields)
+        blocked = finish("blocked", f"challenger v{challenger.version} could not be compared "
+                                    f"with the champion {where}: {message}", **fields)
+        if isinstance(exc, ConfigError):  # the project's config is wrong: exit 2, not 1
+            raise
+        return blocked
     fields["metrics"] = metrics
     if not better:
         return finish("kept", f"challenger v{challenger.version} stays challenger: "
                               + "; ".join(comparison), **fields)
     reason = (f"retrain decision {decision_id}: challenger v{challenger.version} beat "
-              f"v{champion_version} on the hold-out: " + "; ".join(comparison)
+              f"v{champion_version} {where}: " + "; ".join(comparison)
               if champion else f"retrain decision {decision_id}: no champion yet")
     store = open_store(project_dir)
     try:
@@ -280,7 +306,7 @@ def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
     for batch in reversed(usable):
         if len(frames) == limit:
             break
-        path = _batch_file(project_dir, batch.source)
+        path = evaluation.batch_file(project_dir, batch.source)
         if path is None:
             notes.append(f"batch {batch.id} ({batch.source}): no file to train on")
             continue
@@ -305,9 +331,9 @@ def build_window(project_dir: Path, config: dict, settings: RetrainConfig,
     parts = [frame for _, frame in frames[:-1]] + [newest.drop(holdout.index)]
     files = [source for source, _ in frames]
     if settings.window.include_history:
-        history = project_dir / config["data"]["source"]
-        parts.insert(0, read_table(history))
-        files.insert(0, config["data"]["source"])
+        history = evaluation.source_file(config, settings)
+        parts.insert(0, read_table(project_dir / history))
+        files.insert(0, history)
     train = pd.concat(parts, ignore_index=True)
     return Window(train=train, holdout=holdout.reset_index(drop=True), files=files, notes=notes)
 
@@ -354,13 +380,7 @@ def compare(session: Any, config: dict, settings: RetrainConfig, champion: Any,
         "champion_version": champion.version, "rows": comparison.rows,
         "holdout_rows": len(holdout), "unavailable": comparison.unavailable,
         "intervals": {m: comparison.interval(m, 0.95) for m in comparison.champion}}
-    lines, better = [], True
-    for metric, text in rules.items():
-        condition = parse_condition(text, f"retrain.promote_if.{metric}", metric)
-        ok, line = condition.check(metric, metrics["challenger"][metric],
-                                   directions=directions, comparison=comparison)
-        lines.append(f"challenger {line}")
-        better = better and ok
+    lines, better = evaluation.promote_if(rules, metrics["challenger"], directions, comparison)
     if better:
         metrics["shortfall"] = shortfall_after(comparison, directions)
     return metrics, lines, better
@@ -436,14 +456,6 @@ def _primary(config: dict) -> str:
         raise UsageError("retrain.promote_if is empty and the project names no metric",
                          hint="set retrain.promote_if, e.g. {accuracy: '+0.005'}")
     return primary
-
-
-def _batch_file(project_dir: Path, source: str) -> Path | None:
-    if not source or source.startswith("log:"):
-        return None
-    path = Path(source)
-    path = path if path.is_absolute() else project_dir / path
-    return path if path.is_file() else None
 
 
 def write_csv(frame: Any, path: Path) -> Path:

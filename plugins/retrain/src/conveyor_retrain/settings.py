@@ -9,6 +9,7 @@ from typing import Any
 import conveyor
 
 WINDOW_SINCE = ("last", "change")
+COMPARE = ("holdout", "evaluation")
 
 
 @dataclass
@@ -53,6 +54,19 @@ class RetrainConfig:
     # first week after a shift thus grows into one trained on all of the new behaviour.
     refresh: bool = False
     model_name: str | None = None  # default: registry.model_name
+    # The config key the challenger's run gets the window file as (and, with
+    # window.include_history, the history file is read from): data.source for the sklearn
+    # pipelines, recsys.source for the recommend pipeline.
+    source_key: str = "data.source"
+    # How the challenger is compared with the champion:
+    #   holdout:    both scored with scikit-learn scorers on a hold-out of the newest batch
+    #               (holdout_fraction of it, labelled by data.target);
+    #   evaluation: the challenger's own evaluate stage, which scores it and the champion on its
+    #               test period, on what the champion never trained on, with a paired bootstrap
+    #               (the version's recorded comparison); promote_if is checked against that.
+    #               No target column and no hold-out: the window trains whole, and monitored
+    #               files are read whole, each once (a recommender's feedback files).
+    compare: str = "holdout"
 
 
 def flatten(conditions: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

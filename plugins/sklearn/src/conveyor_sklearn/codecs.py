@@ -71,6 +71,11 @@ TRUSTED_TYPES = frozenset({
     # when it is restored: data, not code.
     "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor",
     "lightgbm.sklearn.LGBMRanker", "lightgbm.basic.Booster",
+    # XGBoost's scikit-learn estimators (the `model=xgboost*` options). A fitted one holds a
+    # Booster whose state is XGBoost's own binary model (a bytearray), restored by
+    # XGBoosterUnserializeFromBuffer: data, not code.
+    "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor", "xgboost.core.Booster",
+    "builtins.bytearray",
 })
 # Functions a stored model may refer to (and call when it predicts): the pipeline's own step.
 TRUSTED_FUNCTIONS = frozenset({"conveyor_sklearn.preprocess.as_model_input"})

@@ -182,7 +182,16 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     pipeline = build_pipeline(train[features], estimator)
     ctx.log(f"fitting {estimator_class.__name__} on {len(train):,} rows, "
             f"{len(features)} features")
-    pipeline.fit(train[features], train[target])
+    try:
+        pipeline.fit(train[features], train[target])
+    except ValueError as exc:
+        if "Invalid classes inferred" not in str(exc):  # XGBoost's classifier, on text labels
+            raise
+        labels = ", ".join(map(repr, sorted(train[target].dropna().unique().tolist())[:5]))
+        raise conveyor.StageFailed(
+            f"{estimator_class.__name__} takes class labels 0..n-1 only; data.target "
+            f"'{target}' holds {labels}",
+            hint="encode the target as 0/1 (yes -> 1, no -> 0), or use another model") from exc
     # One fingerprint per training row (its features and target), kept with the version: a
     # later evaluation scores this model only on rows it never trained on.
     from conveyor.fingerprints import row_fingerprints

@@ -1,0 +1,57 @@
+"""What a server needs from a model that recommends: the `RecommendingModel` protocol.
+
+A server (conveyor-bentoml's `conveyor serve`) must not import the plugin that trained the
+model, so it recognises a recommender by this protocol alone (`isinstance(model,
+RecommendingModel)`, a structural check) and calls only what is listed here. A recommender
+plugin's model class satisfies it without subclassing anything (conveyor-recsys's
+`conveyor_recsys.models.Recommender` does).
+
+Slates served are logged in the prediction log (`conveyor.predictions`), one row per slate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["RecommendedSlate", "RecommendingModel", "is_recommender"]
+
+
+@runtime_checkable
+class RecommendedSlate(Protocol):
+    """A sequence of `(item_id, score)` pairs, best first, at most the `k` asked for: fewer
+    when the catalogue holds fewer items the user may get. `fallback` is True when the user
+    was unknown to the model and the slate is its popularity fallback."""
+
+    fallback: bool
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Any: ...
+
+
+@runtime_checkable
+class RecommendingModel(Protocol):
+    """A trained model that answers "the top k items for this user".
+
+    `user_id_type` is the type of the user ids the model was trained on (`int` or `str`; any
+    other value: ids are taken as they come). A server refuses an id of the other type with
+    a 400 rather than answer a fallback for what is most likely the client's mistake.
+    `item_count` is the catalogue's size, `user_count` the users the model knows."""
+
+    item_count: int
+    user_count: int
+    user_id_type: type
+
+    def recommend(self, user_id: Hashable, k: int = 10,
+                  exclude_seen: bool = True) -> RecommendedSlate:
+        """The top `k` items for `user_id` (k >= 1), leaving out what the user interacted with
+        in training when `exclude_seen`; an unknown user gets the fallback, flagged. Returns a
+        `RecommendedSlate`."""
+        ...
+
+
+def is_recommender(model: Any) -> bool:
+    """Whether `model` satisfies `RecommendingModel` (what a server checks once per load)."""
+    return isinstance(model, RecommendingModel)
+
