@@ -293,6 +293,7 @@ def test_slates_served_over_http_then_joined_with_the_next_week(shop):
     events = pd.read_csv(shop.path / "events" / "week-05.csv")
     users = sorted(int(u) for u in events["user_id"].unique())[:60]
     answers = []
+    started = time.time()
     with serving(shop.path) as url:  # stopped on exit: the slate log flushed
         for user in users:
             reply = httpx.post(f"{url}/recommend", json={"user_id": user, "k": 10}, timeout=30)
@@ -301,10 +302,10 @@ def test_slates_served_over_http_then_joined_with_the_next_week(shop):
             assert reply.status_code == 200, reply.text
             answers.append(reply.json())
     assert all(len(a["items"]) == 10 and a["items"][0]["position"] == 1 for a in answers)
-    served_at = time.time() - 60
-    # the following week, moved so that it starts when the slates were served
+    # the following week, moved to start a minute before the slates were served (so that the
+    # file's first period holds them, whatever the day and time the test runs)
     stamps = pd.to_datetime(events["timestamp"], utc=True)
-    shift = pd.Timestamp(served_at, unit="s", tz="UTC") - stamps.min().floor("D")
+    shift = pd.Timestamp(started - 60, unit="s", tz="UTC") - stamps.min()
     events["timestamp"] = (stamps + shift).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     events.to_csv(shop.path / "events" / "served-week.csv", index=False)
     result = shop.cli("feedback", "--data", "events/served-week.csv", "feedback.min_rows=5",
