@@ -348,3 +348,24 @@ def test_without_a_change_online_hit_rate_matches_offline_and_with_one_it_drops(
     assert abs(online - offline) < 0.05, figures
     _, changed, shifted = figures[5]
     assert changed < offline - 0.05 and shifted > popularity + 0.1, figures
+
+
+def test_conveyor_retrain_reads_the_feedback_batches_and_retrains_on_the_events(shop):
+    serve_slates(shop, 5)
+    [batch] = feedback(shop, "--data", "events/week-05.csv")["batches"]
+    online = batch["performance"]["hit_rate@10"]
+    config = shop.path / "conveyor.yaml"
+    # a condition the batch breaches whatever its figure: the point is the wiring
+    config.write_text(config.read_text() + (
+        "retrain:\n  source_key: recsys.source\n  compare: evaluation\n"
+        "  when: {metrics.hit_rate@10: '< champion + 0.5'}\n"
+        "  window: {include_history: true}\n  min_rows: 100\n"))
+    result = shop.cli("retrain", "--json")
+    assert result.returncode in (0, 1), result.stderr
+    decision = json.loads(result.stdout)
+    assert decision["batches"] == [batch["id"]]
+    assert decision["reasons"][0].startswith(
+        f"batch {batch['id']} breaches: metrics.hit_rate@10 {online:.4g} breaches")
+    # the challenger trained on the history and the events file the batch names, once
+    assert decision["details"]["window"] == ["data/interactions.csv", "events/week-05.csv"]
+    assert decision["outcome"] in ("promoted", "rejected")
