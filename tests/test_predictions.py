@@ -95,3 +95,16 @@ def test_recommender_slates_keep_their_list_columns(tmp_path):
     assert frame["fallback"].tolist() == [False, True, False]
     assert frame["k"].tolist() == [3, 2, 2] and frame["model_version"].tolist() == [2, 2, 3]
     assert frame["exclude_seen"].tolist() == [True, False, True]
+
+
+def test_a_quiet_log_is_written_within_flush_seconds(tmp_path):
+    """Regression: the writer slept without a deadline while idle, so a few rows waited for
+    flush_rows rows or close() (a served week's slates reached disk only at shutdown)."""
+    with PredictionLogWriter(tmp_path, "m", flush_rows=10_000, flush_seconds=0.2) as log:
+        time.sleep(0.3)  # the writer is idle, waiting
+        log.append([{"x": 1}], [0], model_version=1, request_id="r1")
+        deadline = time.monotonic() + 5
+        while not prediction_log_parts(tmp_path, "m") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert prediction_log_parts(tmp_path, "m"), "not written within flush_seconds"
+        assert time.monotonic() < deadline

@@ -180,8 +180,12 @@ class PredictionLogWriter:
             self._batches.append(entry)
             self._rows += rows
             if self._oldest is None:
+                # The writer sleeps without a deadline while nothing is buffered: wake it to
+                # start the flush_seconds clock (without this, a quiet log waited for
+                # flush_rows rows or close(), however long that took).
                 self._oldest = stamp
-            if self._rows >= self.flush_rows:
+                self._wake.notify()
+            elif self._rows >= self.flush_rows:
                 self._wake.notify()
 
     def flush(self) -> None:
