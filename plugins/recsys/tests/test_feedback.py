@@ -50,9 +50,11 @@ def shop(tmp_path: Path, _trained: Path) -> Project:
 
 
 def serve_slates(project: Project, week: int, *, share: float = 0.8, spread: float = 1.0,
-                 version: int | None = None) -> dict[int, dict[str, Any]]:
+                 version: int | None = None, start: float | None = None
+                 ) -> dict[int, dict[str, Any]]:
     """Log a slate for the first `share` of the week's users (sorted by id), served from the
-    week's first midnight on, one every `spread` seconds, by the champion (or `version`)."""
+    week's first midnight (or `start`, epoch seconds) on, one every `spread` seconds, by the
+    champion (or `version`)."""
     import pandas as pd
     from conveyor import api
     from conveyor.predictions import PredictionLogWriter
@@ -61,7 +63,8 @@ def serve_slates(project: Project, week: int, *, share: float = 0.8, spread: flo
     events = pd.read_csv(project.path / "events" / f"week-{week:02d}.csv")
     users = sorted(int(u) for u in events["user_id"].unique())
     users = users[:int(len(users) * share)]
-    start = pd.Timestamp(events["timestamp"].min()).floor("D").timestamp()
+    if start is None:
+        start = pd.Timestamp(events["timestamp"].min()).floor("D").timestamp()
     served = {}
     with PredictionLogWriter(project.path, loaded.name) as writer:
         for n, user in enumerate(users):
@@ -170,6 +173,27 @@ def test_request_id_join_counts_unknown_request_ids(shop):
     events.to_csv(shop.path / "events" / "with-ids.tsv", index=False, sep="\t")  # new content
     by_window = feedback(shop, "--data", "events/with-ids.tsv", "feedback.join=user_window")
     assert by_window["join"] == "user_window" and by_window["events"]["unmatched"] == 0
+
+
+def test_by_request_id_the_slates_serving_period_is_scored_whatever_the_events_clock(shop):
+    """A replay (or a feed on another clock) delivers events whose own times lie months from
+    the serving time: joined by request id, the periods the slates were served in are scored
+    (found by the recommender story, whose weeks of 2026-02 are served in December)."""
+    import pandas as pd
+
+    december = pd.Timestamp("2026-12-02T09:00:00", tz="UTC").timestamp()
+    served = serve_slates(shop, 5, share=1.0, start=december)
+    events = pd.read_csv(shop.path / "events" / "week-05.csv")
+    events["request_id"] = events["user_id"].map(lambda u: served[int(u)]["request_id"])
+    events.to_csv(shop.path / "events" / "replayed.csv", index=False)
+    out = feedback(shop, "--data", "events/replayed.csv", "feedback.events=[purchase]")
+    expected = expected_scores(shop, 5, served)
+    assert out["join"] == "request_id" and out["events"]["unmatched"] == 0
+    [batch] = out["batches"]
+    assert batch["details"]["feedback"]["start"] == "2026-11-30T00:00:00Z"  # that Monday
+    assert batch["labelled_rows"] == expected["evaluated"]
+    assert batch["performance"]["hit_rate@10"] == pytest.approx(expected["hit_rate@10"])
+    assert batch["performance"]["ndcg@10"] == pytest.approx(expected["ndcg@10"])
 
 
 def test_days_without_slates_are_insufficient_periods(shop):

@@ -19,7 +19,9 @@ Join
     never dropped silently.
 Scores
     The slates served in the periods (`feedback.period`) that the file's events cover are
-    scored, per period of their serving time: a slate's relevant items are the items of its matched
+    scored (joined by request id: the periods its matched slates were served in, whatever
+    the events' own times, each event counted in its slate's period), per period of their
+    serving time: a slate's relevant items are the items of its matched
     events (less the items the user had in training when the slate excluded them, as the
     offline evaluation does); slates with a relevant item are evaluated with
     `conveyor_recsys.metrics.ranking_metrics` at the slates' k, so `hit_rate@10` online and
@@ -73,19 +75,31 @@ def join_feedback(session: Any, model_name: str | None, events: Path, source: st
     counts["matched"] = int(matched_slate.notna().sum())
     counts["unmatched"] = len(feedback) - counts["matched"]
     k = int(slates["k"].mode().iloc[0])
-    first, last = frame["timestamp"].min(), frame["timestamp"].max()
-    spans = period_range(first, last, settings.period)
-    in_span = (slates["timestamp"] >= spans[0][0]) & (slates["timestamp"] < spans[-1][1])
-    outside = int((~in_span[matched_slate.dropna().astype(int)]).sum()) if counts["matched"] \
-        else 0
-    periods = []
     slate_period = period_starts(slates["timestamp"], settings.period)
-    event_period = period_starts(frame["timestamp"], settings.period)
+    if join == "request_id" and counts["matched"]:
+        # The events name their slates: score the periods those were served in, whenever
+        # that was (the events' own times say when customers acted, on a clock that need not
+        # be the server's, e.g. a replay), and take each event's period from its slate.
+        served_in = slate_period[matched_slate.dropna().astype(int)]
+        spans = [period_range(start, start, settings.period)[0]
+                 for start in sorted(set(served_in))]
+        in_span = slate_period.isin([start for start, _ in spans])
+        outside = 0
+        own = match(frame, slates, join, window)
+        event_period = slate_period.reindex(own.to_numpy()).to_numpy()
+    else:
+        first, last = frame["timestamp"].min(), frame["timestamp"].max()
+        spans = period_range(first, last, settings.period)
+        in_span = (slates["timestamp"] >= spans[0][0]) & (slates["timestamp"] < spans[-1][1])
+        outside = int((~in_span[matched_slate.dropna().astype(int)]).sum()) \
+            if counts["matched"] else 0
+        event_period = period_starts(frame["timestamp"], settings.period).to_numpy()
+    periods = []
     for start, end in spans:
         chosen = slates.index[in_span & (slate_period == start)]
         periods.append(_score_period(
-            start, end, slates.loc[chosen], feedback, matched_slate, frame[event_period == start],
-            k, models, settings, section, session))
+            start, end, slates.loc[chosen], feedback, matched_slate,
+            frame[event_period == start], k, models, settings, section, session))
     notes = [f"{counts['unmatched']:,} of {len(feedback):,} feedback event(s) matched no slate"
              + (f" (no slate of that user within feedback.window={settings.window})"
                 if join == "user_window" else " (unknown request id)")] \
