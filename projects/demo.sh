@@ -46,8 +46,11 @@ conveyor data status
 cd "$here"
 rm -rf "$scratch"
 
-step "retail, the flagship: train, serve, and ten weeks of changing customers with nobody touching it"
+step "retail (classification), a second example: will the customer buy what we show?"
 python "$here/retail/story.py"
 
-step "done: see README.md for the tour. Browse the retail project's runs, models and monitoring:"
-echo "  conveyor ui --project $here/retail        # then open http://127.0.0.1:5000/"
+step "the flagship: a recommender served, fed the purchases that follow, retrained as the season changes"
+python "$here/recommender/story.py"
+
+step "done: see README.md for the tour. Browse the recommender's runs, models and monitoring:"
+echo "  conveyor ui --project $here/recommender   # then open http://127.0.0.1:5000/"

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             step(f"week {week}: " + ("customers buy as before" if week < world().change_week
                                      else "the season has changed what customers buy"))
             slates = ask_for_slates(server.port, week)
+            wait_for_slate_log(slates)
             write_feedback(week, slates)
             handled = json.loads(conveyor("watch", "--feedback", "incoming", "--once", "--json",
                                           capture=True))
@@ -172,8 +173,9 @@ def wait_for_version(port: int, version: int, timeout: float = 30.0) -> None:
 _connections = threading.local()
 
 
-def call(port: int, method: str, path: str, body: object = None) -> dict:
-    """One request on this thread's keep-alive connection."""
+def call(port: int, method: str, path: str, body: object = None, *, retry: bool = True) -> dict:
+    """One request on this thread's keep-alive connection (opened again once if the server
+    closed it while idle)."""
     connection = getattr(_connections, "connection", None)
     if connection is None or connection.port != port:
         connection = _connections.connection = http.client.HTTPConnection("127.0.0.1", port,
@@ -187,7 +189,9 @@ def call(port: int, method: str, path: str, body: object = None) -> dict:
     except (OSError, http.client.HTTPException):
         _connections.connection = None
         connection.close()
-        raise
+        if not retry:
+            raise
+        return call(port, method, path, body, retry=False)
     if response.status >= 400:
         raise ValueError(f"{method} {path}: {response.status} {data[:300]!r}")
     return json.loads(data)
@@ -209,6 +213,24 @@ def ask_for_slates(port: int, week: int) -> dict[int, dict]:
     return dict(zip(users, answers, strict=True))
 
 
+def wait_for_slate_log(slates: dict[int, dict], timeout: float = 30.0) -> None:
+    """The service writes its slate log off the request path, every few seconds; the week's
+    feedback is joined to it, so wait until the week's slates are on disk (in real life the
+    purchases come days later)."""
+    from conveyor.predictions import read_prediction_log
+
+    wanted = {answer["request_id"] for answer in slates.values()}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        logged = set()
+        for part in read_prediction_log(HERE, MODEL, columns=["request_id"]):
+            logged.update(part["request_id"])
+        if wanted <= logged:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the service did not log the week's slates within {timeout:.0f} s")
+
+
 def write_feedback(week: int, slates: dict[int, dict]) -> Path:
     """The week's views and purchases, each with the request id of the slate its customer saw
     (the shop's pages carry it), delivered after the week as one file."""
@@ -224,11 +246,18 @@ def write_feedback(week: int, slates: dict[int, dict]) -> Path:
 
 # --- the figures ------------------------------------------------------------------------------
 
-def hit_rate(slates: dict[int, list[int]], week: int) -> float:
-    """The share of the week's buyers whose slate held at least one item they bought."""
-    bought = simulation().relevant(week)
-    hits = [bool(items & set(slates.get(user, ()))) for user, items in bought.items()]
-    return sum(hits) / max(len(hits), 1)
+def hit_rate(slates: dict[int, list[int]], week: int, model) -> float:
+    """What `conveyor feedback` measures for the served slates, for slates made in-process:
+    among the customers who bought in the week something `model` did not train on (what a
+    slate excluding the seen items can hold), the share whose slate held one of them."""
+    from conveyor_recsys.metrics import ranking_metrics
+
+    relevant = {}
+    for user, items in simulation().relevant(week).items():
+        items = items - set(model.seen(user))
+        if items and user in slates:
+            relevant[user] = items
+    return ranking_metrics(slates, relevant, k=K)[f"hit_rate@{K}"]
 
 
 @functools.cache
@@ -271,11 +300,13 @@ def summarise(week: int, slates: dict[int, dict], handled: list[dict]) -> dict:
     item = handled[-1] if handled else {}
     store = open_store(HERE)
     try:
-        batch = Monitoring(store).get(item["batch"]) if item.get("batch") else None
+        # one monitored batch per period of serving the file's slates fall in; the replay
+        # serves a week's slates within seconds, so one
+        batches = [Monitoring(store).get(b) for b in item.get("batches") or ()]
+        batch = max(batches, key=lambda b: b.labelled_rows or 0) if batches else None
         decision = RetrainDecisions(store).get(item["decision"]) if item.get("decision") else None
     finally:
         store.close()
-    served = {user: [i["item_id"] for i in answer["items"]] for user, answer in slates.items()}
     users = list(slates)
     performance = (batch.performance or {}) if batch else {}
     details = ((batch.details or {}).get("feedback") or {}) if batch else {}
@@ -287,10 +318,10 @@ def summarise(week: int, slates: dict[int, dict], handled: list[dict]) -> dict:
         "online_hit_rate": performance.get(f"hit_rate@{K}"),
         "online_ndcg": performance.get(f"ndcg@{K}"),
         "unmatched": details.get("unmatched_events"),
-        "system": hit_rate(served, week),
-        "never_retrained": hit_rate(offline_slates(first_model(), users), week),
+        "never_retrained": hit_rate(offline_slates(first_model(), users), week, first_model()),
         "trained_on_week": hit_rate(offline_slates(reference_model(week), users,
-                                                   exclude_from=first_model()), week),
+                                                   exclude_from=first_model()), week,
+                                    first_model()),
         "decision": decision.outcome if decision else item.get("status", "-"),
         "new_champion": decision.challenger_version if decision
         and decision.outcome == "promoted" else None,
@@ -315,23 +346,25 @@ def print_table(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="recommender: online hit rate@10 week by week")
-    for column in ("week", "season", "served by", "online hit rate (feedback)", "online ndcg",
-                   "system", "never retrained", "trained on week", "retraining",
+    for column in ("week", "season", "served by", "the system", "never retrained",
+                   "trained on week", "system ndcg", "retraining",
                    "challenger - champion ndcg (95% CI)"):
         table.add_column(column, justify="left" if column == "retraining" else "right")
     for row in rows:
         table.add_row(
             str(row["week"]), "changed" if row["changed"] else "as before", row["served_by"],
-            pct(row["online_hit_rate"]), num(row["online_ndcg"]), pct(row["system"]),
-            pct(row["never_retrained"]), pct(row["trained_on_week"]),
+            pct(row["online_hit_rate"]), pct(row["never_retrained"]),
+            pct(row["trained_on_week"]), num(row["online_ndcg"]),
             row["decision"] + (f" -> v{row['new_champion']}" if row["new_champion"] else ""),
             row["versus"])
     Console(width=160).print(table)
-    print("  online: what `conveyor feedback` measured from the logged slates and the purchases "
-          "joined to them;\n  system / never retrained / trained on week: the share of the "
-          "week's buyers whose slate held an item\n  they bought, for the slates the service "
-          "answered, the first model's, and a model trained on that\n  week's behaviour "
-          "(the reference); challenger - champion: on the newest week neither trained on")
+    print(f"  hit rate@{K}: among the week's buyers of something the model had not trained on, "
+          "the share whose slate\n  held one of those items. The system: what `conveyor "
+          "feedback` measured from the slates the service\n  logged and the purchases joined "
+          "to them; never retrained: the first model's slates; trained on\n  week: a model "
+          "trained on that week's behaviour (a parallel week: the same customers, other\n  "
+          "sessions), the reference. Challenger - champion: ndcg@10 on the newest two days "
+          "neither trained on.")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -342,11 +375,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
     weeks = [r["week"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
-    ax.plot(weeks, [r["system"] for r in rows], "o-", label="the system as it ran")
+    system = [r["online_hit_rate"] if r["online_hit_rate"] is not None else float("nan")
+              for r in rows]
+    ax.plot(weeks, system, "o-", label="the system as it ran")
     ax.plot(weeks, [r["never_retrained"] for r in rows], "s--", label="never retrained")
     ax.plot(weeks, [r["trained_on_week"] for r in rows], ":", color="grey",
             label="trained on that week (reference)")
-    top = max(max(r["system"], r["never_retrained"], r["trained_on_week"]) for r in rows)
+    top = max(max(r["online_hit_rate"] or 0, r["never_retrained"], r["trained_on_week"])
+              for r in rows)
     for row in rows:
         if row["new_champion"]:  # promoted after that week's feedback: it serves the next
             ax.axvline(row["week"] + 0.5, color="green", alpha=0.35)
