@@ -247,3 +247,45 @@ def test_a_feedback_file_gone_since_it_was_monitored_is_noted_and_left_out(proje
                                              "data/feedback/week-07.csv"]
     assert any("data/feedback/week-06.csv): no file to train on" in note
                for note in decision["details"]["notes"]), decision["details"]["notes"]
+
+
+def test_retrain_overrides_apply_to_the_challenger_only_and_refit_learns_the_test_period(
+        project):
+    """retrain.overrides: [recsys.refit=true]: the challenger is judged as trained before its
+    test period, and the version registered is trained again on all of the window, so a week
+    of feedback reaches the served model (without it that week is only ever the test period)."""
+    from conveyor import api
+
+    config = project / "conveyor.yaml"
+    config.write_text(config.read_text() + "  overrides: [recsys.refit=true]\n")
+    feedback(project, 0.40, 5, 6, 7)
+    _, decision = retrain(project)
+    assert decision["outcome"] == "promoted", decision["reasons"]
+    run = Project(project).show(decision["run_id"])
+    metrics = run["metrics"]
+    assert metrics["refit_rows"] == metrics["interactions"] == decision["details"]["train_rows"]
+    assert metrics["train_rows"] < metrics["refit_rows"]  # evaluated without the test period
+    # the newest week's interactions are in the model registered
+    import pandas as pd
+
+    newest = pd.read_csv(project / "data" / "feedback" / "week-07.csv")
+    model = api.load_model(project, "shop", version=decision["challenger_version"]).model
+    user = int(newest["user_id"].iloc[-1])
+    assert int(newest["item_id"].iloc[-1]) in set(model.seen(user))
+    # the project's own runs stay unrefit: the override was the challenger's only
+    assert "recsys.refit=true" not in (project / "conveyor.yaml").read_text().split(
+        "overrides:")[0]
+    assert api.load_config(project).data["recsys"]["refit"] is False
+
+
+def test_a_misspelt_retrain_override_stops_before_anything_is_recorded(project):
+    config = project / "conveyor.yaml"
+    config.write_text(config.read_text() + "  overrides: [recsys.refitt=true]\n")
+    feedback(project, 0.40, 5, 6, 7)
+    done = Project(project).cli("retrain")
+    assert_usage_error(done, "retrain.overrides")
+    store = open_store(project)
+    try:
+        assert RetrainDecisions(store).list(model_name="shop") == []
+    finally:
+        store.close()

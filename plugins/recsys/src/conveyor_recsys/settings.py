@@ -54,6 +54,13 @@ class RecsysConfig:
     k: int = 10
     exclude_seen: bool = True
     model: str = "item_item"                 # popularity | item_item | als
+    # true: after evaluation, train the model registered again on every interaction, the test
+    # period included (same settings): the evaluation judged the model trained before the
+    # cutoff, the one served has also learned from the newest interactions (after a change in
+    # behaviour, the ones that matter). Meant for retraining (retrain.overrides:
+    # [recsys.refit=true]): a refit champion cannot be compared with a challenger tested on
+    # the same data (it trained on that test period), so relative gates fail closed there.
+    refit: bool = False
     # the second stage of `pipeline: recommend_ranked` (LightGBM lambdarank; feature tables below)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -97,6 +104,11 @@ class TrainSettings:
     alpha: float = 10.0
     neighbours: int = 50
     seed: int = 0
+
+
+@dataclass
+class RefitSettings(TrainSettings):
+    enabled: bool = False
 
 
 @dataclass

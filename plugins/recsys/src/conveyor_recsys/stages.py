@@ -210,19 +210,43 @@ def check_train(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None
                                    "> 0")
 
 
-def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+def fit_candidates(interactions: Any, st: Mapping[str, Any], threads: int | None) -> Any:
+    """recsys.train's model (`st`: its settings) on `interactions` (canonical columns)."""
     from conveyor_recsys.models import Recommender
 
+    return Recommender.fit(
+        st["model"], interactions["user"].to_numpy(), interactions["item"].to_numpy(),
+        interactions["weight"].to_numpy(), factors=st["factors"], iterations=st["iterations"],
+        regularization=st["regularization"], alpha=st["alpha"], neighbours=st["neighbours"],
+        seed=st["seed"], threads=threads)
+
+
+def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     train = ctx.inputs["train"]
     st = ctx.settings
-    model = Recommender.fit(
-        st["model"], train["user"].to_numpy(), train["item"].to_numpy(),
-        train["weight"].to_numpy(), factors=st["factors"], iterations=st["iterations"],
-        regularization=st["regularization"], alpha=st["alpha"], neighbours=st["neighbours"],
-        seed=st["seed"], threads=ctx.threads)
+    model = fit_candidates(train, st, ctx.threads)
     ctx.log_metrics({"train_users": len(model.user_ids), "train_items": len(model.item_ids)})
     ctx.log(f"{st['model']} on {len(train):,} interactions: {len(model.user_ids):,} users x "
             f"{len(model.item_ids):,} items")
+    return {"model": model}
+
+
+def _refit(ctx: conveyor.StageContext) -> Mapping[str, Any]:
+    """The model to register: recsys.train's, or (`enabled`: recsys.refit) the same model
+    trained again on every interaction, the test period included. Evaluation judged the model
+    trained before the cutoff, on a period it never saw; the refit one adds what came last,
+    which after a change in behaviour is what the served model most needs (a retrain on a
+    week of feedback otherwise learns nothing from that week: it is the test period)."""
+    st = ctx.settings
+    if not st["enabled"]:
+        return {"model": ctx.inputs["model"]}  # the model evaluated is the model registered
+    everything = ctx.inputs["interactions"]
+    model = fit_candidates(everything, st, ctx.threads)
+    ctx.log_metrics({"refit_users": len(model.user_ids), "refit_items": len(model.item_ids),
+                     "refit_rows": len(everything)})
+    ctx.log(f"{st['model']} trained again on all {len(everything):,} interactions, the test "
+            f"period included: {len(model.user_ids):,} users x {len(model.item_ids):,} items "
+            "(registered; the evaluation is of the model trained before the cutoff)")
     return {"model": model}
 
 
@@ -396,6 +420,11 @@ STAGE_TYPES = [
                        "fit a candidate generator: popularity, item_item or als",
                        settings_schema=s.TrainSettings, check=check_train,
                        outputs={"model": "the conveyor_recsys.models.Recommender"}),
+    conveyor.StageType("recsys.refit", _refit,
+                       "train the evaluated model's kind again on every interaction (test "
+                       "period included) for registering; or pass it on unchanged",
+                       settings_schema=s.RefitSettings, check=check_train,
+                       outputs={"model": "the conveyor_recsys.models.Recommender to register"}),
     conveyor.StageType("recsys.evaluate", _evaluate,
                        "ranking metrics of the model and the popularity baseline on the "
                        "held-out period", settings_schema=s.EvaluateSettings,

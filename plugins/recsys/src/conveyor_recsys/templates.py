@@ -48,6 +48,7 @@ evaluate:
 #   when: {{metrics.hit_rate@10: "< champion - 0.05"}}
 #   window: {{since: change, include_history: true}}
 #   promote_if: {{ndcg@10: "+0"}}
+#   overrides: [recsys.refit=true]  # the challenger registered also learns from the test period
 """
 
 README = """\

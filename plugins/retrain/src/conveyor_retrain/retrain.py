@@ -125,6 +125,11 @@ def check_policy(session: Any) -> tuple[dict, RetrainConfig]:
     evaluation.check(config, settings)
     evaluation.check_source(config, settings)
     check_metrics(settings, config)
+    if settings.overrides:
+        try:  # a misspelt key stops here, before anything is recorded
+            session.compose([*session.overrides, *settings.overrides])
+        except (ConfigError, UsageError) as exc:
+            raise ConfigError(f"retrain.overrides: {exc.message}", hint=exc.hint) from exc
     return config, settings
 
 
@@ -210,7 +215,8 @@ def _retrain(session: Any, config: dict, settings: RetrainConfig,
     log(f"retrain: training a challenger on {rows:,} rows ({', '.join(window.files)})")
     try:
         result = api.run(session, overrides=[f"{settings.source_key}={relative}",
-                                             "registry.promote_on_gate=false"],
+                                             "registry.promote_on_gate=false",
+                                             *settings.overrides],
                          force=True, quiet=quiet, command="retrain")
     except ConveyorError as exc:
         return finish("blocked", f"the challenger could not be trained: {exc.message}",

@@ -67,6 +67,10 @@ class RetrainConfig:
     #               No target column and no hold-out: the window trains whole, and monitored
     #               files are read whole, each once (a recommender's feedback files).
     compare: str = "holdout"
+    # Config overrides for the challenger's training run only (Hydra syntax, as on the command
+    # line), e.g. [recsys.refit=true]: what a retrain registers may be trained differently from
+    # what experiments on the same data register.
+    overrides: list[str] = field(default_factory=list)
 
 
 def flatten(conditions: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
