@@ -35,6 +35,42 @@ def feature_table(project_dir: Path, source: str, key_column: str, *, setting: s
     `setting` and `key_setting` name the settings (e.g. `recsys.item_features`,
     `recsys.item_column`) the errors cite."""
     import pandas as pd
+
+    where = f"{source} ({setting})"
+    frame = keyed_table(project_dir, source, key_column, setting=setting,
+                        key_setting=key_setting)
+    keys = frame[key_column]
+    out = {key: keys.to_numpy()}
+    for column in frame.columns:
+        if column == key_column:
+            continue
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            out[str(column)] = values.astype("float64").to_numpy()
+        elif pd.api.types.is_datetime64_any_dtype(values) or _holds_dates(values):
+            raise conveyor.ConfigError(
+                f"{where}: column '{column}' holds dates; a feature is a number or a category",
+                hint="turn it into a number (e.g. days since it) or drop the column")
+        else:
+            levels = sorted(values.dropna().astype(str).unique())
+            if len(levels) > MAX_LEVELS:
+                raise conveyor.ConfigError(
+                    f"{where}: column '{column}' is text with {len(levels)} distinct values; "
+                    f"text columns are one-hot encoded up to {MAX_LEVELS} values",
+                    hint="drop the column, or make it numeric")
+            text = values.astype(str).where(values.notna())
+            for level in levels:
+                out[f"{column}{ONE_HOT}{level}"] = (text == level).astype("float64").to_numpy()
+    if len(out) == 1:
+        raise conveyor.ConfigError(f"{where} has no feature column besides '{key_column}'")
+    return pd.DataFrame(out)
+
+
+def keyed_table(project_dir: Path, source: str, key_column: str, *, setting: str,
+                key_setting: str) -> Any:
+    """The table at `source` (relative to `project_dir`) as read, its columns untouched, after
+    the key checks of the module (the key column is there, with no missing and no repeated
+    key). `setting` and `key_setting` name the settings the errors cite."""
     from conveyor.tables import read_table
 
     where = f"{source} ({setting})"
@@ -63,30 +99,7 @@ def feature_table(project_dir: Path, source: str, key_column: str, *, setting: s
         raise conveyor.ConfigError(
             f"{where}: column '{key_column}' repeats {repeated.nunique()} key(s) ({shown}); "
             "one row per key", hint="deduplicate the table")
-    out = {key: keys.to_numpy()}
-    for column in frame.columns:
-        if column == key_column:
-            continue
-        values = frame[column]
-        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-            out[str(column)] = values.astype("float64").to_numpy()
-        elif pd.api.types.is_datetime64_any_dtype(values) or _holds_dates(values):
-            raise conveyor.ConfigError(
-                f"{where}: column '{column}' holds dates; a feature is a number or a category",
-                hint="turn it into a number (e.g. days since it) or drop the column")
-        else:
-            levels = sorted(values.dropna().astype(str).unique())
-            if len(levels) > MAX_LEVELS:
-                raise conveyor.ConfigError(
-                    f"{where}: column '{column}' is text with {len(levels)} distinct values; "
-                    f"text columns are one-hot encoded up to {MAX_LEVELS} values",
-                    hint="drop the column, or make it numeric")
-            text = values.astype(str).where(values.notna())
-            for level in levels:
-                out[f"{column}{ONE_HOT}{level}"] = (text == level).astype("float64").to_numpy()
-    if len(out) == 1:
-        raise conveyor.ConfigError(f"{where} has no feature column besides '{key_column}'")
-    return pd.DataFrame(out)
+    return frame
 
 
 def _holds_dates(values: Any) -> bool:

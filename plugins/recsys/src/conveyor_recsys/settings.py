@@ -116,6 +116,10 @@ class EvaluateSettings:
     k: int = 10
     exclude_seen: bool = True
     model_name: str = "model"      # registry.model_name: whose champion is scored beside
+    slice_column: str | None = None   # evaluate.slices.column: a user table column, or
+    slice_min_rows: int = 30          # user_history (built in); slices of fewer users skipped
+    user_features: str | None = None  # recsys.user_features: the table slice_column is in
+    user_column: str = "user_id"
 
 
 @dataclass

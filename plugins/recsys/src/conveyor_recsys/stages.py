@@ -254,15 +254,26 @@ def _refit(ctx: conveyor.StageContext) -> Mapping[str, Any]:
 
 
 def _check_evaluate(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    from conveyor_recsys import slices
+
     if settings["k"] < 1:
         raise conveyor.ConfigError(f"recsys.k is {settings['k']}; it must be at least 1")
+    slices.check(settings, ctx.project_dir)
+
+
+def _evaluate_files(settings: Mapping[str, Any]) -> Iterable[str]:
+    from conveyor_recsys import slices
+
+    return [settings["user_features"]] if slices.table_needed(settings) else []
 
 
 def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     """Scores the model and the popularity baseline on the held-out interactions: per test
     user, the top k (leaving out what they saw in training when `exclude_seen`) against the
     items they interacted with in the test period (less those seen in training, which cannot
-    be recommended then). Unseen users get the popularity fallback and are counted."""
+    be recommended then). Unseen users get the popularity fallback and are counted. With
+    `slice_column`, the model's metrics per slice of test users too (conveyor_recsys.slices)."""
+    from conveyor_recsys import slices
     from conveyor_recsys.metrics import ranking_metrics
 
     model = ctx.inputs["model"]
@@ -285,23 +296,34 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     catalogue = list(popularity)
     scores: dict[str, dict[str, float]] = {}
     fallbacks = 0
+    lists: dict[str, Any] = {}
     compared = [("model", model), ("baseline", model.baseline())]
     if getattr(model, "candidates", None) is not None:   # a two-stage model: its first stage too
         compared.append(("candidates", model.candidates))
     for name, candidate in compared:
         recommended, fell_back = candidate.recommend_many(list(relevant), k, exclude_seen)
         fallbacks = fallbacks or fell_back
+        lists[name] = recommended
         result = ranking_metrics(recommended, relevant, k=k, item_popularity=popularity,
                                  catalogue=catalogue)
         scores[name] = {metric: float(value) for metric, value in result.items()
                         if metric != "users"}
     names = tuple(scores["model"])
+    column = ctx.settings.get("slice_column") or None
+    by_slice: dict[str, dict[str, float]] = {}
+    if column:
+        knows = getattr(model, "candidates", model).knows
+        labels = slices.user_slices(list(relevant), ctx.settings, ctx.project_dir, knows)
+        by_slice = slices.slice_scores(ctx, lists["model"], relevant, labels, k=k,
+                                       popularity=popularity, catalogue=catalogue)
     champion_version, champion_scores, comparison = _champion(
         ctx, relevant, k, exclude_seen, popularity, catalogue, model)
     ctx.log_metrics({**scores["model"],
                      **{f"{name}.{metric}": value for name in scores if name != "model"
                         for metric, value in scores[name].items()},
-                     "evaluated_users": len(relevant), "fallback_users": fallbacks})
+                     "evaluated_users": len(relevant), "fallback_users": fallbacks,
+                     **{f"slice.{column}={value}.{metric}": score
+                        for value, part in by_slice.items() for metric, score in part.items()}})
     primary = f"ndcg@{k}" if f"ndcg@{k}" in names else names[0]
     first = (f", {model.candidates.kind} candidates alone {scores['candidates'][primary]:.4f}"
              if "candidates" in scores else "")
@@ -312,6 +334,7 @@ def _evaluate(ctx: conveyor.StageContext) -> Mapping[str, Any]:
         overall=scores["model"], metrics=names, rows=len(relevant),
         directions={metric: "higher" for metric in names}, primary=primary,
         champion=champion_scores, champion_version=champion_version, comparison=comparison,
+        slices=by_slice, slice_column=column,
         extra={**{name: scores[name] for name in scores if name != "model"},
                "fallback_users": fallbacks, "k": k,
                "kind": model.kind})
@@ -427,8 +450,10 @@ STAGE_TYPES = [
                        outputs={"model": "the conveyor_recsys.models.Recommender to register"}),
     conveyor.StageType("recsys.evaluate", _evaluate,
                        "ranking metrics of the model and the popularity baseline on the "
-                       "held-out period", settings_schema=s.EvaluateSettings,
-                       check=_check_evaluate,
+                       "held-out period (and per slice of test users)",
+                       settings_schema=s.EvaluateSettings, check=_check_evaluate,
+                       input_files=_evaluate_files,
                        outputs={"metrics": "the evaluation (conveyor.EvaluationResult, as a "
-                                           "mapping); the baseline's scores under 'baseline'"}),
+                                           "mapping); the baseline's scores under 'baseline', the "
+                                           "slices' under 'slices'"}),
 ]
