@@ -135,6 +135,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
         raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
     project_dir = app.project_dir
     record = api.resolve_model(app, name, version=version, alias=alias)
+    refuse_recommender(app, record)  # before anything is read, recorded or written
     trained = api.get_run(app, record.run_id).config
     contract = api.model_contract(app, record.name, version=record.version)
     if contract is not None:  # what the version was validated with, not today's data.schema
@@ -153,6 +154,22 @@ def run(args: argparse.Namespace, app: Any) -> int:
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
           f"(run {result.run_id})")
     return 0
+
+
+def refuse_recommender(app: Any, record: Any) -> None:
+    """A recommender (`conveyor.serving.is_recommender`) answers slates per user, not a
+    prediction per row: a usage error naming the version and `conveyor recommend`."""
+    from conveyor import api
+    from conveyor.serving import is_recommender
+
+    # Loaded (sha256 checked) only to ask what it is; the stage loads its own copy.
+    loaded = api.load_model(app, record.name, version=record.version)
+    if is_recommender(loaded.model):
+        raise conveyor.UsageError(
+            f"model '{record.name}' v{record.version} is a recommender: `conveyor predict` "
+            "scores rows with classifiers and regressors",
+            hint="write batch recommendations with `conveyor recommend --users FILE "
+                 "[-o OUT] [--k 10]` (a slate per user; see `conveyor recommend --help`)")
 
 
 def _relative(path: Path, project_dir: Path) -> str:
