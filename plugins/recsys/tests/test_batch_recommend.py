@@ -103,16 +103,17 @@ def test_ids_of_the_wrong_type_get_the_fallback_flagged_and_counted(tmp_path):
         "20": False, "162": False, "abc": True}
 
 
-@pytest.mark.parametrize("content, needles", [
-    ("user_id\n", ["empty.csv", "no rows", "user_id"]),
-    ("", ["empty.csv", "cannot be read", "user_id"]),
-    ("name,age\nann,3\n", ["empty.csv", "no column 'user_id'", "recsys.user_column", "name, age"]),
+@pytest.mark.parametrize("name, content, needles", [
+    ("empty.csv", "user_id\n", ["empty.csv", "no rows", "user_id"]),
+    ("empty.csv", "", ["empty.csv", "is empty", "user_id"]),
+    ("empty.csv", "name,age\nann,3\n",
+     ["empty.csv", "no column 'user_id'", "recsys.user_column", "name, age"]),
+    ("bad.parquet", "not parquet", ["bad.parquet", "cannot be read", "user_id"]),
 ])
 def test_an_empty_file_or_a_missing_column_is_a_usage_error_and_writes_nothing(
-        books, content, needles):
-    (books.path / "empty.csv").write_text(content)
-    assert_usage_error(books.cli("recommend", "--users", "empty.csv", "-o", "never.csv"),
-                       *needles)
+        books, name, content, needles):
+    (books.path / name).write_text(content)
+    assert_usage_error(books.cli("recommend", "--users", name, "-o", "never.csv"), *needles)
     assert not (books.path / "never.csv").exists()
 
 
@@ -152,9 +153,26 @@ def test_recommend_batch_matches_recommend(interactions, kind, exclude_seen):
     batch = model.recommend_batch(users, 7, exclude_seen=exclude_seen)
     for user, slate in zip(users, batch, strict=True):
         one = model.recommend(user, 7, exclude_seen=exclude_seen)
-        assert [item for item, _ in slate] == [item for item, _ in one], user
-        assert np.allclose([s for _, s in slate], [s for _, s in one])
+        assert np.allclose([s for _, s in slate], [s for _, s in one]), user
+        # equal scores at the cut: recommend takes any of them, recommend_batch the first items
+        # (als: float32 products, equal to about 1e-6 one way or the other)
+        cut = one[-1][1] + 1e-5 * max(1.0, abs(one[-1][1]))
+        assert [i for i, s in slate if s > cut] == [i for i, s in one if s > cut], user
         assert slate.fallback == one.fallback
+
+
+def test_batch_slates_beyond_one_group_of_items_leave_out_what_was_seen():
+    rng = np.random.default_rng(4)
+    items = np.arange(200)
+    users = np.concatenate([np.zeros(195, dtype=int), rng.integers(1, 40, 600)])
+    picks = np.concatenate([items[:195], rng.integers(0, 200, 600)])
+    model = Recommender.fit("popularity", users, picks, rng.random(len(users)) + 0.5)
+    slates = model.recommend_batch(list(range(40)), 12)
+    assert [item for item, _ in slates[0]] == [195, 196, 197, 198, 199] or \
+        sorted(item for item, _ in slates[0]) == [195, 196, 197, 198, 199]
+    for user, slate in enumerate(slates):
+        assert [i for i, _ in slate] == [i for i, _ in model.recommend(user, 12)], user
+        assert not set(model.seen(user)) & {i for i, _ in slate}
 
 
 def test_a_user_who_saw_almost_everything_gets_a_short_slate():

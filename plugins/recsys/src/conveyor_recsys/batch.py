@@ -192,6 +192,11 @@ def read_users(path: Path, shown: str, wanted: str) -> tuple[str, list[Any]]:
     if path.suffix.lower() not in INPUT_SUFFIXES:
         raise conveyor.UsageError(f"--users {shown}: unsupported file type '{path.suffix}'",
                                   hint="use .csv, .tsv or .parquet")
+    if path.stat().st_size == 0:
+        # not read at all: pyarrow's reader, failing on an empty file, can leave a thread
+        # that aborts the interpreter at exit (about one run in ten)
+        raise conveyor.UsageError(f"--users {shown} is empty: no header, no rows (column "
+                                  f"'{wanted}')", hint="list one user id per row under a header")
     try:
         frame = tables.read_table(path)
     except Exception as exc:  # pyarrow's and pandas' many parse errors: the file is the culprit
