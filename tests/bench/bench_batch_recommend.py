@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_recommend import K, UNKNOWN, USERS, make_project
+from bench_recommend import UNKNOWN, USERS, K, make_project
 from bench_serve import BIN, check
 
 ASKED = 100_000
