@@ -39,8 +39,6 @@ INPUT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
 PROGRESS_USERS = 20_000       # users per recommend_batch call between progress lines
 PROGRESS_SECONDS = 2.0
-MODEL_SPEC = re.compile(r"^(?P<name>[^:\s]+)(?::(?P<version>[^:\s]+))?$")
-ALIASES = ("champion", "challenger")
 COLUMNS = ("user", "position", "item", "score", "fallback", "model_version")
 
 HELP = "write the top-k items of every user in a table (batch recommendations)"
@@ -107,28 +105,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="config overrides, e.g. recsys.user_column=customer_id")
 
 
-def parse_model_spec(spec: str | None) -> tuple[str | None, int | None, str]:
-    """`--model NAME[:VERSION|:ALIAS]` -> (name, version, alias)."""
-    if spec is None:
-        return None, None, "champion"
-    match = MODEL_SPEC.match(spec)
-    version = match and match["version"]
-    if not match or (version is not None and version not in ALIASES
-                     and not re.fullmatch(r"v?\d+", version)):
-        raise conveyor.UsageError(f"--model {spec!r} is not NAME[:VERSION]",
-                                  hint="e.g. --model books:3, books:challenger, or books for "
-                                       "its champion; see `conveyor models list`")
-    if version is None or version in ALIASES:
-        return match["name"], None, version or "champion"
-    return match["name"], int(version.lstrip("v")), "champion"
-
-
 def run(args: argparse.Namespace, app: Any) -> int:
     from conveyor import api
 
     if args.overrides:
         app.set_overrides(list(args.overrides))
-    name, version, alias = parse_model_spec(args.model)
+    name, version, alias = api.parse_model_spec(args.model)
     users_path = Path(args.users)
     users_path = (users_path if users_path.is_absolute() else Path.cwd() / users_path).resolve()
     output = _output_path(args.output, users_path)

@@ -43,8 +43,6 @@ PROGRESS_SECONDS = 2.0
 EXAMPLES = 3
 INPUT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
-MODEL_SPEC = re.compile(r"^(?P<name>[^:\s]+)(?::(?P<version>[^:\s]+))?$")
-ALIASES = ("champion", "challenger")
 
 
 @dataclass
@@ -89,20 +87,10 @@ The scoring is recorded as a run with command "predict" (see `conveyor runs list
 
 
 def parse_model_spec(spec: str | None) -> tuple[str | None, int | None, str]:
-    """`--model NAME[:VERSION|:ALIAS]` -> (name, version, alias)."""
-    if spec is None:
-        return None, None, "champion"
-    match = MODEL_SPEC.match(spec)
-    version = match and match["version"]
-    if not match or (version is not None and version not in ALIASES
-                     and not re.fullmatch(r"v?\d+", version)):
-        raise conveyor.UsageError(
-            f"--model {spec!r} is not NAME:VERSION",
-            hint="e.g. --model churn:3 (a version number), churn:challenger, or churn for its "
-                 "champion; see `conveyor models list`")
-    if version is None or version in ALIASES:
-        return match["name"], None, version or "champion"
-    return match["name"], int(version.lstrip("v")), "champion"
+    """`--model NAME[:VERSION|:ALIAS]` -> (name, version, alias): `conveyor.api.parse_model_spec`."""
+    from conveyor import api
+
+    return api.parse_model_spec(spec)
 
 
 def resolve_data(app: Any, data: str, *, what: str = "--data") -> Path:
