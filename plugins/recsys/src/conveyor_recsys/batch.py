@@ -131,6 +131,9 @@ def run(args: argparse.Namespace, app: Any) -> int:
                  "rows of a classifier or regressor with `conveyor predict --data FILE`")
     started = time.perf_counter()
     ids, counts = as_model_ids(raw, loaded.model.user_id_type)
+    if not args.json and len(ids) > PROGRESS_USERS:
+        print(f"recommending {k} items to {len(ids):,} users with {loaded.name} "
+              f"v{loaded.number} ...", file=sys.stderr, flush=True)
     slates = recommend_all(loaded.model, ids, k, exclude_seen, quiet=args.json)
     frame = slate_table(ids, slates, counts["wrong_ids"], loaded.number)
     write_atomically(frame, output)
