@@ -30,10 +30,12 @@ from conveyor.session import Session
 
 #: What every function takes: the project's folder, or a session of it (`conveyor.Session`).
 Project = Session | Path | str
+#: The aliases `parse_model_spec` reads after a model's name (`churn:challenger`).
+MODEL_ALIASES = ("champion", "challenger")
 
 __all__ = ["LoadedModel", "RunRecord", "RunResult", "RunSummary", "code_version", "get_run",
            "list_runs", "load_config", "load_model", "load_output", "model_contract",
-           "resolve_model", "run"]
+           "parse_model_spec", "resolve_model", "run"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,28 @@ def model_contract(project: Project, name: str | None = None, *, version: int | 
             return Registry(store).contract(record.name, record.version)
         finally:
             store.close()
+
+
+def parse_model_spec(spec: str | None) -> tuple[str | None, int | None, str]:
+    """A command's `--model NAME[:VERSION|:ALIAS]` as `(name, version, alias)`, the arguments
+    of `resolve_model` and `load_model`: `churn` -> ("churn", None, "champion"), `churn:3`
+    or `churn:v3` -> ("churn", 3, "champion"), `churn:challenger` -> ("churn", None,
+    "challenger"), None -> (None, None, "champion"). UsageError for anything else."""
+    import re
+
+    if spec is None:
+        return None, None, "champion"
+    match = re.fullmatch(r"(?P<name>[^:\s]+)(?::(?P<version>[^:\s]+))?", spec)
+    version = match and match["version"]
+    if not match or (version is not None and version not in MODEL_ALIASES
+                     and not re.fullmatch(r"v?\d+", version)):
+        raise UsageError(
+            f"--model {spec!r} is not NAME:VERSION",
+            hint="e.g. --model churn:3 (a version number), churn:challenger, or churn for its "
+                 "champion; see `conveyor models list`")
+    if version is None or version in MODEL_ALIASES:
+        return match["name"], None, version or "champion"
+    return match["name"], int(version.lstrip("v")), "champion"
 
 
 def resolve_model(project: Project, name: str | None = None, *, version: int | None = None,

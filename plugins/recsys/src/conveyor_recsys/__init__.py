@@ -1,6 +1,6 @@
 """Conveyor's recommendation plugin: interactions, temporal splits, candidate generators
 (popularity, item-item, implicit's ALS), ranking evaluation, the `recommend` pipeline and the
-`recommender` template.
+`recommender` template, and `conveyor recommend` (batch slates, `conveyor_recsys.batch`).
 
 Only light modules are imported here: numpy, scipy, pandas and implicit are imported inside
 the stages, so `conveyor --help` and fully cached runs never pay for them.
@@ -46,6 +46,13 @@ def conveyor_codecs(register: Callable[[conveyor.Codec], None]) -> None:
 @conveyor.hookimpl
 def conveyor_project_templates(register: Callable[[conveyor.ProjectTemplate], None]) -> None:
     register(templates.RECOMMENDER)
+
+
+@conveyor.hookimpl
+def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> None:
+    from conveyor_recsys.batch import RECOMMEND
+
+    register(RECOMMEND)
 
 
 @conveyor.hookimpl

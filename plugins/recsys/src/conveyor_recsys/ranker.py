@@ -24,7 +24,7 @@ Features per (user, candidate item):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,6 +294,17 @@ class RankedRecommender(Recommender):
             slates.update(self._ranked(users[start:start + BATCH], k, exclude_seen))
         fallbacks = sum(slate.fallback for slate in slates.values())
         return {user: [item for item, _ in slate] for user, slate in slates.items()}, fallbacks
+
+    def recommend_batch(self, users: Sequence[Hashable], k: int, exclude_seen: bool = True
+                        ) -> list[Slate]:
+        """The slate of each of `users`, in their order (one LightGBM call per `BATCH` users);
+        see `Recommender.recommend_batch`."""
+        if k < 1:
+            raise ValueError(f"k is {k}; it must be at least 1")
+        slates: dict[Hashable, Slate] = {}
+        for start in range(0, len(users), BATCH):
+            slates.update(self._ranked(users[start:start + BATCH], k, exclude_seen))
+        return [slates[user] for user in users]
 
     def __repr__(self) -> str:
         return (f"RankedRecommender(lightgbm over {self.candidates.kind}, pool={self.pool}, "

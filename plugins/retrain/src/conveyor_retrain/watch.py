@@ -21,7 +21,8 @@ A batch that cannot be scored (a missing column, not a table, no rows, too many 
 the schema) is recorded by the monitor as invalid, with its reason, and is done: it is never
 processed again, and the loop goes on. A broken project config (a schema that does not parse,
 or shares no column with the model's data) stops the loop with exit 2, naming the file; the
-batch stays pending.
+batch stays pending. `--inbox` with a recommender champion stops at once with exit 2 (use
+`--feedback DIR`).
 """
 
 from __future__ import annotations
@@ -184,6 +185,8 @@ def watch(session: Any, inbox: Path | None, *, every: float, once: bool,
             raise UsageError(f"{option} {folder} is not a folder",
                              hint=f"create it, or pass {option}")
     retrain.check_policy(session)  # a bad policy stops here (exit 2), not at every batch
+    if inbox is not None:
+        refuse_recommender_inbox(session)
     state = WatchState(project_dir)
     handled: list[dict[str, Any]] = []
     log("watch: " + " and ".join(_display(f, project_dir) for f, _ in folders)
@@ -213,6 +216,26 @@ def watch(session: Any, inbox: Path | None, *, every: float, once: bool,
         if once:
             return handled
         time.sleep(every)
+
+
+def refuse_recommender_inbox(session: Any) -> None:
+    """`--inbox` monitors batches of feature rows, which a recommender champion has no
+    prediction for (`conveyor.serving.is_recommender`): stop with exit 2 before the first file
+    rather than fail every one of them."""
+    from conveyor import api
+    from conveyor.serving import is_recommender
+
+    try:
+        loaded = api.load_model(session)
+    except UsageError:
+        return  # no champion yet, or several models: each batch's monitor check tells
+    if is_recommender(loaded.model):
+        raise UsageError(
+            f"model '{loaded.name}' v{loaded.number} is a recommender: `conveyor watch --inbox` "
+            "monitors batches of classifiers and regressors",
+            hint="watch a recommender's feedback instead: `conveyor watch --feedback DIR` joins "
+                 "each new events file like `conveyor feedback --data FILE` (online metrics and "
+                 "drift, see the monitor plugin's README, 'Feedback that arrives later')")
 
 
 def announce(session: Any, decision: Any) -> None:

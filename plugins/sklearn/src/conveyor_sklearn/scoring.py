@@ -43,8 +43,6 @@ PROGRESS_SECONDS = 2.0
 EXAMPLES = 3
 INPUT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
-MODEL_SPEC = re.compile(r"^(?P<name>[^:\s]+)(?::(?P<version>[^:\s]+))?$")
-ALIASES = ("champion", "challenger")
 
 
 @dataclass
@@ -89,20 +87,10 @@ The scoring is recorded as a run with command "predict" (see `conveyor runs list
 
 
 def parse_model_spec(spec: str | None) -> tuple[str | None, int | None, str]:
-    """`--model NAME[:VERSION|:ALIAS]` -> (name, version, alias)."""
-    if spec is None:
-        return None, None, "champion"
-    match = MODEL_SPEC.match(spec)
-    version = match and match["version"]
-    if not match or (version is not None and version not in ALIASES
-                     and not re.fullmatch(r"v?\d+", version)):
-        raise conveyor.UsageError(
-            f"--model {spec!r} is not NAME:VERSION",
-            hint="e.g. --model churn:3 (a version number), churn:challenger, or churn for its "
-                 "champion; see `conveyor models list`")
-    if version is None or version in ALIASES:
-        return match["name"], None, version or "champion"
-    return match["name"], int(version.lstrip("v")), "champion"
+    """`--model NAME[:VERSION|:ALIAS]` -> (name, version, alias): `conveyor.api.parse_model_spec`."""
+    from conveyor import api
+
+    return api.parse_model_spec(spec)
 
 
 def resolve_data(app: Any, data: str, *, what: str = "--data") -> Path:
@@ -135,6 +123,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
         raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
     project_dir = app.project_dir
     record = api.resolve_model(app, name, version=version, alias=alias)
+    refuse_recommender(app, record)  # before anything is read, recorded or written
     trained = api.get_run(app, record.run_id).config
     contract = api.model_contract(app, record.name, version=record.version)
     if contract is not None:  # what the version was validated with, not today's data.schema
@@ -153,6 +142,22 @@ def run(args: argparse.Namespace, app: Any) -> int:
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
           f"(run {result.run_id})")
     return 0
+
+
+def refuse_recommender(app: Any, record: Any) -> None:
+    """A recommender (`conveyor.serving.is_recommender`) answers slates per user, not a
+    prediction per row: a usage error naming the version and `conveyor recommend`."""
+    from conveyor import api
+    from conveyor.serving import is_recommender
+
+    # Loaded (sha256 checked) only to ask what it is; the stage loads its own copy.
+    loaded = api.load_model(app, record.name, version=record.version)
+    if is_recommender(loaded.model):
+        raise conveyor.UsageError(
+            f"model '{record.name}' v{record.version} is a recommender: `conveyor predict` "
+            "scores rows with classifiers and regressors",
+            hint="write batch recommendations with `conveyor recommend --users FILE "
+                 "[-o OUT] [--k 10]` (a slate per user; see `conveyor recommend --help`)")
 
 
 def _relative(path: Path, project_dir: Path) -> str:
