@@ -21,7 +21,11 @@ __all__ = ["RecommendedSlate", "RecommendingModel", "is_recommender"]
 class RecommendedSlate(Protocol):
     """A sequence of `(item_id, score)` pairs, best first, at most the `k` asked for: fewer
     when the catalogue holds fewer items the user may get. `fallback` is True when the user
-    was unknown to the model and the slate is its popularity fallback."""
+    was unknown to the model and the slate is its popularity fallback.
+
+    Item ids are whole numbers or text (numpy scalars are made plain with `.item()`; any
+    other id is a server error), scores finite floats (a server answers a NaN or infinite
+    score as null)."""
 
     fallback: bool
 
@@ -37,7 +41,12 @@ class RecommendingModel(Protocol):
     `user_id_type` is the type of the user ids the model was trained on (`int` or `str`; any
     other value: ids are taken as they come). A server refuses an id of the other type with
     a 400 rather than answer a fallback for what is most likely the client's mistake.
-    `item_count` is the catalogue's size, `user_count` the users the model knows."""
+    `item_count` is the catalogue's size, `user_count` the users the model knows.
+
+    Optional: `slow_recommend` (a bool, False when absent) says `recommend` takes long enough
+    (milliseconds, e.g. a model predict per call) that a server calls it in a worker thread
+    rather than on its event loop; a fast model (microseconds) is called on the loop, where a
+    thread hop would cost more than the slate."""
 
     item_count: int
     user_count: int

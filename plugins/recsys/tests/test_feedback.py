@@ -266,6 +266,20 @@ def test_drift_figures_in_the_batch_the_report_and_the_policy(shop):
     assert verdict.retrain and "drift.popularity" in verdict.reasons[0]
 
 
+def test_monitor_min_rows_zero_is_taken_as_configured(shop):
+    import pandas as pd
+
+    serve_slates(shop, 6)
+    events = pd.read_csv(shop.path / "events" / "week-06.csv")
+    events.head(60).to_csv(shop.path / "few.csv", index=False)  # fewer than 200 values
+    args = ("--data", "few.csv", "recsys.item_features=data/items.csv")
+    [batch] = feedback(shop, *args, "monitor.min_rows=0")["batches"]
+    price = batch["feature_results"]["item.price"]
+    assert price["insufficient"] == "" and price["score"] is not None
+    [batch] = feedback(shop, *args, "monitor.min_rows=100")["batches"]
+    assert "monitor.min_rows=100" in batch["feature_results"]["item.price"]["insufficient"]
+
+
 def test_bad_input_is_a_clear_usage_error(shop):
     import pandas as pd
 
@@ -283,6 +297,18 @@ def test_bad_input_is_a_clear_usage_error(shop):
                                 "feedback.period=fortnight"), "feedback.period is 'fortnight'")
     assert_usage_error(shop.cli("feedback", "--data", "events/week-05.csv",
                                 "feedback.join=request_id"), "no 'request_id' values")
+    # feedback.events names events the file cannot tell apart: not every event silently
+    events.drop(columns=["event"]).to_csv(shop.path / "no-event.csv", index=False)
+    assert_usage_error(shop.cli("feedback", "--data", "no-event.csv",
+                                "feedback.events=[purchase]"),
+                       "feedback.events", "no event column 'event' (recsys.event_column)")
+    # a feature table with a repeated key: refused as training refuses it, naming the setting
+    users = pd.read_csv(shop.path / "data" / "users.csv")
+    pd.concat([users, users.head(2)]).to_csv(shop.path / "data" / "users-twice.csv",
+                                              index=False)
+    assert_usage_error(shop.cli("feedback", "--data", "events/week-05.csv",
+                                "recsys.user_features=data/users-twice.csv"),
+                       "recsys.user_features", "repeats 2 key(s)")
     listed = json.loads(shop.cli("monitor", "--list", "--json", check=True).stdout)
     assert listed == []  # nothing half-recorded
 

@@ -126,6 +126,8 @@ def test_a_bad_feature_table_stops_the_run_naming_file_and_column(shop, table, o
     ("recsys.ranker.candidates=0", ("recsys.ranker.candidates",)),
     ("recsys.ranker.validation_fraction=1", ("recsys.ranker.validation_fraction",)),
     ("recsys.model=deep", ("recsys.model", "deep")),
+    # the ranked pipeline registers the ranker as trained: a refit asked for is refused
+    ("recsys.refit=true", ("recsys.refit", "recommend_ranked")),
 ])
 def test_bad_ranker_settings_stop_before_anything_runs(shop, override, needles):
     assert_usage_error(shop.run(*FAST, override), *needles)

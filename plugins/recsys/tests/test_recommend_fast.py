@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 from conveyor.serving import RecommendingModel, is_recommender
-from conveyor_recsys.models import Recommender, Slate, _plain
+from conveyor_recsys.models import Recommender, Slate, plain_id
 
 
 def reference_recommend(model: Recommender, user_id, k: int, exclude_seen: bool = True,
                         seen=None) -> Slate:
     """The original per-item implementation (np.add.at over each history item's row)."""
-    row = model._user_index.get(_plain(user_id))
+    row = model._user_index.get(plain_id(user_id))
     if row is None or model.kind == "popularity":
         scores, fallback = model.popularity, row is None
     elif model.kind == "als":
@@ -35,7 +35,7 @@ def reference_recommend(model: Recommender, user_id, k: int, exclude_seen: bool 
         indptr = model.arrays["history_indptr"]
         excluded.update(model.arrays["history_indices"][indptr[row]:indptr[row + 1]].tolist())
     for item in seen or ():
-        j = model._item_index.get(_plain(item))
+        j = model._item_index.get(plain_id(item))
         if j is not None:
             excluded.add(j)
     if excluded:
@@ -43,7 +43,7 @@ def reference_recommend(model: Recommender, user_id, k: int, exclude_seen: bool 
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     top = top[np.lexsort((top, -scores[top]))]
-    slate = Slate((_plain(model.item_ids[j]), float(scores[j])) for j in top
+    slate = Slate((plain_id(model.item_ids[j]), float(scores[j])) for j in top
                   if np.isfinite(scores[j]))
     slate.fallback = fallback
     return slate

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import conveyor
 
 from conveyor_recsys import codecs, settings, templates
+
+if TYPE_CHECKING:
+    from conveyor.feedback import FeedbackResult, FeedbackSettings
 
 __version__ = "0.1.0"
 
@@ -57,7 +60,7 @@ def conveyor_cli_commands(register: Callable[[conveyor.CliCommand], None]) -> No
 
 @conveyor.hookimpl
 def conveyor_join_feedback(session: conveyor.Session, model_name: str | None, events: Path,
-                           source: str, settings: Any) -> Any:
+                           source: str, settings: FeedbackSettings) -> FeedbackResult | None:
     """Purchases and clicks joined to the served slates (`conveyor_recsys.feedback`); None
     when the model is not a recommender."""
     from conveyor_recsys.feedback import join_feedback

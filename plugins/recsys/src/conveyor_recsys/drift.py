@@ -33,7 +33,6 @@ from typing import Any
 import conveyor
 from conveyor import api
 from conveyor.feedback import FeedbackSettings
-from conveyor.tables import read_table
 
 DEFAULT_METHODS = {"numeric": "psi", "categorical": "chi2"}
 NUMERIC, CATEGORICAL = "numeric", "categorical"  # conveyor.FeatureDistributions.kind
@@ -101,24 +100,19 @@ def _popularity(model: Any) -> Any:
 
 
 def feature_tables(session: Any, section: Mapping[str, Any]) -> dict[str, Any]:
-    """{"user": frame indexed by user (text), "item": ...} for the configured tables."""
+    """{"user": frame indexed by user (text), "item": ...} for the configured tables, read by
+    `conveyor_recsys.features.keyed_table` (as training reads them: one row per key, no
+    missing key; a broken table is a ConfigError naming the setting)."""
+    from conveyor_recsys.features import keyed_table
+
     tables = {}
     for side, key, column in (("user", "user_features", section.get("user_column")),
                               ("item", "item_features", section.get("item_column"))):
         name = section.get(key)
         if not name:
             continue
-        path = Path(session.project_dir) / str(name)
-        if not path.is_file():
-            raise conveyor.ConfigError(f"recsys.{key} is '{name}': no such file",
-                                       hint=f"point recsys.{key} at a table keyed by {column}, "
-                                            f"or set recsys.{key}=null")
-        frame = read_table(path)
-        if column not in frame.columns:
-            raise conveyor.ConfigError(f"recsys.{key} ({name}) has no column '{column}' "
-                                       f"(recsys.{side}_column) to join on",
-                                       hint="its columns: " + ", ".join(map(str, frame.columns)))
-        frame = frame.drop_duplicates(subset=[column], keep="last")
+        frame = keyed_table(Path(session.project_dir), str(name), str(column),
+                            setting=f"recsys.{key}", key_setting=f"recsys.{side}_column")
         tables[side] = frame.set_index(frame[column].astype(str)).drop(columns=[column])
     return tables
 
@@ -132,8 +126,9 @@ def feature_drift(events: Any, reference: Any, session: Any,
     monitor = config.get("monitor") or {}
     methods = {**DEFAULT_METHODS, **(monitor.get("drift") or {})}
     thresholds = monitor.get("thresholds") or {}
-    min_rows = int(monitor.get("min_rows") or 200)
-    bins = int(monitor.get("bins") or 10)
+    # as configured (0 included); the defaults only when the setting is absent
+    min_rows = int(_setting(monitor, "min_rows", 200))
+    bins = int(_setting(monitor, "bins", 10))
     detectors = session.host.drift_detectors
     out: dict[str, Any] = {}
     for side, table in tables.items():
@@ -146,6 +141,11 @@ def feature_drift(events: Any, reference: Any, session: Any,
             out[f"{side}.{feature}"] = _test(f"{side}.{feature}", ref, cur, methods, thresholds,
                                              min_rows, bins, detectors)
     return out
+
+
+def _setting(section: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = section.get(key)
+    return default if value is None else value
 
 
 def _test(name: str, ref: Any, cur: Any, methods: Mapping[str, str],

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import conveyor
 from conveyor import api
@@ -48,6 +48,9 @@ from conveyor.tables import read_table
 
 SLATE_COLUMNS = ("request_id", "timestamp", "model_version", "user_id", "k", "exclude_seen",
                  "prediction")
+if TYPE_CHECKING:
+    import pandas as pd
+
 ONLINE_METRICS = ("ndcg@{k}", "recall@{k}", "map@{k}", "mrr", "hit_rate@{k}")
 
 
@@ -64,14 +67,14 @@ def join_feedback(session: Any, model_name: str | None, events: Path, source: st
     frame, counts = read_events(events, source, section, settings)
     slates = read_slates(session.project_dir, champion.name)
     models = _Models(session, champion)
-    relevant_kinds = set(settings.events or ())
-    # without an event column every event is feedback
-    is_feedback = frame["event"].astype(str).isin(relevant_kinds) \
-        if relevant_kinds and frame["event"].notna().any() else frame["user"].notna()
+    is_feedback = feedback_events(frame, source, section, settings)
     counts["irrelevant"] = int((~is_feedback).sum())
-    feedback = frame[is_feedback.to_numpy()].reset_index(drop=True)
+    feedback = frame[is_feedback].reset_index(drop=True)
     join = choose_join(settings, feedback)
-    matched_slate = match(feedback, slates, join, window)
+    # every event matched once: the feedback's slates score, every event's slate gives its
+    # period (joined by request id)
+    own = match(frame, slates, join, window)
+    matched_slate = own[is_feedback].reset_index(drop=True)
     counts["matched"] = int(matched_slate.notna().sum())
     counts["unmatched"] = len(feedback) - counts["matched"]
     k = int(slates["k"].mode().iloc[0])
@@ -85,7 +88,6 @@ def join_feedback(session: Any, model_name: str | None, events: Path, source: st
                  for start in sorted(set(served_in))]
         in_span = slate_period.isin([start for start, _ in spans])
         outside = 0
-        own = match(frame, slates, join, window)
         event_period = slate_period.reindex(own.to_numpy()).to_numpy()
     else:
         first, last = frame["timestamp"].min(), frame["timestamp"].max()
@@ -125,52 +127,45 @@ def read_events(path: Path, source: str, section: Mapping[str, Any],
                 settings: FeedbackSettings) -> tuple[Any, dict[str, int]]:
     """The events as `user`, `item`, `timestamp` (naive UTC), `event`, `request_id` (text or
     None), cleaned and sorted, with the counts of what cleaning did."""
-    import pandas as pd
+    from conveyor_recsys.interactions import canonical
 
     try:
         raw = read_table(path)
     except Exception as exc:  # a file that is not a table: say which and why
         raise conveyor.UsageError(f"--data {source}: not a readable table ({exc})") from exc
-    wanted = {"user": ("user_column", section.get("user_column") or "user_id"),
-              "item": ("item_column", section.get("item_column") or "item_id"),
-              "timestamp": ("timestamp_column", section.get("timestamp_column") or "timestamp")}
-    missing = [(key, column) for key, column in wanted.values() if column not in raw.columns]
-    if missing:
-        raise conveyor.UsageError(
-            f"--data {source} has no " + "; ".join(f"column '{c}' (recsys.{k})"
-                                                  for k, c in missing)
-            + "; its columns are: " + ", ".join(map(str, raw.columns)),
-            hint="name the right columns, e.g. recsys.user_column=COLUMN")
-    out = pd.DataFrame({name: raw[column] for name, (_, column) in wanted.items()})
-    event_column = section.get("event_column")
-    out["event"] = raw[event_column] if event_column and event_column in raw.columns else None
-    rid = settings.request_id_column
-    out["request_id"] = raw[rid].astype("string") if rid in raw.columns else pd.NA
-    out["timestamp"] = _utc(out["timestamp"])
-    rows = len(out)
-    incomplete = out[["user", "item", "timestamp"]].isna().any(axis=1)
-    out = out[~incomplete]
-    duplicated = out.duplicated(keep="first")
-    out = out[~duplicated]
-    stamps = out["timestamp"]
-    out_of_order = int((stamps < stamps.cummax().shift(1)).sum())
-    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    out, read = canonical(raw, section, where=f"--data {source}", error=conveyor.UsageError,
+                          optional=("event", "weight"),
+                          request_id_column=settings.request_id_column)
     if out.empty:
-        raise conveyor.UsageError(f"--data {source} has no complete event ({rows:,} rows, none "
-                                  "with a user, an item and a readable time)")
+        raise conveyor.UsageError(f"--data {source} has no complete event ({read['rows']:,} "
+                                  "rows, none with a user, an item and a readable time)")
+    out["timestamp"] = out["timestamp"].astype("datetime64[us]")  # the slate log's precision
     out["user_key"] = out["user"].astype(str)
     out["item_key"] = out["item"].astype(str)
-    return out, {"events": rows, "incomplete": int(incomplete.sum()),
-                 "duplicates": int(duplicated.sum()), "out_of_order": out_of_order}
+    return out, {"events": read["rows"], "incomplete": read["incomplete"],
+                 "duplicates": read["duplicates"], "out_of_order": read["out_of_order"]}
 
 
-def _utc(values: Any) -> Any:
-    import pandas as pd
+def feedback_events(frame: Any, source: str, section: Mapping[str, Any],
+                    settings: FeedbackSettings) -> Any:
+    """Which rows of `frame` (from `read_events`) are feedback, as a boolean array: the
+    events `feedback.events` names, or every event when it names none. Naming events for a
+    file without event values is a UsageError (every event would count silently)."""
+    import numpy as np
 
-    if pd.api.types.is_numeric_dtype(values):
-        return pd.to_datetime(values, unit="s", errors="coerce").astype("datetime64[us]")
-    parsed = pd.to_datetime(values, errors="coerce", utc=True)
-    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+    kinds = set(settings.events or ())
+    if not kinds:
+        return np.ones(len(frame), dtype=bool)
+    if not frame["event"].notna().any():
+        column = section.get("event_column")
+        where = (f"no event column '{column}' (recsys.event_column)" if column
+                 else "no event column (recsys.event_column is null)")
+        raise conveyor.UsageError(
+            f"feedback.events is {sorted(kinds)} but --data {source} has {where}: its events "
+            "cannot be told apart",
+            hint="name the file's event column with recsys.event_column=COLUMN, or set "
+                 "feedback.events=[] to count every event as feedback")
+    return frame["event"].astype(str).isin(kinds).to_numpy()
 
 
 def read_slates(project_dir: Path, model_name: str) -> Any:
@@ -203,6 +198,8 @@ def read_slates(project_dir: Path, model_name: str) -> Any:
 
 
 def choose_join(settings: FeedbackSettings, feedback: Any) -> str:
+    """The join for these feedback events: "request_id" or "user_window" (`feedback.join`,
+    "auto" choosing request ids when the events carry any)."""
     has_ids = bool(feedback["request_id"].notna().any()) if len(feedback) else False
     join = settings.join
     if join == "auto":
@@ -218,8 +215,9 @@ def choose_join(settings: FeedbackSettings, feedback: Any) -> str:
     return join
 
 
-def match(feedback: Any, slates: Any, join: str, window: float) -> Any:
-    """For each feedback event, the index (in `slates`) of its slate, or NaN."""
+def match(feedback: Any, slates: Any, join: str, window: float) -> pd.Series:
+    """For each feedback event (in order, a fresh 0..n-1 index), the index (in `slates`) of
+    its slate as a float, or NaN when it has none."""
     import pandas as pd
 
     if not len(feedback):
@@ -263,7 +261,7 @@ class _Models:
                 self.loaded[version] = None  # gone from the registry: no seen items, no drift
         return self.loaded[version]
 
-    def train(self, loaded: Any) -> Any:
+    def training_interactions(self, loaded: Any) -> Any:
         """The training interactions of a loaded version (None when its run stored none)."""
         from conveyor_recsys.drift import training_interactions
 
@@ -326,4 +324,4 @@ def period_drift(events: Any, loaded: Any, models: _Models, session: Any,
         return {}
     from conveyor_recsys import drift
 
-    return drift.measure(events, loaded, models.train(loaded), session, section, settings)
+    return drift.measure(events, loaded, models.training_interactions(loaded), session, section, settings)

@@ -31,7 +31,10 @@ class Slate(list):
     fallback: bool = False
 
 
-def _plain(value: Any) -> Any:
+def plain_id(value: Any) -> Any:
+    """A user or item id as a plain Python value (`numpy.int64(7)` -> `7`, `numpy.str_` ->
+    `str`): the models' id indexes are keyed by plain values, so an id from an array finds
+    the same entry as one from JSON."""
     return value.item() if hasattr(value, "item") else value
 
 
@@ -48,7 +51,7 @@ class Recommender:
         self.user_ids = self.arrays["user_ids"]
         self.item_ids = self.arrays["item_ids"]
         self.popularity = self.arrays["popularity"].astype("float64")
-        # tolist() gives the same plain Python ids as _plain(), without a call per id
+        # tolist() gives the same plain Python ids as plain_id(), without a call per id
         self._user_index = dict(zip(self.user_ids.tolist(), range(len(self.user_ids)),
                                     strict=True))
         self._item_index = dict(zip(self.item_ids.tolist(), range(len(self.item_ids)),
@@ -99,19 +102,19 @@ class Recommender:
     # --- scoring --------------------------------------------------------------------------
 
     def knows(self, user_id: Hashable) -> bool:
-        return _plain(user_id) in self._user_index
+        return plain_id(user_id) in self._user_index
 
     def seen(self, user_id: Hashable) -> list[Any]:
         """The items a known user interacted with in training (empty for an unknown user)."""
-        row = self._user_index.get(_plain(user_id))
+        row = self._user_index.get(plain_id(user_id))
         if row is None:
             return []
         indptr, indices = self.arrays["history_indptr"], self.arrays["history_indices"]
-        return [_plain(self.item_ids[j]) for j in indices[indptr[row]:indptr[row + 1]]]
+        return [plain_id(self.item_ids[j]) for j in indices[indptr[row]:indptr[row + 1]]]
 
     def scores(self, user_id: Hashable) -> tuple[Any, bool]:
         """A score per item (aligned with `item_ids`) and whether it is the fallback."""
-        row = self._user_index.get(_plain(user_id))
+        row = self._user_index.get(plain_id(user_id))
         if row is None or self.kind == "popularity":
             return self.popularity, row is None
         return self._known_scores(row), False
@@ -155,8 +158,8 @@ class Recommender:
 
         if k < 1:
             raise ValueError(f"k is {k}; it must be at least 1")
-        row = self._user_index.get(_plain(user_id))
-        excluded = [j for j in map(self._item_index.get, map(_plain, seen or ())) if j is not None]
+        row = self._user_index.get(plain_id(user_id))
+        excluded = [j for j in map(self._item_index.get, map(plain_id, seen or ())) if j is not None]
         if row is None and not excluded:
             cached = self._fallback_slates.get(k)
             if cached is None:
@@ -216,7 +219,7 @@ class Recommender:
         slates: list[Slate | None] = [None] * len(users)
         known: list[tuple[int, int]] = []
         for i, user in enumerate(users):
-            row = self._user_index.get(_plain(user))
+            row = self._user_index.get(plain_id(user))
             if row is None:
                 slates[i] = self.recommend(user, k, exclude_seen=exclude_seen)
             else:

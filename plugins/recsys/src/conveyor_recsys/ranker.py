@@ -26,14 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from conveyor_recsys.features import ONE_HOT, aligned
-from conveyor_recsys.models import Recommender, Slate, _plain
+from conveyor_recsys.models import Recommender, Slate, plain_id
 
 KIND = "ranked"
 RECENT_DAYS = 7.0
-BATCH = 2000          # users scored per LightGBM call by recommend_many
+BATCH = 2000          # users scored per LightGBM call by recommend_batch
 CANDIDATE_PREFIX = "candidates__"
 PAIR_NAMES = ("candidate_score", "candidate_rank", "candidate_score_share")
 USER_ACTIVITY = ("user_interactions", "user_weight", "user_items", "user_days_since_last")
@@ -175,7 +175,7 @@ def candidate_pools(model: Recommender, users: Iterable[Hashable], size: int,
 
     out_users, rows, cols, scores, ranks, share = [], [], [], [], [], []
     for user in users:
-        row = model._user_index.get(_plain(user))
+        row = model._user_index.get(plain_id(user))
         if row is None:
             continue
         slate = model.recommend(user, size, exclude_seen=exclude_seen,
@@ -201,6 +201,10 @@ class RankedRecommender(Recommender):
     """A candidate generator (`candidates`, a `Recommender`) whose top `pool` items per user
     are re-ordered by a LightGBM ranker; the same interface as `Recommender`. A user the
     candidate model does not know gets its popularity fallback, flagged `slate.fallback`."""
+
+    # A LightGBM predict per slate (milliseconds): a server calls `recommend` in a worker
+    # thread (`conveyor.serving.RecommendingModel`).
+    slow_recommend: ClassVar[bool] = True
 
     def __init__(self, candidates: Recommender, booster_text: str, state: FeatureState,
                  pool: int) -> None:
@@ -255,7 +259,7 @@ class RankedRecommender(Recommender):
             for user, start, end in zip(known, starts[:-1], starts[1:], strict=True):
                 part = predicted[start:end]
                 order = np.lexsort((cols[start:end], -part))[:k]
-                out[user] = Slate((_plain(self.item_ids[cols[start + j]]), float(part[j]))
+                out[user] = Slate((plain_id(self.item_ids[cols[start + j]]), float(part[j]))
                                   for j in order)
         for user in users:
             if user not in out:   # unknown to the candidate model, or nothing left to propose
@@ -272,7 +276,7 @@ class RankedRecommender(Recommender):
             return self.popularity, True
         full = np.full(len(self.item_ids), -np.inf)
         for item, score in self._ranked([user_id], self.pool, False)[user_id]:
-            full[self._item_index[_plain(item)]] = score
+            full[self._item_index[plain_id(item)]] = score
         return full, False
 
     def recommend(self, user_id: Hashable, k: int = 10, exclude_seen: bool = True,
@@ -286,12 +290,10 @@ class RankedRecommender(Recommender):
 
     def recommend_many(self, users: Collection[Hashable], k: int, exclude_seen: bool = True
                        ) -> tuple[dict[Hashable, list[Hashable]], int]:
-        """Top-k item lists for many users (one LightGBM call per `BATCH` users, so the
-        feature matrix stays small), and how many of them got the fallback."""
+        """Top-k item lists for many users (`recommend_batch`'s slates), and how many of
+        them got the fallback."""
         users = list(users)
-        slates: dict[Hashable, Slate] = {}
-        for start in range(0, len(users), BATCH):
-            slates.update(self._ranked(users[start:start + BATCH], k, exclude_seen))
+        slates = dict(zip(users, self.recommend_batch(users, k, exclude_seen), strict=True))
         fallbacks = sum(slate.fallback for slate in slates.values())
         return {user: [item for item, _ in slate] for user, slate in slates.items()}, fallbacks
 

@@ -109,6 +109,9 @@ class TrainSettings:
 @dataclass
 class RefitSettings(TrainSettings):
     enabled: bool = False
+    # A pipeline that cannot refit names itself here: `enabled` (recsys.refit=true) is then a
+    # ConfigError naming it, rather than a setting silently ignored.
+    unsupported_by: str | None = None
 
 
 @dataclass

@@ -14,9 +14,8 @@ import conveyor
 from conveyor.tables import read_table
 
 from conveyor_recsys import settings as s
+from conveyor_recsys.interactions import COLUMNS
 from conveyor_recsys.models import KINDS
-
-COLUMNS = ("user", "item", "timestamp", "event", "weight")
 
 # --- load -------------------------------------------------------------------------------------
 
@@ -40,70 +39,29 @@ def _check_load(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None
 
 
 def _load(ctx: conveyor.StageContext) -> Mapping[str, Any]:
-    """Reads the interactions and normalises them.
+    """Reads the interactions and normalises them (`conveyor_recsys.interactions.canonical`).
 
     The documented rules: rows missing a user, an item or a timestamp are dropped; rows that
     repeat another row's user, item, timestamp and event are duplicates, and only the first is
     kept; rows are sorted by timestamp (stable: ties keep the file's order), and the rows that
     came earlier in time than the row before them in the file are counted as out of order. All
     three counts are logged and recorded as metrics."""
-    import pandas as pd
+    from conveyor_recsys.interactions import canonical
 
     st = ctx.settings
     source = st["source"]
     path = ctx.project_dir / source
     if not path.is_file():
         raise conveyor.StageFailed(f"{source}: no such file", hint="set recsys.source")
-    frame = read_table(path)
-    wanted = {"user": ("user_column", st["user_column"]),
-              "item": ("item_column", st["item_column"]),
-              "timestamp": ("timestamp_column", st["timestamp_column"])}
-    if st.get("event_column"):
-        wanted["event"] = ("event_column", st["event_column"])
-    if st.get("weight_column"):
-        wanted["weight"] = ("weight_column", st["weight_column"])
-    missing = [(key, column) for key, column in wanted.values() if column not in frame.columns]
-    if missing:
-        listed = "; ".join(f"column '{column}' (recsys.{key})" for key, column in missing)
-        raise conveyor.StageFailed(
-            f"{source} has no {listed}; its columns are: {', '.join(map(str, frame.columns))}",
-            hint="name the right columns, e.g. " + " ".join(
-                f"recsys.{key}=COLUMN" for key, _ in missing)
-            + " (or recsys.event_column=null / recsys.weight_column=null when there is none)")
-    out = pd.DataFrame({name: frame[column] for name, (_, column) in wanted.items()})
-    if "event" not in out:
-        out["event"] = None
-    if "weight" not in out:
-        out["weight"] = 1.0
-    out["weight"] = pd.to_numeric(out["weight"], errors="coerce").fillna(1.0).astype("float64")
-    raw = out["timestamp"]
-    if pd.api.types.is_numeric_dtype(raw):
-        out["timestamp"] = pd.to_datetime(raw, unit="s", errors="coerce")
-    else:
-        out["timestamp"] = pd.to_datetime(raw, errors="coerce", utc=True).dt.tz_localize(None)
-    unparsed = int(out["timestamp"].isna().sum() - raw.isna().sum())
-    if unparsed and unparsed == len(out):
-        raise conveyor.StageFailed(
-            f"no value of column '{st['timestamp_column']}' (recsys.timestamp_column) is a "
-            "timestamp", hint="use ISO dates (2024-05-01T12:00:00) or Unix seconds")
-    rows = len(out)
-    incomplete = out[["user", "item", "timestamp"]].isna().any(axis=1)
-    out = out[~incomplete]
-    weights = st.get("event_weights") or {}
-    if weights and st.get("event_column"):
-        out["weight"] = out["weight"] * out["event"].map(weights).fillna(1.0).astype("float64")
-    duplicated = out.duplicated(subset=["user", "item", "timestamp", "event"], keep="first")
-    out = out[~duplicated]
-    stamps = out["timestamp"]
-    out_of_order = int((stamps < stamps.cummax().shift(1)).sum())
-    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    out, read = canonical(read_table(path), st, where=source, error=conveyor.StageFailed)
     out = out[list(COLUMNS)]
+    rows, out_of_order = read["rows"], read["out_of_order"]
     if out.empty:
         raise conveyor.StageFailed(f"{source} has no complete interactions "
                                    f"({rows:,} rows, none with a user, item and timestamp)")
     counts = {"interactions": len(out), "rows_read": rows,
-              "duplicates_dropped": int(duplicated.sum()), "incomplete_dropped":
-              int(incomplete.sum()), "out_of_order": out_of_order,
+              "duplicates_dropped": read["duplicates"], "incomplete_dropped":
+              read["incomplete"], "out_of_order": out_of_order,
               "users": int(out["user"].nunique()), "items": int(out["item"].nunique())}
     ctx.log_metrics(counts)
     ctx.log(f"{len(out):,} interactions of {counts['users']:,} users on {counts['items']:,} "
@@ -229,6 +187,17 @@ def _train(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     ctx.log(f"{st['model']} on {len(train):,} interactions: {len(model.user_ids):,} users x "
             f"{len(model.item_ids):,} items")
     return {"model": model}
+
+
+def _check_refit(settings: Mapping[str, Any], ctx: conveyor.CheckContext) -> None:
+    pipeline = settings.get("unsupported_by")
+    if settings["enabled"] and pipeline:
+        raise conveyor.ConfigError(
+            f"recsys.refit is true but the {pipeline} pipeline does not refit: it registers "
+            "the ranked model as trained (refitting both stages on the test period is not "
+            "done)", hint="set recsys.refit=false (and drop it from retrain.overrides), or use "
+                          "pipeline=recommend to refit")
+    check_train(settings, ctx)
 
 
 def _refit(ctx: conveyor.StageContext) -> Mapping[str, Any]:
@@ -446,7 +415,7 @@ STAGE_TYPES = [
     conveyor.StageType("recsys.refit", _refit,
                        "train the evaluated model's kind again on every interaction (test "
                        "period included) for registering; or pass it on unchanged",
-                       settings_schema=s.RefitSettings, check=check_train,
+                       settings_schema=s.RefitSettings, check=_check_refit,
                        outputs={"model": "the conveyor_recsys.models.Recommender to register"}),
     conveyor.StageType("recsys.evaluate", _evaluate,
                        "ranking metrics of the model and the popularity baseline on the "
