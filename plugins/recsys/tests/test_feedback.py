@@ -276,7 +276,10 @@ def test_monitor_min_rows_zero_is_taken_as_configured(shop):
     [batch] = feedback(shop, *args, "monitor.min_rows=0")["batches"]
     price = batch["feature_results"]["item.price"]
     assert price["insufficient"] == "" and price["score"] is not None
-    [batch] = feedback(shop, *args, "monitor.min_rows=100")["batches"]
+    # another file (the same one is recorded once, by content)
+    events.head(59).to_csv(shop.path / "few-again.csv", index=False)
+    [batch] = feedback(shop, "--data", "few-again.csv", "recsys.item_features=data/items.csv",
+                       "monitor.min_rows=100")["batches"]
     assert "monitor.min_rows=100" in batch["feature_results"]["item.price"]["insufficient"]
 
 
