@@ -9,8 +9,9 @@ Events
     `timestamp_column`, `event_column`) and optionally `feedback.request_id_column`. Rows
     missing a user, item or time are dropped and counted; exact repeats are dropped and
     counted; rows earlier than the row before them are counted and sorted. Only the events
-    named by `feedback.events` are feedback (the rest are counted as irrelevant); every
-    event's item and user count for drift.
+    named by `feedback.events` are feedback (the rest are counted as irrelevant; naming events
+    for a file without event values is a UsageError); every event's item and user count for
+    drift. Read by `conveyor_recsys.interactions.canonical`, as training reads its file.
 Join
     By request id when the file carries one (`feedback.join: auto` or `request_id`; rows of
     such a file without one join by user and time), else by user and time (`user_window`):
