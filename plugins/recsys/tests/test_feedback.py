@@ -300,6 +300,10 @@ def test_bad_input_is_a_clear_usage_error(shop):
                                 "feedback.period=fortnight"), "feedback.period is 'fortnight'")
     assert_usage_error(shop.cli("feedback", "--data", "events/week-05.csv",
                                 "feedback.join=request_id"), "no 'request_id' values")
+    # the load stage's reader (conveyor_recsys.interactions): no readable time is refused
+    events.assign(timestamp="soon").to_csv(shop.path / "no-time.csv", index=False)
+    assert_usage_error(shop.cli("feedback", "--data", "no-time.csv"),
+                       "column 'timestamp' (recsys.timestamp_column) is a timestamp")
     # feedback.events names events the file cannot tell apart: not every event silently
     events.drop(columns=["event"]).to_csv(shop.path / "no-event.csv", index=False)
     assert_usage_error(shop.cli("feedback", "--data", "no-event.csv",
