@@ -120,3 +120,29 @@ def test_labels_join_what_a_real_server_predicted(shop):
     [batch] = out["batches"]
     assert batch["rows"] == 60 and batch["labelled_rows"] == 50  # served, labelled
     assert batch["status"] == "ok" and 0 <= batch["performance"]["accuracy"] <= 1
+
+
+def test_labels_score_the_answers_each_version_logged(shop):
+    """A hot swap inside one period: v1 answered every row right, v2 every row wrong (and sure
+    of it). The period's figures are those of the logged answers, not today's champion's."""
+    import numpy as np
+    from conveyor.predictions import PredictionLogWriter
+    from sklearn.metrics import roc_auc_score
+
+    frame = customers(80, 75)
+    frame["customer_id"] = "swap-" + frame["customer_id"]
+    truth = frame["churned"].to_numpy()
+    answered = np.where(np.arange(80) < 60, truth, 1 - truth)  # v1: 60 right, v2: 20 wrong
+    proba = np.where(answered == 1, 0.9, 0.2)
+    records = frame.drop(columns=["churned"])[["customer_id"]]  # v2's features never logged
+    with PredictionLogWriter(shop.path, "shop") as writer:
+        for i, record in enumerate(records.to_dict("records")):
+            writer.append([record], [int(answered[i])], np.array([[1 - proba[i], proba[i]]]),
+                          1 if i < 60 else 2, f"swap-{i}", classes=[0, 1],
+                          timestamp=1772409600 + i)  # 2026-03-02, one week
+    frame[["customer_id", "churned"]].to_csv(shop.path / "swap.csv", index=False)
+    out = feedback(shop, "--data", "swap.csv", "evaluate.metrics=[accuracy,roc_auc]")
+    [batch] = out["batches"]
+    assert batch["labelled_rows"] == 80 and batch["model_version"] == 1
+    assert batch["performance"]["accuracy"] == pytest.approx(60 / 80)
+    assert batch["performance"]["roc_auc"] == pytest.approx(roc_auc_score(truth, proba))
