@@ -146,3 +146,39 @@ def test_labels_score_the_answers_each_version_logged(shop):
     assert batch["labelled_rows"] == 80 and batch["model_version"] == 1
     assert batch["performance"]["accuracy"] == pytest.approx(60 / 80)
     assert batch["performance"]["roc_auc"] == pytest.approx(roc_auc_score(truth, proba))
+
+
+def test_feedback_model_takes_a_name_only(shop):
+    frame = customers(30, 76)
+    log_predictions(shop, frame, "2026-03-02", "m")
+    frame[["customer_id", "churned"]].to_csv(shop.path / "labels.csv", index=False)
+    for spec in ("shop:1", "shop:challenger", "shop:champion"):
+        assert_usage_error(shop.cli("feedback", "--data", "labels.csv", "--model", spec),
+                           "feedback takes a model NAME", "every version that served")
+    assert feedback(shop, "--data", "labels.csv", "--model", "shop")["model_name"] == "shop"
+
+
+def test_a_second_labels_file_for_the_same_predictions_wins(shop):
+    """Back-filling one --from-log batch twice: the newest file's figures and rows (not a sum
+    of rows with the newest performance), each file's summary kept; a rerun of the first file
+    is still recognised."""
+    frame = customers(120, 77)
+    log_predictions(shop, frame, "2026-03-02", "w")
+    assert shop.cli("monitor", "--from-log", "--json").returncode in (0, 1)
+    frame[["customer_id", "churned"]].iloc[:100].to_csv(shop.path / "first.csv", index=False)
+    relabelled = frame[["customer_id", "churned"]].iloc[40:70].copy()
+    relabelled["churned"] = 1 - relabelled["churned"]  # corrected labels, all flipped
+    relabelled.to_csv(shop.path / "second.csv", index=False)
+    [first] = feedback(shop, "--data", "first.csv")["batches"]
+    [second] = feedback(shop, "--data", "second.csv")["batches"]
+    assert second["id"] == first["id"] and second["labelled_rows"] == 30
+    assert second["performance"]["accuracy"] != first["performance"]["accuracy"]
+    [stored] = batches(shop)
+    assert stored["labelled_rows"] == 30
+    assert stored["performance"] == second["performance"]
+    summary = stored["details"]["feedback"]
+    assert summary["source"] == "second.csv" and summary["matched"] == 30
+    assert [e["source"] for e in summary["earlier"]] == ["first.csv"]
+    assert summary["earlier"][0]["matched"] == 100
+    again = feedback(shop, "--data", "first.csv")
+    assert again["reused"] and again["events"]["matched"] == 100
