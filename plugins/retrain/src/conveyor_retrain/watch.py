@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,21 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import ConfigError, ConveyorError, Session, UsageError
+from conveyor.durations import parse_duration
 from conveyor.store import sha256_file
 
 from conveyor_retrain import locks, retrain
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 SETTLE_SECONDS = 2.0  # a file written in place (not renamed in) must be still this long
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_every(text: str) -> float:
-    match = DURATION.match(text)
-    if not match:
+    """`--every` in seconds (`conveyor.durations.parse_duration`; a bare number is seconds)."""
+    seconds = parse_duration(text, bare_seconds=True)
+    if seconds is None:
         raise UsageError(f"--every '{text}' is not a duration", hint="e.g. 30s, 10m, 1h")
-    return float(match[1]) * UNITS[match[2]]
+    return seconds
 
 
 class WatchState:
