@@ -28,7 +28,7 @@ def test_a_bare_number_is_seconds_only_where_allowed():
 
 
 def test_each_caller_names_itself():
-    with pytest.raises(ConfigError, match="feedback.window is '7 days'"):
+    with pytest.raises(ConfigError, match=r"feedback\.window is '7 days'"):
         parse_window("7 days", "feedback.window")
     watch = pytest.importorskip("conveyor_retrain.watch")
     assert watch.parse_every("45") == 45 and watch.parse_every("10m") == 600

@@ -217,22 +217,21 @@ def watch(session: Any, inbox: Path | None, *, every: float, once: bool,
 
 def refuse_recommender_inbox(session: Any) -> None:
     """`--inbox` monitors batches of feature rows, which a recommender champion has no
-    prediction for (`conveyor.serving.is_recommender`): stop with exit 2 before the first file
-    rather than fail every one of them."""
+    prediction for: stop with exit 2 before the first file rather than fail every one of them
+    (`conveyor.serving.require_not_recommender`)."""
     from conveyor import api
-    from conveyor.serving import is_recommender
+    from conveyor.serving import require_not_recommender
 
     try:
         loaded = api.load_model(session)
     except UsageError:
         return  # no champion yet, or several models: each batch's monitor check tells
-    if is_recommender(loaded.model):
-        raise UsageError(
-            f"model '{loaded.name}' v{loaded.number} is a recommender: `conveyor watch --inbox` "
-            "monitors batches of classifiers and regressors",
-            hint="watch a recommender's feedback instead: `conveyor watch --feedback DIR` joins "
-                 "each new events file like `conveyor feedback --data FILE` (online metrics and "
-                 "drift, see the monitor plugin's README, 'Feedback that arrives later')")
+    require_not_recommender(
+        loaded, command="conveyor watch --inbox",
+        does="monitors batches of classifiers and regressors",
+        instead="watch a recommender's feedback instead: `conveyor watch --feedback DIR` joins "
+                "each new events file like `conveyor feedback --data FILE` (online metrics and "
+                "drift, see the monitor plugin's README, 'Feedback that arrives later')")
 
 
 def announce(session: Any, decision: Any) -> None:
