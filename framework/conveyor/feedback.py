@@ -58,9 +58,13 @@ class FeedbackSettings:
     new_users_threshold: float = 0.3
 
     def window_seconds(self) -> float:
+        """`window` in seconds; ConfigError naming `feedback.window` when it is not a positive
+        duration with a unit."""
         return parse_window(self.window, "feedback.window")
 
     def as_dict(self) -> dict[str, Any]:
+        """Every setting by name, as plain values (JSON-ready): what a monitored batch's
+        `details["feedback"]["settings"]` records."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -142,6 +146,8 @@ class FeedbackResult:
     metric_names: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
+        """The event counts by name (events, incomplete, duplicates, out_of_order, irrelevant,
+        matched, unmatched): `details["feedback"]["events"]` of each batch recorded."""
         return {name: getattr(self, name) for name in (
             "events", "incomplete", "duplicates", "out_of_order", "irrelevant", "matched",
             "unmatched")}

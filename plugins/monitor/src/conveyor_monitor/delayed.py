@@ -36,7 +36,7 @@ from conveyor_monitor.records import Monitoring
 from conveyor_monitor.settings import settings_from
 
 
-def join_labels(session: Any, model_name: str | None, events: Path, source: str,
+def join_labels(session: conveyor.Session, model_name: str | None, events: Path, source: str,
                 settings: FeedbackSettings) -> FeedbackResult:
     import pandas as pd
 

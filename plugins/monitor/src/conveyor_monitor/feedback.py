@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import conveyor
 from conveyor import api
+from conveyor.feedback import FeedbackResult, FeedbackSettings
 from conveyor.names import path_part
 from conveyor.store import sha256_file
 
@@ -70,10 +71,14 @@ file (a missing column, no prediction log, no model)"""
 
 @dataclass
 class FeedbackOutcome:
+    """What `record_feedback` did with a file: `batches` the monitored batches of its periods
+    (new, back-filled, or found from an earlier run), `result` the join's summary
+    (`conveyor.feedback.FeedbackResult.as_dict()` plus `source`, `sha256` and `seconds`),
+    `reused` True when this content was recorded before and nothing new was written."""
+
     batches: list[BatchRecord]
     result: dict[str, Any]
     reused: bool = False
-    report: dict[str, Any] = field(default_factory=dict)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
     return 1 if any(b.status == "drift" for b in outcome.batches) else 0
 
 
-def record_feedback(session: Any, path: Path, *, model: str | None = None,
+def record_feedback(session: conveyor.Session, path: Path, *, model: str | None = None,
                     report_dir: Path | None = None, quiet: bool = True) -> FeedbackOutcome:
     """Join `path` to what `model` served and record one batch per period (see the module)."""
     from conveyor_monitor.settings import feedback_settings_from
@@ -165,8 +170,9 @@ def model_name(spec: str | None) -> str | None:
     return name
 
 
-def _record(session: Any, joined: Any, result: dict[str, Any], source: str, digest: str,
-            settings: Any, report_dir: Path | None) -> list[BatchRecord]:
+def _record(session: conveyor.Session, joined: FeedbackResult, result: dict[str, Any],
+            source: str, digest: str, settings: FeedbackSettings,
+            report_dir: Path | None) -> list[BatchRecord]:
     """The reports first (temp file + rename each), then every period's batch or back-fill in
     one transaction: a killed run records all periods of the file or none."""
     from conveyor_monitor.report import write_reports
@@ -282,6 +288,8 @@ def _relative(path: Path, project_dir: Path) -> str:
 
 
 def show(outcome: FeedbackOutcome) -> None:
+    """Print an outcome for people: the file, the join and its counts, one table row per
+    period's batch, each batch's recommender drift, the notes and the report's path."""
     from rich.table import Table
 
     from conveyor_monitor.command import console
