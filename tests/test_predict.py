@@ -163,3 +163,24 @@ def test_a_plugin_gone_from_the_recorded_config_is_named_as_coming_from_it(new_p
     assert_usage_error(result, "'helper'", f"in the recorded config of run {run_id}",
                        "not the project's conveyor.yaml")
     assert not (project.path / "new.predictions.parquet").exists()
+
+
+def test_predict_deserialises_the_model_once(trained, monkeypatch):
+    """The command loads the version to see what it is (a recommender is refused); its stage
+    takes that model instead of loading the artifact a second time."""
+    from conveyor.cli import run_cli
+    from conveyor.store.artifacts import ArtifactStore
+
+    loads = []
+    real = ArtifactStore.load
+
+    def counting(self, ref, codec):
+        loads.append(ref.sha256)
+        return real(self, ref, codec)
+
+    monkeypatch.setattr(ArtifactStore, "load", counting)
+    monkeypatch.chdir(trained.path)
+    assert run_cli(["predict", "--data", "data/customers.csv", "-o", "once.csv"]) == 0
+    loaded = list(loads)
+    assert loaded == [api.load_model(trained.path).sha256]
+    assert len(pd.read_csv(trained.path / "once.csv")) == 3000

@@ -15,7 +15,6 @@ conveyor-monitor); the hook receives them typed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -24,8 +23,6 @@ __all__ = ["JOINS", "PERIOD_STATUSES", "FeedbackPeriod", "FeedbackResult", "Feed
 
 JOINS = ("auto", "request_id", "user_window", "id")
 PERIOD_STATUSES = ("ok", "drift", "insufficient")
-_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 @dataclass
@@ -61,21 +58,27 @@ class FeedbackSettings:
     new_users_threshold: float = 0.3
 
     def window_seconds(self) -> float:
+        """`window` in seconds; ConfigError naming `feedback.window` when it is not a positive
+        duration with a unit."""
         return parse_window(self.window, "feedback.window")
 
     def as_dict(self) -> dict[str, Any]:
+        """Every setting by name, as plain values (JSON-ready): what a monitored batch's
+        `details["feedback"]["settings"]` records."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def parse_window(text: str, where: str) -> float:
-    """A duration such as "7d", "36h", "90m" in seconds; ConfigError naming `where` if not."""
+    """A duration such as "7d", "36h", "90m" in seconds (`conveyor.durations.parse_duration`,
+    a unit required); ConfigError naming the setting `where` if not."""
+    from conveyor.durations import parse_duration
     from conveyor.errors import ConfigError
 
-    match = _WINDOW.match(str(text))
-    if not match or float(match[1]) <= 0:
+    seconds = parse_duration(text)
+    if seconds is None:
         raise ConfigError(f"{where} is '{text}': it is a positive duration with a unit",
                           hint="e.g. 7d, 36h, 90m (units s m h d w)")
-    return float(match[1]) * _SECONDS[match[2].lower()]
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ class FeedbackResult:
     metric_names: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
+        """The event counts by name (events, incomplete, duplicates, out_of_order, irrelevant,
+        matched, unmatched): `details["feedback"]["events"]` of each batch recorded."""
         return {name: getattr(self, name) for name in (
             "events", "incomplete", "duplicates", "out_of_order", "irrelevant", "matched",
             "unmatched")}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["RecommendedSlate", "RecommendingModel", "is_recommender"]
+__all__ = ["RecommendedSlate", "RecommendingModel", "is_recommender", "require_not_recommender"]
 
 
 @runtime_checkable
@@ -64,3 +64,15 @@ def is_recommender(model: Any) -> bool:
     """Whether `model` satisfies `RecommendingModel` (what a server checks once per load)."""
     return isinstance(model, RecommendingModel)
 
+
+def require_not_recommender(loaded: Any, *, command: str, does: str, instead: str) -> None:
+    """Stop a command that works on rows of features when `loaded` (a
+    `conveyor.api.LoadedModel`) holds a recommender, which answers slates per user instead:
+    a UsageError (exit 2) "model 'NAME' vN is a recommender: `command` does", with `instead`
+    (what to run for a recommender) as its hint. Call it before anything is read or recorded.
+    Returns None for any other model."""
+    from conveyor.errors import UsageError
+
+    if is_recommender(loaded.model):
+        raise UsageError(f"model '{loaded.name}' v{loaded.number} is a recommender: `{command}` "
+                         f"{does}", hint=instead)

@@ -83,13 +83,17 @@ class serving:
 
         import httpx
 
+        # The server writes its output here; the handle is ours to close (on exit, or when
+        # the server never becomes ready).
+        self.log_file = self.log.open("w")
         self.process = subprocess.Popen(
             [conveyor_executable(), "serve", "--port", str(self.port), *self.args],
-            cwd=self.project_dir, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            cwd=self.project_dir, stdout=self.log_file, stderr=subprocess.STDOUT,
             env={**os.environ, "CONVEYOR_TEST": "1"})
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.log_file.close()
                 raise AssertionError(f"conveyor serve exited {self.process.returncode}:\n"
                                      + self.log.read_text(errors="replace"))
             try:
@@ -98,12 +102,15 @@ class serving:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        stop_process(self.process)
+        self.__exit__()
         raise AssertionError(f"conveyor serve not ready in {self.timeout:g}s:\n"
                              + self.log.read_text(errors="replace"))
 
     def __exit__(self, *exc: object) -> None:
-        stop_process(self.process)
+        try:
+            stop_process(self.process)
+        finally:
+            self.log_file.close()
 
 
 def assert_clear_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> str:

@@ -120,3 +120,65 @@ def test_labels_join_what_a_real_server_predicted(shop):
     [batch] = out["batches"]
     assert batch["rows"] == 60 and batch["labelled_rows"] == 50  # served, labelled
     assert batch["status"] == "ok" and 0 <= batch["performance"]["accuracy"] <= 1
+
+
+def test_labels_score_the_answers_each_version_logged(shop):
+    """A hot swap inside one period: v1 answered every row right, v2 every row wrong (and sure
+    of it). The period's figures are those of the logged answers, not today's champion's."""
+    import numpy as np
+    from conveyor.predictions import PredictionLogWriter
+    from sklearn.metrics import roc_auc_score
+
+    frame = customers(80, 75)
+    frame["customer_id"] = "swap-" + frame["customer_id"]
+    truth = frame["churned"].to_numpy()
+    answered = np.where(np.arange(80) < 60, truth, 1 - truth)  # v1: 60 right, v2: 20 wrong
+    proba = np.where(answered == 1, 0.9, 0.2)
+    records = frame.drop(columns=["churned"])[["customer_id"]]  # v2's features never logged
+    with PredictionLogWriter(shop.path, "shop") as writer:
+        for i, record in enumerate(records.to_dict("records")):
+            writer.append([record], [int(answered[i])], np.array([[1 - proba[i], proba[i]]]),
+                          1 if i < 60 else 2, f"swap-{i}", classes=[0, 1],
+                          timestamp=1772409600 + i)  # 2026-03-02, one week
+    frame[["customer_id", "churned"]].to_csv(shop.path / "swap.csv", index=False)
+    out = feedback(shop, "--data", "swap.csv", "evaluate.metrics=[accuracy,roc_auc]")
+    [batch] = out["batches"]
+    assert batch["labelled_rows"] == 80 and batch["model_version"] == 1
+    assert batch["performance"]["accuracy"] == pytest.approx(60 / 80)
+    assert batch["performance"]["roc_auc"] == pytest.approx(roc_auc_score(truth, proba))
+
+
+def test_feedback_model_takes_a_name_only(shop):
+    frame = customers(30, 76)
+    log_predictions(shop, frame, "2026-03-02", "m")
+    frame[["customer_id", "churned"]].to_csv(shop.path / "labels.csv", index=False)
+    for spec in ("shop:1", "shop:challenger", "shop:champion"):
+        assert_usage_error(shop.cli("feedback", "--data", "labels.csv", "--model", spec),
+                           "feedback takes a model NAME", "every version that served")
+    assert feedback(shop, "--data", "labels.csv", "--model", "shop")["model_name"] == "shop"
+
+
+def test_a_second_labels_file_for_the_same_predictions_wins(shop):
+    """Back-filling one --from-log batch twice: the newest file's figures and rows (not a sum
+    of rows with the newest performance), each file's summary kept; a rerun of the first file
+    is still recognised."""
+    frame = customers(120, 77)
+    log_predictions(shop, frame, "2026-03-02", "w")
+    assert shop.cli("monitor", "--from-log", "--json").returncode in (0, 1)
+    frame[["customer_id", "churned"]].iloc[:100].to_csv(shop.path / "first.csv", index=False)
+    relabelled = frame[["customer_id", "churned"]].iloc[40:70].copy()
+    relabelled["churned"] = 1 - relabelled["churned"]  # corrected labels, all flipped
+    relabelled.to_csv(shop.path / "second.csv", index=False)
+    [first] = feedback(shop, "--data", "first.csv")["batches"]
+    [second] = feedback(shop, "--data", "second.csv")["batches"]
+    assert second["id"] == first["id"] and second["labelled_rows"] == 30
+    assert second["performance"]["accuracy"] != first["performance"]["accuracy"]
+    [stored] = batches(shop)
+    assert stored["labelled_rows"] == 30
+    assert stored["performance"] == second["performance"]
+    summary = stored["details"]["feedback"]
+    assert summary["source"] == "second.csv" and summary["matched"] == 30
+    assert [e["source"] for e in summary["earlier"]] == ["first.csv"]
+    assert summary["earlier"][0]["matched"] == 100
+    again = feedback(shop, "--data", "first.csv")
+    assert again["reused"] and again["events"]["matched"] == 100

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor.feedback import FeedbackResult, FeedbackSettings
 
 from conveyor_monitor.settings import FEEDBACK_SCHEMA, SCHEMA
 
@@ -80,9 +81,10 @@ def conveyor_monitor_batch(data: Path, labels: Path | None, model: str | None, q
 
 
 @conveyor.hookimpl(trylast=True)
-def conveyor_join_feedback(session: Any, model_name: str | None, events: Path, source: str,
-                           settings: Any) -> Any:
-    """Delayed labels joined to logged predictions (classification, regression)."""
+def conveyor_join_feedback(session: conveyor.Session, model_name: str | None, events: Path,
+                           source: str, settings: FeedbackSettings) -> FeedbackResult | None:
+    """Delayed labels joined to logged predictions (classification, regression); runs last,
+    after a recommender plugin had its chance (`conveyor_monitor.delayed`)."""
     from conveyor_monitor.delayed import join_labels
 
     return join_labels(session, model_name, events, source, settings)

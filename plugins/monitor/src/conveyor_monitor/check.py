@@ -22,6 +22,7 @@ import conveyor
 from conveyor import DriftResult, api
 from conveyor.gate import ConditionResult, failing
 from conveyor.names import path_part
+from conveyor.serving import require_not_recommender
 from conveyor.store import open_store, sha256_file
 from conveyor.validation import validate_frame
 
@@ -489,21 +490,6 @@ def judge_quality(batch: Batch, quality: Quality, settings: MonitorConfig
     return None
 
 
-def refuse_recommender(loaded: Any) -> None:
-    """A recommender (`conveyor.serving.is_recommender`) has no per-row prediction to check
-    a batch of features against: stop with a usage error that names what to use instead."""
-    from conveyor.serving import is_recommender
-
-    if is_recommender(loaded.model):
-        raise conveyor.UsageError(
-            f"model '{loaded.name}' v{loaded.number} is a recommender: `conveyor monitor` "
-            "checks classifiers and regressors (batches of feature rows)",
-            hint="monitor a recommender with `conveyor feedback --data FILE` (the purchases or "
-                 "clicks that followed its slates: online metrics and drift, see the monitor "
-                 "plugin's README, 'Feedback that arrives later'); batch slates come from "
-                 "`conveyor recommend --users FILE`")
-
-
 def check_batch(app: Any, request: Request) -> Outcome:
     project_dir = app.project_dir
     config = api.load_config(app).data
@@ -511,7 +497,13 @@ def check_batch(app: Any, request: Request) -> Outcome:
     chosen = methods(app.host, settings)
     name, version = parse_model(request.model)
     loaded = api.load_model(app, name, version=version)
-    refuse_recommender(loaded)  # before the batch is read: nothing is recorded
+    require_not_recommender(  # before the batch is read: nothing is recorded
+        loaded, command="conveyor monitor",
+        does="checks classifiers and regressors (batches of feature rows)",
+        instead="monitor a recommender with `conveyor feedback --data FILE` (the purchases or "
+                "clicks that followed its slates: online metrics and drift, see the monitor "
+                "plugin's README, 'Feedback that arrives later'); batch slates come from "
+                "`conveyor recommend --users FILE`")
     run_data = loaded.config.get("data") or {}
     data = config.get("data") or {}
     target = data.get("target") or run_data.get("target")

@@ -8,9 +8,11 @@ arrives later has `data.id_column` (or `feedback.request_id_column`) and `data.t
   request id (`request_id`); rows missing the key or the label are dropped and counted, exact
   repeats dropped and counted, and for a key labelled twice differently the last row wins
   (counted as a duplicate); labels matching no logged prediction are counted and reported;
-* metrics: the project's `evaluate.metrics`, scored as `conveyor monitor --labels` scores them
-  (the model on the logged records, `conveyor_monitor.check.performance`); a period that
-  misses a `monitor.performance` condition is "drift", as a monitored batch is;
+* metrics: the project's `evaluate.metrics`, scored on what the service answered: each row's
+  logged `prediction` (and `proba__<class>` columns for probability metrics) against its label
+  (`conveyor_monitor.answers`), so a period that two versions served (a hot swap) gets the
+  figures of the answers each gave, and no model is re-run; a period that misses a
+  `monitor.performance` condition is "drift", as a monitored batch is;
 * periods: matched predictions that a `conveyor monitor --from-log` batch covers (served after
   the previous log check and up to its `log_until`) back-fill that batch's performance; the
   rest are grouped by `feedback.period` of their serving time, one new batch each.
@@ -28,20 +30,13 @@ from conveyor.predictions import read_prediction_log
 from conveyor.store import open_store
 from conveyor.tables import read_table
 
-from conveyor_monitor.check import (
-    LOG_COLUMNS,
-    PREDICTION,
-    PROBA,
-    judge_performance,
-    model_features,
-    performance,
-    performance_conditions,
-)
+from conveyor_monitor.answers import score_answers
+from conveyor_monitor.check import is_classifier, judge_performance, performance_conditions
 from conveyor_monitor.records import Monitoring
 from conveyor_monitor.settings import settings_from
 
 
-def join_labels(session: Any, model_name: str | None, events: Path, source: str,
+def join_labels(session: conveyor.Session, model_name: str | None, events: Path, source: str,
                 settings: FeedbackSettings) -> FeedbackResult:
     import pandas as pd
 
@@ -195,22 +190,11 @@ def _periods(session: Any, loaded: Any, log: Any, served: Any, settings: Feedbac
 def _period(loaded: Any, rows: Any, total: int, start: Any, end: Any,
             settings: FeedbackSettings, metrics: list[str], conditions: dict[str, Any],
             backfill: str | None = None) -> FeedbackPeriod:
-    """One period: `rows` the labelled predictions, `total` all predictions logged in it."""
-    records = rows.drop(columns=[c for c in rows.columns if c in LOG_COLUMNS
-                                 or c in ("key", "label", PREDICTION) or c.startswith(PROBA)])
-    frame = loaded.transform(records.reset_index(drop=True), before_schema=True)
-    frame = loaded.transform(frame, before_schema=False)
-    features = model_features(loaded.model, frame, None, None)
-    notes = []
-    absent = [f for f in features if f not in frame.columns]
-    perf: dict[str, float] = {}
-    if absent:
-        notes.append("the logged records lack feature(s) " + ", ".join(absent))
-    else:
-        perf, problem = performance(loaded, [frame[features]], [rows["label"].to_numpy()],
-                                    metrics)
-        if problem:
-            notes.append(problem)
+    """One period: `rows` the labelled predictions, `total` all predictions logged in it.
+    Scored on what was answered (`conveyor_monitor.answers`): each row's logged prediction and
+    probabilities, whichever version served it."""
+    perf, notes = score_answers(rows, rows["label"].to_numpy(), metrics,
+                                is_classifier(loaded.model))
     versions = rows["model_version"].dropna()
     breached, checks = judge_performance(conditions, perf, loaded)
     notes += [check.message for check in checks if not check.met]

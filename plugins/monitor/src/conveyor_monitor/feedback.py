@@ -14,8 +14,10 @@ conveyor-monitor's `delayed` for classifiers and regressors); each period become
 `source_sha256` its content hash, `performance` the online metrics, `labelled_rows` the rows
 matched, `details["feedback"]` the period, join and counts. A period whose predictions a
 `conveyor monitor --from-log` batch already covers updates that batch's performance instead
-(back-fill). The same content is never recorded twice: a second run shows the batches of the
-first.
+(back-fill). A second labels file that back-fills the same batch replaces the first's figures:
+the newest file wins (performance and labelled_rows are its own; each earlier file's summary is
+kept in `details["feedback"]["earlier"]`). The same content is never recorded twice: a second
+run shows the batches of the first.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import conveyor
 from conveyor import api
+from conveyor.feedback import FeedbackResult, FeedbackSettings
 from conveyor.names import path_part
 from conveyor.store import sha256_file
 
@@ -54,7 +57,8 @@ map@k, mrr, and drift (popularity shift, new items and users share, feature drif
 recsys.user_features / item_features).
 Classifiers and regressors: a labels file with data.id_column (or request_id) and data.target
 is joined to the logged predictions; the project's metrics are computed per period, and a
-batch that `conveyor monitor --from-log` recorded for those predictions gets them (back-fill).
+batch that `conveyor monitor --from-log` recorded for those predictions gets them (back-fill;
+a later labels file for the same predictions replaces them: the newest file wins).
 
 Duplicate events are dropped and counted, out-of-order ones sorted and counted, feedback that
 matches nothing counted and reported; a period with fewer than feedback.min_rows (20) matched
@@ -67,10 +71,14 @@ file (a missing column, no prediction log, no model)"""
 
 @dataclass
 class FeedbackOutcome:
+    """What `record_feedback` did with a file: `batches` the monitored batches of its periods
+    (new, back-filled, or found from an earlier run), `result` the join's summary
+    (`conveyor.feedback.FeedbackResult.as_dict()` plus `source`, `sha256` and `seconds`),
+    `reused` True when this content was recorded before and nothing new was written."""
+
     batches: list[BatchRecord]
     result: dict[str, Any]
     reused: bool = False
-    report: dict[str, Any] = field(default_factory=dict)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -78,8 +86,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, metavar="FILE", required=True,
                         help="the feedback: a .csv, .tsv or .parquet file of events or labels")
     parser.add_argument("--model", metavar="NAME",
-                        help="the registered model that served (default: the project's only "
-                             "model)")
+                        help="the registered model that served, by name: every version that "
+                             "served is joined (default: the project's only model)")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="write report.json and report.html here (default: "
                              "monitor.reports/feedback-FIRST_BATCH_ID)")
@@ -103,7 +111,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
     return 1 if any(b.status == "drift" for b in outcome.batches) else 0
 
 
-def record_feedback(session: Any, path: Path, *, model: str | None = None,
+def record_feedback(session: conveyor.Session, path: Path, *, model: str | None = None,
                     report_dir: Path | None = None, quiet: bool = True) -> FeedbackOutcome:
     """Join `path` to what `model` served and record one batch per period (see the module)."""
     from conveyor_monitor.settings import feedback_settings_from
@@ -115,7 +123,7 @@ def record_feedback(session: Any, path: Path, *, model: str | None = None,
     settings = feedback_settings_from(config)
     source = _relative(path, project_dir)
     digest = sha256_file(path)
-    name = (model or "").partition(":")[0] or api.resolve_model(session).name
+    name = model_name(model) or api.resolve_model(session).name
     store = session.store()
     try:
         earlier = [b for b in Monitoring(store).batches(model_name=name)
@@ -123,8 +131,7 @@ def record_feedback(session: Any, path: Path, *, model: str | None = None,
     finally:
         store.close()
     if earlier:
-        result = dict(earlier[0].details["feedback"].get("result") or {})
-        return FeedbackOutcome(earlier, result, reused=True)
+        return FeedbackOutcome(earlier, _first_result(earlier, digest), reused=True)
     started = time.perf_counter()
     if not quiet:
         print(f"joining {source} to what {name} served ...", flush=True)
@@ -141,8 +148,31 @@ def record_feedback(session: Any, path: Path, *, model: str | None = None,
     return FeedbackOutcome(batches, result)
 
 
-def _record(session: Any, joined: Any, result: dict[str, Any], source: str, digest: str,
-            settings: Any, report_dir: Path | None) -> list[BatchRecord]:
+def _first_result(batches: list[BatchRecord], digest: str) -> dict[str, Any]:
+    """What the run that recorded the content `digest` returned (kept on its first batch; a
+    back-filled batch keeps it among its `earlier` summaries when a later file replaced it)."""
+    for batch in batches:
+        feedback = (batch.details or {}).get("feedback") or {}
+        for summary in (feedback, *feedback.get("earlier", [])):
+            if summary.get("result") and summary.get("sha256", digest) == digest:
+                return dict(summary["result"])
+    return {}
+
+
+def model_name(spec: str | None) -> str | None:
+    """`--model NAME` (`conveyor.api.parse_model_spec`): a name only, since feedback joins to
+    every version that served; a version or alias is a usage error (exit 2), not dropped."""
+    name, version, alias = api.parse_model_spec(spec)
+    if version is not None or alias != "champion" or (spec or "").endswith(":champion"):
+        raise conveyor.UsageError(
+            f"--model {spec}: feedback takes a model NAME: every version that served is joined",
+            hint=f"--model {name}")
+    return name
+
+
+def _record(session: conveyor.Session, joined: FeedbackResult, result: dict[str, Any],
+            source: str, digest: str, settings: FeedbackSettings,
+            report_dir: Path | None) -> list[BatchRecord]:
     """The reports first (temp file + rename each), then every period's batch or back-fill in
     one transaction: a killed run records all periods of the file or none."""
     from conveyor_monitor.report import write_reports
@@ -161,18 +191,12 @@ def _record(session: Any, joined: Any, result: dict[str, Any], source: str, dige
                         "matched": period.matched, "events_matched": period.events_matched,
                         "events": joined.counts(), "notes": list(period.notes),
                         "file_notes": list(joined.notes), "settings": settings.as_dict(),
-                        "files": [digest], "source": source}
+                        "files": [digest], "sha256": digest, "source": source}
             if index == 0:
                 feedback["result"] = result  # what a second run shows
             drift = {k: v for k, v in period.drift.items() if k != "features"}
             if period.backfill:
-                batch = log.get(period.backfill)
-                old = (batch.details or {}).get("feedback") or {}
-                feedback["files"] = sorted({*old.get("files", []), digest})
-                backfills.append({"batch_id": batch.id,
-                                  "performance": {**batch.performance, **period.performance},
-                                  "labelled_rows": batch.labelled_rows + period.matched,
-                                  "details": {"feedback": feedback}})
+                backfills.append(_backfill(log.get(period.backfill), feedback, period))
                 continue
             batch_id = new_batch_id()
             features = period.drift.get("features") or {}
@@ -209,6 +233,22 @@ def _record(session: Any, joined: Any, result: dict[str, Any], source: str, dige
         return log.record_many(new, backfills)
     finally:
         store.close()
+
+
+def _backfill(batch: BatchRecord, feedback: dict[str, Any], period: Any) -> dict[str, Any]:
+    """A back-fill of `batch` by one labels file: the newest file wins. Its performance and
+    labelled_rows are this file's (a second labels file for the same predictions replaces the
+    first's figures, it does not add to them); `details["feedback"]` is this file's summary,
+    with each earlier file's summary kept under `earlier` (oldest first) and `files` the
+    content hashes of all of them (what a second run of any of them finds)."""
+    old = dict((batch.details or {}).get("feedback") or {})
+    earlier = list(old.pop("earlier", []))
+    if old:
+        earlier.append(old)
+    feedback = {**feedback, "files": sorted({*old.get("files", []), *feedback["files"]}),
+                "earlier": earlier}
+    return {"batch_id": batch.id, "performance": dict(period.performance),
+            "labelled_rows": period.matched, "details": {"feedback": feedback}}
 
 
 def _shown(entry: dict[str, Any]) -> Any:
@@ -248,6 +288,8 @@ def _relative(path: Path, project_dir: Path) -> str:
 
 
 def show(outcome: FeedbackOutcome) -> None:
+    """Print an outcome for people: the file, the join and its counts, one table row per
+    period's batch, each batch's recommender drift, the notes and the report's path."""
     from rich.table import Table
 
     from conveyor_monitor.command import console

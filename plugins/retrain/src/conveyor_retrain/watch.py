@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,21 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import ConfigError, ConveyorError, Session, UsageError
+from conveyor.durations import parse_duration
 from conveyor.store import sha256_file
 
 from conveyor_retrain import locks, retrain
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 SETTLE_SECONDS = 2.0  # a file written in place (not renamed in) must be still this long
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_every(text: str) -> float:
-    match = DURATION.match(text)
-    if not match:
+    """`--every` in seconds (`conveyor.durations.parse_duration`; a bare number is seconds)."""
+    seconds = parse_duration(text, bare_seconds=True)
+    if seconds is None:
         raise UsageError(f"--every '{text}' is not a duration", hint="e.g. 30s, 10m, 1h")
-    return float(match[1]) * UNITS[match[2]]
+    return seconds
 
 
 class WatchState:
@@ -220,22 +217,21 @@ def watch(session: Any, inbox: Path | None, *, every: float, once: bool,
 
 def refuse_recommender_inbox(session: Any) -> None:
     """`--inbox` monitors batches of feature rows, which a recommender champion has no
-    prediction for (`conveyor.serving.is_recommender`): stop with exit 2 before the first file
-    rather than fail every one of them."""
+    prediction for: stop with exit 2 before the first file rather than fail every one of them
+    (`conveyor.serving.require_not_recommender`)."""
     from conveyor import api
-    from conveyor.serving import is_recommender
+    from conveyor.serving import require_not_recommender
 
     try:
         loaded = api.load_model(session)
     except UsageError:
         return  # no champion yet, or several models: each batch's monitor check tells
-    if is_recommender(loaded.model):
-        raise UsageError(
-            f"model '{loaded.name}' v{loaded.number} is a recommender: `conveyor watch --inbox` "
-            "monitors batches of classifiers and regressors",
-            hint="watch a recommender's feedback instead: `conveyor watch --feedback DIR` joins "
-                 "each new events file like `conveyor feedback --data FILE` (online metrics and "
-                 "drift, see the monitor plugin's README, 'Feedback that arrives later')")
+    require_not_recommender(
+        loaded, command="conveyor watch --inbox",
+        does="monitors batches of classifiers and regressors",
+        instead="watch a recommender's feedback instead: `conveyor watch --feedback DIR` joins "
+                "each new events file like `conveyor feedback --data FILE` (online metrics and "
+                "drift, see the monitor plugin's README, 'Feedback that arrives later')")
 
 
 def announce(session: Any, decision: Any) -> None:

@@ -21,8 +21,6 @@ from typing import Any
 
 import conveyor
 
-from conveyor_sklearn.scoring import parse_model_spec
-
 EXTRA_HINT = "install the extra: pip install 'conveyor-sklearn[onnx]' (skl2onnx, onnxruntime)"
 FORMATS = ("onnx",)
 
@@ -49,7 +47,7 @@ regressors. Needs the extra: pip install 'conveyor-sklearn[onnx]'."""
 def run(args: argparse.Namespace, app: Any) -> int:
     from conveyor import api
 
-    name, version, alias = parse_model_spec(args.model)
+    name, version, alias = api.parse_model_spec(args.model)
     _require_extra()
     loaded = api.load_model(app, name, version=version, alias=alias)
     output = (app.directory / args.output).resolve() if args.output else \

@@ -1,8 +1,9 @@
 """`conveyor predict`: batch inference with a registered model, in chunks of bounded memory.
 
-The command resolves the model version first (`conveyor.api.resolve_model`: no champion, an
-unknown version or a bad `--model` stop it with exit 2 before anything is recorded), then runs a
-one-stage pipeline, `sklearn.predict`, through `conveyor.api.run` with command "predict". The
+The command loads the model version first (`conveyor.api.load_model`: no champion, an
+unknown version, a bad `--model` or a recommender stop it with exit 2 before anything is
+recorded; the stage then takes the model it loaded rather than deserialising it again), then
+runs a one-stage pipeline, `sklearn.predict`, through `conveyor.api.run` with command "predict". The
 scoring run is therefore an ordinary run of the store: `conveyor runs list` shows it, the data
 file's version is in its data inputs (DVC's md5 or the core's sha256), the model name, version
 and sha256 are in the stage's settings, and the row counts are its metrics. The recorded config
@@ -37,12 +38,17 @@ from typing import Any
 
 import conveyor
 from conveyor import tables
+from conveyor.serving import require_not_recommender
 
 DEFAULT_CHUNK_ROWS = 50_000
 PROGRESS_SECONDS = 2.0
 EXAMPLES = 3
 INPUT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+# The model `conveyor predict` loaded to see what it is, handed to its `sklearn.predict` stage
+# in the same process (keyed by the artifact's sha256, taken once): a large model is
+# deserialised once per command, not twice.
+_LOADED: dict[str, Any] = {}
 
 
 @dataclass
@@ -86,13 +92,6 @@ The scoring is recorded as a run with command "predict" (see `conveyor runs list
                              f"(default {DEFAULT_CHUNK_ROWS:,})")
 
 
-def parse_model_spec(spec: str | None) -> tuple[str | None, int | None, str]:
-    """`--model NAME[:VERSION|:ALIAS]` -> (name, version, alias): `conveyor.api.parse_model_spec`."""
-    from conveyor import api
-
-    return api.parse_model_spec(spec)
-
-
 def resolve_data(app: Any, data: str, *, what: str = "--data") -> Path:
     path = (app.directory / data).resolve()
     if not path.is_file():
@@ -107,7 +106,7 @@ def resolve_data(app: Any, data: str, *, what: str = "--data") -> Path:
 def run(args: argparse.Namespace, app: Any) -> int:
     from conveyor import api
 
-    name, version, alias = parse_model_spec(args.model)
+    name, version, alias = api.parse_model_spec(args.model)
     if args.chunk_rows < 1:
         raise conveyor.UsageError(f"--chunk-rows {args.chunk_rows}: must be at least 1")
     data = resolve_data(app, args.data)
@@ -122,10 +121,12 @@ def run(args: argparse.Namespace, app: Any) -> int:
     if not output.parent.is_dir():
         raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
     project_dir = app.project_dir
-    record = api.resolve_model(app, name, version=version, alias=alias)
-    refuse_recommender(app, record)  # before anything is read, recorded or written
-    trained = api.get_run(app, record.run_id).config
-    contract = api.model_contract(app, record.name, version=record.version)
+    loaded = api.load_model(app, name, version=version, alias=alias)  # sha256 checked
+    require_not_recommender(  # before anything is read, recorded or written
+        loaded, command="conveyor predict", does="scores rows with classifiers and regressors",
+        instead="write batch recommendations with `conveyor recommend --users FILE "
+                "[-o OUT] [--k 10]` (a slate per user; see `conveyor recommend --help`)")
+    record, trained, contract = loaded.version, loaded.config, loaded.contract
     if contract is not None:  # what the version was validated with, not today's data.schema
         trained = contract.data_config(trained, project_dir)
     data_section = trained.get("data") or {}
@@ -136,28 +137,16 @@ def run(args: argparse.Namespace, app: Any) -> int:
         "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows,
         "transforms": [] if contract is None else contract.to_dict()["transforms"]}
     config = {**trained, "pipeline": {"predict": settings}}
-    result = api.run(app, config=config, force=True, quiet=False, command="predict",
-                     config_from=f"the recorded config of run {record.run_id}, which trained "
-                                 f"{record.name} v{record.version}")
+    _LOADED[loaded.sha256] = loaded.model  # the stage takes it: not deserialised twice
+    try:
+        result = api.run(app, config=config, force=True, quiet=False, command="predict",
+                         config_from=f"the recorded config of run {record.run_id}, which "
+                                     f"trained {record.name} v{record.version}")
+    finally:
+        _LOADED.pop(loaded.sha256, None)
     print(f"✓ predictions of {record.name} v{record.version} written to {output} "
           f"(run {result.run_id})")
     return 0
-
-
-def refuse_recommender(app: Any, record: Any) -> None:
-    """A recommender (`conveyor.serving.is_recommender`) answers slates per user, not a
-    prediction per row: a usage error naming the version and `conveyor recommend`."""
-    from conveyor import api
-    from conveyor.serving import is_recommender
-
-    # Loaded (sha256 checked) only to ask what it is; the stage loads its own copy.
-    loaded = api.load_model(app, record.name, version=record.version)
-    if is_recommender(loaded.model):
-        raise conveyor.UsageError(
-            f"model '{record.name}' v{record.version} is a recommender: `conveyor predict` "
-            "scores rows with classifiers and regressors",
-            hint="write batch recommendations with `conveyor recommend --users FILE "
-                 "[-o OUT] [--k 10]` (a slate per user; see `conveyor recommend --help`)")
 
 
 def _relative(path: Path, project_dir: Path) -> str:
@@ -198,7 +187,9 @@ def _predict(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     data = Path(settings["data"])
     data = data if data.is_absolute() else ctx.project_dir / data
     output = Path(settings["output"])
-    model = ctx.load_artifact(settings["artifact"])  # sha256 checked before deserialising
+    model = _LOADED.pop(str(settings["artifact"].get("sha256")), None)
+    if model is None:  # run other than by `conveyor predict` in this process
+        model = ctx.load_artifact(settings["artifact"])  # sha256 checked before deserialising
     ctx.log(f"{settings['model_name']} v{settings['model_version']} "
             f"({type(_estimator(model)).__name__}) scoring {settings['data']}")
     overrides: dict[str, Any] = {}
