@@ -128,7 +128,24 @@ def test_numpy_ids_and_scores_are_plain_json_and_non_finite_scores_are_null():
     assert predictions == [[1, "b", 3]] and records[0]["scores"] == [0.5, None, None]
 
 
-def test_a_failing_model_is_a_one_line_500_naming_it_and_logs_no_slate(caplog):
+def test_a_failing_model_is_a_one_line_500_naming_it_and_logs_no_slate(caplog, monkeypatch):
+    import logging
+
+    # Earlier tests in the same worker may have configured logging (BentoML's dictConfig
+    # disables loggers that existed before it, DVC's handlers stop propagation): listen on
+    # the service's logger itself.
+    served = logging.getLogger("conveyor.serve")
+    monkeypatch.setattr(served, "disabled", False)
+    monkeypatch.setattr(served, "level", logging.NOTSET)
+    served.addHandler(caplog.handler)
+    monkeypatch.setattr(served, "propagate", False)  # each record seen once, by caplog
+    try:
+        _refused_once_each(caplog)
+    finally:
+        served.removeHandler(caplog.handler)
+
+
+def _refused_once_each(caplog) -> None:
     for model, needle in ((Broken(), "KeyError"), (OddIds(), "whole numbers or text")):
         state = State(Serving(model), log=Log())
         caplog.clear()
