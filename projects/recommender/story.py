@@ -11,7 +11,7 @@ after it with nobody touching anything. Every simulated week:
 3. `conveyor watch` joins them to the logged slates (`conveyor feedback`), records the week's
    online hit rate and NDCG as a monitoring result, and applies the retraining policy of
    `conveyor.yaml`: when the hit rate falls, a challenger is trained on the weeks since the
-   change, compared with the champion on the newest week neither trained on, and promoted
+   change, compared with the champion on the newest two days neither trained on, and promoted
    through the gate; the running service picks the new champion up by itself.
 
 From week 7 the season changes what customers buy (the retail simulator,
@@ -330,7 +330,7 @@ def summarise(week: int, slates: dict[int, dict], handled: list[dict]) -> dict:
 
 
 def versus(decision) -> str:
-    """Challenger - champion in ndcg@10 on the newest week neither trained on, with its 95%
+    """Challenger - champion in ndcg@10 on the newest two days neither trained on, with its 95%
     interval (paired bootstrap over the customers), for a decision that compared them."""
     comparison = ((decision.metrics or {}).get("comparison") or {}) if decision else {}
     interval = (comparison.get("intervals") or {}).get(f"ndcg@{K}")
