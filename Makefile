@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev,demo]" \
+	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[sweep,dev,demo,postgres,s3]" \
 		$(foreach p,$(PLUGINS),-e "$(p)$(if $(filter plugins/sklearn,$(p)),[onnx$(comma)lightgbm$(comma)xgboost])")
 	touch $@
 
