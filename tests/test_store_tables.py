@@ -12,7 +12,7 @@ import pytest
 from conveyor.errors import PluginError, StoreError
 from conveyor.plugins import PluginHost
 from conveyor.store import TableSet, open_store
-from conveyor.store.db import SCHEMA_VERSION
+from conveyor.store.migrate import SCHEMA_VERSION
 from conveyor_monitor.records import TABLES as MONITOR_TABLES
 from conveyor_monitor.records import Monitoring
 from conveyor_retrain.records import TABLES as RETRAIN_TABLES

@@ -211,3 +211,29 @@ def conveyor_project(tmp_path: Path) -> Callable[..., Project]:
         return Project(folder)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Any:
+    """A real PostgreSQL server for the test session (`conveyor.store.postgres_server`: initdb
+    in a temporary folder, a free port on 127.0.0.1), stopped at the end; with pytest-xdist
+    each worker starts its own. Fails with a hint when PostgreSQL is not installed."""
+    from conveyor.store.postgres_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """The URL (`store.url`) of a fresh, empty database on `postgres_server`."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Each store backend in turn: None (the project's SQLite store), then a fresh PostgreSQL
+    database's URL; pass it as `open_store(..., url=store_url)` or `store.url=...`."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_url")

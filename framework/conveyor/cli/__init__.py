@@ -150,6 +150,9 @@ def _dispatch(argv: list[str]) -> int:
 
     command = rest[0] if rest else None
     overrides = [a for a in rest[1:] if _is_override(a)]
+    from conveyor.store.location import set_command_line
+
+    set_command_line(overrides)  # store.url= / store.artifacts= for every store opened
     with Session(directory=directory, overrides=overrides, debug="--debug" in global_args) as session:
         return _command(command, rest, global_args, session)
 

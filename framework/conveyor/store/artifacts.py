@@ -81,9 +81,7 @@ class ArtifactStore:
         if not (self.exists(ref) and sha256_file(final) == ref.sha256):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
-        with self.store.write() as conn:
-            conn.execute("INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?, ?, ?)",
-                         (ref.sha256, ref.size, codec, suffix, time.time()))
+        self.store.record_artifact(ref)
         return ref
 
     def exists(self, ref: ArtifactRef) -> bool:
