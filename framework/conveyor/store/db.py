@@ -364,8 +364,11 @@ class Store:
         """Runs left "running" by a process that is gone are marked interrupted: on this host
         when their process id is dead; on any host when their heartbeat (`runs.heartbeat_at`,
         renewed by the runner every `store.heartbeat_seconds`) is older than `lease_seconds`
-        (default 3 x `DEFAULT_HEARTBEAT_SECONDS`)."""
-        lease = 3 * DEFAULT_HEARTBEAT_SECONDS if lease_seconds is None else lease_seconds
+        (default `LEASE_BEATS` x the store's `store.heartbeat_seconds`)."""
+        from conveyor.store.heartbeat import LEASE_BEATS
+
+        lease = (LEASE_BEATS * self.location.heartbeat_seconds if lease_seconds is None
+                 else lease_seconds)
         host = host_name()
         rows = self.query("SELECT id, pid, host, heartbeat_at, created_at FROM runs "
                           "WHERE status='running'")
@@ -392,9 +395,6 @@ class Store:
         with self.write() as conn:
             conn.execute("UPDATE runs SET heartbeat_at=? WHERE id=? AND status='running'",
                          (time.time(), run_id))
-
-
-DEFAULT_HEARTBEAT_SECONDS = 10.0
 
 
 def lock_key(name: str) -> int:

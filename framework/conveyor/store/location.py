@@ -32,6 +32,8 @@ from conveyor.errors import ConfigError
 
 URL_ENV = "CONVEYOR_STORE_URL"
 ARTIFACTS_ENV = "CONVEYOR_STORE_ARTIFACTS"
+HEARTBEAT_ENV = "CONVEYOR_STORE_HEARTBEAT_SECONDS"
+DEFAULT_HEARTBEAT_SECONDS = 10.0
 DEFAULT_ORIGIN = "the default"
 _command_line: dict[str, str] = {}
 
@@ -53,6 +55,7 @@ class StoreLocation:
     url_origin: str
     artifacts: str | None
     artifacts_origin: str
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
 
     @property
     def shown_url(self) -> str:
@@ -65,7 +68,7 @@ def set_command_line(overrides: Sequence[str]) -> None:
     this process opens without an explicit URL uses them (the CLI calls it)."""
     for override in overrides:
         key, sep, value = override.lstrip("+").partition("=")
-        if sep and key in ("store.url", "store.artifacts"):
+        if sep and key in ("store.url", "store.artifacts", "store.heartbeat_seconds"):
             _command_line[key] = value.strip().strip("'\"")
 
 
@@ -73,7 +76,8 @@ def resolve(project_dir: Path | None, *, url: str | None = None,
             artifacts: str | None = None, url_origin: str = "the caller",
             artifacts_origin: str = "the caller") -> StoreLocation:
     """The store settings for `project_dir` (see the module docstring for the precedence);
-    `url` / `artifacts` given by the caller win."""
+    `url` / `artifacts` given by the caller win. `store.heartbeat_seconds` comes the same way
+    (environment variable CONVEYOR_STORE_HEARTBEAT_SECONDS)."""
     file_values: dict[str, Any] = {}
     config_path = project_dir / "conveyor.yaml" if project_dir is not None else None
     found: list[tuple[str, str]] = []
@@ -92,7 +96,30 @@ def resolve(project_dir: Path | None, *, url: str | None = None,
             value = file_values.get(key)
             found.append((value, str(config_path)) if value else (None, DEFAULT_ORIGIN))
     (url_value, url_from), (art_value, art_from) = found
-    return StoreLocation(_blank_none(url_value), url_from, _blank_none(art_value), art_from)
+    if "store.heartbeat_seconds" in _command_line:
+        beat: Any = _command_line["store.heartbeat_seconds"]
+        beat_from = "the command line"
+    elif os.environ.get(HEARTBEAT_ENV):
+        beat, beat_from = os.environ[HEARTBEAT_ENV], f"environment variable {HEARTBEAT_ENV}"
+    else:
+        if not file_values and config_path is not None:
+            file_values = _file_settings(config_path) or {"": None}
+        beat, beat_from = file_values.get("heartbeat_seconds"), str(config_path)
+    return StoreLocation(_blank_none(url_value), url_from, _blank_none(art_value), art_from,
+                         _seconds(beat, beat_from))
+
+
+def _seconds(value: Any, origin: str) -> float:
+    if value is None:
+        return DEFAULT_HEARTBEAT_SECONDS
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise ConfigError(f"store.heartbeat_seconds must be a number of seconds > 0, not "
+                          f"{value!r} (from {origin})")
+    return seconds
 
 
 def _blank_none(value: Any) -> str | None:
@@ -113,7 +140,8 @@ def _file_settings(path: Path) -> dict[str, Any]:
     section = data.get("store") if isinstance(data, dict) else None
     if not isinstance(section, dict):
         return {}
-    return {k: _interpolate_env(v) for k, v in section.items() if k in ("url", "artifacts")}
+    return {k: _interpolate_env(v) for k, v in section.items()
+            if k in ("url", "artifacts", "heartbeat_seconds")}
 
 
 _ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
