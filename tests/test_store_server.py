@@ -216,17 +216,21 @@ PROMOTER = textwrap.dedent("""
     from pathlib import Path
     from conveyor.store import AliasMoved, Registry, open_store
 
-    folder, url, version, start = Path(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3]), float(sys.argv[4])
+    folder, url, version, name = Path(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3]), sys.argv[4]
     registry = Registry(open_store(folder, url=url))
-    if version == 0:
-        while time.time() < start:
+
+    def wait_for_the_others():  # every racer has read what it needs: then all go at once
+        (folder / f"ready-{name}").write_text("")
+        while not (folder / "go").exists():
             time.sleep(0.001)
+
+    if version == 0:
+        wait_for_the_others()
         print(registry.register(name="m", run_id="r", stage="s", artifact={}, metrics={},
                                 gate={}, decision="passed", config_hash="h", data={}))
         sys.exit(0)
     seen = registry.aliases("m").get("champion")
-    while time.time() < start:
-        time.sleep(0.001)
+    wait_for_the_others()
     try:
         registry.set_alias("m", "champion", version, action="promote", reason="race",
                            expect=seen)
@@ -240,12 +244,16 @@ PROMOTER = textwrap.dedent("""
 def _racers(tmp_path, store_url, versions):
     script = tmp_path / "racer.py"
     script.write_text(PROMOTER)
-    start = time.time() + 2.0
     processes = [subprocess.Popen([sys.executable, str(script), str(tmp_path), store_url or "",
-                                   str(version), str(start)], text=True, stdout=subprocess.PIPE,
+                                   str(version), str(n)], text=True, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE,
                                   env={**os.environ, "CONVEYOR_HOST_NAME": f"host-{n}"})
                  for n, version in enumerate(versions)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{n}").exists() for n in range(len(versions))):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.01)
+    (tmp_path / "go").write_text("")
     outputs = []
     for process in processes:
         out, err = process.communicate(timeout=120)
