@@ -12,7 +12,7 @@ EVIDENTLY_VENV ?= .venv-bench-evidently
 BENCH_PINS := numpy|pandas|scikit-learn|scipy|pyarrow|joblib|threadpoolctl
 BENCH_KEDRO := kedro==1.7.0
 
-.PHONY: install browser wrk test test-fast demo bench lint lock clean
+.PHONY: install browser postgres wrk test test-fast demo bench lint lock clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,15 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The store tests start a real PostgreSQL server (conveyor.store.postgres_server: initdb in a
+# temporary folder, run as the `postgres` user under root): Debian's postgresql package.
+postgres:
+	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+		echo "installing Debian's postgresql for the store tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
 # `make bench` loads the HTTP service with wrk (Debian's package), like the browser above.
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -44,10 +53,10 @@ wrk:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq wrk >/dev/null; }
 
-test: install browser
+test: install browser postgres
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
-test-fast: install browser
+test-fast: install browser postgres
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"
 
 demo: install

@@ -49,9 +49,7 @@ def _url(store_url, tmp_path, name):
 def test_the_head_revision_is_the_newest_migration():
     from alembic.script import ScriptDirectory
 
-    from conveyor.store.migrate import alembic_config as config_of
-
-    assert ScriptDirectory.from_config(config_of(None)).get_heads() == [HEAD]
+    assert ScriptDirectory.from_config(alembic_config(None)).get_heads() == [HEAD]
     assert (MIGRATIONS / "env.py").is_file()
 
 
@@ -272,7 +270,7 @@ def test_two_machines_promoting_at_once_leave_one_champion_and_both_moves(store_
     outputs = _racers(tmp_path, store_url, [2, 3])
     assert sorted(outputs) == ["moved", "moved after"]  # the compare-and-set let one through
     history = registry.history("m")
-    assert [h["version"] for h in history][0] == 1 and len(history) == 3
+    assert history[0]["version"] == 1 and len(history) == 3
     assert {h["version"] for h in history[1:]} == {2, 3}
     assert history[2]["previous"] == history[1]["version"]  # the second saw the first's move
     assert registry.aliases("m") == {"champion": history[2]["version"]}
