@@ -9,8 +9,8 @@ DDL is transactional on both backends, so a migration that fails leaves the stor
 and raises StoreError. When the store is already at `HEAD` it costs two small queries.
 
 A SQLite store made by an older Conveyor (a `meta.schema_version`, no `alembic_version`) is first
-brought to version 4 by the old IF NOT EXISTS statements (its rows kept), stamped "0001", then
-upgraded like any other. A new (empty) database gets the current schema at once
+brought to version 4 (missing tables created, `runs.plugins` added; its rows kept), stamped
+"0001", then upgraded like any other. A new (empty) database gets the current schema at once
 (`_create_at_head`).
 """
 
@@ -30,46 +30,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0002"  # the newest core revision (a test checks it against versions/)
 BASELINE = "0001"
 
-# What Conveyor's schema versions 1-4 made, for SQLite stores made before Alembic.
-LEGACY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, project TEXT, status TEXT NOT NULL, created_at REAL NOT NULL,
-    finished_at REAL, duration REAL, pid INTEGER, host TEXT, invocation TEXT, command TEXT,
-    overrides TEXT, config TEXT, config_hash TEXT, git_commit TEXT, git_dirty INTEGER,
-    packages TEXT, error TEXT, exit_code INTEGER, plugins TEXT);
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
-CREATE INDEX IF NOT EXISTS runs_invocation ON runs(invocation);
-CREATE TABLE IF NOT EXISTS stages (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, position INTEGER, type TEXT, type_version TEXT,
-    status TEXT NOT NULL, fingerprint TEXT, cached INTEGER DEFAULT 0, reason TEXT,
-    started_at REAL, duration REAL, settings TEXT, upstream TEXT, files TEXT, outputs TEXT,
-    error TEXT, PRIMARY KEY (run_id, name));
-CREATE INDEX IF NOT EXISTS stages_fingerprint ON stages(fingerprint, status);
-CREATE INDEX IF NOT EXISTS stages_name ON stages(name, status, started_at);
-CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT, stage TEXT, key TEXT, value REAL, PRIMARY KEY (run_id, stage, key));
-CREATE TABLE IF NOT EXISTS artifacts (
-    sha256 TEXT PRIMARY KEY, size INTEGER, codec TEXT, suffix TEXT, created_at REAL);
-CREATE TABLE IF NOT EXISTS run_artifacts (
-    run_id TEXT, stage TEXT, name TEXT, sha256 TEXT, PRIMARY KEY (run_id, stage, name));
-CREATE TABLE IF NOT EXISTS data_inputs (
-    run_id TEXT, path TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (run_id, path));
-CREATE TABLE IF NOT EXISTS file_hashes (
-    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 TEXT);
-CREATE TABLE IF NOT EXISTS model_versions (
-    name TEXT, version INTEGER, run_id TEXT, stage TEXT, artifact TEXT, metrics TEXT,
-    gate TEXT, decision TEXT, config_hash TEXT, data TEXT, created_at REAL,
-    PRIMARY KEY (name, version));
-CREATE TABLE IF NOT EXISTS model_contracts (
-    name TEXT, version INTEGER, contract TEXT NOT NULL, PRIMARY KEY (name, version));
-CREATE TABLE IF NOT EXISTS aliases (
-    name TEXT, alias TEXT, version INTEGER, updated_at REAL, PRIMARY KEY (name, alias));
-CREATE TABLE IF NOT EXISTS alias_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, alias TEXT, version INTEGER,
-    previous INTEGER, action TEXT, actor TEXT, reason TEXT, forced INTEGER, at REAL);
-"""
+# Columns versions 2-4 of the hand-written schema added to tables older stores already had.
 LEGACY_ADDED_COLUMNS = (("runs", "plugins", "TEXT"),)
 # The last hand-written schema version (kept in meta.schema_version of stores that had one).
 SCHEMA_VERSION = 4
@@ -151,13 +112,15 @@ def _upgrade(store: Store) -> None:
 
 
 def _legacy_to_baseline(connection: Connection) -> None:
-    """A store made by Conveyor before Alembic, brought to schema version 4 (SQLite only)."""
+    """A store made by Conveyor before Alembic, brought to schema version 4 (SQLite only): the
+    tables later versions added are created (the tables it has are kept as they are, rows and
+    all), then the columns they added to older tables."""
     if connection.dialect.name != "sqlite":
         return
+    from conveyor.store.schema import METADATA
+
+    METADATA.create_all(connection, checkfirst=True)
     raw = connection.connection.driver_connection
-    for statement in LEGACY_SCHEMA.split(";"):
-        if statement.strip():
-            raw.execute(statement)
     for table, column, kind in LEGACY_ADDED_COLUMNS:
         have = {row[1] for row in raw.execute(f"PRAGMA table_info({table})")}
         if column not in have:  # a table created by an older Conveyor
