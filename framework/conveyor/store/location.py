@@ -65,7 +65,9 @@ class StoreLocation:
 
 def set_command_line(overrides: Sequence[str]) -> None:
     """Remember `store.url=` / `store.artifacts=` among a command's overrides, so every store
-    this process opens without an explicit URL uses them (the CLI calls it)."""
+    this process opens without an explicit URL uses them (the CLI calls it, once per command:
+    what an earlier command in the same process said is forgotten)."""
+    _command_line.clear()
     for override in overrides:
         key, sep, value = override.lstrip("+").partition("=")
         if sep and key in ("store.url", "store.artifacts", "store.heartbeat_seconds"):
