@@ -322,3 +322,34 @@ def test_the_server_stopping_mid_run_fails_the_run_cleanly_and_the_store_stays_c
         store.close()
     finally:
         server.close()
+
+
+# --- where the store is -------------------------------------------------------------------------
+
+def test_store_settings_come_from_the_command_line_the_environment_conveyor_yaml_or_default(
+        tmp_path, monkeypatch):
+    from conveyor.store import location
+
+    monkeypatch.delenv(location.URL_ENV, raising=False)
+    monkeypatch.setenv("TEAM_DB_PASSWORD", "s3cret")
+    (tmp_path / "conveyor.yaml").write_text(
+        "project: p\nstore:\n  url: postgresql://ml:${oc.env:TEAM_DB_PASSWORD}@db/yaml\n"
+        "  heartbeat_seconds: 4\n")
+    found = location.resolve(tmp_path)
+    assert (found.url, found.url_origin) == ("postgresql://ml:s3cret@db/yaml",
+                                             str(tmp_path / "conveyor.yaml"))
+    assert found.shown_url == "postgresql://ml:***@db/yaml" and found.heartbeat_seconds == 4.0
+    assert (found.artifacts, found.artifacts_origin) == (None, location.DEFAULT_ORIGIN)
+    monkeypatch.setenv(location.URL_ENV, "postgresql://ml@db/env")
+    assert location.resolve(tmp_path).url_origin == f"environment variable {location.URL_ENV}"
+    try:
+        location.set_command_line(["seed=1", "store.url=postgresql://ml@db/cli",
+                                   "store.artifacts=s3://bucket/p"])
+        found = location.resolve(tmp_path)
+        assert (found.url, found.url_origin) == ("postgresql://ml@db/cli", "the command line")
+        assert (found.artifacts, found.artifacts_origin) == ("s3://bucket/p", "the command line")
+        assert location.resolve(tmp_path, url="sqlite:///x.db").url == "sqlite:///x.db"
+    finally:
+        location.set_command_line([])
+    assert location.resolve(tmp_path).url == "postgresql://ml@db/env"
+    assert location.resolve(None).url == "postgresql://ml@db/env"
