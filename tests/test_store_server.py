@@ -153,6 +153,7 @@ def test_bad_store_urls_exit_2_naming_the_setting_and_never_the_password(tmp_pat
     _assert_store_url_error(result, "the command line", PASSWORD)
 
 
+@pytest.mark.slow
 def test_run_list_and_promote_through_the_cli_on_postgresql(new_project, postgres_url):
     project = new_project()
     project.run(f"store.url={postgres_url}", check=True)
