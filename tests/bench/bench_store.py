@@ -11,8 +11,8 @@ ones (bench_ui.fill: 34 params, 3 metrics, 6 stages, 2 data files each), then me
   8 transactions) on the full store, median per run of --record runs;
 * runs list: `conveyor runs list` wall time (the real CLI, process start included), median;
 * UI runs page: `conveyor ui`'s first page and the page sorted by a metric, over HTTP, median;
-* per stage: `conveyor run --force` of a 10-stage pipeline of no-op stages minus the same with
-  1 stage, divided by 9: what the store costs each stage (records, cache lookups).
+* per stage: `conveyor run --force` of a 41-stage pipeline of no-op stages minus the same with
+  1 stage, divided by 40: what each stage costs (its records, cache lookups, the runner).
 
 Printed as a table with the PostgreSQL / SQLite ratio; --json writes the figures too.
 """
@@ -37,6 +37,7 @@ from conveyor.store import Runs, open_store  # noqa: E402
 from conveyor.store.postgres_server import PostgresServer  # noqa: E402
 from conveyor.testing import conveyor_executable  # noqa: E402
 
+MANY = 41
 NOOP = '''
 import conveyor
 
@@ -107,9 +108,9 @@ def measure(label: str, work: Path, runs: int, repeat: int, record: int) -> dict
         figures["UI sorted by metric"] = timed(ui.base + "/runs?sort=metric:accuracy&dir=desc",
                                                repeat)
     one = _pipeline_project(work / f"{label}-1", 1)
-    ten = _pipeline_project(work / f"{label}-10", 10)
+    many = _pipeline_project(work / f"{label}-{MANY}", MANY)
     run = [conveyor, "run", "--force", "--quiet"]
-    figures["per stage"] = (_wall(run, ten, repeat) - _wall(run, one, repeat)) / 9
+    figures["per stage"] = (_wall(run, many, repeat) - _wall(run, one, repeat)) / (MANY - 1)
     print(f"{label}: measured", flush=True)
     return figures
 
