@@ -286,6 +286,26 @@ def test_machines_registering_at_once_get_distinct_consecutive_versions(store_ur
 
 # --- the server stopping mid-run ----------------------------------------------------------------
 
+HELD_STAGE = """
+import time
+
+import conveyor
+
+
+def _held(ctx):
+    (ctx.project_dir / "slow-stage-started").write_text(ctx.run.id)
+    deadline = time.monotonic() + 120
+    while (ctx.project_dir / "HOLD").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"held": {"done": True}}
+
+
+@conveyor.hookimpl
+def conveyor_stage_types(register):
+    register(conveyor.StageType("held.until_released", _held))
+"""
+
+
 @pytest.mark.slow
 def test_the_server_stopping_mid_run_fails_the_run_cleanly_and_the_store_stays_consistent(
         tmp_path):
@@ -295,8 +315,9 @@ def test_the_server_stopping_mid_run_fails_the_run_cleanly_and_the_store_stays_c
         url = server.new_database()
         project = local_project(tmp_path / "p", pipeline={
             "first": {"uses": "faults.produce"},
-            "slow": {"uses": "faults.slow", "needs": ["first"]}})
-        (project.path / "SLOW").write_text("")
+            "slow": {"uses": "held.until_released", "needs": ["first"]}},
+            local=["faultstages", "held"], modules={"held": HELD_STAGE})
+        (project.path / "HOLD").write_text("")
         from conveyor.testing import conveyor_executable
 
         process = subprocess.Popen([conveyor_executable(), "run", f"store.url={url}"],
@@ -308,7 +329,7 @@ def test_the_server_stopping_mid_run_fails_the_run_cleanly_and_the_store_stays_c
             time.sleep(0.05)
         server.stop("fast")
         wait_until_down(server.port)
-        (project.path / "SLOW").unlink()  # the stage finishes; recording it fails
+        (project.path / "HOLD").unlink()  # the stage finishes; recording it fails
         out, err = process.communicate(timeout=120)
         assert process.returncode == 1, err
         assert "Traceback" not in out + err and PASSWORD not in out + err
