@@ -101,7 +101,9 @@ class Store:
                              hint="move the damaged .conveyor/store.db aside to start afresh") from exc
         from conveyor.store.artifacts import ArtifactStore
 
-        self.artifacts = ArtifactStore(root, self)
+        self.artifacts = ArtifactStore(  # the environment only, until open_store resolves it
+            root, self, url=os.environ.get("CONVEYOR_STORE_ARTIFACTS"),
+            origin="environment variable CONVEYOR_STORE_ARTIFACTS")
         try:
             self.ensure_tables(tables)
         except BaseException:
