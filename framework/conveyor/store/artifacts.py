@@ -95,7 +95,7 @@ class ArtifactStore:
 
     def __init__(self, root: Path, store: Store, url: str | None = None,
                  storage_options: dict[str, Any] | None = None, *,
-                 origin: str = "conveyor.yaml") -> None:
+                 origin: str = "the caller") -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.store = store
@@ -242,7 +242,7 @@ class ArtifactStore:
         return f"{type(exc).__name__}: {text}"
 
     def _config_error(self, message: str, *, hint: str) -> ConfigError:
-        return ConfigError(f"{SETTING} ({self.origin}): {message}", hint=hint)
+        return ConfigError(f"{SETTING} (from {self.origin}): {message}", hint=hint)
 
     def _runtime_error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"{what} at {self.location}: {self._describe(exc)}",
