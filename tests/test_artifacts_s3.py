@@ -2,8 +2,7 @@
 
 moto's standalone S3 server (`conveyor.testing.S3Server`, a separate process on 127.0.0.1)
 stands in for the cloud's object storage here: the code under test talks HTTP to it exactly as
-it would to S3, with fake keys. moto accepts any keys, so "wrong credentials" (an
-InvalidAccessKeyId from real S3) is not reproduced; missing credentials are.
+it would to S3, with fake keys. Wrong credentials are a moto server that checks them (its IAM knows no keys).
 """
 
 from __future__ import annotations
@@ -241,6 +240,18 @@ def test_a_bad_store_artifacts_stops_the_run_before_any_stage(s3, tmp_path, monk
     _secret_not_shown(result)
     assert not (project.path / "after-run.marker").exists()
     assert objects(s3) == {}
+
+
+def test_wrong_credentials_are_a_config_error(tmp_path, monkeypatch):
+    with S3Server(check_credentials=True) as server:
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        project = local_project(tmp_path / "p")
+        monkeypatch.setenv("CONVEYOR_STORE_ARTIFACTS", f"s3://{BUCKET}/runs")
+        result = project.run()
+    assert_usage_error(result, "store.artifacts", "refuses these credentials",
+                       "AWS_ACCESS_KEY_ID")
+    _secret_not_shown(result)
 
 
 @pytest.mark.slow

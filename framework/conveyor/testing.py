@@ -219,14 +219,18 @@ class S3Server:
 
     `env` holds the AWS_* variables that point boto3/s3fs at it (fake keys, its endpoint);
     `create_bucket(name)` makes a bucket; `client()` is a boto3 S3 client for checks and
-    tampering. Used as a context manager (started on entry, stopped on exit) or through the
-    `s3_server` fixture, which also sets `env` in os.environ for the test."""
+    tampering. moto accepts any keys unless `check_credentials`, when it refuses them all.
+    Used as a context manager (started on entry, stopped on exit) or through the `s3_server`
+    fixture, which also sets `env` in os.environ for the test."""
 
     access_key = "conveyor-test-access-key"
     secret_key = "conveyor-test-secret-Zx9q7Kp2"
     region = "us-east-1"
 
-    def __init__(self, timeout: float = 60) -> None:
+    def __init__(self, timeout: float = 60, *, check_credentials: bool = False) -> None:
+        # check_credentials: moto then authenticates requests against its own IAM, which
+        # knows no keys, so every request is refused like wrong credentials on S3.
+        self.check_credentials = check_credentials
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.timeout = timeout
@@ -243,7 +247,9 @@ class S3Server:
 
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT":
+                 "0" if self.check_credentials else "inf"})
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
