@@ -11,6 +11,10 @@
 
 Runs go through the real `conveyor` console script in a temporary folder, so a plugin is
 tested exactly as users run it.
+
+`s3_server` (fixture) / `S3Server` start moto's S3 server on 127.0.0.1, standing in for cloud
+object storage, with the AWS_* variables that point s3fs and boto3 at it: for artifacts in
+`store.artifacts = s3://bucket/prefix`.
 """
 
 from __future__ import annotations
