@@ -158,7 +158,7 @@ UPLOADER = textwrap.dedent('''
 
 
 @pytest.mark.slow
-def test_a_reader_never_sees_a_partial_object(s3, tmp_path):
+def test_a_reader_never_sees_a_partial_object(s3, tmp_path, capsys):
     """kill -9 of a process mid-upload (a multipart upload of 120 MB, in 50 MiB parts): the
     key does not exist until the upload completes; the parts already sent are invisible."""
     big = tmp_path / "big.bin"
@@ -191,6 +191,9 @@ def test_a_reader_never_sees_a_partial_object(s3, tmp_path):
     store = ArtifactStore(tmp_path / ".conveyor", FakeRows(), url=f"s3://{BUCKET}/team/a")
     ref = store.adopt(big, "raw", ".bin")
     assert objects(s3) == {key: big.stat().st_size} and store.verify(ref)
+    shown = capsys.readouterr().err  # a large artifact's transfer is shown
+    assert f"uploading artifact {digest[:12]} (126 MB), s3://{BUCKET}/team/a…" in shown
+    assert f"downloading artifact {digest[:12]}: done in" in shown
 
 
 def test_open_errors_are_config_errors_naming_the_setting(s3, tmp_path):

@@ -33,8 +33,10 @@ import contextlib
 import hashlib
 import os
 import re
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 STALE_TMP_SECONDS = 24 * 3600
 SETTING = "store.artifacts"
+PROGRESS_BYTES = 64 << 20  # moving an artifact this large to or from object storage is shown
 # Environment variables and storage options whose values are secrets: masked in every message.
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 SECRET_OPTIONS = ("secret", "token", "password", "aws_secret_access_key", "aws_session_token")
@@ -104,6 +107,10 @@ class ArtifactStore:
         password = re.search(r"://[^/@:]*:([^/@]*)@", url or "")
         self._url_password = password.group(1) if password else ""
         self._verified: dict[Path, tuple[int, int]] = {}  # cache file: (size, mtime_ns) hashed ok
+        # Objects seen in this process (key: size): a listing of many runs asks about the same
+        # artifacts again and again, one round trip each. Content-addressed, so it cannot be
+        # stale unless someone deletes an object; loading still checks the bytes.
+        self._sizes: dict[str, int] = {}
         self.fs: Any = None
         if not url:
             self.dir = root / "artifacts"
@@ -163,8 +170,12 @@ class ArtifactStore:
         return f"{self.prefix}/{ref.sha256[:2]}/{ref.sha256}{ref.suffix}"
 
     def _remote_size(self, ref: ArtifactRef) -> int | None:
+        key = self.key(ref)
+        if key in self._sizes:
+            return self._sizes[key]
         try:
-            return int(self.fs.info(self.key(ref))["size"])
+            self._sizes[key] = int(self.fs.info(key)["size"])
+            return self._sizes[key]
         except FileNotFoundError:
             return None
         except Exception as exc:
@@ -176,9 +187,11 @@ class ArtifactStore:
         try:
             # One put_object, or a multipart upload that is completed (made visible) only after
             # every part arrived and is aborted on error: a reader sees the whole object or none.
-            self.fs.put_file(str(tmp), self.key(ref))
+            with self._progress("uploading", ref):
+                self.fs.put_file(str(tmp), self.key(ref))
         except Exception as exc:
             raise self._runtime_error(f"cannot upload artifact {ref.sha256[:12]}", exc) from None
+        self._sizes[self.key(ref)] = ref.size
 
     def _download(self, ref: ArtifactRef) -> Path:
         cached = self.path(ref)
@@ -195,8 +208,10 @@ class ArtifactStore:
         tmp = Path(tmp_name)
         try:
             try:
-                self.fs.get_file(self.key(ref), str(tmp))
+                with self._progress("downloading", ref):
+                    self.fs.get_file(self.key(ref), str(tmp))
             except FileNotFoundError:
+                self._sizes.pop(self.key(ref), None)
                 raise StoreError(f"artifact {ref.sha256[:12]} is missing from {self.location}",
                                  hint="re-run the stage that produced it") from None
             except Exception as exc:
@@ -220,7 +235,23 @@ class ArtifactStore:
         self._verified[cached] = (stat.st_size, stat.st_mtime_ns)
         return cached
 
+    @contextlib.contextmanager
+    def _progress(self, doing: str, ref: ArtifactRef) -> Iterator[None]:
+        """A line on stderr before and after moving a large artifact (it can take minutes)."""
+        if ref.size < PROGRESS_BYTES:
+            yield
+            return
+        megabytes = ref.size / 1e6
+        print(f"  {doing} artifact {ref.sha256[:12]} ({megabytes:,.0f} MB), {self.location}…",
+              file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        yield
+        took = max(time.perf_counter() - start, 1e-6)
+        print(f"  {doing} artifact {ref.sha256[:12]}: done in {took:.1f}s "
+              f"({megabytes / took:,.0f} MB/s)", file=sys.stderr, flush=True)
+
     def _remove_corrupt(self, ref: ArtifactRef) -> None:
+        self._sizes.pop(self.key(ref), None)
         # Best effort: the error about the corrupt object is the one to show.
         with contextlib.suppress(Exception):
             self.fs.rm_file(self.key(ref))
