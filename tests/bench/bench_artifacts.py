@@ -121,9 +121,14 @@ def main() -> int:
                         for kind in ("write", "read", "warm_read")}
     print("s3 / local time: " + ", ".join(f"{k} {v}x" for k, v in results["ratio"].items()))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        save(results, args.json)
     return 0
+
+
+def save(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"figures written to {path}")
 
 
 if __name__ == "__main__":
