@@ -181,8 +181,8 @@ class Store:
             raise
         from conveyor.store.artifacts import ArtifactStore
 
-        extra = {"url": self.location.artifacts} if self.location.artifacts else {}
-        self.artifacts = ArtifactStore(root, self, **extra)
+        self.artifacts = ArtifactStore(root, self, url=self.location.artifacts,
+                                       origin=self.location.artifacts_origin)
         try:
             self.ensure_tables(tables)
         except BaseException:
