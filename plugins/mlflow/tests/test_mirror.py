@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from conveyor.testing import Project, assert_usage_error, free_port
-from mlflow_support import use_mlflow
+from mlflow_support import model_of, use_mlflow
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -52,14 +52,14 @@ def test_run_is_mirrored_with_its_model_version_and_champion(shop: Project, mlfl
     assert tags["conveyor.config_hash"] == run.config_hash
     assert tags["conveyor.data.data/customers.csv"] == run.data["data/customers.csv"]
     assert mirrored.data.params["data.target"] == "churned"
-    assert mirrored.data.params["registry.model_name"] == "m_run_is_mirrored_with_its_model_"
+    model = model_of(shop)
+    assert mirrored.data.params["registry.model_name"] == model
     assert mirrored.data.metrics["evaluate.accuracy"] == pytest.approx(run.metrics["accuracy"])
     mlflow = client(mlflow_server)
     files = {a.path for a in mlflow.list_artifacts(mirrored.info.run_id, "outputs/train")}
     assert any(path.startswith("outputs/train/model") for path in files), files
     assert mlflow.list_artifacts(mirrored.info.run_id, "conveyor")[0].path == "conveyor/config.yaml"
 
-    model = "m_run_is_mirrored_with_its_model_"
     (version,) = mlflow.search_model_versions(f"name = '{model}'")
     assert version.tags["conveyor.version"] == "1" and version.run_id == mirrored.info.run_id
     assert version.tags["conveyor.gate.decision"] == "passed"
@@ -68,7 +68,7 @@ def test_run_is_mirrored_with_its_model_version_and_champion(shop: Project, mlfl
 
 def test_promotion_rollback_and_sync_twice(shop: Project, mlflow_server: str) -> None:
     use_mlflow(shop, mlflow_server, "mirror-moves")
-    model = "m_promotion_rollback_and_sync_twice"
+    model = model_of(shop)
     shop.run(check=True)
     # A second version, promoted by hand, then rolled back: `sync` follows both moves.
     shop.run("model.params.max_iter=60", check=True)
