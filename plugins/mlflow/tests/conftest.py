@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conveyor.testing import Project, conveyor_executable, free_port, stop_process
+from conveyor.testing import Project, free_port, stop_process
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[3]
@@ -54,11 +54,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _stop_group(process: subprocess.Popen) -> None:
     """SIGTERM to the server and the workers it started (its own process group), SIGKILL
-    to what is left after 5 s (a test server has nothing to flush)."""
+    to what is left after 2 s (a test server has nothing to flush)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(5)
+        process.wait(2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     stop_process(process, timeout=5)
@@ -84,10 +84,9 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float =
 def _trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The classification template, trained once (no mirror: mlflow is not configured)."""
     root = tmp_path_factory.mktemp("mlflow-template")
-    env = {**os.environ, "DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache")}
-    for args, cwd in ((["init", "shop"], root), (["run"], root / "shop")):
-        subprocess.run([conveyor_executable(), *args], cwd=cwd, check=True,
-                       capture_output=True, env=env)
+    env = {"DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache")}
+    Project(root).cli("init", "shop", check=True, env=env)
+    Project(root / "shop").cli("run", check=True, env=env)
     return root / "shop"
 
 

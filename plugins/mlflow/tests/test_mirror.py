@@ -87,6 +87,16 @@ def test_promotion_rollback_and_sync_twice(shop: Project, mlflow_server: str) ->
     assert "already up to date: 0 runs, 0 model versions, 0 alias moves" in again.stdout, again.stdout
     assert mirrored_runs(mlflow_server, "mirror-moves").keys() == before.keys()
 
+    # A mirror cut short (no `conveyor.mirror` tag) is written again whole, not doubled.
+    cut = shop.last_run().id
+    client(mlflow_server).delete_tag(before[cut].info.run_id, "conveyor.mirror")
+    healed = shop.cli("mlflow", "sync", check=True)
+    assert "mirrored 1 run," in healed.stdout, healed.stdout
+    after = mirrored_runs(mlflow_server, "mirror-moves")
+    assert after.keys() == before.keys() and after[cut].info.run_id != before[cut].info.run_id
+    history = client(mlflow_server).get_metric_history(after[cut].info.run_id, "evaluate.accuracy")
+    assert len(history) == 1
+
 
 def test_server_down_warns_and_the_next_run_catches_up(shop: Project, mlflow_server: str
                                                        ) -> None:

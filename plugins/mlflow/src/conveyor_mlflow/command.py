@@ -112,9 +112,9 @@ def mirror_ended_run(run: Any, status: str) -> None:
 
 def _sync(settings: MlflowConfig, project: str, store: Any, say: Callable[[str], None], *,
           current: tuple[str, str] | None = None, recent: int | None = None) -> Any:
-    from conveyor_mlflow.mirror import Mirror, http_limits
+    from conveyor_mlflow.mirror import Mirror, client_environment
 
-    with http_limits(settings):
+    with client_environment(settings):
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=settings.tracking_uri,

@@ -15,6 +15,7 @@ Nothing is kept locally about what was mirrored: MLflow's own records say it, th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -66,18 +67,24 @@ def _count(n: int, noun: str) -> str:
 
 
 @contextmanager
-def http_limits(settings: MlflowConfig) -> Iterator[None]:
-    """MLflow's client retries a failed request for minutes by default: bound it by
-    `mlflow.timeout` and `mlflow.retries` while mirroring (a variable the user set wins)."""
+def client_environment(settings: MlflowConfig) -> Iterator[None]:
+    """MLflow's client as a mirror wants it, while mirroring: a failed request retried for
+    `mlflow.timeout` x `mlflow.retries`, not minutes (a variable the user set wins), and no
+    chatter (run links on stdout, "waiting for model version" logs)."""
     wanted = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(settings.timeout))),
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.retries),
               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-              "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0"}
+              "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+              "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
     added = [name for name in wanted if name not in os.environ]
     os.environ.update({name: wanted[name] for name in added})
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
+        logger.setLevel(level)
         for name in added:
             os.environ.pop(name, None)
 
