@@ -96,11 +96,12 @@ def mirror_ended_run(run: Any, status: str) -> None:
     try:
         store = _open_store(run.project_dir, run.config)
         try:
-            summary = _sync(settings, run.project, store, lambda line: None,
+            summary = _sync(settings, run.project, store, _catching_up(run.id),
                             current=(run.id, status), recent=max(1, settings.catch_up))
         finally:
             store.close()
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:
+        # Ctrl-C while mirroring an ending run stops the mirror, not the run's own ending.
         print(f"warning: mlflow: run {run.id} is not mirrored to {uri}: "
               f"{reason(exc, settings)}; the next run or `conveyor mlflow sync` mirrors it",
               file=sys.stderr, flush=True)
@@ -108,6 +109,18 @@ def mirror_ended_run(run: Any, status: str) -> None:
     earlier = f" (with {summary.runs - 1} earlier)" if summary.runs > 1 else ""
     print(f"mlflow: run {run.id} mirrored to {uri}{earlier} in "
           f"{time.monotonic() - started:.1f}s: {summary.line()}", flush=True)
+
+
+def _catching_up(current: str) -> Callable[[str], None]:
+    """Progress at the end of a run: a line per earlier run caught up and per artifact left
+    out; the run's own mirror is the summary line."""
+
+    def say(line: str) -> None:
+        if (line.startswith("run ") and not line.startswith(f"run {current} ")) \
+                or "not uploaded" in line:
+            print(f"mlflow: {line}", flush=True)
+
+    return say
 
 
 def _sync(settings: MlflowConfig, project: str, store: Any, say: Callable[[str], None], *,
@@ -137,7 +150,9 @@ def _open_store(project_dir: Any, config: Mapping[str, Any]) -> Any:
 def reason(exc: BaseException, settings: MlflowConfig) -> str:
     """Why a mirror failed, in a few words, without the tracking URI's password."""
     text = str(exc) or type(exc).__name__
-    if "Connection refused" in text or "NewConnectionError" in text:
+    if isinstance(exc, KeyboardInterrupt):
+        text = "interrupted"
+    elif "Connection refused" in text or "NewConnectionError" in text:
         text = "connection refused (is the server running?)"
     elif "timed out" in text.lower() or "ReadTimeout" in text:
         text = f"no answer within mlflow.timeout={settings.timeout:g}s"

@@ -244,7 +244,7 @@ class Mirror:
             for stage, name, ref in self._outputs(run.id):
                 label = f"{stage}/{name}{ref.suffix}"
                 if ref.size > limit:
-                    skipped.append(f"{label} ({ref.size / 1e6:.0f} MB)")
+                    skipped.append(f"{label} ({ref.size / 1e6:.1f} MB)")
                     continue
                 named = Path(scratch) / stage / f"{name}{ref.suffix}"
                 named.parent.mkdir(exist_ok=True)
