@@ -123,12 +123,14 @@ class Mirror:
                 self._experiment_id = found.experiment_id
         return self._experiment_id
 
-    def mirrored(self, since: float | None = None) -> dict[str, Any]:
+    def mirrored(self, since: float | None = None, run_id: str | None = None) -> dict[str, Any]:
         """{our run id: MLflow run} of the active MLflow runs mirroring ours (started at or
-        after `since`, Unix seconds, when given)."""
+        after `since`, Unix seconds, when given; only `run_id`'s when given)."""
         where = f"tags.`{RUN_ID_TAG}` != ''"
         if since is not None:
             where += f" and attributes.start_time >= {int(since * 1000)}"
+        if run_id is not None:
+            where = f"tags.`{RUN_ID_TAG}` = '{run_id}'"
         found: dict[str, Any] = {}
         token = None
         while True:
@@ -154,7 +156,10 @@ class Mirror:
         self.store.mark_interrupted()
         stored = [r for r in self.runs.list(limit=recent)
                   if r.status != "running" or (current and r.id == current[0])]
-        since = min((_number(r.created_at) for r in stored), default=None) if recent else None
+        if current and current[0] not in {r.id for r in stored}:
+            stored.append(self.runs.get(current[0]))  # newer runs of others came after it
+        times = [t for t in (_number(r.created_at) for r in stored) if t is not None]
+        since = min(times, default=None) if recent else None
         have = self.mirrored(since)
         todo = []
         for run in reversed(stored):  # oldest first: MLflow lists them in our order
@@ -332,9 +337,11 @@ class Mirror:
                 return found
 
     def _create_version(self, version: Any, tags: dict[str, str], runs: dict[str, Any]) -> Any:
+        if version.run_id not in runs:  # older than the runs compared this time
+            runs.update(self.mirrored(run_id=version.run_id))
         mlflow_run = runs.get(version.run_id)
         if mlflow_run is None or mlflow_run.data.tags.get(COMPLETE_TAG) != "complete":
-            # Its run is older than the runs compared after each run: mirror it now.
+            # Its run was never mirrored whole: mirror it now.
             stored = self.runs.get(version.run_id)
             self.say(f"run {stored.id} (trained {version.name} version {version.version})")
             mlflow_run = self.mirror_run(stored, stored.status, mlflow_run, Summary())
