@@ -42,7 +42,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [str(python), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # No background job runner (a dozen huey workers, for GenAI scorers): the mirror
+        # needs none, and the machine's cores are shared.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, root / "server.log")
