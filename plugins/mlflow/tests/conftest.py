@@ -9,12 +9,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conveyor.testing import Project, free_port, stop_process
+from conveyor.testing import Project, free_port, stop_process, wait_for_server
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[3]
@@ -48,7 +47,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, root / "server.log")
+        wait_for_server(url, process, root / "server.log")
         yield url
     finally:
         _stop_group(process)
@@ -65,22 +64,6 @@ def _stop_group(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     stop_process(process, timeout=5)
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"mlflow server exited {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"mlflow server not ready in {timeout:g}s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
