@@ -46,3 +46,12 @@ def test_shown_uri_and_reasons_never_carry_the_password() -> None:
     leaked = RuntimeError("401 for https://ann:s3cret@mlflow.example.com/api\nbody")
     text = reason(leaked, settings)
     assert "s3cret" not in text and text.startswith("RuntimeError: 401 for") and "\n" not in text
+
+
+def test_keys_mlflow_refuses_are_renamed_not_fatal() -> None:
+    from conveyor_mlflow.mirror import _named
+
+    assert _named({"conveyor.data.sklearn:load_wine": "a", "data/x.csv": "b", "a//b": "c",
+                   "../up": "d", "x>y": "e"}) == {
+        "conveyor.data.sklearn_load_wine": "a", "data/x.csv": "b", "a__b": "c", "_up": "d",
+        "x_y": "e"}

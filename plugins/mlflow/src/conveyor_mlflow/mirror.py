@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -198,15 +200,13 @@ class Mirror:
         mlflow_run = self.client.create_run(self.experiment_id, start_time=int(created * 1000),
                                             tags={RUN_ID_TAG: run.id}, run_name=run.id)
         mlflow_id = mlflow_run.info.run_id
-        params = [Param(key[:250], _text(value, MAX_PARAM))
-                  for key, value in sorted(self.runs.params(run.id).items())]
+        params = [Param(key, _text(value, MAX_PARAM))
+                  for key, value in _named(self.runs.params(run.id)).items()]
         stamp = int((_number(run.finished_at) or created) * 1000)
-        metrics = []
-        for value in self.runs.metric_values(run.id):
-            number = _float(value.value)
-            if number is not None:
-                metrics.append(Metric(f"{value.stage}.{value.key}"[:250], number, stamp, 0))
-        tag_list = [RunTag(key[:250], _text(value, MAX_TAG)) for key, value in tags.items()]
+        numbers = {f"{v.stage}.{v.key}": _float(v.value) for v in self.runs.metric_values(run.id)}
+        metrics = [Metric(key, number, stamp, 0) for key, number in
+                   _named({k: n for k, n in numbers.items() if n is not None}).items()]
+        tag_list = [RunTag(key, _text(value, MAX_TAG)) for key, value in _named(tags).items()]
         for chunk in _chunks(params, PARAMS_PER_BATCH):
             self.client.log_batch(mlflow_id, params=chunk)
         for chunk in _chunks(metrics, METRICS_PER_BATCH):
@@ -392,6 +392,19 @@ def _version_tags(version: Any) -> dict[str, str]:
     for metric, value in sorted(version.metrics.items()):
         tags[f"conveyor.metric.{metric}"] = repr(float(value))
     return {key: value for key, value in tags.items() if value != ""}
+
+
+def _named(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` under names MLflow accepts for params, metrics and tags (letters, digits,
+    ``_ - . / `` and spaces, a normalised path, 250 characters): others become ``_``; of two
+    names that end up the same, the first (in sorted order) is kept."""
+    named: dict[str, Any] = {}
+    for key, value in sorted(values.items()):
+        name = re.sub(r"[^/\w.\- ]", "_", key)[:250]
+        if posixpath.normpath(name) != name or name.startswith(("/", ".")):
+            name = name.replace("/", "_").lstrip(".") or "_"
+        named.setdefault(name, value)
+    return named
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
