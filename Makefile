@@ -9,10 +9,13 @@ PLUGINS := $(sort $(wildcard plugins/*))
 PYTEST_WORKERS ?= 2
 BENCH_VENV ?= .venv-bench-baselines
 EVIDENTLY_VENV ?= .venv-bench-evidently
+# conveyor-mlflow's tests start a real `mlflow server` from this virtualenv (make mlflow-server).
+MLFLOW_VENV ?= .venv-mlflow-server
+export CONVEYOR_MLFLOW_SERVER_PYTHON ?= $(abspath $(MLFLOW_VENV))/bin/python
 BENCH_PINS := numpy|pandas|scikit-learn|scipy|pyarrow|joblib|threadpoolctl
 BENCH_KEDRO := kedro==1.7.0
 
-.PHONY: install browser postgres wrk test test-fast demo bench lint lock clean
+.PHONY: install browser postgres wrk mlflow-server test test-fast demo bench lint lock clean
 
 install: $(VENV)/.installed
 
@@ -53,10 +56,20 @@ wrk:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq wrk >/dev/null; }
 
-test: install browser postgres
+# The full mlflow (the server) pins pandas < 3, which the lock does not allow: a virtualenv of
+# its own, pinned in plugins/mlflow/tests/server-requirements.txt.
+mlflow-server: $(MLFLOW_VENV)/.installed
+$(MLFLOW_VENV)/.installed: plugins/mlflow/tests/server-requirements.txt
+	rm -rf $(MLFLOW_VENV)
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install -q -r plugins/mlflow/tests/server-requirements.txt
+	touch $@
+
+test: install browser postgres mlflow-server
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
-test-fast: install browser postgres
+test-fast: install browser postgres mlflow-server
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"
 
 demo: install
@@ -114,4 +127,4 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements/lock.txt
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(EVIDENTLY_VENV) .pytest_cache bench-results
+	rm -rf $(VENV) $(BENCH_VENV) $(EVIDENTLY_VENV) $(MLFLOW_VENV) .pytest_cache bench-results

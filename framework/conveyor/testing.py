@@ -10,7 +10,9 @@
         assert result.returncode == 2 and "seed" in result.stderr
 
 Runs go through the real `conveyor` console script in a temporary folder, so a plugin is
-tested exactly as users run it.
+tested exactly as users run it. A fixture starting a server of its own (a tracking server, an
+object store) binds `free_port()`, waits with `wait_for_server` and stops it with
+`stop_process`.
 
 `s3_server` (fixture) / `S3Server` start moto's S3 server on 127.0.0.1, standing in for cloud
 object storage, with the AWS_* variables that point s3fs and boto3 at it: for artifacts in
@@ -65,6 +67,30 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+def wait_for_server(url: str, process: subprocess.Popen, log: Path, *, timeout: float = 120,
+                    ready: str = "/health") -> None:
+    """Return once `url + ready` answers 200; AssertionError with the server's output (`log`)
+    when `process` exits first or `timeout` seconds pass. For fixtures that start a server of
+    their own (an MLflow tracking server, an object store)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url}: the server exited {process.returncode}:\n"
+                                 + log.read_text(errors="replace"))
+        try:
+            if httpx.get(url + ready, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url}{ready} did not answer in {timeout:g}s:\n"
+                         + log.read_text(errors="replace"))
 
 
 class serving:
