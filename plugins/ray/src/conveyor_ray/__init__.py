@@ -8,7 +8,8 @@ back to the driver, which records the run as for a local stage (`conveyor_ray.dr
 `conveyor run --multirun hydra/launcher=ray` runs each sweep job on the cluster
 (hydra-ray-launcher; see the README). `conveyor_ray.testing.ray_head` starts a local cluster.
 
-Hooks: `conveyor_config_schemas` (the `ray` section), `conveyor_run_stage` (for the first stage
+Hooks: `conveyor_config_schemas` (the `ray` section), `conveyor_config_dirs` (the
+`hydra/launcher=ray_cluster` preset), `conveyor_run_stage` (for the first stage
 a run executes, whichever it is, it checks `ray.stages` and connects, so a bad `ray.address`
 stops the run before any stage runs, exit 2; then it runs the stages named there). Ray itself is
 imported only when a run uses it.
@@ -16,7 +17,9 @@ imported only when a run uses it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import conveyor
@@ -24,7 +27,16 @@ from conveyor.stage_context import RunInfo, Stage, StageContext
 
 from conveyor_ray.config import RayConfig, address_origin, check_stages, ray_config
 
+# The jobs of a sweep print lines that differ only in their numbers; Ray would fold them into
+# "[repeated 2x across cluster]". Each matters here. (Read by the driver's Ray when it starts.)
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
 SCHEMA = conveyor.ConfigSchema(section="ray", schema=RayConfig)
+
+
+@conveyor.hookimpl
+def conveyor_config_dirs(register: Callable[[Path], None]) -> None:
+    register(Path(__file__).parent / "conf")  # hydra/launcher=ray_cluster
 
 
 @conveyor.hookimpl
