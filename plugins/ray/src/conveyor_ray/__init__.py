@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import conveyor
-from conveyor.stage_context import RunInfo, Stage, StageContext
+from conveyor import RunInfo, Stage, StageContext
 
 from conveyor_ray.config import RayConfig, address_origin, check_stages, ray_config
 

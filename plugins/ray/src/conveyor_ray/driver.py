@@ -8,8 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from conveyor import ConveyorError, StageFailed
-from conveyor.stage_context import RunInfo, Stage, StageContext
+from conveyor import ConveyorError, RunInfo, Stage, StageContext, StageFailed
 
 from conveyor_ray.config import RayStageConfig
 from conveyor_ray.worker import StageInput, StagePayload, StageResult, execute
@@ -40,7 +39,7 @@ def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
     for values in result.metrics:
         context.log_metrics(values)
     if result.error_text is not None:
-        if isinstance(result.error, ConveyorError | Exception) and result.error is not None:
+        if isinstance(result.error, Exception):  # the stage's own, type and message
             raise result.error from None
         where = f" (at {result.error_where})" if result.error_where else ""
         raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed on Ray: "
@@ -71,6 +70,7 @@ def _payload(run: RunInfo, stage: Stage, context: StageContext, threads: int) ->
     url = getattr(artifacts, "url", None)
     return StagePayload(run=run, stage=stage.name, uses=stage.uses,
                         settings=_plain(stage.settings), inputs=inputs, threads=threads,
+                        import_target=context.import_target,
                         artifacts_url=url if isinstance(url, str) else None,
                         contract=contract, contract_error=contract_error)
 

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import StageFailed
-from conveyor.stage_context import Inputs, RunInfo, StageContext
+from conveyor import Inputs, RunInfo, Session, StageContext, StageFailed
 from conveyor.store import ArtifactRef, ArtifactStore
 
-_hosts: dict[tuple[Any, ...], Any] = {}  # a worker process loads the plugins once per selection
+_sessions: dict[tuple[Any, ...], Session] = {}  # a worker loads plugins once per selection
 
 
 @dataclass
@@ -42,6 +41,7 @@ class StagePayload:
     settings: Mapping[str, Any]
     inputs: list[StageInput]
     threads: int
+    import_target: Any  # the driver's importer of `_target_` paths (its allowlist with it)
     artifacts_url: str | None = None  # the driver's artifact store; None: the project's folder
     contract: Any = None  # the model contract the driver assembled for the stage (or None)
     contract_error: str | None = None
@@ -99,18 +99,18 @@ def _run(payload: StagePayload, result: StageResult) -> Any:
     from conveyor.threads import limited
 
     run = payload.run
-    host = _host(run)
-    stage_type = host.contributions.stage_types.get(payload.uses)
+    session = _session(run)
+    host = session.host
+    stage_type = host.stage_types.get(payload.uses)
     if stage_type is None:
         raise StageFailed(f"stage '{payload.stage}' uses '{payload.uses}', which the Ray "
                           "worker's Python does not have installed",
                           hint="install the same plugins on every node of the cluster")
-    codecs = {c.name: c for c in host.contributions.codecs}
     artifacts = _artifact_store(run.project_dir, payload.artifacts_url)
 
     def load(ref: Any) -> Any:
         ref = ArtifactRef.from_dict(ref) if isinstance(ref, dict) else ref
-        codec = codecs.get(ref.codec)
+        codec = session.codec(ref.codec)
         if codec is None:
             raise StageFailed(f"artifact {ref.sha256[:12]} was written by codec '{ref.codec}', "
                               "which the Ray worker's Python does not have installed")
@@ -125,7 +125,7 @@ def _run(payload: StagePayload, result: StageResult) -> Any:
             refs[item.name] = ref
         else:
             entries[item.name] = (item.producer, lambda v=item.value: v)
-    importer = _importer(host, run)
+    importer = payload.import_target
 
     def validate(frame: Any, purpose: str, schema: str | None) -> Any:
         from conveyor.validation import validate_frame
@@ -147,31 +147,23 @@ def _run(payload: StagePayload, result: StageResult) -> Any:
         log_metrics=lambda values: result.metrics.append(
             {str(k): float(v) for k, v in values.items()}),
         log=result.lines.append, validate=validate, contract=contract,
-        stage_types=host.contributions.stage_types)
+        stage_types=host.stage_types)
     context.threads = payload.threads
     with limited(payload.threads):
         return stage_type.run(context)
 
 
-def _host(run: RunInfo) -> Any:
-    """The plugins the run's config selects, loaded once per worker process."""
-    from conveyor.plugins import PluginHost
-
+def _session(run: RunInfo) -> Session:
+    """A session of the run's project with the plugins its config selects, made once per
+    worker process."""
     plugins = run.config.get("plugins") or {}
     key = (str(run.project_dir), tuple(plugins.get("disable") or ()),
            tuple(plugins.get("local") or ()))
-    if key not in _hosts:
-        _hosts[key] = PluginHost().load(disable=key[1], local_modules=key[2],
-                                        project_dir=run.project_dir)
-    return _hosts[key]
-
-
-def _importer(host: Any, run: RunInfo) -> Any:
-    from conveyor.targets import project_importer
-
-    security = run.config.get("security") or {}
-    return project_importer(run.project_dir, host.contributions.target_prefixes,
-                            security.get("allowed_targets") or [])
+    if key not in _sessions:
+        session = Session(run.project_dir)
+        session.use_plugins({"plugins": dict(plugins)}, source="the run's config")
+        _sessions[key] = session
+    return _sessions[key]
 
 
 def _artifact_store(project_dir: Path, url: str | None) -> ArtifactStore:
