@@ -81,7 +81,7 @@ def main() -> int:
         with ray_head(num_cpus=args.cpus) as head:
             start_s = time.perf_counter() - started
             print(f"ray cluster started in {start_s:.1f} s at {head.address}", flush=True)
-            ray = sweep(copies["ray"], "ray_cluster", args.jobs, {"RAY_ADDRESS": head.address})
+            ray = sweep(copies["ray"], "ray_cluster", args.jobs, head.env)
             ray["cluster_start_s"] = round(start_s, 1)
         print(f"ray:    {ray}", flush=True)
     figures = {"joblib": joblib, "ray": ray,

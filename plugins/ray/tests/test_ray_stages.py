@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from conveyor.testing import assert_clear_error, conveyor_executable
 
 
 def _env(head) -> dict[str, str]:
-    return {"RAY_ADDRESS": head.address}
+    return head.env
 
 
 def test_a_stage_on_ray_gives_the_outputs_and_metrics_of_a_local_run(ray_cluster, sums_project):
@@ -62,3 +63,21 @@ def test_the_plugin_registers_through_its_entry_point(sums_project):
     ray = {p["name"]: p for p in json.loads(listed.stdout)}["ray"]
     assert ray["distribution"] == "conveyor-ray" and ray["origin"] == "entry point"
     assert "conveyor_run_stage" in ray["hooks"]
+
+
+@pytest.mark.slow
+def test_a_scikit_learn_train_stage_on_ray_scores_as_it_does_locally(ray_cluster, tmp_path):
+    import subprocess
+
+    from conveyor.testing import Project
+
+    subprocess.run([conveyor_executable(), "init", "shop"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    project = Project(tmp_path / "shop")
+    project.run(check=True)
+    local = project.show(project.runs()[0]["id"])["metrics"]
+    ran = project.cli("run", "--force", "+ray.stages.train.num_cpus=1",
+                      env=_env(ray_cluster), check=True)
+    assert "train: on Ray node " in ran.stdout, ran.stdout
+    remote = project.show(project.runs()[0]["id"])
+    assert remote["status"] == "completed" and remote["metrics"] == local

@@ -11,7 +11,7 @@ from conveyor import api
 def test_a_ray_sweep_records_each_job_as_a_run_with_the_sweep_summary(ray_cluster, sums_project):
     project = sums_project()
     result = project.cli("run", "--multirun", "hydra/launcher=ray_cluster",
-                         "pipeline.total.scale=1,2,3", env={"RAY_ADDRESS": ray_cluster.address},
+                         "pipeline.total.scale=1,2,3", env=ray_cluster.env,
                          check=True)
     assert "sweep: 3 jobs" in result.stdout, result.stdout
     runs = [api.get_run(project.path, row["id"]) for row in project.runs()]

@@ -1,6 +1,12 @@
 """A local Ray cluster for tests and benchmarks: `ray_head()` starts `ray start --head` on
 127.0.0.1 and stops exactly the processes it started.
 
+The cluster requires a token of its own (Ray's token authentication, `RAY_AUTH_MODE=token`):
+Ray 2.5x turns token authentication on for a new cluster whenever `~/.ray/auth_token` exists
+(a `ray.init()` of a local Ray writes one), and a driver without the cluster's token is then
+refused; with its own token the cluster works whatever that file holds. `RayHead.env` is what
+a driver needs: the address and the token (a secret: pass it, never print it).
+
 `ray stop` would stop every Ray cluster of the user on the machine (another test session's,
 say), so the cluster is stopped by process id instead: the processes whose command line names
 its own temporary folder (every Ray process of a node carries it).
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -17,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT = 120.0
@@ -31,6 +38,13 @@ class RayHead:
     address: str
     temp_dir: Path
     num_cpus: int
+    token: str = field(repr=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of a driver of this cluster (`conveyor run`, a sweep)."""
+        return {"RAY_ADDRESS": self.address, "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": self.token}
 
 
 @contextlib.contextmanager
@@ -52,15 +66,18 @@ def ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
     command = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                f"--num-cpus={num_cpus}", "--include-dashboard=false", "--disable-usage-stats",
                f"--temp-dir={temp_dir}", *(f"--{name}={value}" for name, value in ports.items())]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    token = secrets.token_hex(32)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": token}
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     try:
         started = subprocess.run(command, capture_output=True, text=True, env=env,
                                  timeout=START_TIMEOUT)
         if started.returncode != 0:
             raise RuntimeError(f"`ray start --head` failed ({started.returncode}):\n"
                                f"{started.stdout}\n{started.stderr}")
-        yield RayHead(f"127.0.0.1:{port}", temp_dir, num_cpus)
+        yield RayHead(f"127.0.0.1:{port}", temp_dir, num_cpus, token)
     finally:
         stop_processes_under(temp_dir, port)
         shutil.rmtree(temp_dir, ignore_errors=True)
