@@ -9,10 +9,13 @@ PLUGINS := $(sort $(wildcard plugins/*))
 PYTEST_WORKERS ?= 2
 BENCH_VENV ?= .venv-bench-baselines
 EVIDENTLY_VENV ?= .venv-bench-evidently
+# conveyor-mlflow's tests start a real `mlflow server` from this virtualenv (make mlflow-server).
+MLFLOW_VENV ?= .venv-mlflow-server
+export CONVEYOR_MLFLOW_SERVER_PYTHON ?= $(abspath $(MLFLOW_VENV))/bin/python
 BENCH_PINS := numpy|pandas|scikit-learn|scipy|pyarrow|joblib|threadpoolctl
 BENCH_KEDRO := kedro==1.7.0
 
-.PHONY: install browser wrk test test-fast demo bench lint lock clean
+.PHONY: install browser postgres wrk mlflow-server test test-fast demo bench lint lock clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +39,15 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The store tests start a real PostgreSQL server (conveyor.store.postgres_server: initdb in a
+# temporary folder, run as the `postgres` user under root): Debian's postgresql package.
+postgres:
+	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+		echo "installing Debian's postgresql for the store tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
 # `make bench` loads the HTTP service with wrk (Debian's package), like the browser above.
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -44,10 +56,20 @@ wrk:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq wrk >/dev/null; }
 
-test: install browser
+# The full mlflow (the server) pins pandas < 3, which the lock does not allow: a virtualenv of
+# its own, pinned in plugins/mlflow/tests/server-requirements.txt.
+mlflow-server: $(MLFLOW_VENV)/.installed
+$(MLFLOW_VENV)/.installed: plugins/mlflow/tests/server-requirements.txt
+	rm -rf $(MLFLOW_VENV)
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install -q -r plugins/mlflow/tests/server-requirements.txt
+	touch $@
+
+test: install browser postgres mlflow-server
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
-test-fast: install browser
+test-fast: install browser postgres mlflow-server
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"
 
 demo: install
@@ -62,11 +84,13 @@ bench: install wrk $(BENCH_VENV)/.installed $(EVIDENTLY_VENV)/.installed
 	$(BIN)/python tests/bench/bench_drift.py --repeat 3 --output bench-results/drift.json \
 		--evidently-python $(EVIDENTLY_VENV)/bin/python
 	$(BIN)/python tests/bench/bench_ui.py --runs 5000 --repeat 7 --output bench-results/ui.json
+	$(BIN)/python tests/bench/bench_store.py --runs 5000 --repeat 5 --json bench-results/store.json
 	$(BIN)/python tests/bench/bench_serve.py --repeat 2 --json bench-results/serve.json
 	$(BIN)/python tests/bench/bench_recommend.py --repeat 2 --json bench-results/recommend.json
 	$(BIN)/python tests/bench/bench_batch_recommend.py --repeat 3 --json bench-results/batch_recommend.json
 	$(BIN)/python tests/bench/bench_streams.py --output bench-results/streams.json
 	$(BIN)/python tests/bench/bench_threads.py --repeat 3 --output bench-results/threads.json
+	$(BIN)/python tests/bench/bench_artifacts.py --repeat 3 --json bench-results/artifacts.json
 	$(BIN)/python tests/bench/bench_ray_sweep.py --jobs 8 --output bench-results/ray_sweep.json
 
 # Evidently, the context figure of the drift benchmark, needs pandas < 3: a virtualenv of its own.
@@ -104,4 +128,4 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements/lock.txt
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(EVIDENTLY_VENV) .pytest_cache bench-results
+	rm -rf $(VENV) $(BENCH_VENV) $(EVIDENTLY_VENV) $(MLFLOW_VENV) .pytest_cache bench-results

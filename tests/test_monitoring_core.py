@@ -13,9 +13,10 @@ import pytest
 from _support import local_project
 from conveyor import api
 from conveyor.alerts import Alert, fire
+from conveyor.errors import StoreError
 from conveyor.plugins import PluginHost
 from conveyor.store import open_store
-from conveyor.store.db import SCHEMA_VERSION
+from conveyor.store.migrate import HEAD
 from conveyor_monitor.records import TABLES as MONITOR_TABLES
 from conveyor_monitor.records import Monitoring
 
@@ -31,15 +32,13 @@ def test_an_older_store_gains_the_monitoring_table_and_keeps_its_rows(tmp_path):
         conn.execute("INSERT INTO runs (id, status, created_at) VALUES ('r1', 'completed', 1.0)")
         # What a store made by schema version 1 looks like: no monitor_batches.
         conn.execute("DROP TABLE IF EXISTS monitor_batches")
-        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     store.close()
     db = tmp_path / ".conveyor" / "store.db"
     assert "monitor_batches" not in _tables(db)
     store = open_store(tmp_path, [MONITOR_TABLES])  # conveyor-monitor's table, by its hook
     try:
         assert "monitor_batches" in _tables(db)
-        assert store.query("SELECT value FROM meta WHERE key='schema_version'")[0][0] == \
-            str(SCHEMA_VERSION)
+        assert store.query("SELECT version_num FROM alembic_version")[0][0] == HEAD
         assert store.table_version("conveyor-monitor") == 1
         assert [r["id"] for r in store.query("SELECT id FROM runs")] == ["r1"]
         Monitoring(store).record(model_name="m", model_version=1, source="b.csv",
@@ -48,16 +47,15 @@ def test_an_older_store_gains_the_monitoring_table_and_keeps_its_rows(tmp_path):
         store.close()
 
 
-def test_a_store_from_a_newer_conveyor_keeps_its_version(tmp_path):
+def test_a_store_from_a_newer_conveyor_is_refused_and_kept_as_it_is(tmp_path):
     store = open_store(tmp_path)
     with store.write() as conn:
-        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+        conn.execute("UPDATE alembic_version SET version_num='9999'")
     store.close()
-    store = open_store(tmp_path)
-    try:
-        assert store.query("SELECT value FROM meta WHERE key='schema_version'")[0][0] == "99"
-    finally:
-        store.close()
+    with pytest.raises(StoreError, match="newer Conveyor"):
+        open_store(tmp_path)
+    with sqlite3.connect(tmp_path / ".conveyor" / "store.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999",)]
 
 
 def test_monitoring_records_and_lists_batches(tmp_path):

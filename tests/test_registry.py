@@ -53,8 +53,8 @@ def test_relative_threshold_compares_with_the_champion_on_the_same_test_set(new_
                for r in version["reasons"])
 
 
-def test_rollback_walks_back_through_earlier_champions(tmp_path):
-    store = open_store(tmp_path)
+def test_rollback_walks_back_through_earlier_champions(tmp_path, store_url):
+    store = open_store(tmp_path, url=store_url)
     registry = Registry(store)
     for n in (1, 2, 3):
         registry.register(name="m", run_id=f"r{n}", stage="register", artifact={}, metrics={},
@@ -67,9 +67,9 @@ def test_rollback_walks_back_through_earlier_champions(tmp_path):
     assert registry.aliases("m") == {"champion": 1}
 
 
-def test_rollback_passes_over_a_champion_promoted_again(tmp_path):
+def test_rollback_passes_over_a_champion_promoted_again(tmp_path, store_url):
     """Issue 14.9: promoting the champion again made `rollback` say 'from version 4 to 4'."""
-    store = open_store(tmp_path)
+    store = open_store(tmp_path, url=store_url)
     registry = Registry(store)
     for n in (1, 2):
         registry.register(name="m", run_id=f"r{n}", stage="register", artifact={}, metrics={},
@@ -95,10 +95,10 @@ def test_a_tampered_artifact_is_refused_on_load(new_project):
         store.artifacts.verify(ref)
 
 
-def test_promotion_is_refused_when_the_champion_moved_during_the_run(tmp_path):
+def test_promotion_is_refused_when_the_champion_moved_during_the_run(tmp_path, store_url):
     from conveyor.store.registry import AliasMoved
 
-    registry = Registry(open_store(tmp_path))
+    registry = Registry(open_store(tmp_path, url=store_url))
     for n in (1, 2):
         registry.register(name="m", run_id=f"r{n}", stage="register", artifact={}, metrics={},
                           gate={}, decision="passed", config_hash="h", data={})
@@ -110,10 +110,10 @@ def test_promotion_is_refused_when_the_champion_moved_during_the_run(tmp_path):
     assert registry.get("m", 2).gate["reasons"] == ["not promoted: the champion changed"]
 
 
-def test_promote_checks_the_recorded_gate_decision_and_records_actor_and_reason(tmp_path):
+def test_promote_checks_the_recorded_gate_decision_and_records_actor_and_reason(tmp_path, store_url):
     from conveyor.errors import GateRejected
 
-    registry = Registry(open_store(tmp_path))
+    registry = Registry(open_store(tmp_path, url=store_url))
     for n, decision in ((1, "passed"), (2, "rejected")):
         registry.register(name="m", run_id=f"r{n}", stage="register", artifact={}, metrics={},
                           gate={"reasons": [f"reason {n}"]}, decision=decision,

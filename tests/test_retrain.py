@@ -237,7 +237,8 @@ def test_a_retrain_killed_after_it_promoted_counts_as_done(project, retail_data)
     try:
         # what a process killed between moving the champion and recording the outcome leaves
         decision = RetrainDecisions(store).start(model_name="retail", trigger=None, batches=[])
-        store.conn.execute("UPDATE retrain_decisions SET pid=? WHERE id=?", (2**22 + 7, decision))
+        with store.write() as conn:
+            conn.execute("UPDATE retrain_decisions SET pid=? WHERE id=?", (2**22 + 7, decision))
         Registry(store).set_alias("retail", "champion", 1, action="retrain",
                                   actor="conveyor-retrain",
                                   reason=f"retrain decision {decision}: challenger v1 beat v1")

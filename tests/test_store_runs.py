@@ -24,8 +24,8 @@ def _record(runs: Runs, run_id: str, *, created: float, status: str = "completed
 
 
 @pytest.fixture
-def runs(tmp_path):
-    store = open_store(tmp_path)
+def runs(tmp_path, store_url):
+    store = open_store(tmp_path, url=store_url)  # SQLite, then a real PostgreSQL server
     yield Runs(store)
     store.close()
 

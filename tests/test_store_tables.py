@@ -12,7 +12,7 @@ import pytest
 from conveyor.errors import PluginError, StoreError
 from conveyor.plugins import PluginHost
 from conveyor.store import TableSet, open_store
-from conveyor.store.db import SCHEMA_VERSION
+from conveyor.store.migrate import SCHEMA_VERSION
 from conveyor_monitor.records import TABLES as MONITOR_TABLES
 from conveyor_monitor.records import Monitoring
 from conveyor_retrain.records import TABLES as RETRAIN_TABLES
@@ -58,7 +58,10 @@ def _old_store(tmp_path):
 
 
 def _columns(store, table):
-    return [row[1] for row in store.query(f"PRAGMA table_info({table})")]
+    from sqlalchemy import inspect
+
+    with store.engine.connect() as conn:
+        return [column["name"] for column in inspect(conn).get_columns(table)]
 
 
 def test_a_store_made_with_the_plugin_tables_in_the_core_schema_opens_as_it_is(tmp_path):
@@ -80,10 +83,14 @@ def test_a_store_made_with_the_plugin_tables_in_the_core_schema_opens_as_it_is(t
         store.close()
 
 
-def test_the_core_no_longer_makes_plugin_tables_and_a_repository_makes_its_own(tmp_path):
-    store = open_store(tmp_path)
+def test_the_core_no_longer_makes_plugin_tables_and_a_repository_makes_its_own(tmp_path,
+                                                                               store_url):
+    from sqlalchemy import inspect
+
+    store = open_store(tmp_path, url=store_url)
     try:
-        tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
+        with store.engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
         assert not {"monitor_batches", "retrain_decisions"} & tables
         assert Monitoring(store).batches() == [] and RetrainDecisions(store).list() == []
         assert store.table_version("conveyor-monitor") == 1
@@ -99,19 +106,21 @@ V3 = TableSet("acme", 3, (
                   "UPDATE acme_things SET note = 'size ' || size")})
 
 
-def test_upgrades_apply_in_order_and_a_new_store_gets_the_latest_at_once(tmp_path):
-    store = open_store(tmp_path / "old", [V1])
+def test_upgrades_apply_in_order_and_a_new_store_gets_the_latest_at_once(tmp_path, store_url,
+                                                                         request):
+    store = open_store(tmp_path / "old", [V1], url=store_url)
     with store.write() as conn:
         conn.execute("INSERT INTO acme_things VALUES ('a')")
     store.close()
-    store = open_store(tmp_path / "old", [V3])
+    store = open_store(tmp_path / "old", [V3], url=store_url)
     try:
         assert store.table_version("acme") == 3
         assert _columns(store, "acme_things") == ["id", "size", "note"]
         assert [tuple(r) for r in store.query("SELECT * FROM acme_things")] == [("a", None, None)]
     finally:
         store.close()
-    fresh = open_store(tmp_path / "new", [V3])
+    fresh = open_store(tmp_path / "new", [V3], url=store_url and
+                       request.getfixturevalue("postgres_server").new_database())
     try:
         assert fresh.table_version("acme") == 3
         assert _columns(fresh, "acme_things") == ["id", "size", "note"]
@@ -119,21 +128,21 @@ def test_upgrades_apply_in_order_and_a_new_store_gets_the_latest_at_once(tmp_pat
         fresh.close()
 
 
-def test_a_failing_upgrade_changes_nothing_and_a_newer_store_is_left_alone(tmp_path):
-    open_store(tmp_path, [V1]).close()
+def test_a_failing_upgrade_changes_nothing_and_a_newer_store_is_left_alone(tmp_path, store_url):
+    open_store(tmp_path, [V1], url=store_url).close()
     broken = TableSet("acme", 3, V3.create, upgrades={
         2: ("ALTER TABLE acme_things ADD COLUMN size INTEGER",),
         3: ("ALTER TABLE no_such_table ADD COLUMN note TEXT",)})
     with pytest.raises(StoreError, match=r"acme.*no_such_table"):
-        open_store(tmp_path, [broken])
-    store = open_store(tmp_path)
+        open_store(tmp_path, [broken], url=store_url)
+    store = open_store(tmp_path, url=store_url)
     try:
         assert store.table_version("acme") == 1                  # one transaction: all or none
         assert _columns(store, "acme_things") == ["id"]
     finally:
         store.close()
-    open_store(tmp_path, [V3]).close()
-    store = open_store(tmp_path, [V1])                           # an older plugin: left alone
+    open_store(tmp_path, [V3], url=store_url).close()
+    store = open_store(tmp_path, [V1], url=store_url)                           # an older plugin: left alone
     try:
         assert store.table_version("acme") == 3
     finally:

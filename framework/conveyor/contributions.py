@@ -120,11 +120,18 @@ class ProjectTemplate:
 
 @dataclass(frozen=True)
 class ConfigSchema:
-    """Types one top-level config section (`model`, `monitor`, ...) with a dataclass."""
+    """Types one top-level config section (`model`, `monitor`, ...) with a dataclass.
+
+    `check(section, where)`, when given, checks what types cannot say (a URL's form, a range)
+    on every command that loads the config, before anything runs: `section` is the section
+    read (an instance of `schema`), `where(key)` describes where a dotted key was set
+    (`" (set in conveyor.yaml:12)"`, `" (set in the command line ('k=v'))"` or `""`) for the
+    message of the `ConfigError` (exit 2) it raises."""
 
     section: str
     schema: type
     description: str = ""
+    check: Callable[[Any, Callable[[str], str]], None] | None = None
 
     def read(self, config: Mapping[str, Any] | None) -> Any:
         """This section of a resolved config (`RunInfo.config`, `api.load_config(...).data`)

@@ -112,7 +112,10 @@ def conveyor_config_schemas(register: Callable[..., None]) -> None:
 
     Call ``register(ConfigSchema(section="model", schema=ModelConfig))`` with a dataclass whose
     fields all have defaults. Unknown keys and wrong types in that section then stop a run
-    before anything executes (exit 2, naming the key, its file and line). A section two plugins
+    before anything executes (exit 2, naming the key, its file and line). What types cannot
+    say (a URL's form, a range) goes in ``ConfigSchema(..., check=fn)``: ``fn(section, where)``
+    runs on every command that loads the config, before anything executes, and raises
+    ``ConfigError`` naming the key and ``where(key)`` (where it was set). A section two plugins
     register is an error naming both. Called once per command, with the other extension hooks.
 
     Result: none; call register(...) for each contribution.

@@ -55,6 +55,7 @@ KNOWN_PROVIDERS = {
     "retrain": "conveyor-retrain",
     "recsys": "conveyor-recsys",
     "ui": "conveyor-ui",
+    "mlflow": "conveyor-mlflow",
 }
 
 

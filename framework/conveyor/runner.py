@@ -121,6 +121,9 @@ class Runner:
                       git_commit=commit, git_dirty=dirty)
         self._open_run(store, run)
         self.run_id = run.id
+        from conveyor.store.heartbeat import Heartbeat
+
+        heartbeat = Heartbeat(store, run.id, store.location.heartbeat_seconds).start()
         self.display.header(f"run {run.id} · {run.project} · {len(plan)} stages")
         outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]] = {}
         metrics: dict[str, float] = {}
@@ -158,6 +161,7 @@ class Runner:
                          exc.exit_code if isinstance(exc, ConveyorError) else EXIT_INTERNAL)
             raise
         finally:
+            heartbeat.stop()
             if status != "completed":
                 # Record what did complete, so the next run resumes from there.
                 with contextlib.suppress(BaseException):  # the run's own error is the one to report

@@ -10,7 +10,13 @@
         assert result.returncode == 2 and "seed" in result.stderr
 
 Runs go through the real `conveyor` console script in a temporary folder, so a plugin is
-tested exactly as users run it.
+tested exactly as users run it. A fixture starting a server of its own (a tracking server, an
+object store) binds `free_port()`, waits with `wait_for_server` and stops it with
+`stop_process`.
+
+`s3_server` (fixture) / `S3Server` start moto's S3 server on 127.0.0.1, standing in for cloud
+object storage, with the AWS_* variables that point s3fs and boto3 at it: for artifacts in
+`store.artifacts = s3://bucket/prefix`.
 """
 
 from __future__ import annotations
@@ -61,6 +67,30 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+def wait_for_server(url: str, process: subprocess.Popen, log: Path, *, timeout: float = 120,
+                    ready: str = "/health") -> None:
+    """Return once `url + ready` answers 200; AssertionError with the server's output (`log`)
+    when `process` exits first or `timeout` seconds pass. For fixtures that start a server of
+    their own (an MLflow tracking server, an object store)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url}: the server exited {process.returncode}:\n"
+                                 + log.read_text(errors="replace"))
+        try:
+            if httpx.get(url + ready, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url}{ready} did not answer in {timeout:g}s:\n"
+                         + log.read_text(errors="replace"))
 
 
 class serving:
@@ -211,3 +241,110 @@ def conveyor_project(tmp_path: Path) -> Callable[..., Project]:
         return Project(folder)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Any:
+    """A real PostgreSQL server for the test session (`conveyor.store.postgres_server`: initdb
+    in a temporary folder, a free port on 127.0.0.1), stopped at the end; with pytest-xdist
+    each worker starts its own. Fails with a hint when PostgreSQL is not installed."""
+    from conveyor.store.postgres_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """The URL (`store.url`) of a fresh, empty database on `postgres_server`."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Each store backend in turn: None (the project's SQLite store), then a fresh PostgreSQL
+    database's URL; pass it as `open_store(..., url=store_url)` or `store.url=...`."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_url")
+
+
+class S3Server:
+    """A real S3-compatible server for tests: moto's standalone server (`moto.server`, from
+    moto[server]) in its own process on 127.0.0.1, standing in for a cloud's object storage.
+
+    `env` holds the AWS_* variables that point boto3/s3fs at it (fake keys, its endpoint);
+    `create_bucket(name)` makes a bucket; `client()` is a boto3 S3 client for checks and
+    tampering. moto accepts any keys unless `check_credentials`, when it refuses them all.
+    Used as a context manager (started on entry, stopped on exit) or through the `s3_server`
+    fixture, which also sets `env` in os.environ for the test."""
+
+    access_key = "conveyor-test-access-key"
+    secret_key = "conveyor-test-secret-Zx9q7Kp2"
+    region = "us-east-1"
+
+    def __init__(self, timeout: float = 60, *, check_credentials: bool = False) -> None:
+        # check_credentials: moto then authenticates requests against its own IAM, which
+        # knows no keys, so every request is refused like wrong credentials on S3.
+        self.check_credentials = check_credentials
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.timeout = timeout
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_DEFAULT_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def start(self) -> S3Server:
+        import time
+        import urllib.request
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT":
+                 "0" if self.check_credentials else "inf"})
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"moto's S3 server exited {self.process.returncode}")
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"moto's S3 server not up on {self.endpoint} in {self.timeout:g}s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout=10)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+                            aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key)
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def __enter__(self) -> S3Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A running `S3Server` (moto, standing in for the cloud) with its AWS_* variables set in
+    os.environ for the test, so the CLI and s3fs use it; stopped after the test."""
+    with S3Server() as server:
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        yield server

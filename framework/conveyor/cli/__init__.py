@@ -29,6 +29,8 @@ EPILOG = """\
 exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or plugin
             70 internal error (a bug: please report it) · 130 interrupted
 every command takes config overrides (key=value, Hydra's grammar) after its options
+a team's shared store: store.url=postgresql+psycopg://USER@HOST:5432/DB (or CONVEYOR_STORE_URL;
+            the password from PGPASSWORD or ~/.pgpass); default .conveyor/store.db (SQLite)
 more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
 
 PASSTHROUGH = {"run", "plan"}
@@ -150,6 +152,9 @@ def _dispatch(argv: list[str]) -> int:
 
     command = rest[0] if rest else None
     overrides = [a for a in rest[1:] if _is_override(a)]
+    from conveyor.store.location import set_command_line
+
+    set_command_line(overrides)  # store.url= / store.artifacts= for every store opened
     with Session(directory=directory, overrides=overrides, debug="--debug" in global_args) as session:
         return _command(command, rest, global_args, session)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import ConfigError, UsageError
+from conveyor.errors import ConfigError, ConveyorError, UsageError
 
 CONFIG_NAME = "conveyor"
 CONFIG_FILE = "conveyor.yaml"
@@ -358,6 +358,7 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid config: {_first_line(exc)}") from exc
     _check_names(data, where)
+    _check_sections(data, host, where)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     redactor = secrets.Redactor.for_config(data, raw_plain)
     redactor.remember()
@@ -377,6 +378,20 @@ def _check_names(data: dict[str, Any], where: Any) -> None:
         if not is_valid_name(value):
             raise ConfigError(f"config key '{key}'{where(key)}: {value!r} is not a usable name",
                               hint=f"it becomes a folder name, so it must be {NAME_RULE}")
+
+
+def _check_sections(data: dict[str, Any], host: Any, where: Any) -> None:
+    """Each plugin's own checks of its section (`ConfigSchema.check`)."""
+    for contribution in host.contributions.config_schemas.values():
+        if contribution.check is None:
+            continue
+        try:
+            contribution.check(contribution.read(data), where)
+        except ConveyorError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"config section '{contribution.section}' could not be checked: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
 
 def _first_line(exc: Exception) -> str:

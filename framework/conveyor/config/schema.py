@@ -72,6 +72,19 @@ class RunnerConfig:
     threads: str = "auto"
 
 
+@dataclass
+class StoreConfig:
+    # Where the project's store lives (conveyor.store.location): None is SQLite in
+    # .conveyor/store.db, else an SQLAlchemy URL (postgresql+psycopg://user@host:5432/db).
+    # CONVEYOR_STORE_URL / CONVEYOR_STORE_ARTIFACTS set them for every command of a team.
+    url: str | None = None
+    # None is .conveyor/artifacts; else a local folder or an fsspec URL (s3://bucket/prefix).
+    artifacts: str | None = None
+    # How often a running run renews its lease (runs.heartbeat_at); a run whose lease is 3 x
+    # older is shown interrupted from any machine.
+    heartbeat_seconds: float = 10.0
+
+
 CORE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "project": (str, MISSING),
     "seed": (int, 0),
@@ -84,6 +97,7 @@ CORE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "registry": (RegistryConfig, field(default_factory=RegistryConfig)),
     "env": (dict[str, Any], field(default_factory=dict)),
     "runner": (RunnerConfig, field(default_factory=RunnerConfig)),
+    "store": (StoreConfig, field(default_factory=StoreConfig)),
 }
 
 

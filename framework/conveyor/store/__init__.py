@@ -1,4 +1,20 @@
-"""The project store: `.conveyor/store.db` (SQLite, WAL) and `.conveyor/artifacts/`.
+"""The project store: a database (`.conveyor/store.db`, SQLite, or a PostgreSQL server a team
+shares) and the artifacts (`.conveyor/artifacts/`).
+
+Where it lives is `store.url` / `store.artifacts` (`conveyor.store.location`: command line >
+`CONVEYOR_STORE_URL` / `CONVEYOR_STORE_ARTIFACTS` > conveyor.yaml > the project's own files):
+
+    store:
+      url: postgresql+psycopg://ml@db.internal:5432/conveyor   # password: PGPASSWORD or ~/.pgpass
+
+`open_store(project_dir)` resolves them, connects (a bad URL is a ConfigError, exit 2, naming
+the setting and its origin, the password masked) and brings the schema up to date with Alembic
+(`conveyor.store.migrate`). The project's `.conveyor/` folder (`Store.root`) stays local
+whatever the URL: scratch files, caches. A running run renews a lease (`runs.heartbeat_at`,
+`store.heartbeat_seconds`), so one killed on any machine shows "interrupted"
+(`conveyor.store.heartbeat`; `CONVEYOR_HOST_NAME` names the machine in containers and tests).
+`conveyor.store.postgres_server` starts a throw-away PostgreSQL for tests (the `postgres_server`,
+`postgres_url` and `store_url` fixtures of `conveyor.testing`).
 
 `Registry` is the model registry; `Runs` (module `conveyor.store.runs`) the record of runs
 with their stages, params, metrics and data inputs. Plugins keep their own tables here,
@@ -11,9 +27,12 @@ flagged, never a crash.
 
 from conveyor.store.artifacts import ArtifactRef, ArtifactStore, sha256_file
 from conveyor.store.db import (
+    Record,
     Store,
+    StoreConnection,
     as_number,
     dumps,
+    host_name,
     loads,
     numeric_metrics,
     open_store,
@@ -40,15 +59,18 @@ __all__ = [
     "MetricTest",
     "MetricValue",
     "ParamTest",
+    "Record",
     "Registry",
     "RunQuery",
     "Runs",
     "Store",
+    "StoreConnection",
     "StoredRun",
     "StoredStage",
     "TableSet",
     "as_number",
     "dumps",
+    "host_name",
     "loads",
     "numeric_metrics",
     "open_store",

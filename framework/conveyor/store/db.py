@@ -1,137 +1,205 @@
-"""SQLite access for the store: one connection per process, WAL, retried write transactions.
+"""Database access for the store: an SQLAlchemy engine on SQLite (the default) or PostgreSQL.
 
-Writes happen in short `BEGIN IMMEDIATE` transactions, so two runs on one project interleave
-instead of failing, and a process killed mid-write leaves the database at its last commit.
+`Store` opens the database named by `store.url` (`conveyor.store.location`: None is SQLite at
+`<project>/.conveyor/store.db`; `postgresql+psycopg://user@host/db` a shared server), brings its
+schema up to date with Alembic (`conveyor.store.migrate`), and offers two calls the repositories
+(`Runs`, `Registry`, the plugins' records) are written with:
+
+* `Store.query(sql, params)`: rows of a SELECT, readable by name (`row["col"]`) and position;
+* `Store.write(lock=None)`: a short write transaction, yielding a `StoreConnection` whose
+  `execute(sql, params)` / `executemany(sql, rows)` run statements in it. `lock` names what the
+  transaction must hold alone (e.g. "registry:churn"): on PostgreSQL a transaction-scoped advisory
+  lock, so a read-then-write (the next version number, a compare-and-set alias move) is never
+  interleaved with another machine's; on SQLite every write transaction is `BEGIN IMMEDIATE`
+  already (retried while another process holds the lock; WAL lets readers go on).
+
+SQL is portable text: named parameters (`:name`, with a dict) or `?` placeholders (with a
+tuple; turned into named ones), `INSERT ... ON CONFLICT (...) DO UPDATE/NOTHING` for upserts
+(SQLite and PostgreSQL share that syntax), no SQLite-only functions (`instr`, PRAGMA,
+`sqlite_master`): compare text prefixes with `substr(col, 1, length(CAST(:p AS TEXT)))`.
+A process killed mid-write leaves the database at its last commit; a database that becomes
+unreachable mid-run raises StoreError (exit 1) with the URL's password masked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StoreError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from conveyor.store.location import StoreLocation
     from conveyor.store.runs import Runs
     from conveyor.store.tables import TableSet
 
-# 2: monitor_batches (now conveyor-monitor's, see conveyor_monitor.records). 3: model_contracts
-# (conveyor.contract). Opening an older store adds the new tables. Tables a plugin owns are not
-# here: it declares them with `conveyor_store_tables` (conveyor.store.tables), versioned apart;
-# stores made before that keep the monitor_batches and retrain_decisions tables this schema
-# used to create, and the plugins' own (IF NOT EXISTS) statements keep them as they are.
-# 4: runs.plugins (the plugins a run ran with), a column added to existing stores (UPGRADES).
-SCHEMA_VERSION = 4
 STORE_DIR = ".conveyor"
-# Columns added to tables after they were first created: (table, column, type).
-ADDED_COLUMNS = (("runs", "plugins", "TEXT"),)
-
-# data_inputs.sha256 holds each data file's version as the run recorded it: the core's own
-# sha256 (bare hex), or "ALGORITHM:HEX" from a `conveyor_file_fingerprint` plugin ("md5:..." is
-# the file's DVC version with conveyor-dvc). The column's name predates the hook.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, project TEXT, status TEXT NOT NULL, created_at REAL NOT NULL,
-    finished_at REAL, duration REAL, pid INTEGER, host TEXT, invocation TEXT, command TEXT,
-    overrides TEXT, config TEXT, config_hash TEXT, git_commit TEXT, git_dirty INTEGER,
-    packages TEXT, error TEXT, exit_code INTEGER, plugins TEXT);
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
-CREATE INDEX IF NOT EXISTS runs_invocation ON runs(invocation);
-CREATE TABLE IF NOT EXISTS stages (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, position INTEGER, type TEXT, type_version TEXT,
-    status TEXT NOT NULL, fingerprint TEXT, cached INTEGER DEFAULT 0, reason TEXT,
-    started_at REAL, duration REAL, settings TEXT, upstream TEXT, files TEXT, outputs TEXT,
-    error TEXT, PRIMARY KEY (run_id, name));
-CREATE INDEX IF NOT EXISTS stages_fingerprint ON stages(fingerprint, status);
-CREATE INDEX IF NOT EXISTS stages_name ON stages(name, status, started_at);
-CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT, stage TEXT, key TEXT, value REAL, PRIMARY KEY (run_id, stage, key));
-CREATE TABLE IF NOT EXISTS artifacts (
-    sha256 TEXT PRIMARY KEY, size INTEGER, codec TEXT, suffix TEXT, created_at REAL);
-CREATE TABLE IF NOT EXISTS run_artifacts (
-    run_id TEXT, stage TEXT, name TEXT, sha256 TEXT, PRIMARY KEY (run_id, stage, name));
-CREATE TABLE IF NOT EXISTS data_inputs (
-    run_id TEXT, path TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (run_id, path));
-CREATE TABLE IF NOT EXISTS file_hashes (
-    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 TEXT);
-CREATE TABLE IF NOT EXISTS model_versions (
-    name TEXT, version INTEGER, run_id TEXT, stage TEXT, artifact TEXT, metrics TEXT,
-    gate TEXT, decision TEXT, config_hash TEXT, data TEXT, created_at REAL,
-    PRIMARY KEY (name, version));
-CREATE TABLE IF NOT EXISTS model_contracts (
-    name TEXT, version INTEGER, contract TEXT NOT NULL, PRIMARY KEY (name, version));
-CREATE TABLE IF NOT EXISTS aliases (
-    name TEXT, alias TEXT, version INTEGER, updated_at REAL, PRIMARY KEY (name, alias));
-CREATE TABLE IF NOT EXISTS alias_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, alias TEXT, version INTEGER,
-    previous INTEGER, action TEXT, actor TEXT, reason TEXT, forced INTEGER, at REAL);
-"""
-
+HOST_ENV = "CONVEYOR_HOST_NAME"
 WRITE_RETRIES = 50
 
 
-class Store:
-    """The project's database plus its artifact folder."""
+def host_name() -> str:
+    """This machine's name as runs record it: `CONVEYOR_HOST_NAME` when set (containers, tests
+    simulating several machines), else the host name."""
+    return os.environ.get(HOST_ENV) or socket.gethostname()
 
-    def __init__(self, root: Path, tables: Iterable[TableSet] = ()) -> None:
+
+class Record:
+    """A row read back: by column name (`row["id"]`) or position (`row[0]`); `dict(row)`
+    gives {column: value}."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Any) -> None:
+        self._row = row
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, str):
+            return self._row._mapping[key]
+        return self._row[key]
+
+    def keys(self) -> list[str]:
+        return list(self._row._fields)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __repr__(self) -> str:
+        return f"Record({dict(self)!r})"
+
+
+class _Result:
+    def __init__(self, result: Any, rowcount: int | None = None) -> None:
+        self._result = result
+        self._rowcount = rowcount
+
+    def fetchone(self) -> Record | None:
+        row = self._result.fetchone()
+        return None if row is None else Record(row)
+
+    def fetchall(self) -> list[Record]:
+        return [Record(row) for row in self._result.fetchall()]
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount if self._rowcount is not None else self._result.rowcount
+
+
+@lru_cache(maxsize=512)
+def _statement(sql: str) -> tuple[Any, int]:
+    """The `text()` of `sql` with each `?` turned into `:p0`, `:p1`, ... and how many."""
+    from sqlalchemy import text
+
+    parts = sql.split("?")
+    if len(parts) == 1:
+        return text(sql), 0
+    named = "".join(f"{part}:p{i}" for i, part in enumerate(parts[:-1])) + parts[-1]
+    return text(named), len(parts) - 1
+
+
+def _bind(sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> tuple[Any, dict]:
+    statement, count = _statement(sql)
+    if params is None or isinstance(params, Mapping):
+        return statement, dict(params or {})
+    if len(params) != count:
+        raise ValueError(f"{count} placeholders, {len(params)} values: {sql}")
+    return statement, {f"p{i}": value for i, value in enumerate(params)}
+
+
+class StoreConnection:
+    """The connection of one write transaction (`Store.write`)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.connection.dialect.name
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+                ) -> _Result:
+        statement, values = _bind(sql, params)
+        return _Result(self.connection.execute(statement, values))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> _Result:
+        """`sql` once per row (in one round trip where the driver can); rowcount is the sum."""
+        bound = [_bind(sql, row) for row in rows]
+        if not bound:
+            return _Result(None, 0)
+        if sql.lstrip().upper().startswith("INSERT"):
+            result = self.connection.execute(bound[0][0], [values for _, values in bound])
+            return _Result(result, len(bound))
+        count = sum(max(self.connection.execute(s, v).rowcount, 0) for s, v in bound)
+        return _Result(None, count)
+
+
+class Store:
+    """The project's database plus its artifact folder.
+
+    `root` is the project's `.conveyor/` folder (local scratch, temporary files and caches stay
+    there whatever `store.url` says), `location` the resolved settings, `dialect` "sqlite" or
+    "postgresql", `artifacts` the `ArtifactStore`."""
+
+    def __init__(self, root: Path, tables: Iterable[TableSet] = (), *,
+                 location: StoreLocation | None = None) -> None:
+        from conveyor.store.location import DEFAULT_ORIGIN, StoreLocation
+
         self.root = root
-        self._tables: dict[str, int] = {}  # owner: version this connection made sure of
+        self.location = location or StoreLocation(None, DEFAULT_ORIGIN, None, DEFAULT_ORIGIN)
+        self._tables: dict[str, int] = {}  # owner: version this process made sure of
         self.path = root / "store.db"
-        # One connection per process, shared by the runner and its output writer thread.
+        # One lock per process: SQLite's single connection is shared by the runner and its
+        # output writer thread; on PostgreSQL it keeps this process's writes in order.
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
+        self.engine = self._engine()
+        self.dialect = self.engine.dialect.name
+        self._read_engine = (self.engine if self.dialect == "sqlite" else
+                             self.engine.execution_options(isolation_level="AUTOCOMMIT"))
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                        check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA busy_timeout = 60000")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"the project store {self.path} cannot be opened: {exc}",
-                             hint="move the damaged .conveyor/store.db aside to start afresh") from exc
+            from conveyor.store.migrate import upgrade
+
+            upgrade(self)
+        except BaseException:
+            self.engine.dispose()
+            raise
         from conveyor.store.artifacts import ArtifactStore
 
-        self.artifacts = ArtifactStore(root, self)
+        self.artifacts = ArtifactStore(root, self, url=self.location.artifacts,
+                                       origin=self.location.artifacts_origin)
         try:
             self.ensure_tables(tables)
         except BaseException:
-            self.conn.close()
+            self.close()
             raise
 
-    def _migrate(self) -> None:
-        for attempt in range(WRITE_RETRIES):
-            try:
-                # WAL lets readers (runs list, the UI) work while a run writes.
-                self.conn.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError:
-                time.sleep(0.05 * (attempt + 1))
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        if self._schema_version() >= SCHEMA_VERSION:
-            return
-        # A new store, or one made by an older Conveyor: every statement is IF NOT EXISTS, so
-        # running them all adds what is missing and leaves existing tables and rows alone. A
-        # store from a newer Conveyor (higher version) is left as it is.
-        with self.write() as conn:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            for table, column, kind in ADDED_COLUMNS:
-                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                if column not in have:  # a table created by an older Conveyor
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                         (str(max(SCHEMA_VERSION, self._schema_version())),))
+    @property
+    def shown_url(self) -> str:
+        """Where the database is, for messages (a password shown as ***)."""
+        return self.location.shown_url if self.location.url else str(self.path)
+
+    def _engine(self) -> Engine:
+        from conveyor.store.engine import make_engine
+
+        return make_engine(self.location, self.path)
+
+    # --- plugin tables -------------------------------------------------------------------------
 
     def ensure_tables(self, tables: Iterable[TableSet]) -> None:
         """Create or upgrade the tables plugins keep in the store (`conveyor.store.TableSet`,
@@ -142,82 +210,105 @@ class Store:
         if not pending:
             return
         if any(self.table_version(t.owner) < t.version for t in pending):
-            with self.write() as conn:
+            with self.write(lock="schema") as conn:
                 for table_set in pending:  # read again: another process may have done it
-                    current = self.table_version(table_set.owner)
+                    current = self.table_version(table_set.owner, conn)
                     if current >= table_set.version:
                         continue
                     statements = table_set.create if current == 0 else [
                         statement for version in range(current + 1, table_set.version + 1)
                         for statement in table_set.upgrades[version]]
+                    from sqlalchemy.exc import DBAPIError
+
                     for statement in statements:
                         try:
                             conn.execute(statement)
-                        except sqlite3.Error as exc:
+                        except DBAPIError as exc:
                             raise StoreError(
-                                f"the tables of {table_set.owner} in {self.path} could not be "
-                                f"brought from version {current} to {table_set.version}: {exc}",
+                                f"the tables of {table_set.owner} in {self.shown_url} could not "
+                                f"be brought from version {current} to {table_set.version}: "
+                                f"{_reason(exc)}",
                                 hint=f"nothing was changed; the plugin providing "
                                      f"{table_set.owner}'s tables has a faulty upgrade") from exc
-                    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                 (table_set.meta_key, str(table_set.version)))
+                    conn.execute("INSERT INTO meta (key, value) VALUES (:key, :value) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                 {"key": table_set.meta_key, "value": str(table_set.version)})
         for table_set in pending:
             self._tables[table_set.owner] = table_set.version
 
-    def table_version(self, owner: str) -> int:
+    def table_version(self, owner: str, conn: StoreConnection | None = None) -> int:
         """The schema version of `owner`'s tables in this store (0: none recorded)."""
         from conveyor.store.tables import meta_key
 
-        rows = self.query("SELECT value FROM meta WHERE key=?", (meta_key(owner),))
+        sql, params = "SELECT value FROM meta WHERE key=:key", {"key": meta_key(owner)}
+        rows = conn.execute(sql, params).fetchall() if conn else self.query(sql, params)
         try:
             return int(rows[0][0]) if rows else 0
         except (TypeError, ValueError):
             return 0
 
-    def _schema_version(self) -> int:
-        """The schema version recorded in `meta` (0: no store yet)."""
-        if not self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone():
-            return 0
-        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        try:
-            return int(row[0]) if row else 0
-        except (TypeError, ValueError):
-            return 0
+    # --- transactions ---------------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, retried while another process holds the lock."""
-        with self._lock, self._transaction() as conn:
+    def write(self, lock: str | None = None) -> Iterator[StoreConnection]:
+        """A write transaction (retried while another SQLite process holds the lock); `lock`
+        names what it must hold alone on PostgreSQL (see the module docstring)."""
+        with self._lock, self._errors(), self._transaction(lock) as conn:
             yield conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, lock: str | None) -> Iterator[StoreConnection]:
+        from sqlalchemy.exc import OperationalError
+
         for attempt in range(WRITE_RETRIES):
+            connection = self.engine.connect().execution_options(conveyor_write=True)
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                connection.begin()
                 break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+            except OperationalError as exc:
+                connection.close()
+                text = str(exc.orig)
+                if self.dialect != "sqlite" or ("locked" not in text and "busy" not in text):
                     raise
                 time.sleep(min(0.05 * (attempt + 1), 1.0))
         else:
             raise StoreError(f"the project store {self.path} stayed locked by another process")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+            if lock is not None and self.dialect == "postgresql":
+                from sqlalchemy import text
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self.conn.execute(sql, params).fetchall()
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": lock_key(lock)})
+            yield StoreConnection(connection)
+            if self.dialect == "postgresql":
+                from sqlalchemy import text
+
+                connection.execute(text("SELECT nextval('conveyor_data_version')"))
+            connection.commit()
+        finally:
+            connection.close()  # rolls back what was not committed
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Database failures at run time (the server stopped, the disk is full) as StoreError
+        naming the store, its password masked."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StoreError(f"the project store {self.shown_url} failed: {_reason(exc)}",
+                             hint="nothing of the failed write was kept; check the database "
+                                  "server and try again") from exc
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Record]:
+        """The rows of one SELECT (see the module docstring for the SQL accepted)."""
+        statement, values = _bind(sql, params)
+        with self._lock, self._errors(), self._read_engine.connect() as connection:
+            return [Record(row) for row in connection.execute(statement, values)]
 
     def close(self) -> None:
-        self.conn.close()
+        self.engine.dispose()
 
     @property
     def runs(self) -> Runs:
@@ -227,9 +318,24 @@ class Store:
         return Runs(self)
 
     def data_version(self) -> int:
-        """Changes whenever another connection commits to the store (SQLite's data_version):
-        cheap enough to poll."""
-        return int(self.query("PRAGMA data_version")[0][0])
+        """Changes whenever another connection commits to the store, cheap enough to poll:
+        SQLite's `PRAGMA data_version`; on PostgreSQL a sequence every write transaction
+        advances just before it commits."""
+        if self.dialect == "sqlite":
+            return int(self.query("PRAGMA data_version")[0][0])
+        return int(self.query("SELECT last_value FROM conveyor_data_version")[0][0])
+
+    # --- artifacts ------------------------------------------------------------------------------
+
+    def record_artifact(self, ref: Any) -> None:
+        """Record a stored artifact (`ArtifactRef`: sha256, codec, suffix, size) in the
+        `artifacts` table; one already recorded is left as it is."""
+        with self.write() as conn:
+            conn.execute("INSERT INTO artifacts (sha256, size, codec, suffix, created_at) "
+                         "VALUES (:sha256, :size, :codec, :suffix, :at) "
+                         "ON CONFLICT (sha256) DO NOTHING",
+                         {"sha256": ref.sha256, "size": ref.size, "codec": ref.codec,
+                          "suffix": ref.suffix, "at": time.time()})
 
     # --- file hashes ---------------------------------------------------------------------------
 
@@ -244,16 +350,37 @@ class Store:
                            sha256: str) -> None:
         """Remember a file's sha256 with the (size, mtime_ns, inode) it was read at."""
         with self.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)",
-                         (path, size, mtime_ns, inode, sha256))
+            conn.execute(
+                "INSERT INTO file_hashes (path, size, mtime_ns, inode, sha256) "
+                "VALUES (:path, :size, :mtime_ns, :inode, :sha256) ON CONFLICT (path) DO UPDATE "
+                "SET size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, "
+                "sha256 = excluded.sha256",
+                {"path": path, "size": size, "mtime_ns": mtime_ns, "inode": inode,
+                 "sha256": sha256})
 
     # --- runs ------------------------------------------------------------------------------
 
-    def mark_interrupted(self) -> None:
-        """Runs of this host whose process is gone were killed: say so instead of 'running'."""
-        host = socket.gethostname()
-        rows = self.query("SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,))
-        dead = [row["id"] for row in rows if not process_alive(row["pid"])]
+    def mark_interrupted(self, lease_seconds: float | None = None) -> None:
+        """Runs left "running" by a process that is gone are marked interrupted: on this host
+        when their process id is dead; on any host when their heartbeat (`runs.heartbeat_at`,
+        renewed by the runner every `store.heartbeat_seconds`) is older than `lease_seconds`
+        (default `LEASE_BEATS` x the store's `store.heartbeat_seconds`)."""
+        from conveyor.store.heartbeat import LEASE_BEATS
+
+        lease = (LEASE_BEATS * self.location.heartbeat_seconds if lease_seconds is None
+                 else lease_seconds)
+        host = host_name()
+        rows = self.query("SELECT id, pid, host, heartbeat_at, created_at FROM runs "
+                          "WHERE status='running'")
+        now = time.time()
+        dead = []
+        for row in rows:
+            if row["host"] == host and not process_alive(row["pid"]):
+                dead.append(row["id"])
+                continue
+            beat = row["heartbeat_at"] if row["heartbeat_at"] is not None else row["created_at"]
+            if row["host"] != host and isinstance(beat, int | float) and now - beat > lease:
+                dead.append(row["id"])
         if dead:
             with self.write() as conn:
                 conn.executemany(
@@ -262,6 +389,24 @@ class Store:
                 conn.executemany(
                     "UPDATE stages SET status='interrupted' WHERE run_id=? AND status='running'",
                     [(run_id,) for run_id in dead])
+
+    def heartbeat(self, run_id: str) -> None:
+        """Renew a running run's lease (`runs.heartbeat_at`)."""
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET heartbeat_at=? WHERE id=? AND status='running'",
+                         (time.time(), run_id))
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for a PostgreSQL advisory lock named `name`."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a driver's error, without SQL or parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return re.sub(r"password=\S+", "password=***", text[0]) if text else type(orig).__name__
 
 
 def process_alive(pid: int | None) -> bool:
@@ -278,11 +423,16 @@ def process_alive(pid: int | None) -> bool:
     return True
 
 
-def open_store(project_dir: Path, tables: Iterable[TableSet] = ()) -> Store:
+def open_store(project_dir: Path, tables: Iterable[TableSet] = (), *, url: str | None = None,
+               artifacts: str | None = None) -> Store:
     """The project's store (`.conveyor/` under `project_dir`), made if missing, with the tables
     of `tables` (the plugins' `conveyor_store_tables`, e.g. `host.contributions.store_tables`)
-    created or upgraded."""
-    return Store(project_dir / STORE_DIR, tables)
+    created or upgraded. `url` / `artifacts` None: `store.url` / `store.artifacts` as the command
+    line, the environment or conveyor.yaml say (`conveyor.store.location.resolve`)."""
+    from conveyor.store.location import resolve
+
+    location = resolve(project_dir, url=url, artifacts=artifacts)
+    return Store(project_dir / STORE_DIR, tables, location=location)
 
 
 def dumps(value: Any) -> str:

@@ -89,7 +89,7 @@ class Registry:
                  contract: ModelContract | None = None) -> int:
         """Record a new version (numbered after the last one) with its contract, if given."""
         check_name(name, "model name")  # it becomes a folder (profiles, the prediction log)
-        with self.store.write() as conn:
+        with self.store.write(lock=f"registry:{name}") as conn:
             row = conn.execute("SELECT MAX(version) FROM model_versions WHERE name=?",
                                (name,)).fetchone()
             version = (row[0] or 0) + 1
@@ -98,7 +98,8 @@ class Registry:
                 (name, version, run_id, stage, dumps(artifact), dumps(metrics), dumps(gate),
                  decision, config_hash, dumps(data), time.time()))
             if contract is not None:
-                conn.execute("INSERT OR REPLACE INTO model_contracts VALUES (?,?,?)",
+                conn.execute("INSERT INTO model_contracts VALUES (?,?,?) ON CONFLICT "
+                             "(name, version) DO UPDATE SET contract = excluded.contract",
                              (name, version, dumps(contract.to_dict())))
         return version
 
@@ -111,7 +112,7 @@ class Registry:
 
     def note(self, name: str, version: int, reason: str) -> None:
         """Append a reason to a version's recorded gate decision."""
-        with self.store.write() as conn:
+        with self.store.write(lock=f"registry:{name}") as conn:
             row = conn.execute("SELECT gate FROM model_versions WHERE name=? AND version=?",
                                (name, version)).fetchone()
             gate = loads(row["gate"], {}) if row else {}
@@ -121,7 +122,7 @@ class Registry:
 
     def annotate(self, name: str, version: int, **fields: Any) -> None:
         """Set keys of a version's recorded gate decision (a retrain's comparison, say)."""
-        with self.store.write() as conn:
+        with self.store.write(lock=f"registry:{name}") as conn:
             row = conn.execute("SELECT gate FROM model_versions WHERE name=? AND version=?",
                                (name, version)).fetchone()
             gate = loads(row["gate"], {}) if row else {}
@@ -169,13 +170,17 @@ class Registry:
         With `expect`, the move happens only if the alias still points where the caller last
         saw it (compare-and-set); otherwise AliasMoved is raised and nothing changes."""
         actor = actor or _user()
-        with self.store.write() as conn:
+        # The model's registry lock: on PostgreSQL two machines promoting at once take turns,
+        # so the compare-and-set sees the other's move (one champion, both moves in history).
+        with self.store.write(lock=f"registry:{name}") as conn:
             row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?",
                                (name, alias)).fetchone()
             previous = row["version"] if row else None
             if expect is not ANY and previous != expect:
                 raise AliasMoved(name, alias, expect, previous)
-            conn.execute("INSERT OR REPLACE INTO aliases VALUES (?,?,?,?)",
+            conn.execute("INSERT INTO aliases VALUES (?,?,?,?) ON CONFLICT (name, alias) "
+                         "DO UPDATE SET version = excluded.version, "
+                         "updated_at = excluded.updated_at",
                          (name, alias, version, time.time()))
             conn.execute(
                 "INSERT INTO alias_history (name, alias, version, previous, action, actor, reason,"

@@ -22,19 +22,23 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from conveyor.errors import UsageError
-from conveyor.store.db import Store, dumps
+from conveyor.store.db import Store, dumps, host_name
 
 # Sortable columns of `Runs.list`; a metric sorts as "metric:NAME".
 RUN_ORDERS = {"created": "r.created_at", "status": "r.status", "duration": "r.duration",
               "id": "r.id"}
 METRIC_OPS = ("=", "!=", ">", "<", ">=", "<=")
+NO_LIMIT = 2**62  # LIMIT for "all" (PostgreSQL has no LIMIT -1; SQLite needs one with OFFSET)
+_REPLACE_STAGE = ", ".join(
+    f"{column} = excluded.{column}" for column in (
+        "position", "type", "type_version", "status", "fingerprint", "cached", "reason",
+        "started_at", "duration", "settings", "upstream", "files", "outputs", "error"))
 
 UNSETTLED = ("completed, but what it deferred to the run's success (see "
              "StageContext.on_run_success) did not happen: the run failed")
@@ -182,7 +186,8 @@ class RunQuery:
     params: tuple[ParamTest, ...] = ()
     metrics: tuple[MetricTest, ...] = ()
 
-    def _where(self) -> tuple[str, tuple[Any, ...]]:
+    def _where(self, dialect: str = "sqlite") -> tuple[str, tuple[Any, ...]]:
+        find = "strpos({}, ?)" if dialect == "postgresql" else "instr({}, ?)"
         clauses: list[str] = []
         values: list[Any] = []
         for column, value in (("r.status", self.status), ("r.command", self.command)):
@@ -196,8 +201,9 @@ class RunQuery:
             clauses.append("r.created_at < ?")
             values.append(self.until)
         for word in self.text:
-            clauses.append("(instr(r.id, ?) > 0 OR instr(coalesce(r.command, ''), ?) > 0 "
-                           "OR instr(coalesce(r.overrides, ''), ?) > 0)")
+            clauses.append("(" + " OR ".join(
+                find.format(column) + " > 0" for column in (
+                    "r.id", "coalesce(r.command, '')", "coalesce(r.overrides, '')")) + ")")
             values += [word] * 3
         for param in self.params:
             test = "EXISTS" if param.equal else "NOT EXISTS"
@@ -232,13 +238,14 @@ class Runs:
         with self.store.write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, project, status, created_at, pid, host, invocation, command,"
-                " overrides, config, config_hash, git_commit, git_dirty, packages, plugins) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " overrides, config, config_hash, git_commit, git_dirty, packages, plugins, "
+                "heartbeat_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, project, "running", time.time() if created_at is None else created_at,
-                 os.getpid(), socket.gethostname(), invocation, command, dumps(list(overrides)),
+                 os.getpid(), host_name(), invocation, command, dumps(list(overrides)),
                  dumps(dict(config)), config_hash, git_commit,
                  None if git_dirty is None else int(git_dirty), dumps(dict(packages)),
-                 None if plugins is None else dumps({k: dict(v) for k, v in plugins.items()})))
+                 None if plugins is None else dumps({k: dict(v) for k, v in plugins.items()}),
+                 time.time()))
             conn.executemany("INSERT INTO params VALUES (?,?,?)",
                              [(run_id, k, dumps(v)) for k, v in params.items()])
             conn.executemany("INSERT INTO data_inputs VALUES (?,?,?,?)",
@@ -254,14 +261,17 @@ class Runs:
         transaction."""
         with self.store.write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET " + _REPLACE_STAGE,
                 (run_id, name, position, type, type_version, status, fingerprint, int(cached),
                  reason, started_at, duration, dumps(settings), dumps(dict(upstream)),
                  dumps(dict(files)), dumps(dict(outputs)), error))
-            conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
+            conn.executemany("INSERT INTO metrics VALUES (?,?,?,?) ON CONFLICT "
+                             "(run_id, stage, key) DO UPDATE SET value = excluded.value",
                              [(run_id, name, k, v) for k, v in (metrics or {}).items()])
             conn.executemany(
-                "INSERT OR REPLACE INTO run_artifacts VALUES (?,?,?,?)",
+                "INSERT INTO run_artifacts VALUES (?,?,?,?) ON CONFLICT (run_id, stage, name) "
+                "DO UPDATE SET sha256 = excluded.sha256",
                 [(run_id, name, n, r["sha256"]) for n, r in outputs.items()
                  if isinstance(r, Mapping) and "sha256" in r])
 
@@ -294,7 +304,8 @@ class Runs:
         """The id of the run whose id is `prefix` or starts with it. UsageError when there is
         no such run or the prefix is ambiguous. Compared as text, not with LIKE: '%' or '_'
         typed are not wildcards."""
-        rows = self.store.query("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? "
+        rows = self.store.query("SELECT id FROM runs WHERE substr(id, 1, length(CAST(? AS TEXT)))"
+                                " = ? "
                                 "ORDER BY created_at DESC", (prefix, prefix)) if prefix else []
         if not rows:
             raise UsageError(f"no run with id '{prefix}' in this project",
@@ -364,7 +375,7 @@ class Runs:
              ) -> list[StoredRun]:
         """Runs matching `query`, newest first by default. `order` is one of `RUN_ORDERS` or
         "metric:NAME" (runs without that metric last); ties go newest first."""
-        where, values = (query or RunQuery())._where()
+        where, values = (query or RunQuery())._where(self.store.dialect)
         if order.startswith("metric:"):
             key = "(SELECT MAX(m.value) FROM metrics m WHERE m.run_id = r.id AND m.key = ?)"
             key_values: tuple[Any, ...] = (order[len("metric:"):],)
@@ -377,12 +388,12 @@ class Runs:
         sql = (f"SELECT r.* FROM runs r {where} ORDER BY {key} IS NULL, {key} {direction}, "
                f"r.created_at DESC LIMIT ? OFFSET ?")
         rows = self.store.query(sql, (*values, *key_values, *key_values,
-                                      -1 if limit is None else int(limit), int(offset)))
+                                      NO_LIMIT if limit is None else int(limit), int(offset)))
         return [StoredRun._from_row(r) for r in rows]
 
     def count(self, query: RunQuery | None = None) -> int:
         """How many runs match `query`."""
-        where, values = (query or RunQuery())._where()
+        where, values = (query or RunQuery())._where(self.store.dialect)
         return self.store.query(f"SELECT COUNT(*) FROM runs r {where}", values)[0][0]
 
     def statuses(self) -> list[str]:
@@ -420,7 +431,8 @@ class Runs:
         oldest run first."""
         return [DataInput(r["run_id"], r["path"], r["sha256"], r["size"]) for r in self.store.query(
             "SELECT d.run_id, d.path, d.sha256, d.size FROM data_inputs d "
-            "JOIN runs r ON r.id = d.run_id WHERE substr(d.sha256, 1, length(?)) = ? "
+            "JOIN runs r ON r.id = d.run_id WHERE substr(d.sha256, 1, length(CAST(? AS TEXT)))"
+            " = ? "
             "ORDER BY r.created_at", (prefix, prefix))]
 
     # --- stages across runs --------------------------------------------------------------------

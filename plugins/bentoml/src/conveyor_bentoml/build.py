@@ -82,7 +82,9 @@ def copy_project(project_dir: Path, target: Path, artifact: Path) -> None:
             dst.close()
     finally:
         src.close()
-    dest = store / artifact.relative_to(project_dir / ".conveyor")
+    # The Bento's store keeps its artifact locally, at the default place, wherever the
+    # project's artifacts are (another folder, object storage: `artifact` is then a checked copy).
+    dest = store / "artifacts" / artifact.parent.name / artifact.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(artifact, dest)
 
@@ -176,7 +178,7 @@ def build(session: Any, overrides: list[str], *, model: str | None, version: int
     try:
         store = open_store(project_dir)
         try:
-            artifact = store.artifacts.path(ArtifactRef.from_dict(loaded.version.artifact))
+            artifact = store.artifacts.local_path(ArtifactRef.from_dict(loaded.version.artifact))
         finally:
             store.close()
         copy_project(project_dir, ctx / "project", artifact)

@@ -44,12 +44,15 @@ from conveyor.store import Store, TableSet, dumps, loads
 
 STATUSES = ("ok", "drift", "insufficient", "invalid")
 
-# Version 1 is the table as Conveyor's core schema (versions 2 and 3) made it.
+# Version 1 is the table as Conveyor's core schema (versions 2 and 3) made it. Written in
+# portable SQL (SQLite and PostgreSQL): DOUBLE PRECISION for times (PostgreSQL's REAL would
+# lose seconds); on SQLite the types name the same affinities as before.
 TABLES = TableSet(owner="conveyor-monitor", version=1, create=(
     """CREATE TABLE IF NOT EXISTS monitor_batches (
     id TEXT PRIMARY KEY, model_name TEXT NOT NULL, model_version INTEGER, source TEXT,
-    source_sha256 TEXT, rows INTEGER, created_at REAL NOT NULL, status TEXT NOT NULL,
-    drift_share REAL, drifted_features INTEGER, features INTEGER, prediction_drift REAL,
+    source_sha256 TEXT, rows BIGINT, created_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
+    drift_share DOUBLE PRECISION, drifted_features INTEGER, features INTEGER,
+    prediction_drift DOUBLE PRECISION,
     prediction_drifted INTEGER, labelled_rows INTEGER, performance TEXT,
     performance_breached INTEGER, feature_results TEXT, report_json TEXT, report_html TEXT,
     message TEXT, details TEXT)""",
@@ -204,7 +207,8 @@ class Monitoring:
 
     def get(self, batch_id: str) -> BatchRecord:
         """The batch whose id is `batch_id` or starts with it (UsageError if none or several)."""
-        rows = self.store.query("SELECT * FROM monitor_batches WHERE substr(id, 1, length(?)) = ?"
+        rows = self.store.query("SELECT * FROM monitor_batches WHERE "
+                                "substr(id, 1, length(CAST(? AS TEXT))) = ?"
                                 " ORDER BY created_at", (batch_id, batch_id))
         exact = [r for r in rows if r["id"] == batch_id]
         if not rows:

@@ -26,22 +26,23 @@ the same table from Conveyor's core schema.
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import UsageError
-from conveyor.store import Store, TableSet, dumps, loads, process_alive
+from conveyor.store import Store, TableSet, dumps, host_name, loads, process_alive
 
-# Version 1 is the table as Conveyor's core schema made it.
+# Version 1 is the table as Conveyor's core schema made it (portable SQL: DOUBLE PRECISION
+# times, which SQLite reads as REAL).
 TABLES = TableSet(owner="conveyor-retrain", version=1, create=(
     """CREATE TABLE IF NOT EXISTS retrain_decisions (
-    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, created_at REAL NOT NULL, outcome TEXT NOT NULL,
+    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    outcome TEXT NOT NULL,
     reasons TEXT, trigger_batch TEXT, batches TEXT, forced INTEGER, run_id TEXT,
     challenger_version INTEGER, champion_version INTEGER, metrics TEXT, details TEXT,
-    finished_at REAL, pid INTEGER, host TEXT)""",
+    finished_at DOUBLE PRECISION, pid INTEGER, host TEXT)""",
     "CREATE INDEX IF NOT EXISTS retrain_decisions_model ON retrain_decisions(model_name, created_at)",
 ))
 
@@ -100,7 +101,7 @@ class RetrainDecisions:
                 "trigger_batch, batches, forced, metrics, details, pid, host) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (decision_id, model_name, time.time(), "running", "[]", trigger, dumps(batches),
-                 int(forced), "{}", dumps(details or {}), os.getpid(), socket.gethostname()))
+                 int(forced), "{}", dumps(details or {}), os.getpid(), host_name()))
         return decision_id
 
     def finish(self, decision_id: str, *, outcome: str, reasons: list[str],
@@ -122,7 +123,8 @@ class RetrainDecisions:
         return self.get(decision_id)
 
     def get(self, decision_id: str) -> RetrainDecision:
-        rows = self.store.query("SELECT * FROM retrain_decisions WHERE substr(id, 1, length(?))"
+        rows = self.store.query("SELECT * FROM retrain_decisions WHERE "
+                                "substr(id, 1, length(CAST(? AS TEXT)))"
                                 " = ? ORDER BY created_at", (decision_id, decision_id))
         exact = [r for r in rows if r["id"] == decision_id]
         if not rows:
@@ -145,7 +147,7 @@ class RetrainDecisions:
 
 def _from_row(row: Any) -> RetrainDecision:
     outcome = row["outcome"]
-    if outcome == "running" and row["host"] == socket.gethostname() and not process_alive(row["pid"]):
+    if outcome == "running" and row["host"] == host_name() and not process_alive(row["pid"]):
         outcome = "interrupted"
     return RetrainDecision(
         id=row["id"], model_name=row["model_name"], created_at=row["created_at"],

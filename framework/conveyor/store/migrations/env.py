@@ -1,0 +1,13 @@
+"""Alembic environment of the store: runs on the connection `conveyor.store.migrate` hands over
+(`config.attributes["connection"]`), inside its transaction, so a failing migration leaves the
+store as it was (transactional DDL on SQLite and PostgreSQL)."""
+
+from alembic import context
+
+from conveyor.store.schema import METADATA
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=METADATA,
+                  transactional_ddl=True, render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()
