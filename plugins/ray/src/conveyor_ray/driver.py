@@ -66,8 +66,11 @@ def _payload(run: RunInfo, stage: Stage, context: StageContext, threads: int) ->
         contract_error = exc.message
     except Exception as exc:
         contract_error = f"{type(exc).__name__}: {exc}"
-    artifacts = getattr(getattr(context.registry, "store", None), "artifacts", None)
-    url = getattr(artifacts, "url", None)
+    from conveyor.store.location import resolve
+
+    # `store.artifacts` as this command resolved it (command line > environment >
+    # conveyor.yaml): the task opens the same artifact store wherever it runs.
+    url = resolve(run.project_dir).artifacts
     return StagePayload(run=run, stage=stage.name, uses=stage.uses,
                         settings=_plain(stage.settings), inputs=inputs, threads=threads,
                         import_target=context.import_target,

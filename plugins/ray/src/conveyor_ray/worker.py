@@ -168,13 +168,11 @@ def _session(run: RunInfo) -> Session:
 
 def _artifact_store(project_dir: Path, url: str | None) -> ArtifactStore:
     """The shared artifact store, read without the database (loading needs no row; the task
-    stores nothing itself). Local scratch and caches go to the project's `.conveyor/`."""
-    import inspect
-
+    stores nothing itself). Local scratch and caches go to the project's `.conveyor/`; object
+    storage's credentials come from the worker's environment (AWS_* for s3)."""
     root = Path(project_dir) / ".conveyor"
-    if url is not None and "url" in inspect.signature(ArtifactStore).parameters:
-        return ArtifactStore(root, None, url=url)  # type: ignore[arg-type]
-    return ArtifactStore(root, None)  # type: ignore[arg-type]
+    return ArtifactStore(root, None, url=url,  # type: ignore[arg-type]
+                         origin="store.artifacts of the run's driver")
 
 
 class _DriverOnly:
