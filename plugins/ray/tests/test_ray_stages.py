@@ -81,3 +81,18 @@ def test_a_scikit_learn_train_stage_on_ray_scores_as_it_does_locally(ray_cluster
     assert "train: on Ray node " in ran.stdout, ran.stdout
     remote = project.show(project.runs()[0]["id"])
     assert remote["status"] == "completed" and remote["metrics"] == local
+
+
+def test_a_stage_on_ray_reads_its_inputs_from_s3_artifacts(ray_cluster, sums_project, s3_server):
+    """moto's S3 server stands in for the cloud's object storage (conveyor.testing)."""
+    s3_server.create_bucket("ray-artifacts")
+    project = sums_project(stages={"total": {"num_cpus": 1}},
+                           forward_env=sorted(s3_server.env))
+    env = {**_env(ray_cluster), "CONVEYOR_STORE_ARTIFACTS": "s3://ray-artifacts/runs"}
+    project.cli("run", env=env, check=True)
+    run = project.show(project.runs()[0]["id"])
+    assert run["status"] == "completed" and run["metrics"]["total"] == 90.0
+    stored = s3_server.client().list_objects_v2(Bucket="ray-artifacts").get("Contents", [])
+    assert len(stored) >= 2  # the input the task read and the output the driver stored
+    # The task loaded its input from the bucket, into its own cache, not from a local folder.
+    assert not (project.path / ".conveyor" / "artifacts").exists()

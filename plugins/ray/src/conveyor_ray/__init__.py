@@ -66,4 +66,4 @@ def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
         return None
     from conveyor_ray.driver import run_on_ray
 
-    return run_on_ray(run, stage, context, resources)
+    return run_on_ray(run, stage, context, resources, forward_env=settings.forward_env)

@@ -42,6 +42,10 @@ class RayConfig:
     # duration; else a cluster's address, HOST:PORT or ray://HOST:PORT (Ray Client).
     address: str = AUTO
     stages: dict[str, RayStageConfig] = field(default_factory=dict)
+    # Environment variables of `conveyor run` its stages' tasks get too (Ray's runtime_env),
+    # e.g. the AWS_* credentials of `store.artifacts: s3://...` when the workers lack them.
+    # Names only: the values are read when the run starts and never recorded.
+    forward_env: list[str] = field(default_factory=list)
 
 
 def ray_config(config: Mapping[str, Any]) -> RayConfig:
@@ -49,7 +53,8 @@ def ray_config(config: Mapping[str, Any]) -> RayConfig:
     section = config.get("ray") or {}
     stages = {name: RayStageConfig(**(dict(spec) if spec else {}))
               for name, spec in (section.get("stages") or {}).items()}
-    return RayConfig(address=str(section.get("address") or AUTO), stages=stages)
+    return RayConfig(address=str(section.get("address") or AUTO), stages=stages,
+                     forward_env=[str(n) for n in section.get("forward_env") or []])
 
 
 def check_stages(settings: RayConfig, pipeline: Mapping[str, Any]) -> None:

@@ -15,7 +15,9 @@ from conveyor_ray.worker import StageInput, StagePayload, StageResult, execute
 
 
 def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
-               resources: RayStageConfig) -> Mapping[str, Any]:
+               resources: RayStageConfig, *, forward_env: list[str] = ()) -> Mapping[str, Any]:
+    import os
+
     import ray
 
     threads = max(1, math.floor(resources.num_cpus)) if resources.num_cpus >= 1 else 1
@@ -24,6 +26,9 @@ def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
                                "max_retries": 0, "name": f"conveyor:{run.id}:{stage.name}"}
     if resources.memory is not None:
         options["memory"] = resources.memory
+    forwarded = {name: os.environ[name] for name in forward_env if name in os.environ}
+    if forwarded:
+        options["runtime_env"] = {"env_vars": forwarded}
     task = ray.remote(execute).options(**options)
     try:
         result: StageResult = ray.get(task.remote(payload))
