@@ -37,7 +37,14 @@ PASSTHROUGH = {"run", "plan"}
 
 
 def build_parser(host) -> argparse.ArgumentParser:
-    from conveyor.cli import completion_cmd, init_cmd, models_cmd, plugins_cmd, runs_cmd
+    from conveyor.cli import (
+        completion_cmd,
+        init_cmd,
+        models_cmd,
+        plugins_cmd,
+        runs_cmd,
+        store_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="conveyor", description=DESCRIPTION, epilog=EPILOG,
@@ -55,6 +62,7 @@ def build_parser(host) -> argparse.ArgumentParser:
     runs_cmd.configure(commands)
     models_cmd.configure(commands)
     plugins_cmd.configure(commands)
+    store_cmd.configure(commands)
     completion_cmd.configure(commands)
     for command in host.contributions.cli_commands.values():
         # A description written over several lines (examples, say) is shown as written; a
