@@ -77,23 +77,36 @@ def test_a_sqlite_project_copied_to_postgresql_answers_the_same(project, postgre
     assert len(_json(project, "runs", "list", f"store.url={postgres_url}")) == 2
 
 
-def test_copy_json_summary_and_artifacts_to_a_folder(project, postgres_url, tmp_path):
-    summary = _json(project, "store", "copy", "--to", postgres_url, "--artifacts-to",
-                    str(tmp_path / "shared-artifacts"))
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_copy_json_summary_and_artifacts_to_another_artifact_store(project, postgres_url,
+                                                                   tmp_path, request, where):
+    """--artifacts-to: every artifact file copied, hash-checked, to a folder or to object
+    storage (moto's S3 server standing in for the cloud); the copied store with
+    store.artifacts there loads the champion's model file without the project's own files."""
+    from conveyor.store import ArtifactRef, Registry
+
+    if where == "s3":
+        server = request.getfixturevalue("s3_server")
+        target = f"s3://{server.create_bucket('team-artifacts')}/shop"
+    else:
+        target = str(tmp_path / "shared-artifacts")
+    summary = _json(project, "store", "copy", "--to", postgres_url, "--artifacts-to", target)
     assert summary["rows"]["runs"] == 2 and summary["revision"] == HEAD
     assert summary["total"] == sum(summary["rows"].values())
     assert PASSWORD not in json.dumps(summary)
-    files = sorted(p.name for p in (tmp_path / "shared-artifacts").rglob("*") if p.is_file())
-    local = sorted(p.name for p in (project.path / ".conveyor" / "artifacts").rglob("*")
-                   if p.is_file())
-    assert files and files == local
-    assert summary["artifacts"]["copied"] == len(files)
-    # The copied store with the copied artifacts serves a model: `models list` checks nothing,
-    # loading does; `runs show` on the copy with store.artifacts there finds the files.
-    env = {"CONVEYOR_STORE_URL": postgres_url,
-           "CONVEYOR_STORE_ARTIFACTS": str(tmp_path / "shared-artifacts")}
+    local = [p for p in (project.path / ".conveyor" / "artifacts").rglob("*") if p.is_file()]
+    assert local and summary["artifacts"]["copied"] == len(local)
     shutil.rmtree(project.path / ".conveyor" / "artifacts")
-    assert project.cli("runs", "list", env=env, check=True).returncode == 0
+
+    store = open_store(project.path, url=postgres_url, artifacts=target)
+    try:
+        champion = Registry(store).aliases("shop")["champion"]
+        version = next(v for v in Registry(store).versions() if v.version == champion)
+        ref = ArtifactRef.from_dict(version.artifact)
+        assert store.artifacts.exists(ref)
+        assert store.artifacts.verify(ref).stat().st_size == ref.size  # sha256 checked
+    finally:
+        store.close()
 
 
 def test_bad_destination_urls_exit_2_naming_the_option(project):

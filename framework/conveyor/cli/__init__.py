@@ -30,7 +30,8 @@ exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or
             70 internal error (a bug: please report it) · 130 interrupted
 every command takes config overrides (key=value, Hydra's grammar) after its options
 a team's shared store: store.url=postgresql+psycopg://USER@HOST:5432/DB (or CONVEYOR_STORE_URL;
-            the password from PGPASSWORD or ~/.pgpass); default .conveyor/store.db (SQLite)
+            the password from PGPASSWORD or ~/.pgpass); default .conveyor/store.db (SQLite);
+            move a project's history there: conveyor store copy --to URL
 more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
 
 PASSTHROUGH = {"run", "plan"}

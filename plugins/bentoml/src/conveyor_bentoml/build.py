@@ -66,7 +66,7 @@ from conveyor_bentoml.service import Predictor  # noqa: E402,F401
 '''
 
 
-def copy_project(project_dir: Path, target: Path, artifact: Path, source: Store,
+def copy_project(project_dir: Path, target: Path, artifact: Path, project_store: Store,
                  tables: Iterable[TableSet] = ()) -> None:
     """The project's config and code, a snapshot of its store's database, and the one model
     file."""
@@ -85,7 +85,7 @@ def copy_project(project_dir: Path, target: Path, artifact: Path, source: Store,
     # the service links .conveyor to it when it starts.
     store = target / STORE_COPY
     store.mkdir(parents=True, exist_ok=True)
-    snapshot_store(source, store / "store.db", tables)
+    snapshot_store(project_store, store / "store.db", tables)
     # The Bento's store keeps its artifact locally, at the default place, wherever the
     # project's artifacts are (another folder, object storage: `artifact` is then a checked copy).
     dest = store / "artifacts" / artifact.parent.name / artifact.name
