@@ -51,6 +51,7 @@ def _answers(project: Project, *overrides: str) -> dict[str, object]:
             "shown": [_json(project, "runs", "show", run["id"], *overrides) for run in runs]}
 
 
+@pytest.mark.slow  # trains a scikit-learn project once per module
 def test_a_sqlite_project_copied_to_postgresql_answers_the_same(project, postgres_url):
     before = _answers(project)
     done = project.cli("store", "copy", "--to", postgres_url)
@@ -77,6 +78,7 @@ def test_a_sqlite_project_copied_to_postgresql_answers_the_same(project, postgre
     assert len(_json(project, "runs", "list", f"store.url={postgres_url}")) == 2
 
 
+@pytest.mark.slow  # trains a scikit-learn project once per module
 @pytest.mark.parametrize("where", ["folder", "s3"])
 def test_copy_json_summary_and_artifacts_to_another_artifact_store(project, postgres_url,
                                                                    tmp_path, request, where):
@@ -109,6 +111,7 @@ def test_copy_json_summary_and_artifacts_to_another_artifact_store(project, post
         store.close()
 
 
+@pytest.mark.slow  # trains a scikit-learn project once per module
 def test_bad_destination_urls_exit_2_naming_the_option(project):
     for url in ("nope://somewhere/db", f"postgresql+psycopg://conveyor:{PASSWORD}@127.0.0.1:1/x"):
         done = project.cli("store", "copy", "--to", url)

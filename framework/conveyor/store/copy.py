@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,13 +258,11 @@ def copy_artifacts(source: Store, dest: ArtifactStore,
         ref = ArtifactRef(sha256=row["sha256"], codec=row["codec"], suffix=row["suffix"] or "",
                           size=row["size"])
         if not dest.exists(ref):
-            local = source.artifacts.local_path(ref)
-            dest.tmp.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=dest.tmp, suffix=ref.suffix)
-            os.close(fd)
-            tmp = Path(tmp_name)
+            # adopt() moves (or uploads) a file of its own tmp folder: copy there first.
+            tmp = dest.tmp / f"copy-{os.getpid()}-{ref.sha256}{ref.suffix}"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             try:
-                shutil.copyfile(local, tmp)
+                shutil.copyfile(source.artifacts.local_path(ref), tmp)
                 dest.adopt(tmp, ref.codec, ref.suffix)
             finally:
                 tmp.unlink(missing_ok=True)
