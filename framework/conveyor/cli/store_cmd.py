@@ -111,8 +111,8 @@ def _say(text: str) -> None:
 
 
 def _progress(table: str, copied: int, total: int) -> None:
-    if copied == total:
-        _say(f"  {table}: {copied} rows")
+    if copied == total or copied % 50_000 == 0:
+        _say(f"  {table}: {copied} rows" + ("" if copied == total else f" of {total}"))
 
 
 def _artifact_progress(done: int, total: int) -> None:

@@ -81,7 +81,15 @@ def open_destination(dest_url: str, root: Path, tables: Iterable[TableSet] = (),
     from conveyor.store.location import DEFAULT_ORIGIN
 
     location = StoreLocation(dest_url, origin, None, DEFAULT_ORIGIN)
-    return Store(root, tables, location=location)
+    try:
+        return Store(root, tables, location=location)
+    except StoreConfigError as exc:
+        # The engine's message speaks of the store.url setting; this URL came from `origin`.
+        raise StoreConfigError(exc.message.replace("store.url ", "the URL ", 1),
+                               hint=f"check the URL given by {origin}: a PostgreSQL URL "
+                                    "(postgresql+psycopg://..., the database made beforehand "
+                                    "with createdb, the password in PGPASSWORD or ~/.pgpass) "
+                                    "or sqlite:///PATH") from exc
 
 
 def copy_store(source: Store, dest_url: str, *, tables: Iterable[TableSet] = (),
