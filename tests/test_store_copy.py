@@ -165,3 +165,27 @@ def test_copy_store_brings_plugin_tables_and_serial_ids_both_ways(postgres_url, 
         assert ids == [1, 2, 3, 4]
     finally:
         back.close()
+
+
+def test_a_copy_that_fails_midway_leaves_the_destination_without_rows(postgres_url, tmp_path):
+    source = open_store(tmp_path / "a", url=postgres_url)
+    with source.write() as conn:
+        conn.execute("INSERT INTO aliases (name, alias, version, updated_at) "
+                     "VALUES ('m', 'champion', 1, 1.0)")
+        conn.execute("INSERT INTO runs (id, status, created_at) VALUES ('r1', 'completed', 1.0)")
+
+    def fail_at_runs(table: str, copied: int, total: int) -> None:
+        if table == "runs":
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the copy
+
+    snapshot = tmp_path / "snap" / "store.db"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            copy_store(source, f"sqlite:///{snapshot}", progress=fail_at_runs)
+        with sqlite3.connect(snapshot) as conn:  # aliases was copied before runs: rolled back
+            assert conn.execute("SELECT COUNT(*) FROM aliases").fetchone() == (0,)
+        # ... so the same destination can take the copy again.
+        summary = copy_store(source, f"sqlite:///{snapshot}")
+        assert (summary.rows["aliases"], summary.rows["runs"]) == (1, 1)
+    finally:
+        source.close()
