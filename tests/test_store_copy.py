@@ -46,8 +46,7 @@ def _json(project: Project, *args: str) -> object:
 def _answers(project: Project, *overrides: str) -> dict[str, object]:
     runs = _json(project, "runs", "list", *overrides)
     return {"runs": runs, "models": _json(project, "models", "list", *overrides),
-            "history": [{k: v for k, v in row.items()} for row in
-                        _json(project, "models", "history", "shop", *overrides)],
+            "history": _json(project, "models", "history", "shop", *overrides),
             "shown": [_json(project, "runs", "show", run["id"], *overrides) for run in runs]}
 
 
