@@ -1,0 +1,62 @@
+"""Review #14 of issue 17: Ctrl-C cancels the stage's task, `ray` is a known provider, an
+address from RAY_ADDRESS is named as such, and the test head's object store is small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conveyor.testing import assert_clear_error, free_port
+
+
+def test_ctrl_c_while_waiting_for_a_stage_cancels_its_task(monkeypatch):
+    """Ray itself is stubbed here (the submission, the wait, the cancel): a Ctrl-C cannot be
+    delivered to the waiting driver thread of a test reliably; what counts is the call."""
+    import ray
+    from conveyor_ray import driver
+
+    cancelled: list[tuple[object, bool]] = []
+    pending = object()
+    task = SimpleNamespace(remote=lambda payload: pending)
+    monkeypatch.setattr(ray, "remote", lambda fn: SimpleNamespace(options=lambda **_: task))
+
+    def interrupted(ref):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "get", interrupted)
+    monkeypatch.setattr(ray, "cancel", lambda ref, force=False: cancelled.append((ref, force)))
+    monkeypatch.setattr(driver, "_payload", lambda *args: "payload")
+    stage = SimpleNamespace(name="total", uses="local.total")
+    with pytest.raises(KeyboardInterrupt):
+        driver.run_on_ray(SimpleNamespace(id="r1"), stage, None,
+                          driver.RayStageConfig(num_cpus=1))
+    assert cancelled == [(pending, True)]
+
+
+def test_ray_names_its_distribution_for_a_project_without_it():
+    from conveyor.plugins import provider_hint
+
+    assert provider_hint("ray") == "conveyor-ray"
+
+
+def test_an_unreachable_ray_address_from_the_environment_is_named_as_such(sums_project):
+    project = sums_project(stages={"total": {}})  # ray.address: auto
+    failed = project.cli("run", env={"RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
+    assert_clear_error(failed, 2, "environment variable RAY_ADDRESS", "nothing answers")
+
+
+def test_the_test_head_reserves_a_small_object_store(ray_cluster):
+    from conveyor_ray.testing import OBJECT_STORE_BYTES
+
+    assert OBJECT_STORE_BYTES <= 256 * 1024 * 1024
+    lines = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+    raylets = [line for line in lines if "raylet" in line and str(ray_cluster.temp_dir) in line]
+    assert raylets and all(f"object_store_memory={OBJECT_STORE_BYTES}" in line
+                           for line in raylets), raylets
