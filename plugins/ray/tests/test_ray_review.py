@@ -60,3 +60,14 @@ def test_the_test_head_reserves_a_small_object_store(ray_cluster):
     raylets = [line for line in lines if "raylet" in line and str(ray_cluster.temp_dir) in line]
     assert raylets and all(f"object_store_memory={OBJECT_STORE_BYTES}" in line
                            for line in raylets), raylets
+
+
+def test_forward_env_is_documented_as_visible_in_rays_metadata():
+    """Review #8: the values go into the task's runtime_env, which Ray keeps and shows."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "Ray keeps the values in the cluster's metadata" in readme
+    assert "credentials set on the nodes themselves" in readme
+    import conveyor_ray.config
+
+    source = Path(conveyor_ray.config.__file__).read_text()
+    assert "never recorded" not in source and "cluster's metadata" in source
