@@ -3,6 +3,7 @@ address from RAY_ADDRESS is named as such, and the test head's object store is s
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -71,3 +72,32 @@ def test_forward_env_is_documented_as_visible_in_rays_metadata():
 
     source = Path(conveyor_ray.config.__file__).read_text()
     assert "never recorded" not in source and "cluster's metadata" in source
+
+
+def test_a_task_on_another_machine_caches_remote_artifacts_in_a_node_local_folder(
+        tmp_path, s3_server):
+    """Review #9: the driver's project path (absent on this node) is not created; the cache
+    is a node-local folder keyed by that path. moto's S3 server stands in for the cloud."""
+    import hashlib
+
+    from conveyor.store import ArtifactRef
+    from conveyor_ray.worker import _artifact_store, scratch_root
+
+    body = b"stored by the driver"
+    sha = hashlib.sha256(body).hexdigest()
+    s3_server.create_bucket("node-cache")
+    s3_server.client().put_object(Bucket="node-cache", Key=f"p/{sha[:2]}/{sha}.bin", Body=body)
+    driver_project = tmp_path / "driver-home" / "proj"  # only on the driver's machine
+    store = _artifact_store(driver_project, "s3://node-cache/p")
+    try:
+        local = store.verify(ArtifactRef(sha, "bytes", ".bin", len(body)))
+        assert local.read_bytes() == body and local.is_relative_to(store.root)
+        assert store.root == scratch_root(driver_project, "s3://node-cache/p")
+        assert not store.root.is_relative_to(driver_project)
+        assert not (tmp_path / "driver-home").exists()
+    finally:
+        shutil.rmtree(store.root.parent, ignore_errors=True)
+    here = tmp_path / "here"
+    here.mkdir()
+    assert scratch_root(here, "s3://node-cache/p") == here / ".conveyor"
+    assert scratch_root(driver_project, None) == driver_project / ".conveyor"
