@@ -35,10 +35,15 @@ def test_ctrl_c_while_waiting_for_a_stage_cancels_its_task(monkeypatch):
     assert cancelled == [(pending, True)]
 
 
-def test_ray_names_its_distribution_for_a_project_without_it():
-    from conveyor.plugins import provider_hint
+def test_a_ray_section_with_the_plugin_switched_off_names_conveyor_ray(sums_project):
+    import yaml
 
-    assert provider_hint("ray") == "conveyor-ray"
+    project = sums_project(stages={"total": {}})
+    path = project.path / "conveyor.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["plugins"]["disable"] = ["ray"]
+    path.write_text(yaml.safe_dump(config))
+    assert_clear_error(project.run(), 2, "'ray' section", "conveyor-ray")
 
 
 def test_an_unreachable_ray_address_from_the_environment_is_named_as_such(sums_project):

@@ -183,10 +183,9 @@ def scratch_root(project_dir: Path, url: str | None) -> Path:
     import hashlib
     import tempfile
 
-    from conveyor.store.artifacts import is_remote
-
     project = Path(project_dir)
-    if project.is_dir() or not is_remote(url):
+    remote = bool(url) and "://" in str(url) and not str(url).startswith("file://")
+    if project.is_dir() or not remote:
         return project / ".conveyor"
     key = hashlib.sha256(str(project).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / "conveyor-ray" / f"{project.name}-{key}" / ".conveyor"
