@@ -40,13 +40,21 @@ browser:
 		$$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # The store tests start a real PostgreSQL server (conveyor.store.postgres_server: initdb in a
-# temporary folder, run as the `postgres` user under root): Debian's postgresql package.
+# temporary folder, run as the `postgres` user under root): Debian's postgresql package. Its
+# install would create and START a cluster on port 5432, left running in CI: a policy-rc.d
+# saying "exit 101" (no service starts) is in place during the install, unless one already is.
+POSTGRES_BIN ?= /usr/lib/postgresql/*/bin
+POLICY_RC_D ?= /usr/sbin/policy-rc.d
+APT_GET ?= apt-get
 postgres:
-	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
-		echo "installing Debian's postgresql for the store tests"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		$$SUDO apt-get install -y -qq postgresql >/dev/null; }
+	@{ command -v initdb >/dev/null || ls $(POSTGRES_BIN)/initdb >/dev/null 2>&1; } || { \
+		echo "installing Debian's postgresql for the store tests (its service not started)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); made=; \
+		if [ ! -e $(POLICY_RC_D) ]; then printf '#!/bin/sh\nexit 101\n' | $$SUDO tee \
+			$(POLICY_RC_D) >/dev/null && $$SUDO chmod 755 $(POLICY_RC_D) && made=1; fi; \
+		$$SUDO $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO $(APT_GET) install -y -qq postgresql >/dev/null; status=$$?; \
+		[ -z "$$made" ] || $$SUDO rm -f $(POLICY_RC_D); exit $$status; }
 
 # `make bench` loads the HTTP service with wrk (Debian's package), like the browser above.
 wrk:

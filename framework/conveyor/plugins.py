@@ -56,6 +56,7 @@ KNOWN_PROVIDERS = {
     "recsys": "conveyor-recsys",
     "ui": "conveyor-ui",
     "mlflow": "conveyor-mlflow",
+    "ray": "conveyor-ray",
 }
 
 

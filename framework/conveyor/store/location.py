@@ -193,3 +193,13 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError, TypeError):
         return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def as_environment(location: StoreLocation) -> dict[str, str]:
+    """`location` as the environment variables `resolve` reads (CONVEYOR_STORE_URL,
+    CONVEYOR_STORE_ARTIFACTS, CONVEYOR_STORE_HEARTBEAT_SECONDS), for a child process that must
+    open the same store as this one (e.g. `conveyor serve`'s workers): a default is "null",
+    which overrules the parent's variable and the child's conveyor.yaml alike. The URL may
+    hold a password: hand these to a child's environment only, never print or write them."""
+    return {URL_ENV: location.url or "null", ARTIFACTS_ENV: location.artifacts or "null",
+            HEARTBEAT_ENV: repr(location.heartbeat_seconds)}

@@ -55,3 +55,29 @@ def test_keys_mlflow_refuses_are_renamed_not_fatal() -> None:
                    "../up": "d", "x>y": "e"}) == {
         "conveyor.data.sklearn_load_wine": "a", "data/x.csv": "b", "a__b": "c", "_up": "d",
         "x_y": "e"}
+
+
+def test_the_mirror_reads_the_store_the_run_wrote(tmp_path, monkeypatch) -> None:
+    """Review #5: the run's store comes from CONVEYOR_STORE_URL over conveyor.yaml's store.url;
+    the mirror used to take the composed config's (the yaml's) and read another database.
+    MLflow itself is stubbed out: this is about which store is opened."""
+    from types import SimpleNamespace
+
+    from conveyor_mlflow import command
+
+    env_db, yaml_db = tmp_path / "env.db", tmp_path / "yaml.db"
+    (tmp_path / "conveyor.yaml").write_text(f"project: p\nstore:\n  url: sqlite:///{yaml_db}\n")
+    monkeypatch.setenv("CONVEYOR_STORE_URL", f"sqlite:///{env_db}")
+    opened: list[str | None] = []
+
+    def sync(settings, project, store, say, **_):
+        opened.append(store.location.url)
+        return SimpleNamespace(runs=1, line=lambda: "stubbed")
+
+    monkeypatch.setattr(command, "_sync", sync)
+    run = SimpleNamespace(id="r1", project="p", project_dir=tmp_path, config={
+        "mlflow": {"tracking_uri": "http://127.0.0.1:1"},
+        "store": {"url": f"sqlite:///{yaml_db}", "artifacts": None}})
+    command.mirror_ended_run(run, "completed")
+    assert opened == [f"sqlite:///{env_db}"]
+    assert not yaml_db.exists()

@@ -157,7 +157,12 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
     endpoint = "/recommend" if loaded is not None and is_recommender(loaded.model) else "/predict"
     print(f"serving {serving} on http://{host}:{port}"
           f"  POST {endpoint}  GET /metadata  /livez /readyz", flush=True)
-    env = {**os.environ, specs.ENV: str(path), "BENTOML_DO_NOT_TRACK": "True"}
+    from conveyor.store.location import as_environment, resolve
+
+    # The workers are new processes: they see no command line, so they get the store this
+    # command resolved (store.url= on the command line beats CONVEYOR_STORE_URL and the yaml).
+    env = {**os.environ, **as_environment(resolve(project_dir)), specs.ENV: str(path),
+           "BENTOML_DO_NOT_TRACK": "True"}
     # One OpenMP thread per predict: requests are already concurrent, and OpenMP pools
     # spin-waiting on a busy machine turned a 9 ms predict into 100-300 ms spikes.
     env.setdefault("OMP_NUM_THREADS", "1")

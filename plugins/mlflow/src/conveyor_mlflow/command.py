@@ -7,7 +7,7 @@ import argparse
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import conveyor
@@ -91,10 +91,14 @@ def mirror_ended_run(run: Any, status: str) -> None:
     settings = settings_from(run.config)  # checked with the config, before the run began
     if not settings.tracking_uri or not settings.enabled:
         return
+    from conveyor.store import open_store
+
     uri = shown_uri(settings.tracking_uri)
     started = time.monotonic()
     try:
-        store = _open_store(run.project_dir, run.config)
+        # Resolved as the run's own store was (command line > environment > conveyor.yaml):
+        # the composed config's store.url is only the yaml's, not what the run wrote to.
+        store = open_store(run.project_dir)
         try:
             summary = _sync(settings, run.project, store, _catching_up(run.id),
                             current=(run.id, status), recent=max(1, settings.catch_up))
@@ -134,17 +138,6 @@ def _sync(settings: MlflowConfig, project: str, store: Any, say: Callable[[str],
                               registry_uri=settings.tracking_uri)
         return Mirror(client, settings, project, store, say).sync(current=current,
                                                                   recent=recent)
-
-
-def _open_store(project_dir: Any, config: Mapping[str, Any]) -> Any:
-    """The project's store as the run used it (its `store.url`/`store.artifacts`, where the
-    core has them)."""
-    from conveyor.store import open_store
-
-    section = config.get("store") or {}
-    where = {key: section[key] for key in ("url", "artifacts")
-             if isinstance(section, Mapping) and section.get(key) is not None}
-    return open_store(project_dir, **where)
 
 
 def reason(exc: BaseException, settings: MlflowConfig) -> str:

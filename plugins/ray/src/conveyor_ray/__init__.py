@@ -59,7 +59,7 @@ def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
         check_stages(settings, run.config.get("pipeline") or {})
         from conveyor_ray.cluster import connect
 
-        connect(settings.address, origin=address_origin(run.overrides))
+        connect(settings.address, origin=address_origin(run.overrides, settings.address))
         _checked_runs.add(run.id)
     resources = settings.stages.get(stage.name)
     if resources is None:

@@ -44,7 +44,10 @@ class RayConfig:
     stages: dict[str, RayStageConfig] = field(default_factory=dict)
     # Environment variables of `conveyor run` its stages' tasks get too (Ray's runtime_env),
     # e.g. the AWS_* credentials of `store.artifacts: s3://...` when the workers lack them.
-    # Names only: the values are read when the run starts and never recorded.
+    # Names only: the values are read when the run starts and are not in Conveyor's store or
+    # config. Ray, however, keeps a task's runtime_env in the cluster's metadata: anyone who
+    # can reach the cluster's state API or dashboard sees the values. For secrets prefer
+    # credentials set on the nodes themselves (instance roles, the workers' environment).
     forward_env: list[str] = field(default_factory=list)
 
 
@@ -72,10 +75,13 @@ def check_stages(settings: RayConfig, pipeline: Mapping[str, Any]) -> None:
                               f"not {resources.memory}")
 
 
-def address_origin(overrides: tuple[str, ...]) -> str:
-    """Where `ray.address` came from, for messages."""
+def address_origin(overrides: tuple[str, ...], address: str = AUTO) -> str:
+    """Where `ray.address` came from, for messages: `address` (the setting as written) `auto`
+    with RAY_ADDRESS set is that variable's address."""
     if any(o.lstrip("+").startswith("ray.address=") for o in overrides):
         return "the command line"
+    if address.strip().lower() == AUTO and os.environ.get("RAY_ADDRESS"):
+        return "environment variable RAY_ADDRESS (ray.address is auto)"
     return "conveyor.yaml (or its default, auto)"
 
 

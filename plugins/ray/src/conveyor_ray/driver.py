@@ -30,8 +30,14 @@ def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
     if forwarded:
         options["runtime_env"] = {"env_vars": forwarded}
     task = ray.remote(execute).options(**options)
+    pending = task.remote(payload)
     try:
-        result: StageResult = ray.get(task.remote(payload))
+        result: StageResult = ray.get(pending)
+    except KeyboardInterrupt:
+        # Ctrl-C stops the stage on the cluster too: the task would otherwise keep its CPUs
+        # (and write its outputs) until it ends, however long after the run gave up.
+        ray.cancel(pending, force=True)
+        raise
     except ray.exceptions.RayError as exc:  # the worker died (memory, node lost) or Ray broke
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed on Ray: "

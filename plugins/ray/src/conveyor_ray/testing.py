@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT = 120.0
+# The head's object store (shared memory): Ray would claim ~30% of RAM per head, and two
+# heads under xdist on a small CI machine exhaust /dev/shm. The tests' objects are small.
+OBJECT_STORE_BYTES = 200 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ def ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
         "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")}
     command = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                f"--num-cpus={num_cpus}", "--include-dashboard=false", "--disable-usage-stats",
-               f"--temp-dir={temp_dir}", *(f"--{name}={value}" for name, value in ports.items())]
+               f"--temp-dir={temp_dir}", f"--object-store-memory={OBJECT_STORE_BYTES}",
+               *(f"--{name}={value}" for name, value in ports.items())]
     token = secrets.token_hex(32)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": token}

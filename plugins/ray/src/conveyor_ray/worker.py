@@ -168,11 +168,27 @@ def _session(run: RunInfo) -> Session:
 
 def _artifact_store(project_dir: Path, url: str | None) -> ArtifactStore:
     """The shared artifact store, read without the database (loading needs no row; the task
-    stores nothing itself). Local scratch and caches go to the project's `.conveyor/`; object
-    storage's credentials come from the worker's environment (AWS_* for s3)."""
-    root = Path(project_dir) / ".conveyor"
-    return ArtifactStore(root, None, url=url,  # type: ignore[arg-type]
+    stores nothing itself). Object storage's credentials come from the worker's environment
+    (AWS_* for s3); local scratch and caches go where `scratch_root` says."""
+    return ArtifactStore(scratch_root(project_dir, url), None, url=url,  # type: ignore[arg-type]
                          origin="store.artifacts of the run's driver")
+
+
+def scratch_root(project_dir: Path, url: str | None) -> Path:
+    """Where a task keeps its scratch files and its cache of remote artifacts: the project's
+    `.conveyor/` when the project folder is on this node (the driver's machine, or a shared
+    filesystem at the same path); else, with object storage, a node-local folder keyed by the
+    project's path, so the driver's path is never created on another machine. (A local
+    `store.artifacts` needs the project folder on every node anyway.)"""
+    import hashlib
+    import tempfile
+
+    project = Path(project_dir)
+    remote = bool(url) and "://" in str(url) and not str(url).startswith("file://")
+    if project.is_dir() or not remote:
+        return project / ".conveyor"
+    key = hashlib.sha256(str(project).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "conveyor-ray" / f"{project.name}-{key}" / ".conveyor"
 
 
 class _DriverOnly:
