@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conveyor.testing import assert_clear_error, conveyor_executable
+from conveyor.testing import assert_clear_error, conveyor_executable, free_port
 
 
 def _env(head) -> dict[str, str]:
@@ -81,6 +81,32 @@ def test_a_scikit_learn_train_stage_on_ray_scores_as_it_does_locally(ray_cluster
     assert "train: on Ray node " in ran.stdout, ran.stdout
     remote = project.show(project.runs()[0]["id"])
     assert remote["status"] == "completed" and remote["metrics"] == local
+
+
+@pytest.mark.slow
+def test_predict_runs_without_ray_when_only_the_projects_stages_are_named(tmp_path):
+    """`conveyor predict` runs a pipeline of its own (stage `predict`): `ray.stages.train` is
+    not its business, so no cluster is needed (none answers at the address) and it is no
+    error; a typo in `conveyor run` still is (test_an_unreachable_ray_address_is_exit_2...)."""
+    import subprocess
+
+    import pandas as pd
+    from conveyor.testing import Project
+
+    subprocess.run([conveyor_executable(), "init", "shop"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    project = Project(tmp_path / "shop")
+    project.run(check=True)
+    data = next((project.path / "data").glob("*.csv"))
+    frame = pd.read_csv(data).head(50)
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    scored = project.cli("predict", "--data", str(tmp_path / "new.csv"), "-o",
+                         str(tmp_path / "scored.csv"), "+ray.stages.train.num_cpus=1",
+                         f"ray.address=127.0.0.1:{free_port()}")
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    assert len(pd.read_csv(tmp_path / "scored.csv")) == 50
+    typo = project.cli("run", "--force", "+ray.stages.trian.num_cpus=1")
+    assert_clear_error(typo, 2, "ray.stages.trian", "no stage 'trian'")
 
 
 def test_a_stage_on_ray_reads_its_inputs_from_s3_artifacts(ray_cluster, sums_project, s3_server):

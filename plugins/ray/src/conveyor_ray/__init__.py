@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +46,27 @@ def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -
 
 
 _checked_runs: set[str] = set()
+# The commands whose pipeline is the project's own: there, a stage named under `ray.stages`
+# that the pipeline lacks is a mistake (a typo) to refuse. Other commands (`predict`, say) run
+# a pipeline of their own, which does not have the project's stages: for them, the names they
+# lack are not theirs, and a command with none of them runs without Ray at all.
+PROJECT_PIPELINE_COMMANDS = ("run", "retrain", "reproduce")
 
 
 @conveyor.hookimpl
 def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
                        ) -> Mapping[str, Any] | None:
     settings = ray_config(run.config)
+    pipeline = run.config.get("pipeline") or {}
+    if run.command not in PROJECT_PIPELINE_COMMANDS:
+        settings = replace(settings, stages={name: resources for name, resources
+                                             in settings.stages.items() if name in pipeline})
     if not settings.stages:
         return None
     if run.id not in _checked_runs:
         # Here rather than in conveyor_before_run: an error of this unguarded hook keeps its
         # exit code (2, the user's config), and no stage has run yet.
-        check_stages(settings, run.config.get("pipeline") or {})
+        check_stages(settings, pipeline)
         from conveyor_ray.cluster import connect
 
         connect(settings.address, origin=address_origin(run.overrides, settings.address))
