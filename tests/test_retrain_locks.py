@@ -39,11 +39,14 @@ with decision_lock(project, "churn", log=print):
 """
 
 
-def env_for(host: str, url: str | None) -> dict[str, str]:
+def env_for(host: str, url: str | None, artifacts: Path | None = None) -> dict[str, str]:
     env = {**os.environ, "CONVEYOR_HOST_NAME": host, "COLUMNS": "200"}
-    env.pop("CONVEYOR_STORE_URL", None)
+    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STORE_ARTIFACTS"):
+        env.pop(name, None)
     if url:
         env["CONVEYOR_STORE_URL"] = url
+    if artifacts:
+        env["CONVEYOR_STORE_ARTIFACTS"] = str(artifacts)
     return env
 
 
@@ -96,16 +99,21 @@ def test_two_hosts_retraining_at_once_train_one_challenger_per_trigger(
     (project / "conveyor.yaml").write_text(config.replace("min_rows: 2000", "min_rows: 1000"))
     retail_data.write_csv(retail_data.generate_weeks(range(4), ROWS),
                           project / "data" / "purchases.csv")
-    env_a, env_b = env_for("a", postgres_url), env_for("b", postgres_url)
+    # Two machines: each its own checkout of the project (its own `.conveyor/`), one database
+    # and one artifact store (a shared folder stands for object storage here).
+    shared = tmp_path / "artifacts"
+    env_a, env_b = env_for("a", postgres_url, shared), env_for("b", postgres_url, shared)
     done = conveyor("run", cwd=project, env=env_a)
     assert done.returncode == 0, done.stderr
     retail_data.write_csv(retail_data.generate_week(9, ROWS), project / "week-09.csv")
     done = conveyor("monitor", "--data", "week-09.csv", cwd=project, env=env_a)
     assert done.returncode in (0, 1), done.stderr  # 1: drift found, which triggers a retrain
+    project_b = tmp_path / "retail-on-b"
+    shutil.copytree(project, project_b, ignore=shutil.ignore_patterns(".conveyor"))
     # The same batch prompts a retrain on two machines at once.
-    racers = [subprocess.Popen([conveyor_executable(), "retrain"], cwd=project, env=env,
+    racers = [subprocess.Popen([conveyor_executable(), "retrain"], cwd=cwd, env=env,
                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-              for env in (env_a, env_b)]
+              for cwd, env in ((project, env_a), (project_b, env_b))]
     try:
         results = [racer.communicate(timeout=600) for racer in racers]
     finally:
