@@ -174,3 +174,27 @@ def test_a_run_recorded_before_redaction_is_shown_redacted(project):
     for args in (["runs", "show", run["id"], "--json"], ["runs", "show", run["id"]]):
         assert_no_secret(project.cli(*args).stdout, PASSWORD)
     Path(project.path / "unused").touch()
+
+
+def test_a_database_url_keeps_its_user_name_and_loses_its_password():
+    assert scrub("store.url postgresql+psycopg://conveyor@127.0.0.1:1/x cannot be connected to"
+                 ) == "store.url postgresql+psycopg://conveyor@127.0.0.1:1/x cannot be connected to"
+    assert scrub("dialect+driver://user@host:port/database") == \
+        "dialect+driver://user@host:port/database"
+    assert redact_url_credentials("postgresql://ml:pw-s3cret@db/x") == "postgresql://ml:***@db/x"
+    assert redact_url_credentials("git+https://ghp_abc@github.com/o/r") == \
+        "git+https://***@github.com/o/r"  # a token in any other URL is still redacted
+
+
+def test_a_store_error_through_the_cli_names_the_database_user(tmp_path):
+    from _support import local_project
+    from conveyor.testing import free_port
+
+    project = local_project(tmp_path / "p")
+    result = project.cli("runs", "list",
+                         f"store.url=postgresql+psycopg://conveyor@127.0.0.1:{free_port()}/x")
+    assert result.returncode == 2, result.stderr
+    assert "conveyor@127.0.0.1" in result.stderr
+    result = project.cli("runs", "list", "store.url=notaurl")
+    assert result.returncode == 2, result.stderr
+    assert "dialect+driver://user@host" in result.stderr  # the explanation, as written

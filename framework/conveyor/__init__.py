@@ -18,6 +18,8 @@ batch ids), `conveyor.predictions` (the prediction log a server writes and monit
 keeps in the store; conveyor-monitor's batches and conveyor-retrain's decisions are in
 `conveyor_monitor.records` and `conveyor_retrain.records`), `conveyor.tables` (reading a data
 table, CSV, TSV or Parquet, the one way every stage and plugin reads it), `conveyor.testing`,
+`conveyor.threads` (native thread pools sized to the free cores: `limited(n)` for a stage run
+elsewhere than the runner, e.g. in a Ray task),
 `conveyor.uncertainty` (paired comparisons of two models on the same rows, with bootstrap
 intervals) and `conveyor.validation`
 (validating data against `data.schema` through whichever plugin validates it). Everything else

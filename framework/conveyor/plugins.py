@@ -41,7 +41,7 @@ ENTRY_POINT_GROUP = "conveyor"
 CORE_PLUGIN = "conveyor.core"
 # The core's own subcommands, which no plugin (nor a scaffolded plugin's name) may take.
 CORE_COMMANDS = frozenset({"run", "plan", "init", "runs", "models", "plugins", "plugin",
-                           "completion"})
+                           "completion", "store"})
 
 # Which distribution provides the built-in stage-type prefixes and config groups, so that a
 # project used with only the core installed is told what to install. Names only: never imported.

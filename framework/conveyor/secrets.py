@@ -11,7 +11,8 @@ A value is secret when
 - or it is a copy of a secret value (an interpolation such as `${db.password}`).
 
 Credentials inside URLs (`scheme://user:PASSWORD@host`, `scheme://TOKEN@host`) are redacted in
-every string, whatever its key.
+every string, whatever its key; in a database URL (`postgresql+psycopg://user@host`) a user
+without a password is a user name and is kept (`DATABASE_SCHEME`).
 
 What a run records (the stored config and params, the overrides, stage settings, errors) is
 the redacted copy: a secret whose YAML value is an interpolation is stored as that
@@ -41,6 +42,10 @@ BUILTIN_SECRET_KEYS: tuple[str, ...] = (
 MIN_SECRET_LENGTH = 4  # shorter values are not searched for in free text (too many false hits)
 URL_CREDENTIALS = re.compile(
     r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^\s/@:'\"]*)(?::(?P<password>[^\s/@'\"]*))?@")
+# Database URLs: a user without a password is a user name, not a token.
+DATABASE_SCHEME = re.compile(
+    r"(?i)(postgres|postgresql|mysql|mariadb|sqlite|oracle|mssql|cockroachdb|dialect)"
+    r"(\+[a-z0-9_]+)?://")
 INTERPOLATION = re.compile(r"\$\{[^}]*\}")
 ENV_REFERENCE = re.compile(r"\$\{oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -67,11 +72,14 @@ def is_secret_key(dotted: str, patterns: Sequence[re.Pattern] | None = None) -> 
 
 def redact_url_credentials(text: str) -> str:
     """`scheme://user:pw@host` -> `scheme://user:***@host`; `scheme://token@host` ->
-    `scheme://***@host`."""
+    `scheme://***@host`, except in a database URL (`postgresql://`, SQLAlchemy's
+    `dialect+driver://`): there it is a user name, which a store error must show."""
     def replace(match: re.Match) -> str:
         if match["password"] is not None:
             return f"{match['scheme']}{match['user']}:{REDACTED}@"
-        return f"{match['scheme']}{REDACTED}@" if match["user"] else match[0]
+        if not match["user"] or DATABASE_SCHEME.fullmatch(match["scheme"]):
+            return match[0]
+        return f"{match['scheme']}{REDACTED}@"
 
     return URL_CREDENTIALS.sub(replace, text)
 

@@ -30,14 +30,22 @@ exit codes: 0 ok · 1 a stage failed or a gate said no · 2 bad usage, config or
             70 internal error (a bug: please report it) · 130 interrupted
 every command takes config overrides (key=value, Hydra's grammar) after its options
 a team's shared store: store.url=postgresql+psycopg://USER@HOST:5432/DB (or CONVEYOR_STORE_URL;
-            the password from PGPASSWORD or ~/.pgpass); default .conveyor/store.db (SQLite)
+            the password from PGPASSWORD or ~/.pgpass); default .conveyor/store.db (SQLite);
+            move a project's history there: conveyor store copy --to URL
 more: conveyor COMMAND --help · docs: README.md and docs/ in the Conveyor repository"""
 
 PASSTHROUGH = {"run", "plan"}
 
 
 def build_parser(host) -> argparse.ArgumentParser:
-    from conveyor.cli import completion_cmd, init_cmd, models_cmd, plugins_cmd, runs_cmd
+    from conveyor.cli import (
+        completion_cmd,
+        init_cmd,
+        models_cmd,
+        plugins_cmd,
+        runs_cmd,
+        store_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="conveyor", description=DESCRIPTION, epilog=EPILOG,
@@ -55,6 +63,7 @@ def build_parser(host) -> argparse.ArgumentParser:
     runs_cmd.configure(commands)
     models_cmd.configure(commands)
     plugins_cmd.configure(commands)
+    store_cmd.configure(commands)
     completion_cmd.configure(commands)
     for command in host.contributions.cli_commands.values():
         # A description written over several lines (examples, say) is shown as written; a

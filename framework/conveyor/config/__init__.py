@@ -22,6 +22,9 @@ CONFIG_NAME = "conveyor"
 CONFIG_FILE = "conveyor.yaml"
 
 
+UNHASHED_SECTIONS = ("store",)  # left out of ProjectConfig.hash (runs.config_hash)
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     """A composed, resolved and checked project config."""
@@ -359,7 +362,10 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
         raise ConfigError(f"invalid config: {_first_line(exc)}") from exc
     _check_names(data, where)
     _check_sections(data, host, where)
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    # Where the store is (store.*) says nothing about the experiment: the same run with
+    # store.url on the command line or in CONVEYOR_STORE_URL has one hash.
+    hashed = {key: value for key, value in data.items() if key not in UNHASHED_SECTIONS}
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()
     redactor = secrets.Redactor.for_config(data, raw_plain)
     redactor.remember()
     return ProjectConfig(project_dir, data, overrides, choices, digest, redactor)

@@ -77,6 +77,8 @@ class StoreConfig:
     # Where the project's store lives (conveyor.store.location): None is SQLite in
     # .conveyor/store.db, else an SQLAlchemy URL (postgresql+psycopg://user@host:5432/db).
     # CONVEYOR_STORE_URL / CONVEYOR_STORE_ARTIFACTS set them for every command of a team.
+    # Read from the command line, the environment or conveyor.yaml's top-level store: block
+    # only (commands like `runs list` compose no config): not from config groups.
     url: str | None = None
     # None is .conveyor/artifacts; else a local folder or an fsspec URL (s3://bucket/prefix).
     artifacts: str | None = None

@@ -28,9 +28,14 @@ hook: conveyor-monitor's monitored batches (`conveyor_monitor.records`), conveyo
 retraining decisions (`conveyor_retrain.records`). `as_number` and `numeric_metrics` read
 metric values back the way the listings do: a value damaged by hand or another tool is
 flagged, never a crash.
+
+`copy_store(source, dest_url)` (module `conveyor.store.copy`) copies a whole store into a new,
+empty one, whatever the backends (`conveyor store copy --to URL`; the SQLite snapshot in a
+Bento); `copy_artifacts` copies the artifact files to another artifact store.
 """
 
 from conveyor.store.artifacts import ArtifactRef, ArtifactStore, sha256_file
+from conveyor.store.copy import CopySummary, copy_artifacts, copy_store
 from conveyor.store.db import (
     Record,
     Store,
@@ -61,6 +66,7 @@ __all__ = [
     "AliasMoved",
     "ArtifactRef",
     "ArtifactStore",
+    "CopySummary",
     "DataInput",
     "LockBusy",
     "MetricTest",
@@ -76,6 +82,8 @@ __all__ = [
     "StoredStage",
     "TableSet",
     "as_number",
+    "copy_artifacts",
+    "copy_store",
     "dumps",
     "host_name",
     "loads",

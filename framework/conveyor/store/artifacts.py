@@ -333,7 +333,8 @@ class ArtifactStore:
             return self._download(ref)
         path = self.path(ref)
         if not path.is_file():
-            raise StoreError(f"artifact {ref.sha256[:12]} is missing from {self.dir}")
+            raise StoreError(f"artifact {ref.sha256[:12]} is missing from {self.dir}",
+                             hint=self._missing_hint())
         actual = sha256_file(path)
         if actual != ref.sha256:
             raise StoreError(
@@ -341,6 +342,16 @@ class ArtifactStore:
                 f"the store recorded {ref.sha256[:12]}…",
                 hint="re-run the stage that produced it (delete the file to force that)")
         return path
+
+    def _missing_hint(self) -> str:
+        location = getattr(self.store, "location", None)
+        if location is not None and location.url and location.artifacts is None:
+            # A shared database whose artifacts stayed in each machine's own folder.
+            return (f"the database ({location.shown_url}) is shared, but store.artifacts is "
+                    f"unset, so artifacts stay in each machine's {self.dir}: set "
+                    "store.artifacts (or CONVEYOR_STORE_ARTIFACTS) to storage every machine "
+                    "reaches, e.g. s3://bucket/prefix, or re-run the stage that produced it here")
+        return "re-run the stage that produced it"
 
     def local_path(self, ref: ArtifactRef) -> Path:
         """A checked local file of the artifact (as `verify`): for callers that need a path."""

@@ -174,27 +174,33 @@ class Store:
         # One lock per process: SQLite's single connection is shared by the runner and its
         # output writer thread; on PostgreSQL it keeps this process's writes in order.
         self._lock = threading.RLock()
+        # The connection of the write transaction this thread is in, if any: a query or a
+        # nested write() inside it runs on it (SQLite's single connection would otherwise be
+        # checked back in, rolling the transaction's earlier writes back; on PostgreSQL a
+        # second connection would neither see them nor get the advisory lock it holds).
+        self._current = threading.local()
         root.mkdir(parents=True, exist_ok=True)
         self.engine = self._engine()
         self.dialect = self.engine.dialect.name
         self._read_engine = (self.engine if self.dialect == "sqlite" else
                              self.engine.execution_options(isolation_level="AUTOCOMMIT"))
         try:
+            from conveyor.store.artifacts import ArtifactStore
             from conveyor.store.migrate import upgrade
 
             upgrade(self)
-        except BaseException:
+            self.artifacts = ArtifactStore(root, self, url=self.location.artifacts,
+                                           origin=self.location.artifacts_origin)
+        except BaseException:  # a rejected store.artifacts too: no connection left open
             self.engine.dispose()
             raise
-        from conveyor.store.artifacts import ArtifactStore
-
-        self.artifacts = ArtifactStore(root, self, url=self.location.artifacts,
-                                       origin=self.location.artifacts_origin)
         try:
             self.ensure_tables(tables)
         except BaseException:
             self.close()
             raise
+        if self.dialect != "sqlite" and self.location.artifacts is None:
+            _warn_local_artifacts(self)
 
     @property
     def shown_url(self) -> str:
@@ -259,9 +265,22 @@ class Store:
     @contextmanager
     def write(self, lock: str | None = None) -> Iterator[StoreConnection]:
         """A write transaction (retried while another SQLite process holds the lock); `lock`
-        names what it must hold alone on PostgreSQL (see the module docstring)."""
+        names what it must hold alone on PostgreSQL (see the module docstring). Inside it, on
+        the same thread, `query` reads through it (seeing its writes) and a nested `write`
+        joins it (committed, or rolled back, with the outer one)."""
+        outer: StoreConnection | None = getattr(self._current, "conn", None)
+        if outer is not None:  # nested: part of the enclosing transaction
+            with self._lock, self._errors():
+                if lock is not None and self.dialect == "postgresql":
+                    outer.execute("SELECT pg_advisory_xact_lock(:key)", {"key": lock_key(lock)})
+                yield outer
+            return
         with self._lock, self._errors(), self._transaction(lock) as conn:
-            yield conn
+            self._current.conn = conn
+            try:
+                yield conn
+            finally:
+                self._current.conn = None
 
     @contextmanager
     def _transaction(self, lock: str | None) -> Iterator[StoreConnection]:
@@ -350,6 +369,10 @@ class Store:
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Record]:
         """The rows of one SELECT (see the module docstring for the SQL accepted)."""
         statement, values = _bind(sql, params)
+        current: StoreConnection | None = getattr(self._current, "conn", None)
+        if current is not None:  # inside a write transaction: read it, with its own writes
+            with self._lock, self._errors():
+                return [Record(row) for row in current.connection.execute(statement, values)]
         with self._lock, self._errors(), self._read_engine.connect() as connection:
             return [Record(row) for row in connection.execute(statement, values)]
 
@@ -406,41 +429,83 @@ class Store:
 
     # --- runs ------------------------------------------------------------------------------
 
+    def now_sql(self) -> str:
+        """SQL for the database's clock in Unix seconds: leases are stamped and judged by it,
+        so the clocks of the machines sharing the store need not agree."""
+        if self.dialect == "postgresql":
+            return "CAST(extract(epoch FROM clock_timestamp()) AS DOUBLE PRECISION)"
+        return "((julianday('now') - 2440587.5) * 86400.0)"
+
     def mark_interrupted(self, lease_seconds: float | None = None) -> None:
         """Runs left "running" by a process that is gone are marked interrupted: on this host
-        when their process id is dead; on any host when their heartbeat (`runs.heartbeat_at`,
-        renewed by the runner every `store.heartbeat_seconds`) is older than `lease_seconds`
-        (default `LEASE_BEATS` x the store's `store.heartbeat_seconds`)."""
+        when their process id is dead; on any other host when their lease has ended by the
+        database's clock (`runs.lease_until`, which the run renews every
+        `store.heartbeat_seconds` of ITS configuration; rows without one: `heartbeat_at` older
+        than `LEASE_BEATS` x this store's `store.heartbeat_seconds`). `lease_seconds` judges
+        every run by `heartbeat_at` older than that instead. The update re-checks the lease,
+        so a beat that lands between the look and the update keeps its run running."""
         from conveyor.store.heartbeat import LEASE_BEATS
 
-        lease = (LEASE_BEATS * self.location.heartbeat_seconds if lease_seconds is None
-                 else lease_seconds)
-        host = host_name()
-        rows = self.query("SELECT id, pid, host, heartbeat_at, created_at FROM runs "
-                          "WHERE status='running'")
-        now = time.time()
-        dead = []
-        for row in rows:
-            if row["host"] == host and not process_alive(row["pid"]):
-                dead.append(row["id"])
-                continue
-            beat = row["heartbeat_at"] if row["heartbeat_at"] is not None else row["created_at"]
-            if row["host"] != host and isinstance(beat, int | float) and now - beat > lease:
-                dead.append(row["id"])
-        if dead:
-            with self.write() as conn:
-                conn.executemany(
-                    "UPDATE runs SET status='interrupted', error='the process was killed' "
-                    "WHERE id=? AND status='running'", [(run_id,) for run_id in dead])
-                conn.executemany(
-                    "UPDATE stages SET status='interrupted' WHERE run_id=? AND status='running'",
-                    [(run_id,) for run_id in dead])
-
-    def heartbeat(self, run_id: str) -> None:
-        """Renew a running run's lease (`runs.heartbeat_at`)."""
+        now, host = self.now_sql(), host_name()
+        beat = "COALESCE(heartbeat_at, created_at) + :lease"
+        if lease_seconds is None:
+            lease, ended = LEASE_BEATS * self.location.heartbeat_seconds, \
+                f"COALESCE(lease_until, {beat}) < {now}"
+        else:
+            lease, ended = lease_seconds, f"{beat} < {now}"
+        rows = self.query(f"SELECT id, pid, host, ({ended}) AS ended FROM runs "
+                          "WHERE status='running'", {"lease": lease})
+        dead = [(row["id"], "") for row in rows
+                if row["host"] == host and not process_alive(row["pid"])]
+        dead += [(row["id"], f" AND {ended}") for row in rows
+                 if row["host"] != host and row["ended"]]
+        if not dead:
+            return
         with self.write() as conn:
-            conn.execute("UPDATE runs SET heartbeat_at=? WHERE id=? AND status='running'",
-                         (time.time(), run_id))
+            for run_id, still_ended in dead:
+                marked = conn.execute(
+                    "UPDATE runs SET status='interrupted', error='the process was killed' "
+                    f"WHERE id=:id AND status='running'{still_ended}",
+                    {"id": run_id, "lease": lease}).rowcount
+                if marked:
+                    conn.execute("UPDATE stages SET status='interrupted' "
+                                 "WHERE run_id=:id AND status='running'", {"id": run_id})
+
+    def heartbeat(self, run_id: str, lease_seconds: float | None = None, *,
+                  conn: StoreConnection | None = None) -> None:
+        """Renew a running run's lease by the database's clock: `runs.heartbeat_at` now,
+        `runs.lease_until` now + `lease_seconds` (default `LEASE_BEATS` x this store's
+        `store.heartbeat_seconds`); in `conn`'s transaction when given."""
+        from conveyor.store.heartbeat import LEASE_BEATS
+
+        lease = LEASE_BEATS * self.location.heartbeat_seconds if lease_seconds is None \
+            else lease_seconds
+        now = self.now_sql()
+        sql = (f"UPDATE runs SET heartbeat_at = {now}, lease_until = {now} + :lease "
+               "WHERE id=:id AND status='running'")
+        if conn is not None:
+            conn.execute(sql, {"lease": lease, "id": run_id})
+            return
+        with self.write() as own:
+            own.execute(sql, {"lease": lease, "id": run_id})
+
+
+_warned_local_artifacts: set[Path] = set()
+
+
+def _warn_local_artifacts(store: Store) -> None:
+    """Once per process and project: a shared database with this machine's artifact folder
+    works here, but another machine finds the runs and not their artifacts."""
+    if store.root in _warned_local_artifacts:
+        return
+    _warned_local_artifacts.add(store.root)
+    import sys
+
+    print(f"warning: the store's database {store.shown_url} (from {store.location.url_origin}) "
+          f"is shared, but store.artifacts is unset: artifacts go to this machine's "
+          f"{store.artifacts.location}, where other machines will not find them; set "
+          "store.artifacts (or CONVEYOR_STORE_ARTIFACTS) to s3://bucket/prefix or a folder "
+          "every machine mounts", file=sys.stderr)
 
 
 def _reason(exc: Exception) -> str:

@@ -45,6 +45,12 @@ def make_engine(location: StoreLocation, sqlite_path: Path) -> Engine:
                                    "conveyor)") from exc
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            # Before create_engine: it would fail on the missing driver of that database
+            # ("No module named 'MySQLdb'"), which reads as if installing it would help.
+            raise _error(location, f"names a {url.get_backend_name()} database; Conveyor's "
+                                   "store runs on SQLite or PostgreSQL only (sqlite:///PATH or "
+                                   "postgresql+psycopg://...)")
     try:
         if url.get_backend_name() == "sqlite":
             if url.database in (None, "", ":memory:"):
@@ -65,10 +71,6 @@ def make_engine(location: StoreLocation, sqlite_path: Path) -> Engine:
                                "(use sqlite:///PATH or postgresql+psycopg://...)") from exc
     except (ArgumentError, ImportError, TypeError) as exc:
         raise _error(location, f"cannot be used: {_first_line(exc)}") from exc
-    if engine.dialect.name not in ("sqlite", "postgresql"):
-        engine.dispose()
-        raise _error(location, f"names a {engine.dialect.name} database; Conveyor's store runs "
-                               "on SQLite or PostgreSQL")
     try:
         with engine.connect():
             pass

@@ -3,10 +3,13 @@
     with Heartbeat(store, run_id, seconds=10):
         ...   # the run's stages
 
-A run whose heartbeat is older than 3 x `store.heartbeat_seconds` was killed, on whatever
-machine it ran: `Store.mark_interrupted` (called before every run, by `conveyor runs` and the
-UI) marks it "interrupted". A missed renewal (the database briefly unreachable) is retried at
-the next beat; the run's own writes report a lasting outage.
+Each beat stamps `runs.heartbeat_at` and `runs.lease_until` (now + 3 x this run's
+`store.heartbeat_seconds`) with the database's clock; a run whose lease has ended was killed,
+on whatever machine it ran (readers compare with the database's clock too, so neither clock
+skew nor a reader's own `store.heartbeat_seconds` matters): `Store.mark_interrupted` (called
+before every run, by `conveyor runs` and the UI) marks it "interrupted". A missed renewal
+(the database briefly unreachable) is retried at the next beat; the run's own writes report a
+lasting outage.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.seconds):
             try:
-                self.store.heartbeat(self.run_id)
+                self.store.heartbeat(self.run_id, LEASE_BEATS * self.seconds)
             except StoreError:
                 continue  # the database is unreachable now: try again at the next beat
 

@@ -13,7 +13,11 @@ URL, e.g. `postgresql+psycopg://user@host:5432/db` (the password may be in the U
 `${oc.env:VAR}` in conveyor.yaml, or from libpq's PGPASSWORD / ~/.pgpass). `store.artifacts`
 None means `<project>/.conveyor/artifacts`; else a local folder or an fsspec URL
 (`s3://bucket/prefix`). Reading conveyor.yaml here is cheap (no Hydra): `open_store` is called
-by commands that never compose a config.
+by commands that never compose a config. So the store settings are read from conveyor.yaml's
+top-level `store:` block only, where `${oc.env:VAR}` / `${oc.env:VAR,default}` may supply parts
+(an unset VAR without a default is an error, as in OmegaConf); any other interpolation is
+refused, and a `store:` set in a config group or an experiment file is NOT used: put the team's
+store in conveyor.yaml, the environment or on the command line.
 
 Every problem with a URL raises `StoreConfigError` (exit 2) naming the setting and where it
 came from, with the password masked; credentials are never printed.
@@ -95,7 +99,7 @@ def resolve(project_dir: Path | None, *, url: str | None = None,
         else:
             if not file_values and config_path is not None:
                 file_values = _file_settings(config_path) or {"": None}
-            value = file_values.get(key)
+            value = _interpolate_env(file_values.get(key), f"store.{key}", str(config_path))
             found.append((value, str(config_path)) if value else (None, DEFAULT_ORIGIN))
     (url_value, url_from), (art_value, art_from) = found
     if "store.heartbeat_seconds" in _command_line:
@@ -106,7 +110,9 @@ def resolve(project_dir: Path | None, *, url: str | None = None,
     else:
         if not file_values and config_path is not None:
             file_values = _file_settings(config_path) or {"": None}
-        beat, beat_from = file_values.get("heartbeat_seconds"), str(config_path)
+        beat_from = str(config_path)
+        beat = _interpolate_env(file_values.get("heartbeat_seconds"), "store.heartbeat_seconds",
+                                beat_from)
     return StoreLocation(_blank_none(url_value), url_from, _blank_none(art_value), art_from,
                          _seconds(beat, beat_from))
 
@@ -142,18 +148,40 @@ def _file_settings(path: Path) -> dict[str, Any]:
     section = data.get("store") if isinstance(data, dict) else None
     if not isinstance(section, dict):
         return {}
-    return {k: _interpolate_env(v) for k, v in section.items()
-            if k in ("url", "artifacts", "heartbeat_seconds")}
+    return {k: v for k, v in section.items() if k in ("url", "artifacts", "heartbeat_seconds")}
 
 
 _ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 
 
-def _interpolate_env(value: Any) -> Any:
-    """`${oc.env:VAR}` / `${oc.env:VAR,default}` resolved as OmegaConf would."""
+def _interpolate_env(value: Any, setting: str, origin: str) -> Any:
+    """`${oc.env:VAR}` / `${oc.env:VAR,default}` resolved as OmegaConf would: an unset VAR
+    without a default is an error (not an empty value, which would quietly mean the project's
+    SQLite store). Other interpolations (`${other.key}`) are refused: this reading of
+    conveyor.yaml is not a composition, and a value it cannot see must not be guessed."""
     if not isinstance(value, str):
         return value
-    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+
+    def variable(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise StoreConfigError(
+                f"{setting} (from {origin}) uses ${{oc.env:{name}}}, but environment variable "
+                f"{name} is not set",
+                hint=f"set {name}, or give a default: ${{oc.env:{name},...}}")
+        return default.strip().strip("'\"")
+
+    resolved = _ENV_REF.sub(variable, value)
+    if "${" in resolved:
+        raise StoreConfigError(
+            f"{setting} (from {origin}) uses an interpolation other than ${{oc.env:VAR}}",
+            hint=f"{setting} is read from conveyor.yaml's top-level store: block before any "
+                 "config is composed: write the value there (${oc.env:VAR} may supply parts "
+                 "of it), set CONVEYOR_STORE_URL / CONVEYOR_STORE_ARTIFACTS, or pass it on the "
+                 "command line")
+    return resolved
 
 
 def mask_url(url: str) -> str:

@@ -246,6 +246,7 @@ class Runs:
                  None if git_dirty is None else int(git_dirty), dumps(dict(packages)),
                  None if plugins is None else dumps({k: dict(v) for k, v in plugins.items()}),
                  time.time()))
+            self.store.heartbeat(run_id, conn=conn)  # the lease, by the database's clock
             conn.executemany("INSERT INTO params VALUES (?,?,?)",
                              [(run_id, k, dumps(v)) for k, v in params.items()])
             conn.executemany("INSERT INTO data_inputs VALUES (?,?,?,?)",

@@ -39,7 +39,7 @@ runs = Table(
     Column("overrides", Text), Column("config", Text), Column("config_hash", Text),
     Column("git_commit", Text), Column("git_dirty", Integer), Column("packages", Text),
     Column("error", Text), Column("exit_code", Integer), Column("plugins", Text),
-    _time("heartbeat_at"),
+    _time("heartbeat_at"), _time("lease_until"),
     Index("runs_created", "created_at"), Index("runs_invocation", "invocation"),
 )
 

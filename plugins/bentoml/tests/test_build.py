@@ -72,6 +72,38 @@ def test_a_built_bento_is_listed_and_serves_what_conveyor_serve_serves(project, 
     assert "Traceback" not in tampered.output()
 
 
+def test_a_bento_built_from_a_postgresql_store_holds_its_registry(project, postgres_url,
+                                                                 tmp_path, monkeypatch):
+    """With `store.url` on a team's PostgreSQL the project has no (or a stale) store.db: the
+    Bento gets an SQLite snapshot of the server's store (`conveyor.store.copy_store`), champion
+    included, and its service is pointed at that snapshot whatever the environment says."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    password = make_url(postgres_url).password
+    assert password
+    copied = run_cli("store", "copy", "--to", postgres_url, cwd=project.path)
+    assert copied.returncode == 0, copied.stderr
+    for stale in (project.path / ".conveyor").glob("store.db*"):
+        stale.unlink()
+    monkeypatch.setenv("CONVEYOR_STORE_URL", postgres_url)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "True")
+    done = run_cli("build", cwd=project.path)
+    assert done.returncode == 0, done.stderr
+    assert password not in done.stdout + done.stderr
+    assert not (project.path / ".conveyor" / "store.db").exists()  # the server was used
+    tag = re.search(r"built Bento (\S+): shop v1", done.stdout).group(1)
+    src = tmp_path / "bentoml" / "bentos" / tag.replace(":", "/") / "src"
+    with sqlite3.connect(src / "project" / "conveyor_store" / "store.db") as conn:
+        assert conn.execute("SELECT version FROM aliases WHERE name='shop' AND "
+                            "alias='champion'").fetchall() == [(1,)]
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (2,)
+        assert conn.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] >= 1
+    assert "CONVEYOR_STORE_URL" in (src / "service.py").read_text()
+
+
 def test_build_tools_older_than_a_package_needs_are_named(tmp_path):
     """Issue 14.9: `conveyor build` failed with pip's output when the environment's setuptools
     was older than the packages' pyproject asks for; now it builds in pip's isolated build

@@ -8,8 +8,10 @@ The Bento's source folder holds:
 * `project/`: the project's config and code (not its data: `.conveyor/`, `.git/`, `.dvc/`,
   `data/`, logs and files over 5 MB are left out), with a store (`project/conveyor_store/`, linked
   as `.conveyor` when the Bento starts: BentoML leaves hidden files out) holding the registry
-  and runs (a consistent SQLite copy) and the one model file served, whose sha256 is checked
-  again when the Bento starts;
+  and runs (a consistent SQLite snapshot, whatever the project's `store.url`: SQLite's backup
+  API, or `conveyor.store.copy_store` from a team's PostgreSQL) and the one model file served,
+  whose sha256 is checked again when the Bento starts; the Bento serves from that snapshot
+  (its service sets CONVEYOR_STORE_URL / CONVEYOR_STORE_ARTIFACTS to it);
 * `requirements.txt`: every distribution of this environment pinned to its installed version,
   and `wheels/`: the Conveyor packages built from their sources when they are local
   installs (they are not on PyPI), so `bentoml containerize` can install the same set.
@@ -27,12 +29,16 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import conveyor
 
 from conveyor_bentoml import spec as specs
+
+if TYPE_CHECKING:
+    from conveyor.store import Store, TableSet
 
 SKIP_DIRS = frozenset({".conveyor", ".git", ".dvc", "data", "__pycache__", ".venv"})
 MAX_FILE_BYTES = 5 * 2**20
@@ -49,14 +55,21 @@ try:  # a Bento holds no hidden files: the project's store travels as conveyor_s
     (HERE / "project" / ".conveyor").symlink_to("conveyor_store", target_is_directory=True)
 except FileExistsError:
     pass
+# The Bento serves from its own store snapshot, whatever store.url the project's conveyor.yaml
+# or the container's environment names (a team's PostgreSQL, object storage).
+os.environ["CONVEYOR_STORE_URL"] = "sqlite:///" + str(HERE / "project" / "conveyor_store" /
+                                                      "store.db")
+os.environ["CONVEYOR_STORE_ARTIFACTS"] = str(HERE / "project" / "conveyor_store" / "artifacts")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn's OpenMP starts
 
 from conveyor_bentoml.service import Predictor  # noqa: E402,F401
 '''
 
 
-def copy_project(project_dir: Path, target: Path, artifact: Path) -> None:
-    """The project's config and code, its store's database, and the one model file."""
+def copy_project(project_dir: Path, target: Path, artifact: Path, project_store: Store,
+                 tables: Iterable[TableSet] = ()) -> None:
+    """The project's config and code, a snapshot of its store's database, and the one model
+    file."""
     for folder, dirs, files in os.walk(project_dir):
         here = Path(folder)
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".venv")]
@@ -72,21 +85,33 @@ def copy_project(project_dir: Path, target: Path, artifact: Path) -> None:
     # the service links .conveyor to it when it starts.
     store = target / STORE_COPY
     store.mkdir(parents=True, exist_ok=True)
-    # SQLite's backup API: a consistent copy even while a server or a run writes the store.
-    src = sqlite3.connect(project_dir / ".conveyor" / "store.db")
-    try:
-        dst = sqlite3.connect(store / "store.db")
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
+    snapshot_store(project_store, store / "store.db", tables)
     # The Bento's store keeps its artifact locally, at the default place, wherever the
     # project's artifacts are (another folder, object storage: `artifact` is then a checked copy).
     dest = store / "artifacts" / artifact.parent.name / artifact.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(artifact, dest)
+
+
+def snapshot_store(source: Store, dest: Path, tables: Iterable[TableSet] = ()) -> None:
+    """A consistent SQLite copy of `source` at `dest`, even while a server or a run writes it:
+    SQLite's backup API for an SQLite store, else (a team's PostgreSQL) every row copied from
+    one snapshot into a new SQLite store (`conveyor.store.copy_store`)."""
+    if source.dialect == "sqlite":
+        src = sqlite3.connect(source.engine.url.database)
+        try:
+            dst = sqlite3.connect(dest)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        return
+    from conveyor.store import copy_store
+
+    copy_store(source, f"sqlite:///{dest}", tables=tables,
+               origin="the Bento's store snapshot")
 
 
 def pinned_requirements(ctx: Path) -> tuple[list[str], list[str]]:
@@ -179,9 +204,10 @@ def build(session: Any, overrides: list[str], *, model: str | None, version: int
         store = open_store(project_dir)
         try:
             artifact = store.artifacts.local_path(ArtifactRef.from_dict(loaded.version.artifact))
+            copy_project(project_dir, ctx / "project", artifact, store,
+                         session.host.contributions.store_tables)
         finally:
             store.close()
-        copy_project(project_dir, ctx / "project", artifact)
         bundled = specs.ServeSpec(**{**spec.__dict__, "project_dir": "project",
                                      "hot_swap": False, "version": loaded.number})
         bundled.dump(ctx / specs.BUNDLED)

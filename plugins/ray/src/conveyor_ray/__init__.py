@@ -1,0 +1,69 @@
+"""conveyor-ray: chosen stages run as Ray tasks; sweeps run on a Ray cluster.
+
+A stage named under `ray.stages` (`conveyor_ray.config`) runs through this plugin's
+`conveyor_run_stage`: its stage type's `run(context)` executes in a Ray task with the
+resources given there, on the cluster at `ray.address`, its inputs loaded from the shared
+artifact store (`conveyor_ray.worker`), its outputs, log lines, metrics and failure reported
+back to the driver, which records the run as for a local stage (`conveyor_ray.driver`).
+`conveyor run --multirun hydra/launcher=ray` runs each sweep job on the cluster
+(hydra-ray-launcher; see the README). `conveyor_ray.testing.ray_head` starts a local cluster.
+
+Hooks: `conveyor_config_schemas` (the `ray` section), `conveyor_config_dirs` (the
+`hydra/launcher=ray_cluster` preset), `conveyor_run_stage` (for the first stage
+a run executes, whichever it is, it checks `ray.stages` and connects, so a bad `ray.address`
+stops the run before any stage runs, exit 2; then it runs the stages named there). Ray itself is
+imported only when a run uses it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import conveyor
+from conveyor import RunInfo, Stage, StageContext
+
+from conveyor_ray.config import RayConfig, address_origin, check_stages, ray_config
+
+# The jobs of a sweep print lines that differ only in their numbers; Ray would fold them into
+# "[repeated 2x across cluster]". Each matters here. (Read by the driver's Ray when it starts.)
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+SCHEMA = conveyor.ConfigSchema(section="ray", schema=RayConfig)
+
+
+@conveyor.hookimpl
+def conveyor_config_dirs(register: Callable[[Path], None]) -> None:
+    register(Path(__file__).parent / "conf")  # hydra/launcher=ray_cluster
+
+
+@conveyor.hookimpl
+def conveyor_config_schemas(register: Callable[[conveyor.ConfigSchema], None]) -> None:
+    register(SCHEMA)
+
+
+_checked_runs: set[str] = set()
+
+
+@conveyor.hookimpl
+def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
+                       ) -> Mapping[str, Any] | None:
+    settings = ray_config(run.config)
+    if not settings.stages:
+        return None
+    if run.id not in _checked_runs:
+        # Here rather than in conveyor_before_run: an error of this unguarded hook keeps its
+        # exit code (2, the user's config), and no stage has run yet.
+        check_stages(settings, run.config.get("pipeline") or {})
+        from conveyor_ray.cluster import connect
+
+        connect(settings.address, origin=address_origin(run.overrides))
+        _checked_runs.add(run.id)
+    resources = settings.stages.get(stage.name)
+    if resources is None:
+        return None
+    from conveyor_ray.driver import run_on_ray
+
+    return run_on_ray(run, stage, context, resources, forward_env=settings.forward_env)
