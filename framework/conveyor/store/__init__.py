@@ -16,6 +16,11 @@ whatever the URL: scratch files, caches. A running run renews a lease (`runs.hea
 `conveyor.store.postgres_server` starts a throw-away PostgreSQL for tests (the `postgres_server`,
 `postgres_url` and `store_url` fixtures of `conveyor.testing`).
 
+`Store.lock(name)` holds a named lock across a long operation (a retraining decision), alone
+among every process on every machine sharing the store, freed if its holder dies;
+`Store.lock_held(name)` asks whether another process holds it (`conveyor.store.locks`,
+`LockBusy` when `wait=False` finds it taken).
+
 `Registry` is the model registry; `Runs` (module `conveyor.store.runs`) the record of runs
 with their stages, params, metrics and data inputs. Plugins keep their own tables here,
 declared as a `TableSet` (module `conveyor.store.tables`) through the `conveyor_store_tables`
@@ -43,6 +48,7 @@ from conveyor.store.db import (
     open_store,
     process_alive,
 )
+from conveyor.store.locks import LockBusy
 from conveyor.store.registry import AliasMoved, Registry
 from conveyor.store.runs import (
     DataInput,
@@ -62,6 +68,7 @@ __all__ = [
     "ArtifactStore",
     "CopySummary",
     "DataInput",
+    "LockBusy",
     "MetricTest",
     "MetricValue",
     "ParamTest",

@@ -13,6 +13,13 @@ schema up to date with Alembic (`conveyor.store.migrate`), and offers two calls 
   interleaved with another machine's; on SQLite every write transaction is `BEGIN IMMEDIATE`
   already (retried while another process holds the lock; WAL lets readers go on).
 
+A lock held across a long operation that commits many times (a retraining decision: read,
+train for minutes, record) is `Store.lock(name, wait=True, log=None)`, a context manager: an OS
+file lock under `.conveyor/locks/` on SQLite, a session-level advisory lock on its own
+connection on PostgreSQL, so processes on every machine sharing the store take turns; either
+dies with its holder. `Store.lock_held(name)` tells whether another process holds one now
+(`conveyor.store.locks`). Lock names share one space with `write(lock=...)`'s.
+
 SQL is portable text: named parameters (`:name`, with a dict) or `?` placeholders (with a
 tuple; turned into named ones), `INSERT ... ON CONFLICT (...) DO UPDATE/NOTHING` for upserts
 (SQLite and PostgreSQL share that syntax), no SQLite-only functions (`instr`, PRAGMA,
@@ -23,20 +30,20 @@ unreachable mid-run raises StoreError (exit 1) with the URL's password masked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StoreError
+from conveyor.store.locks import lock_key
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -308,6 +315,45 @@ class Store:
             connection.close()  # rolls back what was not committed
 
     @contextmanager
+    def lock(self, name: str, *, wait: bool = True, log: Callable[[str], None] | None = None,
+             description: str = "") -> Iterator[None]:
+        """Hold the lock `name` (any text) for the block, alone among every process using this
+        store, on any machine for a shared one; its holder's death frees it. When another
+        process holds it: with `wait`, say so once through `log` ("waiting for another process
+        to finish {description or name}") and wait; without, raise `LockBusy`. Not re-entrant:
+        this process taking a lock it holds raises StoreError (`conveyor.store.locks`)."""
+        from conveyor.store.locks import advisory_lock, file_lock, holding
+
+        with holding(self._lock_scope, name):
+            if self.dialect == "postgresql":
+                with self._errors(), advisory_lock(self.engine, name, wait=wait, log=log,
+                                                   description=description,
+                                                   where=self.shown_url):
+                    yield
+            else:
+                with file_lock(self.root, name, wait=wait, log=log, description=description,
+                               where=self.shown_url):
+                    yield
+
+    def lock_held(self, name: str) -> bool:
+        """Whether another process holds the lock `name` now (`Store.lock`; this process's own
+        hold does not count): tried and let go at once, so the answer may be stale by the time
+        it is read. A record left "running" under a lock nobody holds was interrupted."""
+        from conveyor.store.locks import advisory_lock_held, file_lock_held, held_here
+
+        if held_here(self._lock_scope, name):
+            return False  # exclusive: no other process can hold it
+        if self.dialect == "postgresql":
+            with self._errors():
+                return advisory_lock_held(self.engine, name)
+        return file_lock_held(self.root, name)
+
+    @property
+    def _lock_scope(self) -> str:
+        """Which store a lock name belongs to, for this process's record of the locks it holds."""
+        return str(self.engine.url) if self.dialect == "postgresql" else str(self.root.resolve())
+
+    @contextmanager
     def _errors(self) -> Iterator[None]:
         """Database failures at run time (the server stopped, the disk is full) as StoreError
         naming the store, its password masked."""
@@ -460,11 +506,6 @@ def _warn_local_artifacts(store: Store) -> None:
           f"{store.artifacts.location}, where other machines will not find them; set "
           "store.artifacts (or CONVEYOR_STORE_ARTIFACTS) to s3://bucket/prefix or a folder "
           "every machine mounts", file=sys.stderr)
-
-
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit key for a PostgreSQL advisory lock named `name`."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def _reason(exc: Exception) -> str:

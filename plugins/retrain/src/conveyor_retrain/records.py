@@ -16,7 +16,10 @@ read them. `outcome` is one of:
   did not beat the champion by `retrain.promote_if`);
 * "promoted": the challenger became champion;
 * "running": being applied now; a row left "running" by a killed process is read as
-  "interrupted" (the alias moves themselves are atomic: nothing is ever half-promoted).
+  "interrupted" (the alias moves themselves are atomic: nothing is ever half-promoted). A
+  decision is made under the model's store lock (`conveyor_retrain.locks.decision_lock`), which
+  dies with its process: a "running" row whose lock nobody holds was interrupted, on whatever
+  machine it ran (on this one, a dead process id tells it without asking the lock).
 
 The table is conveyor-retrain's own (`TABLES`, declared with the `conveyor_store_tables` hook);
 `RetrainDecisions(store)` makes sure it exists. Stores made before the plugin declared it have
@@ -33,6 +36,8 @@ from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.store import Store, TableSet, dumps, host_name, loads, process_alive
+
+from conveyor_retrain.locks import decision_lock_name
 
 # Version 1 is the table as Conveyor's core schema made it (portable SQL: DOUBLE PRECISION
 # times, which SQLite reads as REAL).
@@ -131,7 +136,7 @@ class RetrainDecisions:
             raise UsageError(f"no retraining decision with id '{decision_id}'")
         if len(rows) > 1 and not exact:
             raise UsageError(f"decision id '{decision_id}' is ambiguous")
-        return _from_row((exact or rows)[0])
+        return self._read([(exact or rows)[0]])[0]
 
     def list(self, *, model_name: str | None = None, limit: int | None = None
              ) -> list[RetrainDecision]:
@@ -142,13 +147,35 @@ class RetrainDecisions:
         sql += " ORDER BY created_at DESC, id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_from_row(r) for r in reversed(self.store.query(sql, tuple(params)))]
+        return self._read(list(reversed(self.store.query(sql, tuple(params)))))
+
+    def _read(self, rows: list[Any]) -> list[RetrainDecision]:
+        """`rows` as decisions, those left "running" by a process that is gone read as
+        "interrupted" (see the module docstring)."""
+        here, me = host_name(), os.getpid()
+        gone: set[str] = set()
+        unsure: dict[str, list[str]] = {}  # model: ids of rows another process may still write
+        for row in rows:
+            if row["outcome"] != "running":
+                continue
+            if row["host"] == here and not process_alive(row["pid"]):
+                gone.add(row["id"])
+            elif not (row["host"] == here and row["pid"] == me):
+                unsure.setdefault(row["model_name"], []).append(row["id"])
+        for model_name, ids in unsure.items():
+            if self.store.lock_held(decision_lock_name(model_name)):
+                continue
+            # Nobody holds the lock: their process is gone, unless it finished between the
+            # read and the lock check; read the rows again to tell.
+            marks = ",".join("?" * len(ids))
+            gone.update(r["id"] for r in self.store.query(
+                f"SELECT id FROM retrain_decisions WHERE outcome='running' AND id IN ({marks})",
+                tuple(ids)))
+        return [_from_row(row, interrupted=row["id"] in gone) for row in rows]
 
 
-def _from_row(row: Any) -> RetrainDecision:
-    outcome = row["outcome"]
-    if outcome == "running" and row["host"] == host_name() and not process_alive(row["pid"]):
-        outcome = "interrupted"
+def _from_row(row: Any, *, interrupted: bool = False) -> RetrainDecision:
+    outcome = "interrupted" if interrupted else row["outcome"]
     return RetrainDecision(
         id=row["id"], model_name=row["model_name"], created_at=row["created_at"],
         outcome=outcome, reasons=loads(row["reasons"], []), trigger=row["trigger_batch"],
