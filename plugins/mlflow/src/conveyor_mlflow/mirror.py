@@ -80,6 +80,10 @@ def client_environment(settings: MlflowConfig) -> Iterator[None]:
               "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
     added = [name for name in wanted if name not in os.environ]
     os.environ.update({name: wanted[name] for name in added})
+    # Imported first: MLflow sets its loggers' levels when it is first imported, which would
+    # undo a level set before ("Waiting up to 300 seconds for model version ..." lines).
+    import mlflow  # noqa: F401
+
     logger = logging.getLogger("mlflow")
     level = logger.level
     logger.setLevel(logging.WARNING)
