@@ -306,11 +306,14 @@ class Store:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": lock_key(lock)})
             yield StoreConnection(connection)
+            connection.commit()
             if self.dialect == "postgresql":
                 from sqlalchemy import text
 
+                # After the commit (a sequence is not transactional): whoever sees the new
+                # value sees what was committed; advanced before, a poller could read the new
+                # value, reload the old rows, and then miss the commit until the next write.
                 connection.execute(text("SELECT nextval('conveyor_data_version')"))
-            connection.commit()
         finally:
             connection.close()  # rolls back what was not committed
 
@@ -389,7 +392,7 @@ class Store:
     def data_version(self) -> int:
         """Changes whenever another connection commits to the store, cheap enough to poll:
         SQLite's `PRAGMA data_version`; on PostgreSQL a sequence every write transaction
-        advances just before it commits."""
+        advances once it has committed."""
         if self.dialect == "sqlite":
             return int(self.query("PRAGMA data_version")[0][0])
         return int(self.query("SELECT last_value FROM conveyor_data_version")[0][0])
