@@ -20,7 +20,6 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,8 @@ BUCKET = "conveyor-bench"
 class NoRows:
     """The store's database is not what is measured: artifact rows are dropped."""
 
-    def write(self) -> nullcontext:
-        class Conn:
-            def execute(self, *_: Any) -> None:
-                pass
-
-        return nullcontext(Conn())
+    def record_artifact(self, ref: Any) -> None:
+        pass
 
 
 def best(repeat: int, work: Any) -> float:
