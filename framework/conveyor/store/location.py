@@ -84,8 +84,17 @@ def resolve(project_dir: Path | None, *, url: str | None = None,
     """The store settings for `project_dir` (see the module docstring for the precedence);
     `url` / `artifacts` given by the caller win. `store.heartbeat_seconds` comes the same way
     (environment variable CONVEYOR_STORE_HEARTBEAT_SECONDS)."""
-    file_values: dict[str, Any] = {}
     config_path = project_dir / "conveyor.yaml" if project_dir is not None else None
+    read: dict[str, Any] | None = None
+
+    def from_file(key: str) -> Any:
+        """`store.KEY` as conveyor.yaml states it: the file is read once, and only when the
+        command line and the environment leave a setting to it."""
+        nonlocal read
+        if read is None:
+            read = _file_settings(config_path) if config_path is not None else {}
+        return read.get(key)
+
     found: list[tuple[str, str]] = []
     for key, given, given_origin, env in (("url", url, url_origin, URL_ENV),
                                           ("artifacts", artifacts, artifacts_origin,
@@ -97,9 +106,7 @@ def resolve(project_dir: Path | None, *, url: str | None = None,
         elif os.environ.get(env):
             found.append((os.environ[env], f"environment variable {env}"))
         else:
-            if not file_values and config_path is not None:
-                file_values = _file_settings(config_path) or {"": None}
-            value = _interpolate_env(file_values.get(key), f"store.{key}", str(config_path))
+            value = _interpolate_env(from_file(key), f"store.{key}", str(config_path))
             found.append((value, str(config_path)) if value else (None, DEFAULT_ORIGIN))
     (url_value, url_from), (art_value, art_from) = found
     if "store.heartbeat_seconds" in _command_line:
@@ -108,10 +115,8 @@ def resolve(project_dir: Path | None, *, url: str | None = None,
     elif os.environ.get(HEARTBEAT_ENV):
         beat, beat_from = os.environ[HEARTBEAT_ENV], f"environment variable {HEARTBEAT_ENV}"
     else:
-        if not file_values and config_path is not None:
-            file_values = _file_settings(config_path) or {"": None}
         beat_from = str(config_path)
-        beat = _interpolate_env(file_values.get("heartbeat_seconds"), "store.heartbeat_seconds",
+        beat = _interpolate_env(from_file("heartbeat_seconds"), "store.heartbeat_seconds",
                                 beat_from)
     return StoreLocation(_blank_none(url_value), url_from, _blank_none(art_value), art_from,
                          _seconds(beat, beat_from))
