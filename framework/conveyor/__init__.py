@@ -2,7 +2,8 @@
 
 The public API for plugin authors is exactly what `__all__` lists (the hooks' argument types
 among them: `RunInfo`, `Stage`, `StageContext`, `Alert`, `Host` with its `PluginInfo`,
-`Session`), plus the documented modules `conveyor.hookspecs` (the hook reference),
+`Session`; `StoredOutputs`, what `conveyor_run_stage` returns for outputs it stored itself),
+plus the documented modules `conveyor.hookspecs` (the hook reference),
 `conveyor.api` (run a project, read a recorded run), `conveyor.alerts` (fire an `Alert` to
 every `conveyor_alert` plugin), `conveyor.durations` (durations such as "7d" in settings and
 options), `conveyor.errors`,
@@ -54,7 +55,7 @@ from conveyor.host import Host, PluginInfo
 from conveyor.markers import hookimpl, hookspec
 from conveyor.serving import RecommendedSlate, RecommendingModel
 from conveyor.session import Session
-from conveyor.stage_context import Inputs, RunInfo, Stage, StageContext
+from conveyor.stage_context import Inputs, RunInfo, Stage, StageContext, StoredOutputs
 from conveyor.validation import ValidationFailure, ValidationReport
 
 __version__ = "0.1.0"
@@ -94,6 +95,7 @@ __all__ = [
     "StageFailed",
     "StageType",
     "StoreError",
+    "StoredOutputs",
     "UsageError",
     "ValidationFailure",
     "ValidationReport",

@@ -381,6 +381,14 @@ def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
     own implementation (``trylast``) calls the stage type's ``run(context)``; an implementation
     returning a mapping first replaces it (remote execution, say).
 
+    An implementation that stored the outputs itself (where the stage ran: conveyor-ray's task
+    writes them to the shared ``store.artifacts``) returns ``conveyor.StoredOutputs({name:
+    ArtifactRef})`` instead: the runner records those references as the stage's outputs
+    without storing anything again, once each is checked (a declared output, a codec an
+    installed plugin provides, present in the artifact store; otherwise the stage fails,
+    exit 1, naming the plugin). Downstream stages load them lazily, as a cached stage's;
+    ``conveyor_after_stage`` gets a mapping that loads each output when it is read.
+
     Wrap it (``@hookimpl(wrapper=True)``) to add timing, tracing or retries around every other
     implementation: ``outputs = yield`` gives the result
     (or raises the stage's exception, which the wrapper may catch and retry or re-raise) and

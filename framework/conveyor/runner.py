@@ -7,7 +7,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from conveyor.lineage import git_state, package_versions
 from conveyor.planner import PlannedStage, make_plan
 from conveyor.plugins import PluginHost
 from conveyor.progress import StageDisplay
-from conveyor.stage_context import Inputs, RunInfo, StageContext
+from conveyor.stage_context import Inputs, RunInfo, StageContext, StoredOutputs
 from conveyor.store import ArtifactRef, Registry, Store, open_store
 from conveyor.store.runs import Runs
 from conveyor.targets import TargetImporter, project_importer
@@ -257,11 +257,16 @@ class Runner:
             with limited_threads(threads.threads):
                 produced = self.host.pm.hook.conveyor_run_stage(run=run, stage=stage,
                                                                 context=context)
-            if not isinstance(produced, Mapping):
+            if isinstance(produced, StoredOutputs):
+                self._check_inputs_unchanged(store, decision)
+                self._check_stored(store, stage, produced)
+                codecs = {}
+            elif not isinstance(produced, Mapping):
                 raise StageFailed(f"stage '{stage.name}' ({stage.uses}) returned "
                                   f"{type(produced).__name__}, not a mapping of outputs")
-            self._check_inputs_unchanged(store, decision)
-            codecs = self._codecs_for(stage, produced)
+            else:
+                self._check_inputs_unchanged(store, decision)
+                codecs = self._codecs_for(stage, produced)
         except BaseException as exc:
             duration = time.perf_counter() - clock
             self.display.finish(stage.name, "failed", duration)
@@ -284,6 +289,10 @@ class Runner:
                 raise PluginError(message) from exc
             raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed: {message}") from exc
         duration = time.perf_counter() - clock
+        if isinstance(produced, StoredOutputs):
+            self._record_stored(store, run, decision, produced, outputs, started, duration,
+                                dict(stage_metrics))
+            return stage_metrics
         produced = dict(produced)
 
         def store_outputs() -> dict[str, ArtifactRef]:
@@ -379,6 +388,73 @@ class Runner:
                            metrics)
         return stored
 
+    def _check_stored(self, store: Store, stage: PlannedStage, produced: StoredOutputs) -> None:
+        """Outputs a `conveyor_run_stage` implementation stored itself (`StoredOutputs`) are
+        the stage's declared outputs, in a codec an installed plugin provides, present in the
+        artifact store: otherwise the stage fails naming the plugin that returned them."""
+        self._check_declared(stage, [*produced.refs, *produced.values])
+        who = self._stage_runner(stage)
+        lazy = [name for name in produced.values if name not in stage.type.ephemeral_outputs]
+        if lazy:
+            raise StageFailed(
+                f"stage '{stage.name}' ({stage.uses}): {who} returned output '{lazy[0]}' in "
+                f"memory beside stored ones, but stage type '{stage.uses}' does not declare it "
+                "ephemeral", hint="store it and return its ArtifactRef in StoredOutputs")
+        for name, ref in produced.refs.items():
+            problem = None
+            if not isinstance(ref, ArtifactRef):
+                problem = f"is a {type(ref).__name__}, not a conveyor.store.ArtifactRef"
+            elif ref.codec not in self.codecs:
+                problem = f"was written by codec '{ref.codec}', which no installed plugin provides"
+            elif ref.suffix != self.codecs[ref.codec].suffix:
+                problem = (f"has suffix '{ref.suffix}', not codec '{ref.codec}''s "
+                           f"'{self.codecs[ref.codec].suffix}'")
+            elif not store.artifacts.exists(ref):
+                problem = (f"(artifact {ref.sha256[:12]}, {ref.size} bytes) is not in the "
+                           f"artifact store {store.artifacts.location}")
+            if problem is not None:
+                raise StageFailed(
+                    f"stage '{stage.name}' ({stage.uses}): {who} returned stored output "
+                    f"'{name}', which {problem}",
+                    hint="the outputs must be stored in this run's store.artifacts before "
+                         "their references are returned")
+
+    def _stage_runner(self, stage: PlannedStage) -> str:
+        """The plugin(s) whose `conveyor_run_stage` may have run `stage`, for messages. pluggy
+        does not say which implementation answered a first-result hook; the hook is not
+        guarded, so it is told by elimination: the non-wrapper implementations other than the
+        core's (which runs the stage type's `run`, so the stage type's plugin answers then)."""
+        names = [impl.plugin_name
+                 for impl in self.host.pm.hook.conveyor_run_stage.get_hookimpls()
+                 if not (impl.wrapper or impl.hookwrapper) and impl.plugin_name != "core"]
+        if not names:
+            names = [self.found.provider.get(f"stage:{stage.uses}", "?")]
+        if len(names) == 1:
+            return f"plugin {self.host.describe(names[0])}"
+        return "one of the plugins " + ", ".join(self.host.describe(n) for n in names) + \
+            " (conveyor_run_stage)"
+
+    def _record_stored(self, store: Store, run: RunInfo, decision: Decision,
+                       produced: StoredOutputs,
+                       outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]],
+                       started: float, duration: float, metrics: dict[str, float]) -> None:
+        """Record a stage whose outputs are already stored (`StoredOutputs`): their rows and
+        the stage's, nothing stored again; downstream stages load them as cached outputs."""
+        stage = decision.stage
+        for ref in produced.refs.values():
+            store.record_artifact(ref)
+        refs: dict[str, Any] = {name: ref.as_dict() for name, ref in produced.refs.items()}
+        refs.update({name: {"ephemeral": True} for name in produced.values})
+        self._record_stage(store, run, decision, "completed", started, duration, refs, None,
+                           metrics)
+        outputs[stage.name] = {**{name: (None, ref) for name, ref in produced.refs.items()},
+                               **{name: (value, None) for name, value in produced.values.items()}}
+        loaded = _LoadedOnRead({name: lambda r=ref: self._load(store, r)
+                                for name, ref in produced.refs.items()}, produced.values)
+        self.host.call_each("conveyor_after_stage", run=run, stage=stage, outputs=loaded,
+                            cached=False)
+        self.display.finish(stage.name, "completed", duration)
+
     def _store_evidence(self, store: Store, stage: PlannedStage,
                         exc: BaseException) -> dict[str, Any]:
         """Store what a failing stage handed over (`StageFailed.outputs`); best effort."""
@@ -446,15 +522,7 @@ class Runner:
 
     def _codecs_for(self, stage: PlannedStage, produced: Mapping[str, Any]) -> dict[str, Any]:
         """The codec for each output to store, chosen before anything is written."""
-        declared = stage.type.outputs
-        undeclared = [name for name in produced if declared and name not in declared]
-        if undeclared:
-            provider = self.host.describe(self.found.provider.get(f"stage:{stage.uses}", "?"))
-            raise PluginError(
-                f"stage '{stage.name}' ({stage.uses}) returned output '{undeclared[0]}', which "
-                f"stage type '{stage.uses}' of plugin {provider} does not declare; it declares: "
-                f"{', '.join(declared)}",
-                hint=f"add '{undeclared[0]}' to the StageType's outputs, or upgrade the plugin")
+        self._check_declared(stage, produced)
         chosen = {}
         for name, value in produced.items():
             if name in stage.type.ephemeral_outputs:
@@ -467,6 +535,18 @@ class Runner:
                     f"can store", hint="return JSON-like values, or install a plugin with a codec")
             chosen[name] = codec
         return chosen
+
+    def _check_declared(self, stage: PlannedStage, names: Iterable[str]) -> None:
+        """Every output name is one the stage type declares (when it declares any)."""
+        declared = stage.type.outputs
+        undeclared = [name for name in names if declared and name not in declared]
+        if undeclared:
+            provider = self.host.describe(self.found.provider.get(f"stage:{stage.uses}", "?"))
+            raise PluginError(
+                f"stage '{stage.name}' ({stage.uses}) returned output '{undeclared[0]}', which "
+                f"stage type '{stage.uses}' of plugin {provider} does not declare; it declares: "
+                f"{', '.join(declared)}",
+                hint=f"add '{undeclared[0]}' to the StageType's outputs, or upgrade the plugin")
 
     def _load(self, store: Store, ref: Any) -> Any:
         if isinstance(ref, dict):
@@ -546,6 +626,27 @@ class Runner:
         if self.config.redactor is None:  # a ProjectConfig made without check_config
             object.__setattr__(self.config, "redactor", Redactor.for_config(self.config.data))
         return self.config.redactor
+
+
+class _LoadedOnRead(Mapping[str, Any]):
+    """A stage's outputs for `conveyor_after_stage` when they were stored where the stage ran
+    (`StoredOutputs`): each loaded from the artifact store when first read, so a plugin that
+    does not look at them costs nothing."""
+
+    def __init__(self, loaders: dict[str, Callable[[], Any]], values: Mapping[str, Any]) -> None:
+        self._loaders = loaders
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            self._values[name] = self._loaders[name]()
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._loaders, **self._values})
+
+    def __len__(self) -> int:
+        return len({**self._loaders, **self._values})
 
 
 @dataclass(frozen=True)

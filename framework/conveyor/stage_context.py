@@ -94,6 +94,45 @@ class Inputs(Mapping[str, Any]):
         return ref() if callable(ref) else ref
 
 
+class StoredOutputs(Mapping[str, "ArtifactRef"]):
+    """A stage's outputs already written to the run's artifact store: what a
+    `conveyor_run_stage` implementation returns when the stage ran elsewhere and stored its
+    outputs there itself (conveyor-ray's task puts them through `ArtifactStore.put` and hands
+    back only their `ArtifactRef`s, so a large output never travels back to `conveyor run`).
+
+    `refs` maps output names to their references; `values` holds the outputs the stage type
+    declares ephemeral (`StageType.ephemeral_outputs`: passed in memory, never stored). The
+    runner records the references as the stage's outputs without storing anything again, after
+    checking each one: a declared output name, a codec an installed plugin provides (with that
+    codec's suffix), and an artifact present in the store with the recorded size. A reference
+    failing a check fails the stage (exit 1) naming the plugin that returned it. Downstream
+    stages load the outputs lazily, as they load a cached stage's; `conveyor_after_stage`
+    receives a mapping that loads each output when it is read. As a mapping, this is
+    name -> `ArtifactRef` (the stored outputs only)."""
+
+    def __init__(self, refs: Mapping[str, ArtifactRef],
+                 values: Mapping[str, Any] | None = None) -> None:
+        self.refs: dict[str, ArtifactRef] = dict(refs)
+        self.values: dict[str, Any] = dict(values or {})
+        both = sorted(set(self.refs) & set(self.values))
+        if both:
+            raise ValueError(f"output '{both[0]}' is both stored and passed in memory")
+
+    def __getitem__(self, name: str) -> ArtifactRef:
+        return self.refs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.refs)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={ref.sha256[:12]}" for name, ref in self.refs.items())
+        return f"StoredOutputs({shown}{', ' if shown and self.values else ''}" \
+               f"{', '.join(f'{n}=<in memory>' for n in self.values)})"
+
+
 class StageContext:
     """Handed to `StageType.run`. Attributes are read-only by convention."""
 

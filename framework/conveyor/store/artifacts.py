@@ -94,9 +94,13 @@ class ArtifactStore:
     """The artifacts of a store: `put`/`adopt` to write, `exists`, `verify`/`local_path` for a
     checked local file, `load` to decode. `url` is `store.artifacts` (None: `root/artifacts`),
     `storage_options` go to the fsspec filesystem, `origin` says where `url` came from (for
-    messages, e.g. "environment variable CONVEYOR_STORE_ARTIFACTS")."""
+    messages, e.g. "environment variable CONVEYOR_STORE_ARTIFACTS").
 
-    def __init__(self, root: Path, store: Store, url: str | None = None,
+    `store` None is an artifact store without the database (a Ray task's, which never writes
+    it): `put`/`adopt` then store the bytes without recording the artifact's row, which the
+    process that records the stage does (`Store.record_artifact`)."""
+
+    def __init__(self, root: Path, store: Store | None, url: str | None = None,
                  storage_options: dict[str, Any] | None = None, *,
                  origin: str = "the caller") -> None:
         self.root = root
@@ -316,7 +320,8 @@ class ArtifactStore:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
         # The artifact's row, recorded only once its bytes are stored.
-        self.store.record_artifact(ref)
+        if self.store is not None:
+            self.store.record_artifact(ref)
         return ref
 
     def exists(self, ref: ArtifactRef) -> bool:
