@@ -119,6 +119,6 @@ def test_a_stage_on_ray_reads_its_inputs_from_s3_artifacts(ray_cluster, sums_pro
     run = project.show(project.runs()[0]["id"])
     assert run["status"] == "completed" and run["metrics"]["total"] == 90.0
     stored = s3_server.client().list_objects_v2(Bucket="ray-artifacts").get("Contents", [])
-    assert len(stored) >= 2  # the input the task read and the output the driver stored
+    assert len(stored) >= 2  # the input the task read and the output the task stored
     # The task loaded its input from the bucket, into its own cache, not from a local folder.
     assert not (project.path / ".conveyor" / "artifacts").exists()

@@ -1,21 +1,21 @@
 """The driver's side of a stage on Ray: the task submitted, its result reported as a local
 stage's would be (log lines under the stage, metrics recorded by the runner, the stage's own
-exception as its failure)."""
+exception as its failure), its outputs handed to the runner as the references the task stored
+(`conveyor.StoredOutputs`), which the runner records without storing them again."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
-from conveyor import ConveyorError, RunInfo, Stage, StageContext, StageFailed
+from conveyor import ConveyorError, RunInfo, Stage, StageContext, StageFailed, StoredOutputs
 
 from conveyor_ray.config import RayStageConfig
 from conveyor_ray.worker import StageInput, StagePayload, StageResult, execute
 
 
 def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
-               resources: RayStageConfig, *, forward_env: list[str] = ()) -> Mapping[str, Any]:
+               resources: RayStageConfig, *, forward_env: list[str] = ()) -> StoredOutputs:
     import os
 
     import ray
@@ -43,8 +43,9 @@ def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
         raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed on Ray: "
                           f"{type(exc).__name__}: {first}") from None
     shown = ", ".join(f"{k} {v:g}" for k, v in sorted(result.resources.items()))
+    stored = f", {result.store_seconds:.2f} s of it storing outputs" if result.stored else ""
     context.log(f"on Ray node {result.node} ({shown or 'no resources'}) · "
-                f"{result.seconds:.2f} s in the task")
+                f"{result.seconds:.2f} s in the task{stored}")
     for line in result.lines:
         context.log(line)
     for values in result.metrics:
@@ -55,10 +56,8 @@ def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
         where = f" (at {result.error_where})" if result.error_where else ""
         raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed on Ray: "
                           f"{result.error_text}{where}")
-    if not isinstance(result.outputs, Mapping):
-        raise StageFailed(f"stage '{stage.name}' ({stage.uses}) returned "
-                          f"{type(result.outputs).__name__}, not a mapping of outputs")
-    return result.outputs
+    # The task stored the outputs in the shared artifact store; the runner records them.
+    return StoredOutputs(result.stored, values=result.ephemeral)
 
 
 def _payload(run: RunInfo, stage: Stage, context: StageContext, threads: int) -> StagePayload:

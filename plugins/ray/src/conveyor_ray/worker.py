@@ -3,9 +3,11 @@
 The task gets a `StagePayload`: the run, the stage's settings, and its inputs as references to
 the shared artifact store (values only for the outputs no codec stores). It loads the inputs
 through the store itself (a local folder shared on one machine, object storage across
-machines), runs the stage with its native threads sized to the task's CPUs, and returns a
-`StageResult`: the outputs, the log lines and printed output, the metrics, or the stage's
-exception. It never writes the project's database: the driver records the run.
+machines), runs the stage with its native threads sized to the task's CPUs, stores the
+stage's outputs there too, and returns a `StageResult`: the outputs' references (values only
+for ephemeral outputs), the log lines and printed output, the metrics, or the stage's
+exception. It never writes the project's database: the driver records the run and the
+artifacts (`conveyor.StoredOutputs`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import Inputs, RunInfo, Session, StageContext, StageFailed
+from conveyor import (
+    ConveyorError,
+    Inputs,
+    RunInfo,
+    Session,
+    StageContext,
+    StageFailed,
+    StoreError,
+)
 from conveyor.store import ArtifactRef, ArtifactStore
 
 _sessions: dict[tuple[Any, ...], Session] = {}  # a worker loads plugins once per selection
@@ -49,7 +59,11 @@ class StagePayload:
 
 @dataclass
 class StageResult:
-    outputs: Mapping[str, Any] | None = None
+    # The outputs the task stored in the artifact store (references only: small), and those
+    # the stage type declares ephemeral (never stored: these travel by Ray's object store).
+    stored: dict[str, ArtifactRef] = field(default_factory=dict)
+    ephemeral: dict[str, Any] = field(default_factory=dict)
+    store_seconds: float = 0.0  # of `seconds`, the time spent storing the outputs
     lines: list[str] = field(default_factory=list)
     metrics: list[dict[str, float]] = field(default_factory=list)
     error: BaseException | None = None  # the stage's own exception, when it pickles
@@ -76,7 +90,7 @@ def execute(payload: StagePayload) -> StageResult:
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-            result.outputs = _run(payload, result)
+            _run(payload, result)
     except BaseException as exc:  # the stage's failure goes back as data, not a RayTaskError
         result.error_text = f"{type(exc).__name__}: {exc}"
         frames = traceback.extract_tb(exc.__traceback__)
@@ -95,7 +109,7 @@ def execute(payload: StagePayload) -> StageResult:
     return result
 
 
-def _run(payload: StagePayload, result: StageResult) -> Any:
+def _run(payload: StagePayload, result: StageResult) -> None:
     from conveyor.threads import limited
 
     run = payload.run
@@ -150,7 +164,39 @@ def _run(payload: StagePayload, result: StageResult) -> Any:
         stage_types=host.stage_types)
     context.threads = payload.threads
     with limited(payload.threads):
-        return stage_type.run(context)
+        produced = stage_type.run(context)
+    produced = {} if produced is None else produced
+    if not isinstance(produced, Mapping):
+        raise StageFailed(f"stage '{payload.stage}' ({payload.uses}) returned "
+                          f"{type(produced).__name__}, not a mapping of outputs")
+    _store_outputs(payload, session, artifacts, stage_type, produced, result)
+
+
+def _store_outputs(payload: StagePayload, session: Session, artifacts: ArtifactStore,
+                   stage_type: Any, produced: Mapping[str, Any], result: StageResult) -> None:
+    """Store the stage's outputs where the driver reads them (the shared artifact store) and
+    keep only their references for the driver, which records them (`conveyor.StoredOutputs`):
+    a large output never travels back through Ray's object store. Ephemeral outputs (never
+    stored) go back as values."""
+    started = time.perf_counter()
+    for name, value in produced.items():
+        if name in stage_type.ephemeral_outputs:
+            result.ephemeral[name] = value
+            continue
+        codec = next((c for c in session.host.codecs if c.handles(value)), None)
+        if codec is None:
+            raise StageFailed(
+                f"stage '{payload.stage}' returned output '{name}' of type "
+                f"{type(value).__module__}.{type(value).__name__}, which no installed codec "
+                "can store", hint="return JSON-like values, or install a plugin with a codec")
+        try:
+            result.stored[name] = artifacts.put(value, codec)
+        except ConveyorError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"storing output '{name}' of stage '{payload.stage}' in the Ray "
+                             f"task failed: {type(exc).__name__}: {exc}") from None
+    result.store_seconds = time.perf_counter() - started
 
 
 def _session(run: RunInfo) -> Session:
@@ -167,10 +213,11 @@ def _session(run: RunInfo) -> Session:
 
 
 def _artifact_store(project_dir: Path, url: str | None) -> ArtifactStore:
-    """The shared artifact store, read without the database (loading needs no row; the task
-    stores nothing itself). Object storage's credentials come from the worker's environment
-    (AWS_* for s3); local scratch and caches go where `scratch_root` says."""
-    return ArtifactStore(scratch_root(project_dir, url), None, url=url,  # type: ignore[arg-type]
+    """The shared artifact store, without the database: the task loads its inputs and stores
+    its outputs there, and the driver records the artifacts' rows. Object storage's credentials
+    come from the worker's environment (AWS_* for s3); local scratch and caches go where
+    `scratch_root` says."""
+    return ArtifactStore(scratch_root(project_dir, url), None, url=url,
                          origin="store.artifacts of the run's driver")
 
 
