@@ -135,9 +135,9 @@ def test_stored_outputs_is_a_public_mapping_of_references():
     from conveyor.store import ArtifactRef
 
     ref = ArtifactRef("a" * 64, "json", ".json", 3)
-    stored = conveyor.StoredOutputs({"x": ref}, values={"frame": object()})
+    stored = conveyor.StoredOutputs({"x": ref}, ephemeral={"frame": object()})
     assert "StoredOutputs" in conveyor.__all__
-    assert dict(stored) == {"x": ref} and "frame" in stored.values
+    assert dict(stored) == {"x": ref} and "frame" in stored.ephemeral and list(stored.values()) == [ref]
     assert "x=aaaaaaaaaaaa" in repr(stored)
     with pytest.raises(ValueError, match="both stored and passed in memory"):
-        conveyor.StoredOutputs({"x": ref}, values={"x": 1})
+        conveyor.StoredOutputs({"x": ref}, ephemeral={"x": 1})

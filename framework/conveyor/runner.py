@@ -392,9 +392,9 @@ class Runner:
         """Outputs a `conveyor_run_stage` implementation stored itself (`StoredOutputs`) are
         the stage's declared outputs, in a codec an installed plugin provides, present in the
         artifact store: otherwise the stage fails naming the plugin that returned them."""
-        self._check_declared(stage, [*produced.refs, *produced.values])
+        self._check_declared(stage, [*produced.refs, *produced.ephemeral])
         who = self._stage_runner(stage)
-        lazy = [name for name in produced.values if name not in stage.type.ephemeral_outputs]
+        lazy = [name for name in produced.ephemeral if name not in stage.type.ephemeral_outputs]
         if lazy:
             raise StageFailed(
                 f"stage '{stage.name}' ({stage.uses}): {who} returned output '{lazy[0]}' in "
@@ -410,8 +410,8 @@ class Runner:
                 problem = (f"has suffix '{ref.suffix}', not codec '{ref.codec}''s "
                            f"'{self.codecs[ref.codec].suffix}'")
             elif not store.artifacts.exists(ref):
-                problem = (f"(artifact {ref.sha256[:12]}, {ref.size} bytes) is not in the "
-                           f"artifact store {store.artifacts.location}")
+                problem = (f"is not in the artifact store {store.artifacts.location} "
+                           f"(artifact {ref.sha256[:12]}, {ref.size} bytes)")
             if problem is not None:
                 raise StageFailed(
                     f"stage '{stage.name}' ({stage.uses}): {who} returned stored output "
@@ -426,7 +426,8 @@ class Runner:
         core's (which runs the stage type's `run`, so the stage type's plugin answers then)."""
         names = [impl.plugin_name
                  for impl in self.host.pm.hook.conveyor_run_stage.get_hookimpls()
-                 if not (impl.wrapper or impl.hookwrapper) and impl.plugin_name != "core"]
+                 if not (impl.wrapper or impl.hookwrapper)
+                 and getattr(self.host.info.get(impl.plugin_name), "origin", None) != "core"]
         if not names:
             names = [self.found.provider.get(f"stage:{stage.uses}", "?")]
         if len(names) == 1:
@@ -444,13 +445,13 @@ class Runner:
         for ref in produced.refs.values():
             store.record_artifact(ref)
         refs: dict[str, Any] = {name: ref.as_dict() for name, ref in produced.refs.items()}
-        refs.update({name: {"ephemeral": True} for name in produced.values})
+        refs.update({name: {"ephemeral": True} for name in produced.ephemeral})
         self._record_stage(store, run, decision, "completed", started, duration, refs, None,
                            metrics)
         outputs[stage.name] = {**{name: (None, ref) for name, ref in produced.refs.items()},
-                               **{name: (value, None) for name, value in produced.values.items()}}
+                               **{name: (value, None) for name, value in produced.ephemeral.items()}}
         loaded = _LoadedOnRead({name: lambda r=ref: self._load(store, r)
-                                for name, ref in produced.refs.items()}, produced.values)
+                                for name, ref in produced.refs.items()}, produced.ephemeral)
         self.host.call_each("conveyor_after_stage", run=run, stage=stage, outputs=loaded,
                             cached=False)
         self.display.finish(stage.name, "completed", duration)

@@ -100,7 +100,7 @@ class StoredOutputs(Mapping[str, "ArtifactRef"]):
     outputs there itself (conveyor-ray's task puts them through `ArtifactStore.put` and hands
     back only their `ArtifactRef`s, so a large output never travels back to `conveyor run`).
 
-    `refs` maps output names to their references; `values` holds the outputs the stage type
+    `refs` maps output names to their references; `ephemeral` holds the outputs the stage type
     declares ephemeral (`StageType.ephemeral_outputs`: passed in memory, never stored). The
     runner records the references as the stage's outputs without storing anything again, after
     checking each one: a declared output name, a codec an installed plugin provides (with that
@@ -111,10 +111,10 @@ class StoredOutputs(Mapping[str, "ArtifactRef"]):
     name -> `ArtifactRef` (the stored outputs only)."""
 
     def __init__(self, refs: Mapping[str, ArtifactRef],
-                 values: Mapping[str, Any] | None = None) -> None:
+                 ephemeral: Mapping[str, Any] | None = None) -> None:
         self.refs: dict[str, ArtifactRef] = dict(refs)
-        self.values: dict[str, Any] = dict(values or {})
-        both = sorted(set(self.refs) & set(self.values))
+        self.ephemeral: dict[str, Any] = dict(ephemeral or {})
+        both = sorted(set(self.refs) & set(self.ephemeral))
         if both:
             raise ValueError(f"output '{both[0]}' is both stored and passed in memory")
 
@@ -129,8 +129,8 @@ class StoredOutputs(Mapping[str, "ArtifactRef"]):
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={ref.sha256[:12]}" for name, ref in self.refs.items())
-        return f"StoredOutputs({shown}{', ' if shown and self.values else ''}" \
-               f"{', '.join(f'{n}=<in memory>' for n in self.values)})"
+        return f"StoredOutputs({shown}{', ' if shown and self.ephemeral else ''}" \
+               f"{', '.join(f'{n}=<in memory>' for n in self.ephemeral)})"
 
 
 class StageContext:

@@ -57,7 +57,7 @@ def run_on_ray(run: RunInfo, stage: Stage, context: StageContext,
         raise StageFailed(f"stage '{stage.name}' ({stage.uses}) failed on Ray: "
                           f"{result.error_text}{where}")
     # The task stored the outputs in the shared artifact store; the runner records them.
-    return StoredOutputs(result.stored, values=result.ephemeral)
+    return StoredOutputs(result.stored, ephemeral=result.ephemeral)
 
 
 def _payload(run: RunInfo, stage: Stage, context: StageContext, threads: int) -> StagePayload:
