@@ -37,8 +37,7 @@ def connect(address: str, *, origin: str) -> str:
     elif target.lower() == LOCAL:
         init_address = None
     else:
-        host, port = _host_port(target, setting)
-        _check_reachable(host, port, target, setting)
+        check_reachable(target, setting)
         init_address = target
     quiet = io.StringIO()
     try:
@@ -59,6 +58,13 @@ def connect(address: str, *, origin: str) -> str:
                           hint="check the address `ray start --head` printed") from None
     _connected = target if init_address is not None else LOCAL
     return _connected
+
+
+def check_reachable(target: str, setting: str) -> None:
+    """A cluster answers at `target` (HOST:PORT or ray://HOST:PORT) within `CONNECT_TIMEOUT`;
+    otherwise a `ConfigError` naming `setting` (the setting and where it came from)."""
+    host, port = _host_port(target, setting)
+    _check_reachable(host, port, target, setting)
 
 
 def _host_port(target: str, setting: str) -> tuple[str, int]:
