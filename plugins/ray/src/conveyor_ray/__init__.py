@@ -2,11 +2,13 @@
 
 A stage named under `ray.stages` (`conveyor_ray.config`) runs through this plugin's
 `conveyor_run_stage`: its stage type's `run(context)` executes in a Ray task with the
-resources given there, on the cluster at `ray.address`, its inputs loaded from the shared
-artifact store (`conveyor_ray.worker`), its outputs, log lines, metrics and failure reported
-back to the driver, which records the run as for a local stage (`conveyor_ray.driver`).
-`conveyor run --multirun hydra/launcher=ray` runs each sweep job on the cluster
-(hydra-ray-launcher; see the README). `conveyor_ray.testing.ray_head` starts a local cluster.
+resources given there, on the cluster at `ray.address`, its inputs loaded from and its outputs
+stored in the shared artifact store (`conveyor_ray.worker`), the outputs' references, log
+lines, metrics and failure reported back to the driver, which records the run as for a local
+stage (`conveyor_ray.driver`, through `conveyor.StoredOutputs`).
+`conveyor run --multirun hydra/launcher=ray_cluster` runs each sweep job on the cluster
+(hydra-ray-launcher; see the README), after checking the cluster answers (`conveyor_ray.sweep`).
+`conveyor_ray.testing.ray_head` starts a local cluster.
 
 Hooks: `conveyor_config_schemas` (the `ray` section), `conveyor_config_dirs` (the
 `hydra/launcher=ray_cluster` preset), `conveyor_run_stage` (for the first stage
