@@ -100,6 +100,7 @@ bench: install wrk $(BENCH_VENV)/.installed $(EVIDENTLY_VENV)/.installed
 	$(BIN)/python tests/bench/bench_threads.py --repeat 3 --output bench-results/threads.json
 	$(BIN)/python tests/bench/bench_artifacts.py --repeat 3 --json bench-results/artifacts.json
 	$(BIN)/python tests/bench/bench_ray_sweep.py --jobs 8 --output bench-results/ray_sweep.json
+	$(BIN)/python tests/bench/bench_ray_outputs.py --mb 200 --output bench-results/ray_outputs.json
 
 # Evidently, the context figure of the drift benchmark, needs pandas < 3: a virtualenv of its own.
 # Where it does not install, the benchmark says so and goes on.
