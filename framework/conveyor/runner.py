@@ -30,7 +30,7 @@ from conveyor.planner import PlannedStage, make_plan
 from conveyor.plugins import PluginHost
 from conveyor.progress import StageDisplay
 from conveyor.stage_context import Inputs, RunInfo, StageContext, StoredOutputs
-from conveyor.store import ArtifactRef, Registry, Store, open_store
+from conveyor.store import ArtifactRef, Registry, Store, codec_for, open_store
 from conveyor.store.runs import Runs
 from conveyor.targets import TargetImporter, project_importer
 from conveyor.threads import choose as choose_threads
@@ -528,13 +528,7 @@ class Runner:
         for name, value in produced.items():
             if name in stage.type.ephemeral_outputs:
                 continue
-            codec = next((c for c in self.found.codecs if c.handles(value)), None)
-            if codec is None:
-                raise StageFailed(
-                    f"stage '{stage.name}' returned output '{name}' of type "
-                    f"{type(value).__module__}.{type(value).__name__}, which no installed codec "
-                    f"can store", hint="return JSON-like values, or install a plugin with a codec")
-            chosen[name] = codec
+            chosen[name] = codec_for(self.found.codecs, value, stage=stage.name, output=name)
         return chosen
 
     def _check_declared(self, stage: PlannedStage, names: Iterable[str]) -> None:

@@ -29,12 +29,15 @@ retraining decisions (`conveyor_retrain.records`). `as_number` and `numeric_metr
 metric values back the way the listings do: a value damaged by hand or another tool is
 flagged, never a crash.
 
+`codec_for(codecs, value, stage=..., output=...)` picks the codec that stores a stage's output,
+the runner's rule, for a plugin that stores outputs itself (`conveyor.StoredOutputs`).
+
 `copy_store(source, dest_url)` (module `conveyor.store.copy`) copies a whole store into a new,
 empty one, whatever the backends (`conveyor store copy --to URL`; the SQLite snapshot in a
 Bento); `copy_artifacts` copies the artifact files to another artifact store.
 """
 
-from conveyor.store.artifacts import ArtifactRef, ArtifactStore, sha256_file
+from conveyor.store.artifacts import ArtifactRef, ArtifactStore, codec_for, sha256_file
 from conveyor.store.copy import CopySummary, copy_artifacts, copy_store
 from conveyor.store.db import (
     Record,
@@ -82,6 +85,7 @@ __all__ = [
     "StoredStage",
     "TableSet",
     "as_number",
+    "codec_for",
     "copy_artifacts",
     "copy_store",
     "dumps",

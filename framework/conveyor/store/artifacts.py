@@ -36,12 +36,12 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import ConfigError, StoreError
+from conveyor.errors import ConfigError, StageFailed, StoreError
 
 if TYPE_CHECKING:
     from conveyor.contributions import Codec
@@ -78,6 +78,20 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def codec_for(codecs: Sequence[Codec], value: Any, *, stage: str, output: str) -> Codec:
+    """The codec that stores `value`, the output `output` of stage `stage`: the first of
+    `codecs` (highest priority first, as `conveyor.Host.codecs` lists them) that handles it;
+    `StageFailed` naming the output and its type when none does. The runner chooses so, and so
+    does anything storing a stage's outputs elsewhere (a Ray task)."""
+    codec = next((c for c in codecs if c.handles(value)), None)
+    if codec is None:
+        raise StageFailed(
+            f"stage '{stage}' returned output '{output}' of type "
+            f"{type(value).__module__}.{type(value).__name__}, which no installed codec can "
+            "store", hint="return JSON-like values, or install a plugin with a codec")
+    return codec
 
 
 def masked_url(url: str) -> str:

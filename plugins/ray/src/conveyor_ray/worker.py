@@ -30,7 +30,7 @@ from conveyor import (
     StageFailed,
     StoreError,
 )
-from conveyor.store import ArtifactRef, ArtifactStore
+from conveyor.store import ArtifactRef, ArtifactStore, codec_for
 
 _sessions: dict[tuple[Any, ...], Session] = {}  # a worker loads plugins once per selection
 
@@ -183,12 +183,7 @@ def _store_outputs(payload: StagePayload, session: Session, artifacts: ArtifactS
         if name in stage_type.ephemeral_outputs:
             result.ephemeral[name] = value
             continue
-        codec = next((c for c in session.host.codecs if c.handles(value)), None)
-        if codec is None:
-            raise StageFailed(
-                f"stage '{payload.stage}' returned output '{name}' of type "
-                f"{type(value).__module__}.{type(value).__name__}, which no installed codec "
-                "can store", hint="return JSON-like values, or install a plugin with a codec")
+        codec = codec_for(session.host.codecs, value, stage=payload.stage, output=name)
         try:
             result.stored[name] = artifacts.put(value, codec)
         except ConveyorError:
