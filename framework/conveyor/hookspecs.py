@@ -406,8 +406,9 @@ def conveyor_after_stage(run: RunInfo, stage: Stage, outputs: Mapping[str, Any],
     """Called after each stage completed, or was taken from the cache (``cached`` is True).
 
     ``outputs`` maps the stage's output names to the objects it produced; it is empty for a
-    cached stage (its outputs stay in the store until a stage needs them). An exception fails
-    the run (exit 1), naming the plugin.
+    cached stage (its outputs stay in the store until a stage needs them). For outputs stored
+    where the stage ran (``conveyor.StoredOutputs``), each is loaded from the store when read.
+    An exception fails the run (exit 1), naming the plugin.
 
     Result: ignored; every implementation runs.
     """

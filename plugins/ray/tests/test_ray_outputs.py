@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from conveyor.testing import assert_clear_error
 
 # A project-local plugin: the stages, and a wrapper around `conveyor_run_stage` in the driver
@@ -154,3 +155,23 @@ def test_ephemeral_outputs_of_a_task_go_back_as_values():
                            threads=1, import_target=None)
     _store_outputs(payload, None, None, stage_type, {"frame": [1, 2]}, result)
     assert result.ephemeral == {"frame": [1, 2]} and result.stored == {}
+
+
+def test_a_task_on_a_node_without_the_project_folder_does_not_write_a_local_store(tmp_path):
+    """A local `store.artifacts` on a node that lacks the project folder: a clear failure, and
+    the driver's path is not created there (the driver would never see what was written)."""
+    from types import SimpleNamespace
+
+    from conveyor import StageFailed
+    from conveyor_ray.worker import StagePayload, StageResult, _artifact_store, _store_outputs
+
+    elsewhere = tmp_path / "driver-home" / "proj"  # only on the driver's machine
+    payload = StagePayload(run=SimpleNamespace(project_dir=elsewhere), stage="numbers",
+                           uses="local.numbers", settings={}, inputs=[], threads=1,
+                           import_target=None)
+    stage_type = SimpleNamespace(ephemeral_outputs=frozenset())
+    with pytest.raises(StageFailed, match="without the project folder") as raised:
+        _store_outputs(payload, None, _artifact_store(elsewhere, None), stage_type,
+                       {"numbers": [1]}, StageResult())
+    assert "s3://" in (raised.value.hint or "")
+    assert not (tmp_path / "driver-home").exists()

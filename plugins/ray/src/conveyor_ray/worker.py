@@ -179,6 +179,16 @@ def _store_outputs(payload: StagePayload, session: Session, artifacts: ArtifactS
     a large output never travels back through Ray's object store. Ephemeral outputs (never
     stored) go back as values."""
     started = time.perf_counter()
+    if artifacts is not None and artifacts.fs is None and \
+            any(name not in stage_type.ephemeral_outputs for name in produced) and \
+            not Path(payload.run.project_dir).is_dir():
+        # Writing would create the driver's path on this node, where the driver never looks.
+        raise StageFailed(
+            f"stage '{payload.stage}' ran on a Ray node without the project folder "
+            f"{payload.run.project_dir}, so it cannot store its outputs in the project's "
+            f"local artifact store ({artifacts.location})",
+            hint="set store.artifacts to storage every node reaches (s3://bucket/prefix), or "
+                 "share the project folder at the same path on every node")
     for name, value in produced.items():
         if name in stage_type.ephemeral_outputs:
             result.ephemeral[name] = value
