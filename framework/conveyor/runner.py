@@ -7,7 +7,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from conveyor.progress import StageDisplay
 from conveyor.stage_context import Inputs, RunInfo, StageContext, StoredOutputs
 from conveyor.store import ArtifactRef, Registry, Store, codec_for, open_store
 from conveyor.store.runs import Runs
+from conveyor.stored import LoadedOnRead, answering_plugin, check_refs
 from conveyor.targets import TargetImporter, project_importer
 from conveyor.threads import choose as choose_threads
 from conveyor.threads import limited as limited_threads
@@ -389,51 +390,11 @@ class Runner:
         return stored
 
     def _check_stored(self, store: Store, stage: PlannedStage, produced: StoredOutputs) -> None:
-        """Outputs a `conveyor_run_stage` implementation stored itself (`StoredOutputs`) are
-        the stage's declared outputs, in a codec an installed plugin provides, present in the
-        artifact store: otherwise the stage fails naming the plugin that returned them."""
+        """Outputs a `conveyor_run_stage` implementation stored itself: declared, and each
+        reference sound (`conveyor.stored.check_refs`)."""
         self._check_declared(stage, [*produced.refs, *produced.ephemeral])
-        who = self._stage_runner(stage)
-        lazy = [name for name in produced.ephemeral if name not in stage.type.ephemeral_outputs]
-        if lazy:
-            raise StageFailed(
-                f"stage '{stage.name}' ({stage.uses}): {who} returned output '{lazy[0]}' in "
-                f"memory beside stored ones, but stage type '{stage.uses}' does not declare it "
-                "ephemeral", hint="store it and return its ArtifactRef in StoredOutputs")
-        for name, ref in produced.refs.items():
-            problem = None
-            if not isinstance(ref, ArtifactRef):
-                problem = f"is a {type(ref).__name__}, not a conveyor.store.ArtifactRef"
-            elif ref.codec not in self.codecs:
-                problem = f"was written by codec '{ref.codec}', which no installed plugin provides"
-            elif ref.suffix != self.codecs[ref.codec].suffix:
-                problem = (f"has suffix '{ref.suffix}', not codec '{ref.codec}''s "
-                           f"'{self.codecs[ref.codec].suffix}'")
-            elif not store.artifacts.exists(ref):
-                problem = (f"is not in the artifact store {store.artifacts.location} "
-                           f"(artifact {ref.sha256[:12]}, {ref.size} bytes)")
-            if problem is not None:
-                raise StageFailed(
-                    f"stage '{stage.name}' ({stage.uses}): {who} returned stored output "
-                    f"'{name}', which {problem}",
-                    hint="the outputs must be stored in this run's store.artifacts before "
-                         "their references are returned")
-
-    def _stage_runner(self, stage: PlannedStage) -> str:
-        """The plugin(s) whose `conveyor_run_stage` may have run `stage`, for messages. pluggy
-        does not say which implementation answered a first-result hook; the hook is not
-        guarded, so it is told by elimination: the non-wrapper implementations other than the
-        core's (which runs the stage type's `run`, so the stage type's plugin answers then)."""
-        names = [impl.plugin_name
-                 for impl in self.host.pm.hook.conveyor_run_stage.get_hookimpls()
-                 if not (impl.wrapper or impl.hookwrapper)
-                 and getattr(self.host.info.get(impl.plugin_name), "origin", None) != "core"]
-        if not names:
-            names = [self.found.provider.get(f"stage:{stage.uses}", "?")]
-        if len(names) == 1:
-            return f"plugin {self.host.describe(names[0])}"
-        return "one of the plugins " + ", ".join(self.host.describe(n) for n in names) + \
-            " (conveyor_run_stage)"
+        check_refs(produced, stage=stage, codecs=self.codecs, artifacts=store.artifacts,
+                   who=answering_plugin(self.host, stage.uses))
 
     def _record_stored(self, store: Store, run: RunInfo, decision: Decision,
                        produced: StoredOutputs,
@@ -450,7 +411,7 @@ class Runner:
                            metrics)
         outputs[stage.name] = {**{name: (None, ref) for name, ref in produced.refs.items()},
                                **{name: (value, None) for name, value in produced.ephemeral.items()}}
-        loaded = _LoadedOnRead({name: lambda r=ref: self._load(store, r)
+        loaded = LoadedOnRead({name: lambda r=ref: self._load(store, r)
                                 for name, ref in produced.refs.items()}, produced.ephemeral)
         self.host.call_each("conveyor_after_stage", run=run, stage=stage, outputs=loaded,
                             cached=False)
@@ -621,27 +582,6 @@ class Runner:
         if self.config.redactor is None:  # a ProjectConfig made without check_config
             object.__setattr__(self.config, "redactor", Redactor.for_config(self.config.data))
         return self.config.redactor
-
-
-class _LoadedOnRead(Mapping[str, Any]):
-    """A stage's outputs for `conveyor_after_stage` when they were stored where the stage ran
-    (`StoredOutputs`): each loaded from the artifact store when first read, so a plugin that
-    does not look at them costs nothing."""
-
-    def __init__(self, loaders: dict[str, Callable[[], Any]], values: Mapping[str, Any]) -> None:
-        self._loaders = loaders
-        self._values = dict(values)
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._values:
-            self._values[name] = self._loaders[name]()
-        return self._values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**self._loaders, **self._values})
-
-    def __len__(self) -> int:
-        return len({**self._loaders, **self._values})
 
 
 @dataclass(frozen=True)
