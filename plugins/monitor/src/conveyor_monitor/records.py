@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from conveyor.errors import UsageError
@@ -44,21 +45,10 @@ from conveyor.store import Store, TableSet, dumps, loads
 
 STATUSES = ("ok", "drift", "insufficient", "invalid")
 
-# Version 1 is the table as Conveyor's core schema (versions 2 and 3) made it. Written in
-# portable SQL (SQLite and PostgreSQL): DOUBLE PRECISION for times (PostgreSQL's REAL would
-# lose seconds); on SQLite the types name the same affinities as before.
-TABLES = TableSet(owner="conveyor-monitor", version=1, create=(
-    """CREATE TABLE IF NOT EXISTS monitor_batches (
-    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, model_version INTEGER, source TEXT,
-    source_sha256 TEXT, rows BIGINT, created_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
-    drift_share DOUBLE PRECISION, drifted_features INTEGER, features INTEGER,
-    prediction_drift DOUBLE PRECISION,
-    prediction_drifted INTEGER, labelled_rows INTEGER, performance TEXT,
-    performance_breached INTEGER, feature_results TEXT, report_json TEXT, report_html TEXT,
-    message TEXT, details TEXT)""",
-    "CREATE INDEX IF NOT EXISTS monitor_batches_model ON monitor_batches(model_name, created_at)",
-    "CREATE INDEX IF NOT EXISTS monitor_batches_source ON monitor_batches(source_sha256)",
-))
+# An Alembic branch of its own (migrations/versions/); version 1 of the hand-written form
+# this replaced is its baseline revision, so stores it made keep their rows.
+TABLES = TableSet(owner="conveyor-monitor", migrations=Path(__file__).parent / "migrations",
+                  legacy_versions={1: "monitor_0001"})
 
 
 @dataclass(frozen=True)

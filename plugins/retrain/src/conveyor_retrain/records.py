@@ -32,6 +32,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from conveyor.errors import UsageError
@@ -39,17 +40,10 @@ from conveyor.store import Store, TableSet, dumps, host_name, loads, process_ali
 
 from conveyor_retrain.locks import decision_lock_name
 
-# Version 1 is the table as Conveyor's core schema made it (portable SQL: DOUBLE PRECISION
-# times, which SQLite reads as REAL).
-TABLES = TableSet(owner="conveyor-retrain", version=1, create=(
-    """CREATE TABLE IF NOT EXISTS retrain_decisions (
-    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-    outcome TEXT NOT NULL,
-    reasons TEXT, trigger_batch TEXT, batches TEXT, forced INTEGER, run_id TEXT,
-    challenger_version INTEGER, champion_version INTEGER, metrics TEXT, details TEXT,
-    finished_at DOUBLE PRECISION, pid INTEGER, host TEXT)""",
-    "CREATE INDEX IF NOT EXISTS retrain_decisions_model ON retrain_decisions(model_name, created_at)",
-))
+# An Alembic branch of its own (migrations/versions/); version 1 of the hand-written form
+# this replaced is its baseline revision, so stores it made keep their rows.
+TABLES = TableSet(owner="conveyor-retrain", migrations=Path(__file__).parent / "migrations",
+                  legacy_versions={1: "retrain_0001"})
 
 OUTCOMES = ("no_action", "skipped", "blocked", "kept", "promoted", "running", "interrupted")
 
