@@ -270,22 +270,21 @@ class _Migration:
             from conveyor.store.db import _reason
 
             raise self._faulty(blamed, _reason(exc) if hasattr(exc, "orig") else
-                               f"{type(exc).__name__}: {exc}") from exc
+                               f"{type(exc).__name__}: {exc}", exc) from exc
 
-    def _faulty(self, table_set: TableSet, problem: str) -> StoreError:
+    def _faulty(self, table_set: TableSet, problem: str,
+                exc: BaseException | None = None) -> StoreError:
+        where = next((f for f in _traceback_files(exc) if f.is_relative_to(
+            table_set.versions_dir)), table_set.versions_dir) if exc else table_set.versions_dir
         return StoreError(
             f"the tables of {table_set.owner} in the project store {self.store.shown_url} could "
             f"not be brought up to date: {problem}",
-            hint=f"nothing was changed (Conveyor's tables nor any plugin's); the plugin "
-                 f"providing {table_set.owner}'s tables has a faulty migration in "
-                 f"{table_set.versions_dir}")
+            hint=f"nothing was changed, neither Conveyor's tables nor any plugin's; the plugin "
+                 f"providing {table_set.owner}'s tables has a faulty migration ({where})")
 
     def _blame(self, exc: BaseException) -> TableSet | None:
         """The branch whose revision file the traceback of `exc` runs through, if any."""
-        import traceback
-
-        files = [Path(frame.filename) for frame in traceback.extract_tb(exc.__traceback__)]
-        files += [Path(getattr(exc, "filename", None) or "/")]
+        files = _traceback_files(exc)
         for table_set in self.branches:
             if any(f.is_relative_to(table_set.versions_dir) for f in files):
                 return table_set
@@ -300,6 +299,17 @@ class _Migration:
         from sqlalchemy import text
 
         return self.connection.execute(text(sql), params)
+
+
+def _traceback_files(exc: BaseException | None) -> list[Path]:
+    """The files `exc`'s traceback runs through, innermost last (and the file a SyntaxError
+    names)."""
+    import traceback
+
+    if exc is None:
+        return []
+    files = [Path(frame.filename) for frame in traceback.extract_tb(exc.__traceback__)]
+    return [*reversed(files), Path(getattr(exc, "filename", None) or "/")]
 
 
 def _legacy_to_baseline(connection: Connection) -> None:
