@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,13 @@ def current_revisions(connection: Connection) -> set[str]:
     if not inspect(connection).has_table("alembic_version"):
         return set()
     return {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
+
+
+@lru_cache(maxsize=1)
+def core_revisions() -> frozenset[str]:
+    """The ids of the core's revisions (branch "conveyor"), read from their files' text."""
+    return frozenset(revision_file(path).revision
+                     for path in (MIGRATIONS / "versions").glob("*.py"))
 
 
 def at_heads(current: set[str], tables: Iterable[TableSet] = ()) -> bool:
@@ -163,8 +171,7 @@ class _Migration:
     def _check_revision_ids(self) -> None:
         """Each branch's revisions carry its owner's label, and no id is used twice (Alembic
         would only warn and run one of them)."""
-        seen = {revision_file(path).revision: "Conveyor's core"
-                for path in (MIGRATIONS / "versions").glob("*.py")}
+        seen = dict.fromkeys(core_revisions(), "Conveyor's core")
         for table_set in self.branches:
             try:
                 files = table_set.revision_files
