@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -170,19 +171,25 @@ def test_a_new_store_gets_every_branch_and_a_repository_makes_its_own(tmp_path, 
         store.close()
 
 
-def test_the_branches_make_the_schema_the_hand_written_versions_made(tmp_path, store_url,
-                                                                     request):
+def test_the_revisions_the_metadata_and_the_hand_written_versions_make_one_schema(
+        tmp_path, store_url, request):
+    new_url = request.getfixturevalue("postgres_server").new_database if store_url else \
+        (lambda: None)
     old = open_store(tmp_path / "old", [_legacy("conveyor-monitor", 1, LEGACY_MONITOR),
                                         _legacy("conveyor-retrain", 1, LEGACY_RETRAIN)],
                      url=store_url)
-    new = open_store(tmp_path / "new", [MONITOR_TABLES, RETRAIN_TABLES], url=store_url and
-                     request.getfixturevalue("postgres_server").new_database())
+    revisions = open_store(tmp_path / "revisions", [
+        replace(MONITOR_TABLES, metadata=None), replace(RETRAIN_TABLES, metadata=None)],
+        url=new_url())
+    metadata = open_store(tmp_path / "metadata", [MONITOR_TABLES, RETRAIN_TABLES], url=new_url())
     try:
         tables = ("monitor_batches", "retrain_decisions")
-        assert _schema(new, tables) == _schema(old, tables)
+        assert _schema(revisions, tables) == _schema(old, tables)
+        assert _schema(metadata, tables) == _schema(old, tables)
+        assert _revisions(revisions) == _revisions(metadata) == BRANCHES
     finally:
-        old.close()
-        new.close()
+        for store in (old, revisions, metadata):
+            store.close()
 
 
 def test_a_store_of_the_hand_written_versions_is_stamped_and_keeps_its_rows(tmp_path, store_url):
@@ -347,16 +354,21 @@ def test_two_processes_opening_a_new_postgresql_store_both_succeed(tmp_path, pos
         store.close()
 
 
-def test_a_store_at_every_head_opens_without_importing_alembic(tmp_path):
-    open_store(tmp_path, [MONITOR_TABLES, RETRAIN_TABLES]).close()
+def test_a_new_store_and_one_at_every_head_open_without_importing_alembic(tmp_path):
     script = ("import json, sys; from pathlib import Path; from conveyor.store import open_store; "
               "from conveyor_monitor.records import TABLES as M, Monitoring; "
               "from conveyor_retrain.records import TABLES as R; "
               "s = open_store(Path(sys.argv[1]), [M, R]); Monitoring(s); s.close(); "
               "print(json.dumps('alembic' in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
-                         text=True, check=True).stdout
-    assert json.loads(out) is False
+    for _ in ("new", "at every head"):
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                             text=True, check=True).stdout
+        assert json.loads(out) is False
+    store = open_store(tmp_path)
+    try:
+        assert _revisions(store) == BRANCHES
+    finally:
+        store.close()
 
 
 # --- the deprecated hand-written form ------------------------------------------------------------

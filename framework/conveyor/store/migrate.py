@@ -127,6 +127,10 @@ def _upgrade(store: Store, branches: list[TableSet]) -> None:
             if not current and not inspect(connection).get_table_names():
                 _create_at_head(connection)
                 current = {HEAD}
+            if HEAD in current:
+                for table_set in branches:
+                    if _create_branch_at_head(store, connection, table_set, current):
+                        current.add(table_set.head)  # type: ignore[arg-type]
             if not at_heads(current, branches):
                 _Migration(store, connection, branches, current).run()
         except BaseException:
@@ -147,7 +151,7 @@ class _Migration:
     def run(self) -> None:
         from alembic import command
 
-        self._check_revision_ids()
+        check_branches(self.store, self.branches)
         script = self._script()
         aside = self._set_aside(script)
         if not self.current and self._has_table("meta"):
@@ -159,34 +163,12 @@ class _Migration:
             if not ids & self.current:
                 self._stamp_legacy(table_set)
             self._alembic(command.upgrade, f"{table_set.owner}@head", owner=table_set)
-            head = script.get_revision(f"{table_set.owner}@head").revision
-            self._execute("DELETE FROM meta WHERE key = :key", key=branch_key(table_set.owner))
-            self._execute("INSERT INTO meta (key, value) VALUES (:key, :value)",
-                          key=branch_key(table_set.owner), value=head)
+            _record_branch(self.connection, table_set.owner,
+                           script.get_revision(f"{table_set.owner}@head").revision)
         for revision in aside:
             self._execute("INSERT INTO alembic_version (version_num) VALUES (:rev)", rev=revision)
 
     # --- checks --------------------------------------------------------------------------------
-
-    def _check_revision_ids(self) -> None:
-        """Each branch's revisions carry its owner's label, and no id is used twice (Alembic
-        would only warn and run one of them)."""
-        seen = dict.fromkeys(core_revisions(), "Conveyor's core")
-        for table_set in self.branches:
-            try:
-                files = table_set.revision_files
-            except (OSError, SyntaxError, ValueError) as exc:
-                raise self._faulty(table_set, f"its revision files cannot be read: {exc}") from exc
-            for f in files:
-                if f.revision in seen:
-                    raise self._faulty(table_set, f"revision id '{f.revision}' ({f.path.name}) is "
-                                       f"used by {seen[f.revision]} too; prefix the plugin's ids")
-                seen[f.revision] = f"the tables of {table_set.owner}"
-            bases = [f for f in files if not f.down_revisions]
-            if not files or any(table_set.owner not in f.branch_labels for f in bases):
-                raise self._faulty(table_set, f"the first revision in {table_set.versions_dir} "
-                                   f"must have down_revision = None and branch_labels = "
-                                   f"(\"{table_set.owner}\",)")
 
     def _script(self) -> Any:
         from alembic.script import ScriptDirectory
@@ -198,7 +180,7 @@ class _Migration:
             owner = self._blame(exc)
             if owner is None:
                 raise
-            raise self._faulty(owner, f"{type(exc).__name__}: {exc}") from exc
+            raise faulty(self.store, owner, f"{type(exc).__name__}: {exc}") from exc
         return script
 
     def _set_aside(self, script: Any) -> list[str]:
@@ -269,25 +251,15 @@ class _Migration:
                     f"{', '.join(sorted(self.current)) or 'unknown'}, which this Conveyor does "
                     f"not know ({exc})", hint="it was made by a newer Conveyor: upgrade "
                                               "Conveyor") from exc
-            raise self._faulty(owner, str(exc)) from exc
+            raise faulty(self.store, owner, str(exc)) from exc
         except Exception as exc:
             blamed = owner or self._blame(exc)
             if blamed is None:
                 raise
             from conveyor.store.db import _reason
 
-            raise self._faulty(blamed, _reason(exc) if hasattr(exc, "orig") else
+            raise faulty(self.store, blamed, _reason(exc) if hasattr(exc, "orig") else
                                f"{type(exc).__name__}: {exc}", exc) from exc
-
-    def _faulty(self, table_set: TableSet, problem: str,
-                exc: BaseException | None = None) -> StoreError:
-        where = next((f for f in _traceback_files(exc) if f.is_relative_to(
-            table_set.versions_dir)), table_set.versions_dir) if exc else table_set.versions_dir
-        return StoreError(
-            f"the tables of {table_set.owner} in the project store {self.store.shown_url} could "
-            f"not be brought up to date: {problem}",
-            hint=f"nothing was changed, neither Conveyor's tables nor any plugin's; the plugin "
-                 f"providing {table_set.owner}'s tables has a faulty migration ({where})")
 
     def _blame(self, exc: BaseException) -> TableSet | None:
         """The branch whose revision file the traceback of `exc` runs through, if any."""
@@ -306,6 +278,77 @@ class _Migration:
         from sqlalchemy import text
 
         return self.connection.execute(text(sql), params)
+
+
+def check_branches(store: Store, branches: Iterable[TableSet]) -> None:
+    """Each branch's revisions carry its owner's label, and no id is used twice (Alembic
+    would only warn and run one of them): read from the files' text, a StoreError otherwise."""
+    seen = dict.fromkeys(core_revisions(), "Conveyor's core")
+    for table_set in branches:
+        try:
+            files = table_set.revision_files
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise faulty(store, table_set, f"its revision files cannot be read: {exc}") from exc
+        for f in files:
+            if f.revision in seen:
+                raise faulty(store, table_set, f"revision id '{f.revision}' ({f.path.name}) is "
+                             f"used by {seen[f.revision]} too; prefix the plugin's ids")
+            seen[f.revision] = f"the tables of {table_set.owner}"
+        bases = [f for f in files if not f.down_revisions]
+        if not files or any(table_set.owner not in f.branch_labels for f in bases):
+            raise faulty(store, table_set, f"the first revision in {table_set.versions_dir} "
+                         f"must have down_revision = None and branch_labels = "
+                         f"(\"{table_set.owner}\",)")
+
+
+def faulty(store: Store, table_set: TableSet, problem: str,
+           exc: BaseException | None = None) -> StoreError:
+    """The error of `table_set`'s branch failing with `problem` (`exc`'s traceback naming the
+    revision file, when it runs through one)."""
+    where = next((f for f in _traceback_files(exc) if f.is_relative_to(
+        table_set.versions_dir)), table_set.versions_dir) if exc else table_set.versions_dir
+    return StoreError(
+        f"the tables of {table_set.owner} in the project store {store.shown_url} could "
+        f"not be brought up to date: {problem}",
+        hint=f"nothing was changed, neither Conveyor's tables nor any plugin's; the plugin "
+             f"providing {table_set.owner}'s tables has a faulty migration ({where})")
+
+
+def _create_branch_at_head(store: Store, connection: Connection, table_set: TableSet,
+                           current: set[str]) -> bool:
+    """A branch new to the store, whose table set gives `metadata`: its tables made at once
+    and stamped at its head, without Alembic (True). Not when the store has any of them, a
+    revision of the branch, or a hand-written version of the owner's (False: Alembic's)."""
+    from sqlalchemy import inspect, text
+
+    if table_set.metadata is None or table_set.head is None or \
+            {f.revision for f in table_set.revision_files} & current:
+        return False
+    check_branches(store, [table_set])
+    recorded = connection.execute(text("SELECT 1 FROM meta WHERE key IN (:legacy, :branch)"), {
+        "legacy": meta_key(table_set.owner), "branch": branch_key(table_set.owner)}).fetchall()
+    metadata = table_set.metadata()
+    have = set(inspect(connection).get_table_names())
+    if recorded or have & set(metadata.tables):
+        return False
+    try:
+        metadata.create_all(connection)
+    except Exception as exc:
+        raise faulty(store, table_set, f"its metadata could not be created: {exc}",
+                     exc) from exc
+    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:rev)"),
+                       {"rev": table_set.head})
+    _record_branch(connection, table_set.owner, table_set.head)
+    return True
+
+
+def _record_branch(connection: Connection, owner: str, revision: str) -> None:
+    """The `meta` row naming `owner` the owner of `revision` in `alembic_version`."""
+    from sqlalchemy import text
+
+    connection.execute(text("DELETE FROM meta WHERE key = :key"), {"key": branch_key(owner)})
+    connection.execute(text("INSERT INTO meta (key, value) VALUES (:key, :value)"),
+                       {"key": branch_key(owner), "value": revision})
 
 
 def _traceback_files(exc: BaseException | None) -> list[Path]:

@@ -20,6 +20,12 @@ one before. Revision ids are shared by every branch of the store: prefix them wi
 ("quality_0001"), never reuse the core's ("0001", ...). Write them with `op` (portable across
 SQLite and PostgreSQL; on SQLite `op.batch_alter_table` for column changes).
 
+A store new to the branch runs its revisions through Alembic (importing it costs some
+400 ms, once); give `metadata` too, a function returning the tables at the branch's head as
+SQLAlchemy `MetaData`, and such a store gets them at once (`create_all`, then stamped at the
+head, Alembic not imported), as the core's new stores do. Keep it equal to what the revisions
+make: test it (conveyor's tests compare the two for conveyor-monitor and conveyor-retrain).
+
 When a store is opened with table sets (`open_store(project_dir, tables=...)`, or
 `Store.ensure_tables` from the plugin's own repository), `conveyor.store.migrate.upgrade` brings
 the core and every branch to its head in one transaction holding the store's schema lock: a
@@ -44,10 +50,14 @@ from __future__ import annotations
 
 import ast
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,9 @@ class TableSet:
     """The tables (and indexes) one plugin keeps in the store: `owner` names them (the
     plugin's distribution name, say, and the label of its Alembic branch), `migrations` the
     folder whose `versions/` holds the branch's revisions, `legacy_versions` {version of the
-    deprecated hand-written form: revision it equals}.
+    deprecated hand-written form: revision it equals}, `metadata` (optional) a function
+    returning the tables at the branch's head as SQLAlchemy `MetaData`, which a store new to
+    the branch gets at once (see the module docstring).
 
     Deprecated form: `version` the schema version (1 and up), `create` the statements making
     the tables from nothing at `version`, `upgrades` {version: statements} taking the previous
@@ -77,15 +89,18 @@ class TableSet:
     upgrades: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     migrations: Path | None = None
     legacy_versions: Mapping[int, str] = field(default_factory=dict)
+    metadata: Callable[[], MetaData] | None = None
 
     def __post_init__(self) -> None:
         if not self.owner or not isinstance(self.owner, str):
             raise ValueError("a TableSet needs an owner (the plugin's name)")
         object.__setattr__(self, "create", tuple(self.create))
         if self.migrations is not None:
-            if self.version is not None or self.create or self.upgrades:
-                raise ValueError(f"TableSet {self.owner}: give migrations (an Alembic branch) "
-                                 "or the deprecated version/create/upgrades, not both")
+            if self.version is not None or self.create or self.upgrades or \
+                    (self.metadata is not None and not callable(self.metadata)):
+                raise ValueError(f"TableSet {self.owner}: give migrations (an Alembic branch, "
+                                 "metadata a function) or the deprecated version/create/"
+                                 "upgrades, not both")
             object.__setattr__(self, "migrations", Path(self.migrations))
             if not self.versions_dir.is_dir():
                 raise ValueError(f"TableSet {self.owner}: {self.versions_dir} is not a folder "

@@ -37,18 +37,46 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import UsageError
 from conveyor.names import check_name
 from conveyor.store import Store, TableSet, dumps, loads
 
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
 STATUSES = ("ok", "drift", "insufficient", "invalid")
+
+
+def _tables_at_head() -> MetaData:
+    """monitor_batches as the branch's head revision leaves it, for a store new to the branch
+    (made at once, Alembic not imported; a test checks it equals the revisions' schema)."""
+    from sqlalchemy import DOUBLE_PRECISION as D
+    from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table
+    from sqlalchemy import Text as T
+
+    metadata = MetaData()
+    Table("monitor_batches", metadata,
+          Column("id", T, primary_key=True), Column("model_name", T, nullable=False),
+          Column("model_version", Integer), Column("source", T), Column("source_sha256", T),
+          Column("rows", BigInteger), Column("created_at", D, nullable=False),
+          Column("status", T, nullable=False), Column("drift_share", D),
+          Column("drifted_features", Integer), Column("features", Integer),
+          Column("prediction_drift", D), Column("prediction_drifted", Integer),
+          Column("labelled_rows", Integer), Column("performance", T),
+          Column("performance_breached", Integer), Column("feature_results", T),
+          Column("report_json", T), Column("report_html", T), Column("message", T),
+          Column("details", T),
+          Index("monitor_batches_model", "model_name", "created_at"),
+          Index("monitor_batches_source", "source_sha256"))
+    return metadata
+
 
 # An Alembic branch of its own (migrations/versions/); version 1 of the hand-written form
 # this replaced is its baseline revision, so stores it made keep their rows.
 TABLES = TableSet(owner="conveyor-monitor", migrations=Path(__file__).parent / "migrations",
-                  legacy_versions={1: "monitor_0001"})
+                  legacy_versions={1: "monitor_0001"}, metadata=_tables_at_head)
 
 
 @dataclass(frozen=True)
