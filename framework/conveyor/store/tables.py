@@ -49,6 +49,7 @@ with `legacy_versions` mapping each of its versions.
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -159,20 +160,36 @@ class TableSet:
 
 def revision_file(path: Path) -> RevisionFile:
     """The `revision`, `down_revision` and `branch_labels` an Alembic revision file assigns
-    (literal values at module level), read from its text."""
+    (literal values at module level), read from its text: line by line (parsing the whole file
+    costs more than opening the store), the file parsed when a value spans lines."""
+    text = path.read_text(encoding="utf-8")
     values: dict[str, object] = {}
-    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+    try:
+        for match in _ASSIGNMENT.finditer(text):
+            values[match["name"]] = ast.literal_eval(match["value"].split("#")[0].strip())
+    except (SyntaxError, ValueError):
+        values = _assignments(text, path)
+    revision = values.get("revision")
+    if not isinstance(revision, str):
+        raise ValueError(f"{path} assigns no revision id")
+    return RevisionFile(path, revision, _names(values.get("down_revision")),
+                        _names(values.get("branch_labels")))
+
+
+_ASSIGNMENT = re.compile(r"^(?P<name>revision|down_revision|branch_labels)\s*(?::[^=\n]*)?="
+                         r"\s*(?P<value>[^\n]+)$", re.MULTILINE)
+
+
+def _assignments(text: str, path: Path) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for node in ast.parse(text, str(path)).body:
         targets = node.targets if isinstance(node, ast.Assign) else \
             [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
         for target in targets:
             if isinstance(target, ast.Name) and target.id in (
                     "revision", "down_revision", "branch_labels"):
                 values[target.id] = ast.literal_eval(node.value)
-    revision = values.get("revision")
-    if not isinstance(revision, str):
-        raise ValueError(f"{path} assigns no revision id")
-    return RevisionFile(path, revision, _names(values.get("down_revision")),
-                        _names(values.get("branch_labels")))
+    return values
 
 
 def _names(value: object) -> tuple[str, ...]:
