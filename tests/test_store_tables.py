@@ -216,6 +216,20 @@ def test_a_store_of_the_hand_written_versions_is_stamped_and_keeps_its_rows(tmp_
         store.close()
 
 
+def test_a_hand_written_version_the_branch_does_not_map_is_refused(tmp_path, store_url):
+    open_store(tmp_path, [_legacy("acme", 1, ("CREATE TABLE acme_things (id TEXT)",))],
+               url=store_url).close()
+    with pytest.raises(StoreError, match=r"acme .* hand-written version 1, which the plugin "
+                                         r"maps to no revision") as caught:
+        open_store(tmp_path, [_acme(tmp_path / "acme", ["acme_0001"])], url=store_url)
+    assert "legacy_versions" in caught.value.hint
+    store = open_store(tmp_path, url=store_url)
+    try:
+        assert _revisions(store) == {HEAD} and store.table_version("acme") == 1
+    finally:
+        store.close()
+
+
 def test_a_store_made_with_the_plugin_tables_in_the_core_schema_opens_as_it_is(tmp_path):
     # Conveyor's schema version 3: the monitor and retrain tables in the core's schema, no
     # per-owner versions in `meta`, no alembic_version.

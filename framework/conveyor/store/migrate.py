@@ -153,7 +153,7 @@ class _Migration:
 
         check_branches(self.store, self.branches)
         script = self._script()
-        aside = self._set_aside(script)
+        aside = self._set_aside()
         if not self.current and self._has_table("meta"):
             _legacy_to_baseline(self.connection)
             self._alembic(command.stamp, BASELINE)
@@ -183,13 +183,14 @@ class _Migration:
             raise faulty(self.store, owner, f"{type(exc).__name__}: {exc}") from exc
         return script
 
-    def _set_aside(self, script: Any) -> list[str]:
+    def _set_aside(self) -> list[str]:
         """The rows of `alembic_version` this run does not know, taken out for it: plugins not
         loaded now. A row of a loaded plugin, or of no plugin, that is unknown means a newer
         plugin or a newer Conveyor made the store: refused."""
         from alembic.util.exc import CommandError
 
-        known = set(script.revision_map._revision_map)
+        known = set(core_revisions()).union(
+            *({f.revision for f in t.revision_files} for t in self.branches))
         owners = {row[1]: row[0][len(branch_key("")):] for row in self._execute(
             "SELECT key, value FROM meta WHERE key LIKE 'branch:%'")} \
             if self._has_table("meta") else {}
@@ -228,12 +229,17 @@ class _Migration:
             version = 0
         revision = table_set.legacy_versions.get(version)
         if revision is None:
+            newer = version > max(table_set.legacy_versions, default=0)
             raise StoreError(
                 f"the tables of {table_set.owner} in the project store {self.store.shown_url} "
                 f"are at the hand-written version {rows[0][0]}, which the plugin maps to no "
                 f"revision (its legacy_versions: {dict(table_set.legacy_versions) or 'none'})",
                 hint=f"a newer version of the plugin providing {table_set.owner}'s tables made "
-                     "them: upgrade that plugin; nothing was changed")
+                     "them: upgrade that plugin; nothing was changed" if newer and
+                     table_set.legacy_versions else
+                     f"the plugin providing {table_set.owner}'s tables must map each version "
+                     "of its old hand-written form to a revision (TableSet legacy_versions); "
+                     "nothing was changed")
         self._execute("INSERT INTO alembic_version (version_num) VALUES (:rev)", rev=revision)
         self.current.add(revision)
 
