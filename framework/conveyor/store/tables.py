@@ -33,8 +33,8 @@ failing revision leaves the store as it was and raises StoreError naming the plu
 whose branch is at a revision the plugin does not know (made by a newer version of it) is
 refused and left untouched. The store's `meta` row "branch:OWNER" records which branch each
 `alembic_version` row belongs to, so a store opened without some plugins is still upgraded.
-A store already at every head costs one small query and nothing is imported: `TableSet.head`
-is read from the revision files' text.
+A store already at every head costs the two small queries the core needs anyway, Alembic not
+imported: `TableSet.head` is read from the revision files' text.
 
 Tables the plugin made before with the hand-written form below keep their rows: give
 `legacy_versions` ({old version: revision}); a store whose `meta` says "tables:OWNER" = N is
