@@ -171,6 +171,19 @@ def test_a_new_store_gets_every_branch_and_a_repository_makes_its_own(tmp_path, 
         store.close()
 
 
+def test_a_repository_made_inside_a_write_transaction_joins_it(tmp_path, store_url):
+    store = open_store(tmp_path, url=store_url)
+    try:
+        with store.write() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('mine', 'kept')")
+            Monitoring(store)                      # the metadata path
+            store.ensure_tables([replace(RETRAIN_TABLES, metadata=None)])  # through Alembic
+        assert store.query("SELECT value FROM meta WHERE key='mine'")[0][0] == "kept"
+        assert _revisions(store) == BRANCHES
+    finally:
+        store.close()
+
+
 def test_the_revisions_the_metadata_and_the_hand_written_versions_make_one_schema(
         tmp_path, store_url, request):
     new_url = request.getfixturevalue("postgres_server").new_database if store_url else \

@@ -227,10 +227,15 @@ class Store:
             return
         branches = [t for t in pending if t.is_branch]
         if branches:
-            from conveyor.store.migrate import upgrade
+            from conveyor.store.migrate import at_heads, upgrade
 
-            with self._lock:
-                upgrade(self, branches)
+            # Through query(): inside a write transaction of this thread it reads that one
+            # (SQLite's single connection checked out again would roll it back).
+            revisions = {row[0] for row in self.query("SELECT version_num FROM alembic_version")}
+            if not at_heads(revisions, branches):
+                outer: StoreConnection | None = getattr(self._current, "conn", None)
+                with self._lock:
+                    upgrade(self, branches, connection=outer.connection if outer else None)
         legacy = [t for t in pending if not t.is_branch]
         if any(self.table_version(t.owner) < t.version for t in legacy):
             with self.write(lock="schema") as conn:

@@ -89,17 +89,32 @@ def at_heads(current: set[str], tables: Iterable[TableSet] = ()) -> bool:
         t.head is not None and t.head in current for t in tables if t.is_branch)
 
 
-def upgrade(store: Store, tables: Iterable[TableSet] = ()) -> None:
+def upgrade(store: Store, tables: Iterable[TableSet] = (), *,
+            connection: Connection | None = None) -> None:
     """Bring `store`'s schema to `HEAD` and each branch of `tables` to its head (see the module
-    docstring); the deprecated hand-written table sets are left to `Store.ensure_tables`."""
+    docstring); the deprecated hand-written table sets are left to `Store.ensure_tables`.
+    `connection`: a write transaction of the store's already open (`Store.write`), to do it
+    in (committed or rolled back by its owner)."""
     from sqlalchemy.exc import DBAPIError
 
     branches = [t for t in tables if t.is_branch]
     try:
+        if connection is not None:
+            _lock_schema(store, connection)
+            _bring_up(store, connection, branches)
+            return
         with store.engine.connect() as probe:
             if at_heads(current_revisions(probe), branches):
                 return
-        _upgrade(store, branches)
+        with store.engine.connect().execution_options(conveyor_write=True) as own:
+            own.begin()
+            try:
+                _lock_schema(store, own)
+                _bring_up(store, own, branches)
+            except BaseException:
+                own.rollback()
+                raise
+            own.commit()
     except DBAPIError as exc:
         from conveyor.store.db import _reason
 
@@ -109,34 +124,33 @@ def upgrade(store: Store, tables: Iterable[TableSet] = ()) -> None:
                               "tables") from exc
 
 
-def _upgrade(store: Store, branches: list[TableSet]) -> None:
-    from sqlalchemy import inspect, text
+def _lock_schema(store: Store, connection: Connection) -> None:
+    """Alone among the processes sharing the store until the transaction ends (on SQLite the
+    write transaction's BEGIN IMMEDIATE is that already)."""
+    if store.dialect == "postgresql":
+        from sqlalchemy import text
 
-    from conveyor.store.db import lock_key
+        from conveyor.store.db import lock_key
 
-    with store.engine.connect().execution_options(conveyor_write=True) as connection:
-        connection.begin()
-        if store.dialect == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": lock_key("schema")})
-        current = current_revisions(connection)  # again: another process may have done it
-        if at_heads(current, branches):
-            connection.rollback()
-            return
-        try:
-            if not current and not inspect(connection).get_table_names():
-                _create_at_head(connection)
-                current = {HEAD}
-            if HEAD in current:
-                for table_set in branches:
-                    if _create_branch_at_head(store, connection, table_set, current):
-                        current.add(table_set.head)  # type: ignore[arg-type]
-            if not at_heads(current, branches):
-                _Migration(store, connection, branches, current).run()
-        except BaseException:
-            connection.rollback()
-            raise
-        connection.commit()
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": lock_key("schema")})
+
+
+def _bring_up(store: Store, connection: Connection, branches: list[TableSet]) -> None:
+    from sqlalchemy import inspect
+
+    current = current_revisions(connection)  # again: another process may have done it
+    if at_heads(current, branches):
+        return
+    if not current and not inspect(connection).get_table_names():
+        _create_at_head(connection)
+        current = {HEAD}
+    if HEAD in current:
+        for table_set in branches:
+            if _create_branch_at_head(store, connection, table_set, current):
+                current.add(table_set.head)  # type: ignore[arg-type]
+    if not at_heads(current, branches):
+        _Migration(store, connection, branches, current).run()
 
 
 class _Migration:
