@@ -179,15 +179,21 @@ def conveyor_target_prefixes(register: Callable[..., None]) -> None:
 @hookspec
 def conveyor_store_tables(register: Callable[..., None]) -> None:
     """Keep tables of the plugin's own in the project store: call
-    ``register(TableSet(owner, version, create, upgrades))`` (``conveyor.store.TableSet``).
+    ``register(TableSet(owner, migrations=FOLDER, legacy_versions={...}, metadata=...))``
+    (``conveyor.store.TableSet``).
 
-    ``create`` makes the tables at ``version`` (write it with ``IF NOT EXISTS``), ``upgrades``
-    maps each later version to the statements taking the one before to it. Opening the store
-    applies what a store lacks, in order and in one transaction, and records the owner's
-    version in its ``meta`` table; a plugin's repository also calls
-    ``Store.ensure_tables`` itself. Read and write the tables only from the plugin's own
-    records module: SQL anywhere else fails Conveyor's layering test. Called once per command,
-    with the other extension hooks.
+    The tables are an Alembic branch of the plugin's own: ``FOLDER/versions/`` holds ordinary
+    revision files, the first with ``down_revision = None`` and ``branch_labels = (owner,)``
+    (``depends_on`` the core revision it needs, if any), ids prefixed with the plugin's name.
+    Opening the store brings the core and every registered branch to its head in one locked
+    transaction (a failing revision changes nothing and names the plugin; a store from a
+    newer version of the plugin is refused); ``metadata``, a function returning the tables at
+    the head, lets a new store make them without Alembic. ``legacy_versions`` maps the
+    versions of the deprecated hand-written form (``TableSet(owner, version, create,
+    upgrades)``, still accepted with a DeprecationWarning) to revisions, so stores it made keep
+    their rows. A plugin's repository also calls ``Store.ensure_tables`` itself. Read and
+    write the tables only from the plugin's own records module: SQL anywhere else fails
+    Conveyor's layering test. Called once per command, with the other extension hooks.
 
     Result: none; call register(...) for each contribution.
     """

@@ -24,8 +24,10 @@ among every process on every machine sharing the store, freed if its holder dies
 `Registry` is the model registry; `Runs` (module `conveyor.store.runs`) the record of runs
 with their stages, params, metrics and data inputs. Plugins keep their own tables here,
 declared as a `TableSet` (module `conveyor.store.tables`) through the `conveyor_store_tables`
-hook: conveyor-monitor's monitored batches (`conveyor_monitor.records`), conveyor-retrain's
-retraining decisions (`conveyor_retrain.records`). `as_number` and `numeric_metrics` read
+hook, each an Alembic branch of its own that opening the store upgrades with the core's
+(`Store.table_revision(owner)` says where it is): conveyor-monitor's monitored batches
+(`conveyor_monitor.records`), conveyor-retrain's retraining decisions
+(`conveyor_retrain.records`). `as_number` and `numeric_metrics` read
 metric values back the way the listings do: a value damaged by hand or another tool is
 flagged, never a crash.
 

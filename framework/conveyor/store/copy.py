@@ -11,7 +11,7 @@ What a team does first when it outgrows one machine (`conveyor store copy --to U
 
 Every row of every table is copied: the core's (`conveyor.store.schema`: runs, stages, params,
 metrics, artifacts, run_artifacts, data_inputs, file_hashes, model versions, contracts,
-aliases, alias history, meta) and the plugins' (`TableSet`s, whose versions `meta` records).
+aliases, alias history, meta) and the plugins' (`TableSet`s, their Alembic branches checked equal).
 The source is read inside one snapshot transaction (REPEATABLE READ on PostgreSQL, a read
 transaction on SQLite's WAL), so runs written meanwhile are either wholly in the copy or not at
 all. The destination is made by the normal code path (`Store`: schema at Alembic `HEAD`, the
@@ -57,7 +57,8 @@ Progress = Callable[[str, int, int], None]
 @dataclass
 class CopySummary:
     """What `copy_store` did: `source` and `dest` as shown in messages (passwords masked),
-    `rows` {table: rows copied} in copy order, `revision` the Alembic revision both are at,
+    `rows` {table: rows copied} in copy order, `revision` the core's Alembic revision both are
+    at (the plugins' branches too are checked equal),
     `created` the plugin tables made from the source's definition (no `TableSet` given)."""
 
     source: str
@@ -179,7 +180,7 @@ class _snapshot:
 
 
 def _check_revisions(reading: Connection, writing: Connection, summary: CopySummary) -> str:
-    from conveyor.store.migrate import current_revisions
+    from conveyor.store.migrate import core_revisions, current_revisions
 
     have, made = current_revisions(reading), current_revisions(writing)
     if have != made:
@@ -187,7 +188,7 @@ def _check_revisions(reading: Connection, writing: Connection, summary: CopySumm
                          f"the new store {summary.dest} at {', '.join(sorted(made))}",
                          hint="open the source with this Conveyor first (any `conveyor runs "
                               "list` brings it up to date), then copy again")
-    return ", ".join(sorted(have))
+    return ", ".join(sorted(have & core_revisions()))  # the plugins' branches are theirs
 
 
 def _copy_tables(reading: Connection, writing: Connection, summary: CopySummary,

@@ -169,7 +169,7 @@ class Store:
 
         self.root = root
         self.location = location or StoreLocation(None, DEFAULT_ORIGIN, None, DEFAULT_ORIGIN)
-        self._tables: dict[str, int] = {}  # owner: version this process made sure of
+        self._tables: dict[str, TableSet] = {}  # owner: the table set this process made sure of
         self.path = root / "store.db"
         # One lock per process: SQLite's single connection is shared by the runner and its
         # output writer thread; on PostgreSQL it keeps this process's writes in order.
@@ -184,11 +184,13 @@ class Store:
         self.dialect = self.engine.dialect.name
         self._read_engine = (self.engine if self.dialect == "sqlite" else
                              self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        tables = list(tables)
         try:
             from conveyor.store.artifacts import ArtifactStore
             from conveyor.store.migrate import upgrade
 
-            upgrade(self)
+            upgrade(self, tables)  # the core and the plugins' Alembic branches, at once
+            self._tables.update((t.owner, t) for t in tables if t.is_branch)
             self.artifacts = ArtifactStore(root, self, url=self.location.artifacts,
                                            origin=self.location.artifacts_origin)
         except BaseException:  # a rejected store.artifacts too: no connection left open
@@ -216,43 +218,76 @@ class Store:
 
     def ensure_tables(self, tables: Iterable[TableSet]) -> None:
         """Create or upgrade the tables plugins keep in the store (`conveyor.store.TableSet`,
-        from the `conveyor_store_tables` hook): whatever is needed, in one transaction, with each
-        owner's new version recorded in `meta`. Cheap when nothing is: a plugin's repository
-        calls it every time it is made."""
-        pending = [t for t in tables if self._tables.get(t.owner) != t.version]
+        from the `conveyor_store_tables` hook): Alembic branches through
+        `conveyor.store.migrate.upgrade` (one transaction with the core's), then the deprecated
+        hand-written sets (one transaction, each owner's new version recorded in `meta`).
+        Cheap when nothing is to do: a plugin's repository calls it every time it is made."""
+        pending = [t for t in tables if self._tables.get(t.owner) != t]
         if not pending:
             return
-        if any(self.table_version(t.owner) < t.version for t in pending):
-            with self.write(lock="schema") as conn:
-                for table_set in pending:  # read again: another process may have done it
-                    current = self.table_version(table_set.owner, conn)
-                    if current >= table_set.version:
-                        continue
-                    statements = table_set.create if current == 0 else [
-                        statement for version in range(current + 1, table_set.version + 1)
-                        for statement in table_set.upgrades[version]]
-                    from sqlalchemy.exc import DBAPIError
+        branches = [t for t in pending if t.is_branch]
+        if branches:
+            from conveyor.store.migrate import at_heads, upgrade
 
-                    for statement in statements:
-                        try:
-                            conn.execute(statement)
-                        except DBAPIError as exc:
-                            raise StoreError(
-                                f"the tables of {table_set.owner} in {self.shown_url} could not "
-                                f"be brought from version {current} to {table_set.version}: "
-                                f"{_reason(exc)}",
-                                hint=f"nothing was changed; the plugin providing "
-                                     f"{table_set.owner}'s tables has a faulty upgrade") from exc
-                    conn.execute("INSERT INTO meta (key, value) VALUES (:key, :value) "
-                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                                 {"key": table_set.meta_key, "value": str(table_set.version)})
+            # Through query(): inside a write transaction of this thread it reads that one
+            # (SQLite's single connection checked out again would roll it back).
+            revisions = {row[0] for row in self.query("SELECT version_num FROM alembic_version")}
+            if not at_heads(revisions, branches):
+                outer: StoreConnection | None = getattr(self._current, "conn", None)
+                with self._lock:
+                    upgrade(self, branches, connection=outer.connection if outer else None)
+        legacy = [t for t in pending if not t.is_branch]
+        if any(self.table_version(t.owner) < t.version for t in legacy):
+            with self.write(lock="schema") as conn:
+                for table_set in legacy:  # read again: another process may have done it
+                    self._hand_written(conn, table_set)
         for table_set in pending:
-            self._tables[table_set.owner] = table_set.version
+            self._tables[table_set.owner] = table_set
+
+    def _hand_written(self, conn: StoreConnection, table_set: TableSet) -> None:
+        """The deprecated form: `table_set`'s create or upgrade statements, in `conn`."""
+        from sqlalchemy.exc import DBAPIError
+
+        current = self.table_version(table_set.owner, conn)
+        if current >= table_set.version:
+            return
+        statements = table_set.create if current == 0 else [
+            statement for version in range(current + 1, table_set.version + 1)
+            for statement in table_set.upgrades[version]]
+        for statement in statements:
+            try:
+                conn.execute(statement)
+            except DBAPIError as exc:
+                raise StoreError(
+                    f"the tables of {table_set.owner} in {self.shown_url} could not "
+                    f"be brought from version {current} to {table_set.version}: "
+                    f"{_reason(exc)}",
+                    hint=f"nothing was changed; the plugin providing "
+                         f"{table_set.owner}'s tables has a faulty upgrade") from exc
+        conn.execute("INSERT INTO meta (key, value) VALUES (:key, :value) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     {"key": table_set.meta_key, "value": str(table_set.version)})
+
+    def table_revision(self, owner: str) -> str | None:
+        """The revision of `owner`'s Alembic branch in this store (None: none recorded)."""
+        from conveyor.store.tables import branch_key
+
+        rows = self.query("SELECT value FROM meta WHERE key=:key", {"key": branch_key(owner)})
+        return rows[0][0] if rows else None
 
     def table_version(self, owner: str, conn: StoreConnection | None = None) -> int:
-        """The schema version of `owner`'s tables in this store (0: none recorded)."""
+        """The hand-written (deprecated) schema version of `owner`'s tables in this store (0:
+        none recorded); an Alembic branch's is `table_revision`, read here as the hand-written
+        version its table set's `legacy_versions` maps to it, when this store made sure of
+        that set (code written for the hand-written form keeps reading a number)."""
         from conveyor.store.tables import meta_key
 
+        known = self._tables.get(owner)
+        if known is not None and known.is_branch and conn is None:
+            revision = self.table_revision(owner)
+            versions = [v for v, r in known.legacy_versions.items() if r == revision]
+            if versions:
+                return max(versions)
         sql, params = "SELECT value FROM meta WHERE key=:key", {"key": meta_key(owner)}
         rows = conn.execute(sql, params).fetchall() if conn else self.query(sql, params)
         try:

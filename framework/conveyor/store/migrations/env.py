@@ -1,6 +1,7 @@
 """Alembic environment of the store: runs on the connection `conveyor.store.migrate` hands over
 (`config.attributes["connection"]`), inside its transaction, so a failing migration leaves the
-store as it was (transactional DDL on SQLite and PostgreSQL)."""
+store as it was (transactional DDL on SQLite and PostgreSQL). The core's revisions and the
+plugins' branches (`conveyor.store.TableSet`) run here alike: a plugin ships no env.py."""
 
 from alembic import context
 

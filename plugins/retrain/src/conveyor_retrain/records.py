@@ -32,24 +32,41 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import UsageError
 from conveyor.store import Store, TableSet, dumps, host_name, loads, process_alive
 
 from conveyor_retrain.locks import decision_lock_name
 
-# Version 1 is the table as Conveyor's core schema made it (portable SQL: DOUBLE PRECISION
-# times, which SQLite reads as REAL).
-TABLES = TableSet(owner="conveyor-retrain", version=1, create=(
-    """CREATE TABLE IF NOT EXISTS retrain_decisions (
-    id TEXT PRIMARY KEY, model_name TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-    outcome TEXT NOT NULL,
-    reasons TEXT, trigger_batch TEXT, batches TEXT, forced INTEGER, run_id TEXT,
-    challenger_version INTEGER, champion_version INTEGER, metrics TEXT, details TEXT,
-    finished_at DOUBLE PRECISION, pid INTEGER, host TEXT)""",
-    "CREATE INDEX IF NOT EXISTS retrain_decisions_model ON retrain_decisions(model_name, created_at)",
-))
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+
+def _tables_at_head() -> MetaData:
+    """retrain_decisions as the branch's head revision leaves it, for a store new to the
+    branch (made at once, Alembic not imported; a test checks it equals the revisions')."""
+    from sqlalchemy import DOUBLE_PRECISION as D
+    from sqlalchemy import Column, Index, Integer, MetaData, Table
+    from sqlalchemy import Text as T
+
+    metadata = MetaData()
+    Table("retrain_decisions", metadata,
+          Column("id", T, primary_key=True), Column("model_name", T, nullable=False),
+          Column("created_at", D, nullable=False), Column("outcome", T, nullable=False),
+          Column("reasons", T), Column("trigger_batch", T), Column("batches", T),
+          Column("forced", Integer), Column("run_id", T), Column("challenger_version", Integer),
+          Column("champion_version", Integer), Column("metrics", T), Column("details", T),
+          Column("finished_at", D), Column("pid", Integer), Column("host", T),
+          Index("retrain_decisions_model", "model_name", "created_at"))
+    return metadata
+
+
+# An Alembic branch of its own (migrations/versions/); version 1 of the hand-written form
+# this replaced is its baseline revision, so stores it made keep their rows.
+TABLES = TableSet(owner="conveyor-retrain", migrations=Path(__file__).parent / "migrations",
+                  legacy_versions={1: "retrain_0001"}, metadata=_tables_at_head)
 
 OUTCOMES = ("no_action", "skipped", "blocked", "kept", "promoted", "running", "interrupted")
 
