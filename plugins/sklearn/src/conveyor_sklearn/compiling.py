@@ -112,7 +112,10 @@ def compile_pipeline(model: Any, features: list[str], kinds: Mapping[str, str]
     except ImportError as exc:
         raise NotCompilable(f"{exc.name} is not installed (pip install "
                             "'conveyor-sklearn[onnx]')") from exc
-    missing = unconvertible_steps(model)
+    from conveyor_sklearn import onnx_trees
+
+    trees = onnx_trees.ensemble(steps["model"])  # written here, not by skl2onnx
+    missing = unconvertible_steps(model, written=(steps["model"],) if trees else ())
     if missing:
         raise NotCompilable("no ONNX converter for " + ", ".join(missing))
     grouped = _infrequent_columns(steps["preprocess"])
@@ -121,10 +124,8 @@ def compile_pipeline(model: Any, features: list[str], kinds: Mapping[str, str]
                             "categories, where an ONNX graph cannot send unseen ones")
     from sklearn.base import is_classifier
 
-    from conveyor_sklearn import onnx_trees
     from conveyor_sklearn.exporting import feature_types, to_onnx
 
-    trees = onnx_trees.ensemble(steps["model"])
     try:
         proto = to_onnx(model, description="compiled by Conveyor", precision="double",
                         estimator=trees is None)
@@ -181,9 +182,10 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def unconvertible_steps(pipeline: Any) -> list[str]:
+def unconvertible_steps(pipeline: Any, *, written: tuple[Any, ...] = ()) -> list[str]:
     """The steps of a Pipeline (nested ones included) skl2onnx has no converter for, as
-    "step 'name' (Type)"; the `prepare` step is the input contract, not in the graph."""
+    "step 'name' (Type)", other than those `written` otherwise; the `prepare` step is the input
+    contract, not in the graph."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
 
     from conveyor_sklearn import exporting
@@ -203,7 +205,8 @@ def unconvertible_steps(pipeline: Any) -> list[str]:
             for child, inner, _columns in step.transformers_:
                 walk(child, inner)
             return
-        if type(step) not in sklearn_operator_name_map:
+        if type(step) not in sklearn_operator_name_map and \
+                not any(step is other for other in written):
             found.append(f"step '{name}' ({type(step).__name__})")
 
     walk("", pipeline)

@@ -12,7 +12,10 @@ fitted estimator itself:
   thresholds; classifiers average each tree's class fractions, regressors its leaf values;
 * `HistGradientBoosting*`: features in double (as scikit-learn predicts), `<=` the thresholds,
   missing values the way each split learnt; the baseline added, then the loss's link: logistic
-  (binary), softmax (multiclass) or identity (squared error regression).
+  (binary), softmax (multiclass) or identity (squared error regression);
+* LightGBM's and XGBoost's estimators (`LGBM*`, `XGB*`), from their own dumps of the trees, with
+  their objectives' links (binary logistic, softmax, squared error); XGBoost compares float32
+  features `<` float32 splits, as it does itself.
 
 `ensemble(estimator)` describes one, or returns None for an estimator it does not know (the
 caller converts it with skl2onnx instead); `append(proto, features, spec)` adds it to a graph
@@ -101,7 +104,127 @@ def ensemble(estimator: Any) -> Ensemble | None:
         return _forest(estimator)
     if name.startswith("HistGradientBoosting"):
         return _hist_gradient_boosting(estimator)
+    if name in ("LGBMClassifier", "LGBMRegressor"):
+        return _lightgbm(estimator)
+    if name in ("XGBClassifier", "XGBRegressor"):
+        return _xgboost(estimator)
     return None
+
+
+@dataclass
+class _Flat:
+    """A tree as scikit-learn lays one out (children -1 at leaves), built node by node."""
+
+    left: list[int]
+    right: list[int]
+    feature: list[int]
+    threshold: list[float]
+    value: list[float]
+    missing_left: list[bool]
+
+    @classmethod
+    def empty(cls) -> _Flat:
+        return cls([], [], [], [], [], [])
+
+    def node(self) -> int:
+        for column, blank in ((self.left, -1), (self.right, -1), (self.feature, 0),
+                              (self.threshold, 0.0), (self.value, 0.0),
+                              (self.missing_left, False)):
+            column.append(blank)
+        return len(self.left) - 1
+
+    def into(self, spec: Ensemble, target: int) -> None:
+        spec.add_tree(self.left, self.right, self.feature, self.threshold, self.value,
+                      self.missing_left, target)
+
+
+def _lightgbm(estimator: Any) -> Ensemble | None:
+    """LightGBM: features in double, `<=` the double thresholds; NaN the default way."""
+    dump = estimator.booster_.dump_model()
+    objective = str(dump.get("objective", "")).split()
+    per_iteration = int(dump.get("num_tree_per_iteration", 1))
+    outputs = {"binary": "logistic", "multiclass": "softmax", "regression": "values"}
+    if not objective or objective[0] not in outputs or \
+            any(p.startswith("sigmoid:") and p != "sigmoid:1" for p in objective):
+        return None
+    spec = Ensemble(per_iteration, False, outputs[objective[0]], [0.0] * per_iteration)
+    for index, info in enumerate(dump["tree_info"]):
+        flat = _Flat.empty()
+        if not _lightgbm_node(info["tree_structure"], flat):
+            return None
+        flat.into(spec, index % per_iteration)
+    return spec
+
+
+def _lightgbm_node(node: dict[str, Any], flat: _Flat) -> bool:
+    index = flat.node()
+    if "leaf_value" in node:
+        flat.value[index] = float(node["leaf_value"])
+        return True
+    if node.get("decision_type") != "<=" or node.get("missing_type") not in ("None", "NaN"):
+        return False  # categorical splits, zero as missing: not written here
+    flat.feature[index] = int(node["split_feature"])
+    flat.threshold[index] = float(node["threshold"])
+    flat.missing_left[index] = bool(node.get("default_left"))
+    flat.left[index] = len(flat.left)
+    if not _lightgbm_node(node["left_child"], flat):
+        return False
+    flat.right[index] = len(flat.left)
+    return _lightgbm_node(node["right_child"], flat)
+
+
+def _xgboost(estimator: Any) -> Ensemble | None:
+    """XGBoost: features rounded to float32 and `<` the float32 splits (written as `<=` the
+    float32 just below), NaN the "missing" way; the base margin measured on one row."""
+    import json
+
+    import numpy as np
+    import xgboost
+
+    booster = estimator.get_booster()
+    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+    outputs = {"binary:logistic": "logistic", "multi:softprob": "softmax",
+               "multi:softmax": "softmax", "reg:squarederror": "values"}
+    if objective not in outputs:
+        return None
+    trees = [json.loads(text) for text in booster.get_dump(dump_format="json")]
+    classes = len(getattr(estimator, "classes_", ()))
+    per_iteration = classes if classes > 2 else 1
+    spec = Ensemble(per_iteration, True, outputs[objective], [0.0] * per_iteration)
+    leaves: list[dict[int, float]] = []
+    for index, tree in enumerate(trees):
+        flat, ids = _Flat.empty(), {}
+        _xgboost_node(tree, flat, ids)
+        flat.into(spec, index % per_iteration)
+        leaves.append({node_id: flat.value[i] for node_id, i in ids.items()})
+    # The base margin: one row's margin less the leaves it reaches (the objective's
+    # base_score and its link, however this XGBoost version stores them).
+    row = xgboost.DMatrix(np.zeros((1, booster.num_features()), dtype=np.float32))
+    margin = np.asarray(booster.predict(row, output_margin=True), dtype=np.float64).ravel()
+    reached = np.asarray(booster.predict(row, pred_leaf=True)).ravel()
+    sums = np.zeros(per_iteration)
+    for index, leaf in enumerate(reached):
+        sums[index % per_iteration] += leaves[index][int(leaf)]
+    spec.base = (margin[:per_iteration] - sums).tolist()
+    return spec
+
+
+def _xgboost_node(node: dict[str, Any], flat: _Flat, ids: dict[int, int]) -> int:
+    import numpy as np
+
+    index = flat.node()
+    ids[int(node["nodeid"])] = index
+    if "leaf" in node:
+        flat.value[index] = float(node["leaf"])
+        return index
+    split = np.float32(node["split_condition"])
+    flat.feature[index] = int(str(node["split"]).lstrip("f"))
+    flat.threshold[index] = float(np.nextafter(split, np.float32(-np.inf)))
+    children = {int(child["nodeid"]): child for child in node["children"]}
+    flat.missing_left[index] = int(node["missing"]) == int(node["yes"])
+    flat.left[index] = _xgboost_node(children[int(node["yes"])], flat, ids)
+    flat.right[index] = _xgboost_node(children[int(node["no"])], flat, ids)
+    return index
 
 
 def _forest(estimator: Any) -> Ensemble | None:
