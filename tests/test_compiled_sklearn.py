@@ -20,8 +20,8 @@ from conveyor.compiled import TOLERANCE, CompiledModel, NotCompilable, check_par
 pytest.importorskip("onnxruntime")
 pytest.importorskip("skl2onnx")
 
-from conveyor_sklearn import compiling  # noqa: E402
-from conveyor_sklearn.preprocess import build_pipeline  # noqa: E402
+from conveyor_sklearn import compiling
+from conveyor_sklearn.preprocess import build_pipeline
 
 CONF = Path(compiling.__file__).parent / "conf" / "model"
 # Options whose versions the gate sends to Python, and why.

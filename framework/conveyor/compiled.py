@@ -245,7 +245,15 @@ def check_parity(compiled: CompiledModel, python_model: Any, frame: Any, *,
         return {}, f"the test rows lack the model's features {', '.join(missing[:5])}"
     rows = frame[features]
     result = compiled.predict_columns(columns_from_frame(rows, features, compiled.kinds))
-    expected = np.asarray(python_model.predict(rows))
+    from conveyor.threads import limited
+
+    # The Python model's native pools sized to the free cores, as a stage's are: OpenMP
+    # threads waiting at a barrier for a busy core make a small predict take seconds.
+    with limited(inference_threads()):
+        expected = np.asarray(python_model.predict(rows))
+        proba = np.asarray(python_model.predict_proba(rows), dtype=np.float64) \
+            if compiled.classes is not None and result.probabilities is not None and \
+            hasattr(python_model, "predict_proba") else None
     got = np.asarray(result.predictions)
     parity: dict[str, Any] = {"rows": len(rows), "tolerance": tolerance}
     if got.shape != expected.shape:
@@ -256,8 +264,7 @@ def check_parity(compiled: CompiledModel, python_model: Any, frame: Any, *,
                                         zip(got.tolist(), expected.tolist(), strict=True)])))
         parity["labels_equal"] = differ == 0
         gap = 0.0
-        if result.probabilities is not None and hasattr(python_model, "predict_proba"):
-            proba = np.asarray(python_model.predict_proba(rows), dtype=np.float64)
+        if proba is not None:
             gap = _max_gap(np.asarray(result.probabilities, dtype=np.float64), proba)
         parity["max_abs_diff"] = gap
         if differ:
