@@ -118,8 +118,8 @@ def test_threads_for_loading_takes_only_whole_numbers():
         pass
 
 
-def test_the_record_round_trips_and_the_first_record_stands(tmp_path):
-    store = open_store(tmp_path / "p")
+def test_the_record_round_trips_and_the_first_record_stands(store_url, tmp_path):
+    store = open_store(tmp_path / "p", url=store_url)
     registry = Registry(store)
     first = CompiledStatus("onnx", None, "ab" * 32, {"rows": 3, "max_abs_diff": 1e-9},
                            {"onnxruntime": "1.0"}, 1.0)
