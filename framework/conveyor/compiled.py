@@ -329,9 +329,12 @@ def compile_version(session: Session, record: ModelVersion, *, model: Any = None
             contract = registry.contract(record.name, record.version)
         if model is None:
             model = _python_model(session, store, record)
-        status, compiled = _build(session, store, record, model, contract, log)
-        recorded = registry.record_compiled(record.name, record.version, status,
-                                            replace=rebuild)
+        try:
+            status, compiled = _build(session, store, record, model, contract, log)
+            recorded = registry.record_compiled(record.name, record.version, status,
+                                                replace=rebuild)
+        except ConveyorError as exc:  # the store failed us: Python serves, nothing recorded
+            return CompiledStatus.python(f"compiling failed: {_first_line(exc.message)}"), None
         if recorded != status:  # another process recorded it first: use theirs
             return _use_recorded(session, store, record, recorded, model)
         return status, compiled

@@ -18,8 +18,15 @@ def configure(commands: Any) -> None:
     models = commands.add_parser("models", help="registered model versions and their aliases",
                                  description="The model registry of the project.")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
-    listing = sub.add_parser("list", help="every version with metrics, gate decision, aliases")
-    listing.add_argument("--json", action="store_true")
+    listing = sub.add_parser(
+        "list", help="every version with metrics, gate decision, aliases, inference",
+        description="Every registered version: its metrics, gate decision, aliases, and how it "
+                    "is scored (inference): `onnx` when its compiled form passed the parity "
+                    "gate (labels identical, probabilities or values within 1e-5 on its test "
+                    "rows), else `python: <reason>`; `not built yet` until first use.")
+    listing.add_argument("--json", action="store_true",
+                         help="the full records; `inference` is served_by, reason, sha256, "
+                              "parity and converter versions (null before its first build)")
     listing.set_defaults(handler=list_models)
     promote = sub.add_parser("promote", help="make a version the champion (the gate must pass)")
     promote.add_argument("name")
