@@ -147,7 +147,7 @@ def test_a_version_converts_at_registration_and_serves_compiled(new_project):
     assert inference["served_by"] == "onnx" and inference["reason"] is None
     assert inference["parity"]["labels_equal"] is True
     assert inference["parity"]["max_abs_diff"] <= TOLERANCE
-    assert {"skl2onnx", "onnxruntime", "conveyor"} <= set(inference["converters"])
+    assert {"onnx", "onnxruntime", "scikit-learn", "conveyor"} <= set(inference["converters"])
     table = project.cli("models", "list", check=True).stdout
     assert "inference" in table and "onnx" in table
     loaded = api.load_model(project.path, compiled=True, threads=1)

@@ -211,9 +211,6 @@ def unconvertible_steps(pipeline: Any, *, written: tuple[Any, ...] = ()) -> list
     contract, not in the graph."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
 
-    from conveyor_sklearn import exporting
-
-    exporting.register_converters()
     found: list[str] = []
 
     def walk(name: str, step: Any) -> None:
