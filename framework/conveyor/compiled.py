@@ -345,16 +345,14 @@ def compile_version(session: Session, record: ModelVersion, *, model: Any = None
 def load_compiled(session: Session, status: CompiledStatus) -> CompiledModel:
     """The compiled model a status records, loaded by its codec after its sha256 check
     (`StoreError` for a missing or altered file)."""
-    from conveyor.store import ArtifactRef
+    from conveyor.store import Registry
 
     store = session.store()
     try:
-        row = store.query("SELECT * FROM artifacts WHERE sha256=?", (status.sha256,))
-        if not row:
+        ref = Registry(store).compiled_artifact(str(status.sha256))
+        if ref is None:
             raise UsageError(f"the compiled artifact {str(status.sha256)[:12]} is not in the "
                              "store's artifacts")
-        ref = ArtifactRef(row[0]["sha256"], row[0]["codec"], row[0]["suffix"],
-                          int(row[0]["size"]))
         codec = session.codec(ref.codec)
         if codec is None:
             raise UsageError(f"the compiled artifact was stored with codec '{ref.codec}', "
