@@ -228,3 +228,11 @@ def test_a_tampered_compiled_file_falls_back_to_python_with_the_reason(new_proje
     assert "tampered" in loaded.compiled_status.reason
     # The record still says onnx: repairing the file (or rebuilding) serves it again.
     assert _inference(project)[1]["served_by"] == "onnx"
+    shown = project.cli("models", "compile", "proj", "1", check=True).stdout
+    assert shown.startswith("proj v1: python: compiled artifact unusable") and "tamper" in shown
+    rebuilt = project.cli("models", "compile", "proj", "1", "--rebuild", check=True).stdout
+    assert "building proj v1's compiled form" in rebuilt and "proj v1: onnx" in rebuilt
+    again = api.load_model(project.path, compiled=True)
+    assert again.compiled is not None and again.compiled_status.sha256 == sha
+    result = project.cli("models", "compile", "proj", "7")
+    assert result.returncode == 2 and "has no version 7" in result.stderr

@@ -26,7 +26,7 @@ served by it:
   runs again on first use in a process before the compiled form serves; a failure there serves
   Python for that process with the reason. The artifact is not rebuilt automatically (a
   converter upgrade does not change a file already written); `compile_version(...,
-  rebuild=True)` rebuilds and records it again.
+  rebuild=True)` (`conveyor models compile NAME VERSION --rebuild`) rebuilds and records it.
 
 Compiled models run with `inference_threads()` intra-op threads: `CONVEYOR_INFERENCE_THREADS`
 when set, else `conveyor.threads`' budget (the cores other processes leave free); a serving
