@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from conveyor.store.db import Store
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0003"  # the newest core revision (a test checks it against versions/)
+HEAD = "0004"  # the newest core revision (a test checks it against versions/)
 BASELINE = "0001"
 CORE_BRANCH = "conveyor"
 
