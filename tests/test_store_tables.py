@@ -21,7 +21,7 @@ import sqlalchemy
 from conveyor.errors import PluginError, StoreError
 from conveyor.plugins import PluginHost
 from conveyor.store import TableSet, open_store
-from conveyor.store.migrate import HEAD, SCHEMA_VERSION
+from conveyor.store.migrate import HEAD, SCHEMA_VERSION, read_revisions
 from conveyor.testing import Project
 from conveyor_monitor.records import TABLES as MONITOR_TABLES
 from conveyor_monitor.records import Monitoring
@@ -102,7 +102,8 @@ def _columns(store, table):
 
 
 def _revisions(store) -> set[str]:
-    return {row[0] for row in store.query("SELECT version_num FROM alembic_version")}
+    """Every revision the store records: the core's and each branch's (own version tables)."""
+    return set().union(*read_revisions(store.query, store.dialect).values())
 
 
 @contextmanager
@@ -312,7 +313,9 @@ def test_a_failing_revision_changes_nothing_and_names_its_plugin(tmp_path, store
         open_store(tmp_path, [RETRAIN_TABLES, broken], url=store_url)
     with _database(tmp_path, store_url) as conn:
         assert {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")} \
-            == {"0002", "acme_0001"}
+            == {"0002"}
+        assert {r[0] for r in conn.exec_driver_sql(
+            "SELECT version_num FROM alembic_version_acme")} == {"acme_0001"}
         found = sqlalchemy.inspect(conn)
         assert "lease_until" not in {c["name"] for c in found.get_columns("runs")}
         assert [c["name"] for c in found.get_columns("acme_things")] == ["id"]
@@ -335,7 +338,7 @@ def test_a_store_from_a_newer_plugin_is_refused_and_left_untouched(tmp_path, sto
         store.close()
 
 
-def test_the_core_is_upgraded_with_the_rows_of_plugins_not_loaded_set_aside(tmp_path, store_url):
+def test_the_core_is_upgraded_leaving_the_branches_of_plugins_not_loaded(tmp_path, store_url):
     store = open_store(tmp_path, [_acme(tmp_path / "acme", ["acme_0001"]), MONITOR_TABLES],
                        url=store_url)
     _core_one_behind(store)
@@ -355,12 +358,138 @@ def test_a_branch_needs_its_label_and_ids_of_its_own(tmp_path, store_url):
     with pytest.raises(StoreError, match=r"branch_labels = \(\"acme\",\)"):
         open_store(tmp_path, [unlabelled], url=store_url)
     twin = _acme(tmp_path / "b", ["acme_0001"], owner="acme")
-    (tmp_path / "c" / "versions").mkdir(parents=True)
-    clash = TableSet(owner="other", migrations=tmp_path / "c")
-    (clash.versions_dir / "x.py").write_text(
-        (twin.versions_dir / "acme_0001.py").read_text().replace("('acme',)", "('other',)"))
-    with pytest.raises(StoreError, match=r"acme_0001.*used by the tables of acme"):
-        open_store(tmp_path, [twin, clash], url=store_url)
+    (twin.versions_dir / "acme_0001_again.py").write_text(
+        (twin.versions_dir / "acme_0001.py").read_text())
+    with pytest.raises(StoreError, match=r"acme_0001' is used by acme_0001.py and "
+                                         r"acme_0001_again.py"):
+        open_store(tmp_path, [twin], url=store_url)
+    outside = _acme(tmp_path / "c", ["acme_0001", "acme_0002"])
+    text = (outside.versions_dir / "acme_0002.py").read_text()
+    (outside.versions_dir / "acme_0002.py").write_text(
+        text.replace("down_revision = 'acme_0001'", "down_revision = '0003'"))
+    with pytest.raises(StoreError, match=r"acme_0002.py has down_revision = 0003, which is not "
+                                         r"a revision of its branch"):
+        open_store(tmp_path, [outside], url=store_url)
+
+
+def _rewrite(table_set: TableSet, name: str, old: str, new: str) -> None:
+    path = table_set.versions_dir / name
+    path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize("metadata", [False, True], ids=["revisions", "metadata"])
+def test_depends_on_is_refused_naming_the_plugin_and_the_store_is_untouched(
+        tmp_path, store_url, metadata):
+    # Review finding 1: Alembic let a branch's depends_on overwrite the core's row.
+    acme = _acme(tmp_path / "acme", ["acme_0001"],
+                 metadata=(lambda: sqlalchemy.MetaData()) if metadata else None)
+    _rewrite(acme, "acme_0001.py", "depends_on = None", "depends_on = '0003'")
+    open_store(tmp_path, url=store_url).close()
+    with pytest.raises(StoreError, match=r"tables of acme .*acme_0001.py has depends_on = "
+                                         r"0003; .*set depends_on = None") as caught:
+        open_store(tmp_path, [acme], url=store_url)
+    assert "acme" in caught.value.hint
+    with _database(tmp_path, store_url) as conn:
+        assert [r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")] \
+            == [HEAD]
+    assert not {"acme_things", "alembic_version_acme"} & _database_tables(tmp_path, store_url)
+
+
+def test_alembic_version_keeps_the_core_revision_only(tmp_path, store_url):
+    # Review findings 1 and 2: each branch has its own version table, so `alembic_version`
+    # holds what an older Conveyor (same core schema) checks, `{HEAD}`, and opening without
+    # the plugins (`conveyor runs list`) after opening with them stays at the fast path.
+    from alembic.runtime.migration import MigrationContext
+
+    acme = _acme(tmp_path / "acme", ["acme_0001", "acme_0002"])
+    open_store(tmp_path, [MONITOR_TABLES, RETRAIN_TABLES, acme], url=store_url).close()
+    with _database(tmp_path, store_url) as conn:
+        assert [r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")] \
+            == [HEAD]
+        assert MigrationContext.configure(conn).get_current_heads() == (HEAD,)
+        assert {name: {r[0] for r in conn.exec_driver_sql(f"SELECT version_num FROM {name}")}
+                for name in ("alembic_version_conveyor_monitor",
+                             "alembic_version_conveyor_retrain", "alembic_version_acme")} == {
+            "alembic_version_conveyor_monitor": {"monitor_0001"},
+            "alembic_version_conveyor_retrain": {"retrain_0001"},
+            "alembic_version_acme": {"acme_0002"}}
+    script = ("import json, sys; from pathlib import Path; from conveyor.store import open_store; "
+              "s = open_store(Path(sys.argv[1]), url=sys.argv[2] or None); s.close(); "
+              "print(json.dumps('alembic' in sys.modules))")
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path), store_url or ""],
+                             capture_output=True, text=True, check=True).stdout
+        assert json.loads(out) is False
+    store = open_store(tmp_path, [acme], url=store_url)
+    try:
+        assert _revisions(store) == BRANCHES | {"acme_0002"}
+        assert store.table_revision("acme") == "acme_0002"
+    finally:
+        store.close()
+
+
+def test_a_revision_id_longer_than_the_version_table_holds_is_refused(tmp_path, store_url):
+    # Review finding 6: VARCHAR(32) held it on SQLite only.
+    acme = _acme(tmp_path / "acme", ["acme_0001"])
+    long_id = "acme_0001_" + "x" * 30
+    _rewrite(acme, "acme_0001.py", "revision = 'acme_0001'", f"revision = {long_id!r}")
+    with pytest.raises(StoreError, match=rf"tables of acme .*'{long_id}' \(acme_0001.py\) is 40 "
+                                         r"characters long; the store keeps at most 32"):
+        open_store(tmp_path, [acme], url=store_url)
+    assert _database_tables(tmp_path, store_url) == set()
+
+
+def test_a_failing_metadata_function_names_its_plugin(tmp_path, store_url):
+    # Review finding 7: it was an "internal error" (exit 70) naming no one.
+    def broken():
+        raise RuntimeError("no tables today")
+
+    acme = _acme(tmp_path / "acme", ["acme_0001"], metadata=broken)
+    with pytest.raises(StoreError, match=r"tables of acme .*metadata\(\) could not be created: "
+                                         r"RuntimeError: no tables today"):
+        open_store(tmp_path, [acme], url=store_url)
+    assert _database_tables(tmp_path, store_url) == set()
+
+
+def test_a_store_with_a_branch_of_a_plugin_not_loaded_is_copied_whole(tmp_path, store_url,
+                                                                       request):
+    # Review finding 3: copy refused it; now the branch's tables and version table go along.
+    from conveyor.store import copy_store
+
+    acme = _acme(tmp_path / "acme", ["acme_0001", "acme_0002"])
+    store = open_store(tmp_path, [acme, MONITOR_TABLES], url=store_url)
+    with store.write() as conn:
+        conn.execute("INSERT INTO acme_things (id, size) VALUES ('a', 3)")
+    store.close()
+    dest_url = request.getfixturevalue("postgres_server").new_database() if store_url else \
+        f"sqlite:///{tmp_path / 'copy.db'}"
+    source = open_store(tmp_path, [RETRAIN_TABLES], url=store_url)  # acme, monitor not loaded
+    try:
+        summary = copy_store(source, dest_url, tables=[MONITOR_TABLES])
+    finally:
+        source.close()
+    assert summary.rows["acme_things"] == 1 and summary.revision == HEAD
+    assert "alembic_version_acme" in summary.created
+    copied = open_store(tmp_path / "dest", [acme, MONITOR_TABLES, RETRAIN_TABLES], url=dest_url)
+    try:
+        assert _revisions(copied) == BRANCHES | {"acme_0002"}
+        assert [tuple(r) for r in copied.query("SELECT id, size FROM acme_things")] == [("a", 3)]
+    finally:
+        copied.close()
+
+
+def test_a_copy_between_stores_at_other_branch_revisions_is_refused(tmp_path):
+    from conveyor.store import copy_store
+
+    open_store(tmp_path, [_acme(tmp_path / "new", ["acme_0001", "acme_0002"])]).close()
+    source = open_store(tmp_path)
+    try:
+        with pytest.raises(StoreError, match=r"different schema revisions \(acme: acme_0002 vs "
+                                             r"acme_0001\)"):
+            copy_store(source, f"sqlite:///{tmp_path / 'copy.db'}",
+                       tables=[_acme(tmp_path / "old", ["acme_0001"])])
+    finally:
+        source.close()
 
 
 @pytest.mark.server
@@ -463,6 +592,37 @@ def test_plugins_declare_their_branches_through_the_hook(tmp_path):
         store.close()
     with pytest.raises(PluginError, match="acme"):
         _ = _host(folder, {"acme_tables": TABLES_PLUGIN, "acme_again": TABLES_PLUGIN}).contributions
+
+
+BROKEN_METADATA_PLUGIN = '''
+    from pathlib import Path
+
+    import conveyor
+    from conveyor.store import TableSet
+
+
+    def tables():
+        raise RuntimeError("no tables today")
+
+
+    @conveyor.hookimpl
+    def conveyor_store_tables(register):
+        register(TableSet(owner="acme", migrations=Path(__file__).parent / "acme_migrations",
+                          metadata=tables))
+'''
+
+
+def test_a_failing_metadata_function_is_a_clear_error_on_the_command_line(tmp_path):
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "conveyor.yaml").write_text("plugins:\n  local: [acme_tables]\n")
+    (project / "acme_tables.py").write_text(textwrap.dedent(BROKEN_METADATA_PLUGIN))
+    _acme(project / "acme_migrations", ["acme_0001"])
+    result = Project(project).cli("runs", "list")
+    assert result.returncode == StoreError.exit_code, result.stderr
+    assert "error: the tables of acme in the project store" in result.stderr
+    assert "RuntimeError: no tables today" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_failing_revision_is_a_clear_error_on_the_command_line(tmp_path):

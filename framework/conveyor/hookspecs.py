@@ -184,9 +184,11 @@ def conveyor_store_tables(register: Callable[..., None]) -> None:
     (``conveyor.store.TableSet``).
 
     The tables are an Alembic branch of the plugin's own: ``FOLDER/versions/`` holds ordinary
-    revision files, the first with ``down_revision = None`` and ``branch_labels = (owner,)``
-    (``depends_on`` the core revision it needs, if any), ids prefixed with the plugin's name.
-    Opening the store brings the core and every registered branch to its head in one locked
+    revision files, the first with ``down_revision = None`` and ``branch_labels = (owner,)``,
+    ``depends_on = None`` in every one (refused otherwise: the core is at its head before any
+    branch runs), ids of at most 32 characters prefixed with the plugin's name. The branch's
+    revision is kept in a version table of its own (``TableSet.version_table``). Opening the
+    store brings the core and every registered branch to its head in one locked
     transaction (a failing revision changes nothing and names the plugin; a store from a
     newer version of the plugin is refused); ``metadata``, a function returning the tables at
     the head, lets a new store make them without Alembic. ``legacy_versions`` maps the

@@ -24,7 +24,8 @@ among every process on every machine sharing the store, freed if its holder dies
 `Registry` is the model registry; `Runs` (module `conveyor.store.runs`) the record of runs
 with their stages, params, metrics and data inputs. Plugins keep their own tables here,
 declared as a `TableSet` (module `conveyor.store.tables`) through the `conveyor_store_tables`
-hook, each an Alembic branch of its own that opening the store upgrades with the core's
+hook, each an Alembic branch of its own, its revision in a version table of its own
+(`TableSet.version_table`), that opening the store upgrades with the core's
 (`Store.table_revision(owner)` says where it is): conveyor-monitor's monitored batches
 (`conveyor_monitor.records`), conveyor-retrain's retraining decisions
 (`conveyor_retrain.records`). `as_number` and `numeric_metrics` read

@@ -11,7 +11,8 @@ What a team does first when it outgrows one machine (`conveyor store copy --to U
 
 Every row of every table is copied: the core's (`conveyor.store.schema`: runs, stages, params,
 metrics, artifacts, run_artifacts, data_inputs, file_hashes, model versions, contracts,
-aliases, alias history, meta) and the plugins' (`TableSet`s, their Alembic branches checked equal).
+aliases, alias history, meta) and the plugins' (`TableSet`s, their Alembic branches checked equal;
+a branch of a plugin not given, its tables and version table are copied as they are).
 The source is read inside one snapshot transaction (REPEATABLE READ on PostgreSQL, a read
 transaction on SQLite's WAL), so runs written meanwhile are either wholly in the copy or not at
 all. The destination is made by the normal code path (`Store`: schema at Alembic `HEAD`, the
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     from conveyor.store.tables import TableSet
 
 BATCH_ROWS = 2000
-# Not data: the schema revision is the destination's own (checked equal to the source's).
+# Not data: the core's schema revision is the destination's own (checked equal to the
+# source's), and so is each version table of a branch the destination has (`_check_revisions`).
 SKIPPED_TABLES = frozenset({"alembic_version"})
 # Rows the destination may already hold when it is "empty": made by opening it.
 SETUP_TABLES = frozenset({"meta"})
@@ -59,13 +61,15 @@ class CopySummary:
     """What `copy_store` did: `source` and `dest` as shown in messages (passwords masked),
     `rows` {table: rows copied} in copy order, `revision` the core's Alembic revision both are
     at (the plugins' branches too are checked equal),
-    `created` the plugin tables made from the source's definition (no `TableSet` given)."""
+    `created` the plugin tables made from the source's definition (no `TableSet` given),
+    `skipped` the version tables the destination has of its own (checked equal)."""
 
     source: str
     dest: str
     rows: dict[str, int] = field(default_factory=dict)
     revision: str = ""
     created: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -137,9 +141,11 @@ def _refuse_rows(dest: Store) -> None:
     """A `StoreConfigError` naming `dest` and the tables that hold rows, if any do."""
     from sqlalchemy import inspect
 
+    from conveyor.store.migrate import is_version_table
+
     with dest.engine.connect() as connection:
         names = [t for t in inspect(connection).get_table_names()
-                 if t not in SKIPPED_TABLES | SETUP_TABLES]
+                 if t not in SETUP_TABLES and not is_version_table(t)]
     full = [t for t in sorted(names) if dest.query(f'SELECT 1 FROM "{t}" LIMIT 1')]
     if full:
         raise StoreConfigError(
@@ -180,15 +186,26 @@ class _snapshot:
 
 
 def _check_revisions(reading: Connection, writing: Connection, summary: CopySummary) -> str:
-    from conveyor.store.migrate import core_revisions, current_revisions
+    """The core's revision, checked equal on both sides, as is each branch the destination
+    has (the source's, when it has that branch); the destination's version tables are then
+    its own (`summary.skipped`); other branches' are copied like their tables."""
+    from conveyor.store.migrate import VERSION_TABLE, connection_revisions
 
-    have, made = current_revisions(reading), current_revisions(writing)
-    if have != made:
-        raise StoreError(f"{summary.source} is at schema revision {', '.join(sorted(have))}, "
-                         f"the new store {summary.dest} at {', '.join(sorted(made))}",
+    have, made = connection_revisions(reading, None), connection_revisions(writing, None)
+    # A branch the source lacks is fine (its tables are new and empty on both sides).
+    differ = [name for name, revisions in sorted(made.items())
+              if have.get(name, set() if name == VERSION_TABLE else revisions) != revisions]
+    if differ:
+        shown = "; ".join(
+            f"{name.removeprefix(VERSION_TABLE).lstrip('_') or 'the core'}: "
+            f"{', '.join(sorted(have.get(name, ()))) or 'none'} vs "
+            f"{', '.join(sorted(made[name]))}" for name in differ)
+        raise StoreError(f"{summary.source} and the new store {summary.dest} are at different "
+                         f"schema revisions ({shown})",
                          hint="open the source with this Conveyor first (any `conveyor runs "
                               "list` brings it up to date), then copy again")
-    return ", ".join(sorted(have & core_revisions()))  # the plugins' branches are theirs
+    summary.skipped = sorted(made)
+    return ", ".join(sorted(have.get(VERSION_TABLE, ())))
 
 
 def _copy_tables(reading: Connection, writing: Connection, summary: CopySummary,
@@ -201,8 +218,9 @@ def _copy_tables(reading: Connection, writing: Connection, summary: CopySummary,
     source_meta.reflect(bind=reading)
     dest_meta.reflect(bind=writing)
     core = [t.name for t in METADATA.sorted_tables]
+    skipped = SKIPPED_TABLES.union(summary.skipped)
     names = [n for n in core if n in source_meta.tables] + sorted(
-        n for n in source_meta.tables if n not in core and n not in SKIPPED_TABLES)
+        n for n in source_meta.tables if n not in core and n not in skipped)
     for name in names:
         table = source_meta.tables[name]
         if name not in dest_meta.tables:  # a plugin table no TableSet given describes

@@ -227,11 +227,12 @@ class Store:
             return
         branches = [t for t in pending if t.is_branch]
         if branches:
-            from conveyor.store.migrate import at_heads, upgrade
+            from conveyor.store.migrate import VERSION_TABLE, at_heads, read_revisions, upgrade
 
             # Through query(): inside a write transaction of this thread it reads that one
             # (SQLite's single connection checked out again would roll it back).
-            revisions = {row[0] for row in self.query("SELECT version_num FROM alembic_version")}
+            revisions = read_revisions(self.query, self.dialect,
+                                       [VERSION_TABLE, *(t.version_table for t in branches)])
             if not at_heads(revisions, branches):
                 outer: StoreConnection | None = getattr(self._current, "conn", None)
                 with self._lock:
@@ -270,10 +271,12 @@ class Store:
 
     def table_revision(self, owner: str) -> str | None:
         """The revision of `owner`'s Alembic branch in this store (None: none recorded)."""
-        from conveyor.store.tables import branch_key
+        from conveyor.store.migrate import read_revisions
+        from conveyor.store.tables import version_table
 
-        rows = self.query("SELECT value FROM meta WHERE key=:key", {"key": branch_key(owner)})
-        return rows[0][0] if rows else None
+        name = version_table(owner)
+        revisions = read_revisions(self.query, self.dialect, [name]).get(name)
+        return min(revisions) if revisions else None
 
     def table_version(self, owner: str, conn: StoreConnection | None = None) -> int:
         """The hand-written (deprecated) schema version of `owner`'s tables in this store (0:

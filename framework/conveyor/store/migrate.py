@@ -1,41 +1,43 @@
 """Bringing a store's schema up to date with Alembic, when it is opened and is behind.
 
 The core's revisions live in `conveyor/store/migrations/versions` (branch "conveyor"; the
-first, "0001", is the schema Conveyor's hand-written versions reached, SCHEMA_VERSION 4). Each
-plugin's tables are a branch of their own (`conveyor.store.TableSet(owner, migrations=...)`,
-branch label = owner). `upgrade(store, tables)` runs `alembic upgrade` programmatically (a
-`Config` built here over the core's versions and each plugin's, no alembic.ini) to the core's
-head, then to each plugin branch's head, inside one transaction holding the store's write lock
+first, "0001", is the schema Conveyor's hand-written versions reached, SCHEMA_VERSION 4), its
+revision in `alembic_version`. Each plugin's tables are a branch of their own
+(`conveyor.store.TableSet(owner, migrations=...)`, branch label = owner) whose revision is kept
+in a version table of its own (`TableSet.version_table`): `alembic_version` holds the core's
+only, so an older Conveyor with the same core schema still opens the store, and a store opened
+without some plugins (`conveyor runs list` loads none) is upgraded without touching theirs.
+
+`upgrade(store, tables)` runs `alembic upgrade` programmatically (a `Config` built here per
+branch, over the core's versions or one plugin's, no alembic.ini): the core to its head first,
+then each plugin branch to its head, inside one transaction holding the store's write lock
 (`BEGIN IMMEDIATE` on SQLite, an advisory lock on PostgreSQL, so two processes opening a new
 store do not both build it): DDL is transactional on both backends, so a revision that fails
-leaves the store as it was (core and plugins) and raises StoreError naming its plugin. When
-the store is already at every head it costs two small queries and imports no Alembic (each
-branch's head is read from its files' text, `TableSet.head`).
-
-`alembic_version` holds one row per branch; the `meta` row "branch:OWNER" names the plugin
-owning each plugin row, so a store opened without some plugins (`conveyor runs list` loads
-none) is upgraded with their rows set aside, and a row no one loaded knows is told apart: a
-plugin's unknown revision means a newer version of that plugin made the store, anything else a
-newer Conveyor; either is refused with the store untouched.
+leaves the store as it was (core and plugins) and raises StoreError naming its plugin. A branch
+at a revision its plugin does not know (a newer version of the plugin made it) is refused, the
+store untouched; so is a core revision this Conveyor does not know. When the store is already
+at every head it costs two small queries and imports no Alembic (each branch's head is read
+from its files' text, `TableSet.head`). A branch's `depends_on` is refused (`check_branches`):
+the core is at its head before any branch runs.
 
 A plugin branch on a store the plugin's deprecated hand-written versions made (`meta`
 "tables:OWNER" = N) is first stamped at `legacy_versions[N]`, its rows kept. A SQLite store made
 by an older Conveyor (a `meta.schema_version`, no `alembic_version`) is first brought to
 version 4 (missing tables created, `runs.plugins` added; its rows kept), stamped "0001", then
 upgraded like any other. A new (empty) database gets the core's current schema at once
-(`_create_at_head`, no Alembic); plugin branches then run their revisions through Alembic.
+(`_create_at_head`, no Alembic); a plugin branch giving `metadata` too, the others run their
+revisions through Alembic.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StoreError
-from conveyor.store.tables import TableSet, branch_key, meta_key, revision_file
+from conveyor.store.tables import VERSION_TABLE_PREFIX, TableSet, meta_key, revision_file
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -46,6 +48,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0004"  # the newest core revision (a test checks it against versions/)
 BASELINE = "0001"
 CORE_BRANCH = "conveyor"
+VERSION_TABLE = "alembic_version"  # the core's; each plugin branch has its own (TableSet)
+MAX_REVISION_LENGTH = 32  # alembic_version.version_num is VARCHAR(32)
 
 # Columns versions 2-4 of the hand-written schema added to tables older stores already had.
 LEGACY_ADDED_COLUMNS = (("runs", "plugins", "TEXT"),)
@@ -53,27 +57,66 @@ LEGACY_ADDED_COLUMNS = (("runs", "plugins", "TEXT"),)
 SCHEMA_VERSION = 4
 
 
-def alembic_config(connection: Connection, tables: Iterable[TableSet] = ()) -> Any:
-    """The Alembic `Config` of the store's migrations (the core's and the `tables` branches'),
-    bound to `connection`."""
+def alembic_config(connection: Connection | None, table_set: TableSet | None = None) -> Any:
+    """The Alembic `Config` of the core's migrations, or of `table_set`'s branch (its own
+    versions folder and version table), bound to `connection`."""
     from alembic.config import Config
 
-    folders = [MIGRATIONS / "versions", *(t.versions_dir for t in tables if t.is_branch)]
+    folder = MIGRATIONS / "versions" if table_set is None else table_set.versions_dir
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("version_locations", os.pathsep.join(map(str, folders)))
+    config.set_main_option("version_locations", str(folder))
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
+    config.attributes["version_table"] = \
+        VERSION_TABLE if table_set is None else table_set.version_table
     return config
 
 
-def current_revisions(connection: Connection) -> set[str]:
-    """The revisions recorded in the store's `alembic_version` (empty: none)."""
-    from sqlalchemy import inspect, text
+def is_version_table(name: str) -> bool:
+    """Whether table `name` holds Alembic revisions (the core's or a plugin branch's)."""
+    return name == VERSION_TABLE or name.startswith(VERSION_TABLE_PREFIX)
 
-    if not inspect(connection).has_table("alembic_version"):
-        return set()
-    return {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
+
+Revisions = dict[str, set[str]]
+"""{version table: the revisions it holds}: the core's under `VERSION_TABLE`."""
+
+
+def read_revisions(query: Callable[[str, dict[str, Any]], Iterable[Sequence[Any]]],
+                   dialect: str, tables: Iterable[str] | None = None) -> Revisions:
+    """The store's version tables (those named `tables`, or every one) and their revisions, in
+    two queries whatever their number; `query(sql, params)` runs one on the store."""
+    catalog = ("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE :pattern"
+               if dialect == "sqlite" else
+               "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+               "AND tablename LIKE :pattern")
+    wanted = None if tables is None else set(tables)
+    names = sorted(row[0] for row in query(catalog, {"pattern": f"{VERSION_TABLE}%"})
+                   if is_version_table(row[0]) and (wanted is None or row[0] in wanted))
+    found: Revisions = {name: set() for name in names}
+    if names:
+        quoted = [name.replace('"', '""') for name in names]
+        sql = " UNION ALL ".join(f"SELECT {i}, version_num FROM \"{name}\""
+                                 for i, name in enumerate(quoted))
+        for index, revision in query(sql, {}):
+            found[names[int(index)]].add(revision)
+    return found
+
+
+def connection_revisions(connection: Connection, tables: Iterable[TableSet] | None = ()
+                         ) -> Revisions:
+    """`read_revisions` on `connection`: the core's and `tables`' (None: every branch's)."""
+    from sqlalchemy import text
+
+    names = None if tables is None else [VERSION_TABLE, *(t.version_table for t in tables
+                                                           if t.is_branch)]
+    return read_revisions(lambda sql, params: connection.execute(text(sql), params),
+                          connection.dialect.name, names)
+
+
+def current_revisions(connection: Connection) -> set[str]:
+    """The core's revisions recorded in the store's `alembic_version` (empty: none)."""
+    return connection_revisions(connection).get(VERSION_TABLE, set())
 
 
 @lru_cache(maxsize=1)
@@ -83,10 +126,11 @@ def core_revisions() -> frozenset[str]:
                      for path in (MIGRATIONS / "versions").glob("*.py"))
 
 
-def at_heads(current: set[str], tables: Iterable[TableSet] = ()) -> bool:
-    """Whether revisions `current` have the core and every branch of `tables` at its head."""
-    return HEAD in current and all(
-        t.head is not None and t.head in current for t in tables if t.is_branch)
+def at_heads(revisions: Revisions, tables: Iterable[TableSet] = ()) -> bool:
+    """Whether `revisions` have the core and every branch of `tables` at its head."""
+    return revisions.get(VERSION_TABLE) == {HEAD} and all(
+        t.head is not None and revisions.get(t.version_table) == {t.head}
+        for t in tables if t.is_branch)
 
 
 def upgrade(store: Store, tables: Iterable[TableSet] = (), *,
@@ -104,7 +148,7 @@ def upgrade(store: Store, tables: Iterable[TableSet] = (), *,
             _bring_up(store, connection, branches)
             return
         with store.engine.connect() as probe:
-            if at_heads(current_revisions(probe), branches):
+            if at_heads(connection_revisions(probe, branches), branches):
                 return
         with store.engine.connect().execution_options(conveyor_write=True) as own:
             own.begin()
@@ -139,99 +183,78 @@ def _lock_schema(store: Store, connection: Connection) -> None:
 def _bring_up(store: Store, connection: Connection, branches: list[TableSet]) -> None:
     from sqlalchemy import inspect
 
-    current = current_revisions(connection)  # again: another process may have done it
-    if at_heads(current, branches):
+    revisions = connection_revisions(connection, branches)  # again: another process may have
+    if at_heads(revisions, branches):
         return
-    if not current and not inspect(connection).get_table_names():
+    if not revisions.get(VERSION_TABLE) and not inspect(connection).get_table_names():
         _create_at_head(connection)
-        current = {HEAD}
-    if HEAD in current:
+        revisions[VERSION_TABLE] = {HEAD}
+    if revisions.get(VERSION_TABLE) == {HEAD}:
         for table_set in branches:
-            if _create_branch_at_head(store, connection, table_set, current):
-                current.add(table_set.head)  # type: ignore[arg-type]
-    if not at_heads(current, branches):
-        _Migration(store, connection, branches, current).run()
+            if _create_branch_at_head(store, connection, table_set, revisions):
+                revisions[table_set.version_table] = {table_set.head}  # type: ignore[arg-type]
+    if not at_heads(revisions, branches):
+        _Migration(store, connection, branches, revisions).run()
 
 
 class _Migration:
     """One run of Alembic over the core and `branches`, in `connection`'s transaction."""
 
     def __init__(self, store: Store, connection: Connection, branches: Sequence[TableSet],
-                 current: set[str]) -> None:
+                 revisions: Revisions) -> None:
         self.store, self.connection, self.branches = store, connection, branches
-        self.current = current
-        self.config = alembic_config(connection, branches)
+        self.revisions = revisions
 
     def run(self) -> None:
         from alembic import command
 
-        check_branches(self.store, self.branches)
-        script = self._script()
-        aside = self._set_aside()
-        if not self.current and self._has_table("meta"):
-            _legacy_to_baseline(self.connection)
-            self._alembic(command.stamp, BASELINE)
-        self._alembic(command.upgrade, f"{CORE_BRANCH}@head")
         for table_set in self.branches:
-            ids = {f.revision for f in table_set.revision_files}
-            if not ids & self.current:
-                self._stamp_legacy(table_set)
-            self._alembic(command.upgrade, f"{table_set.owner}@head", owner=table_set)
-            _record_branch(self.connection, table_set.owner,
-                           script.get_revision(f"{table_set.owner}@head").revision)
-        for revision in aside:
-            self._execute("INSERT INTO alembic_version (version_num) VALUES (:rev)", rev=revision)
+            check_branches(self.store, [table_set])
+        core = self.revisions.get(VERSION_TABLE, set())
+        if core != {HEAD}:
+            config = alembic_config(self.connection)
+            if not core and self._has_table("meta"):
+                _legacy_to_baseline(self.connection)
+                self._alembic(command.stamp, config, BASELINE)
+            self._alembic(command.upgrade, config, f"{CORE_BRANCH}@head")
+        for table_set in self.branches:
+            have = self.revisions.get(table_set.version_table, set())
+            if table_set.head is not None and have == {table_set.head}:
+                continue
+            config = alembic_config(self.connection, table_set)
+            self._load(config, table_set)
+            self._refuse_unknown(table_set, have)
+            if not have:
+                self._stamp_legacy(config, table_set)
+            self._alembic(command.upgrade, config, f"{table_set.owner}@head", owner=table_set)
 
     # --- checks --------------------------------------------------------------------------------
 
-    def _script(self) -> Any:
+    def _load(self, config: Any, table_set: TableSet) -> None:
+        """The branch's revision files imported (a faulty one blamed on `table_set`)."""
         from alembic.script import ScriptDirectory
 
         try:
-            script = ScriptDirectory.from_config(self.config)
-            script.revision_map.heads  # noqa: B018 (loads every revision file now)
+            ScriptDirectory.from_config(config).revision_map.heads  # noqa: B018
         except Exception as exc:
-            owner = self._blame(exc)
-            if owner is None:
-                raise
-            raise faulty(self.store, owner, f"{type(exc).__name__}: {exc}") from exc
-        return script
+            raise faulty(self.store, table_set, f"{type(exc).__name__}: {exc}", exc) from exc
 
-    def _set_aside(self) -> list[str]:
-        """The rows of `alembic_version` this run does not know, taken out for it: plugins not
-        loaded now. A row of a loaded plugin, or of no plugin, that is unknown means a newer
-        plugin or a newer Conveyor made the store: refused."""
-        from alembic.util.exc import CommandError
+    def _refuse_unknown(self, table_set: TableSet, have: set[str]) -> None:
+        """A branch at a revision its plugin does not know: a newer version of the plugin
+        made it; refused, nothing changed."""
+        unknown = sorted(have - {f.revision for f in table_set.revision_files})
+        if unknown:
+            raise StoreError(
+                f"the tables of {table_set.owner} in the project store {self.store.shown_url} "
+                f"are at revision {', '.join(unknown)}, which this version of the plugin does "
+                "not know", hint=f"a newer version of the plugin providing {table_set.owner}'s "
+                                 "tables made them: upgrade that plugin; nothing was changed")
 
-        known = set(core_revisions()).union(
-            *({f.revision for f in t.revision_files} for t in self.branches))
-        owners = {row[1]: row[0][len(branch_key("")):] for row in self._execute(
-            "SELECT key, value FROM meta WHERE key LIKE 'branch:%'")} \
-            if self._has_table("meta") else {}
-        loaded = {t.owner: t for t in self.branches}
-        aside = []
-        for revision in sorted(self.current - known):
-            owner = owners.get(revision)
-            if owner in loaded:
-                raise StoreError(
-                    f"the tables of {owner} in the project store {self.store.shown_url} are at "
-                    f"revision {revision}, which this version of the plugin does not know",
-                    hint=f"a newer version of the plugin providing {owner}'s tables made them: "
-                         "upgrade that plugin; nothing was changed")
-            if owner is None:
-                raise StoreError(
-                    f"the project store {self.store.shown_url} is at schema revision "
-                    f"{', '.join(sorted(self.current))}, which this Conveyor does not know "
-                    f"({CommandError.__name__}: Can't locate revision identified by "
-                    f"'{revision}')", hint="it was made by a newer Conveyor: upgrade Conveyor")
-            aside.append(revision)
-        for revision in aside:
-            self._execute("DELETE FROM alembic_version WHERE version_num = :rev", rev=revision)
-        return aside
-
-    def _stamp_legacy(self, table_set: TableSet) -> None:
+    def _stamp_legacy(self, config: Any, table_set: TableSet) -> None:
         """A store whose tables of `table_set` the deprecated hand-written versions made:
         stamped at the revision their version equals, so the branch goes on from there."""
+        from alembic import command
+
         rows = self._execute("SELECT value FROM meta WHERE key = :key",
                              key=meta_key(table_set.owner)).fetchall() \
             if self._has_table("meta") else []
@@ -254,40 +277,31 @@ class _Migration:
                      f"the plugin providing {table_set.owner}'s tables must map each version "
                      "of its old hand-written form to a revision (TableSet legacy_versions); "
                      "nothing was changed")
-        self._execute("INSERT INTO alembic_version (version_num) VALUES (:rev)", rev=revision)
-        self.current.add(revision)
+        self._alembic(command.stamp, config, revision, owner=table_set)
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _alembic(self, command: Any, target: str, owner: TableSet | None = None) -> None:
+    def _alembic(self, command: Any, config: Any, target: str,
+                 owner: TableSet | None = None) -> None:
         from alembic.util.exc import CommandError
 
         try:
-            command(self.config, target)
+            command(config, target)
         except CommandError as exc:
             if owner is None:
                 raise StoreError(
                     f"the project store {self.store.shown_url} is at schema revision "
-                    f"{', '.join(sorted(self.current)) or 'unknown'}, which this Conveyor does "
-                    f"not know ({exc})", hint="it was made by a newer Conveyor: upgrade "
-                                              "Conveyor") from exc
+                    f"{', '.join(sorted(self.revisions.get(VERSION_TABLE, ()))) or 'unknown'}, "
+                    f"which this Conveyor does not know ({exc})",
+                    hint="it was made by a newer Conveyor: upgrade Conveyor") from exc
             raise faulty(self.store, owner, str(exc)) from exc
         except Exception as exc:
-            blamed = owner or self._blame(exc)
-            if blamed is None:
+            if owner is None:
                 raise
             from conveyor.store.db import _reason
 
-            raise faulty(self.store, blamed, _reason(exc) if hasattr(exc, "orig") else
-                               f"{type(exc).__name__}: {exc}", exc) from exc
-
-    def _blame(self, exc: BaseException) -> TableSet | None:
-        """The branch whose revision file the traceback of `exc` runs through, if any."""
-        files = _traceback_files(exc)
-        for table_set in self.branches:
-            if any(f.is_relative_to(table_set.versions_dir) for f in files):
-                return table_set
-        return None
+            raise faulty(self.store, owner, _reason(exc) if hasattr(exc, "orig") else
+                         f"{type(exc).__name__}: {exc}", exc) from exc
 
     def _has_table(self, name: str) -> bool:
         from sqlalchemy import inspect
@@ -301,19 +315,36 @@ class _Migration:
 
 
 def check_branches(store: Store, branches: Iterable[TableSet]) -> None:
-    """Each branch's revisions carry its owner's label, and no id is used twice (Alembic
-    would only warn and run one of them): read from the files' text, a StoreError otherwise."""
-    seen = dict.fromkeys(core_revisions(), "Conveyor's core")
+    """Each branch is one chain of its own revisions (read from the files' text): the first
+    carries its owner's label, ids are unique and fit the version table (32 characters), no
+    revision points outside the branch and none uses `depends_on` (the core is at its head
+    before any branch runs); a StoreError naming the plugin and file otherwise."""
     for table_set in branches:
         try:
             files = table_set.revision_files
         except (OSError, SyntaxError, ValueError) as exc:
             raise faulty(store, table_set, f"its revision files cannot be read: {exc}") from exc
+        ids: dict[str, Path] = {}
         for f in files:
-            if f.revision in seen:
-                raise faulty(store, table_set, f"revision id '{f.revision}' ({f.path.name}) is "
-                             f"used by {seen[f.revision]} too; prefix the plugin's ids")
-            seen[f.revision] = f"the tables of {table_set.owner}"
+            if f.revision in ids:
+                raise faulty(store, table_set, f"revision id '{f.revision}' is used by "
+                             f"{ids[f.revision].name} and {f.path.name}")
+            if len(f.revision) > MAX_REVISION_LENGTH:
+                raise faulty(store, table_set, f"revision id '{f.revision}' ({f.path.name}) "
+                             f"is {len(f.revision)} characters long; the store keeps at most "
+                             f"{MAX_REVISION_LENGTH}")
+            if f.depends_on:
+                raise faulty(store, table_set, f"{f.path.name} has depends_on = "
+                             f"{', '.join(f.depends_on)}; a branch must not depend on other "
+                             "revisions (Conveyor's core is at its head before any plugin's "
+                             "branch runs): set depends_on = None")
+            ids[f.revision] = f.path
+        for f in files:
+            outside = [down for down in f.down_revisions if down not in ids]
+            if outside:
+                raise faulty(store, table_set, f"{f.path.name} has down_revision = "
+                             f"{', '.join(outside)}, which is not a revision of its branch "
+                             f"({table_set.versions_dir})")
         bases = [f for f in files if not f.down_revisions]
         if not files or any(table_set.owner not in f.branch_labels for f in bases):
             raise faulty(store, table_set, f"the first revision in {table_set.versions_dir} "
@@ -335,40 +366,43 @@ def faulty(store: Store, table_set: TableSet, problem: str,
 
 
 def _create_branch_at_head(store: Store, connection: Connection, table_set: TableSet,
-                           current: set[str]) -> bool:
+                           revisions: Revisions) -> bool:
     """A branch new to the store, whose table set gives `metadata`: its tables made at once
     and stamped at its head, without Alembic (True). Not when the store has any of them, a
     revision of the branch, or a hand-written version of the owner's (False: Alembic's)."""
     from sqlalchemy import inspect, text
 
     if table_set.metadata is None or table_set.head is None or \
-            {f.revision for f in table_set.revision_files} & current:
+            revisions.get(table_set.version_table):
         return False
     check_branches(store, [table_set])
-    recorded = connection.execute(text("SELECT 1 FROM meta WHERE key IN (:legacy, :branch)"), {
-        "legacy": meta_key(table_set.owner), "branch": branch_key(table_set.owner)}).fetchall()
-    metadata = table_set.metadata()
-    have = set(inspect(connection).get_table_names())
-    if recorded or have & set(metadata.tables):
+    recorded = connection.execute(text("SELECT 1 FROM meta WHERE key = :legacy"),
+                                  {"legacy": meta_key(table_set.owner)}).fetchall()
+    if recorded:
         return False
     try:
+        metadata = table_set.metadata()
+        if set(inspect(connection).get_table_names()) & set(metadata.tables):
+            return False
         metadata.create_all(connection)
     except Exception as exc:
-        raise faulty(store, table_set, f"its metadata could not be created: {exc}",
-                     exc) from exc
-    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:rev)"),
-                       {"rev": table_set.head})
-    _record_branch(connection, table_set.owner, table_set.head)
+        from conveyor.store.db import _reason
+
+        raise faulty(store, table_set, "its metadata() could not be created: " + (
+            _reason(exc) if hasattr(exc, "orig") else f"{type(exc).__name__}: {exc}"),
+            exc) from exc
+    _create_version_table(connection, table_set.version_table, table_set.head)
     return True
 
 
-def _record_branch(connection: Connection, owner: str, revision: str) -> None:
-    """The `meta` row naming `owner` the owner of `revision` in `alembic_version`."""
+def _create_version_table(connection: Connection, name: str, revision: str) -> None:
+    """Version table `name` as Alembic makes it, holding `revision`."""
     from sqlalchemy import text
 
-    connection.execute(text("DELETE FROM meta WHERE key = :key"), {"key": branch_key(owner)})
-    connection.execute(text("INSERT INTO meta (key, value) VALUES (:key, :value)"),
-                       {"key": branch_key(owner), "value": revision})
+    connection.execute(text(f"CREATE TABLE {name} (version_num VARCHAR(32) NOT NULL, "
+                            f"CONSTRAINT {name}_pkc PRIMARY KEY (version_num))"))
+    connection.execute(text(f"INSERT INTO {name} (version_num) VALUES (:rev)"),
+                       {"rev": revision})
 
 
 def _traceback_files(exc: BaseException | None) -> list[Path]:
@@ -409,9 +443,6 @@ def _create_at_head(connection: Connection) -> None:
     from conveyor.store.schema import METADATA
 
     METADATA.create_all(connection)
-    connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
-    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"),
-                       {"head": HEAD})
+    _create_version_table(connection, VERSION_TABLE, HEAD)
     if connection.dialect.name == "postgresql":
         connection.execute(text("CREATE SEQUENCE conveyor_data_version"))

@@ -14,11 +14,19 @@ A plugin's tables are an Alembic branch of their own, next to the core's (branch
 
 `migrations/versions/` holds ordinary Alembic revision files (no env.py, no alembic.ini: the
 core's environment runs them). The first has `down_revision = None` and
-`branch_labels = ("conveyor-quality",)` (the branch label IS the owner), and `depends_on` the
-core revision it needs when its tables refer to the core's; each later one `down_revision` the
-one before. Revision ids are shared by every branch of the store: prefix them with the plugin
-("quality_0001"), never reuse the core's ("0001", ...). Write them with `op` (portable across
-SQLite and PostgreSQL; on SQLite `op.batch_alter_table` for column changes).
+`branch_labels = ("conveyor-quality",)` (the branch label IS the owner); each later one
+`down_revision` the one before. `depends_on` must be None: the core is always brought to its
+head first, in the same transaction, so a branch may use every core table; a revision pointing
+at another branch's (or the core's) is refused. Revision ids are at most 32 characters (the
+version table's column on PostgreSQL); prefix them with the plugin ("quality_0001"). Write them
+with `op` (portable across SQLite and PostgreSQL; on SQLite `op.batch_alter_table` for column
+changes).
+
+Each branch keeps its revision in a version table of its own (`TableSet.version_table`,
+"alembic_version_conveyor_quality"), so `alembic_version` holds the core's revision only: an
+older Conveyor with the same core schema still opens a store a newer one added branches to, and
+a store opened without some plugins (`conveyor runs list` loads none) leaves their branches
+alone.
 
 A store new to the branch runs its revisions through Alembic (importing it costs some
 400 ms, once); give `metadata` too, a function returning the tables at the branch's head as
@@ -31,10 +39,8 @@ When a store is opened with table sets (`open_store(project_dir, tables=...)`, o
 the core and every branch to its head in one transaction holding the store's schema lock: a
 failing revision leaves the store as it was and raises StoreError naming the plugin; a store
 whose branch is at a revision the plugin does not know (made by a newer version of it) is
-refused and left untouched. The store's `meta` row "branch:OWNER" records which branch each
-`alembic_version` row belongs to, so a store opened without some plugins is still upgraded.
-A store already at every head costs the two small queries the core needs anyway, Alembic not
-imported: `TableSet.head` is read from the revision files' text.
+refused and left untouched. A store already at every head costs the two small queries the core
+needs anyway, Alembic not imported: `TableSet.head` is read from the revision files' text.
 
 Tables the plugin made before with the hand-written form below keep their rows: give
 `legacy_versions` ({old version: revision}); a store whose `meta` says "tables:OWNER" = N is
@@ -49,6 +55,7 @@ with `legacy_versions` mapping each of its versions.
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -69,6 +76,7 @@ class RevisionFile:
     revision: str
     down_revisions: tuple[str, ...]
     branch_labels: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,11 @@ class TableSet:
         return self.migrations / "versions"
 
     @property
+    def version_table(self) -> str:
+        """The table holding the branch's revision in the store (see `version_table`)."""
+        return version_table(self.owner)
+
+    @property
     def meta_key(self) -> str:
         """The key of this owner's hand-written version in the store's `meta` table."""
         return meta_key(self.owner)
@@ -159,7 +172,8 @@ class TableSet:
 
 
 def revision_file(path: Path) -> RevisionFile:
-    """The `revision`, `down_revision` and `branch_labels` an Alembic revision file assigns
+    """The `revision`, `down_revision`, `branch_labels` and `depends_on` an Alembic revision
+    file assigns
     (literal values at module level), read from its text: line by line (parsing the whole file
     costs more than opening the store), the file parsed when a value spans lines."""
     text = path.read_text(encoding="utf-8")
@@ -173,11 +187,11 @@ def revision_file(path: Path) -> RevisionFile:
     if not isinstance(revision, str):
         raise ValueError(f"{path} assigns no revision id")
     return RevisionFile(path, revision, _names(values.get("down_revision")),
-                        _names(values.get("branch_labels")))
+                        _names(values.get("branch_labels")), _names(values.get("depends_on")))
 
 
-_ASSIGNMENT = re.compile(r"^(?P<name>revision|down_revision|branch_labels)\s*(?::[^=\n]*)?="
-                         r"\s*(?P<value>[^\n]+)$", re.MULTILINE)
+_ASSIGNMENT = re.compile(r"^(?P<name>revision|down_revision|branch_labels|depends_on)"
+                         r"\s*(?::[^=\n]*)?=\s*(?P<value>[^\n]+)$", re.MULTILINE)
 
 
 def _assignments(text: str, path: Path) -> dict[str, object]:
@@ -187,7 +201,7 @@ def _assignments(text: str, path: Path) -> dict[str, object]:
             [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
         for target in targets:
             if isinstance(target, ast.Name) and target.id in (
-                    "revision", "down_revision", "branch_labels"):
+                    "revision", "down_revision", "branch_labels", "depends_on"):
                 values[target.id] = ast.literal_eval(node.value)
     return values
 
@@ -205,6 +219,16 @@ def meta_key(owner: str) -> str:
     return f"tables:{owner}"
 
 
-def branch_key(owner: str) -> str:
-    """The key of the `meta` row naming `owner`'s revision in `alembic_version`."""
-    return f"branch:{owner}"
+def version_table(owner: str) -> str:
+    """The table holding `owner`'s branch revision: "alembic_version_" and the owner in
+    lower-case letters, digits and underscores ("conveyor-monitor":
+    "alembic_version_conveyor_monitor"), shortened with a hash of the owner past PostgreSQL's
+    63 characters."""
+    name = VERSION_TABLE_PREFIX + (re.sub(r"[^a-z0-9]+", "_", owner.lower()).strip("_") or "_")
+    if len(name) > 63:
+        digest = hashlib.sha256(owner.encode()).hexdigest()[:10]
+        name = f"{name[:52]}_{digest}"
+    return name
+
+
+VERSION_TABLE_PREFIX = "alembic_version_"
