@@ -171,6 +171,9 @@ def conveyor_target_prefixes(register: Callable[..., None]) -> None:
     Only targets under an allowed entry are ever imported (the project adds its own with
     ``security.allowed_targets``), never a function or a private name (see
     ``conveyor.targets``). Called once per command, with the other extension hooks.
+    An exact class path registered here may also be named as a Hydra callback
+    (``hydra.callbacks.NAME._target_``, which Hydra instantiates under ``--multirun``): a
+    plugin's config preset can add its own callback that way.
 
     Result: none; call register(...) for each contribution.
     """
