@@ -401,9 +401,12 @@ def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
     Wrap it (``@hookimpl(wrapper=True)``) to add timing, tracing or retries around every other
     implementation: ``outputs = yield`` gives the result
     (or raises the stage's exception, which the wrapper may catch and retry or re-raise) and
-    ``return outputs`` passes it on, changed or not. An exception the wrapper raises itself
-    (or from code it calls) fails the run (exit 1) naming the plugin and the stage; the stage's
-    own exception passing through a wrapper stays the stage's failure.
+    ``return outputs`` passes it on, changed or not. A wrapper may receive
+    ``conveyor.StoredOutputs``: it returns that unchanged, or a new ``StoredOutputs(refs,
+    ephemeral)``, never a plain copy such as ``dict(outputs)`` (the runner refuses a plain
+    mapping of ``ArtifactRef``s, exit 1, naming the wrappers). An exception the wrapper raises
+    itself (or from code it calls) fails the run (exit 1) naming the plugin and the stage; the
+    stage's own exception passing through a wrapper stays the stage's failure.
 
     Result: first non-None answer wins.
     """
