@@ -93,3 +93,22 @@ def test_a_sweep_whose_best_is_worse_than_the_champion_does_not_replace_it(new_p
     assert "does not beat the champion's" in result.stdout
     models = json.loads(project.cli("models", "list", "--json", check=True).stdout)
     assert [m["version"] for m in models if "champion" in m["aliases"]] == [1]
+
+
+def test_a_hydra_callback_named_exactly_by_a_plugin_is_allowed_a_package_is_not():
+    """A plugin's preset may add its own Hydra callback: its exact class path registered through
+    `conveyor_target_prefixes` is trusted as one; a package registered there allows estimators,
+    never an arbitrary class as a callback."""
+    from conveyor.config import check_hydra_callbacks
+    from conveyor.errors import ConfigError
+    from omegaconf import OmegaConf
+
+    def config(target: str):
+        return OmegaConf.create({"hydra": {"callbacks": {"check": {"_target_": target}}}})
+
+    trusted = ["sklearn", "myplugin.sweep.CheckCluster"]
+    check_hydra_callbacks(config("myplugin.sweep.CheckCluster"), trusted)
+    check_hydra_callbacks(config("hydra.experimental.callbacks.LogJobReturnCallback"), trusted)
+    for refused in ("myplugin.sweep.Other", "sklearn.utils.Bunch", "myplugin.sweep"):
+        with pytest.raises(ConfigError, match=f"hydra.callbacks.check._target_ '{refused}' is"):
+            check_hydra_callbacks(config(refused), trusted)

@@ -56,6 +56,8 @@ def conveyor_run_stage(run, stage, context):
         refs["numbers"] = ArtifactRef(ref.sha256, "pickle", ".pkl", ref.size)
     elif mode == "undeclared":
         refs["extra"] = ref
+    elif mode == "plain":
+        return refs
     Path(run.project_dir / "returned.json").write_text(
         json.dumps({name: r.as_dict() for name, r in refs.items()}))
     return conveyor.StoredOutputs(refs)
@@ -76,8 +78,52 @@ CONFIG = {
     }}
 
 
+WRAPPER = '''
+import os
+
+import conveyor
+
+
+@conveyor.hookimpl(wrapper=True)
+def conveyor_run_stage(run, stage, context):
+    outputs = yield
+    if os.environ.get("WRAP") == "copy":
+        return dict(outputs)
+    if os.environ.get("WRAP") == "rebuild" and isinstance(outputs, conveyor.StoredOutputs):
+        return conveyor.StoredOutputs(outputs.refs, outputs.ephemeral)
+    return outputs
+'''
+
+
 def _project(conveyor_project):
     return conveyor_project(CONFIG, files={"remote_stages.py": STAGES})
+
+
+def test_a_wrapper_passing_on_a_plain_copy_of_stored_outputs_is_named(conveyor_project):
+    """A `conveyor_run_stage` wrapper doing `return dict(outputs)` turns StoredOutputs into a
+    plain mapping of ArtifactRefs: refused naming the wrapper, not blamed on the stage (review
+    finding 5); a new StoredOutputs from the wrapper is fine."""
+    config = {**CONFIG, "plugins": {"local": ["remote_stages", "copy_wrapper"]}}
+    project = conveyor_project(config, files={"remote_stages.py": STAGES,
+                                              "copy_wrapper.py": WRAPPER})
+    copied = project.cli("run", env={"ELSEWHERE": "numbers", "WRAP": "copy"})
+    text = assert_clear_error(copied, 1, "stage 'numbers'", "copy_wrapper",
+                              "output 'numbers' came back as an ArtifactRef in a plain dict",
+                              "wrapper passed on a copy", "dict(outputs)")
+    assert "no installed codec" not in text and "Traceback" not in text
+    run = project.show(project.runs()[0]["id"])
+    assert run["status"] == "failed"
+    rebuilt = project.cli("run", env={"ELSEWHERE": "numbers", "WRAP": "rebuild"}, check=True)
+    run = project.show(project.runs()[0]["id"])
+    assert run["status"] == "completed" and run["metrics"]["total"] == 45.0, rebuilt.stdout
+
+
+def test_an_implementation_returning_references_in_a_plain_mapping_is_told_to_use_stored(
+        conveyor_project):
+    project = _project(conveyor_project)
+    plain = project.cli("run", env={"ELSEWHERE": "numbers", "MODE": "plain"})
+    assert_clear_error(plain, 1, "stage 'numbers'", "remote_stages", "in a plain dict",
+                       "conveyor.StoredOutputs({name: ArtifactRef})")
 
 
 def test_outputs_stored_by_the_implementation_are_recorded_and_used_downstream(

@@ -172,6 +172,9 @@ def conveyor_target_prefixes(register: Callable[..., None]) -> None:
     Only targets under an allowed entry are ever imported (the project adds its own with
     ``security.allowed_targets``), never a function or a private name (see
     ``conveyor.targets``). Called once per command, with the other extension hooks.
+    An exact class path registered here may also be named as a Hydra callback
+    (``hydra.callbacks.NAME._target_``, which Hydra instantiates under ``--multirun``): a
+    plugin's config preset can add its own callback that way.
 
     Result: none; call register(...) for each contribution.
     """
@@ -401,9 +404,12 @@ def conveyor_run_stage(run: RunInfo, stage: Stage, context: StageContext
     Wrap it (``@hookimpl(wrapper=True)``) to add timing, tracing or retries around every other
     implementation: ``outputs = yield`` gives the result
     (or raises the stage's exception, which the wrapper may catch and retry or re-raise) and
-    ``return outputs`` passes it on, changed or not. An exception the wrapper raises itself
-    (or from code it calls) fails the run (exit 1) naming the plugin and the stage; the stage's
-    own exception passing through a wrapper stays the stage's failure.
+    ``return outputs`` passes it on, changed or not. A wrapper may receive
+    ``conveyor.StoredOutputs``: it returns that unchanged, or a new ``StoredOutputs(refs,
+    ephemeral)``, never a plain copy such as ``dict(outputs)`` (the runner refuses a plain
+    mapping of ``ArtifactRef``s, exit 1, naming the wrappers). An exception the wrapper raises
+    itself (or from code it calls) fails the run (exit 1) naming the plugin and the stage; the
+    stage's own exception passing through a wrapper stays the stage's failure.
 
     Result: first non-None answer wins.
     """

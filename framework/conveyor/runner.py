@@ -32,7 +32,7 @@ from conveyor.progress import StageDisplay
 from conveyor.stage_context import Inputs, RunInfo, StageContext, StoredOutputs
 from conveyor.store import ArtifactRef, Registry, Store, codec_for, open_store
 from conveyor.store.runs import Runs
-from conveyor.stored import LoadedOnRead, answering_plugin, check_refs
+from conveyor.stored import LoadedOnRead, answering_plugin, check_not_unwrapped, check_refs
 from conveyor.targets import TargetImporter, project_importer
 from conveyor.threads import choose as choose_threads
 from conveyor.threads import limited as limited_threads
@@ -266,6 +266,7 @@ class Runner:
                 raise StageFailed(f"stage '{stage.name}' ({stage.uses}) returned "
                                   f"{type(produced).__name__}, not a mapping of outputs")
             else:
+                check_not_unwrapped(produced, stage=stage, host=self.host)
                 self._check_inputs_unchanged(store, decision)
                 codecs = self._codecs_for(stage, produced)
         except BaseException as exc:

@@ -1,14 +1,15 @@
 """The runner's side of `conveyor.StoredOutputs`, the outputs a `conveyor_run_stage`
 implementation stored itself (a Ray task, in the shared artifact store): checking the
-references it returns before they are recorded, and the outputs `conveyor_after_stage` then
-sees, each loaded from the store when read."""
+references it returns before they are recorded (and a plain mapping of references, stored
+outputs a wrapper copied, refused naming it), and the outputs `conveyor_after_stage` then sees,
+each loaded from the store when read."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import StageFailed
+from conveyor.errors import PluginError, StageFailed
 from conveyor.store import ArtifactRef
 
 if TYPE_CHECKING:
@@ -48,6 +49,33 @@ def check_refs(produced: StoredOutputs, *, stage: PlannedStage, codecs: Mapping[
                 f"which {problem}",
                 hint="the outputs must be stored in this run's store.artifacts before their "
                      "references are returned")
+
+
+def check_not_unwrapped(produced: Mapping[str, Any], *, stage: PlannedStage,
+                        host: PluginHost) -> None:
+    """A plain mapping holding `ArtifactRef`s is stored outputs that lost their type on the way:
+    most often a `conveyor_run_stage` wrapper that passed on `dict(outputs)` (which also drops
+    the in-memory ephemeral outputs). Stored as values they would fail as "no codec can store
+    an ArtifactRef", blaming the stage; this names the wrapper(s) instead (`PluginError`), or,
+    without any wrapper, the implementation that returned them. Either fails the run, exit 1."""
+    refs = [name for name, value in produced.items() if isinstance(value, ArtifactRef)]
+    if not refs:
+        return
+    wrappers = [impl.plugin_name for impl in host.pm.hook.conveyor_run_stage.get_hookimpls()
+                if impl.wrapper or impl.hookwrapper]
+    said = (f"stage '{stage.name}' ({stage.uses}): output '{refs[0]}' came back as an "
+            f"ArtifactRef in a plain {type(produced).__name__}, not in conveyor.StoredOutputs")
+    if wrappers:
+        who = ", ".join(f"plugin {host.describe(name)}" for name in wrappers)
+        raise PluginError(
+            f"{said}: a conveyor_run_stage wrapper passed on a copy of the stored outputs "
+            f"({who})",
+            hint="a wrapper must return the StoredOutputs it received unchanged, or a new "
+                 "conveyor.StoredOutputs(outputs.refs, outputs.ephemeral); dict(outputs) "
+                 "loses what they are")
+    raise StageFailed(f"{said}: returned by {answering_plugin(host, stage.uses)}",
+                      hint="outputs stored where the stage ran are returned as "
+                           "conveyor.StoredOutputs({name: ArtifactRef})")
 
 
 def answering_plugin(host: PluginHost, stage_type: str) -> str:

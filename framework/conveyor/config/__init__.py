@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -257,7 +257,7 @@ def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> Proje
         raw = compose_raw(project_dir, overrides, host.contributions.config_dirs, schema)
         choices = {k: str(v) for k, v in raw.hydra.runtime.choices.items()
                    if not k.startswith("hydra/") and v is not None}
-        check_hydra_callbacks(raw)
+        check_hydra_callbacks(raw, host.contributions.target_prefixes)
         with open_dict(raw):
             del raw["hydra"]
         composed = OmegaConf.to_container(raw, resolve=False)
@@ -271,12 +271,14 @@ def load_config(project_dir: Path, overrides: Sequence[str], host: Any) -> Proje
 HYDRA_CALLBACK_PREFIX = "hydra."
 
 
-def check_hydra_callbacks(raw: Any) -> None:
+def check_hydra_callbacks(raw: Any, trusted: Iterable[str] = ()) -> None:
     """Hydra itself instantiates `hydra.callbacks` under --multirun, outside Conveyor's
     `_target_` rules (conveyor.targets): a config file could name any callable there. Only
-    Hydra's own callbacks, or a class named exactly in `security.allowed_targets`, may be."""
+    Hydra's own callbacks, or a class named exactly in `security.allowed_targets` or by an
+    installed plugin (`trusted`: its `conveyor_target_prefixes` entries; a package entry
+    there allows estimators, not callbacks, so only an exact class path counts), may be."""
     callbacks = (raw.get("hydra") or {}).get("callbacks") or {}
-    allowed = set(((raw.get("security") or {}).get("allowed_targets")) or [])
+    allowed = set(((raw.get("security") or {}).get("allowed_targets")) or []) | set(trusted)
     for name, spec in callbacks.items():
         target = str((spec or {}).get("_target_", "")) if hasattr(spec, "get") else ""
         private = any(part.startswith("_") for part in target.split("."))
@@ -320,7 +322,7 @@ def check_config(raw: Any, project_dir: Path, overrides: tuple[str, ...], host: 
     if "hydra" in raw:
         choices = {k: str(v) for k, v in raw.hydra.runtime.choices.items()
                    if not k.startswith("hydra/") and v is not None}
-        check_hydra_callbacks(raw)
+        check_hydra_callbacks(raw, host.contributions.target_prefixes)
         with open_dict(raw):
             del raw["hydra"]
     sources = _source_files(project_dir, host.contributions.config_dirs, choices)

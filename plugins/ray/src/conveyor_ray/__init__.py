@@ -11,9 +11,12 @@ stage (`conveyor_ray.driver`, through `conveyor.StoredOutputs`).
 `conveyor_ray.testing.ray_head` starts a local cluster.
 
 Hooks: `conveyor_config_schemas` (the `ray` section), `conveyor_config_dirs` (the
-`hydra/launcher=ray_cluster` preset), `conveyor_run_stage` (for the first stage
-a run executes, whichever it is, it checks `ray.stages` and connects, so a bad `ray.address`
-stops the run before any stage runs, exit 2; then it runs the stages named there). Ray itself is
+`hydra/launcher=ray_cluster` preset), `conveyor_target_prefixes` (the preset's Hydra callback,
+`conveyor_ray.sweep.CheckClusterAddress`, by its exact path, which lets the core's check of
+`hydra.callbacks` accept it when conveyor.yaml's defaults choose the preset),
+`conveyor_run_stage` (for the first stage a run executes, whichever it is, it checks
+`ray.stages` and connects, so a bad `ray.address` stops the run before any stage runs, exit 2;
+then it runs the stages named there). Ray itself is
 imported only when a run uses it.
 """
 
@@ -30,6 +33,8 @@ from conveyor import RunInfo, Stage, StageContext
 
 from conveyor_ray.config import RayConfig, address_origin, check_stages, ray_config
 
+CHECK_CALLBACK = "conveyor_ray.sweep.CheckClusterAddress"
+
 # The jobs of a sweep print lines that differ only in their numbers; Ray would fold them into
 # "[repeated 2x across cluster]". Each matters here. (Read by the driver's Ray when it starts.)
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -40,6 +45,13 @@ SCHEMA = conveyor.ConfigSchema(section="ray", schema=RayConfig)
 @conveyor.hookimpl
 def conveyor_config_dirs(register: Callable[[Path], None]) -> None:
     register(Path(__file__).parent / "conf")  # hydra/launcher=ray_cluster
+
+
+@conveyor.hookimpl
+def conveyor_target_prefixes(register: Callable[[str], None]) -> None:
+    # The preset's Hydra callback (hydra.callbacks), allowed by its exact class path: so the
+    # preset may also be chosen in conveyor.yaml's defaults, which the core's check reads.
+    register(CHECK_CALLBACK)
 
 
 @conveyor.hookimpl
