@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from conveyor_bentoml import batching
+from conveyor_bentoml import batching, compiled_path
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
 from conveyor_bentoml.recommend import RecommendEndpoint
@@ -91,6 +91,8 @@ class Serving:
     loaded_at: float = field(default_factory=time.time)
     transform: Any = None  # the version's inference path (LoadedModel.transform), if any
     recommends: bool = False  # a conveyor.serving.RecommendingModel: /recommend, not /predict
+    compiled: Any = None  # the version's conveyor.compiled.CompiledModel; None: Python scores
+    status: Any = None  # its conveyor.compiled.CompiledStatus (what /metadata shows)
 
 
 @dataclass
@@ -122,16 +124,22 @@ def load(version: int | None) -> Serving:
     """A registered version (the champion when None), through conveyor.api.load_model."""
     from conveyor import api
 
-    loaded = api.load_model(Path(SPEC.project_dir), SPEC.model_name, version=version)
+    loaded = api.load_model(Path(SPEC.project_dir), SPEC.model_name, version=version,
+                            compiled=True)
     model = loaded.model
+    compiled = loaded.compiled
     features = [str(c) for c in getattr(model, "feature_names_in_", SPEC.features)]
     classes = getattr(model, "classes_", None) if hasattr(model, "predict_proba") else None
+    classes = None if classes is None else [_plain(c) for c in classes]
+    if compiled is not None:
+        features = list(compiled.features)
+        classes = None if compiled.classes is None else list(compiled.classes)
     return Serving(model=model, name=loaded.name, version=loaded.number, run_id=loaded.run_id,
-                   sha256=loaded.sha256, features=features,
-                   classes=None if classes is None else [_plain(c) for c in classes],
+                   sha256=loaded.sha256, features=features, classes=classes,
                    transform=loaded.transform if loaded.contract is not None
                    and loaded.contract.transforms else None,
-                   recommends=is_recommender(model))
+                   recommends=is_recommender(model), compiled=compiled,
+                   status=loaded.compiled_status)
 
 
 def _plain(value: Any) -> Any:
@@ -156,6 +164,7 @@ async def metadata(_: Request) -> JSONResponse:
         "features": serving.features if serving else SPEC.features,
         "input_schema": SPEC.schema,
         "hot_swap": SPEC.hot_swap,
+        "inference": serving.status.to_dict() if serving and serving.status else None,
     })
 
 
@@ -213,9 +222,11 @@ class Predictor:
         serving = STATE.serving  # one snapshot for the whole batch: a swap never splits it
         if serving is None:
             raise bentoml.exceptions.ServiceUnavailable(STATE.error or "no model loaded")
+        request_ids = [record.pop(REQUEST_ID) for record in records]
+        if serving.compiled is not None:
+            return self._predict_compiled(serving, records, request_ids)
         import pandas as pd
 
-        request_ids = [record.pop(REQUEST_ID) for record in records]
         if serving.transform is None:
             inputs = pd.DataFrame.from_records(records, columns=serving.features)
         else:  # raw records through the row transforms the model was trained after
@@ -239,6 +250,24 @@ class Predictor:
         if self._log is not None:
             # The records as they came (a few objects each), not a frame (dozens): a part
             # buffers thousands of requests, and each object is work for the collector.
+            self._log.append(records, predictions, proba, serving.version, request_ids,
+                             classes=serving.classes)
+        return results
+
+    def _predict_compiled(self, serving: Serving, records: list[dict[str, Any]],
+                          request_ids: list[str]) -> list[dict[str, Any]]:
+        compiled = serving.compiled
+        if serving.transform is None:  # validated records straight to typed columns
+            columns = compiled_path.record_columns(records, compiled.features, compiled.kinds)
+        else:  # raw records through the row transforms, then the model's columns
+            import pandas as pd
+
+            frame = serving.transform(pd.DataFrame.from_records(records))
+            columns = compiled_path.frame_columns(frame, compiled.features, compiled.kinds)
+        results, predictions, proba = compiled_path.answers(
+            compiled.predict_columns(columns), serving.classes, serving.name, serving.version,
+            request_ids)
+        if self._log is not None:
             self._log.append(records, predictions, proba, serving.version, request_ids,
                              classes=serving.classes)
         return results
