@@ -163,13 +163,20 @@ def is_classifier(model: Any) -> bool:
     return hasattr(model, "classes_") and hasattr(model, "predict_proba")
 
 
-def predictions(model: Any, frame: Any) -> dict[str, Any]:
+def predictions(model: Any, frame: Any, compiled: Any = None) -> dict[str, Any]:
     """The model's outputs on a chunk: the predicted class (or value), and for a binary
-    classifier the probability of its second class."""
+    classifier the probability of its second class. Scored by the version's compiled form
+    (`conveyor.compiled.CompiledModel`) when it has one, else by the Python model."""
     import numpy as np
     import pandas as pd
 
-    if is_classifier(model):
+    if compiled is not None:
+        result = compiled.predict_columns(compiled_columns(frame, compiled))
+        if compiled.classes is not None and result.probabilities is not None:
+            proba, classes = result.probabilities, np.asarray(compiled.classes)
+        else:
+            return {PREDICTION: pd.Series(np.asarray(result.predictions, dtype=np.float64))}
+    elif is_classifier(model):
         proba = model.predict_proba(frame)
         classes = model.classes_
         out = {PREDICTION: pd.Series(classes[np.argmax(proba, axis=1)])}
@@ -177,6 +184,22 @@ def predictions(model: Any, frame: Any) -> dict[str, Any]:
             out[f"{PROBA}{classes[1]}"] = pd.Series(proba[:, 1])
         return out
     return {PREDICTION: pd.Series(np.asarray(model.predict(frame), dtype=np.float64))}
+
+
+def compiled_columns(frame: Any, compiled: Any) -> dict[str, Any]:
+    """A chunk's features as the compiled model takes them: float64 (NaN: missing) for
+    numbers, object arrays of str (None: missing) for text."""
+    import numpy as np
+
+    columns = {}
+    for name in compiled.features:
+        if compiled.kinds.get(name) == "text":
+            values = frame[name].to_numpy(dtype=object, na_value=None)
+            columns[name] = np.array([v if v is None or isinstance(v, str) else str(v)
+                                      for v in values], dtype=object)
+        else:
+            columns[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    return columns
 
 
 def get_profile(session: Any, loaded: Any, settings: MonitorConfig, target: str | None,
@@ -207,7 +230,7 @@ def get_profile(session: Any, loaded: Any, settings: MonitorConfig, target: str 
     step = max(settings.chunk_rows, 1)
     for start in range(0, len(held_out), step):
         for name, values in predictions(loaded.model, held_out[features].iloc[
-                start:start + step]).items():
+                start:start + step], loaded.compiled).items():
             outputs.setdefault(name, []).append(values)
     import pandas as pd
 
@@ -449,7 +472,7 @@ def scan_batch(app: Any, config: Any, settings: MonitorConfig, loaded: Any, feat
                 scan.counter.add(feature, frame[feature])
             if settings.prediction_drift and scan.profile.predictions:
                 if not batch.logged:
-                    outputs = predictions(loaded.model, frame[features])
+                    outputs = predictions(loaded.model, frame[features], loaded.compiled)
                 for output, values in outputs.items():
                     if output in scan.counter.counters:
                         scan.counter.add(output, values)
@@ -496,7 +519,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
     settings = settings_from(config)
     chosen = methods(app.host, settings)
     name, version = parse_model(request.model)
-    loaded = api.load_model(app, name, version=version)
+    loaded = api.load_model(app, name, version=version, compiled=True)
     require_not_recommender(  # before the batch is read: nothing is recorded
         loaded, command="conveyor monitor",
         does="checks classifiers and regressors (batches of feature rows)",
