@@ -55,7 +55,7 @@ def test_plugins_import_only_the_public_api():
                   "conveyor.testing", "conveyor.uncertainty", "conveyor.validation",
                   "conveyor.evaluation", "conveyor.promotion", "conveyor.feedback",
                   "conveyor.serving", "conveyor.durations", "conveyor.threads",
-                  "conveyor.store.location"}
+                  "conveyor.store.location", "conveyor.compiled"}
     offenders = []
     for path in (REPO / "plugins").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -4,8 +4,9 @@ The public API for plugin authors is exactly what `__all__` lists (the hooks' ar
 among them: `RunInfo`, `Stage`, `StageContext`, `Alert`, `Host` with its `PluginInfo`,
 `Session`), plus the documented modules `conveyor.hookspecs` (the hook reference),
 `conveyor.api` (run a project, read a recorded run), `conveyor.alerts` (fire an `Alert` to
-every `conveyor_alert` plugin), `conveyor.durations` (durations such as "7d" in settings and
-options), `conveyor.errors`,
+every `conveyor_alert` plugin), `conveyor.compiled` (a version scored by a compiled form of
+its model, its parity gate and record: `conveyor_compile_model`'s types),
+`conveyor.durations` (durations such as "7d" in settings and options), `conveyor.errors`,
 `conveyor.evaluation` (what an evaluate stage hands the register stage), `conveyor.feedback`
 (delayed feedback joined to what was served: `conveyor_join_feedback`'s types), `conveyor.gate`,
 `conveyor.promotion` (when a registered version becomes champion), `conveyor.contract` (a model

@@ -109,7 +109,11 @@ class LoadedModel:
     registry record (metrics, gate decision, lineage), `config` the resolved config of the run
     that trained it, and `contract` the `conveyor.ModelContract` recorded with the version (the
     schema content, target, id column and features the model was validated and trained with;
-    None for a version registered before contracts were recorded: its `config` describes it)."""
+    None for a version registered before contracts were recorded: its `config` describes it).
+
+    Loaded with `compiled=True`, `compiled_status` (a `conveyor.compiled.CompiledStatus`) says
+    how the version is scored and why, and `compiled` is its `CompiledModel` (None when the
+    Python model serves it): score with `compiled` when it is not None, else with `model`."""
 
     name: str
     number: int
@@ -121,6 +125,8 @@ class LoadedModel:
     contract: Any = None  # conveyor.ModelContract | None
     project_dir: Path | None = None
     stage_types: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    compiled: Any = field(default=None, repr=False)  # conveyor.compiled.CompiledModel | None
+    compiled_status: Any = None  # conveyor.compiled.CompiledStatus (with compiled=True)
 
     def transform(self, frame: Any, *, before_schema: bool | None = None) -> Any:
         """Raw records (a DataFrame) through the version's inference path, the row transforms
@@ -141,13 +147,20 @@ class LoadedModel:
 
 
 def load_model(project: Project, name: str | None = None, *, version: int | None = None,
-               alias: str = "champion") -> LoadedModel:
+               alias: str = "champion", compiled: bool = False,
+               threads: int | None = None) -> LoadedModel:
     """Load a registered model version from the project store, its sha256 checked first.
 
     `name` defaults to the only model of the project; `version` (a number) wins over `alias`.
     The object is loaded by the codec that stored it (a plugin's, e.g. skops), so a file whose
     content does not match the recorded sha256 is refused with StoreError before any
     deserialisation, and a model with no champion yet raises UsageError naming the fix.
+
+    With `compiled=True` the version's compiled form is loaded too (`conveyor.compiled`): built,
+    checked against the Python model on the version's test rows and recorded on first use when
+    the version has no record yet; `LoadedModel.compiled` is None when the Python model serves
+    it, and `compiled_status` says why. `threads` sets the compiled model's intra-op threads
+    (default: `conveyor.compiled.inference_threads()`; a serving worker wants 1).
     """
     from conveyor.store import ArtifactRef, Registry
 
@@ -166,10 +179,18 @@ def load_model(project: Project, name: str | None = None, *, version: int | None
             run = get_run(session, record.run_id)
         finally:
             store.close()
+        compiled_model, status = None, None
+        if compiled:
+            from conveyor.compiled import compile_version, threads_for_loading
+
+            with threads_for_loading(threads):
+                status, compiled_model = compile_version(session, record, model=model,
+                                                         contract=contract)
         return LoadedModel(name=name, number=record.version, run_id=record.run_id, model=model,
                            version=record, config=run.config, sha256=ref.sha256,
                            contract=contract, project_dir=session.project_dir,
-                           stage_types=dict(session.host.contributions.stage_types))
+                           stage_types=dict(session.host.contributions.stage_types),
+                           compiled=compiled_model, compiled_status=status)
 
 
 def model_contract(project: Project, name: str | None = None, *, version: int | None = None,

@@ -51,6 +51,7 @@ from conveyor.markers import hookspec
 
 if TYPE_CHECKING:
     from conveyor.alerts import Alert
+    from conveyor.compiled import CompiledArtifact
     from conveyor.feedback import FeedbackResult, FeedbackSettings
     from conveyor.host import Host
     from conveyor.session import Session
@@ -552,6 +553,31 @@ def conveyor_join_feedback(session: Session, model_name: str | None, events: Pat
     prediction log), naming the file and the setting. Return None when the project's model is
     not yours (conveyor-recsys answers for recommenders; conveyor-monitor's own implementation,
     ``trylast``, for classifiers and regressors).
+
+    Result: first non-None answer wins.
+    """
+
+
+@hookspec(firstresult=True)
+def conveyor_compile_model(model: Any, features: list[str], kinds: Mapping[str, str]
+                           ) -> CompiledArtifact | None:
+    """Compile a registered version's model for fast inference (``conveyor.compiled``).
+
+    Called once per version: when ``conveyor.register`` records it (after the run succeeds)
+    or when ``api.load_model(..., compiled=True)`` first meets a version without a record.
+    ``model`` is the object the training stage stored (for conveyor-sklearn, the fitted
+    Pipeline); ``features`` and ``kinds`` come from the version's ``conveyor.ModelContract``
+    (feature -> "number" or "text"; empty for a version without a contract: read them from
+    the model).
+
+    Return a ``conveyor.compiled.CompiledArtifact``: the ``CompiledModel`` (``form``,
+    ``features``, ``kinds``, ``classes``, a thread-safe ``predict_columns``), the name of the
+    codec that stores it, and the converter and runtime versions. Build its runtime with
+    ``conveyor.compiled.inference_threads()`` threads. Do not check it yourself: the core runs
+    the parity gate on the version's test rows and serves the Python model when it fails.
+    Raise ``conveyor.compiled.NotCompilable("no ONNX converter for step 'x' (MyStep)")`` for a
+    model you know but cannot compile (the message is the reason recorded and shown); return
+    None for a model that is not yours.
 
     Result: first non-None answer wins.
     """

@@ -17,6 +17,7 @@ the schema the data was validated against, target, id column, features, inferenc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,10 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
         name=name, run_id=ctx.run.id, stage=ctx.name, artifact=model_ref.as_dict(),
         metrics=metrics, gate=record, decision=decision, config_hash=ctx.run.config_hash,
         data=dict(ctx.run.data_versions), contract=ctx.contract())
+    # Its compiled form (conveyor.compiled), once the run has succeeded: the test rows the
+    # parity gate checks are then recorded. Before promotion, so a server picking up the new
+    # champion finds it compiled.
+    ctx.on_run_success(lambda: _compile(ctx, name, version))
     promoting = passed and settings["promote"]
     if promoting:
         # Promotion waits for the whole run: a stage after this one, or a plugin's
@@ -111,6 +116,27 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
                              "promotion": "pending" if promoting else None,
                              "reasons": reasons},
             "verdict": {"ok": passed, "message": message, "model": name, "version": version}}
+
+
+def _compile(ctx: StageContext, name: str, version: int) -> None:
+    """Build, check and record the version's compiled form; a failure is recorded as the
+    reason it is served by Python, never a failed run."""
+    from conveyor.compiled import CompiledStatus, compile_version
+    from conveyor.session import Session
+
+    try:
+        with Session(ctx.project_dir) as session:
+            record = ctx.registry.get(name, version)
+            status, _ = compile_version(session, record, model=ctx.inputs["model"],
+                                        contract=ctx.contract(), log=ctx.log)
+    except Exception as exc:  # never fails the run: recorded as the reason instead
+        status = CompiledStatus.python(f"compiling failed: {type(exc).__name__}: {exc}")
+        # Unrecorded, first use (`load_model(compiled=True)`) builds it again.
+        with contextlib.suppress(Exception):
+            ctx.registry.record_compiled(name, version, status)
+    if not status.compiled:
+        ctx.log(f"{name} v{version} is served by its Python model: {status.reason}")
+    return None
 
 
 def summarise(comparison: Comparison | None, evaluation: Mapping[str, Any] | EvaluationResult

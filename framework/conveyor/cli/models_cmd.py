@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from conveyor.cli.app import console, print_json
+from conveyor.compiled import CompiledStatus
 from conveyor.session import Session
 from conveyor.store import Registry
 from conveyor.store.registry import CHAMPION
@@ -44,10 +45,12 @@ def list_models(args: argparse.Namespace, app: Session) -> int:
     versions = registry.versions()
     names = sorted({v.name for v in versions})
     aliases = {name: registry.aliases(name) for name in names}
+    compiled = registry.compiled_all()
     rows = [{"name": v.name, "version": v.version, "run_id": v.run_id, "metrics": v.metrics,
              "decision": v.decision, "reasons": _reasons(v.gate),
              "comparison": v.comparison(),
              "aliases": sorted(a for a, n in aliases[v.name].items() if n == v.version),
+             "inference": _inference(compiled.get((v.name, v.version))),
              "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at)),
              **({"problems": list(v.problems)} if v.problems else {})}
             for v in versions]
@@ -60,8 +63,8 @@ def list_models(args: argparse.Namespace, app: Session) -> int:
     from rich.table import Table
 
     table = Table(title="models", title_justify="left")
-    for column in ("model", "version", "aliases", "gate", "metrics", "vs champion", "run",
-                   "created"):
+    for column in ("model", "version", "aliases", "gate", "metrics", "vs champion",
+                   "inference", "run", "created"):
         table.add_column(column, overflow="fold")
     for row in rows:
         gate = str(row["decision"]) + ("" if row["decision"] == "passed"
@@ -71,9 +74,26 @@ def list_models(args: argparse.Namespace, app: Session) -> int:
         table.add_row(row["name"], str(row["version"]), ", ".join(row["aliases"]), gate,
                       "  ".join(f"{k}={v:.4g}" for k, v in sorted(row["metrics"].items())),
                       "\n".join(comparison_lines(row["comparison"])),
-                      row["run_id"], row["created_at"])
+                      _inference_cell(row["inference"]), row["run_id"], row["created_at"])
     console().print(table)
     return 0
+
+
+def _inference(status: CompiledStatus | None) -> dict[str, Any] | None:
+    """How the version is scored (`conveyor.compiled`); None before its first build."""
+    return status.to_dict() if status is not None else None
+
+
+def _inference_cell(inference: dict[str, Any] | None) -> str:
+    from rich.markup import escape
+
+    if inference is None:
+        return "[dim]not built yet[/]"
+    status = CompiledStatus.from_dict(inference)
+    if status.compiled:
+        return status.served_by
+    reason = status.reason or ""
+    return escape(f"python: {reason[:77] + '…' if len(reason) > 80 else reason}")
 
 
 def _reasons(gate: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.compiled import CompiledStatus
 from conveyor.contract import ModelContract
 from conveyor.errors import GateRejected, StoreError, UsageError
 from conveyor.names import check_name
@@ -109,6 +110,35 @@ class Registry:
         rows = self.store.query("SELECT contract FROM model_contracts WHERE name=? AND version=?",
                                 (name, int(version)))
         return ModelContract.from_dict(loads(rows[0]["contract"], {})) if rows else None
+
+    def compiled(self, name: str, version: int) -> CompiledStatus | None:
+        """How a version is scored as recorded (`conveyor.compiled`), None before it is."""
+        rows = self.store.query("SELECT * FROM compiled_models WHERE name=? AND version=?",
+                                (name, int(version)))
+        return _compiled_status(rows[0]) if rows else None
+
+    def compiled_all(self) -> dict[tuple[str, int], CompiledStatus]:
+        """Every recorded `CompiledStatus`, by (name, version)."""
+        return {(row["name"], row["version"]): _compiled_status(row)
+                for row in self.store.query("SELECT * FROM compiled_models")}
+
+    def record_compiled(self, name: str, version: int, status: CompiledStatus, *,
+                        replace: bool = False) -> CompiledStatus:
+        """Record how a version is scored, unless a record is there already (another process
+        built it at the same time: its record stands), or with `replace`. Returns the record
+        that stands."""
+        with self.store.write(lock=f"registry:{name}") as conn:
+            row = conn.execute("SELECT * FROM compiled_models WHERE name=? AND version=?",
+                               (name, int(version))).fetchone()
+            if row is not None and not replace:
+                return _compiled_status(row)
+            values = (name, int(version), status.served_by, status.reason, status.sha256,
+                      dumps(dict(status.parity)), dumps(dict(status.converters)),
+                      status.created_at or time.time())
+            conn.execute("DELETE FROM compiled_models WHERE name=? AND version=?",
+                         (name, int(version)))
+            conn.execute("INSERT INTO compiled_models VALUES (?,?,?,?,?,?,?,?)", values)
+        return self.compiled(name, version) or status
 
     def note(self, name: str, version: int, reason: str) -> None:
         """Append a reason to a version's recorded gate decision."""
@@ -233,6 +263,18 @@ class Registry:
         self.set_alias(name, alias, target, action="rollback", actor=actor,
                        reason=reason or f"rollback from version {current}")
         return current, target
+
+
+def _compiled_status(row: Any) -> CompiledStatus:
+    def mapping(key: str) -> dict[str, Any]:
+        try:
+            value = loads(row[key], {})
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    return CompiledStatus(row["served_by"], row["reason"], row["sha256"], mapping("parity"),
+                          mapping("converters"), as_number(row["created_at"]))
 
 
 def _user() -> str:

@@ -103,3 +103,11 @@ alias_history = Table(
     Column("forced", Integer), _time("at"),
     sqlite_autoincrement=True,
 )
+
+# How each version is scored (conveyor.compiled): its compiled form, or Python and why.
+compiled_models = Table(
+    "compiled_models", METADATA,
+    Column("name", Text, primary_key=True), Column("version", Integer, primary_key=True),
+    Column("served_by", Text, nullable=False), Column("reason", Text), Column("sha256", Text),
+    Column("parity", Text), Column("converters", Text), _time("created_at"),
+)

@@ -6,12 +6,14 @@ stage functions, so `conveyor --help` and fully cached runs never pay for them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import conveyor
+import conveyor.compiled
 
-from conveyor_sklearn import codecs, exporting, scoring, settings, templates
+from conveyor_sklearn import codecs, compiling, exporting, scoring, settings, templates
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,13 @@ def conveyor_codecs(register: Callable[[conveyor.Codec], None]) -> None:
     register(codecs.ARROW)
     register(codecs.PARQUET)
     register(codecs.SKOPS)
+    register(compiling.ONNX)
+
+
+@conveyor.hookimpl
+def conveyor_compile_model(model: Any, features: list[str], kinds: Mapping[str, str]
+                           ) -> conveyor.compiled.CompiledArtifact | None:
+    return compiling.compile_pipeline(model, features, kinds)
 
 
 @conveyor.hookimpl

@@ -101,8 +101,12 @@ def feature_types(pipeline: Any) -> list[tuple[str, str]]:
     return [(c, kinds.get(c, "double")) for c in pipeline.feature_names_in_]
 
 
-def to_onnx(pipeline: Any, *, description: str = "the model") -> Any:
-    """The ONNX ModelProto of a conveyor-sklearn Pipeline (prepare -> preprocess -> model)."""
+def to_onnx(pipeline: Any, *, description: str = "the model", precision: str = "float") -> Any:
+    """The ONNX ModelProto of a conveyor-sklearn Pipeline (prepare -> preprocess -> model).
+
+    `precision` "float": the estimator computes in float32 (the input cast to it), the form
+    most ONNX runtimes take; "double": in float64 like scikit-learn, tree ensembles through
+    ai.onnx.ml opset 3 (what `conveyor.compiled` serves: its parity gate is 1e-5)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
     from skl2onnx.sklapi import CastTransformer
@@ -122,13 +126,20 @@ def to_onnx(pipeline: Any, *, description: str = "the model") -> Any:
             transformer.steps[0] = ("impute", _double_imputer(imputer))
     import numpy as np
 
-    cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
-    graph = Pipeline([("preprocess", preprocess), ("cast", cast), ("model", estimator)])
+    register_converters()
+    if precision == "double":
+        graph = Pipeline([("preprocess", preprocess), ("model", estimator)])
+        opset: Any = DOUBLE_OPSET
+    else:
+        cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
+        graph = Pipeline([("preprocess", preprocess), ("cast", cast), ("model", estimator)])
+        opset = None
     inputs = [(c, DoubleTensorType([None, 1]) if kind == "double" else StringTensorType([None, 1]))
               for c, kind in feature_types(pipeline)]
     options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
     try:
         return convert_sklearn(graph, initial_types=inputs, options=options,
+                               target_opset=opset,
                                doc_string=f"{description}, exported by Conveyor")
     except Exception as exc:
         raise _conversion_error(estimator, exc) from exc
@@ -160,6 +171,19 @@ def _step(pipeline: Any, name: str) -> Any:
             f"the model is a {type(pipeline).__name__}, not a Pipeline trained by "
             "conveyor-sklearn (prepare -> preprocess -> model); only those export to ONNX")
     return steps[name]
+
+
+# ai.onnx.ml 3: TreeEnsemble operators with double thresholds and leaves (onnxruntime >= 1.16).
+DOUBLE_OPSET = {"": 18, "ai.onnx.ml": 3}
+
+
+def register_converters() -> None:
+    """Make skl2onnx know the converters it lacks by default: LightGBM's and XGBoost's
+    estimators through onnxmltools, when both are installed (else those steps stay
+    unconvertible)."""
+    if "boosters" in _REGISTERED:
+        return
+    _REGISTERED["boosters"] = True
 
 
 class _DoubleImputerMixin:
