@@ -5,8 +5,10 @@ The request type (`conveyor_bentoml.records`) has already checked every record, 
 is layout: one numpy array per feature, in the model's order, of the kind it takes
 (`compiled.kinds`): float64 with NaN for a missing number, an object array of str with None for
 missing text. The answers are built as the Python path builds them (`service.Predictor.predict`):
-the prediction is the class of the highest probability, in the order of `classes`, so both paths
-give the same JSON for the same records.
+the compiled model's labels (the first class of the highest probability, as scikit-learn picks
+it) and its probabilities in the order of `classes`, so both paths give the same JSON for the
+same records. A version with row transforms builds its DataFrame for them, then
+`conveyor.compiled.columns_from_frame`.
 """
 
 from __future__ import annotations
@@ -34,27 +36,12 @@ def record_columns(records: Sequence[Mapping[str, Any]], features: Sequence[str]
     return columns
 
 
-def frame_columns(frame: Any, features: Sequence[str], kinds: Mapping[str, str]
-                  ) -> dict[str, np.ndarray]:
-    """The same columns from a pandas DataFrame (the output of a version's row transforms)."""
-    columns: dict[str, np.ndarray] = {}
-    for name in features:
-        series = frame[name]
-        if kinds.get(name, NUMBER) == TEXT:
-            values = series.to_numpy(dtype=object, na_value=None)
-            columns[name] = np.array([v if v is None or type(v) is str else str(v)
-                                      for v in values], dtype=object)
-        else:
-            columns[name] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    return columns
-
-
 def answers(prediction: Any, classes: list[Any] | None, name: str, version: int,
             request_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[Any], Any]:
     """The JSON answers of /predict, the predictions and the probabilities (for the log)."""
     proba = prediction.probabilities
     if classes is not None and proba is not None:
-        predictions = [classes[i] for i in proba.argmax(axis=1).tolist()]
+        predictions = prediction.predictions.tolist()
         results = [{"prediction": p, "probabilities": dict(zip(classes, row, strict=True)),
                     "model": name, "model_version": version, "request_id": rid}
                    for p, row, rid in zip(predictions, proba.tolist(), request_ids, strict=True)]

@@ -39,6 +39,7 @@ import asyncio
 import contextvars
 import gc
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from typing import Any
 
 import bentoml
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
+from conveyor.compiled import THREADS_ENV as INFERENCE_THREADS
 from conveyor.serving import is_recommender
 from conveyor.validation import SchemaDescription
 from pydantic import TypeAdapter
@@ -124,8 +126,11 @@ def load(version: int | None) -> Serving:
     """A registered version (the champion when None), through conveyor.api.load_model."""
     from conveyor import api
 
+    # One intra-op thread: a worker answers requests one batch at a time, and more threads
+    # only contend for the cores (tests/bench/bench_serve.py); CONVEYOR_INFERENCE_THREADS wins.
+    threads = None if os.environ.get(INFERENCE_THREADS) else 1
     loaded = api.load_model(Path(SPEC.project_dir), SPEC.model_name, version=version,
-                            compiled=True)
+                            compiled=True, threads=threads)
     model = loaded.model
     compiled = loaded.compiled
     features = [str(c) for c in getattr(model, "feature_names_in_", SPEC.features)]
@@ -261,9 +266,10 @@ class Predictor:
             columns = compiled_path.record_columns(records, compiled.features, compiled.kinds)
         else:  # raw records through the row transforms, then the model's columns
             import pandas as pd
+            from conveyor.compiled import columns_from_frame
 
             frame = serving.transform(pd.DataFrame.from_records(records))
-            columns = compiled_path.frame_columns(frame, compiled.features, compiled.kinds)
+            columns = columns_from_frame(frame, compiled.features, compiled.kinds)
         results, predictions, proba = compiled_path.answers(
             compiled.predict_columns(columns), serving.classes, serving.name, serving.version,
             request_ids)

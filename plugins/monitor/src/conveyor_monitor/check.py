@@ -20,6 +20,7 @@ from typing import Any
 
 import conveyor
 from conveyor import DriftResult, api
+from conveyor.compiled import columns_from_frame
 from conveyor.gate import ConditionResult, failing
 from conveyor.names import path_part
 from conveyor.serving import require_not_recommender
@@ -171,7 +172,8 @@ def predictions(model: Any, frame: Any, compiled: Any = None) -> dict[str, Any]:
     import pandas as pd
 
     if compiled is not None:
-        result = compiled.predict_columns(compiled_columns(frame, compiled))
+        result = compiled.predict_columns(
+            columns_from_frame(frame, compiled.features, compiled.kinds))
         if compiled.classes is not None and result.probabilities is not None:
             proba, classes = result.probabilities, np.asarray(compiled.classes)
         else:
@@ -184,22 +186,6 @@ def predictions(model: Any, frame: Any, compiled: Any = None) -> dict[str, Any]:
             out[f"{PROBA}{classes[1]}"] = pd.Series(proba[:, 1])
         return out
     return {PREDICTION: pd.Series(np.asarray(model.predict(frame), dtype=np.float64))}
-
-
-def compiled_columns(frame: Any, compiled: Any) -> dict[str, Any]:
-    """A chunk's features as the compiled model takes them: float64 (NaN: missing) for
-    numbers, object arrays of str (None: missing) for text."""
-    import numpy as np
-
-    columns = {}
-    for name in compiled.features:
-        if compiled.kinds.get(name) == "text":
-            values = frame[name].to_numpy(dtype=object, na_value=None)
-            columns[name] = np.array([v if v is None or isinstance(v, str) else str(v)
-                                      for v in values], dtype=object)
-        else:
-            columns[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-    return columns
 
 
 def get_profile(session: Any, loaded: Any, settings: MonitorConfig, target: str | None,
