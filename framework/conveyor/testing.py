@@ -17,6 +17,10 @@ object store) binds `free_port()`, waits with `wait_for_server` and stops it wit
 `s3_server` (fixture) / `S3Server` start moto's S3 server on 127.0.0.1, standing in for cloud
 object storage, with the AWS_* variables that point s3fs and boto3 at it: for artifacts in
 `store.artifacts = s3://bucket/prefix`.
+
+Compiled inference (`conveyor.compiled`): `UNCONVERTIBLE_MODEL` (run overrides training a model
+no ONNX converter handles) and `use_miscompiling_plugin(project_dir)` (a local plugin whose
+compiled form fails the parity gate) make versions that are served by their Python model.
 """
 
 from __future__ import annotations
@@ -348,3 +352,60 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Any:
         for name, value in server.env.items():
             monkeypatch.setenv(name, value)
         yield server
+
+
+# --- compiled inference (conveyor.compiled): versions that are served by Python ----------------
+
+#: `conveyor run` overrides of a classification project (`conveyor init --template
+#: classification`) that train scikit-learn's NearestCentroid, which no ONNX converter handles:
+#: the version is served by its Python model, reason "no ONNX converter for step 'model'
+#: (NearestCentroid)". A user puts such a step in the pipeline the same way, `model._target_`.
+UNCONVERTIBLE_MODEL = ("model=logistic_regression",
+                       "model._target_=sklearn.neighbors.NearestCentroid",
+                       "~model.params.C", "~model.params.max_iter")
+
+# A project-local plugin whose `conveyor_compile_model` answers before conveyor-sklearn's with a
+# converter "registered wrongly": its graph is conveyor-sklearn's, but its probabilities (or
+# values) come out rounded to float16, so the parity gate refuses it ("parity failed: ...").
+MISCOMPILING_MODULE = '''
+import numpy as np
+
+import conveyor
+from conveyor.compiled import CompiledArtifact, CompiledPrediction
+from conveyor_sklearn.compiling import compile_pipeline
+
+
+class Float16Model:
+    def __init__(self, inner):
+        self.inner = inner
+        self.form, self.features = inner.form, inner.features
+        self.kinds, self.classes = inner.kinds, inner.classes
+
+    def predict_columns(self, columns):
+        result = self.inner.predict_columns(columns)
+        if result.probabilities is None:
+            return CompiledPrediction(result.predictions.astype(np.float16).astype(np.float64))
+        return CompiledPrediction(result.predictions,
+                                  result.probabilities.astype(np.float16).astype(np.float64))
+
+
+@conveyor.hookimpl(tryfirst=True)
+def conveyor_compile_model(model, features, kinds):
+    artifact = compile_pipeline(model, features, kinds)
+    return CompiledArtifact(Float16Model(artifact.model), artifact.codec, artifact.converters)
+'''
+
+
+def use_miscompiling_plugin(project_dir: Path, module: str = "miscompile") -> None:
+    """Add `MISCOMPILING_MODULE` to a project as the local plugin `module` (its
+    conveyor.yaml's `plugins.local`): every version it registers then fails the parity gate
+    and is served by its Python model, reason "parity failed: ..."."""
+    import yaml
+
+    (project_dir / f"{module}.py").write_text(MISCOMPILING_MODULE)
+    path = project_dir / "conveyor.yaml"
+    config = yaml.safe_load(path.read_text()) or {}
+    plugins = config.setdefault("plugins", {}) or {}
+    plugins["local"] = [*(plugins.get("local") or []), module]
+    config["plugins"] = plugins
+    path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -24,7 +24,6 @@ from typing import Any
 import conveyor
 from conveyor.compiled import CompiledArtifact, CompiledPrediction, NotCompilable
 
-PRECISION = "float"
 FORM = "onnx"
 META_KEY = "conveyor.compiled"
 # Probabilities this close are a tie (the graph sums in another order than scikit-learn).
@@ -52,7 +51,10 @@ class OnnxModel:
         self.kinds: dict[str, str] = dict(meta["kinds"])
         self.classes: list[Any] | None = meta.get("classes")
         self._inputs = [(i.name, i.type == "tensor(string)") for i in self._session.get_inputs()]
-        self._outputs = ["probabilities"] if self.classes is not None else ["variable"]
+        # A classifier's `probabilities` (its labels are picked from them: `first_max`); a
+        # regressor's only output.
+        self._outputs = ["probabilities"] if self.classes is not None else \
+            [self._session.get_outputs()[0].name]
         self._class_array = None if self.classes is None else _class_array(self.classes)
 
     def __repr__(self) -> str:
@@ -110,21 +112,29 @@ def compile_pipeline(model: Any, features: list[str], kinds: Mapping[str, str]
     except ImportError as exc:
         raise NotCompilable(f"{exc.name} is not installed (pip install "
                             "'conveyor-sklearn[onnx]')") from exc
-    missing = unconvertible_steps(model)
+    from conveyor_sklearn import onnx_trees
+
+    trees = onnx_trees.ensemble(steps["model"])  # written here, not by skl2onnx
+    missing = unconvertible_steps(model, written=(steps["model"],) if trees else ())
     if missing:
         raise NotCompilable("no ONNX converter for " + ", ".join(missing))
     grouped = _infrequent_columns(steps["preprocess"])
     if grouped:
         raise NotCompilable(f"one-hot column(s) {', '.join(grouped)} group infrequent "
                             "categories, where an ONNX graph cannot send unseen ones")
+    from sklearn.base import is_classifier
+
     from conveyor_sklearn.exporting import feature_types, to_onnx
 
     try:
-        proto = to_onnx(model, description="compiled by Conveyor", precision=PRECISION)
+        proto = to_onnx(model, description="compiled by Conveyor", precision="double",
+                        estimator=trees is None)
     except conveyor.ConveyorError as exc:
         raise NotCompilable(exc.message) from exc
+    if trees is not None:
+        onnx_trees.append(proto, proto.graph.output[0].name, trees,
+                          classifier=is_classifier(steps["model"]))
     _unknown_categories_as_zeros(proto)
-    from sklearn.base import is_classifier
 
     types = dict(feature_types(model))
     meta = {"features": list(types), "kinds": {c: "text" if k == "string" else "number"
@@ -172,9 +182,10 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def unconvertible_steps(pipeline: Any) -> list[str]:
+def unconvertible_steps(pipeline: Any, *, written: tuple[Any, ...] = ()) -> list[str]:
     """The steps of a Pipeline (nested ones included) skl2onnx has no converter for, as
-    "step 'name' (Type)"; the `prepare` step is the input contract, not in the graph."""
+    "step 'name' (Type)", other than those `written` otherwise; the `prepare` step is the input
+    contract, not in the graph."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
 
     from conveyor_sklearn import exporting
@@ -194,7 +205,8 @@ def unconvertible_steps(pipeline: Any) -> list[str]:
             for child, inner, _columns in step.transformers_:
                 walk(child, inner)
             return
-        if type(step) not in sklearn_operator_name_map:
+        if type(step) not in sklearn_operator_name_map and \
+                not any(step is other for other in written):
             found.append(f"step '{name}' ({type(step).__name__})")
 
     walk("", pipeline)

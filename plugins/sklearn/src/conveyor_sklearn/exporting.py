@@ -101,19 +101,21 @@ def feature_types(pipeline: Any) -> list[tuple[str, str]]:
     return [(c, kinds.get(c, "double")) for c in pipeline.feature_names_in_]
 
 
-def to_onnx(pipeline: Any, *, description: str = "the model", precision: str = "float") -> Any:
+def to_onnx(pipeline: Any, *, description: str = "the model", precision: str = "float",
+            estimator: bool = True) -> Any:
     """The ONNX ModelProto of a conveyor-sklearn Pipeline (prepare -> preprocess -> model).
 
     `precision` "float": the estimator computes in float32 (the input cast to it), the form
-    most ONNX runtimes take; "double": in float64 like scikit-learn, tree ensembles through
-    ai.onnx.ml opset 3 (what `conveyor.compiled` serves: its parity gate is 1e-5)."""
+    most ONNX runtimes take; "double": in float64 like scikit-learn (`conveyor_sklearn.
+    compiling` adds tree ensembles itself, `onnx_trees`). Without `estimator`, the graph ends
+    with the preprocessed features (output `variable`, [N, F] double)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
     from skl2onnx.sklapi import CastTransformer
     from sklearn.base import is_classifier
     from sklearn.pipeline import Pipeline
 
-    estimator = _step(pipeline, "model")
+    model = _step(pipeline, "model")
     preprocess = copy.deepcopy(_step(pipeline, "preprocess"))
     for name, transformer, _columns in preprocess.transformers_:
         imputer = getattr(transformer, "named_steps", {}).get("impute")
@@ -127,22 +129,25 @@ def to_onnx(pipeline: Any, *, description: str = "the model", precision: str = "
     import numpy as np
 
     register_converters()
-    if precision == "double":
-        graph = Pipeline([("preprocess", preprocess), ("model", estimator)])
+    if not estimator:
+        graph = Pipeline([("preprocess", preprocess)])
         opset: Any = DOUBLE_OPSET
+    elif precision == "double":
+        graph = Pipeline([("preprocess", preprocess), ("model", model)])
+        opset = DOUBLE_OPSET
     else:
         cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
-        graph = Pipeline([("preprocess", preprocess), ("cast", cast), ("model", estimator)])
+        graph = Pipeline([("preprocess", preprocess), ("cast", cast), ("model", model)])
         opset = None
     inputs = [(c, DoubleTensorType([None, 1]) if kind == "double" else StringTensorType([None, 1]))
               for c, kind in feature_types(pipeline)]
-    options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
+    options = {id(model): {"zipmap": False}} if estimator and is_classifier(model) else None
     try:
         return convert_sklearn(graph, initial_types=inputs, options=options,
                                target_opset=opset,
                                doc_string=f"{description}, exported by Conveyor")
     except Exception as exc:
-        raise _conversion_error(estimator, exc) from exc
+        raise _conversion_error(model, exc) from exc
 
 
 def _conversion_error(estimator: Any, exc: Exception) -> conveyor.ConveyorError:
@@ -173,7 +178,7 @@ def _step(pipeline: Any, name: str) -> Any:
     return steps[name]
 
 
-# ai.onnx.ml 3: TreeEnsemble operators with double thresholds and leaves (onnxruntime >= 1.16).
+# The opsets of a double-precision graph (its tree ensembles: `onnx_trees`, ai.onnx.ml 5).
 DOUBLE_OPSET = {"": 18, "ai.onnx.ml": 3}
 
 
