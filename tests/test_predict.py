@@ -10,6 +10,7 @@ import pytest
 from _support import assert_run_failed, assert_usage_error
 from conveyor import api
 from conveyor.store import ArtifactRef, open_store
+from conveyor.testing import UNCONVERTIBLE_MODEL
 
 
 @pytest.fixture
@@ -199,11 +200,11 @@ def test_predict_with_the_compiled_form_equals_the_python_model_and_says_which_s
     compiled = project.cli("predict", "--data", "data/customers.csv", "-o", "onnx.parquet",
                            check=True)
     assert "scored by onnx" in compiled.stdout
-    done = project.cli("run", "model._target_=sklearn.dummy.DummyClassifier", "~model.params")
+    done = project.cli("run", *UNCONVERTIBLE_MODEL)
     assert "proj v2 registered" in done.stdout, done.stdout + done.stderr
     python = project.cli("predict", "--data", "data/customers.csv", "-o", "python.parquet",
                          "--model", "proj:2", check=True)
-    assert "scored by python (no ONNX converter for step 'model' (DummyClassifier))" in \
+    assert "scored by python (no ONNX converter for step 'model' (NearestCentroid))" in \
         python.stdout
     onnx_out = pd.read_parquet(project.path / "onnx.parquet")
     python_out = pd.read_parquet(project.path / "python.parquet")
@@ -213,9 +214,9 @@ def test_predict_with_the_compiled_form_equals_the_python_model_and_says_which_s
     assert onnx_out["prediction"].tolist() == model.predict(data[features]).tolist()
     assert abs(onnx_out[["proba__0", "proba__1"]].to_numpy()
                - model.predict_proba(data[features])).max() < 1e-5
-    dummy = api.load_model(project.path, version=2).model
+    centroid = api.load_model(project.path, version=2).model
     assert (python_out[["proba__0", "proba__1"]].to_numpy()
-            == dummy.predict_proba(data[features])).all()
+            == centroid.predict_proba(data[features])).all()
     summaries = [api.load_output(project.path, r["id"], "summary") for r in project.runs()
                  if r["command"] == "predict"]
     assert sorted(s["scored_by"] for s in summaries) == ["onnx", "python"]

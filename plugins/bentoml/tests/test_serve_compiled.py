@@ -16,24 +16,25 @@ import pandas as pd
 import pytest
 from _serve_support import run_cli
 from conveyor import api
-from conveyor.testing import Project
+from conveyor.testing import UNCONVERTIBLE_MODEL, Project
 
 pytestmark = [pytest.mark.server]
 JSON = {"content-type": "application/json"}
-UNCONVERTIBLE = "no ONNX converter for step 'model' (DummyClassifier)"
+UNCONVERTIBLE = "no ONNX converter for step 'model' (NearestCentroid)"
 
 
 @pytest.fixture(scope="session")
 def mixed(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
-    """The trained project plus v3, a DummyClassifier: no ONNX converter, so Python serves it
-    (a deliberately unconvertible step). v1 stays the champion."""
+    """The trained project plus v3, a NearestCentroid (conveyor.testing.UNCONVERTIBLE_MODEL): no
+    ONNX converter, so Python serves it (a deliberately unconvertible step). v1 stays the
+    champion."""
     root = tmp_path_factory.mktemp("serve-compiled")
     project = root / "shop"
     shutil.copytree(trained, project)
-    done = run_cli("run", "model._target_=sklearn.dummy.DummyClassifier", "~model.params",
-                   cwd=project)
-    # exit 1: registered but not promoted (it misses the gate), as it should
+    done = run_cli("run", *UNCONVERTIBLE_MODEL, cwd=project)
+    # registered, and promoted or not (it may miss the gate): v1 is made the champion again
     assert "shop v3 registered" in done.stdout, done.stdout + done.stderr
+    assert run_cli("models", "promote", "shop", "1", "--force", cwd=project).returncode == 0
     return project
 
 
@@ -120,7 +121,7 @@ def test_a_version_that_does_not_convert_is_answered_by_python_with_the_reason(p
     assert np.abs(got - proba).max() < 1e-12  # the same model: the same numbers
     listed = run_cli("models", "list", cwd=project.path)
     assert listed.returncode == 0, listed.stderr
-    assert "DummyClassifier" in listed.stdout and "onnx" in listed.stdout
+    assert "NearestCentroid" in listed.stdout and "onnx" in listed.stdout
 
 
 def test_hot_swap_to_a_python_served_version_and_back(project, serve):

@@ -49,6 +49,7 @@ from typing import Any
 import bentoml
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from conveyor.compiled import THREADS_ENV as INFERENCE_THREADS
+from conveyor.compiled import CompiledStatus
 from conveyor.serving import is_recommender
 from conveyor.validation import SchemaDescription
 from pydantic import TypeAdapter
@@ -132,7 +133,9 @@ def load(version: int | None) -> Serving:
     loaded = api.load_model(Path(SPEC.project_dir), SPEC.model_name, version=version,
                             compiled=True, threads=threads)
     model = loaded.model
-    compiled = loaded.compiled
+    compiled, status = loaded.compiled, loaded.compiled_status
+    if not SETTINGS.get("compiled", True) and compiled is not None:
+        compiled, status = None, CompiledStatus.python("serve.compiled is false")
     features = [str(c) for c in getattr(model, "feature_names_in_", SPEC.features)]
     classes = getattr(model, "classes_", None) if hasattr(model, "predict_proba") else None
     classes = None if classes is None else [_plain(c) for c in classes]
@@ -144,7 +147,7 @@ def load(version: int | None) -> Serving:
                    transform=loaded.transform if loaded.contract is not None
                    and loaded.contract.transforms else None,
                    recommends=is_recommender(model), compiled=compiled,
-                   status=loaded.compiled_status)
+                   status=status)
 
 
 def _plain(value: Any) -> Any:

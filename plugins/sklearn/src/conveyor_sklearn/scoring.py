@@ -23,6 +23,13 @@ Nothing is half-written: predictions go to a temporary file beside the output, r
 place once every chunk passed validation and was scored. If any chunk fails validation, the
 remaining chunks are still validated (not scored), every failure is reported, and no output
 file appears.
+
+Scoring: with the version's compiled form (`conveyor.compiled`, loaded by
+`api.load_model(..., compiled=True)`) when it has one, else its Python model (`--no-compiled`
+forces that). Without row transforms, the compiled model takes its columns straight from the
+pyarrow chunk (numbers as float64, text as str) and the output is built as a pyarrow Table; the
+chunk becomes a DataFrame only for the schema's checks, which stay as they are. The log line and
+the run's `summary` (`scored_by`, `scored_by_reason`) say which scored, and why.
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ examples:
   conveyor predict --data data/new.csv                  # the champion; -> data/new.predictions.parquet
   conveyor predict --data new.parquet -o scores.csv --model churn:3
 
+Scored by the version's compiled form (ONNX, no pandas) when it has one, else by its Python
+model; the log and the run's summary say which, and why. --no-compiled uses the Python model.
 The output has the model's id column (its data.id_column; else `row`, the position in the
 file), `prediction`, and for classifiers one `proba__<class>` column per class. The file is
 validated first against the schema recorded with the model version (its contract); a file
@@ -87,6 +96,9 @@ The scoring is recorded as a run with command "predict" (see `conveyor runs list
     parser.add_argument("--model", metavar="NAME:VERSION",
                         help="the version to use, e.g. churn:3 or churn:challenger "
                              "(default: the champion of the project's only model)")
+    parser.add_argument("--no-compiled", dest="compiled", action="store_false",
+                        help="score with the Python model even when the version has a compiled "
+                             "form (ONNX; `conveyor models list` shows which scores it)")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
                         help=f"rows read, validated and scored at a time; bounds memory "
                              f"(default {DEFAULT_CHUNK_ROWS:,})")
@@ -122,7 +134,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
         raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
     project_dir = app.project_dir
     loaded = api.load_model(app, name, version=version, alias=alias,  # sha256 checked
-                            compiled=True)
+                            compiled=getattr(args, "compiled", True))
     require_not_recommender(  # before anything is read, recorded or written
         loaded, command="conveyor predict", does="scores rows with classifiers and regressors",
         instead="write batch recommendations with `conveyor recommend --users FILE "
@@ -193,6 +205,9 @@ def _predict(ctx: conveyor.StageContext) -> Mapping[str, Any]:
         model = ctx.load_artifact(settings["artifact"])  # sha256 checked before deserialising
         scorer = Scorer(model, None, "python", "the stage ran outside `conveyor predict`, "
                         "which loads the compiled form")
+    elif loaded.compiled_status is None:
+        model = loaded.model
+        scorer = Scorer(model, None, "python", "--no-compiled")
     else:
         model, status = loaded.model, loaded.compiled_status
         scorer = Scorer(model, loaded.compiled, status.served_by, status.reason)
