@@ -174,18 +174,20 @@ def predictions(model: Any, frame: Any, compiled: Any = None) -> dict[str, Any]:
     if compiled is not None:
         result = compiled.predict_columns(
             columns_from_frame(frame, compiled.features, compiled.kinds))
-        if compiled.classes is not None and result.probabilities is not None:
-            proba, classes = result.probabilities, np.asarray(compiled.classes)
-        else:
+        if compiled.classes is None or result.probabilities is None:
             return {PREDICTION: pd.Series(np.asarray(result.predictions, dtype=np.float64))}
+        proba, classes = result.probabilities, np.asarray(compiled.classes)
+        labels = result.predictions  # the first class of the highest probability
     elif is_classifier(model):
         proba = model.predict_proba(frame)
         classes = model.classes_
-        out = {PREDICTION: pd.Series(classes[np.argmax(proba, axis=1)])}
-        if len(classes) == 2:
-            out[f"{PROBA}{classes[1]}"] = pd.Series(proba[:, 1])
-        return out
-    return {PREDICTION: pd.Series(np.asarray(model.predict(frame), dtype=np.float64))}
+        labels = classes[np.argmax(proba, axis=1)]
+    else:
+        return {PREDICTION: pd.Series(np.asarray(model.predict(frame), dtype=np.float64))}
+    out = {PREDICTION: pd.Series(labels)}
+    if len(classes) == 2:
+        out[f"{PROBA}{classes[1]}"] = pd.Series(proba[:, 1])
+    return out
 
 
 def get_profile(session: Any, loaded: Any, settings: MonitorConfig, target: str | None,
