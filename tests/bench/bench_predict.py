@@ -24,7 +24,6 @@ thread) so the cases compare the work, not the cores they take.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_serve import BIN, RESULTS, load_average, make_project  # noqa: E402
+from bench_serve import BIN, RESULTS, load_average, make_project, write_results  # noqa: E402
 
 GROUP_ROWS = 100_000
 CHUNK_ROWS = 100_000
@@ -188,16 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
             "load_before": load_before, "load_after": load_average(), "quick": args.quick,
             "chunk_rows": CHUNK_ROWS, "omp_threads": 1, "inference_threads": 1}
-    lines.append(f"load average {load_before} -> {meta['load_after']} on {os.cpu_count()} "
-                 "cores shared with other work: figures are noisy when it is above 1")
-    print("\n" + "\n".join(lines))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "goals": goals, "figures": figures},
-                                    indent=2))
-    args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(f"\nwrote {args.json} and {args.json.with_suffix('.md').name}")
+    write_results(args.json, lines, meta, goals, figures)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

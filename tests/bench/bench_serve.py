@@ -287,6 +287,20 @@ def table(figures: dict[str, Any]) -> list[str]:
     return rows
 
 
+def write_results(path: Path, lines: list[str], meta: dict[str, Any], goals: dict[str, Any],
+                  figures: dict[str, Any]) -> None:
+    """Print the table (and the load the figures were taken under); write `path` (JSON) and
+    its .md beside it (bench_predict.py's too)."""
+    lines.append(f"load average {meta['load_before']} -> {meta['load_after']} on "
+                 f"{os.cpu_count()} cores shared with other work: figures are noisy when it is "
+                 "above 1")
+    print("\n" + "\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "goals": goals, "figures": figures}, indent=2))
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {path} and {path.with_suffix('.md').name}")
+
+
 def load_arguments(doc: str, json_path: Path, seconds32: float) -> argparse.ArgumentParser:
     """The options every wrk benchmark takes (bench_recommend.py's too)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -403,14 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"conveyor RSS growth over the later c=32 runs: {growth:+.1f} MB (bound "
                  f"{RSS_GROWTH_BOUND_MB:.0f} MB); exit code on SIGTERM "
                  f"{exits.get('conveyor')}")
-    lines.append(f"load average {load_before} -> {meta['load_after']} on {os.cpu_count()} cores "
-                 "shared with other work: figures are noisy when it is above 1")
-    print("\n" + "\n".join(lines))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "goals": goals, "figures": figures},
-                                    indent=2))
-    args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(f"\nwrote {args.json} and {args.json.with_suffix('.md').name}")
+    write_results(args.json, lines, meta, goals, figures)
     return 0
 
 
