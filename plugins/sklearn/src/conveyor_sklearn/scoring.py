@@ -277,8 +277,8 @@ def _score_file(ctx: conveyor.StageContext, scorer: Scorer, data: Path, output: 
                 invalid_rows += len(report.invalid_rows)
                 _collect(failures, report, offset=rows)
             elif not failures:
-                if report is not None and report.data is not None:  # the schema coerced it
-                    frame, arrow_only = report.data, False
+                if report is not None and report.data is not None and report.data is not frame:
+                    frame, arrow_only = report.data, False  # the schema changed (coerced) it
                 if arrow_only:
                     writer.write_table(_compiled_predictions(compiled, chunk, features, classes,
                                                              id_column, rows))
