@@ -200,6 +200,10 @@ def test_predict_with_the_compiled_form_equals_the_python_model_and_says_which_s
     compiled = project.cli("predict", "--data", "data/customers.csv", "-o", "onnx.parquet",
                            check=True)
     assert "scored by onnx" in compiled.stdout
+    forced = project.cli("predict", "--data", "data/customers.csv", "-o", "forced.parquet",
+                         "--no-compiled", check=True)
+    assert "scored by python (--no-compiled)" in forced.stdout
+    forced_out = pd.read_parquet(project.path / "forced.parquet")
     done = project.cli("run", *UNCONVERTIBLE_MODEL)
     assert "proj v2 registered" in done.stdout, done.stdout + done.stderr
     python = project.cli("predict", "--data", "data/customers.csv", "-o", "python.parquet",
@@ -208,7 +212,9 @@ def test_predict_with_the_compiled_form_equals_the_python_model_and_says_which_s
         python.stdout
     onnx_out = pd.read_parquet(project.path / "onnx.parquet")
     python_out = pd.read_parquet(project.path / "python.parquet")
-    assert onnx_out.dtypes.to_dict() == python_out.dtypes.to_dict()
+    assert onnx_out.dtypes.to_dict() == python_out.dtypes.to_dict() == \
+        forced_out.dtypes.to_dict()
+    assert onnx_out["prediction"].tolist() == forced_out["prediction"].tolist()
     model = api.load_model(project.path, version=1).model
     features = list(model.feature_names_in_)
     assert onnx_out["prediction"].tolist() == model.predict(data[features]).tolist()
@@ -219,7 +225,7 @@ def test_predict_with_the_compiled_form_equals_the_python_model_and_says_which_s
             == centroid.predict_proba(data[features])).all()
     summaries = [api.load_output(project.path, r["id"], "summary") for r in project.runs()
                  if r["command"] == "predict"]
-    assert sorted(s["scored_by"] for s in summaries) == ["onnx", "python"]
+    assert sorted(s["scored_by"] for s in summaries) == ["onnx", "python", "python"]
 
 
 def _peak_rss_mb(project, *args: str) -> float:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from _serve_support import run_cli
 from conveyor import api
-from conveyor.testing import UNCONVERTIBLE_MODEL, Project
+from conveyor.testing import UNCONVERTIBLE_MODEL, Project, use_miscompiling_plugin
 
 pytestmark = [pytest.mark.server]
 JSON = {"content-type": "application/json"}
@@ -27,13 +27,17 @@ UNCONVERTIBLE = "no ONNX converter for step 'model' (NearestCentroid)"
 def mixed(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
     """The trained project plus v3, a NearestCentroid (conveyor.testing.UNCONVERTIBLE_MODEL): no
     ONNX converter, so Python serves it (a deliberately unconvertible step). v1 stays the
-    champion."""
+    champion. And v4, registered with a local plugin whose compiled form fails the parity gate
+    (conveyor.testing.use_miscompiling_plugin): Python serves it too, reason "parity failed"."""
     root = tmp_path_factory.mktemp("serve-compiled")
     project = root / "shop"
     shutil.copytree(trained, project)
     done = run_cli("run", *UNCONVERTIBLE_MODEL, cwd=project)
     # registered, and promoted or not (it may miss the gate): v1 is made the champion again
     assert "shop v3 registered" in done.stdout, done.stdout + done.stderr
+    use_miscompiling_plugin(project)
+    done = run_cli("run", "model.params.max_iter=20", cwd=project)
+    assert "shop v4 registered" in done.stdout, done.stdout + done.stderr
     assert run_cli("models", "promote", "shop", "1", "--force", cwd=project).returncode == 0
     return project
 
@@ -108,7 +112,7 @@ def test_a_version_that_converts_is_answered_by_onnx_as_python_answers(project, 
 def test_a_version_that_does_not_convert_is_answered_by_python_with_the_reason(project,
                                                                                serve):
     assert run_cli("models", "promote", "shop", "3", "--force", cwd=project.path).returncode == 0
-    server = serve(project)
+    server = serve(project, "+serve.poll_seconds=0.2")
     meta = httpx.get(f"{server.url}/metadata", timeout=10).json()
     assert meta["version"] == 3
     assert meta["inference"]["served_by"] == "python", meta["inference"]
@@ -122,6 +126,19 @@ def test_a_version_that_does_not_convert_is_answered_by_python_with_the_reason(p
     listed = run_cli("models", "list", cwd=project.path)
     assert listed.returncode == 0, listed.stderr
     assert "NearestCentroid" in listed.stdout and "onnx" in listed.stdout
+    # v4's compiled form fails the parity gate: Python answers it, and says so
+    assert run_cli("models", "promote", "shop", "4", "--force", cwd=project.path).returncode == 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and \
+            httpx.get(f"{server.url}/metadata", timeout=10).json()["version"] != 4:
+        time.sleep(0.2)
+    status = inference(server)
+    assert status["served_by"] == "python" and status["reason"].startswith("parity failed"), \
+        status
+    labels, proba = python_answers(project, 4, rows)
+    answers = predict(server, rows)
+    assert [a["prediction"] for a in answers] == labels
+    assert {a["model_version"] for a in answers} == {4}
 
 
 def test_hot_swap_to_a_python_served_version_and_back(project, serve):
