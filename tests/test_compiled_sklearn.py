@@ -18,10 +18,9 @@ import yaml
 from conveyor.compiled import TOLERANCE, CompiledModel, NotCompilable, check_parity
 
 pytest.importorskip("onnxruntime")
-pytest.importorskip("skl2onnx")
 
-from conveyor_sklearn import compiling  # noqa: E402
-from conveyor_sklearn.preprocess import build_pipeline  # noqa: E402
+from conveyor_sklearn import compiling
+from conveyor_sklearn.preprocess import build_pipeline
 
 CONF = Path(compiling.__file__).parent / "conf" / "model"
 # Options whose versions the gate sends to Python, and why.
@@ -92,6 +91,7 @@ def test_multiclass_text_labels_pass_the_parity_gate(name):
 
 
 def test_a_step_without_converter_is_named():
+    pytest.importorskip("skl2onnx")
     from sklearn.neighbors import NearestCentroid
 
     frame = _table()
@@ -127,3 +127,24 @@ def test_the_codec_round_trips_and_unknown_categories_score_as_zeros(tmp_path):
         {**columns, "plan": ["never seen", np.nan], "region": ["north", np.nan]}))
     assert np.abs(result.probabilities - expected).max() <= TOLERANCE
     assert result.predictions.tolist() == pipeline.classes_[expected.argmax(axis=1)].tolist()
+
+
+def test_the_standard_pipeline_compiles_without_importing_skl2onnx():
+    """skl2onnx costs about a second of CPU per process: every run that registers would pay
+    it. The pipeline `preprocess.build_pipeline` makes is written without it."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "import test_compiled_sklearn as t\n"
+            "frame = t._table()\n"
+            "for name in ('hist_gradient_boosting', 'logistic_regression'):\n"
+            "    pipeline = t.build_pipeline(frame[t.FEATURES], t._option(name))\n"
+            "    pipeline.fit(frame[t.FEATURES], frame['churned'])\n"
+            "    artifact = t.compiling.compile_pipeline(pipeline, [], {})\n"
+            "    assert 'skl2onnx' not in artifact.converters\n"
+            "print('skl2onnx' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"

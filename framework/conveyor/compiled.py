@@ -26,7 +26,7 @@ served by it:
   runs again on first use in a process before the compiled form serves; a failure there serves
   Python for that process with the reason. The artifact is not rebuilt automatically (a
   converter upgrade does not change a file already written); `compile_version(...,
-  rebuild=True)` rebuilds and records it again.
+  rebuild=True)` (`conveyor models compile NAME VERSION --rebuild`) rebuilds and records it.
 
 Compiled models run with `inference_threads()` intra-op threads: `CONVEYOR_INFERENCE_THREADS`
 when set, else `conveyor.threads`' budget (the cores other processes leave free); a serving
@@ -245,7 +245,15 @@ def check_parity(compiled: CompiledModel, python_model: Any, frame: Any, *,
         return {}, f"the test rows lack the model's features {', '.join(missing[:5])}"
     rows = frame[features]
     result = compiled.predict_columns(columns_from_frame(rows, features, compiled.kinds))
-    expected = np.asarray(python_model.predict(rows))
+    from conveyor.threads import limited
+
+    # The Python model's native pools sized to the free cores, as a stage's are: OpenMP
+    # threads waiting at a barrier for a busy core make a small predict take seconds.
+    with limited(inference_threads()):
+        expected = np.asarray(python_model.predict(rows))
+        proba = np.asarray(python_model.predict_proba(rows), dtype=np.float64) \
+            if compiled.classes is not None and result.probabilities is not None and \
+            hasattr(python_model, "predict_proba") else None
     got = np.asarray(result.predictions)
     parity: dict[str, Any] = {"rows": len(rows), "tolerance": tolerance}
     if got.shape != expected.shape:
@@ -256,8 +264,7 @@ def check_parity(compiled: CompiledModel, python_model: Any, frame: Any, *,
                                         zip(got.tolist(), expected.tolist(), strict=True)])))
         parity["labels_equal"] = differ == 0
         gap = 0.0
-        if result.probabilities is not None and hasattr(python_model, "predict_proba"):
-            proba = np.asarray(python_model.predict_proba(rows), dtype=np.float64)
+        if proba is not None:
             gap = _max_gap(np.asarray(result.probabilities, dtype=np.float64), proba)
         parity["max_abs_diff"] = gap
         if differ:
@@ -322,9 +329,12 @@ def compile_version(session: Session, record: ModelVersion, *, model: Any = None
             contract = registry.contract(record.name, record.version)
         if model is None:
             model = _python_model(session, store, record)
-        status, compiled = _build(session, store, record, model, contract, log)
-        recorded = registry.record_compiled(record.name, record.version, status,
-                                            replace=rebuild)
+        try:
+            status, compiled = _build(session, store, record, model, contract, log)
+            recorded = registry.record_compiled(record.name, record.version, status,
+                                                replace=rebuild)
+        except ConveyorError as exc:  # the store failed us: Python serves, nothing recorded
+            return CompiledStatus.python(f"compiling failed: {_first_line(exc.message)}"), None
         if recorded != status:  # another process recorded it first: use theirs
             return _use_recorded(session, store, record, recorded, model)
         return status, compiled
@@ -335,16 +345,14 @@ def compile_version(session: Session, record: ModelVersion, *, model: Any = None
 def load_compiled(session: Session, status: CompiledStatus) -> CompiledModel:
     """The compiled model a status records, loaded by its codec after its sha256 check
     (`StoreError` for a missing or altered file)."""
-    from conveyor.store import ArtifactRef
+    from conveyor.store import Registry
 
     store = session.store()
     try:
-        row = store.query("SELECT * FROM artifacts WHERE sha256=?", (status.sha256,))
-        if not row:
+        ref = Registry(store).compiled_artifact(str(status.sha256))
+        if ref is None:
             raise UsageError(f"the compiled artifact {str(status.sha256)[:12]} is not in the "
                              "store's artifacts")
-        ref = ArtifactRef(row[0]["sha256"], row[0]["codec"], row[0]["suffix"],
-                          int(row[0]["size"]))
         codec = session.codec(ref.codec)
         if codec is None:
             raise UsageError(f"the compiled artifact was stored with codec '{ref.codec}', "
@@ -385,7 +393,10 @@ def _use_recorded(session: Session, store: Any, record: ModelVersion, status: Co
             return CompiledStatus.python(f"{runtime} is now {installed} (checked with "
                                          f"{status.converters.get(runtime)}) and the test rows "
                                          "are gone", converters=status.converters), None
-        parity, failure = check_parity(compiled, model, rows)
+        try:
+            parity, failure = check_parity(compiled, model, rows)
+        except Exception as exc:  # never serve unchecked numbers
+            parity, failure = {}, f"parity check failed: {type(exc).__name__}: {exc}"
         if failure:
             return CompiledStatus.python(f"{failure} under {runtime} {installed}", parity=parity,
                                          converters=status.converters), None

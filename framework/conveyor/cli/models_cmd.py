@@ -1,4 +1,4 @@
-"""`conveyor models list | promote | rollback | history`: the model registry."""
+"""`conveyor models list | promote | rollback | compile | history`: the model registry."""
 
 from __future__ import annotations
 
@@ -18,8 +18,15 @@ def configure(commands: Any) -> None:
     models = commands.add_parser("models", help="registered model versions and their aliases",
                                  description="The model registry of the project.")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
-    listing = sub.add_parser("list", help="every version with metrics, gate decision, aliases")
-    listing.add_argument("--json", action="store_true")
+    listing = sub.add_parser(
+        "list", help="every version with metrics, gate decision, aliases, inference",
+        description="Every registered version: its metrics, gate decision, aliases, and how it "
+                    "is scored (inference): `onnx` when its compiled form passed the parity "
+                    "gate (labels identical, probabilities or values within 1e-5 on its test "
+                    "rows), else `python: <reason>`; `not built yet` until first use.")
+    listing.add_argument("--json", action="store_true",
+                         help="the full records; `inference` is served_by, reason, sha256, "
+                              "parity and converter versions (null before its first build)")
     listing.set_defaults(handler=list_models)
     promote = sub.add_parser("promote", help="make a version the champion (the gate must pass)")
     promote.add_argument("name")
@@ -34,6 +41,20 @@ def configure(commands: Any) -> None:
     rollback.add_argument("--reason", default="")
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(handler=rollback_model)
+    compile_ = sub.add_parser(
+        "compile", help="build (or --rebuild) a version's compiled form and show its status",
+        description="Build a version's compiled form, check it against its Python model on "
+                    "its test rows (labels identical, probabilities or values within 1e-5) "
+                    "and record how it is served. A version registered by this Conveyor is "
+                    "compiled at registration already, an earlier one on first use: this "
+                    "shows its record, or with --rebuild builds it again (after an upgrade of "
+                    "onnxruntime or skl2onnx, or a damaged compiled file).")
+    compile_.add_argument("name")
+    compile_.add_argument("version", type=int)
+    compile_.add_argument("--rebuild", action="store_true",
+                          help="build, check and record it again even if it has a record")
+    compile_.add_argument("--json", action="store_true")
+    compile_.set_defaults(handler=compile_model)
     history = sub.add_parser("history", help="every alias change: who, when, why")
     history.add_argument("name")
     history.add_argument("--json", action="store_true")
@@ -121,6 +142,24 @@ def rollback_model(args: argparse.Namespace, app: Session) -> int:
         print_json({"name": args.name, "champion": target, "previous": current})
     else:
         print(f"{args.name}: champion rolled back from version {current} to {target}")
+    return 0
+
+
+def compile_model(args: argparse.Namespace, app: Session) -> int:
+    from conveyor.compiled import compile_version
+
+    record = Registry(app.store()).get(args.name, args.version)
+    if args.rebuild:
+        print(f"building {args.name} v{args.version}'s compiled form ...")
+    status, _ = compile_version(app, record, rebuild=args.rebuild)
+    if args.json:
+        print_json(status.to_dict())
+        return 0
+    parity = status.parity
+    figures = (f" (parity on {parity['rows']} test rows, max difference "
+               f"{parity.get('max_abs_diff', 0):.2g}, tolerance {parity.get('tolerance')})"
+               if parity.get("rows") else "")
+    print(f"{args.name} v{args.version}: {status.short()}{figures}")
     return 0
 
 

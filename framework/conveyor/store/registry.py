@@ -16,6 +16,7 @@ from conveyor.compiled import CompiledStatus
 from conveyor.contract import ModelContract
 from conveyor.errors import GateRejected, StoreError, UsageError
 from conveyor.names import check_name
+from conveyor.store.artifacts import ArtifactRef
 from conveyor.store.db import Store, as_number, dumps, loads, numeric_metrics
 
 CHAMPION = "champion"
@@ -116,6 +117,13 @@ class Registry:
         rows = self.store.query("SELECT * FROM compiled_models WHERE name=? AND version=?",
                                 (name, int(version)))
         return _compiled_status(rows[0]) if rows else None
+
+    def compiled_artifact(self, sha256: str) -> ArtifactRef | None:
+        """The stored artifact (codec, suffix, size) a compiled status's `sha256` names."""
+        rows = self.store.query("SELECT sha256, size, codec, suffix FROM artifacts "
+                                "WHERE sha256=?", (sha256,))
+        return ArtifactRef(rows[0]["sha256"], rows[0]["codec"], rows[0]["suffix"],
+                           int(rows[0]["size"])) if rows else None
 
     def compiled_all(self) -> dict[tuple[str, int], CompiledStatus]:
         """Every recorded `CompiledStatus`, by (name, version)."""

@@ -1,17 +1,19 @@
-"""The compiled form of a conveyor-sklearn Pipeline: ONNX (skl2onnx) run by onnxruntime.
+"""The compiled form of a conveyor-sklearn Pipeline: one ONNX graph run by onnxruntime.
 
 `compile_pipeline` implements `conveyor_compile_model`: the whole Pipeline (preprocessing and
-estimator) becomes one ONNX graph computing in double precision, as scikit-learn does (tree
-ensembles through ai.onnx.ml opset 3, whose TreeEnsemble operators take double thresholds
-and leaves), so the core's parity gate (1e-5, `conveyor.compiled`) holds for the `model`
-options it converts. A step skl2onnx has no converter for raises `NotCompilable` naming it;
-the version is then served by Python.
+estimator) becomes one ONNX graph computing in double precision, as scikit-learn does, so the
+core's parity gate (1e-5, `conveyor.compiled`) holds for the `model` options it converts. The
+standard pipeline (`preprocess.build_preprocessor`, then a tree ensemble or a linear model) is
+written by `onnx_graph` without importing skl2onnx (a second of CPU per process); any other is
+converted by skl2onnx (`exporting.to_onnx(precision="double")`). A step skl2onnx has no
+converter for raises `NotCompilable` naming it; the version is then served by Python.
 
 `OnnxModel` is the `conveyor.compiled.CompiledModel`: one onnxruntime session built when it is
 made (intra-op threads: `conveyor.compiled.inference_threads()`), fed one [N, 1] tensor per
-feature column straight from numpy (no pandas). Stored by the codec `ONNX` ("onnx", .onnx): the
-ONNX file itself, its features, kinds and classes in the model's metadata
-(`conveyor.compiled`), so the file alone runs anywhere onnxruntime does.
+feature column straight from numpy (no pandas); a classifier's labels are picked from its
+probabilities (`first_max`). Stored by the codec `ONNX` ("onnx", .onnx): the ONNX file itself,
+its features, kinds and classes in the model's metadata (`conveyor.compiled`), so the file alone
+runs anywhere onnxruntime does.
 """
 
 from __future__ import annotations
@@ -107,36 +109,26 @@ def compile_pipeline(model: Any, features: list[str], kinds: Mapping[str, str]
     if not {"prepare", "preprocess", "model"} <= set(steps):
         return None
     try:
+        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
-        import skl2onnx  # noqa: F401
     except ImportError as exc:
         raise NotCompilable(f"{exc.name} is not installed (pip install "
                             "'conveyor-sklearn[onnx]')") from exc
-    from conveyor_sklearn import onnx_trees
+    from sklearn.base import is_classifier
 
-    trees = onnx_trees.ensemble(steps["model"])  # written here, not by skl2onnx
-    missing = unconvertible_steps(model, written=(steps["model"],) if trees else ())
-    if missing:
-        raise NotCompilable("no ONNX converter for " + ", ".join(missing))
+    from conveyor_sklearn import onnx_graph
+    from conveyor_sklearn.exporting import feature_types
+
+    types = feature_types(model)
     grouped = _infrequent_columns(steps["preprocess"])
     if grouped:
         raise NotCompilable(f"one-hot column(s) {', '.join(grouped)} group infrequent "
                             "categories, where an ONNX graph cannot send unseen ones")
-    from sklearn.base import is_classifier
-
-    from conveyor_sklearn.exporting import feature_types, to_onnx
-
-    try:
-        proto = to_onnx(model, description="compiled by Conveyor", precision="double",
-                        estimator=trees is None)
-    except conveyor.ConveyorError as exc:
-        raise NotCompilable(exc.message) from exc
-    if trees is not None:
-        onnx_trees.append(proto, proto.graph.output[0].name, trees,
-                          classifier=is_classifier(steps["model"]))
-    _unknown_categories_as_zeros(proto)
-
-    types = dict(feature_types(model))
+    proto = onnx_graph.graph(model, types)  # the standard pipeline, without skl2onnx
+    converters = converter_versions(skl2onnx=proto is None)
+    if proto is None:
+        proto = _with_skl2onnx(model)
+    types = dict(types)
     meta = {"features": list(types), "kinds": {c: "text" if k == "string" else "number"
                                                for c, k in types.items()},
             "classes": [_plain(c) for c in steps["model"].classes_]
@@ -144,7 +136,37 @@ def compile_pipeline(model: Any, features: list[str], kinds: Mapping[str, str]
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     return CompiledArtifact(OnnxModel(proto.SerializeToString()), codec=ONNX.name,
-                            converters=converter_versions())
+                            converters=converters)
+
+
+def _with_skl2onnx(model: Any) -> Any:
+    """Any other pipeline: skl2onnx converts it in double precision (tree ensembles it cannot
+    write in double are added by `onnx_trees`)."""
+    try:
+        import skl2onnx  # noqa: F401
+    except ImportError as exc:
+        raise NotCompilable(f"{exc.name} is not installed (pip install "
+                            "'conveyor-sklearn[onnx]')") from exc
+    from sklearn.base import is_classifier
+
+    from conveyor_sklearn import onnx_trees
+    from conveyor_sklearn.exporting import to_onnx
+
+    estimator = model.steps[-1][1]
+    trees = onnx_trees.ensemble(estimator)  # written here, not by skl2onnx
+    missing = unconvertible_steps(model, written=(estimator,) if trees else ())
+    if missing:
+        raise NotCompilable("no ONNX converter for " + ", ".join(missing))
+    try:
+        proto = to_onnx(model, description="compiled by Conveyor", precision="double",
+                        estimator=trees is None)
+    except conveyor.ConveyorError as exc:
+        raise NotCompilable(exc.message) from exc
+    if trees is not None:
+        onnx_trees.append(proto, proto.graph.output[0].name, trees,
+                          classifier=is_classifier(estimator))
+    _unknown_categories_as_zeros(proto)
+    return proto
 
 
 def _infrequent_columns(preprocess: Any) -> list[str]:
@@ -170,10 +192,11 @@ def _unknown_categories_as_zeros(proto: Any) -> None:
                     attribute.i = 1
 
 
-def converter_versions() -> dict[str, str]:
+def converter_versions(*, skl2onnx: bool = True) -> dict[str, str]:
+    """The versions of what converts (onnx; skl2onnx when it did) and runs the graph."""
     from importlib.metadata import version
 
-    packages = ("skl2onnx", "onnx", "onnxruntime", "scikit-learn")
+    packages = ("skl2onnx",) * skl2onnx + ("onnx", "onnxruntime", "scikit-learn")
     return {"runtime": "onnxruntime", **{p: version(p) for p in packages}}
 
 
@@ -188,9 +211,6 @@ def unconvertible_steps(pipeline: Any, *, written: tuple[Any, ...] = ()) -> list
     contract, not in the graph."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
 
-    from conveyor_sklearn import exporting
-
-    exporting.register_converters()
     found: list[str] = []
 
     def walk(name: str, step: Any) -> None:

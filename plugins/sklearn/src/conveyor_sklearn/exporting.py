@@ -128,7 +128,6 @@ def to_onnx(pipeline: Any, *, description: str = "the model", precision: str = "
             transformer.steps[0] = ("impute", _double_imputer(imputer))
     import numpy as np
 
-    register_converters()
     if not estimator:
         graph = Pipeline([("preprocess", preprocess)])
         opset: Any = DOUBLE_OPSET
@@ -180,15 +179,6 @@ def _step(pipeline: Any, name: str) -> Any:
 
 # The opsets of a double-precision graph (its tree ensembles: `onnx_trees`, ai.onnx.ml 5).
 DOUBLE_OPSET = {"": 18, "ai.onnx.ml": 3}
-
-
-def register_converters() -> None:
-    """Make skl2onnx know the converters it lacks by default: LightGBM's and XGBoost's
-    estimators through onnxmltools, when both are installed (else those steps stay
-    unconvertible)."""
-    if "boosters" in _REGISTERED:
-        return
-    _REGISTERED["boosters"] = True
 
 
 class _DoubleImputerMixin:

@@ -279,33 +279,27 @@ def _hist_gradient_boosting(estimator: Any) -> Ensemble | None:
     return spec
 
 
-def append(proto: Any, features: str, spec: Ensemble, *, classifier: bool) -> None:
-    """Add the ensemble after the graph's output `features` ([N, F] double): outputs
-    `probabilities` ([N, classes]) for a classifier, `values` ([N, 1]) for a regressor."""
+def append(proto: Any, features: str, spec: Any, *, classifier: bool) -> None:
+    """Add the ensemble (or a linear model, `onnx_graph.Linear`: `coef`, `base`, `output`)
+    after the graph's tensor `features` ([N, F] double): outputs `probabilities`
+    ([N, classes]) for a classifier, `values` ([N, 1]) for a regressor."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
     graph = proto.graph
     nodes: list[Any] = []
     source = features
-    if spec.float32_inputs:
+    if hasattr(spec, "coef"):
+        graph.initializer.append(numpy_helper.from_array(spec.coef, "conveyor_coef"))
+        nodes.append(helper.make_node("MatMul", [features, "conveyor_coef"],
+                                      ["conveyor_scores"]))
+    elif spec.float32_inputs:
         nodes += [helper.make_node("Cast", [features], ["conveyor_x32"], to=TensorProto.FLOAT),
                   helper.make_node("Cast", ["conveyor_x32"], ["conveyor_x64"],
                                    to=TensorProto.DOUBLE)]
         source = "conveyor_x64"
-    nodes.append(helper.make_node(
-        "TreeEnsemble", [source], ["conveyor_scores"], domain="ai.onnx.ml",
-        name="conveyor_trees", n_targets=spec.n_targets, tree_roots=spec.roots,
-        nodes_featureids=spec.feature,
-        nodes_splits=numpy_helper.from_array(np.asarray(spec.split, dtype=np.float64), "s"),
-        nodes_modes=numpy_helper.from_array(np.full(len(spec.split), BRANCH_LEQ, np.uint8), "m"),
-        nodes_truenodeids=spec.true_id, nodes_trueleafs=spec.true_leaf,
-        nodes_falsenodeids=spec.false_id, nodes_falseleafs=spec.false_leaf,
-        nodes_missing_value_tracks_true=spec.missing_true,
-        leaf_targetids=spec.leaf_target,
-        leaf_weights=numpy_helper.from_array(np.asarray(spec.leaf_weight, dtype=np.float64),
-                                             "w"),
-        aggregate_function=AGGREGATE_SUM, post_transform=POST_NONE))
+    if not hasattr(spec, "coef"):
+        nodes.append(_tree_node(source, spec))
     graph.initializer.append(numpy_helper.from_array(
         np.asarray(spec.base, dtype=np.float64).reshape(1, -1), "conveyor_base"))
     nodes.append(helper.make_node("Add", ["conveyor_scores", "conveyor_base"], ["conveyor_raw"]))
@@ -330,3 +324,22 @@ def append(proto: Any, features: str, spec: Ensemble, *, classifier: bool) -> No
             break
     else:
         proto.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
+
+
+def _tree_node(source: str, spec: Ensemble) -> Any:
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    return helper.make_node(
+        "TreeEnsemble", [source], ["conveyor_scores"], domain="ai.onnx.ml",
+        name="conveyor_trees", n_targets=spec.n_targets, tree_roots=spec.roots,
+        nodes_featureids=spec.feature,
+        nodes_splits=numpy_helper.from_array(np.asarray(spec.split, dtype=np.float64), "s"),
+        nodes_modes=numpy_helper.from_array(np.full(len(spec.split), BRANCH_LEQ, np.uint8), "m"),
+        nodes_truenodeids=spec.true_id, nodes_trueleafs=spec.true_leaf,
+        nodes_falsenodeids=spec.false_id, nodes_falseleafs=spec.false_leaf,
+        nodes_missing_value_tracks_true=spec.missing_true,
+        leaf_targetids=spec.leaf_target,
+        leaf_weights=numpy_helper.from_array(np.asarray(spec.leaf_weight, dtype=np.float64),
+                                             "w"),
+        aggregate_function=AGGREGATE_SUM, post_transform=POST_NONE)
