@@ -97,17 +97,14 @@ def copy_project(project_dir: Path, target: Path, artifact: Path, project_store:
 def compiled_artifact(store: Store, name: str, version: int) -> list[Path]:
     """The file of a version's compiled form (`conveyor.compiled`), when one is recorded: a
     Bento serves it as the project does."""
-    from conveyor.store import ArtifactRef, Registry
+    from conveyor.store import Registry
 
-    status = Registry(store).compiled(name, version)
+    registry = Registry(store)
+    status = registry.compiled(name, version)
     if status is None or not status.compiled or not status.sha256:
         return []
-    rows = store.query("SELECT * FROM artifacts WHERE sha256=?", (status.sha256,))
-    if not rows:
-        return []
-    row = rows[0]
-    ref = ArtifactRef(row["sha256"], row["codec"], row["suffix"], int(row["size"]))
-    return [store.artifacts.local_path(ref)]
+    ref = registry.compiled_artifact(status.sha256)
+    return [] if ref is None else [store.artifacts.local_path(ref)]
 
 
 def snapshot_store(source: Store, dest: Path, tables: Iterable[TableSet] = ()) -> None:
