@@ -94,6 +94,7 @@ bench: install wrk $(BENCH_VENV)/.installed $(EVIDENTLY_VENV)/.installed
 	$(BIN)/python tests/bench/bench_ui.py --runs 5000 --repeat 7 --output bench-results/ui.json
 	$(BIN)/python tests/bench/bench_store.py --runs 5000 --repeat 5 --json bench-results/store.json
 	$(BIN)/python tests/bench/bench_serve.py --repeat 2 --json bench-results/serve.json
+	$(BIN)/python tests/bench/bench_predict.py --rows 1000000 --big-rows 10000000 --json bench-results/predict.json
 	$(BIN)/python tests/bench/bench_recommend.py --repeat 2 --json bench-results/recommend.json
 	$(BIN)/python tests/bench/bench_batch_recommend.py --repeat 3 --json bench-results/batch_recommend.json
 	$(BIN)/python tests/bench/bench_streams.py --output bench-results/streams.json

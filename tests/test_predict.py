@@ -10,6 +10,7 @@ import pytest
 from _support import assert_run_failed, assert_usage_error
 from conveyor import api
 from conveyor.store import ArtifactRef, open_store
+from conveyor.testing import UNCONVERTIBLE_MODEL
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def test_predict_scores_the_file_in_chunks_and_records_the_run(trained):
     data.drop(columns=["churned"]).to_parquet(project.path / "new.parquet")
     result = project.cli("predict", "--data", "new.parquet", "--chunk-rows", "700", check=True)
     assert "scored 3,000 rows in 5 chunk(s)" in result.stdout
+    assert "scored by onnx" in result.stdout  # the compiled form (conveyor.compiled)
     written = pd.read_parquet(project.path / "new.predictions.parquet")
     assert list(written.columns) == ["customer_id", "prediction", "proba__0", "proba__1"]
     model = api.load_model(project.path).model
@@ -36,7 +38,8 @@ def test_predict_scores_the_file_in_chunks_and_records_the_run(trained):
     assert written["customer_id"].tolist() == data["customer_id"].tolist()
     assert (written["prediction"].to_numpy() == model.predict(data[features])).all()
     proba = model.predict_proba(data[features])
-    assert abs(written[["proba__0", "proba__1"]].to_numpy() - proba).max() < 1e-12
+    # within the parity gate's tolerance of the Python model's (conveyor.compiled.TOLERANCE)
+    assert abs(written[["proba__0", "proba__1"]].to_numpy() - proba).max() < 1e-5
 
     # The same file as CSV, in one chunk, to a CSV output: the same predictions.
     project.cli("predict", "--data", "data/customers.csv", "-o", "out.csv", "--model", "proj:1",
@@ -182,5 +185,78 @@ def test_predict_deserialises_the_model_once(trained, monkeypatch):
     monkeypatch.chdir(trained.path)
     assert run_cli(["predict", "--data", "data/customers.csv", "-o", "once.csv"]) == 0
     loaded = list(loads)
-    assert loaded == [api.load_model(trained.path).sha256]
+    # the model once, and its compiled form once (conveyor.compiled)
+    assert loaded[0] == api.load_model(trained.path).sha256
+    assert len(loaded) == len(set(loaded)) == 2
     assert len(pd.read_csv(trained.path / "once.csv")) == 3000
+
+
+def test_predict_with_the_compiled_form_equals_the_python_model_and_says_which_scored(trained):
+    """The compiled form's output is the Python model's (labels equal, probabilities within
+    1e-5, the same columns and types); a version with no ONNX converter is scored by Python
+    and the log says why."""
+    project = trained
+    data = pd.read_csv(project.path / "data" / "customers.csv")
+    compiled = project.cli("predict", "--data", "data/customers.csv", "-o", "onnx.parquet",
+                           check=True)
+    assert "scored by onnx" in compiled.stdout
+    forced = project.cli("predict", "--data", "data/customers.csv", "-o", "forced.parquet",
+                         "--no-compiled", check=True)
+    assert "scored by python (--no-compiled)" in forced.stdout
+    forced_out = pd.read_parquet(project.path / "forced.parquet")
+    done = project.cli("run", *UNCONVERTIBLE_MODEL)
+    assert "proj v2 registered" in done.stdout, done.stdout + done.stderr
+    python = project.cli("predict", "--data", "data/customers.csv", "-o", "python.parquet",
+                         "--model", "proj:2", check=True)
+    assert "scored by python (no ONNX converter for step 'model' (NearestCentroid))" in \
+        python.stdout
+    onnx_out = pd.read_parquet(project.path / "onnx.parquet")
+    python_out = pd.read_parquet(project.path / "python.parquet")
+    assert onnx_out.dtypes.to_dict() == python_out.dtypes.to_dict() == \
+        forced_out.dtypes.to_dict()
+    assert onnx_out["prediction"].tolist() == forced_out["prediction"].tolist()
+    model = api.load_model(project.path, version=1).model
+    features = list(model.feature_names_in_)
+    assert onnx_out["prediction"].tolist() == model.predict(data[features]).tolist()
+    assert abs(onnx_out[["proba__0", "proba__1"]].to_numpy()
+               - model.predict_proba(data[features])).max() < 1e-5
+    centroid = api.load_model(project.path, version=2).model
+    assert (python_out[["proba__0", "proba__1"]].to_numpy()
+            == centroid.predict_proba(data[features])).all()
+    summaries = [api.load_output(project.path, r["id"], "summary") for r in project.runs()
+                 if r["command"] == "predict"]
+    assert sorted(s["scored_by"] for s in summaries) == ["onnx", "python", "python"]
+
+
+def _peak_rss_mb(project, *args: str) -> float:
+    """The peak resident memory of `conveyor predict ARGS` (a child of a fresh Python)."""
+    import subprocess
+    import sys
+
+    from conveyor.testing import conveyor_executable
+
+    probe = ("import resource, subprocess, sys; "
+             "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+             "print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, conveyor_executable(), "predict", *args],
+                          cwd=project.path, capture_output=True, text=True, timeout=600)
+    code, peak_kb = done.stdout.split()
+    assert code == "0", done.stderr
+    return int(peak_kb) / 1024
+
+
+def test_predict_memory_does_not_grow_with_the_file(trained):
+    """Scored in chunks by the compiled form: a file 8x longer peaks at about the same memory
+    (the 1M- and 10M-row figures are in tests/bench/bench_predict.py)."""
+    project = trained
+    data = pd.read_csv(project.path / "data" / "customers.csv").drop(columns=["churned"])
+    for name, copies in (("small.parquet", 5), ("large.parquet", 40)):
+        frames = [data.assign(customer_id=data["customer_id"] + f"-{i}") for i in range(copies)]
+        pd.concat(frames, ignore_index=True).to_parquet(project.path / name, row_group_size=5000)
+    small = _peak_rss_mb(project, "--data", "small.parquet", "--chunk-rows", "5000")
+    large = _peak_rss_mb(project, "--data", "large.parquet", "--chunk-rows", "5000")
+    written = pd.read_parquet(project.path / "large.predictions.parquet")
+    assert len(written) == 120_000 and written["customer_id"].is_unique
+    print(f"peak RSS: 15,000 rows {small:.0f} MB, 120,000 rows {large:.0f} MB")
+    assert large - small < 25, (small, large)

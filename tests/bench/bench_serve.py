@@ -8,10 +8,14 @@ seed 0, a schema from `conveyor schema infer`) is trained with `conveyor run`, t
 single-record requests three ways:
 
   floor    the model's in-process predict_proba on a one-row DataFrame (no HTTP at all)
+  compiled floor  the compiled form's in-process predict_columns on one row (conveyor.compiled:
+           ONNX, one intra-op thread), the least a compiled answer can cost
   fastapi  the peer: a minimal FastAPI `async def` endpoint with a pydantic record type, run by
            uvicorn (one process, access log off like ours), the same model object
-  conveyor `conveyor serve` (BentoML), its defaults: adaptive batching, schema checks, the
-           prediction log on
+  conveyor `conveyor serve` (BentoML), its defaults: the compiled form, adaptive batching,
+           schema checks, the prediction log on
+  python   `conveyor serve` with serve.compiled=false: the Python model (the path before
+           issue 18), everything else the same
 
 Load: wrk (C, closed loop, keep-alive, one thread) POSTing the same record, at concurrency 1
 for --seconds and at concurrency 32 for --seconds32 (20 s: at least 10,000 requests at the
@@ -218,6 +222,25 @@ def floor(project: Path, record: dict[str, float], seconds: float) -> dict[str, 
             "rps": len(times) / sum(times), "batched32_records_per_s": batched}
 
 
+def compiled_floor(project: Path, record: dict[str, float], seconds: float) -> dict[str, Any]:
+    """The compiled form's predict_columns on one row, in-process, for `seconds`."""
+    import numpy as np
+    from conveyor import api
+
+    compiled = api.load_model(project, "bench", compiled=True, threads=1).compiled
+    if compiled is None:
+        raise SystemExit("the benchmark's model has no compiled form")
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        compiled.predict_columns({k: np.array([v], dtype=np.float64) for k, v in record.items()})
+        times.append(time.perf_counter() - start)
+    return {"requests": len(times), "p50_us": statistics.median(times) * 1e6,
+            "p99_us": statistics.quantiles(times, n=100)[98] * 1e6,
+            "rps": len(times) / sum(times)}
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = {k: statistics.median(r[k] for r in runs) for k in ("p50_us", "p99_us", "rps")}
     out["errors"] = sum(r["errors"] for r in runs)
@@ -232,6 +255,7 @@ def ms(us: float) -> str:
 
 def table(figures: dict[str, Any]) -> list[str]:
     f, fa, co = figures["floor"], figures["fastapi"], figures["conveyor"]
+    cf, py = figures["compiled_floor"], figures["python"]
     rows = [
         "| case | c=1 p50 ms | c=1 p99 ms | c=1 req/s | c=32 p50 ms | c=32 p99 ms | c=32 req/s "
         "| c=32 errors | RSS before -> after c=32 (MB) |",
@@ -239,9 +263,12 @@ def table(figures: dict[str, Any]) -> list[str]:
         f"| floor: in-process predict_proba | {ms(f['p50_us'])} | {ms(f['p99_us'])} | "
         f"{f['rps']:.0f} | - | - | {f['batched32_records_per_s']:.0f} records/s in batches "
         "of 32 | - | - |",
+        f"| compiled floor: in-process predict_columns (ONNX) | {ms(cf['p50_us'])} | "
+        f"{ms(cf['p99_us'])} | {cf['rps']:.0f} | - | - | - | - | - |",
     ]
-    for name, label in (("fastapi", "peer: FastAPI async + uvicorn"),
-                        ("conveyor", "conveyor serve (BentoML)")):
+    for name, label in (("fastapi", "peer: FastAPI async + uvicorn (Python model)"),
+                        ("python", "conveyor serve, serve.compiled=false (Python model)"),
+                        ("conveyor", "conveyor serve (compiled: ONNX)")):
         c1, c32 = figures[name]["c1"], figures[name]["c32"]
         rss = figures[name]["rss_mb"]
         rows.append(f"| {label} | {ms(c1['p50_us'])} | {ms(c1['p99_us'])} | {c1['rps']:.0f} | "
@@ -250,9 +277,28 @@ def table(figures: dict[str, Any]) -> list[str]:
     rows.append("")
     rows.append(f"conveyor / fastapi throughput at c=32: {co['c32']['rps'] / fa['c32']['rps']:.2f}x"
                 f" (goal >= 1.0, zero errors); conveyor p99 c=1 {ms(co['c1']['p99_us'])} ms "
-                f"(goal < 10), c=32 {ms(co['c32']['p99_us'])} ms (goal < 100); conveyor c=1 p50 "
-                f"{co['c1']['p50_us'] / f['p50_us']:.1f}x the floor's")
+                f"(goal < 3), c=32 {ms(co['c32']['p99_us'])} ms (goal < 100); conveyor c=1 p50 "
+                f"{co['c1']['p50_us'] / cf['p50_us']:.1f}x the compiled floor's")
+    rows.append(f"compiled / Python path (both conveyor serve): c=32 throughput "
+                f"{co['c32']['rps'] / py['c32']['rps']:.2f}x (goal >= 3), c=1 p50 "
+                f"{py['c1']['p50_us'] / co['c1']['p50_us']:.1f}x and p99 "
+                f"{py['c1']['p99_us'] / co['c1']['p99_us']:.1f}x lower; compiled floor "
+                f"{f['p50_us'] / cf['p50_us']:.0f}x below the scikit-learn floor (p50)")
     return rows
+
+
+def write_results(path: Path, lines: list[str], meta: dict[str, Any], goals: dict[str, Any],
+                  figures: dict[str, Any]) -> None:
+    """Print the table (and the load the figures were taken under); write `path` (JSON) and
+    its .md beside it (bench_predict.py's too)."""
+    lines.append(f"load average {meta['load_before']} -> {meta['load_after']} on "
+                 f"{os.cpu_count()} cores shared with other work: figures are noisy when it is "
+                 "above 1")
+    print("\n" + "\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "goals": goals, "figures": figures}, indent=2))
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {path} and {path.with_suffix('.md').name}")
 
 
 def load_arguments(doc: str, json_path: Path, seconds32: float) -> argparse.ArgumentParser:
@@ -304,12 +350,23 @@ def main(argv: list[str] | None = None) -> int:
                                      str(project), str(port := free_port())], root, env, port)
         conveyor = Server("conveyor", [str(BIN / "conveyor"), "serve", "--port",
                                        str(port := free_port())], project, env, port)
-        servers = [fastapi, conveyor]
+        python = Server("python", [str(BIN / "conveyor"), "serve", "--port",
+                                   str(port := free_port()), "+serve.compiled=false"],
+                        project, env, port)
+        servers = [fastapi, python, conveyor]
         for server in servers:
             server.wait_ready()
             wrk(server, script, body, 4, seconds=2)  # warm-up
+        import httpx
+
+        served = {s.name: httpx.get(f"{s.url}/metadata", timeout=10).json()["inference"]
+                  for s in (conveyor, python)}
+        if served["conveyor"]["served_by"] != "onnx" or served["python"]["served_by"] != "python":
+            raise SystemExit(f"not served as the cases need: {served}")
         print("floor (in-process) ...", flush=True)
-        figures: dict[str, Any] = {"floor": floor(project, record, args.seconds)}
+        figures: dict[str, Any] = {"floor": floor(project, record, args.seconds),
+                                   "compiled_floor": compiled_floor(project, record,
+                                                                    args.seconds)}
         runs: dict[str, dict[str, list]] = {s.name: {"c1": [], "c32": [], "rss": []}
                                            for s in servers}
         for rep in range(args.repeat):
@@ -348,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
         "c32_zero_errors": co["c32"]["errors"] == 0,
         "c32_min_requests_per_run": min(r["requests"] for r in co["c32"]["runs"]),
         "c1_p99_under_10ms": co["c1"]["p99_us"] < 10_000,
+        "c1_p99_under_3ms": co["c1"]["p99_us"] < 3_000,
+        "c32_throughput_vs_python_path": co["c32"]["rps"] / figures["python"]["c32"]["rps"],
+        "c32_3x_python_path": co["c32"]["rps"] >= 3 * figures["python"]["c32"]["rps"],
+        "python_path_c32_errors": figures["python"]["c32"]["errors"],
         "c32_p99_under_100ms": co["c32"]["p99_us"] < 100_000,
         "rss_growth_mb_after_warm": growth,
         "rss_growth_within_bound": growth < RSS_GROWTH_BOUND_MB,
@@ -356,14 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"conveyor RSS growth over the later c=32 runs: {growth:+.1f} MB (bound "
                  f"{RSS_GROWTH_BOUND_MB:.0f} MB); exit code on SIGTERM "
                  f"{exits.get('conveyor')}")
-    lines.append(f"load average {load_before} -> {meta['load_after']} on {os.cpu_count()} cores "
-                 "shared with other work: figures are noisy when it is above 1")
-    print("\n" + "\n".join(lines))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "goals": goals, "figures": figures},
-                                    indent=2))
-    args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(f"\nwrote {args.json} and {args.json.with_suffix('.md').name}")
+    write_results(args.json, lines, meta, goals, figures)
     return 0
 
 

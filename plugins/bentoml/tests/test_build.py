@@ -3,6 +3,7 @@ same answers as `conveyor serve`. Containerizing needs Docker, which is not here
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -51,10 +52,14 @@ def test_a_built_bento_is_listed_and_serves_what_conveyor_serve_serves(project, 
     meta = httpx.get(f"{built.url}/metadata").json()
     assert (meta["version"], meta["hot_swap"]) == (1, False)
     assert meta["sha256"] == httpx.get(f"{ours.url}/metadata").json()["sha256"]
+    # the compiled form travels in the Bento and answers there too (conveyor.compiled)
+    assert meta["inference"]["served_by"] == "onnx", meta["inference"]
     assert built.stop() == 0
 
     # The tampered model: the Bento's server comes up but never ready, and says why.
-    (model,) = (bento / "src" / "project" / "conveyor_store" / "artifacts").rglob("*.*")
+    files = list((bento / "src" / "project" / "conveyor_store" / "artifacts").rglob("*.*"))
+    assert len(files) == 2  # the model and its compiled form
+    (model,) = [f for f in files if hashlib.sha256(f.read_bytes()).hexdigest() == meta["sha256"]]
     model.chmod(0o644)
     model.write_bytes(model.read_bytes() + b"tampered")
     tampered = serve(project, argv=[bentoml, "serve", tag], ready=False)

@@ -67,9 +67,9 @@ from conveyor_bentoml.service import Predictor  # noqa: E402,F401
 
 
 def copy_project(project_dir: Path, target: Path, artifact: Path, project_store: Store,
-                 tables: Iterable[TableSet] = ()) -> None:
-    """The project's config and code, a snapshot of its store's database, and the one model
-    file."""
+                 tables: Iterable[TableSet] = (), extra: Iterable[Path] = ()) -> None:
+    """The project's config and code, a snapshot of its store's database, the one model file
+    and the `extra` artifacts (its compiled form)."""
     for folder, dirs, files in os.walk(project_dir):
         here = Path(folder)
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".venv")]
@@ -88,9 +88,23 @@ def copy_project(project_dir: Path, target: Path, artifact: Path, project_store:
     snapshot_store(project_store, store / "store.db", tables)
     # The Bento's store keeps its artifact locally, at the default place, wherever the
     # project's artifacts are (another folder, object storage: `artifact` is then a checked copy).
-    dest = store / "artifacts" / artifact.parent.name / artifact.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(artifact, dest)
+    for source in (artifact, *extra):
+        dest = store / "artifacts" / source.parent.name / source.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest)
+
+
+def compiled_artifact(store: Store, name: str, version: int) -> list[Path]:
+    """The file of a version's compiled form (`conveyor.compiled`), when one is recorded: a
+    Bento serves it as the project does."""
+    from conveyor.store import Registry
+
+    registry = Registry(store)
+    status = registry.compiled(name, version)
+    if status is None or not status.compiled or not status.sha256:
+        return []
+    ref = registry.compiled_artifact(status.sha256)
+    return [] if ref is None else [store.artifacts.local_path(ref)]
 
 
 def snapshot_store(source: Store, dest: Path, tables: Iterable[TableSet] = ()) -> None:
@@ -205,7 +219,8 @@ def build(session: Any, overrides: list[str], *, model: str | None, version: int
         try:
             artifact = store.artifacts.local_path(ArtifactRef.from_dict(loaded.version.artifact))
             copy_project(project_dir, ctx / "project", artifact, store,
-                         session.host.contributions.store_tables)
+                         session.host.contributions.store_tables,
+                         extra=compiled_artifact(store, loaded.name, loaded.number))
         finally:
             store.close()
         bundled = specs.ServeSpec(**{**spec.__dict__, "project_dir": "project",

@@ -39,6 +39,7 @@ import asyncio
 import contextvars
 import gc
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from typing import Any
 
 import bentoml
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
+from conveyor.compiled import THREADS_ENV as INFERENCE_THREADS
+from conveyor.compiled import CompiledStatus
 from conveyor.serving import is_recommender
 from conveyor.validation import SchemaDescription
 from pydantic import TypeAdapter
@@ -55,7 +58,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from conveyor_bentoml import batching
+from conveyor_bentoml import batching, compiled_path
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
 from conveyor_bentoml.recommend import RecommendEndpoint
@@ -91,6 +94,8 @@ class Serving:
     loaded_at: float = field(default_factory=time.time)
     transform: Any = None  # the version's inference path (LoadedModel.transform), if any
     recommends: bool = False  # a conveyor.serving.RecommendingModel: /recommend, not /predict
+    compiled: Any = None  # the version's conveyor.compiled.CompiledModel; None: Python scores
+    status: Any = None  # its conveyor.compiled.CompiledStatus (what /metadata shows)
 
 
 @dataclass
@@ -122,16 +127,27 @@ def load(version: int | None) -> Serving:
     """A registered version (the champion when None), through conveyor.api.load_model."""
     from conveyor import api
 
-    loaded = api.load_model(Path(SPEC.project_dir), SPEC.model_name, version=version)
+    # One intra-op thread: a worker answers requests one batch at a time, and more threads
+    # only contend for the cores (tests/bench/bench_serve.py); CONVEYOR_INFERENCE_THREADS wins.
+    threads = None if os.environ.get(INFERENCE_THREADS) else 1
+    loaded = api.load_model(Path(SPEC.project_dir), SPEC.model_name, version=version,
+                            compiled=True, threads=threads)
     model = loaded.model
+    compiled, status = loaded.compiled, loaded.compiled_status
+    if not SETTINGS.get("compiled", True) and compiled is not None:
+        compiled, status = None, CompiledStatus.python("serve.compiled is false")
     features = [str(c) for c in getattr(model, "feature_names_in_", SPEC.features)]
     classes = getattr(model, "classes_", None) if hasattr(model, "predict_proba") else None
+    classes = None if classes is None else [_plain(c) for c in classes]
+    if compiled is not None:
+        features = list(compiled.features)
+        classes = None if compiled.classes is None else list(compiled.classes)
     return Serving(model=model, name=loaded.name, version=loaded.number, run_id=loaded.run_id,
-                   sha256=loaded.sha256, features=features,
-                   classes=None if classes is None else [_plain(c) for c in classes],
+                   sha256=loaded.sha256, features=features, classes=classes,
                    transform=loaded.transform if loaded.contract is not None
                    and loaded.contract.transforms else None,
-                   recommends=is_recommender(model))
+                   recommends=is_recommender(model), compiled=compiled,
+                   status=status)
 
 
 def _plain(value: Any) -> Any:
@@ -156,6 +172,7 @@ async def metadata(_: Request) -> JSONResponse:
         "features": serving.features if serving else SPEC.features,
         "input_schema": SPEC.schema,
         "hot_swap": SPEC.hot_swap,
+        "inference": serving.status.to_dict() if serving and serving.status else None,
     })
 
 
@@ -213,9 +230,11 @@ class Predictor:
         serving = STATE.serving  # one snapshot for the whole batch: a swap never splits it
         if serving is None:
             raise bentoml.exceptions.ServiceUnavailable(STATE.error or "no model loaded")
+        request_ids = [record.pop(REQUEST_ID) for record in records]
+        if serving.compiled is not None:
+            return self._predict_compiled(serving, records, request_ids)
         import pandas as pd
 
-        request_ids = [record.pop(REQUEST_ID) for record in records]
         if serving.transform is None:
             inputs = pd.DataFrame.from_records(records, columns=serving.features)
         else:  # raw records through the row transforms the model was trained after
@@ -239,6 +258,25 @@ class Predictor:
         if self._log is not None:
             # The records as they came (a few objects each), not a frame (dozens): a part
             # buffers thousands of requests, and each object is work for the collector.
+            self._log.append(records, predictions, proba, serving.version, request_ids,
+                             classes=serving.classes)
+        return results
+
+    def _predict_compiled(self, serving: Serving, records: list[dict[str, Any]],
+                          request_ids: list[str]) -> list[dict[str, Any]]:
+        compiled = serving.compiled
+        if serving.transform is None:  # validated records straight to typed columns
+            columns = compiled_path.record_columns(records, compiled.features, compiled.kinds)
+        else:  # raw records through the row transforms, then the model's columns
+            import pandas as pd
+            from conveyor.compiled import columns_from_frame
+
+            frame = serving.transform(pd.DataFrame.from_records(records))
+            columns = columns_from_frame(frame, compiled.features, compiled.kinds)
+        results, predictions, proba = compiled_path.answers(
+            compiled.predict_columns(columns), serving.classes, serving.name, serving.version,
+            request_ids)
+        if self._log is not None:
             self._log.append(records, predictions, proba, serving.version, request_ids,
                              classes=serving.classes)
         return results

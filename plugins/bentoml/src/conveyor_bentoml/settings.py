@@ -56,6 +56,9 @@ class ServeConfig:
     log_flush_seconds: float = 2.0
     # BentoML's access log line per request (off: it costs on every request).
     access_log: bool = False
+    # Answer with the version's compiled form (conveyor.compiled: ONNX) when it has one; false
+    # answers with the Python model (/metadata's `inference` says which, and why).
+    compiled: bool = True
 
 
 SCHEMA = conveyor.ConfigSchema("serve", ServeConfig,

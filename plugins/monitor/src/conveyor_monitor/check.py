@@ -20,6 +20,7 @@ from typing import Any
 
 import conveyor
 from conveyor import DriftResult, api
+from conveyor.compiled import columns_from_frame
 from conveyor.gate import ConditionResult, failing
 from conveyor.names import path_part
 from conveyor.serving import require_not_recommender
@@ -163,20 +164,30 @@ def is_classifier(model: Any) -> bool:
     return hasattr(model, "classes_") and hasattr(model, "predict_proba")
 
 
-def predictions(model: Any, frame: Any) -> dict[str, Any]:
+def predictions(model: Any, frame: Any, compiled: Any = None) -> dict[str, Any]:
     """The model's outputs on a chunk: the predicted class (or value), and for a binary
-    classifier the probability of its second class."""
+    classifier the probability of its second class. Scored by the version's compiled form
+    (`conveyor.compiled.CompiledModel`) when it has one, else by the Python model."""
     import numpy as np
     import pandas as pd
 
-    if is_classifier(model):
+    if compiled is not None:
+        result = compiled.predict_columns(
+            columns_from_frame(frame, compiled.features, compiled.kinds))
+        if compiled.classes is None or result.probabilities is None:
+            return {PREDICTION: pd.Series(np.asarray(result.predictions, dtype=np.float64))}
+        proba, classes = result.probabilities, np.asarray(compiled.classes)
+        labels = result.predictions  # the first class of the highest probability
+    elif is_classifier(model):
         proba = model.predict_proba(frame)
         classes = model.classes_
-        out = {PREDICTION: pd.Series(classes[np.argmax(proba, axis=1)])}
-        if len(classes) == 2:
-            out[f"{PROBA}{classes[1]}"] = pd.Series(proba[:, 1])
-        return out
-    return {PREDICTION: pd.Series(np.asarray(model.predict(frame), dtype=np.float64))}
+        labels = classes[np.argmax(proba, axis=1)]
+    else:
+        return {PREDICTION: pd.Series(np.asarray(model.predict(frame), dtype=np.float64))}
+    out = {PREDICTION: pd.Series(labels)}
+    if len(classes) == 2:
+        out[f"{PROBA}{classes[1]}"] = pd.Series(proba[:, 1])
+    return out
 
 
 def get_profile(session: Any, loaded: Any, settings: MonitorConfig, target: str | None,
@@ -207,7 +218,7 @@ def get_profile(session: Any, loaded: Any, settings: MonitorConfig, target: str 
     step = max(settings.chunk_rows, 1)
     for start in range(0, len(held_out), step):
         for name, values in predictions(loaded.model, held_out[features].iloc[
-                start:start + step]).items():
+                start:start + step], loaded.compiled).items():
             outputs.setdefault(name, []).append(values)
     import pandas as pd
 
@@ -449,7 +460,7 @@ def scan_batch(app: Any, config: Any, settings: MonitorConfig, loaded: Any, feat
                 scan.counter.add(feature, frame[feature])
             if settings.prediction_drift and scan.profile.predictions:
                 if not batch.logged:
-                    outputs = predictions(loaded.model, frame[features])
+                    outputs = predictions(loaded.model, frame[features], loaded.compiled)
                 for output, values in outputs.items():
                     if output in scan.counter.counters:
                         scan.counter.add(output, values)
@@ -496,7 +507,7 @@ def check_batch(app: Any, request: Request) -> Outcome:
     settings = settings_from(config)
     chosen = methods(app.host, settings)
     name, version = parse_model(request.model)
-    loaded = api.load_model(app, name, version=version)
+    loaded = api.load_model(app, name, version=version, compiled=True)
     require_not_recommender(  # before the batch is read: nothing is recorded
         loaded, command="conveyor monitor",
         does="checks classifiers and regressors (batches of feature rows)",

@@ -23,6 +23,13 @@ Nothing is half-written: predictions go to a temporary file beside the output, r
 place once every chunk passed validation and was scored. If any chunk fails validation, the
 remaining chunks are still validated (not scored), every failure is reported, and no output
 file appears.
+
+Scoring: with the version's compiled form (`conveyor.compiled`, loaded by
+`api.load_model(..., compiled=True)`) when it has one, else its Python model (`--no-compiled`
+forces that). Without row transforms, the compiled model takes its columns straight from the
+pyarrow chunk (numbers as float64, text as str) and the output is built as a pyarrow Table; the
+chunk becomes a DataFrame only for the schema's checks, which stay as they are. The log line and
+the run's `summary` (`scored_by`, `scored_by_reason`) say which scored, and why.
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ examples:
   conveyor predict --data data/new.csv                  # the champion; -> data/new.predictions.parquet
   conveyor predict --data new.parquet -o scores.csv --model churn:3
 
+Scored by the version's compiled form (ONNX, no pandas) when it has one, else by its Python
+model; the log and the run's summary say which, and why. --no-compiled uses the Python model.
 The output has the model's id column (its data.id_column; else `row`, the position in the
 file), `prediction`, and for classifiers one `proba__<class>` column per class. The file is
 validated first against the schema recorded with the model version (its contract); a file
@@ -87,6 +96,9 @@ The scoring is recorded as a run with command "predict" (see `conveyor runs list
     parser.add_argument("--model", metavar="NAME:VERSION",
                         help="the version to use, e.g. churn:3 or churn:challenger "
                              "(default: the champion of the project's only model)")
+    parser.add_argument("--no-compiled", dest="compiled", action="store_false",
+                        help="score with the Python model even when the version has a compiled "
+                             "form (ONNX; `conveyor models list` shows which scores it)")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
                         help=f"rows read, validated and scored at a time; bounds memory "
                              f"(default {DEFAULT_CHUNK_ROWS:,})")
@@ -121,7 +133,8 @@ def run(args: argparse.Namespace, app: Any) -> int:
     if not output.parent.is_dir():
         raise conveyor.UsageError(f"-o {args.output}: folder {output.parent} does not exist")
     project_dir = app.project_dir
-    loaded = api.load_model(app, name, version=version, alias=alias)  # sha256 checked
+    loaded = api.load_model(app, name, version=version, alias=alias,  # sha256 checked
+                            compiled=getattr(args, "compiled", True))
     require_not_recommender(  # before anything is read, recorded or written
         loaded, command="conveyor predict", does="scores rows with classifiers and regressors",
         instead="write batch recommendations with `conveyor recommend --users FILE "
@@ -137,7 +150,7 @@ def run(args: argparse.Namespace, app: Any) -> int:
         "schema": data_section.get("schema"), "chunk_rows": args.chunk_rows,
         "transforms": [] if contract is None else contract.to_dict()["transforms"]}
     config = {**trained, "pipeline": {"predict": settings}}
-    _LOADED[loaded.sha256] = loaded.model  # the stage takes it: not deserialised twice
+    _LOADED[loaded.sha256] = loaded  # the stage takes it: not deserialised twice
     try:
         result = api.run(app, config=config, force=True, quiet=False, command="predict",
                          config_from=f"the recorded config of run {record.run_id}, which "
@@ -187,15 +200,24 @@ def _predict(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     data = Path(settings["data"])
     data = data if data.is_absolute() else ctx.project_dir / data
     output = Path(settings["output"])
-    model = _LOADED.pop(str(settings["artifact"].get("sha256")), None)
-    if model is None:  # run other than by `conveyor predict` in this process
+    loaded = _LOADED.pop(str(settings["artifact"].get("sha256")), None)
+    if loaded is None:  # run other than by `conveyor predict` in this process
         model = ctx.load_artifact(settings["artifact"])  # sha256 checked before deserialising
+        scorer = Scorer(model, None, "python", "the stage ran outside `conveyor predict`, "
+                        "which loads the compiled form")
+    elif loaded.compiled_status is None:
+        model = loaded.model
+        scorer = Scorer(model, None, "python", "--no-compiled")
+    else:
+        model, status = loaded.model, loaded.compiled_status
+        scorer = Scorer(model, loaded.compiled, status.served_by, status.reason)
     ctx.log(f"{settings['model_name']} v{settings['model_version']} "
-            f"({type(_estimator(model)).__name__}) scoring {settings['data']}")
+            f"({type(_estimator(model)).__name__}, scored by {scorer.describe()}) "
+            f"scoring {settings['data']}")
     overrides: dict[str, Any] = {}
     for _attempt in range(64):
         try:
-            return _score_file(ctx, model, data, output, overrides)
+            return _score_file(ctx, scorer, data, output, overrides)
         except _Widen as widen:
             import pyarrow as pa
 
@@ -208,12 +230,30 @@ def _predict(ctx: conveyor.StageContext) -> Mapping[str, Any]:
     raise conveyor.StageFailed(f"cannot settle the column types of {settings['data']}")
 
 
-def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path,
+@dataclass
+class Scorer:
+    """What scores the chunks: the version's compiled form (`conveyor.compiled.CompiledModel`)
+    when it has one, else the Python model; `served_by` and `reason` as its CompiledStatus."""
+
+    model: Any
+    compiled: Any
+    served_by: str
+    reason: str | None
+
+    def describe(self) -> str:
+        return self.served_by + (f" ({self.reason})" if self.reason else "")
+
+
+def _score_file(ctx: conveyor.StageContext, scorer: Scorer, data: Path, output: Path,
                 overrides: dict[str, Any]) -> Mapping[str, Any]:
     settings = ctx.settings
     id_column = settings.get("id_column")
+    model, compiled = scorer.model, scorer.compiled
     features = [str(c) for c in getattr(model, "feature_names_in_", [])]
     classes = list(getattr(model, "classes_", [])) if hasattr(model, "predict_proba") else []
+    if compiled is not None:
+        features = list(compiled.features)
+        classes = list(compiled.classes or [])
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     writer = _Writer(tmp, output.suffix.lower())
     rows = scored = chunks = 0
@@ -222,21 +262,36 @@ def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path
     started = last = time.perf_counter()
     total = _row_count(data)
     path = conveyor.ModelContract.from_dict({"transforms": settings.get("transforms") or []})
+    # Columns straight from the pyarrow chunk to the compiled model: pandas only where the
+    # contract's checks (validation) or the version's row transforms need a DataFrame.
+    arrow_only = compiled is not None and not path.transforms
     try:
         for chunk in _chunks(data, settings["chunk_rows"], overrides):
-            frame = path.transform(chunk.to_pandas(), ctx.stage_types, before_schema=True)
             chunks += 1
+            frame = None
+            if not arrow_only or settings.get("schema"):
+                frame = path.transform(chunk.to_pandas(), ctx.stage_types, before_schema=True)
             report = ctx.validate(frame, "request", schema=settings.get("schema")) \
                 if settings.get("schema") else None
             if report is not None and not report.ok:
                 invalid_rows += len(report.invalid_rows)
                 _collect(failures, report, offset=rows)
             elif not failures:
-                frame = frame if report is None or report.data is None else report.data
-                frame = path.transform(frame, ctx.stage_types, before_schema=False)
-                writer.write(_predictions(model, frame, features, classes, id_column, rows))
-                scored += len(frame)
-            rows += len(frame)
+                if report is not None and report.data is not None and report.data is not frame:
+                    frame, arrow_only = report.data, False  # the schema changed (coerced) it
+                if arrow_only:
+                    writer.write_table(_compiled_predictions(compiled, chunk, features, classes,
+                                                             id_column, rows))
+                elif compiled is not None:
+                    frame = path.transform(frame, ctx.stage_types, before_schema=False)
+                    writer.write_table(_compiled_predictions(
+                        compiled, _arrow(frame, features, id_column), features, classes,
+                        id_column, rows))
+                else:
+                    frame = path.transform(frame, ctx.stage_types, before_schema=False)
+                    writer.write(_predictions(model, frame, features, classes, id_column, rows))
+            rows += chunk.num_rows if frame is None else len(frame)
+            scored = rows if not failures else scored
             now = time.perf_counter()
             if now - last >= PROGRESS_SECONDS:
                 last = now
@@ -259,12 +314,15 @@ def _score_file(ctx: conveyor.StageContext, model: Any, data: Path, output: Path
         tmp.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - started
-    ctx.log(f"scored {scored:,} rows in {chunks} chunk(s), {seconds:.2f}s -> {output}")
+    ctx.log(f"scored {scored:,} rows in {chunks} chunk(s), {seconds:.2f}s "
+            f"({scored / max(seconds, 1e-9):,.0f} rows/s, scored by {scorer.describe()}) "
+            f"-> {output}")
     ctx.log_metrics({"rows": rows, "rows_scored": scored, "chunks": chunks})
     return {"summary": {"data": settings["data"], "output": str(output), "rows": rows,
                         "model": settings["model_name"], "version": settings["model_version"],
                         "model_sha256": settings["artifact"].get("sha256"),
-                        "seconds": round(seconds, 3)}}
+                        "seconds": round(seconds, 3), "scored_by": scorer.served_by,
+                        "scored_by_reason": scorer.reason}}
 
 
 def _estimator(model: Any) -> Any:
@@ -299,6 +357,76 @@ def _predictions(model: Any, frame: Any, features: list[str], classes: list[Any]
     else:
         out["prediction"] = model.predict(x)
     return pd.DataFrame(out)
+
+
+def _arrow(frame: Any, features: list[str], id_column: str | None) -> Any:
+    """The columns of a DataFrame the compiled model and the output need, as a pyarrow Table."""
+    import pyarrow as pa
+
+    keep = [*features, *([id_column] if id_column and id_column in frame.columns else [])]
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise conveyor.StageFailed("the data lacks feature columns the model needs: "
+                                   + ", ".join(map(str, missing[:10])))
+    return pa.Table.from_pandas(frame[keep], preserve_index=False)
+
+
+def arrow_columns(table: Any, features: list[str], kinds: Mapping[str, str]) -> dict[str, Any]:
+    """One numpy array per feature from a pyarrow Table, as `CompiledModel.predict_columns`
+    takes them: float64 with NaN for missing numbers, object arrays of str (None: missing)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns: dict[str, Any] = {}
+    for name in features:
+        if name not in table.column_names:
+            raise conveyor.StageFailed(f"the data lacks the feature column '{name}' the model "
+                                       "needs")
+        column = table.column(name)
+        text = kinds.get(name, "number") == "text"
+        try:
+            if text:
+                if not pa.types.is_string(column.type) and not pa.types.is_large_string(
+                        column.type):
+                    column = pc.cast(column, pa.string())
+                columns[name] = column.to_numpy(zero_copy_only=False)
+            else:
+                columns[name] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise conveyor.StageFailed(
+                f"column '{name}' ({column.type}) cannot be read as "
+                f"{'text' if text else 'a number'}, as the model takes it: {exc}") from exc
+        if not text:
+            columns[name] = np.asarray(columns[name], dtype=np.float64)
+    return columns
+
+
+def _compiled_predictions(compiled: Any, table: Any, features: list[str], classes: list[Any],
+                          id_column: str | None, offset: int) -> Any:
+    """The output rows of one chunk scored by the compiled model, as a pyarrow Table (the same
+    columns and types as `_predictions` writes)."""
+    import numpy as np
+    import pyarrow as pa
+
+    result = compiled.predict_columns(arrow_columns(table, features, compiled.kinds))
+    out: dict[str, Any] = {}
+    if id_column:
+        if id_column not in table.column_names:
+            raise conveyor.StageFailed(f"the data has no id column '{id_column}' (data.id_column "
+                                       "of the run that trained the model)")
+        out[id_column] = table.column(id_column)
+    else:
+        out["row"] = pa.array(np.arange(offset, offset + table.num_rows))
+    if classes and result.probabilities is not None:
+        proba = result.probabilities
+        out["prediction"] = pa.array(np.asarray(classes)[proba.argmax(axis=1)])
+        for index, label in enumerate(classes):
+            out[f"proba__{label}"] = pa.array(np.ascontiguousarray(proba[:, index],
+                                                                   dtype=np.float64))
+    else:
+        out["prediction"] = pa.array(np.asarray(result.predictions, dtype=np.float64))
+    return pa.table(out)
 
 
 def _row_count(path: Path) -> int | None:
@@ -354,7 +482,9 @@ class _Writer:
     def write(self, frame: Any) -> None:
         import pyarrow as pa
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        self.write_table(pa.Table.from_pandas(frame, preserve_index=False))
+
+    def write_table(self, table: Any) -> None:
         if self._writer is None:
             if self.csv:
                 import pyarrow.csv as pacsv
