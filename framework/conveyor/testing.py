@@ -21,6 +21,7 @@ object storage, with the AWS_* variables that point s3fs and boto3 at it: for ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -207,7 +208,8 @@ class Project:
 
     def last_run(self) -> Any:
         """The newest recorded run (a `conveyor.api.RunRecord`), or None if there is none."""
-        if not (self.path / ".conveyor" / "store.db").exists():
+        if (current_store_backend().backend == "sqlite"
+                and not (self.path / ".conveyor" / "store.db").exists()):
             return None
         runs = self.runs()
         if not runs:
@@ -243,21 +245,56 @@ def conveyor_project(tmp_path: Path) -> Callable[..., Project]:
     return make
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Any:
-    """A real PostgreSQL server for the test session (`conveyor.store.postgres_server`: initdb
-    in a temporary folder, a free port on 127.0.0.1), stopped at the end; with pytest-xdist
-    each worker starts its own. Fails with a hint when PostgreSQL is not installed."""
-    from conveyor.store.postgres_server import PostgresServer
+TEST_STORE_ENV = "CONVEYOR_TEST_STORE"
+STORE_BACKENDS = ("sqlite", "postgresql")
 
-    with PostgresServer() as server:
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store", choices=STORE_BACKENDS, default=None,
+        help="the store every test runs on (default: $CONVEYOR_TEST_STORE, else sqlite): "
+             "postgresql gives each test a fresh database on the session's PostgreSQL server "
+             "through CONVEYOR_STORE_URL, so the CLI and in-process stores all use it")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The process that outlives pytest-xdist's workers (or the only one) stops the shared
+    # PostgreSQL server when the last worker crashed before it could.
+    if hasattr(session.config, "workerinput"):
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(factory, "_basetemp", None) is None:
+        return
+    from conveyor.store.postgres_server import stop_shared_server
+
+    stop_shared_server(factory.getbasetemp() / "conveyor-postgres")
+
+
+def _postgres_folder(factory: pytest.TempPathFactory) -> Path:
+    """Where the session's processes meet to share one server: pytest's base temporary folder
+    (the parent of each xdist worker's)."""
+    base = factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "conveyor-postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real PostgreSQL server for the test session (`conveyor.store.postgres_server`: initdb
+    in a temporary folder, a free port on 127.0.0.1), shared by pytest-xdist's workers and
+    stopped by the last one out. Fails with a hint when PostgreSQL is not installed."""
+    from conveyor.store.postgres_server import shared_server
+
+    with shared_server(_postgres_folder(tmp_path_factory)) as server:
         yield server
 
 
 @pytest.fixture
-def postgres_url(postgres_server: Any) -> str:
-    """The URL (`store.url`) of a fresh, empty database on `postgres_server`."""
-    return postgres_server.new_database()
+def postgres_url(postgres_server: Any) -> Any:
+    """The URL (`store.url`) of a fresh, empty database on `postgres_server`, dropped after
+    the test."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -267,6 +304,103 @@ def store_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres_url")
+
+
+class StoreBackend:
+    """The store a test runs on: `backend` "sqlite" (each project's own file) or
+    "postgresql" (`url`: a fresh database, in CONVEYOR_STORE_URL for the test, so every CLI
+    subprocess and in-process store uses it)."""
+
+    def __init__(self, backend: str, server: Any = None, url: str | None = None) -> None:
+        self.backend, self.server, self.url = backend, server, url
+
+    def load(self, source_project: Path) -> None:
+        """Make the test's store hold what `source_project`'s SQLite store holds (a project
+        prepared once per session, then copied per test); nothing to do on SQLite, where the
+        copy carries its store. The first load of a source copies it into a template database
+        (`conveyor.store.copy_store`); every later one clones that template."""
+        if self.backend == "sqlite":
+            return
+        source_project = Path(source_project).resolve()
+        templates = self.server.__dict__.setdefault("_conveyor_templates", {})
+        if source_project not in templates:
+            from conveyor.store import copy_store, open_store
+
+            template = self.server.new_database()
+            source = open_store(source_project, url="", artifacts=None)
+            try:
+                copy_store(source, template)
+            finally:
+                source.close()
+            templates[source_project] = template.rsplit("/", 1)[-1]
+        name = self.url.rsplit("/", 1)[-1]
+        self.server.drop_database(name)
+        with self.server._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates[source_project]}"')
+
+
+_current_store: list[StoreBackend] = []
+
+
+def current_store_backend() -> StoreBackend:
+    """The store the running test uses (see `StoreBackend`); SQLite outside a test."""
+    return _current_store[-1] if _current_store else StoreBackend("sqlite")
+
+
+def copy_project(source: Path, destination: Path) -> Project:
+    """A copy of a project prepared once per session (trained, with runs), for one test: the
+    folder, and on PostgreSQL its store loaded into the test's database (`StoreBackend.load`)."""
+    shutil.copytree(source, destination, symlinks=True)
+    current_store_backend().load(source)
+    return Project(Path(destination))
+
+
+@contextlib.contextmanager
+def _store_for(request: pytest.FixtureRequest, backend: str) -> Any:
+    if backend == "sqlite":
+        store = StoreBackend("sqlite")
+        url = None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = server.new_database()
+        store = StoreBackend("postgresql", server, url)
+    with pytest.MonkeyPatch.context() as patch:
+        if url is not None:
+            patch.setenv("CONVEYOR_STORE_URL", url)
+        _current_store.append(store)
+        try:
+            yield store
+        finally:
+            _current_store.remove(store)
+            if url is not None:
+                store.server.drop_database(url)
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+def store_backend(request: pytest.FixtureRequest) -> Any:
+    """Runs the test on each store backend in turn: SQLite, then PostgreSQL (a fresh database
+    in CONVEYOR_STORE_URL, see `StoreBackend`); the `StoreBackend`. A whole module opts in with
+    `pytestmark = pytest.mark.usefixtures("store_backend")`, with no change to its tests;
+    projects prepared once per session are copied in with `copy_project`."""
+    with _store_for(request, request.param) as store:
+        yield store
+
+
+@pytest.fixture(autouse=True)
+def _conveyor_test_store(request: pytest.FixtureRequest) -> Any:
+    """`--store=postgresql` (or CONVEYOR_TEST_STORE=postgresql): every test not choosing its
+    backend itself runs on a fresh PostgreSQL database."""
+    chosen = request.config.getoption("--store", None) or os.environ.get(TEST_STORE_ENV) \
+        or "sqlite"
+    if chosen not in STORE_BACKENDS:
+        raise pytest.UsageError(f"{TEST_STORE_ENV}={chosen!r}: expected one of "
+                                f"{', '.join(STORE_BACKENDS)}")
+    own = {"store_backend", "store_url", "postgres_url"} & set(request.fixturenames)
+    if chosen == "sqlite" or own:
+        yield None
+        return
+    with _store_for(request, chosen) as store:
+        yield store
 
 
 class S3Server:
