@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +17,24 @@ from _support import (
     local_project,
     recorded_runs,
 )
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import (
+    Project,
+    conveyor_executable,
+    current_store_backend,
+    store_execute,
+    store_rows,
+)
+
+# Every fault on each store backend: SQLite, then a fresh PostgreSQL database per test.
+pytestmark = pytest.mark.usefixtures("store_backend")
+
+
+def assert_store_intact(project: Project) -> None:
+    """SQLite's own check of its file (PostgreSQL's write-ahead log keeps a killed client from
+    damaging anything: there is no file of ours to check)."""
+    if current_store_backend().backend == "sqlite":
+        [row] = store_rows(project.path, "PRAGMA integrity_check")
+        assert list(row.values()) == ["ok"]
 
 
 def stage_rows(project: Project, run_id: str) -> dict[str, dict]:
@@ -89,10 +105,9 @@ def test_kill_9_during_a_stage_leaves_a_usable_store_and_no_completed_run(tmp_pa
     assert [(r["id"], r["status"]) for r in runs] == [(killed_id, "interrupted")]
     assert "killed" in project.show(killed_id)["error"]
     assert_artifacts_whole(project)
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("SELECT count(*) FROM stages WHERE run_id=? AND name='slow' "
-                            "AND status='completed'", (killed_id,)).fetchone()[0] == 0
+    assert_store_intact(project)
+    assert store_rows(project.path, "SELECT * FROM stages WHERE run_id=:run AND name='slow' "
+                      "AND status='completed'", run=killed_id) == []
 
     (project.path / "SLOW").unlink()
     again = project.run()
@@ -162,8 +177,7 @@ def test_many_concurrent_runs_share_one_store_without_locking_errors(tmp_path):
 
 
 def corrupt_config(project: Project, run_id: str) -> None:
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        conn.execute("UPDATE runs SET config='{not json' WHERE id=?", (run_id,))
+    store_execute(project.path, "UPDATE runs SET config='{not json' WHERE id=:run", run=run_id)
 
 
 def test_corrupt_run_row_is_flagged_by_runs_list(tmp_path):
@@ -416,8 +430,7 @@ def test_kill_9_ten_times_at_random_moments_never_leaves_a_lie_or_a_broken_store
     runs = project.runs()
     assert runs and {r["status"] for r in runs} <= {"completed", "interrupted"}
     assert_artifacts_whole(project)
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert_store_intact(project)
     store = open_store(project.path)
     try:
         registry = Registry(store)

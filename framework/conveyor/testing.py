@@ -356,6 +356,60 @@ def copy_project(source: Path, destination: Path) -> Project:
 
 
 @contextlib.contextmanager
+def _raw_store(project_dir: Path) -> Any:
+    """A connection (in a transaction, committed on exit) to the project's store database as
+    `store.url` resolves (SQLite's file, or the test's PostgreSQL database); None when the
+    project has no SQLite store yet. Bypasses `Store`: no schema made, nothing migrated."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from conveyor.store.location import resolve
+
+    url = resolve(Path(project_dir)).url
+    if url is None:
+        path = Path(project_dir) / ".conveyor" / "store.db"
+        if not path.exists():
+            yield None
+            return
+        url = f"sqlite:///{path}"
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def store_rows(project_dir: Path, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """Rows of a raw query on the project's store, whichever backend it is on (`:name`
+    parameters); [] when no store was ever made (no SQLite file, no table yet). For tests that
+    look at rows directly, past the API."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    with _raw_store(project_dir) as connection:
+        if connection is None:
+            return []
+        try:
+            return [dict(row._mapping) for row in connection.execute(text(sql), params)]
+        except (OperationalError, ProgrammingError) as exc:
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                return []
+            raise
+
+
+def store_execute(project_dir: Path, sql: str, **params: Any) -> int:
+    """Run one raw statement on the project's store, whichever backend it is on (`:name`
+    parameters), committed; the rows it changed. For tests that damage a row on purpose."""
+    from sqlalchemy import text
+
+    with _raw_store(project_dir) as connection:
+        if connection is None:
+            raise AssertionError(f"{project_dir} has no store")
+        return connection.execute(text(sql), params).rowcount
+
+
+@contextlib.contextmanager
 def _store_for(request: pytest.FixtureRequest, backend: str) -> Any:
     if backend == "sqlite":
         store = StoreBackend("sqlite")
