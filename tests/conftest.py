@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import Project, conveyor_executable, copy_project
 
 REPO = Path(__file__).resolve().parents[1]
 RETAIL = REPO / "projects" / "retail"
@@ -68,6 +68,39 @@ def new_project(tmp_path: Path, template_cache: Callable[[str], Path]) -> Callab
         destination = tmp_path / template
         shutil.copytree(template_cache(template), destination)
         return Project(destination)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_cache(tmp_path_factory: pytest.TempPathFactory,
+                  template_cache: Callable[[str], Path]) -> Callable[[str], Path]:
+    """Template projects trained once per session (`conveyor run`: v1 registered and champion),
+    on SQLite whatever the test's store (`copy_project` loads it into a PostgreSQL one)."""
+    made: dict[str, Path] = {}
+
+    def get(template: str) -> Path:
+        if template not in made:
+            destination = tmp_path_factory.mktemp(f"trained-{template}") / "proj"
+            shutil.copytree(template_cache(template), destination)
+            env = {k: v for k, v in _env().items() if k != "CONVEYOR_STORE_URL"}
+            done = subprocess.run([conveyor_executable(), "run"], cwd=destination, text=True,
+                                  capture_output=True, env=env, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+            made[template] = destination
+        return made[template]
+
+    return get
+
+
+@pytest.fixture
+def trained_project(tmp_path: Path, trained_cache: Callable[[str], Path]
+                    ) -> Callable[..., Project]:
+    """A fresh copy of a template project already run once (v1 champion), for tests whose
+    subject comes after the first training: trained_project("classification")."""
+
+    def make(template: str = "classification") -> Project:
+        return copy_project(trained_cache(template), tmp_path / f"trained-{template}")
 
     return make
 

@@ -10,11 +10,11 @@ import json
 import pytest
 from _support import local_project
 from conveyor.store import Registry, open_store
-from conveyor.testing import Project, current_store_backend, store_execute
+from conveyor.testing import Project, current_store_backend, each_store, store_execute
 
 # On each store backend (SQLite, then PostgreSQL), except where a damage needs SQLite's loose
 # column types: PostgreSQL refuses to store text in a number column at all.
-pytestmark = pytest.mark.usefixtures("store_backend")
+pytestmark = each_store
 
 
 def sqlite_only(why: str) -> None:

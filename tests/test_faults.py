@@ -21,12 +21,13 @@ from conveyor.testing import (
     Project,
     conveyor_executable,
     current_store_backend,
+    each_store,
     store_execute,
     store_rows,
 )
 
 # Every fault on each store backend: SQLite, then a fresh PostgreSQL database per test.
-pytestmark = pytest.mark.usefixtures("store_backend")
+pytestmark = each_store
 
 
 def assert_store_intact(project: Project) -> None:

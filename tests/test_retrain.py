@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conveyor.store import Registry, open_store
-from conveyor.testing import conveyor_executable
+from conveyor.testing import conveyor_executable, copy_project, each_store
 from conveyor_monitor.records import Monitoring
 from conveyor_retrain.records import RetrainDecisions
 
@@ -39,7 +39,7 @@ def trained(tmp_path_factory, retail_data) -> Path:
 @pytest.fixture
 def project(trained: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "retail"
-    shutil.copytree(trained, copy)
+    copy_project(trained, copy)
     (copy / "inbox").mkdir()
     return copy
 
@@ -119,6 +119,7 @@ def test_watch_retrains_after_the_shift_and_processes_each_file_once(project, re
     assert [d["outcome"] for d in json.loads(listing.stdout)][-1] in ("no_action", "kept")
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_a_retrain_decision_records_the_paired_difference_and_lists_it(project, retail_data):
     drop(retail_data, project, 9)
     assert watch_once(project)[0]["outcome"] == "promoted"
@@ -229,6 +230,7 @@ def test_watch_killed_mid_retrain_promotes_nothing_by_half_and_resumes(project, 
     assert watch_once(project) == []
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_a_retrain_killed_after_it_promoted_counts_as_done(project, retail_data):
     drop(retail_data, project, 9)
     done = conveyor("monitor", "--data", "inbox/week-09.csv", cwd=project)

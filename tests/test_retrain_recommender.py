@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conveyor.store import Registry, open_store
-from conveyor.testing import Project, assert_usage_error, conveyor_executable
+from conveyor.testing import Project, assert_usage_error, conveyor_executable, copy_project
 from conveyor_monitor.records import Monitoring
 from conveyor_retrain.records import RetrainDecisions
 
@@ -57,7 +57,7 @@ def trained(tmp_path_factory) -> Path:
 @pytest.fixture
 def project(trained: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "shop"
-    shutil.copytree(trained, copy)
+    copy_project(trained, copy)
     return copy
 
 

@@ -14,7 +14,7 @@ import pytest
 from conveyor.store import TableSet, copy_store, open_store
 from conveyor.store.migrate import HEAD
 from conveyor.store.postgres_server import PASSWORD
-from conveyor.testing import Project
+from conveyor.testing import Project, copy_project
 
 PLUGIN_TABLES = TableSet(owner="copy-test", version=1, create=(
     "CREATE TABLE IF NOT EXISTS copy_test_batches (id TEXT PRIMARY KEY, rows_seen BIGINT, "
@@ -35,8 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, trained: Path) -> Project:
-    shutil.copytree(trained, tmp_path / "shop")
-    return Project(tmp_path / "shop")
+    return copy_project(trained, tmp_path / "shop")
 
 
 def _json(project: Project, *args: str) -> object:

@@ -347,10 +347,11 @@ def current_store_backend() -> StoreBackend:
     return _current_store[-1] if _current_store else StoreBackend("sqlite")
 
 
-def copy_project(source: Path, destination: Path) -> Project:
+def copy_project(source: Path, destination: Path, *, symlinks: bool = False) -> Project:
     """A copy of a project prepared once per session (trained, with runs), for one test: the
-    folder, and on PostgreSQL its store loaded into the test's database (`StoreBackend.load`)."""
-    shutil.copytree(source, destination, symlinks=True)
+    folder (`shutil.copytree`), and on PostgreSQL its store loaded into the test's database
+    (`StoreBackend.load`)."""
+    shutil.copytree(source, destination, symlinks=symlinks)
     current_store_backend().load(source)
     return Project(Path(destination))
 
@@ -438,6 +439,11 @@ def store_backend(request: pytest.FixtureRequest) -> Any:
     projects prepared once per session are copied in with `copy_project`."""
     with _store_for(request, request.param) as store:
         yield store
+
+
+each_store = pytest.mark.usefixtures("store_backend")
+"""Mark a test (or a module, as `pytestmark = each_store`) to run on each store backend in
+turn, with no change to its body (the `store_backend` fixture)."""
 
 
 @pytest.fixture(autouse=True)

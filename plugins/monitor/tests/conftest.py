@@ -5,14 +5,13 @@ generator, kept inside the ranges its schema allows."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import Project, conveyor_executable, copy_project
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -30,8 +29,7 @@ def _trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def shop(tmp_path: Path, _trained: Path) -> Project:
     """A trained copy of the classification template: champion shop v1."""
-    shutil.copytree(_trained, tmp_path / "shop")
-    return Project(tmp_path / "shop")
+    return copy_project(_trained, tmp_path / "shop")
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ batches with drift, all made through the real `conveyor` console script."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import Project, conveyor_executable, copy_project
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -70,5 +69,4 @@ def shop_history(_history: Path) -> Project:
 @pytest.fixture
 def shop_copy(tmp_path: Path, _history: Path) -> Project:
     """A private copy for tests that change the registry."""
-    shutil.copytree(_history, tmp_path / "shop", symlinks=True)
-    return Project(tmp_path / "shop")
+    return copy_project(_history, tmp_path / "shop", symlinks=True)
