@@ -245,6 +245,38 @@ def conveyor_project(tmp_path: Path) -> Callable[..., Project]:
     return make
 
 
+def session_folder(factory: pytest.TempPathFactory) -> Path:
+    """pytest's base temporary folder of the whole session: with pytest-xdist the parent of
+    each worker's, so the workers meet there."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def prepared_once(factory: pytest.TempPathFactory, name: str,
+                  build: Callable[[Path], None]) -> Path:
+    """A folder made once per test session, whatever the number of pytest-xdist workers:
+    `build(folder)` runs in the first process that asks, under a file lock, and the others wait
+    for it and reuse the folder. For a project prepared once (trained, with runs) and then only
+    read or copied per test (`copy_project`). A build that failed (or a worker that crashed
+    while building) is started again from scratch by the next one asking."""
+    import fcntl
+
+    root = session_folder(factory) / "conveyor-prepared"
+    root.mkdir(parents=True, exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                done.touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
+
+
 TEST_STORE_ENV = "CONVEYOR_TEST_STORE"
 STORE_BACKENDS = ("sqlite", "postgresql")
 
@@ -271,10 +303,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _postgres_folder(factory: pytest.TempPathFactory) -> Path:
-    """Where the session's processes meet to share one server: pytest's base temporary folder
-    (the parent of each xdist worker's)."""
-    base = factory.getbasetemp()
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "conveyor-postgres"
+    """Where the session's processes meet to share one server."""
+    return session_folder(factory) / "conveyor-postgres"
 
 
 @pytest.fixture(scope="session")
