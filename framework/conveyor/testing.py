@@ -17,6 +17,22 @@ object store) binds `free_port()`, waits with `wait_for_server` and stops it wit
 `s3_server` (fixture) / `S3Server` start moto's S3 server on 127.0.0.1, standing in for cloud
 object storage, with the AWS_* variables that point s3fs and boto3 at it: for artifacts in
 `store.artifacts = s3://bucket/prefix`.
+
+Both store backends: `postgres_server` is one real PostgreSQL server for the session (shared by
+pytest-xdist's workers), `postgres_url` a fresh database of it per test, `store_url` each backend
+in turn for a test that passes the URL itself. A test going through the CLI needs no URL::
+
+    @each_store                                    # SQLite, then a fresh PostgreSQL database
+    def test_history(trained, tmp_path):
+        project = copy_project(trained, tmp_path / "shop")   # its store comes along
+        assert project.runs()                                 # read from the test's store
+
+`each_store` (a mark; `pytestmark = each_store` for a module) runs the test once per backend
+through the `store_backend` fixture, which puts the database in CONVEYOR_STORE_URL for the test;
+`pytest --store=postgresql` (or CONVEYOR_TEST_STORE=postgresql) does so for every test.
+`current_store_backend()` says which one runs; `store_rows` / `store_execute` are raw SQL on a
+project's store on either backend. `prepared_once` builds a folder once per session for all
+workers (a trained project copied per test with `copy_project`).
 """
 
 from __future__ import annotations

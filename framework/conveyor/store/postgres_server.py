@@ -188,21 +188,13 @@ def _read_state(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def shared_server(folder: Path) -> Iterator[PostgresServer]:
     """One PostgreSQL server for every process using `folder` at the same time (pytest-xdist's
     workers): started by the first, attached to by the others, stopped by the last one out (see
     the module docstring). A server recorded but no longer answering is replaced."""
+    from conveyor.store.db import process_alive
+
     me = os.getpid()
     with _locked(folder) as state_path:
         state = _read_state(state_path)
@@ -220,7 +212,7 @@ def shared_server(folder: Path) -> Iterator[PostgresServer]:
                 server.close()
                 raise
             state = {"port": server.port, "folder": str(server.folder), "users": []}
-        state["users"] = [pid for pid in state["users"] if _pid_alive(pid)] + [me]
+        state["users"] = [pid for pid in state["users"] if process_alive(pid)] + [me]
         state_path.write_text(json.dumps(state))
     try:
         yield server
@@ -228,7 +220,7 @@ def shared_server(folder: Path) -> Iterator[PostgresServer]:
         with _locked(folder) as state_path:
             state = _read_state(state_path) or {"users": []}
             state["users"] = [pid for pid in state["users"]
-                              if pid != me and _pid_alive(pid)]
+                              if pid != me and process_alive(pid)]
             if state["users"]:
                 state_path.write_text(json.dumps(state))
             else:
