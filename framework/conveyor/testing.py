@@ -373,9 +373,11 @@ class StoreBackend:
             from conveyor.store import copy_store, open_store
 
             template = self.server.new_database()
-            source = open_store(source_project, url="", artifacts=None)
+            # the installed plugins' tables, as `conveyor store copy` makes them
+            tables = plugin_host().contributions.store_tables
+            source = open_store(source_project, tables, url="", artifacts=None)
             try:
-                copy_store(source, template)
+                copy_store(source, template, tables=tables)
             finally:
                 source.close()
             templates[source_project] = template.rsplit("/", 1)[-1]
