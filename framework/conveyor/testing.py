@@ -305,10 +305,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "through CONVEYOR_STORE_URL, so the CLI and in-process stores all use it")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    # The process that outlives pytest-xdist's workers (or the only one) stops the shared
-    # PostgreSQL server when the last worker crashed before it could.
-    if hasattr(session.config, "workerinput"):
+    # pytest-xdist's controller, which outlives its workers, stops the shared PostgreSQL server
+    # when the last worker crashed before it could.
+    if hasattr(session.config, "workerinput") or not getattr(session.config.option,
+                                                             "numprocesses", None):
         return
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None or getattr(factory, "_basetemp", None) is None:
