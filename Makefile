@@ -75,7 +75,7 @@ $(MLFLOW_VENV)/.installed: plugins/mlflow/tests/server-requirements.txt
 	touch $@
 
 test: install browser postgres mlflow-server
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --durations=40
 
 test-fast: install browser postgres mlflow-server
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"

@@ -4,23 +4,23 @@ projects made of project-local plugin modules (fast: no scikit-learn), fake inst
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conveyor.testing import Project, assert_run_failed, assert_usage_error  # noqa: F401
+from conveyor.testing import (  # noqa: F401
+    Project,
+    assert_run_failed,
+    assert_usage_error,
+    store_rows,
+)
 
 
 def recorded_runs(project: Project) -> list[dict[str, Any]]:
-    """The runs table, read directly (no CLI): empty when no store was ever made."""
-    db = project.path / ".conveyor" / "store.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY created_at")]
+    """The runs table, read directly (no CLI), on either backend: empty when no store was ever
+    made."""
+    return store_rows(project.path, "SELECT * FROM runs ORDER BY created_at")
 
 
 def artifact_files(project: Project) -> list[Path]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import Project, conveyor_executable, copy_project, prepared_once
 
 REPO = Path(__file__).resolve().parents[1]
 RETAIL = REPO / "projects" / "retail"
@@ -46,18 +46,23 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def template_cache(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """Projects made once per session with `conveyor init`, copied per test (init costs ~1 s)."""
-    made: dict[str, Path] = {}
+    """Projects made once per session with `conveyor init` (shared by xdist's workers), copied
+    per test (init costs ~1 s)."""
 
     def get(template: str) -> Path:
-        if template not in made:
-            root = tmp_path_factory.mktemp(f"template-{template}")
+        def build(root: Path) -> None:
             subprocess.run([conveyor_executable(), "init", "proj", "--template", template],
-                           cwd=root, check=True, capture_output=True, env=_env())
-            made[template] = root / "proj"
-        return made[template]
+                           cwd=root, check=True, capture_output=True, env=_session_env())
+
+        return prepared_once(tmp_path_factory, f"template-{template}", build) / "proj"
 
     return get
+
+
+def _session_env() -> dict[str, str]:
+    """What a project prepared once per session runs with: the SQLite store, whatever store a
+    test chose (`copy_project` loads it into the test's)."""
+    return {k: v for k, v in _env().items() if k != "CONVEYOR_STORE_URL"}
 
 
 @pytest.fixture
@@ -68,6 +73,37 @@ def new_project(tmp_path: Path, template_cache: Callable[[str], Path]) -> Callab
         destination = tmp_path / template
         shutil.copytree(template_cache(template), destination)
         return Project(destination)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_cache(tmp_path_factory: pytest.TempPathFactory,
+                  template_cache: Callable[[str], Path]) -> Callable[[str], Path]:
+    """Template projects trained once per session (`conveyor run`: v1 registered and champion;
+    shared by xdist's workers), on SQLite whatever the test's store (`copy_project` loads it
+    into a PostgreSQL one)."""
+
+    def get(template: str) -> Path:
+        def build(root: Path) -> None:
+            shutil.copytree(template_cache(template), root / "proj")
+            done = subprocess.run([conveyor_executable(), "run"], cwd=root / "proj", text=True,
+                                  capture_output=True, env=_session_env(), timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+
+        return prepared_once(tmp_path_factory, f"trained-{template}", build) / "proj"
+
+    return get
+
+
+@pytest.fixture
+def trained_project(tmp_path: Path, trained_cache: Callable[[str], Path]
+                    ) -> Callable[..., Project]:
+    """A fresh copy of a template project already run once (v1 champion), for tests whose
+    subject comes after the first training: trained_project("classification")."""
+
+    def make(template: str = "classification") -> Project:
+        return copy_project(trained_cache(template), tmp_path / f"trained-{template}")
 
     return make
 

@@ -6,6 +6,10 @@ import pytest
 from _support import local_project
 from conveyor import api
 from conveyor.errors import ConveyorError, UsageError
+from conveyor.testing import each_store
+
+# Runs and models written and read in-process: each test on each store backend.
+pytestmark = each_store
 
 
 def test_run_then_get_run_then_run_the_recorded_config_again(tmp_path):
@@ -42,12 +46,11 @@ def test_get_run_names_unknown_and_ambiguous_ids(tmp_path):
         api.run(project.path, config={}, overrides=["seed=1"])
 
 
-def test_load_model_returns_the_champion_and_refuses_a_tampered_file(new_project):
+def test_load_model_returns_the_champion_and_refuses_a_tampered_file(trained_project):
     from conveyor.errors import StoreError
     from conveyor.store import ArtifactRef, open_store
 
-    project = new_project("classification")
-    project.run()
+    project = trained_project("classification")
     loaded = api.load_model(project.path)
     assert loaded.number == 1 and loaded.version.decision == "passed"
     assert hasattr(loaded.model, "predict_proba")

@@ -6,26 +6,35 @@ before. (The UI's pages: plugins/ui/tests/test_ui_hardening.py.)"""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from _support import local_project
 from conveyor.store import Registry, open_store
-from conveyor.testing import Project
+from conveyor.testing import Project, current_store_backend, each_store, store_execute
+
+# On each store backend (SQLite, then PostgreSQL), except where a damage needs SQLite's loose
+# column types: PostgreSQL refuses to store text in a number column at all.
+pytestmark = each_store
+
+
+def sqlite_only(why: str) -> None:
+    if current_store_backend().backend != "sqlite":
+        pytest.skip(f"SQLite only: {why}")
 
 
 def two_runs(tmp_path) -> tuple[Project, str, str]:
     """A project with two completed runs, each with a numeric metric; the first one's second
     metric is damaged in the store ('n/a' where a number belongs)."""
+    sqlite_only("a metric's value column is a number on PostgreSQL, which refuses 'n/a'")
     project = local_project(tmp_path / "p")
     project.run(check=True)
     project.run("--force", check=True)
     intact, damaged = [r["id"] for r in project.runs()]
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        for run_id in (intact, damaged):
-            conn.execute("INSERT INTO metrics VALUES (?, 'second', 'accuracy', 0.9)", (run_id,))
-        conn.execute("INSERT INTO metrics VALUES (?, 'second', 'f1', 'n/a')", (damaged,))
-        conn.execute("INSERT INTO metrics VALUES (?, 'second', 'f1', 0.5)", (intact,))
+    insert = "INSERT INTO metrics VALUES (:run, 'second', :key, :value)"
+    for run_id in (intact, damaged):
+        store_execute(project.path, insert, run=run_id, key="accuracy", value=0.9)
+    store_execute(project.path, insert, run=damaged, key="f1", value="n/a")
+    store_execute(project.path, insert, run=intact, key="f1", value=0.5)
     return project, intact, damaged
 
 
@@ -69,6 +78,8 @@ def test_a_non_numeric_metric_is_flagged_by_runs_list_show_and_compare(tmp_path)
     ("metrics", '{"roc_auc": "high"}'), ("created_at", "yesterday")])
 def test_one_damaged_model_version_row_is_flagged_by_models_list(tmp_path, damage):
     column, value = damage
+    if column == "created_at":
+        sqlite_only("created_at is a number column on PostgreSQL, which refuses text")
     project = local_project(tmp_path / "p")
     project.run(check=True)
     store = open_store(project.path)
@@ -79,8 +90,8 @@ def test_one_damaged_model_version_row_is_flagged_by_models_list(tmp_path, damag
                           config_hash="h", data={})
     registry.set_alias("faults", "champion", 3, action="gate", reason="passed the gate")
     store.close()
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        conn.execute(f"UPDATE model_versions SET {column}=? WHERE version=2", (value,))
+    store_execute(project.path, f"UPDATE model_versions SET {column}=:value WHERE version=2",
+                  value=value)
 
     listing = project.cli("models", "list", "--json")
     assert_survived(listing)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+from conveyor.testing import each_store
+
+# The store records every run and answers the cache's questions: each test on each backend.
+pytestmark = each_store
+
 
 def test_classification_project_runs_end_to_end_and_is_recorded(new_project):
     project = new_project("classification")
@@ -23,9 +28,8 @@ def test_regression_project_runs_end_to_end(new_project):
     assert metrics["r2"] > 0.7
 
 
-def test_rerun_with_nothing_changed_executes_no_stage(new_project):
-    project = new_project()
-    project.run(check=True)
+def test_rerun_with_nothing_changed_executes_no_stage(trained_project):
+    project = trained_project()  # run once, copied to a new folder: the cache still holds
     second = project.run(check=True)
     runs = project.runs()
     assert runs[0]["cached"] == runs[0]["stages"] == 6
@@ -33,9 +37,8 @@ def test_rerun_with_nothing_changed_executes_no_stage(new_project):
     assert second.stdout.count("cached, unchanged since run") == 6
 
 
-def test_changing_model_params_reruns_only_downstream_stages_and_says_why(new_project):
-    project = new_project()
-    project.run(check=True)
+def test_changing_model_params_reruns_only_downstream_stages_and_says_why(trained_project):
+    project = trained_project()
     plan = json.loads(project.cli("plan", "--json", "model.params.max_depth=3", check=True).stdout)
     actions = {row["stage"]: row["action"] for row in plan}
     assert actions == {"load": "skip", "validate": "skip", "split": "skip", "train": "run",
@@ -48,9 +51,8 @@ def test_changing_model_params_reruns_only_downstream_stages_and_says_why(new_pr
     assert [n for n, s in stages.items() if s["cached"]] == ["load", "validate", "split"]
 
 
-def test_changed_data_file_reruns_everything_from_load(new_project):
-    project = new_project()
-    project.run(check=True)
+def test_changed_data_file_reruns_everything_from_load(trained_project):
+    project = trained_project()
     data = project.path / "data" / "customers.csv"
     data.write_text(data.read_text() + data.read_text().splitlines()[1] + "\n")
     rerun = project.run()

@@ -6,12 +6,11 @@ is not the template's."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import numpy as np
 import pandas as pd
 from conveyor import api
-from conveyor.testing import assert_clear_error, assert_run_failed
+from conveyor.testing import assert_clear_error, assert_run_failed, store_execute
 
 
 def _credit(rows: int, seed: int, *, labelled: bool = True, extra: bool = False) -> pd.DataFrame:
@@ -162,8 +161,7 @@ def test_predict_and_monitor_use_the_versions_contract_not_the_current_schema(ne
     assert "tenure_months  less_than(2)" in result.stdout
 
     # a version registered before contracts were recorded falls back to its run's config
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as db:
-        db.execute("DELETE FROM model_contracts")
+    store_execute(project.path, "DELETE FROM model_contracts")
     assert _contract(project) is None
     assert_run_failed(project.cli("predict", "--data", "batch.csv"), "less_than(2)")
 

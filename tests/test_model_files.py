@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import inspect
 import json
-import sqlite3
 import zipfile
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from _support import assert_run_failed
 from conveyor import api
 from conveyor.errors import StoreError
 from conveyor.store import ArtifactRef, open_store
+from conveyor.testing import store_execute
 from conveyor_sklearn import codecs
 
 CONF = Path(codecs.__file__).parent / "conf" / "model"
@@ -278,9 +278,9 @@ def _make_champion(project, malicious: Path) -> None:
     store.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        conn.execute("UPDATE model_versions SET artifact = ? WHERE name = ? AND version = ?",
-                     (json.dumps(ref.as_dict()), champion.name, champion.version))
+    store_execute(project.path, "UPDATE model_versions SET artifact = :artifact WHERE "
+                  "name = :name AND version = :version", artifact=json.dumps(ref.as_dict()),
+                  name=champion.name, version=champion.version)
 
 
 @pytest.mark.parametrize("name", ["exec", "sklearn_testing_helper"])

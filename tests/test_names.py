@@ -6,14 +6,12 @@ init`, `Registry.register`, `Monitoring.record`, and the code that joins them in
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from _support import local_project
 from conveyor.errors import UsageError
 from conveyor.names import NAME_RULE, check_name, is_valid_name, path_part
 from conveyor.store import Registry, open_store
-from conveyor.testing import assert_usage_error
+from conveyor.testing import assert_usage_error, store_execute, store_rows
 from conveyor_monitor.records import Monitoring
 
 TRAVERSAL = "../../../../elsewhere/x"
@@ -48,9 +46,7 @@ def test_a_traversing_model_name_is_refused_by_every_command_before_anything_run
         assert_usage_error(result, "config key 'registry.model_name'",
                            f"'{TRAVERSAL}' is not a usable name", NAME_RULE)
     assert not elsewhere.exists()
-    assert not (project.path / ".conveyor" / "store.db").exists() or not sqlite3.connect(
-        project.path / ".conveyor" / "store.db").execute(
-        "SELECT * FROM model_versions").fetchall()
+    assert not store_rows(project.path, "SELECT * FROM model_versions")
 
 
 @pytest.mark.parametrize("key, value", [("project", "../up"), ("project", ".hidden"),
@@ -99,9 +95,8 @@ def test_monitor_never_writes_outside_the_project_for_a_hand_edited_model_name(n
     from it are refused, and nothing is written outside the project."""
     project = new_project("classification")
     project.run(check=True)
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        conn.execute("UPDATE model_versions SET name=?", (TRAVERSAL,))
-        conn.execute("UPDATE aliases SET name=?", (TRAVERSAL,))
+    store_execute(project.path, "UPDATE model_versions SET name=:name", name=TRAVERSAL)
+    store_execute(project.path, "UPDATE aliases SET name=:name", name=TRAVERSAL)
     result = project.cli("monitor", "--data", "data/customers.csv", "--model", f"{TRAVERSAL}:1")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "model name" in result.stderr and "not a usable name" in result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conveyor.store import Registry, open_store
-from conveyor.testing import conveyor_executable
+from conveyor.testing import conveyor_executable, copy_project, each_store, prepared_once
 from conveyor_monitor.records import Monitoring
 from conveyor_retrain.records import RetrainDecisions
 
@@ -23,8 +23,13 @@ ROWS = 1500  # per week: enough for the policy's min_rows with two weeks, quick 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, retail_data) -> Path:
-    """The retail project on 4 x ROWS rows of history, trained once (v1 is champion)."""
-    root = tmp_path_factory.mktemp("retail") / "retail"
+    """The retail project on 4 x ROWS rows of history, trained once for the session's workers
+    (v1 is champion), on SQLite (`copy_project` loads it into a test's PostgreSQL database)."""
+    return prepared_once(tmp_path_factory, "retrain-retail",
+                         lambda folder: _train(folder / "retail", retail_data)) / "retail"
+
+
+def _train(root: Path, retail_data) -> None:
     root.mkdir()
     shutil.copy(RETAIL / "schema.yaml", root / "schema.yaml")
     # a smaller world than the demo's: one week's batch is enough to train a challenger on
@@ -33,13 +38,12 @@ def trained(tmp_path_factory, retail_data) -> Path:
     retail_data.write_csv(retail_data.generate_weeks(range(4), ROWS), root / "data" / "purchases.csv")
     done = conveyor("run", cwd=root)
     assert done.returncode == 0, done.stderr
-    return root
 
 
 @pytest.fixture
 def project(trained: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "retail"
-    shutil.copytree(trained, copy)
+    copy_project(trained, copy)
     (copy / "inbox").mkdir()
     return copy
 
@@ -119,6 +123,7 @@ def test_watch_retrains_after_the_shift_and_processes_each_file_once(project, re
     assert [d["outcome"] for d in json.loads(listing.stdout)][-1] in ("no_action", "kept")
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_a_retrain_decision_records_the_paired_difference_and_lists_it(project, retail_data):
     drop(retail_data, project, 9)
     assert watch_once(project)[0]["outcome"] == "promoted"
@@ -229,6 +234,7 @@ def test_watch_killed_mid_retrain_promotes_nothing_by_half_and_resumes(project, 
     assert watch_once(project) == []
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_a_retrain_killed_after_it_promoted_counts_as_done(project, retail_data):
     drop(retail_data, project, 9)
     done = conveyor("monitor", "--data", "inbox/week-09.csv", cwd=project)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conveyor.store import Registry, open_store
-from conveyor.testing import Project, assert_usage_error, conveyor_executable
+from conveyor.testing import Project, assert_usage_error, conveyor_executable, copy_project, prepared_once
 from conveyor_monitor.records import Monitoring
 from conveyor_retrain.records import RetrainDecisions
 
@@ -36,9 +36,12 @@ retrain:
 def trained(tmp_path_factory) -> Path:
     """A recommender project trained on weeks 1-4 of the simulated shop (v1 is champion); the
     weeks after it are feedback files under data/feedback/."""
+    return prepared_once(tmp_path_factory, "recsys-retrain", _train) / "shop"
+
+
+def _train(root: Path) -> None:
     from conveyor_recsys.simulate import RetailWorld, simulate
 
-    root = tmp_path_factory.mktemp("recsys-retrain")
     subprocess.run([conveyor_executable(), "init", "shop", "--template", "recommender"],
                    cwd=root, check=True, capture_output=True)
     project = root / "shop"
@@ -51,13 +54,12 @@ def trained(tmp_path_factory) -> Path:
     (project / "conveyor.yaml").write_text(config + RETRAIN)
     Project(project).run(check=True)
     assert champion(project) == 1
-    return project
 
 
 @pytest.fixture
 def project(trained: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "shop"
-    shutil.copytree(trained, copy)
+    copy_project(trained, copy)
     return copy
 
 

@@ -147,11 +147,10 @@ def test_an_interpolation_into_a_missing_plugins_section_names_the_plugin(new_pr
         in result.stderr
 
 
-def test_plugin_commands_take_config_overrides(new_project, cli):
+def test_plugin_commands_take_config_overrides(trained_project, cli):
     """`conveyor monitor` took no overrides while `run` did: every command takes them now, as
     its session's (here a batch too small for the default monitor.min_rows)."""
-    project = new_project("classification")
-    assert project.run().returncode == 0
+    project = trained_project("classification")
     data = project.path / "data" / "customers.csv"
     small = project.path / "small.csv"
     small.write_text("".join(data.read_text().splitlines(keepends=True)[:151]))

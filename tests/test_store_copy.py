@@ -14,7 +14,7 @@ import pytest
 from conveyor.store import TableSet, copy_store, open_store
 from conveyor.store.migrate import HEAD
 from conveyor.store.postgres_server import PASSWORD
-from conveyor.testing import Project
+from conveyor.testing import Project, copy_project
 
 PLUGIN_TABLES = TableSet(owner="copy-test", version=1, create=(
     "CREATE TABLE IF NOT EXISTS copy_test_batches (id TEXT PRIMARY KEY, rows_seen BIGINT, "
@@ -35,8 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, trained: Path) -> Project:
-    shutil.copytree(trained, tmp_path / "shop")
-    return Project(tmp_path / "shop")
+    return copy_project(trained, tmp_path / "shop")
 
 
 def _json(project: Project, *args: str) -> object:
@@ -188,3 +187,27 @@ def test_a_copy_that_fails_midway_leaves_the_destination_without_rows(postgres_u
         assert (summary.rows["aliases"], summary.rows["runs"]) == (1, 1)
     finally:
         source.close()
+
+
+def test_a_plugin_table_made_from_sqlites_definition_keeps_double_precision(postgres_url,
+                                                                             tmp_path):
+    """Copied without its TableSet (the plugin not installed here), a table is made from the
+    source's definition: SQLite reads DOUBLE PRECISION back as REAL, which PostgreSQL makes 4
+    bytes (a p-value of 3e-102 failed: "value out of range: underflow")."""
+    source = open_store(tmp_path / "a", tables=[PLUGIN_TABLES])
+    try:
+        with source.write() as conn:
+            conn.execute("INSERT INTO copy_test_batches (id, rows_seen, score) VALUES (?, ?, ?)",
+                         ("tiny", 1, 3.1548417113370804e-102))
+            conn.execute("INSERT INTO copy_test_batches (id, rows_seen, score) VALUES (?, ?, ?)",
+                         ("precise", 2, 1796625197.3216803))
+        summary = copy_store(source, postgres_url)
+    finally:
+        source.close()
+    assert summary.created == ["copy_test_batches"]
+    copied = open_store(tmp_path / "b", url=postgres_url)
+    try:
+        rows = {r["id"]: r["score"] for r in copied.query("SELECT id, score FROM copy_test_batches")}
+    finally:
+        copied.close()
+    assert rows == {"tiny": 3.1548417113370804e-102, "precise": 1796625197.3216803}

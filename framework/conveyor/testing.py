@@ -18,6 +18,22 @@ object store) binds `free_port()`, waits with `wait_for_server` and stops it wit
 object storage, with the AWS_* variables that point s3fs and boto3 at it: for artifacts in
 `store.artifacts = s3://bucket/prefix`.
 
+Both store backends: `postgres_server` is one real PostgreSQL server for the session (shared by
+pytest-xdist's workers), `postgres_url` a fresh database of it per test, `store_url` each backend
+in turn for a test that passes the URL itself. A test going through the CLI needs no URL::
+
+    @each_store                                    # SQLite, then a fresh PostgreSQL database
+    def test_history(trained, tmp_path):
+        project = copy_project(trained, tmp_path / "shop")   # its store comes along
+        assert project.runs()                                 # read from the test's store
+
+`each_store` (a mark; `pytestmark = each_store` for a module) runs the test once per backend
+through the `store_backend` fixture, which puts the database in CONVEYOR_STORE_URL for the test;
+`pytest --store=postgresql` (or CONVEYOR_TEST_STORE=postgresql) does so for every test.
+`current_store_backend()` says which one runs; `store_rows` / `store_execute` are raw SQL on a
+project's store on either backend. `prepared_once` builds a folder once per session for all
+workers (a trained project copied per test with `copy_project`).
+
 Compiled inference (`conveyor.compiled`): `UNCONVERTIBLE_MODEL` (run overrides training a model
 no ONNX converter handles) and `use_miscompiling_plugin(project_dir)` (a local plugin whose
 compiled form fails the parity gate) make versions that are served by their Python model.
@@ -25,6 +41,7 @@ compiled form fails the parity gate) make versions that are served by their Pyth
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -211,7 +228,8 @@ class Project:
 
     def last_run(self) -> Any:
         """The newest recorded run (a `conveyor.api.RunRecord`), or None if there is none."""
-        if not (self.path / ".conveyor" / "store.db").exists():
+        if (current_store_backend().backend == "sqlite"
+                and not (self.path / ".conveyor" / "store.db").exists()):
             return None
         runs = self.runs()
         if not runs:
@@ -247,21 +265,88 @@ def conveyor_project(tmp_path: Path) -> Callable[..., Project]:
     return make
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Any:
-    """A real PostgreSQL server for the test session (`conveyor.store.postgres_server`: initdb
-    in a temporary folder, a free port on 127.0.0.1), stopped at the end; with pytest-xdist
-    each worker starts its own. Fails with a hint when PostgreSQL is not installed."""
-    from conveyor.store.postgres_server import PostgresServer
+def session_folder(factory: pytest.TempPathFactory) -> Path:
+    """pytest's base temporary folder of the whole session: with pytest-xdist the parent of
+    each worker's, so the workers meet there."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    with PostgresServer() as server:
+
+def prepared_once(factory: pytest.TempPathFactory, name: str,
+                  build: Callable[[Path], None]) -> Path:
+    """A folder made once per test session, whatever the number of pytest-xdist workers:
+    `build(folder)` runs in the first process that asks, under a file lock, and the others wait
+    for it and reuse the folder. For a project prepared once (trained, with runs) and then only
+    read or copied per test (`copy_project`). A build that failed (or a worker that crashed
+    while building) is started again from scratch by the next one asking."""
+    import fcntl
+
+    root = session_folder(factory) / "conveyor-prepared"
+    root.mkdir(parents=True, exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                done.touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
+
+
+TEST_STORE_ENV = "CONVEYOR_TEST_STORE"
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store", choices=STORE_BACKENDS, default=None,
+        help="the store every test runs on (default: $CONVEYOR_TEST_STORE, else sqlite): "
+             "postgresql gives each test a fresh database on the session's PostgreSQL server "
+             "through CONVEYOR_STORE_URL, so the CLI and in-process stores all use it")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # pytest-xdist's controller, which outlives its workers, stops the shared PostgreSQL server
+    # when the last worker crashed before it could.
+    if hasattr(session.config, "workerinput") or not getattr(session.config.option,
+                                                             "numprocesses", None):
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(factory, "_basetemp", None) is None:
+        return
+    from conveyor.store.postgres_server import stop_shared_server
+
+    stop_shared_server(factory.getbasetemp() / "conveyor-postgres")
+
+
+def _postgres_folder(factory: pytest.TempPathFactory) -> Path:
+    """Where the session's processes meet to share one server."""
+    return session_folder(factory) / "conveyor-postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real PostgreSQL server for the test session (`conveyor.store.postgres_server`: initdb
+    in a temporary folder, a free port on 127.0.0.1), shared by pytest-xdist's workers and
+    stopped by the last one out. Fails with a hint when PostgreSQL is not installed."""
+    from conveyor.store.postgres_server import shared_server
+
+    with shared_server(_postgres_folder(tmp_path_factory)) as server:
         yield server
 
 
 @pytest.fixture
-def postgres_url(postgres_server: Any) -> str:
-    """The URL (`store.url`) of a fresh, empty database on `postgres_server`."""
-    return postgres_server.new_database()
+def postgres_url(postgres_server: Any) -> Any:
+    """The URL (`store.url`) of a fresh, empty database on `postgres_server`, dropped after
+    the test."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -271,6 +356,180 @@ def store_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres_url")
+
+
+class StoreBackend:
+    """The store a test runs on: `backend` "sqlite" (each project's own file) or
+    "postgresql" (`url`: a fresh database, in CONVEYOR_STORE_URL for the test, so every CLI
+    subprocess and in-process store uses it)."""
+
+    def __init__(self, backend: str, server: Any = None, url: str | None = None) -> None:
+        self.backend, self.server, self.url = backend, server, url
+
+    def load(self, source_project: Path) -> None:
+        """Make the test's store hold what `source_project`'s SQLite store holds (a project
+        prepared once per session, then copied per test); nothing to do on SQLite, where the
+        copy carries its store. The first load of a source copies it into a template database
+        (`conveyor.store.copy_store`); every later one clones that template."""
+        if self.backend == "sqlite":
+            return
+        source_project = Path(source_project).resolve()
+        templates = self.server.__dict__.setdefault("_conveyor_templates", {})
+        if source_project not in templates:
+            from conveyor.store import copy_store, open_store
+
+            template = self.server.new_database()
+            # the installed plugins' tables, as `conveyor store copy` makes them
+            tables = plugin_host().contributions.store_tables
+            source = open_store(source_project, tables, url="", artifacts=None)
+            try:
+                copy_store(source, template, tables=tables)
+            finally:
+                source.close()
+            templates[source_project] = template.rsplit("/", 1)[-1]
+        name = self.url.rsplit("/", 1)[-1]
+        self.server.drop_database(name)
+        with self.server._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates[source_project]}"')
+
+
+_current_store: list[StoreBackend] = []
+
+
+def current_store_backend() -> StoreBackend:
+    """The store the running test uses (see `StoreBackend`); SQLite outside a test."""
+    return _current_store[-1] if _current_store else StoreBackend("sqlite")
+
+
+def copy_project(source: Path, destination: Path, *, symlinks: bool = False) -> Project:
+    """A copy of a project prepared once per session (trained, with runs), for one test: the
+    folder (`shutil.copytree`), and on PostgreSQL its store loaded into the test's database
+    (`StoreBackend.load`)."""
+    shutil.copytree(source, destination, symlinks=symlinks)
+    current_store_backend().load(source)
+    return Project(Path(destination))
+
+
+@contextlib.contextmanager
+def _raw_store(project_dir: Path) -> Any:
+    """A connection (in a transaction, committed on exit) to the project's store database as
+    `store.url` resolves (SQLite's file, or the test's PostgreSQL database); None when the
+    project has no SQLite store yet. Bypasses `Store`: no schema made, nothing migrated."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from conveyor.store.location import resolve
+
+    url = resolve(Path(project_dir)).url
+    if url is None:
+        path = Path(project_dir) / ".conveyor" / "store.db"
+        if not path.exists():
+            yield None
+            return
+        url = f"sqlite:///{path}"
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def store_rows(project_dir: Path, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """Rows of a raw query on the project's store, whichever backend it is on (`:name`
+    parameters); [] when no store was ever made (no SQLite file, no table yet). For tests that
+    look at rows directly, past the API."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    with _raw_store(project_dir) as connection:
+        if connection is None:
+            return []
+        try:
+            return [dict(row._mapping) for row in connection.execute(text(sql), params)]
+        except (OperationalError, ProgrammingError) as exc:
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                return []
+            raise
+
+
+def store_execute(project_dir: Path, sql: str, **params: Any) -> int:
+    """Run one raw statement on the project's store, whichever backend it is on (`:name`
+    parameters), committed; the rows it changed. For tests that damage a row on purpose."""
+    from sqlalchemy import text
+
+    with _raw_store(project_dir) as connection:
+        if connection is None:
+            raise AssertionError(f"{project_dir} has no store")
+        return connection.execute(text(sql), params).rowcount
+
+
+def _head_template(server: Any, request: pytest.FixtureRequest) -> str:
+    """A database of `server` with the core schema at its head, made once per process: a
+    test's database copied from it skips the migrations every test would otherwise run
+    (~0.2 s each); the plugins' tables are made on first use, as in any new store."""
+    templates = server.__dict__.setdefault("_conveyor_templates", {})
+    if "head" not in templates:
+        from conveyor.store import open_store
+
+        url = server.new_database()
+        folder = request.getfixturevalue("tmp_path_factory").mktemp("store-head")
+        open_store(folder, url=url, artifacts=str(folder / "artifacts")).close()
+        templates["head"] = url.rsplit("/", 1)[-1]
+    return templates["head"]
+
+
+@contextlib.contextmanager
+def _store_for(request: pytest.FixtureRequest, backend: str) -> Any:
+    if backend == "sqlite":
+        store = StoreBackend("sqlite")
+        url = None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = server.new_database(template=_head_template(server, request))
+        store = StoreBackend("postgresql", server, url)
+    with pytest.MonkeyPatch.context() as patch:
+        if url is not None:
+            patch.setenv("CONVEYOR_STORE_URL", url)
+        _current_store.append(store)
+        try:
+            yield store
+        finally:
+            _current_store.remove(store)
+            if url is not None:
+                store.server.drop_database(url)
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+def store_backend(request: pytest.FixtureRequest) -> Any:
+    """Runs the test on each store backend in turn: SQLite, then PostgreSQL (a fresh database
+    in CONVEYOR_STORE_URL, see `StoreBackend`); the `StoreBackend`. A whole module opts in with
+    `pytestmark = pytest.mark.usefixtures("store_backend")`, with no change to its tests;
+    projects prepared once per session are copied in with `copy_project`."""
+    with _store_for(request, request.param) as store:
+        yield store
+
+
+each_store = pytest.mark.usefixtures("store_backend")
+"""Mark a test (or a module, as `pytestmark = each_store`) to run on each store backend in
+turn, with no change to its body (the `store_backend` fixture)."""
+
+
+@pytest.fixture(autouse=True)
+def _conveyor_test_store(request: pytest.FixtureRequest) -> Any:
+    """`--store=postgresql` (or CONVEYOR_TEST_STORE=postgresql): every test not choosing its
+    backend itself runs on a fresh PostgreSQL database."""
+    chosen = request.config.getoption("--store", None) or os.environ.get(TEST_STORE_ENV) \
+        or "sqlite"
+    if chosen not in STORE_BACKENDS:
+        raise pytest.UsageError(f"{TEST_STORE_ENV}={chosen!r}: expected one of "
+                                f"{', '.join(STORE_BACKENDS)}")
+    own = {"store_backend", "store_url", "postgres_url"} & set(request.fixturenames)
+    if chosen == "sqlite" or own:
+        yield None
+        return
+    with _store_for(request, chosen) as store:
+        yield store
 
 
 class S3Server:

@@ -225,6 +225,7 @@ def _copy_tables(reading: Connection, writing: Connection, summary: CopySummary,
         table = source_meta.tables[name]
         if name not in dest_meta.tables:  # a plugin table no TableSet given describes
             target = table.to_metadata(dest_meta)
+            _widen_floats(target)
             target.create(writing)
             summary.created.append(name)
         target = dest_meta.tables[name]
@@ -247,6 +248,18 @@ def _copy_tables(reading: Connection, writing: Connection, summary: CopySummary,
         summary.rows[name] = copied
     if writing.dialect.name == "postgresql":
         _continue_serials(writing, inspect(writing), names)
+
+
+def _widen_floats(table: Any) -> None:
+    """Every floating-point column as DOUBLE PRECISION: SQLite reads a declared DOUBLE
+    PRECISION back as REAL (on SQLite 8 bytes, like any of its floats), which PostgreSQL would
+    make 4 bytes (6 digits, nothing below 1e-38: a p-value of 3e-102 failed with "value out of
+    range: underflow"), and a declared DOUBLE as a type PostgreSQL does not know."""
+    from sqlalchemy import Double, Float
+
+    for column in table.columns:
+        if isinstance(column.type, Float):
+            column.type = Double()
 
 
 def _copy_meta(reading: Connection, writing: Connection, table: Any, target: Any) -> None:

@@ -7,7 +7,17 @@
         server.stop(); server.start()             # the same data, e.g. to test a server outage
 
 `conveyor.testing` wraps it as the pytest fixtures `postgres_server` (one server per test
-session and xdist worker) and `postgres_url` (a fresh database per test). The binaries are
+session, shared by pytest-xdist's workers through `shared_server`) and `postgres_url` (a fresh
+database per test, dropped after it).
+
+    with shared_server(folder) as server:          # the first process starts it, the last stops it
+        ...
+
+`shared_server` coordinates processes through a state file and a file lock in `folder`: each
+user records its pid; leaving, it forgets its own pid and those of processes that died (a
+crashed worker), and the last one out stops the server. `stop_shared_server(folder)` is the
+backstop the test session's main process calls at its very end, for when the last worker
+crashed before it could. The binaries are
 looked for on PATH, then in /usr/lib/postgresql/*/bin (Debian's `postgresql` package; `make
 postgres` installs it). PostgreSQL refuses to run as root: as root, initdb and pg_ctl run as the
 unprivileged `postgres` user (Debian's package makes it) through `runuser`, with the data folder
@@ -17,12 +27,15 @@ check what a wrong one does; durability is off (fsync, synchronous_commit) for s
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +63,21 @@ def find_binaries() -> Path:
 class PostgresServer:
     """One PostgreSQL server on 127.0.0.1 with its data in a temporary folder."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, folder: Path | None = None) -> None:
+        """A new cluster (initdb) in a new temporary folder; with `folder` (and its `port`), the
+        existing cluster there, e.g. one that another process started (`shared_server`)."""
         from conveyor.testing import free_port
 
         self.bin = find_binaries()
         self.port = port or free_port()
-        self.folder = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
-        self.data = self.folder / "data"
-        self.log = self.folder / "server.log"
         self._count = 0
         self._as_root = os.geteuid() == 0
+        self.folder = folder if folder is not None else Path(
+            tempfile.mkdtemp(prefix="conveyor-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "server.log"
+        if folder is not None:
+            return
         os.chmod(self.folder, 0o755)
         self.folder.joinpath("pwfile").write_text(PASSWORD + "\n")
         if self._as_root:
@@ -99,16 +117,35 @@ class PostgresServer:
         secret = f":{password}" if password is not None else ""
         return f"postgresql+psycopg://{USER}{secret}@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A new empty database; its URL."""
+    def _admin(self) -> Any:
+        """An autocommit connection to the `postgres` database (CREATE/DROP DATABASE)."""
         import psycopg
 
+        return psycopg.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                               dbname="postgres", autocommit=True)
+
+    def new_database(self, *, template: str = "template0") -> str:
+        """A new database, a copy of `template` (by default template0: empty); its URL. The
+        template must have no open connections (PostgreSQL's rule for copying a database)."""
         self._count += 1
         name = f"db_{os.getpid()}_{self._count}"
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
-                             dbname="postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
+
+    def drop_database(self, url_or_name: str) -> None:
+        """Drop a database (by name or URL), closing the connections still open to it."""
+        name = url_or_name.rsplit("/", 1)[-1].split("?")[0]
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def alive(self) -> bool:
+        """Whether the server accepts connections."""
+        try:
+            with self._admin():
+                return True
+        except Exception:  # psycopg.OperationalError and the like: not (or no longer) up
+            return False
 
     def close(self) -> None:
         """Stop the server and remove its folder."""
@@ -124,6 +161,83 @@ class PostgresServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+STATE = "server.json"
+LOCK = "server.lock"
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[Path]:
+    """The state file of `folder`, with the folder's lock held (blocking) meanwhile."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield folder / STATE
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def shared_server(folder: Path) -> Iterator[PostgresServer]:
+    """One PostgreSQL server for every process using `folder` at the same time (pytest-xdist's
+    workers): started by the first, attached to by the others, stopped by the last one out (see
+    the module docstring). A server recorded but no longer answering is replaced."""
+    from conveyor.store.db import process_alive
+
+    me = os.getpid()
+    with _locked(folder) as state_path:
+        state = _read_state(state_path)
+        server = None
+        if state is not None:
+            server = PostgresServer(state["port"], folder=Path(state["folder"]))
+            if not server.alive():
+                server.close()
+                server, state = None, None
+        if server is None:
+            server = PostgresServer()
+            try:
+                server.start()
+            except BaseException:
+                server.close()
+                raise
+            state = {"port": server.port, "folder": str(server.folder), "users": []}
+        state["users"] = [pid for pid in state["users"] if process_alive(pid)] + [me]
+        state_path.write_text(json.dumps(state))
+    try:
+        yield server
+    finally:
+        with _locked(folder) as state_path:
+            state = _read_state(state_path) or {"users": []}
+            state["users"] = [pid for pid in state["users"]
+                              if pid != me and process_alive(pid)]
+            if state["users"]:
+                state_path.write_text(json.dumps(state))
+            else:
+                server.close()
+                state_path.unlink(missing_ok=True)
+
+
+def stop_shared_server(folder: Path) -> None:
+    """Stop the server `shared_server(folder)` started, if it is still running (its last user
+    crashed); for the process that outlives every user (pytest-xdist's controller)."""
+    if not (folder / STATE).exists():
+        return
+    with _locked(folder) as state_path:
+        state = _read_state(state_path)
+        if state is not None:
+            PostgresServer(state["port"], folder=Path(state["folder"])).close()
+        state_path.unlink(missing_ok=True)
 
 
 def wait_until_down(port: int, timeout: float = 10.0) -> None:

@@ -4,7 +4,6 @@ and real `conveyor serve` processes on free 127.0.0.1 ports."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _serve_support import run_cli
-from conveyor.testing import Project, conveyor_executable, free_port, stop_process
+from conveyor.testing import Project, conveyor_executable, copy_project, free_port, stop_process
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -32,8 +31,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, trained: Path) -> Project:
-    shutil.copytree(trained, tmp_path / "shop")
-    return Project(tmp_path / "shop")
+    return copy_project(trained, tmp_path / "shop")
 
 
 class Server:

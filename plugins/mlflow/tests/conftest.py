@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conveyor.testing import Project, free_port, stop_process, wait_for_server
+from conveyor.testing import (
+    Project,
+    copy_project,
+    free_port,
+    prepared_once,
+    stop_process,
+    wait_for_server,
+)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[3]
@@ -68,12 +74,14 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def _trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The classification template, trained once (no mirror: mlflow is not configured)."""
-    root = tmp_path_factory.mktemp("mlflow-template")
-    env = {"DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache")}
-    Project(root).cli("init", "shop", check=True, env=env)
-    Project(root / "shop").cli("run", check=True, env=env)
-    return root / "shop"
+    """The classification template, trained once for the session's workers (no mirror: mlflow
+    is not configured)."""
+    def build(root: Path) -> None:
+        env = {"DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache")}
+        Project(root).cli("init", "shop", check=True, env=env)
+        Project(root / "shop").cli("run", check=True, env=env)
+
+    return prepared_once(tmp_path_factory, "mlflow-template", build) / "shop"
 
 
 @pytest.fixture
@@ -81,7 +89,7 @@ def shop(tmp_path: Path, _trained: Path, request: pytest.FixtureRequest) -> Proj
     """A trained copy whose new registrations go to a model named after the test (MLflow's
     registry is shared by the session's tests) and whose runs go to an experiment of its own.
     Only the register stage runs again: the model name is its setting alone."""
-    shutil.copytree(_trained, tmp_path / "shop")
+    copy_project(_trained, tmp_path / "shop")
     name = request.node.name.removeprefix("test_")[:40]
     config = tmp_path / "shop" / "conveyor.yaml"
     config.write_text(config.read_text() + f"\nregistry:\n  model_name: m_{name}\n")

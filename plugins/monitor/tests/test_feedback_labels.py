@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from conveyor.testing import Project, assert_usage_error, serving
+from conveyor.testing import Project, assert_usage_error, each_store, serving
 from monitor_support import customers
 
 
@@ -42,6 +42,7 @@ def batches(project: Project) -> list[dict[str, Any]]:
     return json.loads(project.cli("monitor", "--list", "--json", check=True).stdout)
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_labels_back_fill_the_log_batch_then_make_their_own(shop):
     import pandas as pd
 
@@ -158,6 +159,7 @@ def test_feedback_model_takes_a_name_only(shop):
     assert feedback(shop, "--data", "labels.csv", "--model", "shop")["model_name"] == "shop"
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_a_second_labels_file_for_the_same_predictions_wins(shop):
     """Back-filling one --from-log batch twice: the newest file's figures and rows (not a sum
     of rows with the newest performance), each file's summary kept; a rerun of the first file

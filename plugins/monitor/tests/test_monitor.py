@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.testing import Project, assert_clear_error, free_port
+from conveyor.testing import Project, assert_clear_error, each_store, free_port, store_rows
 from monitor_support import configure, customers, shifted
 
 
@@ -25,9 +24,7 @@ def monitor(project: Project, *args: str) -> tuple[Any, dict[str, Any] | None]:
 
 
 def stored(project: Project) -> list[dict[str, Any]]:
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM monitor_batches ORDER BY created_at")]
+    return store_rows(project.path, "SELECT * FROM monitor_batches ORDER BY created_at")
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -44,6 +41,7 @@ def test_a_batch_from_the_training_distribution_raises_no_alarm(shop, batch, see
     assert row["source"] == "week.csv" and len(row["source_sha256"]) == 64
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_a_shifted_batch_is_drift_recorded_alerted_and_reported(shop, batch):
     batch(shop, "week.parquet", shifted(1000, 21))
     result, report = monitor(shop, "--data", "week.parquet")
@@ -79,6 +77,7 @@ def test_ks_and_js_selected_in_config(shop, batch):
     assert report["status"] == "drift" and report["feature_results"]["tenure_months"]["drifted"]
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_rows_failing_the_schema_are_set_aside_and_too_many_make_the_batch_invalid(shop, batch):
     frame = customers(500, 41)
     frame.loc[7, "region"] = "atlantis"
@@ -146,6 +145,7 @@ def test_an_all_missing_column_is_insufficient_for_that_feature_only(shop, batch
     assert report["status"] == "ok" and report["drift_share"] == 0
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_labels_give_performance_and_a_breach_alerts(shop, batch):
     configure(shop, {"performance": {"accuracy": ">= 0.99"}})
     frame = customers(1000, 46)
@@ -295,6 +295,7 @@ def _write_log(project: Project, frame: Any, part: str, start: str) -> None:
     log.to_parquet(folder / f"part-{stamp}-1-{int(part)}.parquet", index=False)
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_from_log_reads_new_rows_only(shop):
     _write_log(shop, customers(600, 61), "0001", "2026-01-01")
     result, report = monitor(shop, "--from-log")
@@ -356,6 +357,7 @@ def test_the_html_report_renders_in_headless_chromium(shop, batch, tmp_path):
     assert shot.stat().st_size > 20000
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_whole_numbers_written_as_floats_are_read_as_the_same_numbers(shop, batch):
     # pandas, Excel and most exports write an integer column as "3.0" once it has had a gap
     frame = customers(600, 71)

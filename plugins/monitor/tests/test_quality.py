@@ -10,7 +10,6 @@ goes on and never processes a batch twice. A broken schema is exit 2, naming the
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conveyor.testing import Project
+from conveyor.testing import Project, each_store, store_rows
 from monitor_support import configure, customers
 
 ROWS = 1500
@@ -59,9 +58,7 @@ def monitor(project: Project, *args: str) -> tuple[Any, dict[str, Any] | None]:
 
 
 def records(project: Project) -> list[dict[str, Any]]:
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM monitor_batches ORDER BY created_at")]
+    return store_rows(project.path, "SELECT * FROM monitor_batches ORDER BY created_at")
 
 
 def use_schema(project: Project, name: str) -> None:
@@ -76,6 +73,7 @@ def training(shop: Project) -> pd.DataFrame:
     return pd.read_csv(shop.path / "data" / "customers.csv")
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_an_inferred_schema_turns_values_beyond_its_ranges_into_quality_figures_not_invalid(
         shop, batch, training):
     shop.cli("schema", "infer", "data/customers.csv", "-o", "inferred.yaml", check=True)
@@ -198,6 +196,7 @@ def write_bad_input(inbox: Path) -> None:
     (inbox / "f-damaged.parquet").write_bytes(b"PAR1" + b"\x00garbage" * 50)
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_watch_records_bad_batches_as_invalid_with_their_reason_goes_on_and_never_redoes_them(
         shop, batch):
     inbox = shop.path / "inbox"

@@ -4,14 +4,13 @@ and bad data derived from their CSV. Everything runs through the real console sc
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import Project, conveyor_executable, copy_project
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one OpenMP thread per CLI subprocess
 
@@ -27,8 +26,7 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def shop(tmp_path: Path, _template: Path) -> Project:
     """A fresh copy of the classification template (it ships schema.yaml)."""
-    shutil.copytree(_template, tmp_path / "shop")
-    return Project(tmp_path / "shop")
+    return copy_project(_template, tmp_path / "shop")
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 
 import numpy as np
 import pandas as pd
 import pytest
+from conveyor.testing import store_rows
 from pandera_support import artifact, assert_error, nothing_ran, stage_outputs
 
 # One row for each kind of bad cell the issue names (rows count from 0).
@@ -22,9 +22,7 @@ BAD_CELLS = {(3, "tenure_months"): "abc",       # a text value in a numeric colu
 
 
 def registered_versions(project) -> int:
-    db = project.path / ".conveyor" / "store.db"
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0]
+    return len(store_rows(project.path, "SELECT name FROM model_versions"))
 
 
 def test_the_template_ships_a_schema_and_its_data_passes(shop):
@@ -63,7 +61,7 @@ def test_a_broken_csv_fails_with_a_report_naming_every_bad_cell(shop, write_csv)
     failures = artifact(shop, stage_outputs(shop, run["id"])["validate"]["failures"])
     assert sorted(failures["row"].dropna().astype(int).unique()) == [3, 4, 5, 7, 9]
     assert {"has_partner", "extra"} <= set(failures["column"])
-    assert not (shop.path / ".conveyor" / "store.db").exists() or registered_versions(shop) == 0
+    assert registered_versions(shop) == 0
 
 
 @pytest.mark.slow

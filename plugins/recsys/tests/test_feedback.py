@@ -11,14 +11,13 @@ written to the prediction log in the agreed shape with `PredictionLogWriter`, as
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.testing import Project, assert_usage_error, conveyor_executable, serving
+from conveyor.testing import Project, assert_usage_error, conveyor_executable, copy_project, serving
 
 WORLD = {"users": 300, "items": 120, "weeks": 6, "change_week": 5, "change": "price_shock",
          "seed": 7, "messy": True}
@@ -45,8 +44,7 @@ def _trained(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def shop(tmp_path: Path, _trained: Path) -> Project:
-    shutil.copytree(_trained, tmp_path / "shop")
-    return Project(tmp_path / "shop")
+    return copy_project(_trained, tmp_path / "shop")
 
 
 def serve_slates(project: Project, week: int, *, share: float = 0.8, spread: float = 1.0,

@@ -5,20 +5,30 @@ batches with drift, all made through the real `conveyor` console script."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import (
+    Project,
+    conveyor_executable,
+    copy_project,
+    prepared_once,
+)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
 def _history(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ui-project")
+    """Made once per session, shared by xdist's workers, on SQLite (`copy_project` loads it
+    into a test's PostgreSQL database)."""
+    return prepared_once(tmp_path_factory, "ui-project", _make_history) / "shop"
+
+
+def _make_history(root: Path) -> None:
     env = {**os.environ, "DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache"), "COLUMNS": "200"}
+    env.pop("CONVEYOR_STORE_URL", None)
 
     def conveyor(*args: str, cwd: Path, ok: tuple[int, ...] = (0,)) -> None:
         done = subprocess.run([conveyor_executable(), *args], cwd=cwd, capture_output=True,
@@ -36,7 +46,6 @@ def _history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     conveyor("models", "promote", "shop", "1", "--reason", "v1 holds up better on new weeks",
              cwd=shop)
     conveyor("models", "rollback", "shop", "--reason", "promotion was premature", cwd=shop)
-    return shop
 
 
 def _batches(shop: Path) -> None:
@@ -63,12 +72,11 @@ def _batches(shop: Path) -> None:
 
 @pytest.fixture(scope="session")
 def shop_history(_history: Path) -> Project:
-    """The session's project, shared read-only by the tests that only look."""
+    """The session's project, shared read-only by the tests that only look (on SQLite)."""
     return Project(_history)
 
 
 @pytest.fixture
 def shop_copy(tmp_path: Path, _history: Path) -> Project:
     """A private copy for tests that change the registry."""
-    shutil.copytree(_history, tmp_path / "shop", symlinks=True)
-    return Project(tmp_path / "shop")
+    return copy_project(_history, tmp_path / "shop", symlinks=True)

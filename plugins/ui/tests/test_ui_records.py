@@ -7,7 +7,11 @@ from __future__ import annotations
 import sys
 
 from conveyor.store import open_store
+from conveyor.testing import each_store
 from conveyor_ui import monitoring
+
+# On each store backend: SQLite, then a fresh PostgreSQL database per test.
+pytestmark = each_store
 
 
 def test_the_monitoring_page_reads_the_monitor_plugins_records(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from _ui_support import running_ui
 from conveyor.store import Registry, open_store
-from conveyor.testing import conveyor_executable
+from conveyor.testing import conveyor_executable, each_store
 
 pytestmark = pytest.mark.server
 
@@ -89,6 +89,7 @@ def test_a_busy_port_is_a_clear_error(tiny: Path):
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_unknown_runs_and_traversal_paths_get_404_never_a_file(tiny: Path):
     with running_ui(tiny) as ui:
         assert ui.get(f"/runs/{run_id(tiny)}")[0] == 200
@@ -143,6 +144,7 @@ def _form(body: str) -> dict[str, str]:
     return {"csrf": re.search(r'name="csrf" value="([^"]+)"', body)[1]}
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_actions_are_off_by_default(tiny: Path):
     with running_ui(tiny) as ui:
         status, body, _ = ui.get("/models")
@@ -155,6 +157,7 @@ def test_actions_are_off_by_default(tiny: Path):
     assert Registry(open_store(tiny)).aliases("tiny") == {"champion": 1}
 
 
+@each_store  # SQLite, then a fresh PostgreSQL database
 def test_promote_and_rollback_need_confirmation_reason_and_the_same_origin(tiny: Path):
     with running_ui(tiny, "--allow-actions") as ui:
         _, page, _ = ui.get("/models")
