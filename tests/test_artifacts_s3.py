@@ -271,14 +271,15 @@ def test_a_run_then_predict_with_artifacts_on_s3(s3, new_project, monkeypatch):
     assert not (project.path / ".conveyor" / "artifacts").exists()
     listed = project.cli("models", "list", check=True)
     assert "proj" in listed.stdout
-    # A run keeps its outputs in memory: nothing was downloaded. Predict fetches the model.
+    # A run keeps its outputs in memory (its registration compiles from them too): nothing was
+    # downloaded. Predict fetches the model and its compiled form (conveyor.compiled).
     cache = project.path / ".conveyor" / "cache" / "artifacts"
     assert not cache.exists()
     predicted = project.cli("predict", "--data", "data/customers.csv", "-o", "out.csv",
                             check=True)
     assert "scored 3,000 rows" in predicted.stdout
     assert (project.path / "out.csv").is_file()
-    assert [p.suffix for p in cache.rglob("*") if p.is_file()] == [".skops"]
+    assert sorted(p.suffix for p in cache.rglob("*") if p.is_file()) == [".onnx", ".skops"]
     assert not (project.path / ".conveyor" / "artifacts").exists()
     rerun = project.run(check=True)  # the stages' outputs are found on S3: all cached
     assert "cached" in rerun.stdout and set(stored) <= set(objects(s3))

@@ -309,12 +309,13 @@ def test_rows(session: Session, run_id: str) -> Any:
 
 
 def compile_version(session: Session, record: ModelVersion, *, model: Any = None,
-                    contract: Any = None, rebuild: bool = False,
+                    contract: Any = None, rebuild: bool = False, rows: Any = None,
                     log: Any = None) -> tuple[CompiledStatus, CompiledModel | None]:
     """The compiled form of a registered version and its status, built, checked and recorded
     when the version has no record yet (or `rebuild`); the recorded one loaded otherwise.
     `model` is the version's Python model (loaded when None), `contract` its
-    `conveyor.ModelContract` (read when None). Never raises for a model that cannot be
+    `conveyor.ModelContract` (read when None), `rows` the test rows parity is checked on (the
+    run's stored `test` output when None). Never raises for a model that cannot be
     compiled: the status says why it is served by Python."""
     from conveyor.store import Registry
 
@@ -330,7 +331,7 @@ def compile_version(session: Session, record: ModelVersion, *, model: Any = None
         if model is None:
             model = _python_model(session, store, record)
         try:
-            status, compiled = _build(session, store, record, model, contract, log)
+            status, compiled = _build(session, store, record, model, contract, rows, log)
             recorded = registry.record_compiled(record.name, record.version, status,
                                                 replace=rebuild)
         except ConveyorError as exc:  # the store failed us: Python serves, nothing recorded
@@ -415,7 +416,7 @@ def _runtime_version(package: str | None) -> str | None:
 
 
 def _build(session: Session, store: Any, record: ModelVersion, model: Any, contract: Any,
-           log: Any) -> tuple[CompiledStatus, CompiledModel | None]:
+           rows: Any, log: Any) -> tuple[CompiledStatus, CompiledModel | None]:
     from conveyor import __version__
 
     say = log or (lambda message: None)
@@ -437,7 +438,8 @@ def _build(session: Session, store: Any, record: ModelVersion, model: Any, contr
                                      created_at=now), None
     converters = {"conveyor": __version__, **dict(artifact.converters)}
     compiled = artifact.model
-    rows = test_rows(session, record.run_id)
+    if rows is None:
+        rows = test_rows(session, record.run_id)
     if rows is None:
         return CompiledStatus.python(f"its run {record.run_id} stored no '{TEST_OUTPUT}' rows "
                                      "to check parity on", converters=converters,

@@ -121,14 +121,18 @@ def _register(ctx: StageContext) -> Mapping[str, Any]:
 def _compile(ctx: StageContext, name: str, version: int) -> None:
     """Build, check and record the version's compiled form; a failure is recorded as the
     reason it is served by Python, never a failed run."""
-    from conveyor.compiled import CompiledStatus, compile_version
+    from conveyor.compiled import TEST_OUTPUT, CompiledStatus, compile_version
     from conveyor.session import Session
 
     try:
-        with Session(ctx.project_dir) as session:
-            record = ctx.registry.get(name, version)
-            status, _ = compile_version(session, record, model=ctx.inputs["model"],
-                                        contract=ctx.contract(), log=ctx.log)
+        rows = ctx.run_output(TEST_OUTPUT)  # in memory: nothing downloaded again
+        # The command's own session when there is one: one plugin host per command.
+        scope = contextlib.nullcontext(ctx.session) if ctx.session is not None \
+            else Session(ctx.project_dir)
+        with scope as session:
+            status, _ = compile_version(session, ctx.registry.get(name, version),
+                                        model=ctx.inputs["model"], contract=ctx.contract(),
+                                        rows=rows, log=ctx.log)
     except Exception as exc:  # never fails the run: recorded as the reason instead
         status = CompiledStatus.python(f"compiling failed: {type(exc).__name__}: {exc}")
         # Unrecorded, first use (`load_model(compiled=True)`) builds it again.

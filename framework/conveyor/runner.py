@@ -61,8 +61,11 @@ def importer_for(config: ProjectConfig, host: PluginHost) -> TargetImporter:
 
 class Runner:
     def __init__(self, host: PluginHost, config: ProjectConfig, *, display: StageDisplay,
-                 force: bool = False, command: str = "run", invocation: str | None = None) -> None:
+                 force: bool = False, command: str = "run", invocation: str | None = None,
+                 session: Any = None) -> None:
         self.host = host
+        # The invocation's Session, handed to stages (StageContext.session); None for a bare host.
+        self.session = session
         # The command's id when it runs several jobs (`conveyor run --multirun`); None else.
         self.invocation = invocation
         self.config = config
@@ -249,7 +252,8 @@ class Runner:
             validate=validate, contract=lambda: self._contract(store, run, stage, outputs),
             schemas=_Schemas(self.host, run.project_dir, importer),
             stage_types=self.found.stage_types,
-            on_run_success=lambda action: self._on_success.append((stage.name, action)))
+            on_run_success=lambda action: self._on_success.append((stage.name, action)),
+            session=self.session, run_output=lambda name: self._run_output(store, outputs, name))
         try:
             threads = choose_threads(stage.threads, self.threads, stage.name)
             context.threads = threads.threads
@@ -468,6 +472,18 @@ class Runner:
                     refs[name] = lambda r=ref, n=name: _resolve(r, n)
                     entries[f"{need}.{name}"] = entries[name]
         return Inputs(stage.name, entries, refs)
+
+    def _run_output(self, store: Store,
+                    outputs: dict[str, dict[str, tuple[Any, ArtifactRef | None]]],
+                    name: str) -> Any:
+        """StageContext.run_output: an output of this run by name, from memory when kept."""
+        for produced in outputs.values():
+            if name in produced:
+                value, ref = produced[name]
+                if value is not None or ref is None:
+                    return value
+                return self._load(store, _resolve(ref, name))
+        return None
 
     def _check_inputs_unchanged(self, store: Store, decision: Decision) -> None:
         """The data files a stage read still have the version the run recorded; otherwise the

@@ -143,7 +143,8 @@ class StageContext:
                  validate: Callable[[Any, str, str | None], ValidationReport] | None = None,
                  contract: Callable[[], Any] | None = None,
                  schemas: Any = None, stage_types: Mapping[str, Any] | None = None,
-                 on_run_success: Callable[[Callable[[], str | None]], None] | None = None
+                 on_run_success: Callable[[Callable[[], str | None]], None] | None = None,
+                 session: Any = None, run_output: Callable[[str], Any] | None = None
                  ) -> None:
         self.name = name
         self.settings = settings
@@ -164,6 +165,11 @@ class StageContext:
         #: The installed stage types by name (`conveyor.StageType`), e.g. for
         #: `ModelContract.transform`, which applies a model's inference path.
         self.stage_types: Mapping[str, Any] = stage_types or {}
+        #: The invocation's `conveyor.Session` (its plugin host, store and codecs) when the
+        #: stage runs in the runner's process; None where it runs elsewhere (a Ray worker).
+        #: Use it rather than open another session: one plugin host per command.
+        self.session: Any = session
+        self._run_output = run_output
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -190,6 +196,13 @@ class StageContext:
     def load_artifact(self, ref: Any) -> Any:
         """Load a stored artifact (an ArtifactRef or its dict form), checking its sha256."""
         return self._load_artifact(ref)
+
+    def run_output(self, name: str) -> Any:
+        """The value of the output `name` that a stage of this run produced (kept in memory,
+        or loaded from the store), or None when no stage of this run produced one, whether or
+        not this stage needs that stage. For work deferred with `on_run_success` that reads what
+        the run made, such as the registered model's test rows."""
+        return None if self._run_output is None else self._run_output(name)
 
     def on_run_success(self, action: Callable[[], str | None]) -> None:
         """Run `action` once the whole run has succeeded (every stage after this one, and every

@@ -78,7 +78,7 @@ def run(args: list[str], app: Session) -> int:
     _reject_flags(rest)
     config = app.compose(rest)
     result = Runner(app.host, config, display=StageDisplay(quiet="--quiet" in own),
-                    force="--force" in own).run()
+                    force="--force" in own, session=app).run()
     return report(result)
 
 
@@ -224,7 +224,8 @@ def plan(args: list[str], app: Session) -> int:
     from conveyor.runner import Runner
 
     config = app.compose(rest)
-    runner = Runner(app.host, config, display=StageDisplay(quiet=True), force="--force" in own)
+    runner = Runner(app.host, config, display=StageDisplay(quiet=True), force="--force" in own,
+                    session=app)
     _, decisions, _ = runner.plan()
     rows: list[dict[str, Any]] = [
         {"stage": d.stage.name, "uses": d.stage.uses, "needs": list(d.stage.needs),

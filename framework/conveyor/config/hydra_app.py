@@ -105,7 +105,7 @@ def hydra_job(cfg: Any, session: Any, *, force: bool) -> float | None:
         config = check_config(cfg, project_dir, overrides, session.host, choices=choices)
         print(f"[job {job}] {' '.join(shown)}", flush=True)
         runner = Runner(session.host, config, display=StageDisplay(), force=force,
-                        invocation=session.invocation)
+                        invocation=session.invocation, session=session)
         result = runner.run()
     except ConveyorError as exc:
         print_error(exc, prefix=f"[job {job}] ")

@@ -22,7 +22,6 @@ imported only when a run uses it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -34,10 +33,6 @@ from conveyor import RunInfo, Stage, StageContext
 from conveyor_ray.config import RayConfig, address_origin, check_stages, ray_config
 
 CHECK_CALLBACK = "conveyor_ray.sweep.CheckClusterAddress"
-
-# The jobs of a sweep print lines that differ only in their numbers; Ray would fold them into
-# "[repeated 2x across cluster]". Each matters here. (Read by the driver's Ray when it starts.)
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 SCHEMA = conveyor.ConfigSchema(section="ray", schema=RayConfig)
 

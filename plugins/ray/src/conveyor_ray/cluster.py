@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import socket
 
 from conveyor import ConfigError
@@ -21,10 +22,19 @@ CONNECT_TIMEOUT = 5.0  # seconds the TCP check of HOST:PORT waits
 _connected: str | None = None  # the address this process's Ray is connected to
 
 
+def keep_repeated_lines() -> None:
+    """Jobs print lines that differ only in their numbers; Ray would fold them into
+    "[repeated 2x across cluster]". Each matters here. Ray reads the setting when it is first
+    imported, so this runs just before a command's first use of Ray (never at plugin import:
+    a command that does not use Ray leaves the environment as it found it)."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
 def connect(address: str, *, origin: str) -> str:
     """Connect to (or, for `local`, start) the cluster; returns the address connected to.
     Within a Ray task or actor (a sweep job on Ray) the worker's own connection is used."""
     global _connected
+    keep_repeated_lines()
     import ray
 
     if ray.is_initialized():

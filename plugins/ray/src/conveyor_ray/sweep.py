@@ -75,6 +75,10 @@ class CheckClusterAddress(Callback):  # type: ignore[misc,valid-type]
         from conveyor.secrets import scrub
         from omegaconf import OmegaConf
 
+        from conveyor_ray.cluster import keep_repeated_lines
+
+        keep_repeated_lines()  # before the launcher imports Ray
+
         launcher = config.hydra.launcher
         address = str(launcher.ray.init.get("address") or "")
         written = OmegaConf.to_container(launcher.ray.init, resolve=False).get("address")
