@@ -148,3 +148,38 @@ def test_the_standard_pipeline_compiles_without_importing_skl2onnx():
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def _missing_tracks(model: compiling.OnnxModel) -> list[int]:
+    import onnx
+
+    graph = onnx.load_from_string(model.onnx_bytes).graph
+    trees = next(n for n in graph.node if n.op_type == "TreeEnsemble")
+    return next(list(a.ints) for a in trees.attribute
+                if a.name == "nodes_missing_value_tracks_true")
+
+
+def test_trees_after_imputation_have_no_missing_routes_and_still_score_nan_rows():
+    """The standard pipeline imputes every number, so no NaN reaches the trees: they are
+    written without missing-value routes (onnxruntime skips a NaN test per node), and rows
+    with NaN still score as scikit-learn scores them."""
+    frame = _table()
+    pipeline = build_pipeline(frame[FEATURES], _option("hist_gradient_boosting"))
+    pipeline.fit(frame[FEATURES], frame["churned"])
+    model = compiling.compile_pipeline(pipeline, [], {}).model
+    assert not any(_missing_tracks(model))
+    rows = frame[FEATURES].copy()
+    rows.loc[::3, "tenure"] = np.nan
+    parity, failure = check_parity(model, pipeline, rows)
+    assert failure is None and parity["max_abs_diff"] <= TOLERANCE
+
+
+def test_a_nan_median_keeps_the_missing_routes():
+    frame = _table()
+    pipeline = build_pipeline(frame[FEATURES], _option("hist_gradient_boosting"))
+    pipeline.fit(frame[FEATURES], frame["churned"])
+    numeric = dict(pipeline.named_steps["preprocess"].named_transformers_["numeric"].steps)
+    numeric["impute"].statistics_ = np.where(np.arange(3) == 0, np.nan,
+                                             numeric["impute"].statistics_)
+    model = compiling.compile_pipeline(pipeline, [], {}).model
+    assert any(_missing_tracks(model))

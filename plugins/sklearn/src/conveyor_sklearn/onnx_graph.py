@@ -83,8 +83,19 @@ def graph(pipeline: Any, feature_types: list[tuple[str, str]]) -> Any:
         helper.make_graph(builder.nodes, "conveyor", inputs, [], builder.initializers),
         opset_imports=[helper.make_opsetid("", OPSET),
                        helper.make_opsetid("ai.onnx.ml", onnx_trees.ML_OPSET)])
-    onnx_trees.append(model, features, spec, classifier=is_classifier(steps["model"]))
+    onnx_trees.append(model, features, spec, classifier=is_classifier(steps["model"]),
+                      nan_free=_imputes_every_column(blocks))
     return model
+
+
+def _imputes_every_column(blocks: list[tuple[str, Any, list[str]]]) -> bool:
+    """Whether no NaN leaves the preprocessing: numbers imputed with finite medians (a column
+    empty at training has a NaN one), text one-hot encoded into 0 and 1."""
+    import numpy as np
+
+    return all(kind != "numeric" or
+               bool(np.all(np.isfinite(np.asarray(steps["impute"].statistics_, dtype=float))))
+               for kind, steps, _columns in blocks)
 
 
 def _blocks(preprocess: Any) -> list[tuple[str, Any, list[str]]] | None:

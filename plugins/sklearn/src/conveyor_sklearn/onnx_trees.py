@@ -279,10 +279,14 @@ def _hist_gradient_boosting(estimator: Any) -> Ensemble | None:
     return spec
 
 
-def append(proto: Any, features: str, spec: Any, *, classifier: bool) -> None:
+def append(proto: Any, features: str, spec: Any, *, classifier: bool,
+           nan_free: bool = False) -> None:
     """Add the ensemble (or a linear model, `onnx_graph.Linear`: `coef`, `base`, `output`)
     after the graph's tensor `features` ([N, F] double): outputs `probabilities`
-    ([N, classes]) for a classifier, `values` ([N, 1]) for a regressor."""
+    ([N, classes]) for a classifier, `values` ([N, 1]) for a regressor. `nan_free`: the graph
+    guarantees `features` holds no NaN (its preprocessing imputes every column), so the trees
+    are written without missing-value routes (onnxruntime then skips a NaN test per node:
+    about 10% of the ensemble's time, measured on a 190-tree HistGradientBoosting model)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -299,7 +303,7 @@ def append(proto: Any, features: str, spec: Any, *, classifier: bool) -> None:
                                    to=TensorProto.DOUBLE)]
         source = "conveyor_x64"
     if not hasattr(spec, "coef"):
-        nodes.append(_tree_node(source, spec))
+        nodes.append(_tree_node(source, spec, nan_free=nan_free))
     graph.initializer.append(numpy_helper.from_array(
         np.asarray(spec.base, dtype=np.float64).reshape(1, -1), "conveyor_base"))
     nodes.append(helper.make_node("Add", ["conveyor_scores", "conveyor_base"], ["conveyor_raw"]))
@@ -326,10 +330,11 @@ def append(proto: Any, features: str, spec: Any, *, classifier: bool) -> None:
         proto.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
 
 
-def _tree_node(source: str, spec: Ensemble) -> Any:
+def _tree_node(source: str, spec: Ensemble, *, nan_free: bool = False) -> Any:
     import numpy as np
     from onnx import helper, numpy_helper
 
+    missing_true = [0] * len(spec.missing_true) if nan_free else spec.missing_true
     return helper.make_node(
         "TreeEnsemble", [source], ["conveyor_scores"], domain="ai.onnx.ml",
         name="conveyor_trees", n_targets=spec.n_targets, tree_roots=spec.roots,
@@ -338,7 +343,7 @@ def _tree_node(source: str, spec: Ensemble) -> Any:
         nodes_modes=numpy_helper.from_array(np.full(len(spec.split), BRANCH_LEQ, np.uint8), "m"),
         nodes_truenodeids=spec.true_id, nodes_trueleafs=spec.true_leaf,
         nodes_falsenodeids=spec.false_id, nodes_falseleafs=spec.false_leaf,
-        nodes_missing_value_tracks_true=spec.missing_true,
+        nodes_missing_value_tracks_true=missing_true,
         leaf_targetids=spec.leaf_target,
         leaf_weights=numpy_helper.from_array(np.asarray(spec.leaf_weight, dtype=np.float64),
                                              "w"),
