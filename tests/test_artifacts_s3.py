@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,7 @@ import pytest
 from _support import assert_run_failed, assert_usage_error, local_project
 from conveyor.errors import ConfigError, StoreError
 from conveyor.store import ArtifactRef, ArtifactStore
-from conveyor.testing import S3Server
+from conveyor.testing import S3Server, store_rows
 
 BUCKET = "conveyor-artifacts"
 
@@ -315,12 +314,11 @@ def test_the_server_stopping_mid_run_fails_the_run_cleanly(s3, tmp_path, monkeyp
     result = project.run()
     assert_run_failed(result, "stage 'stop'", "cannot", "s3://conveyor-artifacts/runs")
     _secret_not_shown(result)
-    db = sqlite3.connect(project.path / ".conveyor" / "store.db")
-    [(status,)] = db.execute("SELECT status FROM runs").fetchall()
-    stages = dict(db.execute("SELECT name, status FROM stages").fetchall())
-    outputs = {name: json.loads(out or "{}")
-               for name, out in db.execute("SELECT name, outputs FROM stages")}
-    artifacts = [row[0] for row in db.execute("SELECT sha256 FROM artifacts")]
+    [status] = [r["status"] for r in store_rows(project.path, "SELECT status FROM runs")]
+    rows = store_rows(project.path, "SELECT name, status, outputs FROM stages")
+    stages = {r["name"]: r["status"] for r in rows}
+    outputs = {r["name"]: json.loads(r["outputs"] or "{}") for r in rows}
+    artifacts = [r["sha256"] for r in store_rows(project.path, "SELECT sha256 FROM artifacts")]
     assert status == "failed" and stages == {"first": "completed", "stop": "failed"}
     assert outputs["stop"] == {} and artifacts == [outputs["first"]["value"]["sha256"]]
     assert (project.path / "after-run.marker").read_text() == "failed"

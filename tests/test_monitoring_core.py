@@ -4,7 +4,6 @@ migration onto older stores), the Monitoring API, `conveyor.alerts.fire`, the dr
 
 from __future__ import annotations
 
-import sqlite3
 import textwrap
 from pathlib import Path
 
@@ -17,15 +16,12 @@ from conveyor.errors import StoreError
 from conveyor.plugins import PluginHost
 from conveyor.store import open_store
 from conveyor.store.migrate import HEAD
+from conveyor.testing import each_store, store_rows, store_table_names
 from conveyor_monitor.records import TABLES as MONITOR_TABLES
 from conveyor_monitor.records import Monitoring
 
 
-def _tables(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
+@each_store
 def test_an_older_store_gains_the_monitoring_table_and_keeps_its_rows(tmp_path):
     store = open_store(tmp_path)
     with store.write() as conn:
@@ -33,11 +29,10 @@ def test_an_older_store_gains_the_monitoring_table_and_keeps_its_rows(tmp_path):
         # What a store made by schema version 1 looks like: no monitor_batches.
         conn.execute("DROP TABLE IF EXISTS monitor_batches")
     store.close()
-    db = tmp_path / ".conveyor" / "store.db"
-    assert "monitor_batches" not in _tables(db)
+    assert "monitor_batches" not in store_table_names(tmp_path)
     store = open_store(tmp_path, [MONITOR_TABLES])  # conveyor-monitor's table, by its hook
     try:
-        assert "monitor_batches" in _tables(db)
+        assert "monitor_batches" in store_table_names(tmp_path)
         assert store.query("SELECT version_num FROM alembic_version")[0][0] == HEAD
         assert store.table_version("conveyor-monitor") == 1
         assert [r["id"] for r in store.query("SELECT id FROM runs")] == ["r1"]
@@ -47,6 +42,7 @@ def test_an_older_store_gains_the_monitoring_table_and_keeps_its_rows(tmp_path):
         store.close()
 
 
+@each_store
 def test_a_store_from_a_newer_conveyor_is_refused_and_kept_as_it_is(tmp_path):
     store = open_store(tmp_path)
     with store.write() as conn:
@@ -54,10 +50,11 @@ def test_a_store_from_a_newer_conveyor_is_refused_and_kept_as_it_is(tmp_path):
     store.close()
     with pytest.raises(StoreError, match="newer Conveyor"):
         open_store(tmp_path)
-    with sqlite3.connect(tmp_path / ".conveyor" / "store.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999",)]
+    assert store_rows(tmp_path, "SELECT version_num FROM alembic_version") == [
+        {"version_num": "9999"}]
 
 
+@each_store
 def test_monitoring_records_and_lists_batches(tmp_path):
     store = open_store(tmp_path)
     try:
@@ -169,6 +166,7 @@ def test_drift_detectors_are_collected_and_checked(tmp_path):
         bad.contributions  # noqa: B018
 
 
+@each_store
 def test_load_output_reads_a_stored_stage_output(tmp_path, cli):
     project = local_project(tmp_path / "p")
     result = cli("run", cwd=project.path)

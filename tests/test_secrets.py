@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from _support import local_project
 from conveyor.secrets import REDACTED, Redactor, is_secret_key, redact_url_credentials, scrub
+from conveyor.testing import each_store, store_execute, store_rows, store_table_names
 
 PASSWORD, URL_PASSWORD, ENV_TOKEN, CLI_PASSWORD, PIN = (
     "hunter2-SECRET", "pw-in-url-77", "tok-from-env-9876", "cli-pass-555", "4242-card-pin")
@@ -58,8 +59,13 @@ def project(tmp_path, monkeypatch):
 
 
 def stored_bytes(project) -> bytes:
+    """Everything the project keeps: its files (artifacts, SQLite's store) and every row of its
+    store's tables, whichever backend holds them."""
     folder = project.path / ".conveyor"
-    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    files = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    rows = [store_rows(project.path, f'SELECT * FROM "{table}"')
+            for table in sorted(store_table_names(project.path))]
+    return files + repr(rows).encode()
 
 
 def assert_no_secret(text: str | bytes, *secrets: str) -> None:
@@ -68,6 +74,7 @@ def assert_no_secret(text: str | bytes, *secrets: str) -> None:
         assert needle not in text, f"{secret!r} is in the clear"
 
 
+@each_store
 def test_records_and_runs_show_never_hold_secrets_but_the_stage_gets_them(project):
     done = project.run(f"env.db.password={CLI_PASSWORD}")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -106,6 +113,7 @@ def test_records_and_runs_show_never_hold_secrets_but_the_stage_gets_them(projec
     assert "env.db.password" not in json.loads(compared.stdout)["params"]
 
 
+@each_store
 def test_a_failing_stage_s_error_is_recorded_and_printed_without_the_secret(project):
     (project.path / "BREAK").touch()
     done = project.run()
@@ -158,19 +166,19 @@ def test_url_credentials_anywhere_in_text():
     assert re.search("s3cret", scrub("s3://key:s3cret@bucket")) is None
 
 
+@each_store
 def test_a_run_recorded_before_redaction_is_shown_redacted(project):
     done = project.run()
     assert done.returncode == 0, done.stderr
     [run] = project.runs()
-    import sqlite3
-
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        config = json.loads(conn.execute("SELECT config FROM runs").fetchone()[0])
-        config["env"]["db"]["password"] = PASSWORD
-        conn.execute("UPDATE runs SET config=?, overrides=?",
-                     (json.dumps(config), json.dumps([f"env.db.password={PASSWORD}"])))
-        conn.execute("UPDATE params SET value=? WHERE key='env.db.password'",
-                     (json.dumps(PASSWORD),))
+    [row] = store_rows(project.path, "SELECT config FROM runs")
+    config = json.loads(row["config"])
+    config["env"]["db"]["password"] = PASSWORD
+    store_execute(project.path, "UPDATE runs SET config=:config, overrides=:overrides",
+                  config=json.dumps(config),
+                  overrides=json.dumps([f"env.db.password={PASSWORD}"]))
+    assert store_execute(project.path, "UPDATE params SET value=:value "
+                         "WHERE key='env.db.password'", value=json.dumps(PASSWORD)) == 1
     for args in (["runs", "show", run["id"], "--json"], ["runs", "show", run["id"]]):
         assert_no_secret(project.cli(*args).stdout, PASSWORD)
     Path(project.path / "unused").touch()

@@ -31,8 +31,9 @@ in turn for a test that passes the URL itself. A test going through the CLI need
 through the `store_backend` fixture, which puts the database in CONVEYOR_STORE_URL for the test;
 `pytest --store=postgresql` (or CONVEYOR_TEST_STORE=postgresql) does so for every test.
 `current_store_backend()` says which one runs; `store_rows` / `store_execute` are raw SQL on a
-project's store on either backend. `prepared_once` builds a folder once per session for all
-workers (a trained project copied per test with `copy_project`).
+project's store on either backend, `store_table_names` its tables. `prepared_once` builds a
+folder once per session for all workers (a trained project copied per test with
+`copy_project`).
 
 Compiled inference (`conveyor.compiled`): `UNCONVERTIBLE_MODEL` (run overrides training a model
 no ONNX converter handles) and `use_miscompiling_plugin(project_dir)` (a local plugin whose
@@ -451,6 +452,15 @@ def store_rows(project_dir: Path, sql: str, **params: Any) -> list[dict[str, Any
             if "no such table" in str(exc) or "does not exist" in str(exc):
                 return []
             raise
+
+
+def store_table_names(project_dir: Path) -> set[str]:
+    """The tables in the project's store, whichever backend it is on (empty when no store was
+    ever made). For tests of the schema itself: what a migration made or left."""
+    from sqlalchemy import inspect
+
+    with _raw_store(project_dir) as connection:
+        return set() if connection is None else set(inspect(connection).get_table_names())
 
 
 def store_execute(project_dir: Path, sql: str, **params: Any) -> int:

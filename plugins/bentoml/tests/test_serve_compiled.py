@@ -1,6 +1,8 @@
 """`conveyor serve` with the compiled form of a version (issue 18): a real server on a free
 127.0.0.1 port answering from the ONNX form, a version that does not convert answered by its
-Python model with the reason in /metadata and `conveyor models list`, and swaps between them."""
+Python model with the reason in /metadata and `conveyor models list`, and swaps between them
+(also on PostgreSQL: a promotion there seen by the running server, each version's compiled
+status read from its `compiled_models` rows)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ import pandas as pd
 import pytest
 from _serve_support import run_cli
 from conveyor import api
-from conveyor.testing import UNCONVERTIBLE_MODEL, Project, use_miscompiling_plugin
+from conveyor.testing import (
+    UNCONVERTIBLE_MODEL,
+    Project,
+    copy_project,
+    each_store,
+    store_rows,
+    use_miscompiling_plugin,
+)
 
 pytestmark = [pytest.mark.server]
 JSON = {"content-type": "application/json"}
@@ -44,8 +53,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, mixed: Path) -> Project:
-    shutil.copytree(mixed, tmp_path / "shop")
-    return Project(tmp_path / "shop")
+    return copy_project(mixed, tmp_path / "shop")  # its store too, on PostgreSQL
 
 
 def records(project: Project, count: int) -> list[dict]:
@@ -141,7 +149,12 @@ def test_a_version_that_does_not_convert_is_answered_by_python_with_the_reason(p
     assert {a["model_version"] for a in answers} == {4}
 
 
+@each_store
 def test_hot_swap_to_a_python_served_version_and_back(project, serve):
+    # registration recorded how each version is scored, in the test's store
+    recorded = {row["version"]: row["served_by"] for row in store_rows(
+        project.path, "SELECT version, served_by FROM compiled_models WHERE name='shop'")}
+    assert (recorded.get(1), recorded.get(3)) == ("onnx", "python"), recorded
     server = serve(project, "+serve.poll_seconds=0.2")
     rows = records(project, 5)
     assert inference(server)["served_by"] == "onnx"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conveyor.testing import Project, free_port
+from conveyor.testing import Project, free_port, store_rows
 
 
 def md5(path: Path) -> str:
@@ -30,18 +29,14 @@ def cache_object(project: Project, digest: str) -> Path:
 
 
 def runs_in_store(project: Project) -> list[dict[str, Any]]:
-    db = project.path / ".conveyor" / "store.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY created_at")]
+    """The project's run rows, oldest first, read past the API on either store backend."""
+    return store_rows(project.path, "SELECT * FROM runs ORDER BY created_at")
 
 
 def data_inputs(project: Project, run_id: str) -> dict[str, str]:
-    with sqlite3.connect(project.path / ".conveyor" / "store.db") as conn:
-        return dict(conn.execute("SELECT path, sha256 FROM data_inputs WHERE run_id=?",
-                                 (run_id,)).fetchall())
+    rows = store_rows(project.path, "SELECT path, sha256 FROM data_inputs WHERE run_id=:run_id",
+                      run_id=run_id)
+    return {row["path"]: row["sha256"] for row in rows}
 
 
 def stages(project: Project, run_id: str) -> dict[str, dict]:

@@ -20,7 +20,7 @@ from _dvc_support import (
     runs_in_store,
     stages,
 )
-from conveyor.testing import Project, assert_clear_error, conveyor_executable
+from conveyor.testing import Project, assert_clear_error, conveyor_executable, each_store
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -42,6 +42,7 @@ def edit_config(project: Project, **sections) -> None:
     (project.path / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+@each_store
 def test_a_data_file_modified_while_a_stage_reads_it_fails_the_run(dvc_project):
     project = dvc_project()
     a = project.path / "data" / "a.txt"
@@ -104,6 +105,7 @@ def dvc_status(project: Project) -> dict:
         repo.close()
 
 
+@each_store
 def test_two_runs_at_once_share_dvcs_lock_and_both_are_recorded(dvc_project):
     project = dvc_project()
     project.run(check=True)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from _dvc_support import cache_object, data_inputs, dvc_md5, git, md5, stages
-from conveyor.testing import Project, conveyor_executable
+from conveyor.testing import Project, conveyor_executable, each_store
 
 
 def test_init_makes_a_git_and_dvc_repository_with_a_default_local_remote(dvc_project):
@@ -53,6 +53,7 @@ def test_init_inside_a_git_repository_adds_a_dvc_subdirectory_repository(tmp_pat
     assert (tmp_path / "inner" / "data" / "customers.csv.dvc").is_file()
 
 
+@each_store
 def test_a_run_versions_its_inputs_with_dvc_and_records_their_md5(dvc_project):
     project = dvc_project()
     a, b = project.path / "data" / "a.txt", project.path / "data" / "b.txt"
