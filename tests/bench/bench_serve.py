@@ -20,6 +20,7 @@ single-record requests three ways:
 Load: wrk (C, closed loop, keep-alive, one thread) POSTing the same record, at concurrency 1
 for --seconds and at concurrency 32 for --seconds32 (20 s: at least 10,000 requests at the
 throughput asked for, the issue's 10,000-request load test); the servers' cases alternate,
+a pause of SETTLE_SECONDS before each (the previous server's prediction log flushes then),
 --repeat times, and the medians are reported (errors and requests are summed). wrk's latency percentiles are
 its own (no coordinated-omission correction: at c=32 they are the latency a client sees).
 Every process gets OMP_NUM_THREADS=1. The server's resident memory (the process tree) is read
@@ -47,6 +48,11 @@ REPO = HERE.parents[1]
 BIN = Path(sys.executable).parent
 RESULTS = REPO / "bench-results"
 SEED = 0
+# Between cases: the server just measured flushes its prediction log up to serve's
+# log_flush_seconds (2 s) after its last request. Without a pause that flush (11,000 rows after a
+# c=1 run) lands in the next case's first seconds, on the same 2 cores: it put conveyor's c=1 p99
+# at 2.9-3.7 ms where the same server alone measures 1.4-1.6 ms.
+SETTLE_SECONDS = 3.0
 RSS_GROWTH_BOUND_MB = 50.0  # the issue's "no memory growth beyond a stated bound", per 10k
 
 CONFIG = """\
@@ -372,12 +378,14 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeat):
             for server in servers:
                 print(f"  {server.name} c=1 {args.seconds:.0f}s (run {rep + 1}) ...", flush=True)
+                time.sleep(SETTLE_SECONDS)
                 runs[server.name]["c1"].append(wrk(server, script, body, 1,
                                                    seconds=args.seconds))
             for server in servers:
                 print(f"  {server.name} c=32 {args.seconds32:.0f}s (run {rep + 1}) ...",
                       flush=True)
                 runs[server.name]["rss"].append(server.rss_mb())
+                time.sleep(SETTLE_SECONDS)
                 runs[server.name]["c32"].append(wrk(server, script, body, 32,
                                                     seconds=args.seconds32))
                 runs[server.name]["rss"].append(server.rss_mb())

@@ -6,7 +6,9 @@ One class, `Predictor`, in BentoML 1.4's `@bentoml.service` style:
   probabilities for classifiers, the model name and version that answered, the request id).
   The body is checked by the request type of `conveyor_bentoml.records` (derived from the
   project's schema) while BentoML parses it, and by `RequestGuard` before that (415, 413).
-  Records of concurrent requests are predicted together (BentoML's adaptive batching).
+  Records of concurrent requests are predicted together (BentoML's adaptive batching; a
+  version with a compiled form is answered by `conveyor_bentoml.predict_endpoint`, which
+  batches the requests arriving together itself, without BentoML's route).
 * `POST /recommend` (a recommender champion: `conveyor.serving.RecommendingModel`):
   `{"user_id": ..., "k": 10, "exclude_seen": true}` -> the top-k items with scores and positions,
   `fallback` (the user was unknown: the popularity fallback) and `k_clipped` (fewer items than
@@ -40,6 +42,7 @@ import contextvars
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +64,7 @@ from starlette.routing import Route
 from conveyor_bentoml import batching, compiled_path
 from conveyor_bentoml import spec as specs
 from conveyor_bentoml.guard import RequestGuard
+from conveyor_bentoml.predict_endpoint import CompiledPredictEndpoint
 from conveyor_bentoml.recommend import RecommendEndpoint
 from conveyor_bentoml.records import REQUEST_ID, recommend_request_type, request_type
 from conveyor_bentoml.settings import RecommendConfig
@@ -220,6 +224,10 @@ class Predictor:
         # all, a 120-270 ms pause every few seconds under load (the c=1 p99).
         gc.collect()
         gc.freeze()
+        # The prediction log's writer thread turns thousands of requests into columns in C
+        # calls that hold the GIL; at Python's default switch interval (5 ms) a request waited
+        # that long for the loop, the c=1 p99 (serve.gil_switch_ms).
+        sys.setswitchinterval(float(SETTINGS.get("gil_switch_ms", 1.0)) / 1000)
         if SPEC.hot_swap:
             threading.Thread(target=self._watch, name="champion-watch", daemon=True).start()
 
@@ -328,8 +336,13 @@ class Predictor:
 Predictor.add_asgi_middleware(RequestGuard, paths=("/predict", "/recommend"),
                               max_body_bytes=int(float(SETTINGS["max_body_mb"]) * 2**20),
                               state=STATE)
-# Inside the guard (added after it): /recommend is answered there (conveyor_bentoml.recommend).
+# Inside the guard (added after it): /recommend is answered there (conveyor_bentoml.recommend),
+# and /predict while a compiled form serves (conveyor_bentoml.predict_endpoint).
 Predictor.add_asgi_middleware(RecommendEndpoint, state=STATE, request_type=RecommendRequest)
+RECORDS_ADAPTER = TypeAdapter(Records)
+Predictor.add_asgi_middleware(CompiledPredictEndpoint, state=STATE, adapter=RECORDS_ADAPTER,
+                              max_batch_size=int(BATCHING["max_batch_size"])
+                              if BATCHING["enabled"] else 0)
 
 
 def _parse_with(adapter: Any) -> Any:
@@ -366,7 +379,7 @@ class _ClientErrorsAreNotServerErrors(logging.Filter):
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAreNotServerErrors())
-_API.input_spec.model_validate_json = _parse_with(TypeAdapter(Records))
+_API.input_spec.model_validate_json = _parse_with(RECORDS_ADAPTER)
 _API.output_spec.media_type = "application/json"
 
 
