@@ -108,6 +108,19 @@ async def _refuse(send: Any, status: int, message: str) -> None:
     await send_json(send, status, {"error": message})
 
 
+async def read_body(receive: Any) -> bytes | None:
+    """A request's whole body (the guard has bounded its size), or None when the client went
+    away before sending it all (what the endpoints answered inside the guard read)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 async def send_json(send: Any, status: int, answer: Any) -> None:
     """One whole JSON response (what the guard refuses with, and /recommend answers)."""
     body = json.dumps(answer).encode()

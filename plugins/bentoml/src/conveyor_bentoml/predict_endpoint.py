@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor_bentoml import compiled_path
-from conveyor_bentoml.guard import send_json
+from conveyor_bentoml.guard import read_body, send_json
 from conveyor_bentoml.records import REQUEST_ID
 
 logger = logging.getLogger("conveyor.serve")
@@ -66,16 +66,11 @@ class CompiledPredictEndpoint:
         serving = self.state.serving  # one snapshot: a swap never splits an answer
         if serving is None or serving.compiled is None or serving.transform is not None:
             return await self.app(scope, receive, send)
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return  # the client went away
         try:
-            records = self.adapter.validate_json(b"".join(chunks))
+            records = self.adapter.validate_json(body)
         except ValidationError as exc:
             return await send_json(send, 400, rejected(exc))
         if len(records) > INLINE_RECORDS:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from conveyor_bentoml.guard import send_json
+from conveyor_bentoml.guard import read_body, send_json
 from conveyor_bentoml.records import new_request_id
 
 logger = logging.getLogger("conveyor.serve")
@@ -51,15 +51,10 @@ class RecommendEndpoint:
         if scope["method"] != "POST":
             return await send_json(send, 405, {"error": f"{scope['method']} {PATH}: use POST "
                                                'with {"user_id": ..., "k": 10}'})
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        checked = check(self.state, self.request_type, b"".join(chunks))
+        body = await read_body(receive)
+        if body is None:
+            return  # the client went away
+        checked = check(self.state, self.request_type, body)
         if isinstance(checked, Answer):
             return await send_json(send, checked.status, checked.body)
         serving, asked = checked
