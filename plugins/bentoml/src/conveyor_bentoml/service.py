@@ -42,7 +42,6 @@ import contextvars
 import gc
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -224,10 +223,6 @@ class Predictor:
         # all, a 120-270 ms pause every few seconds under load (the c=1 p99).
         gc.collect()
         gc.freeze()
-        # The prediction log's writer thread turns thousands of requests into columns in C
-        # calls that hold the GIL; at Python's default switch interval (5 ms) a request waited
-        # that long for the loop, the c=1 p99 (serve.gil_switch_ms).
-        sys.setswitchinterval(float(SETTINGS.get("gil_switch_ms", 1.0)) / 1000)
         if SPEC.hot_swap:
             threading.Thread(target=self._watch, name="champion-watch", daemon=True).start()
 

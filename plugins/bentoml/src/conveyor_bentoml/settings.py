@@ -59,10 +59,6 @@ class ServeConfig:
     # Answer with the version's compiled form (conveyor.compiled: ONNX) when it has one; false
     # answers with the Python model (/metadata's `inference` says which, and why).
     compiled: bool = True
-    # How long a thread may hold the GIL before the one answering requests gets it back
-    # (sys.setswitchinterval, in ms; Python's default is 5): the prediction log's writer thread
-    # and the requests share it, and a request waited out the writer's turn (the c=1 p99).
-    gil_switch_ms: float = 1.0
 
 
 SCHEMA = conveyor.ConfigSchema("serve", ServeConfig,
