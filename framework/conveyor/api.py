@@ -344,8 +344,7 @@ def run(project: Project, *, config: Mapping[str, Any] | None = None,
         else:
             resolved = session.check(config, source=config_from)
         result = Runner(session.host, resolved, display=StageDisplay(quiet=quiet), force=force,
-                        session=session,
-                        command=command).run()
+                        command=command, session=session).run()
     return RunResult(result.run_id, result.status, dict(result.metrics), list(result.verdicts))
 
 

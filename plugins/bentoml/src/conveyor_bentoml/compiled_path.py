@@ -36,6 +36,20 @@ def record_columns(records: Sequence[Mapping[str, Any]], features: Sequence[str]
     return columns
 
 
+def score_and_log(serving: Any, columns: Mapping[str, np.ndarray],
+                  records: Sequence[Mapping[str, Any]], request_ids: Sequence[str],
+                  log: Any) -> list[dict[str, Any]]:
+    """The JSON answers for `records` scored by `serving.compiled` from their `columns`; their
+    rows are appended to `log` (a PredictionLogWriter, or None) once the answers are built."""
+    results, predictions, proba = answers(serving.compiled.predict_columns(columns),
+                                          serving.classes, serving.name, serving.version,
+                                          request_ids)
+    if log is not None:
+        log.append(records, predictions, proba, serving.version, request_ids,
+                   classes=serving.classes)
+    return results
+
+
 def answers(prediction: Any, classes: list[Any] | None, name: str, version: int,
             request_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[Any], Any]:
     """The JSON answers of /predict, the predictions and the probabilities (for the log)."""

@@ -276,13 +276,7 @@ class Predictor:
 
             frame = serving.transform(pd.DataFrame.from_records(records))
             columns = columns_from_frame(frame, compiled.features, compiled.kinds)
-        results, predictions, proba = compiled_path.answers(
-            compiled.predict_columns(columns), serving.classes, serving.name, serving.version,
-            request_ids)
-        if self._log is not None:
-            self._log.append(records, predictions, proba, serving.version, request_ids,
-                             classes=serving.classes)
-        return results
+        return compiled_path.score_and_log(serving, columns, records, request_ids, self._log)
 
     def __is_ready__(self) -> bool:
         return STATE.serving is not None
