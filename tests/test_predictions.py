@@ -108,3 +108,39 @@ def test_a_quiet_log_is_written_within_flush_seconds(tmp_path):
             time.sleep(0.05)
         assert prediction_log_parts(tmp_path, "m"), "not written within flush_seconds"
         assert time.monotonic() < deadline
+
+
+def test_values_keep_their_types_and_odd_ones_are_not_lost(tmp_path):
+    """Records are buffered as typed columns: ints stay int64 until a float or a missing value
+    makes the column float64 (as pandas made them), bools and text stay themselves, numpy
+    scalars count as numbers, and a field no one type holds is logged as text, not dropped."""
+    import pyarrow.parquet as pq
+
+    with PredictionLogWriter(tmp_path, "m", flush_rows=10**6, flush_seconds=60) as log:
+        log.append([{"n": 1, "f": 2, "b": True, "t": "x", "odd": 1, "big": 5},
+                    {"n": 2, "f": None, "b": None, "t": None, "odd": "one", "big": 2**70},
+                    {"n": np.int64(3), "f": np.float64(0.5), "b": False, "t": "y", "odd": 2.5}],
+                   [0, 1, 0], model_version=1, request_id="r")
+    assert log.errors == 0, log.last_error
+    (part,) = prediction_log_parts(tmp_path, "m")
+    types = {field.name: str(field.type) for field in pq.read_schema(part)}
+    assert types["n"] == "int64" and types["f"] == "double" and types["b"] == "bool"
+    assert types["t"] == types["odd"] == types["big"] == "string"
+    (frame,) = read_prediction_log(tmp_path, "m")
+    assert frame["n"].tolist() == [1, 2, 3] and frame["f"].iloc[2] == 0.5
+    assert frame["f"].isna().tolist() == [False, True, False]
+    assert frame["odd"].tolist() == ["1", "one", "2.5"]
+    assert frame["big"].iloc[1] == str(2**70) and frame["big"].isna().iloc[2]
+
+
+def test_a_field_typed_differently_by_two_parts_reads_back(tmp_path):
+    """Regression: a field sent as 3 by the requests of one part and 3.5 by those of the next
+    was int64 in one and double in the other, and reading the log (what `conveyor monitor`
+    does) failed with "Unable to merge"; text in one part and numbers in another reads as text."""
+    with PredictionLogWriter(tmp_path, "m", flush_rows=10**6, flush_seconds=60) as log:
+        log.append([{"x": 3, "y": 1}], [0], model_version=1, request_id="a")
+        log.flush()
+        log.append([{"x": 3.5, "y": "one"}], [0], model_version=1, request_id="b")
+    (frame,) = read_prediction_log(tmp_path, "m")
+    assert frame["x"].tolist() == [3.0, 3.5] and str(frame["x"].dtype) == "float64"
+    assert frame["y"].tolist() == ["1", "one"]
