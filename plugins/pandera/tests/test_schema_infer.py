@@ -140,3 +140,20 @@ def test_expectations_are_counted_never_refused_and_strict_writes_hard_checks(fo
     fields = {f.name: f for f in describe_schema(
         host, config={"data": {"schema": "hard.yaml"}}, project_dir=folder.path).fields}
     assert fields["age"].le == int(frame["age"].max())
+
+
+def test_a_numeric_id_gets_no_range(folder):
+    """Regression: a numeric id column got the training ids' range as an expectation, so every
+    row of a later batch (new customers, new ids) counted as outside expectations in
+    `conveyor monitor`, and with --strict was refused."""
+    import pandas as pd
+
+    pd.DataFrame({"policy_id": range(1000, 1100), "age": range(100)}).to_csv(
+        folder.path / "ids.csv", index=False)
+    for strict in ([], ["--strict"]):
+        result = folder.cli("schema", "infer", "ids.csv", "--id-column", "policy_id", *strict,
+                            check=True)
+        columns = yaml.safe_load(result.stdout)["columns"]
+        assert columns["policy_id"]["unique"] is True
+        assert "ge" not in columns["policy_id"] and "le" not in columns["policy_id"]
+        assert "ge" in columns["age"] and "le" in columns["age"]

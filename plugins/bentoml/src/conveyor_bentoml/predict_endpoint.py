@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from pydantic import ValidationError
@@ -108,13 +109,13 @@ class Batcher:
     def _run(self) -> None:
         waiting, self._waiting = self._waiting, []
         # Cancelled meanwhile (504): never scored, never logged.
-        waiting = [entry for entry in waiting if not entry[2].done()]
+        waiting = deque(entry for entry in waiting if not entry[2].done())
         while waiting:
             serving = waiting[0][0]  # a swap between two requests: each version its own call
             batch, size = [], 0
             while waiting and waiting[0][0] is serving and \
                     (not batch or size + len(waiting[0][1]) <= self.max_batch_size):
-                entry = waiting.pop(0)
+                entry = waiting.popleft()
                 batch.append(entry)
                 size += len(entry[1])
             try:
