@@ -144,3 +144,10 @@ def test_a_field_typed_differently_by_two_parts_reads_back(tmp_path):
     (frame,) = read_prediction_log(tmp_path, "m")
     assert frame["x"].tolist() == [3.0, 3.5] and str(frame["x"].dtype) == "float64"
     assert frame["y"].tolist() == ["1", "one"]
+
+
+def test_request_ids_given_as_numbers_are_written_as_text(tmp_path):
+    with PredictionLogWriter(tmp_path, "m") as log:
+        log.append([{"x": 1}, {"x": 2}], [0, 1], model_version=1, request_id=[7, 8])
+    assert log.errors == 0, log.last_error
+    assert next(read_prediction_log(tmp_path, "m"))["request_id"].tolist() == ["7", "8"]

@@ -462,7 +462,7 @@ class _Segment:
         rows = self.rows
         micros = (np.frombuffer(self.stamps, dtype="float64") * 1_000_000).astype("int64")
         columns: dict[str, Any] = {
-            "request_id": pa.array(self.request_ids, pa.string()),
+            "request_id": _text(self.request_ids),
             "timestamp": pa.array(micros, pa.timestamp("us", tz="UTC")),
             "model_name": pa.array([model_name] * rows, pa.string()),
             "model_version": pa.array(np.frombuffer(self.versions, dtype="int64")),
@@ -489,6 +489,15 @@ class _Segment:
             return
         for key, column in self.columns.items():
             yield key, column.to_arrow(self.rows)
+
+
+def _text(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowException, TypeError):  # ids given as numbers: written as text
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _to_table(segments: list[_Segment], model_name: str) -> Any:
