@@ -146,8 +146,11 @@ def test_a_field_typed_differently_by_two_parts_reads_back(tmp_path):
     assert frame["y"].tolist() == ["1", "one"]
 
 
-def test_request_ids_given_as_numbers_are_written_as_text(tmp_path):
+def test_request_ids_or_predictions_no_one_type_holds_are_written_as_text(tmp_path):
+    """Before, such a part failed to build and its rows were dropped (counted in errors)."""
     with PredictionLogWriter(tmp_path, "m") as log:
-        log.append([{"x": 1}, {"x": 2}], [0, 1], model_version=1, request_id=[7, 8])
+        log.append([{"x": 1}, {"x": 2}], [0, "one"], model_version=1, request_id=[7, 8])
     assert log.errors == 0, log.last_error
-    assert next(read_prediction_log(tmp_path, "m"))["request_id"].tolist() == ["7", "8"]
+    frame = next(read_prediction_log(tmp_path, "m"))
+    assert frame["request_id"].tolist() == ["7", "8"]
+    assert frame["prediction"].tolist() == ["0", "one"]

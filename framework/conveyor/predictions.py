@@ -380,12 +380,18 @@ class _Column:
             return pa.array(np.frombuffer(self.values, dtype="float64"), from_pandas=True)
         if self.kind == "int":
             return pa.array(np.frombuffer(self.values, dtype="int64"))
-        try:
-            return pa.array(self.values, from_pandas=True)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
-            # Values no one type holds (text and numbers in one field, an int beyond int64):
-            # logged as text rather than losing the part.
-            return pa.array([None if v is None else str(v) for v in self.values], pa.string())
+        return _objects(self.values)
+
+
+def _objects(values: list[Any]) -> Any:
+    """An Arrow array of Python values, typed by pyarrow; values no one type holds (text and
+    numbers in one field, an int beyond int64) as text rather than losing the part."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _fits_int64(value: int) -> bool:
@@ -470,7 +476,7 @@ class _Segment:
         for name, values in self._inputs():
             if name not in columns:
                 columns[name] = values
-        columns["prediction"] = pa.array(self.predictions, from_pandas=True)
+        columns["prediction"] = _objects(self.predictions)
         if self.width is not None:
             proba = np.frombuffer(self.proba, dtype="float64").reshape(rows, self.width)
             names = self.classes if self.classes is not None else range(self.width)
