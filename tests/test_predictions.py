@@ -154,3 +154,13 @@ def test_request_ids_or_predictions_no_one_type_holds_are_written_as_text(tmp_pa
     frame = next(read_prediction_log(tmp_path, "m"))
     assert frame["request_id"].tolist() == ["7", "8"]
     assert frame["prediction"].tolist() == ["0", "one"]
+
+
+def test_one_part_of_versions_typing_a_field_differently_is_not_lost(tmp_path):
+    with PredictionLogWriter(tmp_path, "m", flush_rows=10**6, flush_seconds=60) as log:
+        log.append([{"x": 1}], [0], [[0.5, 0.5]], 1, "a", classes=[0, 1])
+        log.append([{"x": "t"}], [2], [[0.2, 0.3, 0.5]], 2, "b", classes=[0, 1, 2])
+    assert log.errors == 0, log.last_error
+    (frame,) = read_prediction_log(tmp_path, "m")
+    assert frame["x"].tolist() == ["1", "t"] and frame["model_version"].tolist() == [1, 2]
+    assert frame["proba__2"].isna().tolist() == [True, False]
