@@ -142,8 +142,7 @@ def _concat(tables: list[Any]) -> Any:
             index = table.column_names.index(name)
             column = table[name]
             text = (column.cast(pa.string()) if not pa.types.is_nested(column.type)
-                    else pa.array([None if v is None else str(v) for v in column.to_pylist()],
-                                  pa.string()))
+                    else _as_text(column.to_pylist()))
             table = table.set_column(index, name, text)
         as_text.append(table)
     return pa.concat_tables(as_text, promote_options="permissive")
@@ -214,11 +213,11 @@ class PredictionLogWriter:
             import numpy as np
 
             proba = np.asarray(probabilities, dtype="float64").reshape(rows, -1)
+        width = None if proba is None else proba.shape[1]
         with self._lock:
             if self._closed:
                 raise RuntimeError("the prediction log writer is closed")
             segment = self._segments[-1] if self._segments else None
-            width = None if proba is None else proba.shape[1]
             if segment is None or not segment.takes(frame, classes_key, width):
                 segment = _Segment(frame, classes_key, width)
                 self._segments.append(segment)
@@ -390,7 +389,13 @@ def _objects(values: list[Any]) -> Any:
     try:
         return pa.array(values, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+        return _as_text(values)
+
+
+def _as_text(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _fits_int64(value: int) -> bool:
@@ -467,7 +472,7 @@ class _Segment:
         rows = self.rows
         micros = (np.frombuffer(self.stamps, dtype="float64") * 1_000_000).astype("int64")
         columns: dict[str, Any] = {
-            "request_id": _text(self.request_ids),
+            "request_id": _objects(self.request_ids),  # text (_normalised_schema)
             "timestamp": pa.array(micros, pa.timestamp("us", tz="UTC")),
             "model_name": pa.array([model_name] * rows, pa.string()),
             "model_version": pa.array(np.frombuffer(self.versions, dtype="int64")),
@@ -494,15 +499,6 @@ class _Segment:
             return
         for key, column in self.columns.items():
             yield key, column.to_arrow(self.rows)
-
-
-def _text(values: list[Any]) -> Any:
-    import pyarrow as pa
-
-    try:
-        return pa.array(values, pa.string())
-    except (pa.ArrowException, TypeError):  # ids given as numbers: written as text
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _to_table(segments: list[_Segment], model_name: str) -> Any:
